@@ -1,0 +1,421 @@
+package sfu
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Errors returned by sessions.
+var (
+	ErrSessionClosed      = errors.New("session closed")
+	ErrTooManySubscribers = errors.New("session has reached its subscriber limit")
+	ErrNotPublishing      = errors.New("publication is not live")
+)
+
+// EventFunc receives a session's state changes. It runs on the goroutine that made
+// the change, with no sfu lock held, and must not block.
+type EventFunc func(session, typ string, data any)
+
+// Event types passed to EventFunc.
+const (
+	EventPublicationAdded   = "publication.added"   // data: PublicationInfo
+	EventPublicationPaused  = "publication.paused"  // source gone, within grace period
+	EventPublicationResumed = "publication.resumed" // source back
+	EventPublicationRemoved = "publication.removed" // data: PublicationInfo
+	EventSubscribers        = "subscribers"         // data: int, the WebRTC/RTSP subscriber count
+	EventSessionLive        = "session.live"        // the trainer publication went live
+	EventSessionEnded       = "session.ended"       // the trainer publication was removed
+)
+
+// TrainerPublication is the name of the trainer's publication in every session.
+const TrainerPublication = "trainer"
+
+// Session is the live side of one lecture: its publications and their tracks.
+// It is created by a [Registry].
+type Session struct {
+	id       string
+	registry *Registry
+
+	mu          sync.Mutex
+	closed      bool
+	pubs        map[string]*Publication
+	watchers    map[int]func(*Track)
+	nextWatcher int
+	subscribers int
+}
+
+// ID returns the session id.
+func (s *Session) ID() string { return s.id }
+
+// Stats returns the counters shared by every track of the registry.
+func (s *Session) Stats() *Stats { return s.registry.stats }
+
+func (s *Session) emit(typ string, data any) {
+	if fn := s.registry.cfg.OnEvent; fn != nil {
+		fn(s.id, typ, data)
+	}
+}
+
+// Watch calls fn for every track of the session, now and as tracks are added, until
+// cancel is called. fn runs on the goroutine that added the track (for existing
+// tracks, the caller's) without sfu locks held; it must not block.
+func (s *Session) Watch(fn func(*Track)) (cancel func()) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return func() {}
+	}
+	id := s.nextWatcher
+	s.nextWatcher++
+	s.watchers[id] = fn
+	var existing []*Track
+	for _, p := range s.pubs {
+		existing = append(existing, p.tracks...)
+	}
+	s.mu.Unlock()
+	for _, t := range existing {
+		fn(t)
+	}
+	return func() {
+		s.mu.Lock()
+		delete(s.watchers, id)
+		s.mu.Unlock()
+	}
+}
+
+// AddSubscriber counts one consumer (a WHEP classroom, an RTSP reader) against the
+// session's limit. The returned release function is idempotent.
+func (s *Session) AddSubscriber() (release func(), err error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, ErrSessionClosed
+	}
+	if max := s.registry.cfg.MaxSubscribers; max > 0 && s.subscribers >= max {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("%w (%d)", ErrTooManySubscribers, max)
+	}
+	s.subscribers++
+	n := s.subscribers
+	s.mu.Unlock()
+	s.registry.subscribers.Add(1)
+	s.emit(EventSubscribers, n)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			s.subscribers--
+			n := s.subscribers
+			s.mu.Unlock()
+			s.registry.subscribers.Add(-1)
+			s.emit(EventSubscribers, n)
+		})
+	}, nil
+}
+
+// Subscribers returns the current consumer count.
+func (s *Session) Subscribers() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.subscribers
+}
+
+// Publication returns a publication by name.
+func (s *Session) Publication(name string) (*Publication, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.pubs[name]
+	return p, ok
+}
+
+// Publications returns a snapshot of the session's publications, by name.
+func (s *Session) Publications() []PublicationInfo {
+	s.mu.Lock()
+	pubs := make([]*Publication, 0, len(s.pubs))
+	for _, p := range s.pubs {
+		pubs = append(pubs, p)
+	}
+	s.mu.Unlock()
+	infos := make([]PublicationInfo, 0, len(pubs))
+	for _, p := range pubs {
+		infos = append(infos, p.Info())
+	}
+	sort.Slice(infos, func(i, j int) bool { return infos[i].Name < infos[j].Name })
+	return infos
+}
+
+// Live reports whether the trainer publication exists (live or within its grace
+// period).
+func (s *Session) Live() bool {
+	_, ok := s.Publication(TrainerPublication)
+	return ok
+}
+
+// Claim makes the caller the source of the named publication, creating it when
+// needed. If another source holds it (the trainer reconnected from a new
+// connection), that source's onReplaced runs (on this goroutine, must not block)
+// and its lease stops counting. The tracks of the publication stay: the new source
+// continues them.
+func (s *Session) Claim(name string, onReplaced func()) (*Lease, error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, ErrSessionClosed
+	}
+	p, existed := s.pubs[name]
+	if !existed {
+		p = &Publication{name: name, session: s, started: time.Now()}
+		s.pubs[name] = p
+	}
+	var replaced func()
+	p.gen++
+	if p.owner != nil {
+		replaced = p.owner.onReplaced
+	}
+	l := &Lease{pub: p, gen: p.gen, onReplaced: onReplaced}
+	p.owner = l
+	wasPaused := p.paused
+	p.paused = false
+	if p.graceTimer != nil {
+		p.graceTimer.Stop()
+		p.graceTimer = nil
+	}
+	s.mu.Unlock()
+
+	if replaced != nil {
+		replaced()
+	}
+	switch {
+	case !existed:
+		s.emit(EventPublicationAdded, p.Info())
+		if name == TrainerPublication {
+			s.emit(EventSessionLive, nil)
+		}
+	case wasPaused:
+		s.emit(EventPublicationResumed, p.Info())
+	}
+	return l, nil
+}
+
+// removePublication closes p's tracks and forgets it, if it is still the current
+// publication under that name and gen still matches (when checkGen).
+func (s *Session) removePublication(p *Publication, gen uint64, checkGen bool) bool {
+	s.mu.Lock()
+	if s.pubs[p.name] != p || checkGen && p.gen != gen {
+		s.mu.Unlock()
+		return false
+	}
+	delete(s.pubs, p.name)
+	p.owner = nil
+	if p.graceTimer != nil {
+		p.graceTimer.Stop()
+		p.graceTimer = nil
+	}
+	tracks := p.tracks
+	s.mu.Unlock()
+	for _, t := range tracks {
+		t.close()
+	}
+	info := p.Info()
+	info.Tracks = nil
+	s.emit(EventPublicationRemoved, info)
+	if p.name == TrainerPublication {
+		s.emit(EventSessionEnded, nil)
+	}
+	s.registry.log.Info("publication removed", "session", s.id, "publication", p.name)
+	return true
+}
+
+// RemovePublication ends a publication now (e.g. the floor was taken back). Its
+// current source's onReplaced runs so the edge closes the connection.
+func (s *Session) RemovePublication(name string) bool {
+	s.mu.Lock()
+	p, ok := s.pubs[name]
+	var onReplaced func()
+	if ok && p.owner != nil {
+		onReplaced = p.owner.onReplaced
+	}
+	s.mu.Unlock()
+	if !ok {
+		return false
+	}
+	removed := s.removePublication(p, 0, false)
+	if removed && onReplaced != nil {
+		onReplaced()
+	}
+	return removed
+}
+
+func (s *Session) close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	pubs := make([]*Publication, 0, len(s.pubs))
+	for _, p := range s.pubs {
+		pubs = append(pubs, p)
+	}
+	s.mu.Unlock()
+	for _, p := range pubs {
+		s.RemovePublication(p.name)
+	}
+	s.mu.Lock()
+	clear(s.watchers)
+	s.mu.Unlock()
+}
+
+// Publication is what one source (the trainer, a classroom with the floor, a
+// camera) publishes into a session: a named group of tracks.
+type Publication struct {
+	name    string
+	session *Session
+	started time.Time
+
+	// Guarded by session.mu.
+	gen        uint64
+	owner      *Lease
+	paused     bool
+	graceTimer *time.Timer
+	tracks     []*Track
+}
+
+// Name returns the publication's name, e.g. "trainer" or "site-ha-noi".
+func (p *Publication) Name() string { return p.name }
+
+// Tracks returns the publication's tracks.
+func (p *Publication) Tracks() []*Track {
+	p.session.mu.Lock()
+	defer p.session.mu.Unlock()
+	return slices.Clone(p.tracks)
+}
+
+// PublicationInfo is a publication's state for APIs and events.
+type PublicationInfo struct {
+	Name    string      `json:"name"`
+	Paused  bool        `json:"paused"`
+	Started time.Time   `json:"started"`
+	Tracks  []TrackInfo `json:"tracks,omitempty"`
+}
+
+// TrackInfo is a track's state for APIs and events.
+type TrackInfo struct {
+	Name    string `json:"name"`
+	Kind    string `json:"kind"`
+	Codec   string `json:"codec"`
+	Sinks   int    `json:"sinks"`
+	Packets uint64 `json:"packets"`
+	// BrowserPlayable is false for codecs WebRTC peers cannot receive (AAC).
+	BrowserPlayable bool `json:"browser_playable"`
+}
+
+// Info returns the publication's current state.
+func (p *Publication) Info() PublicationInfo {
+	p.session.mu.Lock()
+	info := PublicationInfo{Name: p.name, Paused: p.paused, Started: p.started}
+	tracks := slices.Clone(p.tracks)
+	p.session.mu.Unlock()
+	for _, t := range tracks {
+		info.Tracks = append(info.Tracks, TrackInfo{
+			Name: t.name, Kind: t.kind.String(), Codec: t.codec.MimeType,
+			Sinks: t.Sinks(), Packets: t.Packets(),
+			BrowserPlayable: t.codec.MimeType != MimeAAC,
+		})
+	}
+	return info
+}
+
+// Lease is one source's hold on a publication, from Claim until Release or End.
+type Lease struct {
+	pub        *Publication
+	gen        uint64
+	onReplaced func()
+}
+
+// Publication returns the leased publication.
+func (l *Lease) Publication() *Publication { return l.pub }
+
+// Current reports whether the lease still holds its publication.
+func (l *Lease) Current() bool {
+	s := l.pub.session
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pubs[l.pub.name] == l.pub && l.pub.gen == l.gen
+}
+
+// Track returns the publication's track with the given local name (e.g. "video",
+// "audio", "screen"; the session-wide name is "<publication>/<local>"), creating it
+// if needed, and makes this lease's source feed it. A track that exists with another
+// kind or codec is replaced. requestKeyframe is as for Track.SetSource.
+func (l *Lease) Track(local string, kind Kind, codec Codec, requestKeyframe func()) (*Track, error) {
+	s := l.pub.session
+	name := l.pub.name + "/" + local
+	s.mu.Lock()
+	if s.pubs[l.pub.name] != l.pub || l.pub.gen != l.gen {
+		s.mu.Unlock()
+		return nil, ErrNotPublishing
+	}
+	var old *Track
+	for i, t := range l.pub.tracks {
+		if t.name != name {
+			continue
+		}
+		if t.kind == kind && t.codec.MimeType == codec.MimeType && t.codec.ClockRate == codec.ClockRate {
+			s.mu.Unlock()
+			t.SetSource(requestKeyframe)
+			return t, nil
+		}
+		old = t
+		l.pub.tracks = slices.Delete(l.pub.tracks, i, i+1)
+		break
+	}
+	t := newTrack(name, kind, codec, s.registry.stats, s.registry.cfg.TrackOptions)
+	t.SetSource(requestKeyframe)
+	l.pub.tracks = append(l.pub.tracks, t)
+	watchers := make([]func(*Track), 0, len(s.watchers))
+	for _, fn := range s.watchers {
+		watchers = append(watchers, fn)
+	}
+	s.mu.Unlock()
+	if old != nil {
+		old.close()
+	}
+	for _, fn := range watchers {
+		fn(t)
+	}
+	return t, nil
+}
+
+// Release says the source went away (its connection failed or closed). The
+// publication pauses and is removed after the registry's grace period unless a new
+// source claims it first. Release after replacement is a no-op.
+func (l *Lease) Release() {
+	s := l.pub.session
+	grace := s.registry.cfg.Grace
+	s.mu.Lock()
+	if s.pubs[l.pub.name] != l.pub || l.pub.gen != l.gen || l.pub.paused {
+		s.mu.Unlock()
+		return
+	}
+	l.pub.owner = nil
+	if grace <= 0 {
+		s.mu.Unlock()
+		s.removePublication(l.pub, l.gen, true)
+		return
+	}
+	l.pub.paused = true
+	gen := l.gen
+	pub := l.pub
+	l.pub.graceTimer = time.AfterFunc(grace, func() { s.removePublication(pub, gen, true) })
+	s.mu.Unlock()
+	s.emit(EventPublicationPaused, pub.Info())
+}
+
+// End removes the publication now, if this lease still holds it (the publisher said
+// goodbye: WHIP DELETE).
+func (l *Lease) End() { l.pub.session.removePublication(l.pub, l.gen, true) }
