@@ -5,13 +5,22 @@ import (
 	"sync/atomic"
 )
 
+// Resync says why a queued packet does not follow the previous one.
+type Resync uint8
+
+// Reasons for a discontinuity. A consumer that rewrites sequence numbers calls
+// Rewriter.ResyncSeq for ResyncDrop and Rewriter.Resync for ResyncSwitch before
+// rewriting the packet.
+const (
+	ResyncNone   Resync = iota
+	ResyncDrop          // packets before this one were dropped
+	ResyncSwitch        // the queue moved to another track
+)
+
 // QueueItem is one packet taken from a [Queue].
 type QueueItem struct {
 	Packet *Packet
-	// Resync is set on the first packet after the queue dropped packets or after
-	// the queue switched to another track: a consumer that rewrites sequence numbers
-	// calls Rewriter.ResyncSeq (drops) or Rewriter.Resync (new track) before it.
-	Resync bool
+	Resync Resync
 	// Retransmission is set on packets queued by Retransmit.
 	Retransmission bool
 }
@@ -45,7 +54,7 @@ type Queue struct {
 
 	// Written only on the publisher's goroutine (under the track's lock).
 	waitKeyframe bool
-	resync       bool
+	resync       Resync
 }
 
 // NewQueue returns an empty queue.
@@ -71,11 +80,13 @@ func (q *Queue) WriteRTP(p *Packet) error {
 	p.Retain()
 	select {
 	case q.ch <- QueueItem{Packet: p, Resync: q.resync}:
-		q.resync = false
+		q.resync = ResyncNone
 	default:
 		p.Release()
 		q.drop()
-		q.resync = true
+		if q.resync == ResyncNone {
+			q.resync = ResyncDrop
+		}
 		if q.kind == KindVideo {
 			q.waitKeyframe = true
 			if q.keyReq != nil {
@@ -90,7 +101,7 @@ func (q *Queue) WriteRTP(p *Packet) error {
 // consumer moves to another track). Call it before attaching the queue to the new
 // track.
 func (q *Queue) MarkSwitch() {
-	q.resync = true
+	q.resync = ResyncSwitch
 	q.waitKeyframe = q.kind == KindVideo
 }
 

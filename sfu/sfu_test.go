@@ -329,7 +329,7 @@ func TestQueueDropsVideoUntilKeyframe(t *testing.T) {
 	ctx := context.Background()
 	for _, want := range []uint16{1, 2} {
 		item, _ := q.Next(ctx)
-		if item.Packet.Header.SequenceNumber != want || item.Resync {
+		if item.Packet.Header.SequenceNumber != want || item.Resync != ResyncNone {
 			t.Fatalf("got %d resync=%v, want %d", item.Packet.Header.SequenceNumber, item.Resync, want)
 		}
 		item.Packet.Release()
@@ -337,7 +337,7 @@ func TestQueueDropsVideoUntilKeyframe(t *testing.T) {
 	writeVideo(t, tr, 1, 5, 12000, pFrame, true) // still waiting for a keyframe
 	writeVideo(t, tr, 1, 6, 15000, spsPPS, true)
 	item, _ := q.Next(ctx)
-	if item.Packet.Header.SequenceNumber != 6 || !item.Resync {
+	if item.Packet.Header.SequenceNumber != 6 || item.Resync != ResyncDrop {
 		t.Fatalf("after drop got %d resync=%v, want keyframe 6 with resync", item.Packet.Header.SequenceNumber, item.Resync)
 	}
 	item.Packet.Release()

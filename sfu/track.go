@@ -131,6 +131,9 @@ func (t *Track) Kind() Kind { return t.kind }
 // Codec returns the codec the track carries.
 func (t *Track) Codec() Codec { return t.codec }
 
+// Stats returns the counters the track reports to.
+func (t *Track) Stats() *Stats { return t.stats }
+
 // Packets returns the number of packets written so far.
 func (t *Track) Packets() uint64 { return t.packets.Load() }
 
@@ -156,6 +159,14 @@ func (t *Track) WriteRTP(in *rtp.Packet) error {
 	if len(in.Payload) > MaxPayloadSize {
 		t.stats.PacketsRejected.Add(1)
 		return ErrPacketTooLarge
+	}
+	if len(in.Payload) == 0 {
+		// Padding only (bandwidth probes): not forwarded, and the next packet closes
+		// the gap so consumers do not ask for packets that never existed.
+		t.mu.Lock()
+		t.rewriter.ResyncSeq()
+		t.mu.Unlock()
+		return nil
 	}
 	p := newPacket()
 	now := Nanotime()

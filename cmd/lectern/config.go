@@ -1,0 +1,511 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// config is the server's configuration, read once at start by parseConfig from flags and
+// LECTERN_* environment variables (a flag wins over its variable, which wins over the
+// default). Every field is set by exactly one row of settings(), which also holds its flag,
+// variable, default and meaning; the comments here only say what main does with it.
+type config struct {
+	HTTPAddr       string        // HTTP listen address (REST, WHIP/WHEP, SSE, pages, replays)
+	UDPPort        int           // the one UDP port for all ICE traffic (pion UDP mux)
+	TCPPort        int           // ICE-TCP port; 0 disables ICE-TCP
+	PublicIPs      []string      // NAT 1:1 addresses announced in ICE candidates
+	ICEServers     []string      // stun:/stuns:/turn:/turns: URLs handed to clients
+	TURNUsername   string        // applied to the turn(s): URLs in ICEServers
+	TURNCredential string        // applied to the turn(s): URLs in ICEServers
+	AdminToken     string        // "" = main generates one at start and prints it
+	TokenSecret    string        // "" = main generates one once and persists it in DataDir
+	DataDir        string        // local state: token secret, recording spool, local store
+	CORSOrigins    []string      // allowed browser origins: "*" or scheme://host[:port]; empty = none
+	ReconnectGrace time.Duration // how long a dropped publisher's tracks wait for it to return
+	ICETimeout     time.Duration // a peer not connected by then is closed
+	MaxSubscribers int           // WHEP subscribers per session
+	LogLevel       string        // debug, info, warn or error (lower case)
+	LogFormat      string        // text or json
+	PublicURL      string        // base URL for the banner and invitations, without trailing "/"
+}
+
+// setting is one row of the configuration table: where a value comes from, its default, what
+// it means, and how to parse and check it into a config field. usage() and the README's
+// configuration table are generated from these rows, so adding a setting is adding a row.
+type setting struct {
+	flag    string // flag name without the leading "-"
+	env     string // environment variable, LECTERN_*
+	def     string // default, parsed like a given value; "" for none
+	defHelp string // how the default is shown when def alone does not say it (e.g. "generated")
+	help    string // meaning, one line
+	list    bool   // comma-separated list; a repeated flag adds to it
+	parse   func(c *config, v string) error
+}
+
+// name is how problems with s are reported: "-flag/LECTERN_ENV".
+func (s setting) name() string { return "-" + s.flag + "/" + s.env }
+
+// settings returns the configuration table, in the order usage() shows it.
+func settings() []setting {
+	return []setting{
+		{flag: "http", env: "LECTERN_HTTP", def: ":8080",
+			help:  "HTTP listen address (API, WHIP/WHEP, pages, replays)",
+			parse: stringVal(func(c *config) *string { return &c.HTTPAddr }, checkListenAddr)},
+		{flag: "public-url", env: "LECTERN_PUBLIC_URL", defHelp: "http://localhost:<port of -http>",
+			help:  "base URL that people use to reach this server; shown at start and used in invitations",
+			parse: stringVal(func(c *config) *string { return &c.PublicURL }, checkPublicURL)},
+		{flag: "webrtc-udp-port", env: "LECTERN_WEBRTC_UDP_PORT", def: "8189",
+			help:  "the one UDP port for all WebRTC (ICE) traffic; open it in the firewall",
+			parse: intVal(func(c *config) *int { return &c.UDPPort }, 1, 65535, "a port")},
+		{flag: "webrtc-tcp-port", env: "LECTERN_WEBRTC_TCP_PORT", def: "8189",
+			help:  "TCP port for WebRTC (ICE-TCP) when UDP is blocked; 0 disables it",
+			parse: intVal(func(c *config) *int { return &c.TCPPort }, 0, 65535, "a port")},
+		{flag: "public-ip", env: "LECTERN_PUBLIC_IPS", list: true,
+			help:  "comma-separated public IPv4/IPv6 addresses of this host when it is behind 1:1 NAT",
+			parse: listVal(func(c *config) *[]string { return &c.PublicIPs }, checkPublicIP)},
+		{flag: "ice-server", env: "LECTERN_ICE_SERVERS", list: true,
+			help:  "comma-separated STUN/TURN URLs for clients (stun:host[:port], turn:host[:port][?transport=udp|tcp], stuns:, turns:)",
+			parse: listVal(func(c *config) *[]string { return &c.ICEServers }, checkICEServer)},
+		{flag: "turn-username", env: "LECTERN_TURN_USERNAME",
+			help:  "username for the turn:/turns: URLs of -ice-server",
+			parse: stringVal(func(c *config) *string { return &c.TURNUsername }, nil)},
+		{flag: "turn-credential", env: "LECTERN_TURN_CREDENTIAL",
+			help:  "credential (password) for the turn:/turns: URLs of -ice-server",
+			parse: stringVal(func(c *config) *string { return &c.TURNCredential }, nil)},
+		{flag: "admin-token", env: "LECTERN_ADMIN_TOKEN", defHelp: "generated at start and printed",
+			help:  "token that lets the operator create sessions and mint participant tokens; at least 16 characters",
+			parse: stringVal(func(c *config) *string { return &c.AdminToken }, checkAdminToken)},
+		{flag: "token-secret", env: "LECTERN_TOKEN_SECRET", defHelp: "generated once, kept in the data dir",
+			help:  "secret that signs participant tokens; at least 32 characters; changing it revokes every token",
+			parse: stringVal(func(c *config) *string { return &c.TokenSecret }, checkTokenSecret)},
+		{flag: "data-dir", env: "LECTERN_DATA_DIR", def: "./data",
+			help:  "directory for local state: token secret, recording spool, local recordings",
+			parse: stringVal(func(c *config) *string { return &c.DataDir }, checkNotEmpty)},
+		{flag: "cors-origins", env: "LECTERN_CORS_ORIGINS", def: "*", list: true,
+			help:  `comma-separated browser origins allowed to call the API ("*" or scheme://host[:port]); empty allows none`,
+			parse: listVal(func(c *config) *[]string { return &c.CORSOrigins }, checkOrigin)},
+		{flag: "reconnect-grace", env: "LECTERN_RECONNECT_GRACE", def: "30s",
+			help:  "how long a publisher's tracks wait for it to reconnect before they end (0s-10m)",
+			parse: durationVal(func(c *config) *time.Duration { return &c.ReconnectGrace }, 0, 10*time.Minute)},
+		{flag: "ice-timeout", env: "LECTERN_ICE_TIMEOUT", def: "15s",
+			help:  "a WebRTC peer that has not connected by then is closed (1s-2m)",
+			parse: durationVal(func(c *config) *time.Duration { return &c.ICETimeout }, time.Second, 2*time.Minute)},
+		{flag: "max-subscribers", env: "LECTERN_MAX_SUBSCRIBERS", def: "500",
+			help:  "most WHEP viewers (classrooms, learners) per session (1-10000)",
+			parse: intVal(func(c *config) *int { return &c.MaxSubscribers }, 1, 10000, "a subscriber limit")},
+		{flag: "log-level", env: "LECTERN_LOG_LEVEL", def: "info",
+			help:  "log level: debug, info, warn or error",
+			parse: enumVal(func(c *config) *string { return &c.LogLevel }, "debug", "info", "warn", "error")},
+		{flag: "log-format", env: "LECTERN_LOG_FORMAT", def: "text",
+			help:  "log format: text or json",
+			parse: enumVal(func(c *config) *string { return &c.LogFormat }, "text", "json")},
+	}
+}
+
+// parseConfig reads the configuration from args (without the program name) and getenv
+// (os.Getenv; an empty variable counts as unset). For each setting a given flag wins over
+// its variable, which wins over the default. It reports every problem at once, joined, each
+// naming the flag and the variable.
+//
+// For -h or -help it returns an error matching flag.ErrHelp: print config{}.usage() and exit 0.
+// AdminToken and TokenSecret are left empty when not given; generating them is main's job.
+func parseConfig(args []string, getenv func(string) string) (config, error) {
+	return parseSettings(settings(), args, getenv)
+}
+
+// parseSettings is parseConfig for any table.
+func parseSettings(table []setting, args []string, getenv func(string) string) (config, error) {
+	fs := flag.NewFlagSet("lectern", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	given := make([]*flagText, len(table))
+	for i, s := range table {
+		given[i] = &flagText{list: s.list}
+		fs.Var(given[i], s.flag, s.help+" (env "+s.env+")")
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return config{}, err
+		}
+		return config{}, fmt.Errorf("%w (run with -help to list the settings)", err)
+	}
+	var errs []error
+	if fs.NArg() > 0 {
+		errs = append(errs, fmt.Errorf("unexpected argument %q: settings are flags (-name value) or LECTERN_* environment variables", fs.Arg(0)))
+	}
+	var c config
+	for i, s := range table {
+		v := s.def
+		if e := getenv(s.env); e != "" {
+			v = e
+		}
+		if given[i].set {
+			v = given[i].text
+		}
+		for _, err := range unjoin(s.parse(&c, v)) {
+			errs = append(errs, fmt.Errorf("%s: %w", s.name(), err))
+		}
+	}
+	errs = append(errs, c.check()...)
+	if err := errors.Join(errs...); err != nil {
+		return config{}, err
+	}
+	return c, nil
+}
+
+// unjoin returns the errors joined in err (a list setting reports each bad entry), so that
+// each is reported with the setting's name.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	if err != nil {
+		return []error{err}
+	}
+	return nil
+}
+
+// check validates what involves several settings and fills defaults derived from others.
+// It runs after every row was parsed; a field whose row failed holds its zero value.
+func (c *config) check() []error {
+	var errs []error
+	hasTURN := false
+	for _, u := range c.ICEServers {
+		hasTURN = hasTURN || isTURN(u)
+	}
+	user, cred := settingName("turn-username"), settingName("turn-credential")
+	switch {
+	case hasTURN && c.TURNUsername == "":
+		errs = append(errs, fmt.Errorf("%s: required with a turn: or turns: URL in %s", user, settingName("ice-server")))
+	case !hasTURN && c.TURNUsername != "":
+		errs = append(errs, fmt.Errorf("%s: set but %s has no turn: or turns: URL", user, settingName("ice-server")))
+	}
+	switch {
+	case hasTURN && c.TURNCredential == "":
+		errs = append(errs, fmt.Errorf("%s: required with a turn: or turns: URL in %s", cred, settingName("ice-server")))
+	case !hasTURN && c.TURNCredential != "":
+		errs = append(errs, fmt.Errorf("%s: set but %s has no turn: or turns: URL", cred, settingName("ice-server")))
+	}
+	if c.PublicURL == "" && c.HTTPAddr != "" {
+		c.PublicURL = urlForListenAddr(c.HTTPAddr)
+	}
+	return errs
+}
+
+// settingName returns the "-flag/LECTERN_ENV" name of the setting with the given flag.
+func settingName(flagName string) string {
+	for _, s := range settings() {
+		if s.flag == flagName {
+			return s.name()
+		}
+	}
+	panic("config: no setting -" + flagName)
+}
+
+// usage returns the help text: every setting with its flag, variable, default and meaning.
+func (config) usage() string {
+	var b strings.Builder
+	b.WriteString("Usage: lectern [-flag value ...]\n\n" +
+		"Every setting is a flag or an environment variable; a flag wins over its variable.\n\n")
+	w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "FLAG\tENVIRONMENT\tDEFAULT\tMEANING")
+	for _, r := range helpRows() {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", r.flag, r.env, r.def, r.help)
+	}
+	w.Flush()
+	return b.String()
+}
+
+// helpRow is one setting as documentation shows it (usage, the README's table).
+type helpRow struct{ flag, env, def, help string }
+
+// helpRows returns the documentation of every setting, in table order.
+func helpRows() []helpRow {
+	table := settings()
+	rows := make([]helpRow, 0, len(table))
+	for _, s := range table {
+		def := s.defHelp
+		switch {
+		case def != "":
+		case s.def != "":
+			def = s.def
+		default:
+			def = "(none)"
+		}
+		rows = append(rows, helpRow{flag: "-" + s.flag, env: s.env, def: def, help: s.help})
+	}
+	return rows
+}
+
+// flagText records a flag's text as given and leaves parsing to its setting, so that a bad
+// flag value is reported together with every other problem rather than ending the parse.
+type flagText struct {
+	text string
+	set  bool
+	list bool // a repeated flag appends to the comma-separated list
+}
+
+func (f *flagText) String() string {
+	if f == nil {
+		return ""
+	}
+	return f.text
+}
+
+func (f *flagText) Set(s string) error {
+	if f.list && f.set {
+		s = f.text + "," + s
+	}
+	f.text, f.set = s, true
+	return nil
+}
+
+// stringVal parses a string setting, checked by check when it is not nil.
+func stringVal(field func(*config) *string, check func(string) (string, error)) func(*config, string) error {
+	return func(c *config, v string) error {
+		if check != nil {
+			var err error
+			if v, err = check(v); err != nil {
+				return err
+			}
+		}
+		*field(c) = v
+		return nil
+	}
+}
+
+// intVal parses a decimal integer in min..max; what names it in errors ("a port").
+func intVal(field func(*config) *int, lo, hi int, what string) func(*config, string) error {
+	return func(c *config, v string) error {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil {
+			return fmt.Errorf("%q is not a number", v)
+		}
+		if n < lo || n > hi {
+			return fmt.Errorf("%d is not %s (%d-%d)", n, what, lo, hi)
+		}
+		*field(c) = n
+		return nil
+	}
+}
+
+// durationVal parses a Go duration ("30s", "2m") in lo..hi.
+func durationVal(field func(*config) *time.Duration, lo, hi time.Duration) func(*config, string) error {
+	return func(c *config, v string) error {
+		d, err := time.ParseDuration(strings.TrimSpace(v))
+		if err != nil {
+			return fmt.Errorf("%q is not a duration (e.g. 30s, 2m)", v)
+		}
+		if d < lo || d > hi {
+			return fmt.Errorf("%v is out of range (%v-%v)", d, lo, hi)
+		}
+		*field(c) = d
+		return nil
+	}
+}
+
+// enumVal parses one of allowed, ignoring case and surrounding space.
+func enumVal(field func(*config) *string, allowed ...string) func(*config, string) error {
+	return func(c *config, v string) error {
+		v = strings.ToLower(strings.TrimSpace(v))
+		for _, a := range allowed {
+			if v == a {
+				*field(c) = v
+				return nil
+			}
+		}
+		return fmt.Errorf("%q is not one of %s", v, strings.Join(allowed, ", "))
+	}
+}
+
+// listVal parses a comma-separated list: entries are trimmed, empty ones dropped, and each
+// is checked; every bad entry is reported.
+func listVal(field func(*config) *[]string, check func(string) error) func(*config, string) error {
+	return func(c *config, v string) error {
+		var list []string
+		var errs []error
+		for e := range strings.SplitSeq(v, ",") {
+			if e = strings.TrimSpace(e); e == "" {
+				continue
+			}
+			if err := check(e); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			list = append(list, e)
+		}
+		if len(list) > 1 && slices.Contains(list, "*") {
+			errs = append(errs, errors.New(`"*" cannot be combined with other entries`))
+		}
+		*field(c) = list
+		return errors.Join(errs...)
+	}
+}
+
+func checkNotEmpty(v string) (string, error) {
+	if strings.TrimSpace(v) == "" {
+		return "", errors.New("must not be empty")
+	}
+	return v, nil
+}
+
+// checkListenAddr accepts host:port or :port with a numeric port (0 lets the kernel choose).
+func checkListenAddr(v string) (string, error) {
+	_, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return "", fmt.Errorf("%q is not a listen address (host:port or :port): %w", v, err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return "", fmt.Errorf("%q: port %q is not a number in 0-65535", v, port)
+	}
+	return v, nil
+}
+
+// checkPublicURL accepts an http(s) URL with an optional path prefix, and drops a trailing
+// "/" so that callers can append "/room/{id}".
+func checkPublicURL(v string) (string, error) {
+	if v == "" {
+		return "", nil // derived from -http in config.check
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("%q is not an http:// or https:// URL with a host", v)
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return "", fmt.Errorf("%q must not contain a user, query or fragment", v)
+	}
+	return strings.TrimRight(v, "/"), nil
+}
+
+// urlForListenAddr derives a base URL from a valid listen address: a wildcard host becomes
+// localhost, and port 80 is left out.
+func urlForListenAddr(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return ""
+	}
+	if ip, err := netip.ParseAddr(host); host == "" || (err == nil && ip.IsUnspecified()) {
+		host = "localhost"
+	}
+	if port == "80" {
+		if strings.Contains(host, ":") {
+			return "http://[" + host + "]"
+		}
+		return "http://" + host
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+func checkAdminToken(v string) (string, error) {
+	if v == "" {
+		return "", nil // generated by main
+	}
+	if len(v) < 16 {
+		return "", fmt.Errorf("is %d characters, need at least 16", len(v))
+	}
+	if strings.ContainsFunc(v, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return "", errors.New("must not contain spaces or control characters (it is sent in an HTTP header)")
+	}
+	return v, nil
+}
+
+func checkTokenSecret(v string) (string, error) {
+	if v != "" && len(v) < 32 {
+		return "", fmt.Errorf("is %d characters, need at least 32", len(v))
+	}
+	return v, nil
+}
+
+// checkPublicIP accepts an IPv4 or IPv6 address that can be announced to peers.
+func checkPublicIP(v string) error {
+	ip, err := netip.ParseAddr(v)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%q is not an IP address", v)
+	case ip.Zone() != "":
+		return fmt.Errorf("%q has a zone; a public address has none", v)
+	case ip.IsUnspecified() || ip.IsMulticast():
+		return fmt.Errorf("%q cannot be announced to peers", v)
+	}
+	return nil
+}
+
+// checkOrigin accepts "*" or a browser origin, scheme://host[:port] (RFC 6454).
+func checkOrigin(v string) error {
+	if v == "*" {
+		return nil
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf(`%q is not an origin ("*" or http(s)://host[:port])`, v)
+	}
+	if u.Path != "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("%q is not an origin: it has a path, user, query or fragment (browsers send scheme://host[:port] only)", v)
+	}
+	return nil
+}
+
+// isTURN reports whether an ICE server URL is a TURN one.
+func isTURN(u string) bool {
+	scheme, _, _ := strings.Cut(u, ":")
+	scheme = strings.ToLower(scheme)
+	return scheme == "turn" || scheme == "turns"
+}
+
+// checkICEServer accepts a STUN (RFC 7064) or TURN (RFC 7065) URL:
+// stun[s]:host[:port] or turn[s]:host[:port][?transport=udp|tcp].
+func checkICEServer(v string) error {
+	scheme, rest, ok := strings.Cut(v, ":")
+	switch strings.ToLower(scheme) {
+	case "stun", "stuns", "turn", "turns":
+	default:
+		return fmt.Errorf("%q is not a stun:, stuns:, turn: or turns: URL", v)
+	}
+	if !ok || strings.HasPrefix(rest, "//") {
+		return fmt.Errorf("%q: write %s:host[:port], without //", v, scheme)
+	}
+	hostport, query, hasQuery := strings.Cut(rest, "?")
+	if hasQuery && (!isTURN(v) || (query != "transport=udp" && query != "transport=tcp")) {
+		return fmt.Errorf("%q: only turn: and turns: URLs take a query, and only transport=udp or transport=tcp", v)
+	}
+	if err := checkHostPort(hostport); err != nil {
+		return fmt.Errorf("%q: %w", v, err)
+	}
+	return nil
+}
+
+// checkHostPort accepts host, host:port, [ipv6] and [ipv6]:port with a port in 1-65535.
+func checkHostPort(hp string) error {
+	host, port := hp, ""
+	if h, p, err := net.SplitHostPort(hp); err == nil {
+		host, port = h, p
+	} else if strings.HasPrefix(hp, "[") && strings.HasSuffix(hp, "]") {
+		host = hp[1 : len(hp)-1]
+	}
+	if port != "" {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("port %q is not in 1-65535", port)
+		}
+	}
+	bracketed := strings.HasPrefix(hp, "[")
+	if ip, err := netip.ParseAddr(host); err == nil && ip.Zone() == "" {
+		if ip.Is6() != bracketed {
+			return fmt.Errorf("%q: an IPv6 address, and only one, goes in brackets ([2001:db8::1]:3478)", hp)
+		}
+		return nil
+	}
+	if bracketed || host == "" || strings.Trim(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") != "" {
+		return fmt.Errorf("host %q is not a host name or IP address", host)
+	}
+	return nil
+}

@@ -1,0 +1,113 @@
+package clip
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+)
+
+// errNoStartCode is returned when an Annex-B stream does not begin with a start code.
+var errNoStartCode = errors.New("clip: H.264 stream does not start with an Annex-B start code")
+
+var startCode = []byte{0, 0, 1}
+
+// splitAnnexB splits an Annex-B byte stream (ITU-T H.264 Annex B) into NAL
+// units without start codes. The returned slices alias buf. Zero bytes
+// before a start code (the 4-byte start code form and trailing_zero_8bits)
+// are not part of the preceding NAL unit.
+func splitAnnexB(buf []byte) ([][]byte, error) {
+	first := bytes.Index(buf, startCode)
+	if first < 0 || len(bytes.Trim(buf[:first], "\x00")) != 0 {
+		return nil, errNoStartCode
+	}
+	var nalus [][]byte
+	pos := first + len(startCode)
+	for pos <= len(buf) {
+		next := bytes.Index(buf[pos:], startCode)
+		end := len(buf)
+		if next >= 0 {
+			end = pos + next
+		}
+		nalu := bytes.TrimRight(buf[pos:end], "\x00")
+		if len(nalu) > 0 {
+			nalus = append(nalus, nalu)
+		}
+		if next < 0 {
+			break
+		}
+		pos = end + len(startCode)
+	}
+	return nalus, nil
+}
+
+// isVCL reports whether t is a coded slice of a primary picture.
+func isVCL(t h264.NALUType) bool {
+	return t >= h264.NALUTypeNonIDR && t <= h264.NALUTypeIDR
+}
+
+// startsNewAU reports whether nalu begins a new access unit when the current
+// access unit already holds a slice (ITU-T H.264 §7.4.1.2.3): an AUD, SEI,
+// SPS, PPS or types 14–18, or a slice with first_mb_in_slice == 0.
+func startsNewAU(nalu []byte) bool {
+	t := naluType(nalu)
+	switch {
+	case t == h264.NALUTypeAccessUnitDelimiter, t == h264.NALUTypeSEI,
+		t == h264.NALUTypeSPS, t == h264.NALUTypePPS:
+		return true
+	case t >= h264.NALUTypePrefix && t <= h264.NALUTypeReserved18:
+		return true
+	case isVCL(t):
+		// first_mb_in_slice is ue(v); its value is 0 exactly when the first
+		// bit after the NAL header is 1.
+		return len(nalu) > 1 && nalu[1]&0x80 != 0
+	}
+	return false
+}
+
+// groupAccessUnits groups NAL units in decoding order into access units and
+// stamps them with PTS i/fps. NAL units before the first slice are kept with
+// the first picture.
+func groupAccessUnits(nalus [][]byte, fps int) []AccessUnit {
+	var aus []AccessUnit
+	var cur [][]byte
+	haveSlice := false
+	flush := func() {
+		if !haveSlice {
+			return
+		}
+		i := len(aus)
+		aus = append(aus, AccessUnit{
+			NALUs:    cur,
+			PTS:      time.Duration(i) * time.Second / time.Duration(fps),
+			Keyframe: hasIDR(cur),
+		})
+		cur, haveSlice = nil, false
+	}
+	for _, n := range nalus {
+		if haveSlice && startsNewAU(n) {
+			flush()
+		}
+		cur = append(cur, n)
+		if isVCL(naluType(n)) {
+			haveSlice = true
+		}
+	}
+	flush()
+	return aus
+}
+
+// parseH264 parses an Annex-B stream into access units at fps frames per second.
+func parseH264(buf []byte, fps int) ([]AccessUnit, error) {
+	nalus, err := splitAnnexB(buf)
+	if err != nil {
+		return nil, err
+	}
+	aus := groupAccessUnits(nalus, fps)
+	if len(aus) == 0 {
+		return nil, fmt.Errorf("clip: H.264 stream holds %d NAL units but no slice", len(nalus))
+	}
+	return aus, nil
+}

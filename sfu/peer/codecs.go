@@ -1,0 +1,169 @@
+package peer
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+
+	"lectern/sfu"
+)
+
+// h264Profiles are the profile-level-ids registered for H.264, packetization-mode 1:
+// constrained baseline and baseline (browsers), main and high (OBS, encoders). Pion
+// matches them by profile, not level.
+var h264Profiles = []string{"42e01f", "42001f", "4d001f", "640c1f"}
+
+func registerCodecs(m *webrtc.MediaEngine) error {
+	videoFB := []webrtc.RTCPFeedback{
+		{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"},
+		{Type: webrtc.TypeRTCPFBTransportCC},
+	}
+	for i, profile := range h264Profiles {
+		err := m.RegisterCodec(webrtc.RTPCodecParameters{
+			RTPCodecCapability: webrtc.RTPCodecCapability{
+				MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+				SDPFmtpLine:  "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=" + profile,
+				RTCPFeedback: videoFB,
+			},
+			PayloadType: webrtc.PayloadType(102 + 2*i),
+		}, webrtc.RTPCodecTypeVideo)
+		if err != nil {
+			return fmt.Errorf("register H.264 %s: %w", profile, err)
+		}
+	}
+	err := m.RegisterCodec(webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2,
+			SDPFmtpLine:  "minptime=10;useinbandfec=1",
+			RTCPFeedback: []webrtc.RTCPFeedback{{Type: webrtc.TypeRTCPFBTransportCC}},
+		},
+		PayloadType: 111,
+	}, webrtc.RTPCodecTypeAudio)
+	if err != nil {
+		return fmt.Errorf("register Opus: %w", err)
+	}
+	return nil
+}
+
+// maxMediaSections bounds the m-lines of an offer we look at.
+const maxMediaSections = 8
+
+// offerSection is one m-line of an offer, as far as the edge cares.
+type offerSection struct {
+	mid  string
+	kind sfu.Kind
+}
+
+// parseOffer checks an SDP offer before pion sees it: it must parse, carry at least
+// one audio or video section, and every audio section must offer Opus and every video
+// section H.264 in packetization-mode 1. The error names what was offered.
+func parseOffer(offer string) ([]offerSection, error) {
+	var desc sdp.SessionDescription
+	if err := desc.UnmarshalString(offer); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadOffer, err)
+	}
+	if len(desc.MediaDescriptions) > maxMediaSections {
+		return nil, fmt.Errorf("%w: %d media sections, at most %d", ErrBadOffer, len(desc.MediaDescriptions), maxMediaSections)
+	}
+	var sections []offerSection
+	for i, md := range desc.MediaDescriptions {
+		var kind sfu.Kind
+		switch md.MediaName.Media {
+		case "audio":
+			kind = sfu.KindAudio
+		case "video":
+			kind = sfu.KindVideo
+		default:
+			continue
+		}
+		if md.MediaName.Port.Value == 0 {
+			continue // rejected section
+		}
+		mid, _ := md.Attribute("mid")
+		if mid == "" {
+			return nil, fmt.Errorf("%w: media section %d has no a=mid (BUNDLE is required)", ErrBadOffer, i)
+		}
+		if offered, ok := sectionCodecOK(md, kind); !ok {
+			return nil, fmt.Errorf("%w; the offer's %s section %q offers %s", ErrUnsupportedCodec, kind, mid, strings.Join(offered, ", "))
+		}
+		sections = append(sections, offerSection{mid: mid, kind: kind})
+	}
+	if len(sections) == 0 {
+		return nil, fmt.Errorf("%w: no audio or video section", ErrBadOffer)
+	}
+	return sections, nil
+}
+
+// sectionCodecOK reports whether md offers the codec Lectern forwards for kind, and
+// lists what it offers otherwise.
+func sectionCodecOK(md *sdp.MediaDescription, kind sfu.Kind) ([]string, bool) {
+	rtpmaps := map[string]string{} // payload type -> "H264/90000"
+	fmtps := map[string]string{}
+	for _, a := range md.Attributes {
+		pt, rest, ok := strings.Cut(a.Value, " ")
+		if !ok {
+			continue
+		}
+		switch a.Key {
+		case "rtpmap":
+			rtpmaps[pt] = rest
+		case "fmtp":
+			fmtps[pt] = rest
+		}
+	}
+	var offered []string
+	for _, pt := range md.MediaName.Formats {
+		name, _, _ := strings.Cut(rtpmaps[pt], "/")
+		switch {
+		case kind == sfu.KindAudio && strings.EqualFold(name, "opus"):
+			return nil, true
+		case kind == sfu.KindVideo && strings.EqualFold(name, "H264") && packetizationMode1(fmtps[pt]):
+			return nil, true
+		}
+		if name != "" && !strings.EqualFold(name, "rtx") && !strings.EqualFold(name, "red") &&
+			!strings.EqualFold(name, "ulpfec") && !strings.EqualFold(name, "flexfec-03") && !strings.EqualFold(name, "CN") &&
+			!strings.EqualFold(name, "telephone-event") && !contains(offered, name) {
+			offered = append(offered, name)
+		}
+	}
+	if len(offered) == 0 {
+		offered = []string{"nothing usable"}
+	}
+	return offered, false
+}
+
+func packetizationMode1(fmtp string) bool {
+	for _, p := range strings.Split(fmtp, ";") {
+		k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
+		if strings.EqualFold(k, "packetization-mode") {
+			return v == "1"
+		}
+	}
+	return false
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if strings.EqualFold(x, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// sfuCodec converts a negotiated pion codec.
+func sfuCodec(c webrtc.RTPCodecParameters) sfu.Codec {
+	return sfu.Codec{MimeType: canonicalMime(c.MimeType), ClockRate: c.ClockRate, Channels: c.Channels, Fmtp: c.SDPFmtpLine}
+}
+
+func canonicalMime(m string) string {
+	switch {
+	case strings.EqualFold(m, webrtc.MimeTypeH264):
+		return sfu.MimeH264
+	case strings.EqualFold(m, webrtc.MimeTypeOpus):
+		return sfu.MimeOpus
+	}
+	return m
+}

@@ -1,0 +1,239 @@
+package peer
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/interceptor/pkg/report"
+	"github.com/pion/interceptor/pkg/twcc"
+	"github.com/pion/webrtc/v4"
+)
+
+// Config configures an [Edge].
+type Config struct {
+	// UDPAddr is the one UDP address every ICE connection uses (through pion's UDP
+	// mux), e.g. ":8189"; port 0 lets the kernel choose. Default ":8189".
+	UDPAddr string
+	// TCPAddr is the ICE-TCP listen address, for classrooms whose network blocks UDP;
+	// empty disables ICE-TCP.
+	TCPAddr string
+	// PublicIPs replace the host candidates' addresses (NAT 1:1), e.g. the public IP
+	// of a cloud VM.
+	PublicIPs []string
+	// ICETimeout closes a connection that has not connected by then. Default 15 s.
+	ICETimeout time.Duration
+	// ICEServers are handed to clients (WHIP/WHEP Link headers); the edge itself needs
+	// none.
+	ICEServers []webrtc.ICEServer
+	// QueueSize is each downtrack's packet queue length; default 512.
+	QueueSize int
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Edge owns the WebRTC side: the shared API and sockets, and every WHIP/WHEP
+// resource. Close stops it all.
+type Edge struct {
+	cfg    Config
+	log    *slog.Logger
+	api    *webrtc.API
+	udp    net.PacketConn
+	udpMux ice.UDPMux
+	tcp    net.Listener
+	tcpMux ice.TCPMux
+
+	mu        sync.Mutex
+	closed    bool
+	resources map[string]*Resource
+	wg        sync.WaitGroup
+}
+
+// New opens the edge's sockets and builds its webrtc.API.
+func New(cfg Config) (*Edge, error) {
+	if cfg.UDPAddr == "" {
+		cfg.UDPAddr = ":8189"
+	}
+	if cfg.ICETimeout <= 0 {
+		cfg.ICETimeout = 15 * time.Second
+	}
+	if cfg.QueueSize <= 0 {
+		cfg.QueueSize = 512
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	e := &Edge{cfg: cfg, log: cfg.Logger.With("component", "webrtc"), resources: map[string]*Resource{}}
+
+	udp, err := net.ListenPacket("udp", cfg.UDPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("webrtc udp listen %s: %w", cfg.UDPAddr, err)
+	}
+	e.udp = udp
+	e.udpMux = webrtc.NewICEUDPMux(nil, udp)
+
+	se := webrtc.SettingEngine{}
+	se.SetICEUDPMux(e.udpMux)
+	se.SetICETimeouts(5*time.Second, 10*time.Second, 2*time.Second)
+	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
+	if cfg.TCPAddr != "" {
+		tcp, err := net.Listen("tcp", cfg.TCPAddr)
+		if err != nil {
+			_ = udp.Close()
+			return nil, fmt.Errorf("webrtc ice-tcp listen %s: %w", cfg.TCPAddr, err)
+		}
+		e.tcp = tcp
+		e.tcpMux = webrtc.NewICETCPMux(nil, tcp, 64)
+		se.SetICETCPMux(e.tcpMux)
+		networks = append(networks, webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6)
+	}
+	se.SetNetworkTypes(networks)
+	if ip := udp.LocalAddr().(*net.UDPAddr).IP; ip.IsLoopback() {
+		se.SetIncludeLoopbackCandidate(true)
+	}
+	if len(cfg.PublicIPs) > 0 {
+		se.SetNAT1To1IPs(cfg.PublicIPs, webrtc.ICECandidateTypeHost)
+	}
+	se.SetReceiveMTU(1500)
+
+	m := &webrtc.MediaEngine{}
+	if err := registerCodecs(m); err != nil {
+		e.closeSockets()
+		return nil, err
+	}
+	ir, err := interceptors(m)
+	if err != nil {
+		e.closeSockets()
+		return nil, err
+	}
+	e.api = webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(ir))
+	return e, nil
+}
+
+// interceptors returns what both directions need: NACK generation and receiver
+// reports towards publishers, TWCC feedback so browsers' congestion control can raise
+// the trainer's bitrate, sender reports towards subscribers. There is deliberately no
+// NACK responder: it would keep a retransmission buffer per subscriber stream, where
+// the track's shared cache answers NACKs for all of them.
+func interceptors(m *webrtc.MediaEngine) (*interceptor.Registry, error) {
+	ir := &interceptor.Registry{}
+	gen, err := nack.NewGeneratorInterceptor()
+	if err != nil {
+		return nil, fmt.Errorf("nack generator: %w", err)
+	}
+	ir.Add(gen)
+	recv, err := report.NewReceiverInterceptor()
+	if err != nil {
+		return nil, fmt.Errorf("receiver reports: %w", err)
+	}
+	ir.Add(recv)
+	send, err := report.NewSenderInterceptor()
+	if err != nil {
+		return nil, fmt.Errorf("sender reports: %w", err)
+	}
+	ir.Add(send)
+	if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"}, webrtc.RTPCodecTypeVideo); err != nil {
+		return nil, fmt.Errorf("twcc extension: %w", err)
+	}
+	if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"}, webrtc.RTPCodecTypeAudio); err != nil {
+		return nil, fmt.Errorf("twcc extension: %w", err)
+	}
+	tw, err := twcc.NewSenderInterceptor()
+	if err != nil {
+		return nil, fmt.Errorf("twcc feedback: %w", err)
+	}
+	ir.Add(tw)
+	return ir, nil
+}
+
+// UDPAddr returns the address of the ICE UDP socket.
+func (e *Edge) UDPAddr() net.Addr { return e.udp.LocalAddr() }
+
+// TCPAddr returns the ICE-TCP listen address, or nil when disabled.
+func (e *Edge) TCPAddr() net.Addr {
+	if e.tcp == nil {
+		return nil
+	}
+	return e.tcp.Addr()
+}
+
+// ICEServers returns the servers to advertise to clients.
+func (e *Edge) ICEServers() []webrtc.ICEServer { return e.cfg.ICEServers }
+
+// Resource returns a live WHIP/WHEP resource by id.
+func (e *Edge) Resource(id string) (*Resource, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r, ok := e.resources[id]
+	return r, ok
+}
+
+// Resources returns the number of live resources.
+func (e *Edge) Resources() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.resources)
+}
+
+func (e *Edge) add(r *Resource) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return ErrClosed
+	}
+	e.resources[r.id] = r
+	e.wg.Add(1)
+	return nil
+}
+
+func (e *Edge) forget(r *Resource) {
+	e.mu.Lock()
+	delete(e.resources, r.id)
+	e.mu.Unlock()
+}
+
+// Close closes every connection and the sockets, and waits for every goroutine the
+// edge started.
+func (e *Edge) Close() error {
+	e.mu.Lock()
+	e.closed = true
+	list := make([]*Resource, 0, len(e.resources))
+	for _, r := range e.resources {
+		list = append(list, r)
+	}
+	e.mu.Unlock()
+	for _, r := range list {
+		r.Close()
+	}
+	e.wg.Wait()
+	e.closeSockets()
+	return nil
+}
+
+func (e *Edge) closeSockets() {
+	if e.udpMux != nil {
+		_ = e.udpMux.Close()
+	}
+	if e.udp != nil {
+		_ = e.udp.Close()
+	}
+	if e.tcpMux != nil {
+		_ = e.tcpMux.Close()
+	}
+	if e.tcp != nil {
+		_ = e.tcp.Close()
+	}
+}
+
+func randomID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

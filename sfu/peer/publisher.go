@@ -1,0 +1,188 @@
+package peer
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+
+	"lectern/sfu"
+)
+
+// Track local names a publisher's media sections map to, in offer order: the first
+// video section is the camera, the second the screen share (slides); one audio.
+const (
+	LocalVideo  = "video"
+	LocalScreen = "screen"
+	LocalAudio  = "audio"
+)
+
+// publisherNames maps an offer's media sections to local track names.
+func publisherNames(sections []offerSection) (map[string]string, error) {
+	names := map[string]string{}
+	videos, audios := 0, 0
+	for _, s := range sections {
+		switch s.kind {
+		case sfu.KindVideo:
+			if videos == 2 {
+				return nil, fmt.Errorf("%w: a publisher sends at most two video streams (camera, then screen share)", ErrBadOffer)
+			}
+			names[s.mid] = []string{LocalVideo, LocalScreen}[videos]
+			videos++
+		case sfu.KindAudio:
+			if audios == 1 {
+				return nil, fmt.Errorf("%w: a publisher sends at most one audio stream", ErrBadOffer)
+			}
+			names[s.mid] = LocalAudio
+			audios++
+		}
+	}
+	return names, nil
+}
+
+// Publish answers a WHIP offer: once connected, the connection is the source of the
+// named publication of sess (replacing a previous source, which is closed). It
+// returns the resource and the SDP answer.
+func (e *Edge) Publish(sess *sfu.Session, publication, offer string) (*Resource, string, error) {
+	sections, err := parseOffer(offer)
+	if err != nil {
+		return nil, "", err
+	}
+	names, err := publisherNames(sections)
+	if err != nil {
+		return nil, "", err
+	}
+	pc, err := e.api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, "", fmt.Errorf("new peer connection: %w", err)
+	}
+	r := e.newResource(KindWHIP, sess.ID(), pc, offer)
+	r.log = r.log.With("publication", publication)
+	p := &publisher{r: r, names: names, plis: make(chan uint32, 8), leaseReady: make(chan struct{})}
+	pc.OnTrack(p.onTrack)
+
+	ans, err := answer(pc, offer)
+	if err != nil {
+		_ = pc.Close()
+		return nil, "", err
+	}
+	lease, err := sess.Claim(publication, r.cancel)
+	if err != nil {
+		_ = pc.Close()
+		return nil, "", fmt.Errorf("claim publication %q: %w", publication, err)
+	}
+	p.lease = lease
+	close(p.leaseReady)
+	r.addCloseHook(func() {
+		if r.deleted.Load() {
+			lease.End()
+		} else {
+			lease.Release()
+		}
+	})
+	if err := r.start(); err != nil {
+		_ = pc.Close()
+		lease.End()
+		return nil, "", err
+	}
+	r.goFn(p.sendKeyframeRequests)
+	r.log.Info("publishing", "sections", len(sections))
+	return r, ans, nil
+}
+
+// publisher is the WHIP side of a resource.
+type publisher struct {
+	r          *Resource
+	names      map[string]string // mid -> local track name
+	plis       chan uint32       // SSRCs that need a keyframe
+	lease      *sfu.Lease
+	leaseReady chan struct{}
+}
+
+// onTrack runs on a pion goroutine for each incoming stream.
+func (p *publisher) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
+	select {
+	case <-p.leaseReady:
+	case <-p.r.ctx.Done():
+		return
+	}
+	mid := ""
+	for _, tr := range p.r.pc.GetTransceivers() {
+		if tr.Receiver() == receiver {
+			mid = tr.Mid()
+		}
+	}
+	local, ok := p.names[mid]
+	if !ok {
+		p.r.log.Warn("stream for an unknown media section", "mid", mid)
+		return
+	}
+	kind := sfu.KindVideo
+	if remote.Kind() == webrtc.RTPCodecTypeAudio {
+		kind = sfu.KindAudio
+	}
+	ssrc := uint32(remote.SSRC())
+	track, err := p.lease.Track(local, kind, sfuCodec(remote.Codec()), func() {
+		select {
+		case p.plis <- ssrc:
+		default: // one is pending already
+		}
+	})
+	if err != nil {
+		p.r.log.Info("publication taken over; not forwarding", "track", local, "err", err)
+		p.r.cancel()
+		return
+	}
+	p.r.log.Info("track started", "track", track.Name(), "codec", remote.Codec().MimeType, "ssrc", ssrc)
+	p.r.goFn(func() { p.forward(remote, track) })
+	p.r.goFn(func() { drainRTCP(receiver) })
+}
+
+// forward copies the remote stream into the track until the connection ends. It
+// reuses one buffer and one packet: no allocation per packet.
+func (p *publisher) forward(remote *webrtc.TrackRemote, track *sfu.Track) {
+	buf := make([]byte, 1500)
+	var pkt rtp.Packet
+	for {
+		n, _, err := remote.Read(buf)
+		if err != nil {
+			return
+		}
+		if err := pkt.Unmarshal(buf[:n]); err != nil {
+			track.Stats().PacketsRejected.Add(1)
+			continue
+		}
+		if err := track.WriteRTP(&pkt); errors.Is(err, sfu.ErrTrackClosed) {
+			p.r.cancel() // the publication was removed (e.g. the floor was taken back)
+			return
+		}
+	}
+}
+
+// sendKeyframeRequests turns the tracks' (already coalesced) keyframe requests into
+// PLIs, off the consumers' goroutines.
+func (p *publisher) sendKeyframeRequests() {
+	for {
+		select {
+		case ssrc := <-p.plis:
+			if err := p.r.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}}); err != nil {
+				p.r.log.Debug("send PLI", "err", err)
+			}
+		case <-p.r.ctx.Done():
+			return
+		}
+	}
+}
+
+// drainRTCP reads a receiver's incoming RTCP (sender reports) so the interceptors see
+// it; pion requires someone to read it.
+func drainRTCP(receiver *webrtc.RTPReceiver) {
+	buf := make([]byte, 1500)
+	for {
+		if _, _, err := receiver.Read(buf); err != nil {
+			return
+		}
+	}
+}

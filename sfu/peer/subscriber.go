@@ -1,0 +1,98 @@
+package peer
+
+import (
+	"fmt"
+
+	"github.com/pion/webrtc/v4"
+
+	"lectern/sfu"
+)
+
+// Layout says which session tracks a subscriber's media sections carry, in offer
+// order per kind: Video[0] goes to the first video section (the main picture),
+// Video[1] to the second, and so on. Sections beyond the lists are answered inactive.
+type Layout struct {
+	Video []string
+	Audio []string
+}
+
+// Subscribe answers a WHEP offer with a connection that plays the tracks of sess
+// named by layout, now and whenever they (re)appear. It counts against the session's
+// subscriber limit. It returns the resource and the SDP answer.
+func (e *Edge) Subscribe(sess *sfu.Session, layout Layout, offer string) (*Resource, string, error) {
+	sections, err := parseOffer(offer)
+	if err != nil {
+		return nil, "", err
+	}
+	release, err := sess.AddSubscriber()
+	if err != nil {
+		return nil, "", err
+	}
+	pc, err := e.api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		release()
+		return nil, "", fmt.Errorf("new peer connection: %w", err)
+	}
+	r := e.newResource(KindWHEP, sess.ID(), pc, offer)
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		_ = pc.Close()
+		release()
+		return nil, "", fmt.Errorf("%w: %v", ErrBadOffer, err)
+	}
+
+	var downs []*downTrack
+	nv, na := 0, 0
+	for _, s := range sections {
+		var want string
+		switch {
+		case s.kind == sfu.KindVideo && nv < len(layout.Video):
+			want = layout.Video[nv]
+			nv++
+		case s.kind == sfu.KindAudio && na < len(layout.Audio):
+			want = layout.Audio[na]
+			na++
+		default:
+			continue
+		}
+		dt := newDownTrack(r, s.kind, want, e.cfg.QueueSize, sess.Stats())
+		sender, err := pc.AddTrack(dt)
+		if err != nil {
+			_ = pc.Close()
+			release()
+			return nil, "", fmt.Errorf("add downtrack %s: %w", want, err)
+		}
+		dt.sender = sender
+		downs = append(downs, dt)
+	}
+	ans, err := answer(pc, offer)
+	if err != nil {
+		_ = pc.Close()
+		release()
+		return nil, "", err
+	}
+	r.addCloseHook(release)
+	if err := r.start(); err != nil {
+		_ = pc.Close()
+		release()
+		return nil, "", err
+	}
+	for _, dt := range downs {
+		r.goFn(dt.writeLoop)
+		r.goFn(dt.rtcpLoop)
+	}
+	cancelWatch := sess.Watch(func(t *sfu.Track) {
+		for _, dt := range downs {
+			if dt.want == t.Name() {
+				dt.attach(t)
+			}
+		}
+	})
+	r.addCloseHook(func() {
+		cancelWatch()
+		for _, dt := range downs {
+			dt.detach()
+		}
+	})
+	r.log.Info("subscribed", "video", layout.Video, "audio", layout.Audio, "downtracks", len(downs))
+	return r, ans, nil
+}
