@@ -3,6 +3,7 @@ package peer
 import (
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -10,6 +11,9 @@ import (
 
 	"lectern/sfu"
 )
+
+// receiverStartDelay is how long a downtrack waits after binding before sending.
+const receiverStartDelay = 20 * time.Millisecond
 
 // downTrack sends one session track to one subscriber. It is a pion TrackLocal whose
 // packets come from a bounded sfu.Queue filled by the track, written by its own
@@ -137,6 +141,15 @@ func (d *downTrack) detach() {
 func (d *downTrack) writeLoop() {
 	select {
 	case <-d.bound:
+	case <-d.r.ctx.Done():
+		return
+	}
+	// A receiver opens its SRTP read streams just after its side of the DTLS
+	// handshake completes; pion-based receivers (hardware decoders' gateways, the load
+	// tool) drop what arrives before. Holding the first packets back a moment keeps
+	// the fast-start keyframe from being lost.
+	select {
+	case <-time.After(receiverStartDelay):
 	case <-d.r.ctx.Done():
 		return
 	}

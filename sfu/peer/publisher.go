@@ -145,10 +145,16 @@ func (p *publisher) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPRece
 func (p *publisher) forward(remote *webrtc.TrackRemote, track *sfu.Track) {
 	buf := make([]byte, 1500)
 	var pkt rtp.Packet
+	done := p.r.ctx.Done()
 	for {
 		n, _, err := remote.Read(buf)
 		if err != nil {
 			return
+		}
+		select {
+		case <-done: // replaced by a newer source: it alone feeds the track now
+			return
+		default:
 		}
 		if err := pkt.Unmarshal(buf[:n]); err != nil {
 			track.Stats().PacketsRejected.Add(1)

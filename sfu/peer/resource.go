@@ -247,6 +247,11 @@ func answer(pc *webrtc.PeerConnection, offer string) (string, error) {
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
 		return "", fmt.Errorf("%w: %v", ErrBadOffer, err)
 	}
+	return localAnswer(pc)
+}
+
+// localAnswer creates and applies the answer once the remote offer is set.
+func localAnswer(pc *webrtc.PeerConnection) (string, error) {
 	ans, err := pc.CreateAnswer(nil)
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", ErrBadOffer, err)

@@ -64,7 +64,7 @@ func (e *Edge) Subscribe(sess *sfu.Session, layout Layout, offer string) (*Resou
 		dt.sender = sender
 		downs = append(downs, dt)
 	}
-	ans, err := answer(pc, offer)
+	ans, err := localAnswer(pc)
 	if err != nil {
 		_ = pc.Close()
 		release()

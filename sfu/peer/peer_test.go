@@ -1,0 +1,384 @@
+package peer
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+	"go.uber.org/goleak"
+
+	"lectern/internal/testpeer"
+	"lectern/sfu"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type fixture struct {
+	edge *Edge
+	reg  *sfu.Registry
+	sess *sfu.Session
+	ctx  context.Context
+}
+
+func newFixture(t *testing.T, cfg Config, grace time.Duration) *fixture {
+	t.Helper()
+	cfg.UDPAddr = "127.0.0.1:0"
+	e, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := sfu.NewRegistry(sfu.RegistryConfig{Grace: grace})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(func() {
+		cancel()
+		_ = e.Close()
+		reg.CloseAll()
+	})
+	return &fixture{edge: e, reg: reg, sess: reg.Session("lecture"), ctx: ctx}
+}
+
+func (f *fixture) publishSignal(pub string) testpeer.Signal {
+	return func(offer string) (string, error) {
+		_, ans, err := f.edge.Publish(f.sess, pub, offer)
+		return ans, err
+	}
+}
+
+func (f *fixture) subscribeSignal(l Layout) testpeer.Signal {
+	return func(offer string) (string, error) {
+		_, ans, err := f.edge.Subscribe(f.sess, l, offer)
+		return ans, err
+	}
+}
+
+var trainerLayout = Layout{Video: []string{"trainer/video", "trainer/screen"}, Audio: []string{"trainer/audio"}}
+
+func (f *fixture) startPublisher(t *testing.T, o testpeer.Options) (*testpeer.Publisher, context.CancelFunc) {
+	t.Helper()
+	pub, err := testpeer.NewPublisher(f.ctx, o, false, f.publishSignal(sfu.TrainerPublication))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(f.ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = pub.Play(ctx, testpeer.SyntheticClip(2*time.Second, 30, 30, 4000), nil)
+	}()
+	stop := func() {
+		cancel()
+		<-done
+		pub.Close()
+	}
+	t.Cleanup(stop)
+	return pub, stop
+}
+
+// contiguous reports the largest forward gap between successive distinct sequence
+// numbers in arrival order (retransmissions may arrive late and are skipped).
+func maxGap(seqs []uint16) int {
+	max := 0
+	seen := map[uint16]bool{}
+	var last uint16
+	for i, s := range seqs {
+		if seen[s] {
+			continue
+		}
+		seen[s] = true
+		if i > 0 {
+			if d := int(s - last); d < 0x8000 && d > max {
+				max = d
+			}
+		}
+		if i == 0 || s-last < 0x8000 {
+			last = s
+		}
+	}
+	return max
+}
+
+func TestPublishToManySubscribers(t *testing.T) {
+	f := newFixture(t, Config{}, time.Second)
+	f.startPublisher(t, testpeer.Options{})
+	var subs []*testpeer.Subscriber
+	for i := 0; i < 4; i++ {
+		s, err := testpeer.NewSubscriber(f.ctx, testpeer.Options{}, 1, 1, f.subscribeSignal(trainerLayout), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		subs = append(subs, s)
+	}
+	if got := f.sess.Subscribers(); got != 4 {
+		t.Fatalf("subscriber count %d", got)
+	}
+	for i, s := range subs {
+		if err := s.WaitPackets(f.ctx, 0, 100); err != nil {
+			t.Fatalf("subscriber %d video: %v", i, err)
+		}
+		if err := s.WaitPackets(f.ctx, 1, 50); err != nil {
+			t.Fatalf("subscriber %d audio: %v", i, err)
+		}
+		_, keys, seqs := s.Track(0).Snapshot()
+		if keys == 0 {
+			t.Fatalf("subscriber %d got no keyframe", i)
+		}
+		if g := maxGap(seqs); g > 1 {
+			t.Fatalf("subscriber %d: sequence gap of %d", i, g)
+		}
+		if !strings.EqualFold(s.Track(0).Codec, webrtc.MimeTypeH264) || !strings.EqualFold(s.Track(1).Codec, webrtc.MimeTypeOpus) {
+			t.Fatalf("codecs %s %s", s.Track(0).Codec, s.Track(1).Codec)
+		}
+	}
+	stats := f.reg.Stats()
+	if stats.PacketsIn.Load() == 0 || stats.PacketsOut.Load() < stats.PacketsIn.Load() {
+		t.Fatalf("stats in=%d out=%d", stats.PacketsIn.Load(), stats.PacketsOut.Load())
+	}
+}
+
+func TestLateJoinerStartsFromCachedKeyframe(t *testing.T) {
+	f := newFixture(t, Config{}, time.Second)
+	pub, _ := f.startPublisher(t, testpeer.Options{})
+	time.Sleep(1500 * time.Millisecond) // let the GOP cache hold frames past the keyframe
+	before := pub.PLIs.Load()
+	var first atomic.Pointer[rtp.Packet]
+	s, err := testpeer.NewSubscriber(f.ctx, testpeer.Options{}, 1, 1, f.subscribeSignal(trainerLayout), func(k webrtc.RTPCodecType, p *rtp.Packet) {
+		if k == webrtc.RTPCodecTypeVideo {
+			first.CompareAndSwap(nil, p)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.WaitKeyframe(f.ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if p := first.Load(); p == nil || !isH264Keyframe(p.Payload) {
+		t.Fatalf("the first video packet a late joiner gets is not a keyframe: % x", p.Payload[:8])
+	}
+	if got := pub.PLIs.Load() - before; got != 0 {
+		t.Fatalf("joining with a cached keyframe sent %d PLIs upstream", got)
+	}
+}
+
+func isH264Keyframe(p []byte) bool {
+	if len(p) < 4 {
+		return false
+	}
+	switch p[0] & 0x1f {
+	case 5, 7:
+		return true
+	case 24:
+		return p[3]&0x1f == 7 || p[3]&0x1f == 5
+	}
+	return false
+}
+
+// dropper drops every 7th incoming video packet, once per sequence number.
+type dropper struct {
+	interceptor.NoOp
+	dropped atomic.Int32
+}
+
+func (d *dropper) BindRemoteStream(info *interceptor.StreamInfo, reader interceptor.RTPReader) interceptor.RTPReader {
+	if !strings.EqualFold(info.MimeType, webrtc.MimeTypeH264) {
+		return reader
+	}
+	seen := map[uint16]bool{}
+	return interceptor.RTPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
+		for {
+			n, attr, err := reader.Read(b, a)
+			if err != nil || n < 4 {
+				return n, attr, err
+			}
+			seq := uint16(b[2])<<8 | uint16(b[3])
+			if seq%7 == 0 && !seen[seq] && d.dropped.Load() < 30 {
+				seen[seq] = true
+				d.dropped.Add(1)
+				continue
+			}
+			return n, attr, err
+		}
+	})
+}
+
+type dropperFactory struct{ d *dropper }
+
+func (f dropperFactory) NewInterceptor(string) (interceptor.Interceptor, error) { return f.d, nil }
+
+func TestNACKsAnsweredFromTrackCache(t *testing.T) {
+	f := newFixture(t, Config{}, time.Second)
+	pub, _ := f.startPublisher(t, testpeer.Options{})
+	d := &dropper{}
+	s, err := testpeer.NewSubscriber(f.ctx, testpeer.Options{NoReplayProtection: true, Interceptors: []interceptor.Factory{dropperFactory{d}}}, 1, 1, f.subscribeSignal(trainerLayout), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for d.dropped.Load() < 30 {
+		if err := s.WaitPackets(f.ctx, 0, 1); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-f.ctx.Done():
+			t.Fatal("not enough packets dropped")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	time.Sleep(time.Second) // NACK round trips
+	_, _, seqs := s.Track(0).Snapshot()
+	got := map[uint16]bool{}
+	for _, q := range seqs {
+		got[q] = true
+	}
+	sorted := slices.Sorted(func(yield func(uint16) bool) {
+		for q := range got {
+			if !yield(q) {
+				return
+			}
+		}
+	})
+	missing := 0
+	for i := 1; i < len(sorted); i++ {
+		missing += int(sorted[i]-sorted[i-1]) - 1
+	}
+	if missing > 0 {
+		t.Fatalf("%d packets never recovered after %d drops (answered %d missed %d)", missing, d.dropped.Load(), f.reg.Stats().NACKsAnswered.Load(), f.reg.Stats().NACKsMissed.Load())
+	}
+	if n := f.reg.Stats().NACKsAnswered.Load(); n < 30 {
+		t.Fatalf("NACKs answered %d, want ≥ 30", n)
+	}
+	_ = pub
+}
+
+func TestKeyframeRequestsCoalescedUpstream(t *testing.T) {
+	f := newFixture(t, Config{}, time.Second)
+	pub, _ := f.startPublisher(t, testpeer.Options{})
+	var subs []*testpeer.Subscriber
+	for i := 0; i < 20; i++ {
+		s, err := testpeer.NewSubscriber(f.ctx, testpeer.Options{}, 1, 0, f.subscribeSignal(trainerLayout), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		subs = append(subs, s)
+	}
+	for _, s := range subs {
+		if err := s.WaitPackets(f.ctx, 0, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(600 * time.Millisecond)
+	before := pub.PLIs.Load()
+	for round := 0; round < 3; round++ {
+		for _, s := range subs {
+			if err := s.SendPLI(0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	if got := pub.PLIs.Load() - before; got < 1 || got > 2 {
+		t.Fatalf("60 PLIs from 20 subscribers produced %d upstream, want 1-2", got)
+	}
+}
+
+func TestTrainerReconnectKeepsSubscribers(t *testing.T) {
+	f := newFixture(t, Config{}, 10*time.Second)
+	_, stop1 := f.startPublisher(t, testpeer.Options{})
+	s, err := testpeer.NewSubscriber(f.ctx, testpeer.Options{}, 1, 1, f.subscribeSignal(trainerLayout), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.WaitPackets(f.ctx, 0, 60); err != nil {
+		t.Fatal(err)
+	}
+	stop1()
+	n1, _, _ := s.Track(0).Snapshot()
+	f.startPublisher(t, testpeer.Options{}) // reconnect: new connection, new SSRCs and sequence bases
+	if err := s.WaitPackets(f.ctx, 0, n1+100); err != nil {
+		t.Fatal(err)
+	}
+	_, _, seqs := s.Track(0).Snapshot()
+	if g := maxGap(seqs); g > 1 {
+		t.Fatalf("sequence gap of %d across the reconnect", g)
+	}
+	if s.PC.ConnectionState() != webrtc.PeerConnectionStateConnected {
+		t.Fatal("subscriber connection dropped")
+	}
+}
+
+func TestPeerThatNeverConnectsIsCleanedUp(t *testing.T) {
+	f := newFixture(t, Config{ICETimeout: 500 * time.Millisecond}, time.Second)
+	api, err := testpeer.NewAPI(testpeer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+		t.Fatal(err)
+	}
+	offer, _ := pc.CreateOffer(nil)
+	_ = pc.SetLocalDescription(offer) // the answer is never applied: ICE never completes
+	r, _, err := f.edge.Subscribe(f.sess, trainerLayout, offer.SDP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-r.Done():
+	case <-f.ctx.Done():
+		t.Fatal("resource not closed after the ICE timeout")
+	}
+	if f.edge.Resources() != 0 || f.sess.Subscribers() != 0 {
+		t.Fatalf("left behind: %d resources, %d subscribers", f.edge.Resources(), f.sess.Subscribers())
+	}
+}
+
+func TestOfferValidation(t *testing.T) {
+	f := newFixture(t, Config{}, time.Second)
+	api, _ := testpeer.NewAPI(testpeer.Options{VP8Only: true})
+	pc, _ := api.NewPeerConnection(webrtc.Configuration{})
+	defer pc.Close()
+	pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	vp8, _ := pc.CreateOffer(nil)
+	for _, tc := range []struct {
+		name    string
+		offer   string
+		want    error
+		mention string
+	}{
+		{"garbage", "hello", ErrBadOffer, ""},
+		{"empty", "", ErrBadOffer, ""},
+		{"vp8 only", vp8.SDP, ErrUnsupportedCodec, "VP8"},
+		{"no media", "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n", ErrBadOffer, "no audio or video"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := f.edge.Publish(f.sess, sfu.TrainerPublication, tc.offer)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err %v, want %v", err, tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.mention) {
+				t.Fatalf("error %q does not mention %q", err, tc.mention)
+			}
+			if tc.want == ErrUnsupportedCodec && !strings.Contains(err.Error(), "H.264") {
+				t.Fatalf("error %q does not name H.264", err)
+			}
+		})
+	}
+	if f.sess.Live() || f.edge.Resources() != 0 {
+		t.Fatal("a refused offer left state behind")
+	}
+}
