@@ -23,6 +23,7 @@ type config struct {
 	HTTPAddr       string        // HTTP listen address (REST, WHIP/WHEP, SSE, pages, replays)
 	UDPPort        int           // the one UDP port for all ICE traffic (pion UDP mux)
 	TCPPort        int           // ICE-TCP port; 0 disables ICE-TCP
+	WebRTCIP       string        // local IP the WebRTC sockets bind to; "" = all interfaces
 	PublicIPs      []string      // NAT 1:1 addresses announced in ICE candidates
 	ICEServers     []string      // stun:/stuns:/turn:/turns: URLs handed to clients
 	TURNUsername   string        // applied to the turn(s): URLs in ICEServers
@@ -70,6 +71,9 @@ func settings() []setting {
 		{flag: "webrtc-tcp-port", env: "LECTERN_WEBRTC_TCP_PORT", def: "8189",
 			help:  "TCP port for WebRTC (ICE-TCP) when UDP is blocked; 0 disables it",
 			parse: intVal(func(c *config) *int { return &c.TCPPort }, 0, 65535, "a port")},
+		{flag: "webrtc-ip", env: "LECTERN_WEBRTC_IP", defHelp: "all interfaces",
+			help:  "local IP address the WebRTC UDP/TCP sockets bind to (e.g. 127.0.0.1 for a test on one machine)",
+			parse: stringVal(func(c *config) *string { return &c.WebRTCIP }, checkBindIP)},
 		{flag: "public-ip", env: "LECTERN_PUBLIC_IPS", list: true,
 			help:  "comma-separated public IPv4/IPv6 addresses of this host when it is behind 1:1 NAT",
 			parse: listVal(func(c *config) *[]string { return &c.PublicIPs }, checkPublicIP)},
@@ -427,6 +431,17 @@ func checkTokenSecret(v string) (string, error) {
 }
 
 // checkPublicIP accepts an IPv4 or IPv6 address that can be announced to peers.
+func checkBindIP(v string) (string, error) {
+	if v == "" {
+		return "", nil
+	}
+	ip, err := netip.ParseAddr(v)
+	if err != nil || ip.Zone() != "" || ip.IsMulticast() {
+		return "", fmt.Errorf("%q is not a local IP address to bind to", v)
+	}
+	return ip.String(), nil
+}
+
 func checkPublicIP(v string) error {
 	ip, err := netip.ParseAddr(v)
 	switch {

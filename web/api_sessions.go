@@ -1,0 +1,294 @@
+package web
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"lectern/auth"
+	"lectern/catalog"
+	"lectern/events"
+	"lectern/sfu"
+)
+
+// sessionSummary is a session in the public list (the lobby).
+type sessionSummary struct {
+	catalog.Session
+	Live bool `json:"live"`
+}
+
+// sessionState is a session with its live state, for members and the admin.
+type sessionState struct {
+	catalog.Session
+	Live         bool                  `json:"live"`
+	Publications []sfu.PublicationInfo `json:"publications"`
+	Subscribers  int                   `json:"subscribers"`
+	Hands        []Hand                `json:"hands"`
+	Speakers     []Speaker             `json:"speakers"`
+}
+
+type createSessionRequest struct {
+	Title         string     `json:"title"`
+	Description   string     `json:"description"`
+	ScheduledAt   *time.Time `json:"scheduled_at"`
+	PublicReplays bool       `json:"public_replays"`
+}
+
+func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
+	if err := s.requireAdmin(r); err != nil {
+		s.httpError(w, r, err)
+		return
+	}
+	var req createSessionRequest
+	if err := s.decodeJSON(w, r, &req); err != nil {
+		s.httpError(w, r, err)
+		return
+	}
+	sess, err := s.cfg.Catalog.Create(catalog.NewSession{Title: req.Title, Description: req.Description, ScheduledAt: req.ScheduledAt, PublicReplays: req.PublicReplays})
+	if err != nil {
+		s.httpError(w, r, err)
+		return
+	}
+	s.log.Info("session created", "session", sess.ID, "title", sess.Title)
+	w.Header().Set("Location", "/api/sessions/"+sess.ID)
+	writeJSON(w, http.StatusCreated, sess)
+}
+
+// listSessions is public: the lobby shows what is live and what is scheduled (titles
+// only; joining needs a token).
+func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
+	list := s.cfg.Catalog.List()
+	out := make([]sessionSummary, 0, len(list))
+	for _, c := range list {
+		out = append(out, sessionSummary{Session: c, Live: s.live(c.ID)})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) live(id string) bool {
+	if ls, ok := s.cfg.Registry.Lookup(id); ok {
+		return ls.Live()
+	}
+	return false
+}
+
+func (s *Server) state(c catalog.Session) sessionState {
+	st := sessionState{Session: c, Publications: []sfu.PublicationInfo{}}
+	if ls, ok := s.cfg.Registry.Lookup(c.ID); ok {
+		st.Live = ls.Live()
+		st.Publications = ls.Publications()
+		st.Subscribers = ls.Subscribers()
+	}
+	st.Hands, st.Speakers = s.floor.snapshot(c.ID)
+	return st
+}
+
+func (s *Server) getSession(w http.ResponseWriter, r *http.Request) {
+	c, err := s.session(r)
+	if err != nil {
+		s.httpError(w, r, err)
+		return
+	}
+	if _, err := s.authorize(r, c.ID); err != nil {
+		s.httpError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.state(c))
+}
+
+func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request) {
+	if err := s.requireAdmin(r); err != nil {
+		s.httpError(w, r, err)
+		return
+	}
+	c, err := s.session(r)
+	if err != nil {
+		s.httpError(w, r, err)
+		return
+	}
+	if err := s.cfg.Catalog.Delete(c.ID); err != nil {
+		s.httpError(w, r, err)
+		return
+	}
+	s.cfg.Registry.Close(c.ID) // ends publications; their connections close
+	s.floor.forget(c.ID)
+	s.cfg.Events.Publish(c.ID, events.TypeSessionEnded, map[string]bool{"deleted": true})
+	s.log.Info("session deleted", "session", c.ID)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+type mintRequest struct {
+	Role    auth.Role `json:"role"`
+	Name    string    `json:"name"`
+	Display string    `json:"display"`
+	// TTL is a Go duration ("12h", "90m"); default 24h.
+	TTL string `json:"ttl"`
+}
+
+type mintResponse struct {
+	Token     string            `json:"token"`
+	ExpiresAt time.Time         `json:"expires_at"`
+	Role      auth.Role         `json:"role"`
+	Name      string            `json:"name"`
+	Links     map[string]string `json:"links"`
+}
+
+func (s *Server) mintToken(w http.ResponseWriter, r *http.Request) {
+	if err := s.requireAdmin(r); err != nil {
+		s.httpError(w, r, err)
+		return
+	}
+	c, err := s.session(r)
+	if err != nil {
+		s.httpError(w, r, err)
+		return
+	}
+	var req mintRequest
+	if err := s.decodeJSON(w, r, &req); err != nil {
+		s.httpError(w, r, err)
+		return
+	}
+	ttl := 24 * time.Hour
+	if req.TTL != "" {
+		if ttl, err = time.ParseDuration(req.TTL); err != nil {
+			s.httpError(w, r, fmt.Errorf("%w: ttl %q is not a duration like \"12h\"", errBadRequest, req.TTL))
+			return
+		}
+	}
+	if req.Name == "" {
+		req.Name = string(req.Role)
+	}
+	tok, exp, err := s.cfg.Tokens.Mint(auth.MintRequest{Session: c.ID, Role: req.Role, Name: req.Name, Display: req.Display, TTL: ttl})
+	if err != nil {
+		s.httpError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, mintResponse{Token: tok, ExpiresAt: exp.UTC(), Role: req.Role, Name: req.Name, Links: s.links(c.ID, req.Role, tok)})
+}
+
+// links are the URLs a token holder uses, for invitations.
+func (s *Server) links(session string, role auth.Role, tok string) map[string]string {
+	base := s.cfg.PublicURL
+	q := "?token=" + url.QueryEscape(tok)
+	l := map[string]string{}
+	switch role {
+	case auth.RoleTrainer:
+		l["studio"] = base + "/studio/" + session + q
+		l["whip"] = base + "/whip/" + session
+	case auth.RoleSite, auth.RoleViewer:
+		l["room"] = base + "/room/" + session + q
+		l["whep"] = base + "/whep/" + session
+	case auth.RoleLearner:
+		l["replays"] = base + "/replays" + q
+	}
+	return l
+}
+
+type handRequest struct {
+	Display string `json:"display"`
+}
+
+func (s *Server) raiseHand(w http.ResponseWriter, r *http.Request) {
+	c, err := s.session(r)
+	if err != nil {
+		s.httpError(w, r, err)
+		return
+	}
+	p, err := s.authorize(r, c.ID, auth.RoleSite)
+	if err != nil || p.admin {
+		if err == nil {
+			err = fmt.Errorf("%w: only a classroom (site token) raises a hand", errForbidden)
+		}
+		s.httpError(w, r, err)
+		return
+	}
+	s.floor.raise(c.ID, p.claims.Name, p.claims.Display)
+	hands, _ := s.floor.snapshot(c.ID)
+	writeJSON(w, http.StatusOK, hands)
+}
+
+func (s *Server) lowerHand(w http.ResponseWriter, r *http.Request) {
+	c, err := s.session(r)
+	if err != nil {
+		s.httpError(w, r, err)
+		return
+	}
+	p, err := s.authorize(r, c.ID, auth.RoleSite)
+	if err != nil || p.admin {
+		if err == nil {
+			err = fmt.Errorf("%w: only a classroom (site token) lowers its hand", errForbidden)
+		}
+		s.httpError(w, r, err)
+		return
+	}
+	s.floor.lower(c.ID, p.claims.Name)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) grantFloor(w http.ResponseWriter, r *http.Request) {
+	c, err := s.session(r)
+	if err != nil {
+		s.httpError(w, r, err)
+		return
+	}
+	if _, err := s.authorize(r, c.ID, auth.RoleTrainer); err != nil {
+		s.httpError(w, r, err)
+		return
+	}
+	participant := chi.URLParam(r, "participant")
+	if !auth.ValidName(participant) {
+		s.httpError(w, r, fmt.Errorf("%w: %q is not a participant name", errBadRequest, participant))
+		return
+	}
+	sp := s.floor.grant(c.ID, participant)
+	s.log.Info("floor granted", "session", c.ID, "participant", participant)
+	writeJSON(w, http.StatusOK, sp)
+}
+
+func (s *Server) revokeFloor(w http.ResponseWriter, r *http.Request) {
+	c, err := s.session(r)
+	if err != nil {
+		s.httpError(w, r, err)
+		return
+	}
+	if _, err := s.authorize(r, c.ID, auth.RoleTrainer); err != nil {
+		s.httpError(w, r, err)
+		return
+	}
+	participant := chi.URLParam(r, "participant")
+	if !s.floor.revoke(c.ID, participant) {
+		s.httpError(w, r, fmt.Errorf("%w: %q does not have the floor", errUnknownParticipant, participant))
+		return
+	}
+	if ls, ok := s.cfg.Registry.Lookup(c.ID); ok {
+		ls.RemovePublication(sitePublication(participant)) // its WHIP connection closes
+	}
+	s.log.Info("floor taken back", "session", c.ID, "participant", participant)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) sessionEvents(w http.ResponseWriter, r *http.Request) {
+	c, err := s.session(r)
+	if err != nil {
+		s.httpError(w, r, err)
+		return
+	}
+	if _, err := s.authorize(r, c.ID); err != nil {
+		s.httpError(w, r, err)
+		return
+	}
+	ch, cancel := s.cfg.Events.Subscribe(c.ID)
+	defer cancel()
+	snapshot := func() any {
+		if cur, err := s.cfg.Catalog.Get(c.ID); err == nil {
+			return s.state(cur)
+		}
+		return s.state(c)
+	}
+	if err := events.ServeSSE(w, r, ch, snapshot, 0); err != nil {
+		s.log.Debug("event stream ended", "session", c.ID, "err", err)
+	}
+}

@@ -1,0 +1,70 @@
+package web
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"lectern/sfu"
+)
+
+// Collector exports the hub's counters as Prometheus metrics, read at scrape time
+// (the packet path only increments atomics).
+type Collector struct {
+	reg       *sfu.Registry
+	resources func() int
+	descs     map[string]*prometheus.Desc
+}
+
+// NewCollector returns a collector for reg; resources (may be nil) counts live
+// WHIP/WHEP connections.
+func NewCollector(reg *sfu.Registry, resources func() int) *Collector {
+	d := func(name, help string) *prometheus.Desc { return prometheus.NewDesc("lectern_"+name, help, nil, nil) }
+	return &Collector{reg: reg, resources: resources, descs: map[string]*prometheus.Desc{
+		"sessions":          d("sessions", "Live sessions (with at least one publication or subscriber seen)."),
+		"publications":      d("publications", "Publications (trainer, classrooms with the floor, cameras), live or within their reconnect grace period."),
+		"subscribers":       d("subscribers", "Consumers (WHEP classrooms, RTSP readers) across sessions."),
+		"resources":         d("webrtc_connections", "Live WHIP/WHEP connections."),
+		"packets_in":        d("rtp_packets_in_total", "RTP packets received from publishers."),
+		"bytes_in":          d("rtp_bytes_in_total", "RTP payload bytes received from publishers."),
+		"packets_out":       d("rtp_packets_out_total", "RTP packets sent to consumers."),
+		"bytes_out":         d("rtp_bytes_out_total", "RTP payload bytes sent to consumers."),
+		"rejected":          d("rtp_packets_rejected_total", "Malformed RTP packets refused."),
+		"nacks_answered":    d("nacks_answered_total", "Packets retransmitted from track caches in answer to NACKs."),
+		"nacks_missed":      d("nacks_missed_total", "NACKed packets no longer in the cache."),
+		"keyframe_requests": d("keyframe_requests_total", "Keyframe requests sent upstream to publishers, after coalescing."),
+		"queue_drops":       d("queue_drops_total", "Packets dropped by slow consumers' queues."),
+	}}
+}
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.descs {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	sessions, pubs, subs := c.reg.Counts()
+	gauge := func(name string, v int) {
+		ch <- prometheus.MustNewConstMetric(c.descs[name], prometheus.GaugeValue, float64(v))
+	}
+	counter := func(name string, v uint64) {
+		ch <- prometheus.MustNewConstMetric(c.descs[name], prometheus.CounterValue, float64(v))
+	}
+	gauge("sessions", sessions)
+	gauge("publications", pubs)
+	gauge("subscribers", subs)
+	if c.resources != nil {
+		gauge("resources", c.resources())
+	}
+	st := c.reg.Stats()
+	counter("packets_in", st.PacketsIn.Load())
+	counter("bytes_in", st.BytesIn.Load())
+	counter("packets_out", st.PacketsOut.Load())
+	counter("bytes_out", st.BytesOut.Load())
+	counter("rejected", st.PacketsRejected.Load())
+	counter("nacks_answered", st.NACKsAnswered.Load())
+	counter("nacks_missed", st.NACKsMissed.Load())
+	counter("keyframe_requests", st.KeyframeRequests.Load())
+	counter("queue_drops", st.QueueDrops.Load())
+}

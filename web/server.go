@@ -1,0 +1,250 @@
+package web
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/go-chi/cors"
+	"github.com/pion/webrtc/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"lectern/auth"
+	"lectern/catalog"
+	"lectern/events"
+	"lectern/sfu"
+	"lectern/sfu/peer"
+)
+
+// webrtcEdge is what the HTTP layer needs of the WebRTC edge.
+type webrtcEdge interface {
+	Publish(sess *sfu.Session, publication, offer string) (*peer.Resource, string, error)
+	Subscribe(sess *sfu.Session, layout peer.Layout, offer string) (*peer.Resource, string, error)
+	Resource(id string) (*peer.Resource, bool)
+	ICEServers() []webrtc.ICEServer
+}
+
+// Config wires a Server.
+type Config struct {
+	Catalog    *catalog.Catalog
+	Registry   *sfu.Registry
+	WebRTC     webrtcEdge
+	Events     *events.Broker
+	Tokens     *auth.Issuer
+	AdminToken string
+	// CORSOrigins lists origins allowed to call the API and WHIP/WHEP from a browser
+	// (e.g. a training portal); "*" allows any.
+	CORSOrigins []string
+	// PublicURL is the base URL used in links handed out (invitations).
+	PublicURL string
+	// Metrics is where /metrics reads from; nil disables the endpoint.
+	Metrics prometheus.Gatherer
+	// Ready reports readiness for /readyz; nil means always ready.
+	Ready func() error
+	// MaxBody bounds request bodies; default 64 KiB.
+	MaxBody int64
+	// Pages, when set, serves the web pages (everything not matched by the API).
+	Pages http.Handler
+	Logger *slog.Logger
+}
+
+// Server is the HTTP handler of Lectern.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	router chi.Router
+	floor  *floor
+}
+
+// New builds the handler.
+func New(cfg Config) (*Server, error) {
+	if cfg.Catalog == nil || cfg.Registry == nil || cfg.WebRTC == nil || cfg.Events == nil || cfg.Tokens == nil {
+		return nil, errors.New("web: Catalog, Registry, WebRTC, Events and Tokens are required")
+	}
+	if cfg.AdminToken == "" {
+		return nil, errors.New("web: an admin token is required")
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = 64 << 10
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "http")}
+	s.floor = newFloor(func(session, typ string, data any) { cfg.Events.Publish(session, typ, data) })
+	s.routes()
+	return s, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }
+
+func (s *Server) routes() {
+	r := chi.NewRouter()
+	r.Use(middleware.Recoverer)
+	r.Use(s.accessLog)
+	origins := s.cfg.CORSOrigins
+	if len(origins) == 0 {
+		origins = []string{"*"}
+	}
+	r.Use(cors.Handler(cors.Options{
+		AllowedOrigins:     origins,
+		AllowedMethods:     []string{"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"},
+		AllowedHeaders:     []string{"Authorization", "Content-Type", "If-Match"},
+		ExposedHeaders:     []string{"Location", "ETag", "Link", "Accept-Patch", "Accept-Post"},
+		MaxAge:             600,
+		OptionsPassthrough: true, // WHIP/WHEP OPTIONS also advertise ICE servers
+	}))
+
+	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	r.Get("/readyz", s.readyz)
+	if s.cfg.Metrics != nil {
+		r.Handle("/metrics", promhttp.HandlerFor(s.cfg.Metrics, promhttp.HandlerOpts{}))
+	}
+
+	r.Route("/api/sessions", func(r chi.Router) {
+		r.Post("/", s.createSession)
+		r.Get("/", s.listSessions)
+		r.Route("/{session}", func(r chi.Router) {
+			r.Get("/", s.getSession)
+			r.Delete("/", s.deleteSession)
+			r.Post("/tokens", s.mintToken)
+			r.Post("/hands", s.raiseHand)
+			r.Delete("/hands", s.lowerHand)
+			r.Put("/speakers/{participant}", s.grantFloor)
+			r.Delete("/speakers/{participant}", s.revokeFloor)
+			r.Get("/events", s.sessionEvents)
+		})
+	})
+
+	r.Route("/whip/{session}", func(r chi.Router) {
+		r.Post("/", s.whipPublish)
+		r.Options("/", s.whipOptions)
+		r.Patch("/{resource}", s.patchResource)
+		r.Delete("/{resource}", s.deleteResource)
+		r.Options("/{resource}", s.whipOptions)
+	})
+	r.Route("/whep/{session}", func(r chi.Router) {
+		r.Post("/", s.whepSubscribe)
+		r.Options("/", s.whipOptions)
+		r.Post("/{publication}", s.whepSubscribe)
+		r.Patch("/{resource}", s.patchResource)
+		r.Delete("/{resource}", s.deleteResource)
+		r.Options("/{resource}", s.whipOptions)
+	})
+	if s.cfg.Pages != nil {
+		r.Handle("/*", s.cfg.Pages)
+	}
+	s.router = r
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Ready != nil {
+		if err := s.cfg.Ready(); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: err.Error(), Status: http.StatusServiceUnavailable})
+			return
+		}
+	}
+	_, _ = io.WriteString(w, "ready\n")
+}
+
+// accessLog logs each request at debug level, without query strings (they may carry
+// tokens).
+func (s *Server) accessLog(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+		start := time.Now()
+		next.ServeHTTP(ww, r)
+		s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", ww.Status(), "bytes", ww.BytesWritten(), "duration", time.Since(start))
+	})
+}
+
+// readBody reads a request body of the given media type, bounded by MaxBody.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, mediaType string) ([]byte, error) {
+	ct, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || !strings.EqualFold(ct, mediaType) {
+		return nil, fmt.Errorf("%w: Content-Type must be %s, got %q", errUnsupportedMedia, mediaType, r.Header.Get("Content-Type"))
+	}
+	limit := s.cfg.MaxBody
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, fmt.Errorf("%w: more than %d bytes", errTooLarge, limit)
+		}
+		return nil, fmt.Errorf("%w: reading body: %v", errBadRequest, err)
+	}
+	return body, nil
+}
+
+// principal is who made a request.
+type principal struct {
+	admin  bool
+	claims *auth.Claims // nil for admin
+}
+
+// name returns the participant name, "admin" for the admin.
+func (p principal) name() string {
+	if p.admin {
+		return "admin"
+	}
+	return p.claims.Name
+}
+
+// authenticate reads the Bearer token (or ?token=) and verifies it.
+func (s *Server) authenticate(r *http.Request) (principal, error) {
+	tok, err := auth.BearerToken(r)
+	if err != nil {
+		return principal{}, err
+	}
+	if auth.AdminTokenMatches(tok, s.cfg.AdminToken) {
+		return principal{admin: true}, nil
+	}
+	c, err := s.cfg.Tokens.Verify(tok)
+	if err != nil {
+		return principal{}, err
+	}
+	return principal{claims: c}, nil
+}
+
+// authorize authenticates and checks that the caller is the admin or holds a token
+// of the session with one of the roles (any role when none is given).
+func (s *Server) authorize(r *http.Request, session string, roles ...auth.Role) (principal, error) {
+	p, err := s.authenticate(r)
+	if err != nil {
+		return p, err
+	}
+	if p.admin {
+		return p, nil
+	}
+	return p, p.claims.Allows(session, roles...)
+}
+
+// requireAdmin authenticates the admin.
+func (s *Server) requireAdmin(r *http.Request) error {
+	p, err := s.authenticate(r)
+	if err != nil {
+		return err
+	}
+	if !p.admin {
+		return fmt.Errorf("%w: this needs the admin token", errForbidden)
+	}
+	return nil
+}
+
+// session resolves the {session} URL parameter to its definition.
+func (s *Server) session(r *http.Request) (catalog.Session, error) {
+	id := chi.URLParam(r, "session")
+	if !catalog.ValidID(id) {
+		return catalog.Session{}, fmt.Errorf("%w: %q", catalog.ErrNotFound, id)
+	}
+	return s.cfg.Catalog.Get(id)
+}

@@ -1,0 +1,191 @@
+package web
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+
+	"lectern/auth"
+	"lectern/sfu"
+	"lectern/sfu/peer"
+)
+
+const (
+	mimeSDP     = "application/sdp"
+	mimeSDPFrag = "application/trickle-ice-sdpfrag"
+)
+
+// whipPublish handles POST /whip/{session} (RFC 9725 §4.2). The trainer publishes the
+// session's main publication; a classroom publishes only while it holds the floor.
+func (s *Server) whipPublish(w http.ResponseWriter, r *http.Request) {
+	c, err := s.session(r)
+	if err != nil {
+		s.httpError(w, r, err)
+		return
+	}
+	p, err := s.authorize(r, c.ID, auth.RoleTrainer, auth.RoleSite)
+	if err != nil {
+		s.httpError(w, r, err)
+		return
+	}
+	publication := sfu.TrainerPublication
+	if !p.admin && p.claims.Role == auth.RoleSite {
+		if !s.floor.holds(c.ID, p.claims.Name) {
+			s.httpError(w, r, errNoFloor)
+			return
+		}
+		publication = sitePublication(p.claims.Name)
+	}
+	offer, err := s.readBody(w, r, mimeSDP)
+	if err != nil {
+		s.httpError(w, r, err)
+		return
+	}
+	res, answer, err := s.cfg.WebRTC.Publish(s.cfg.Registry.Session(c.ID), publication, string(offer))
+	if err != nil {
+		s.httpError(w, r, err)
+		return
+	}
+	s.log.Info("whip publish", "session", c.ID, "publication", publication, "participant", p.name(), "resource", res.ID())
+	s.writeAnswer(w, "/whip/"+c.ID+"/"+res.ID(), res, answer)
+}
+
+// whepSubscribe handles POST /whep/{session} (the trainer's tracks) and
+// /whep/{session}/{publication} (one publication, e.g. a classroom with the floor).
+//
+// Media sections are filled in offer order per kind. Video: the camera (the main
+// picture), then the screen share. Audio: the publication's microphone. So a generic
+// player with one video and one audio section gets the lecture; a page that wants the
+// slides adds a second video section.
+func (s *Server) whepSubscribe(w http.ResponseWriter, r *http.Request) {
+	c, err := s.session(r)
+	if err != nil {
+		s.httpError(w, r, err)
+		return
+	}
+	if _, err := s.authorize(r, c.ID, auth.RoleTrainer, auth.RoleSite, auth.RoleViewer); err != nil {
+		s.httpError(w, r, err)
+		return
+	}
+	publication := chi.URLParam(r, "publication")
+	sess := s.cfg.Registry.Session(c.ID)
+	if publication == "" {
+		publication = sfu.TrainerPublication
+	} else if _, ok := sess.Publication(publication); !ok {
+		s.httpError(w, r, fmt.Errorf("%w: %q", errNotLive, publication))
+		return
+	}
+	offer, err := s.readBody(w, r, mimeSDP)
+	if err != nil {
+		s.httpError(w, r, err)
+		return
+	}
+	layout := peer.Layout{
+		Video: []string{publication + "/" + peer.LocalVideo, publication + "/" + peer.LocalScreen},
+		Audio: []string{publication + "/" + peer.LocalAudio},
+	}
+	res, answer, err := s.cfg.WebRTC.Subscribe(sess, layout, string(offer))
+	if err != nil {
+		s.httpError(w, r, err)
+		return
+	}
+	s.writeAnswer(w, "/whep/"+c.ID+"/"+res.ID(), res, answer)
+}
+
+func (s *Server) writeAnswer(w http.ResponseWriter, location string, res *peer.Resource, answer string) {
+	h := w.Header()
+	h.Set("Location", location)
+	h.Set("ETag", res.ETag())
+	h.Set("Content-Type", mimeSDP)
+	h.Set("Accept-Patch", mimeSDPFrag)
+	s.linkICEServers(h)
+	w.WriteHeader(http.StatusCreated)
+	_, _ = w.Write([]byte(answer))
+}
+
+// linkICEServers advertises the configured STUN/TURN servers (RFC 9725 §4.6).
+func (s *Server) linkICEServers(h http.Header) {
+	for _, srv := range s.cfg.WebRTC.ICEServers() {
+		for _, u := range srv.URLs {
+			link := fmt.Sprintf(`<%s>; rel="ice-server"`, u)
+			if srv.Username != "" {
+				cred, _ := srv.Credential.(string)
+				link += fmt.Sprintf(`; username="%s"; credential="%s"; credential-type="password"`, quoteSafe(srv.Username), quoteSafe(cred))
+			}
+			h.Add("Link", link)
+		}
+	}
+}
+
+func quoteSafe(s string) string { return strings.NewReplacer(`"`, "", `\`, "").Replace(s) }
+
+// whipOptions answers OPTIONS on WHIP/WHEP URLs: CORS preflight (headers set by the
+// CORS middleware) and ICE server discovery.
+func (s *Server) whipOptions(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	if chi.URLParam(r, "resource") == "" {
+		h.Set("Accept-Post", mimeSDP)
+	} else {
+		h.Set("Accept-Patch", mimeSDPFrag)
+	}
+	s.linkICEServers(h)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// resource finds the WHIP/WHEP resource of the URL and checks the caller may act on it.
+func (s *Server) resource(r *http.Request) (*peer.Resource, error) {
+	session := chi.URLParam(r, "session")
+	if _, err := s.authorize(r, session); err != nil {
+		return nil, err
+	}
+	kind := peer.KindWHIP
+	if strings.HasPrefix(r.URL.Path, "/whep/") {
+		kind = peer.KindWHEP
+	}
+	id := chi.URLParam(r, "resource")
+	res, ok := s.cfg.WebRTC.Resource(id)
+	if !ok || res.Session() != session || res.Kind() != kind {
+		return nil, fmt.Errorf("%w: %s", peer.ErrResourceNotFound, r.URL.Path)
+	}
+	return res, nil
+}
+
+// patchResource handles trickle ICE and ICE restarts (RFC 9725 §4.3, RFC 8840).
+func (s *Server) patchResource(w http.ResponseWriter, r *http.Request) {
+	res, err := s.resource(r)
+	if err != nil {
+		s.httpError(w, r, err)
+		return
+	}
+	body, err := s.readBody(w, r, mimeSDPFrag)
+	if err != nil {
+		s.httpError(w, r, err)
+		return
+	}
+	reply, etag, err := res.Patch(string(body), r.Header.Get("If-Match"))
+	if err != nil {
+		s.httpError(w, r, err)
+		return
+	}
+	w.Header().Set("ETag", etag)
+	if reply == "" {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	w.Header().Set("Content-Type", mimeSDPFrag)
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write([]byte(reply))
+}
+
+// deleteResource ends a WHIP/WHEP session (RFC 9725 §4.2).
+func (s *Server) deleteResource(w http.ResponseWriter, r *http.Request) {
+	res, err := s.resource(r)
+	if err != nil {
+		s.httpError(w, r, err)
+		return
+	}
+	res.Delete()
+	w.WriteHeader(http.StatusOK)
+}
