@@ -25,6 +25,7 @@ type ValidationError struct {
 	Reason string // human-readable, e.g. "must not be empty"
 }
 
+// Error returns e.g. "catalog: invalid session: title is required".
 func (e *ValidationError) Error() string {
 	return fmt.Sprintf("%v: %s %s", ErrInvalid, e.Field, e.Reason)
 }

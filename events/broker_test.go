@@ -108,8 +108,8 @@ func TestSessionsIsolated(t *testing.T) {
 type countHandler struct{ warns atomic.Int64 }
 
 func (h *countHandler) Enabled(context.Context, slog.Level) bool { return true }
-func (h *countHandler) WithAttrs([]slog.Attr) slog.Handler        { return h }
-func (h *countHandler) WithGroup(string) slog.Handler             { return h }
+func (h *countHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *countHandler) WithGroup(string) slog.Handler            { return h }
 func (h *countHandler) Handle(_ context.Context, r slog.Record) error {
 	if r.Level == slog.LevelWarn {
 		h.warns.Add(1)
@@ -240,26 +240,34 @@ func TestClose(t *testing.T) {
 
 func TestConcurrentUse(t *testing.T) {
 	b := NewBroker(Options{Buffer: 8})
-	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	var publishers, subscribers sync.WaitGroup
 	for p := range 4 {
-		wg.Go(func() {
-			for i := range 200 {
+		publishers.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
 				b.Publish([]string{"x", "y"}[(p+i)%2], TypeSpeakers, i)
 			}
 		})
 	}
 	for s := range 4 {
-		wg.Go(func() {
+		subscribers.Go(func() {
 			for range 20 {
 				ch, cancel := b.Subscribe([]string{"x", "y"}[s%2])
 				for range 3 {
-					<-ch // may be closed (evicted): zero values are fine here
+					<-ch // publishers run until stop; a closed channel (evicted) is fine here
 				}
 				_ = b.Subscribers("x")
 				cancel()
 			}
 		})
 	}
-	wg.Wait()
+	subscribers.Wait()
+	close(stop)
+	publishers.Wait()
 	b.Close()
 }
