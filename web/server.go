@@ -52,7 +52,7 @@ type Config struct {
 	// MaxBody bounds request bodies; default 64 KiB.
 	MaxBody int64
 	// Pages, when set, serves the web pages (everything not matched by the API).
-	Pages http.Handler
+	Pages  http.Handler
 	Logger *slog.Logger
 }
 

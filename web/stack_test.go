@@ -1,0 +1,220 @@
+package web
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+	"go.uber.org/goleak"
+
+	"lectern/auth"
+	"lectern/catalog"
+	"lectern/events"
+	"lectern/internal/testpeer"
+	"lectern/sfu"
+	"lectern/sfu/peer"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const testAdmin = "test-admin-token-0123456789"
+
+var testSecret = []byte("0123456789abcdef0123456789abcdef")
+
+// stack is a full Lectern HTTP stack on 127.0.0.1, wired like cmd/lectern does.
+type stack struct {
+	t      *testing.T
+	url    string
+	reg    *sfu.Registry
+	edge   *peer.Edge
+	issuer *auth.Issuer
+	ctx    context.Context
+}
+
+type stackOptions struct {
+	maxSubscribers int
+	iceTimeout     time.Duration
+	grace          time.Duration
+}
+
+func newStack(t *testing.T, o stackOptions) *stack {
+	t.Helper()
+	cat, err := catalog.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	broker := events.NewBroker(events.Options{Logger: log})
+	if o.grace == 0 {
+		o.grace = -1
+	}
+	reg := sfu.NewRegistry(sfu.RegistryConfig{Grace: o.grace, MaxSubscribers: o.maxSubscribers, OnEvent: broker.Publish, Logger: log})
+	edge, err := peer.New(peer.Config{UDPAddr: "127.0.0.1:0", ICETimeout: o.iceTimeout, Logger: log,
+		ICEServers: []webrtc.ICEServer{{URLs: []string{"stun:stun.example.org:3478"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer, _ := auth.NewIssuer(testSecret)
+	h, err := New(Config{Catalog: cat, Registry: reg, WebRTC: edge, Events: broker, Tokens: issuer, AdminToken: testAdmin,
+		CORSOrigins: []string{"https://portal.example.edu"}, PublicURL: "http://lectern.test", Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	t.Cleanup(func() {
+		cancel()
+		broker.Close()
+		srv.Close()
+		reg.CloseAll()
+		_ = edge.Close()
+	})
+	return &stack{t: t, url: srv.URL, reg: reg, edge: edge, issuer: issuer, ctx: ctx}
+}
+
+// do sends a request and returns the response with its body read.
+func (s *stack) do(method, path, token, contentType, body string, hdr ...string) (*http.Response, string) {
+	s.t.Helper()
+	req, err := http.NewRequestWithContext(s.ctx, method, s.url+path, strings.NewReader(body))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+func (s *stack) createSession(title string) string {
+	s.t.Helper()
+	resp, body := s.do("POST", "/api/sessions", testAdmin, "application/json", fmt.Sprintf(`{"title":%q}`, title))
+	if resp.StatusCode != http.StatusCreated {
+		s.t.Fatalf("create session: %d %s", resp.StatusCode, body)
+	}
+	var c catalog.Session
+	if err := json.Unmarshal([]byte(body), &c); err != nil {
+		s.t.Fatal(err)
+	}
+	return c.ID
+}
+
+func (s *stack) token(session string, role auth.Role, name string) string {
+	s.t.Helper()
+	resp, body := s.do("POST", "/api/sessions/"+session+"/tokens", testAdmin, "application/json",
+		fmt.Sprintf(`{"role":%q,"name":%q,"display":"Lớp %s","ttl":"1h"}`, role, name, name))
+	if resp.StatusCode != http.StatusCreated {
+		s.t.Fatalf("mint token: %d %s", resp.StatusCode, body)
+	}
+	var m mintResponse
+	_ = json.Unmarshal([]byte(body), &m)
+	return m.Token
+}
+
+// signal returns a testpeer signal that POSTs the offer and remembers the resource.
+func (s *stack) signal(path, token string, location *string) testpeer.Signal {
+	return func(offer string) (string, error) {
+		req, _ := http.NewRequestWithContext(s.ctx, "POST", s.url+path, strings.NewReader(offer))
+		req.Header.Set("Content-Type", "application/sdp")
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusCreated {
+			return "", fmt.Errorf("POST %s: %d %s", path, resp.StatusCode, b)
+		}
+		if location != nil {
+			*location = resp.Header.Get("Location")
+		}
+		return string(b), nil
+	}
+}
+
+// sse is a live Server-Sent Events stream.
+type sse struct {
+	events chan events.Event
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (s *stack) subscribeEvents(session, token string) *sse {
+	s.t.Helper()
+	ctx, cancel := context.WithCancel(s.ctx)
+	req, _ := http.NewRequestWithContext(ctx, "GET", s.url+"/api/sessions/"+session+"/events?token="+token, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		s.t.Fatalf("events: %d", resp.StatusCode)
+	}
+	st := &sse{events: make(chan events.Event, 256), cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(st.done)
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		var typ string
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case strings.HasPrefix(line, "event: "):
+				typ = strings.TrimPrefix(line, "event: ")
+			case strings.HasPrefix(line, "data: "):
+				var ev events.Event
+				_ = json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &ev)
+				if ev.Type == "" {
+					ev.Type = typ
+				}
+				st.events <- ev
+			}
+		}
+	}()
+	s.t.Cleanup(st.close)
+	return st
+}
+
+func (e *sse) close() {
+	e.cancel()
+	<-e.done
+}
+
+// waitFor waits for an event of the given type whose JSON data contains want.
+func (e *sse) waitFor(t *testing.T, typ, want string) events.Event {
+	t.Helper()
+	timeout := time.After(20 * time.Second)
+	for {
+		select {
+		case ev := <-e.events:
+			data, _ := json.Marshal(ev.Data)
+			if ev.Type == typ && strings.Contains(string(data), want) {
+				return ev
+			}
+		case <-timeout:
+			t.Fatalf("no %s event containing %q", typ, want)
+		}
+	}
+}
