@@ -20,7 +20,7 @@ func TestSessionAPI(t *testing.T) {
 	id := s.createSession("Chuyển đổi số - Bài 1")
 	for _, tc := range []struct {
 		name, method, path, token, body string
-		want                             int
+		want                            int
 	}{
 		{"create without token", "POST", "/api/sessions", "", `{"title":"x"}`, 401},
 		{"create with a participant token", "POST", "/api/sessions", s.token(id, auth.RoleTrainer, "trainer"), `{"title":"x"}`, 403},

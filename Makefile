@@ -1,0 +1,31 @@
+# Lectern: the two commands a newcomer needs are `make run` and `make test`.
+GO ?= go
+export PATH := $(shell $(GO) env GOPATH)/bin:$(PATH)
+
+.PHONY: run test build bench vet ui
+
+## run: start Lectern with embedded defaults (data in ./data, HTTP on :8080)
+run: ui
+	$(GO) run ./cmd/lectern
+
+## test: install what the tests need (idempotent), then run every test with the race detector
+test:
+	./scripts/test-deps.sh
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 60m ./...
+
+## build: the server and the load tool into ./bin
+build: ui
+	$(GO) build -o bin/lectern ./cmd/lectern
+	$(GO) build -o bin/lectern-bench ./cmd/lectern-bench
+
+## bench: Go benchmarks of the packet path
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./sfu/...
+
+vet:
+	$(GO) vet ./...
+
+# ui builds the web pages' bundle when they have an npm build (no-op otherwise).
+ui:
+	@if [ -f web/ui/package.json ]; then ./scripts/build-ui.sh; fi

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what Lectern's tests use, idempotently: ffmpeg/ffprobe and Chromium from
+# Debian, MinIO from the Go module proxy, the web pages' npm packages. Safe to run on
+# every test run: each step is skipped when its tool is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
+sudo_cmd=""
+if [ "$(id -u)" != 0 ]; then sudo_cmd="sudo"; fi
+
+apt_missing=()
+command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || apt_missing+=(ffmpeg)
+command -v chromium >/dev/null 2>&1 || apt_missing+=(chromium)
+if [ ${#apt_missing[@]} -gt 0 ]; then
+  echo "test-deps: installing ${apt_missing[*]} (Debian packages)"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >/dev/null
+fi
+
+gobin="$(go env GOBIN)"
+[ -n "$gobin" ] || gobin="$(go env GOPATH)/bin"
+if ! command -v minio >/dev/null 2>&1 && [ ! -x "$gobin/minio" ]; then
+  echo "test-deps: installing MinIO $MINIO_VERSION (go install; takes a few minutes the first time)"
+  go install "github.com/minio/minio@$MINIO_VERSION"
+fi
+
+if [ -f web/ui/package.json ]; then
+  # npm ci only when the lock file changed since the last install.
+  stamp=web/ui/node_modules/.lectern-lock
+  if [ ! -f "$stamp" ] || ! cmp -s web/ui/package-lock.json "$stamp"; then
+    echo "test-deps: installing the web pages' npm packages"
+    (cd web/ui && npm ci --no-audit --no-fund --loglevel=error)
+    cp web/ui/package-lock.json "$stamp"
+  fi
+fi
+echo "test-deps: ok (ffmpeg $(ffmpeg -version | head -1 | cut -d' ' -f3), $(chromium --version 2>/dev/null | head -1), minio in ${gobin})"
