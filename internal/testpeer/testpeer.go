@@ -47,6 +47,11 @@ func NewAPI(o Options) (*webrtc.API, error) {
 		MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"}, PayloadType: 111}, webrtc.RTPCodecTypeAudio); err != nil {
 		return nil, err
 	}
+	// Browsers accept G.711 too; a camera's PCMU audio reaches them without transcoding.
+	if err := m.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{
+		MimeType: webrtc.MimeTypePCMU, ClockRate: 8000, Channels: 1}, PayloadType: 0}, webrtc.RTPCodecTypeAudio); err != nil {
+		return nil, err
+	}
 	ir := &interceptor.Registry{}
 	for _, f := range o.Interceptors {
 		ir.Add(f)

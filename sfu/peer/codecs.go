@@ -44,6 +44,19 @@ func registerCodecs(m *webrtc.MediaEngine) error {
 	if err != nil {
 		return fmt.Errorf("register Opus: %w", err)
 	}
+	// G.711 is never negotiated for publishers (parseOffer wants Opus) but lets an IP
+	// camera's PCMU/PCMA audio reach browsers, which all accept it, without transcoding.
+	for _, c := range []struct {
+		mime string
+		pt   webrtc.PayloadType
+	}{{webrtc.MimeTypePCMU, 0}, {webrtc.MimeTypePCMA, 8}} {
+		if err := m.RegisterCodec(webrtc.RTPCodecParameters{
+			RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: c.mime, ClockRate: 8000, Channels: 1},
+			PayloadType:        c.pt,
+		}, webrtc.RTPCodecTypeAudio); err != nil {
+			return fmt.Errorf("register %s: %w", c.mime, err)
+		}
+	}
 	return nil
 }
 
@@ -164,6 +177,10 @@ func canonicalMime(m string) string {
 		return sfu.MimeH264
 	case strings.EqualFold(m, webrtc.MimeTypeOpus):
 		return sfu.MimeOpus
+	case strings.EqualFold(m, webrtc.MimeTypePCMU):
+		return sfu.MimePCMU
+	case strings.EqualFold(m, webrtc.MimeTypePCMA):
+		return sfu.MimePCMA
 	}
 	return m
 }

@@ -24,25 +24,44 @@ type downTrack struct {
 	r     *Resource
 	kind  sfu.Kind
 	want  string // session track name, e.g. "trainer/video"
-	mime  string
+	mime  string // the codec the downtrack binds with: H.264 or Opus
 	queue *sfu.Queue
 	stats *sfu.Stats
 
 	sender *webrtc.RTPSender
 
-	bindOnce  sync.Once
-	bound     chan struct{}
-	ssrc      uint32
+	bindOnce sync.Once
+	bound    chan struct{}
+	ssrc     uint32
+	writer   webrtc.TrackLocalWriter
+	// negotiated maps each codec the subscriber accepted on this section (canonical
+	// mime) to its payload type and clock rate; written once before bound closes.
+	negotiated map[string]negotiatedCodec
+
+	mu      sync.Mutex // guards track, srcMime, remove, rw
+	track   *sfu.Track
+	srcMime string
+	remove  func()
+	rw      sfu.Rewriter
+
+	// The source codec's payload type and clock; writeLoop only.
 	pt        uint8
 	clockRate uint32
-	writer    webrtc.TrackLocalWriter
-
-	mu     sync.Mutex // guards track, remove and rw
-	track  *sfu.Track
-	remove func()
-	rw     sfu.Rewriter
 
 	hdr rtp.Header // reused by writeLoop
+}
+
+type negotiatedCodec struct {
+	pt        uint8
+	clockRate uint32
+}
+
+// playable reports whether a subscriber can receive a track of that codec.
+func (d *downTrack) playable(mime string) bool {
+	if d.kind == sfu.KindVideo {
+		return mime == sfu.MimeH264
+	}
+	return mime == sfu.MimeOpus || mime == sfu.MimePCMU || mime == sfu.MimePCMA
 }
 
 func newDownTrack(r *Resource, kind sfu.Kind, want string, queueSize int, stats *sfu.Stats) *downTrack {
@@ -95,9 +114,18 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	}
 	d.bindOnce.Do(func() {
 		d.ssrc = uint32(ctx.SSRC())
-		d.pt = uint8(chosen.PayloadType)
-		d.clockRate = chosen.ClockRate
 		d.writer = ctx.WriteStream()
+		d.negotiated = map[string]negotiatedCodec{}
+		for _, c := range ctx.CodecParameters() {
+			mime := canonicalMime(c.MimeType)
+			if _, ok := d.negotiated[mime]; ok && mime != sfu.MimeH264 {
+				continue
+			}
+			if mime == sfu.MimeH264 && c.PayloadType != chosen.PayloadType {
+				continue
+			}
+			d.negotiated[mime] = negotiatedCodec{pt: uint8(c.PayloadType), clockRate: c.ClockRate}
+		}
 		close(d.bound)
 	})
 	return *chosen, nil
@@ -108,7 +136,7 @@ func (d *downTrack) Unbind(webrtc.TrackLocalContext) error { return nil }
 
 // attach makes t the downtrack's source, replacing the previous one.
 func (d *downTrack) attach(t *sfu.Track) {
-	if t.Codec().MimeType != d.mime {
+	if !d.playable(t.Codec().MimeType) {
 		d.r.log.Info("track not playable by WebRTC subscribers", "track", t.Name(), "codec", t.Codec().MimeType)
 		return
 	}
@@ -123,6 +151,7 @@ func (d *downTrack) attach(t *sfu.Track) {
 	d.queue.MarkSwitch()
 	d.queue.SetKeyframeRequester(t.RequestKeyframe)
 	d.track = t
+	d.srcMime = t.Codec().MimeType
 	d.remove = t.AddSink(d.queue)
 }
 
@@ -165,6 +194,16 @@ func (d *downTrack) writeLoop() {
 			d.rw.ResyncSeq()
 		case sfu.ResyncSwitch:
 			d.rw.Resync()
+			c, ok := d.negotiated[d.srcMime]
+			d.pt, d.clockRate = c.pt, c.clockRate
+			if !ok {
+				d.clockRate = 0 // the subscriber did not accept this codec
+			}
+		}
+		if d.clockRate == 0 {
+			d.mu.Unlock()
+			p.Release()
+			continue
 		}
 		seq, ts := d.rw.Rewrite(p.Header.SequenceNumber, p.Header.Timestamp, d.clockRate, sfu.Nanotime())
 		d.mu.Unlock()

@@ -382,3 +382,40 @@ func TestOfferValidation(t *testing.T) {
 		t.Fatal("a refused offer left state behind")
 	}
 }
+
+// TestG711ReachesBrowsers: a camera's PCMU audio (an RTSP source writes it into the
+// session) is forwarded to WebRTC subscribers as PCMU, without transcoding.
+func TestG711ReachesBrowsers(t *testing.T) {
+	f := newFixture(t, Config{}, time.Second)
+	lease, err := f.sess.Claim(sfu.TrainerPublication, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	track, err := lease.Track(LocalAudio, sfu.KindAudio, sfu.Codec{MimeType: sfu.MimePCMU, ClockRate: 8000, Channels: 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := testpeer.NewSubscriber(f.ctx, testpeer.Options{}, 1, 1, f.subscribeSignal(trainerLayout), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SSRC: 42}, Payload: make([]byte, 160)}
+	for i := 0; i < 100; i++ {
+		pkt.SequenceNumber++
+		pkt.Timestamp += 160
+		if err := track.WriteRTP(pkt); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+		if p, _, _ := s.Track(1).Snapshot(); p >= 20 {
+			break
+		}
+	}
+	if err := s.WaitPackets(f.ctx, 1, 20); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.EqualFold(s.Track(1).Codec, webrtc.MimeTypePCMU) {
+		t.Fatalf("subscriber got codec %q, want PCMU", s.Track(1).Codec)
+	}
+}
