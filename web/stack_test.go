@@ -44,6 +44,7 @@ type stackOptions struct {
 	maxSubscribers int
 	iceTimeout     time.Duration
 	grace          time.Duration
+	pages          http.Handler // Config.Pages (the web pages), nil for none
 }
 
 func newStack(t *testing.T, o stackOptions) *stack {
@@ -65,7 +66,7 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	}
 	issuer, _ := auth.NewIssuer(testSecret)
 	h, err := New(Config{Catalog: cat, Registry: reg, WebRTC: edge, Events: broker, Tokens: issuer, AdminToken: testAdmin,
-		CORSOrigins: []string{"https://portal.example.edu"}, PublicURL: "http://lectern.test", Logger: log})
+		CORSOrigins: []string{"https://portal.example.edu"}, PublicURL: "http://lectern.test", Pages: o.pages, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

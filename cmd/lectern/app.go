@@ -90,10 +90,15 @@ func newApp(cfg config, log *slog.Logger) (*app, error) {
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		web.NewCollector(a.registry, a.edge.Resources))
+	pages, err := web.NewPages()
+	if err != nil {
+		_ = a.edge.Close()
+		return nil, err
+	}
 	handler, err := web.New(web.Config{
 		Catalog: a.catalog, Registry: a.registry, WebRTC: a.edge, Events: a.broker, Tokens: issuer,
 		AdminToken: a.adminToken, CORSOrigins: cfg.CORSOrigins, PublicURL: cfg.PublicURL,
-		Metrics: metrics, Logger: log,
+		Metrics: metrics, Pages: pages, Logger: log,
 	})
 	if err != nil {
 		_ = a.edge.Close()

@@ -1,0 +1,75 @@
+// The replay library: recorded lectures, searchable by title and date, each linking to
+// its player. Works with a learner's link, or without one for public sessions.
+import { t, onLangChange, fmtDateTime, fmtDuration } from './i18n.js';
+import { initShell, takeToken, claims, api, errorText, el } from './common.js';
+import { normalizeRecording, publicationLabel } from './recordings.js';
+
+const $ = (name) => document.getElementById(name);
+const st = { token: '', items: [], next: '', session: '' };
+
+main();
+
+async function main() {
+  initShell();
+  st.token = takeToken('replays');
+  const c = claims(st.token);
+  st.session = new URLSearchParams(location.search).get('session') || (c && c.sid) || '';
+  $('filters').addEventListener('submit', (e) => { e.preventDefault(); load(false); });
+  $('f-text').addEventListener('input', render);
+  $('more').addEventListener('click', () => load(true));
+  onLangChange(render);
+  await load(false);
+}
+
+function query(more) {
+  const q = new URLSearchParams();
+  if (st.session) q.set('session', st.session);
+  const from = $('f-from').value, to = $('f-to').value;
+  if (from) q.set('from', new Date(from + 'T00:00:00').toISOString());
+  if (to) q.set('to', new Date(to + 'T23:59:59').toISOString());
+  if (more && st.next) q.set('cursor', st.next);
+  return q.toString();
+}
+
+async function load(more) {
+  $('list-status').textContent = t('replays.loading');
+  $('list-status').hidden = false;
+  try {
+    const r = await api('/api/recordings?' + query(more), { token: st.token });
+    const items = ((r && (r.items || r.recordings)) || []).map(normalizeRecording);
+    st.items = more ? st.items.concat(items) : items;
+    st.next = (r && (r.next_page || r.next)) || '';
+    $('list-message').hidden = true;
+  } catch (err) {
+    st.items = [];
+    st.next = '';
+    $('list-message').textContent = err.status === 404 ? t('replays.unavailable')
+      : err.status === 401 || err.status === 403 ? t('replays.needToken') : errorText(err);
+    $('list-message').hidden = false;
+    $('list-message').dataset.status = String(err.status);
+  }
+  render();
+}
+
+/** Text without case or Vietnamese diacritics, for searching. */
+function fold(s) {
+  return (s || '').normalize('NFD').replace(/[\u0300-\u036f]/g, '').replace(/[đĐ]/g, 'd').toLowerCase();
+}
+
+function render() {
+  const q = fold($('f-text').value.trim());
+  const shown = st.items.filter((r) => !q || fold(r.title).includes(q));
+  const failed = !$('list-message').hidden;
+  $('recordings').hidden = failed || shown.length === 0;
+  $('list-status').hidden = failed;
+  $('list-status').textContent = shown.length ? '' : t('replays.none');
+  $('more').hidden = failed || !st.next;
+  $('recording-rows').replaceChildren(...shown.map((r) => {
+    const duration = r.duration_seconds;
+    return el('tr', { dataset: { recording: r.id } },
+      el('td', {}, el('a', { href: '/replays/' + encodeURIComponent(r.id) }, r.title || r.session || r.id)),
+      el('td', { class: 'col-pub' }, publicationLabel(r.publication)),
+      el('td', { class: 'num' }, r.start ? fmtDateTime(r.start) : '–'),
+      el('td', { class: 'num' }, fmtDuration(duration)));
+  }));
+}

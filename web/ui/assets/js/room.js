@@ -1,0 +1,291 @@
+// A classroom: watch the lecture (slides large, trainer small, swappable), raise a hand,
+// speak when given the floor, hear the other classrooms that have it, and reconnect by
+// itself after a network drop.
+import { t, onLangChange } from './i18n.js';
+import { initShell, takeToken, forgetToken, claims, api, errorText, showFatal, notify, pathParam, webrtcSupported } from './common.js';
+import { watchSession, publication } from './events.js';
+import { Publisher, Viewer, statusOf } from './rtc.js';
+import { setLiveBadge, setQuality, tryPlay } from './widgets.js';
+import { SpeakerTiles } from './speakers.js';
+
+const id = pathParam(1);
+const $ = (name) => document.getElementById(name);
+const st = {
+  token: '',
+  me: null, // token claims
+  live: null, // session state from the event stream
+  viewer: null,
+  viewerState: 'connecting',
+  frames: [0, 0], // framesDecoded of camera and slides at the last sample
+  lastFrameAt: [0, 0],
+  active: [false, false], // camera, slides are moving
+  swapped: false,
+  publisher: null, // while this classroom has the floor
+  speaking: false,
+  micMuted: false,
+  tiles: null,
+  eventsOK: true,
+};
+
+main();
+
+async function main() {
+  initShell();
+  if (!webrtcSupported()) return showFatal(t('err.browser'));
+  const token = takeToken('room:' + id);
+  if (!token) return showFatal(t('err.noToken'));
+  const c = claims(token);
+  if (c && c.role === 'learner') {
+    forgetToken('room:' + id);
+    return showFatal(t('err.wrongRole', { role: t('role.learner') }));
+  }
+  let session;
+  try {
+    session = await api('/api/sessions/' + encodeURIComponent(id), { token });
+  } catch (err) {
+    if (err.status === 401 || err.status === 403) forgetToken('room:' + id);
+    return showFatal(errorText(err), { retry: err.status === 0 || err.status >= 500 });
+  }
+  st.token = token;
+  st.me = c || {};
+  $('session-title').textContent = session.title;
+  document.title = session.title + ' — Lectern';
+  st.tiles = new SpeakerTiles({ session: id, token, skip: st.me.name || '' });
+
+  $('hand').addEventListener('click', toggleHand);
+  $('mute').addEventListener('click', toggleMute);
+  $('swap').addEventListener('click', () => { st.swapped = !st.swapped; layout(); });
+  $('fullscreen').addEventListener('click', toggleFullscreen);
+  document.addEventListener('fullscreenchange', renderFullscreen);
+  $('enable-sound').addEventListener('click', enableSound);
+  onLangChange(() => { render(); st.tiles.relabel(); renderFullscreen(); });
+  window.addEventListener('pagehide', () => {
+    if (st.publisher) st.publisher.stop({ remote: false }); // back after a reload, within the grace
+    if (st.viewer) st.viewer.stop();
+  });
+  window.lectern.health = health;
+
+  st.viewer = new Viewer({
+    url: location.origin + '/whep/' + id,
+    token,
+    videos: 2, // the trainer's camera, then its screen share
+    onTracks: attach,
+    onState: (s, err) => {
+      st.viewerState = s;
+      if (s === 'failed') return showFatal(errorText({ status: statusOf(err) }));
+      render();
+    },
+  });
+  st.viewer.start();
+  watchSession(id, token, {
+    onState: (s) => { st.live = s; render(); floor(); },
+    onConnection: (ok) => { st.eventsOK = ok; render(); },
+  });
+  setInterval(sample, 1000);
+  render();
+}
+
+async function attach({ videos, audio }) {
+  $('camera-video').srcObject = new MediaStream([videos[0]]);
+  $('slides-video').srcObject = new MediaStream([videos[1]]);
+  $('lecture-audio').srcObject = new MediaStream([audio]);
+  tryPlay($('camera-video'));
+  tryPlay($('slides-video'));
+  $('enable-sound').hidden = await tryPlay($('lecture-audio'));
+}
+
+async function enableSound() {
+  $('enable-sound').hidden = await tryPlay($('lecture-audio'));
+}
+
+// What the stage shows: an overlay says why there is no picture (never a silent freeze).
+function stageState() {
+  const s = st.live;
+  const trainer = s && publication(s, 'trainer');
+  if (st.viewerState === 'reconnecting' || (st.viewerState === 'connecting' && st.viewer && st.viewer.retries > 0)) return 'reconnecting';
+  if (s && !s.live) return 'waiting';
+  if (trainer && trainer.paused) return 'paused';
+  if (st.viewerState === 'connecting' || !s) return 'connecting';
+  if (!st.active[0] && !st.active[1]) return 'no-video';
+  return 'playing';
+}
+
+const overlayText = { reconnecting: 'room.reconnecting', waiting: 'room.waiting', paused: 'room.paused', connecting: 'room.connecting', 'no-video': 'room.noVideo' };
+
+function render() {
+  const state = stageState();
+  $('stage').dataset.state = state;
+  $('overlay').hidden = state === 'playing';
+  if (overlayText[state]) $('overlay-text').textContent = t(overlayText[state]);
+  const s = st.live;
+  const trainer = s && publication(s, 'trainer');
+  setLiveBadge($('live-badge'), s && s.live ? (trainer && trainer.paused ? 'paused' : 'on') : 'off');
+  renderHand();
+  if (s) {
+    const tiles = st.tiles.update(s);
+    const box = $('tiles');
+    for (const node of [...box.children]) if (![...tiles.values()].includes(node)) node.remove();
+    for (const tile of tiles.values()) if (tile.parentNode !== box) box.append(tile);
+    $('side').hidden = !st.speaking && tiles.size === 0;
+  }
+  layout();
+}
+
+function renderHand() {
+  const btn = $('hand');
+  const status = $('hand-status');
+  if (st.me.role !== 'site') {
+    btn.hidden = true;
+    status.textContent = st.me.role === 'viewer' ? t('room.viewerNote') : '';
+    return;
+  }
+  const raised = !!(st.live && st.live.hands.some((h) => h.participant === st.me.name));
+  btn.hidden = st.speaking;
+  btn.textContent = t(raised ? 'room.lower' : 'room.raise');
+  btn.setAttribute('aria-pressed', String(raised));
+  btn.classList.toggle('btn-secondary', raised);
+  status.textContent = st.speaking ? '' : raised ? t('room.handRaised') : '';
+  $('mute').hidden = !st.speaking;
+  $('mute').textContent = t(st.micMuted ? 'room.unmuteMic' : 'room.muteMic');
+  $('mute').setAttribute('aria-pressed', String(st.micMuted));
+  $('onair').hidden = !st.speaking || !st.publisher;
+  $('onair').textContent = t(st.pubLive ? 'room.onAir' : 'room.goingOnAir');
+  $('self-box').hidden = !st.speaking;
+  document.body.classList.toggle('on-air', st.speaking);
+}
+
+function layout() {
+  const [cam, slides] = st.active;
+  let main = $('box-camera'), pip = $('box-slides');
+  if (slides && (!st.swapped || !cam)) [main, pip] = [pip, main];
+  main.className = 'main-video';
+  pip.className = 'pip-video';
+  main.hidden = false;
+  pip.hidden = !(cam && slides);
+  $('swap').hidden = !(cam && slides);
+}
+
+async function toggleHand() {
+  const raised = st.live && st.live.hands.some((h) => h.participant === st.me.name);
+  try {
+    await api('/api/sessions/' + id + '/hands', { method: raised ? 'DELETE' : 'POST', token: st.token });
+  } catch (err) {
+    notify(errorText(err), 'warn');
+  }
+}
+
+// The floor: publish camera and microphone while this classroom holds it.
+async function floor() {
+  const has = !!(st.live && st.me.role === 'site' && st.live.speakers.some((s) => s.participant === st.me.name));
+  if (has && !st.speaking) startSpeaking();
+  else if (!has && st.speaking) stopSpeaking(true);
+}
+
+async function startSpeaking() {
+  st.speaking = true;
+  st.pubLive = false;
+  st.micMuted = false;
+  render();
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({
+      video: { width: { ideal: 1280 }, height: { ideal: 720 } },
+      audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+    });
+  } catch (err) {
+    st.speaking = false;
+    render();
+    notify(t('room.publishFailed', { detail: err.name || err.message }), 'warn', 0);
+    return;
+  }
+  if (!st.speaking) { // the floor was taken back meanwhile
+    stream.getTracks().forEach((tr) => tr.stop());
+    return;
+  }
+  st.stream = stream;
+  $('self-video').srcObject = new MediaStream(stream.getVideoTracks());
+  const pub = new Publisher({
+    url: location.origin + '/whip/' + id,
+    token: st.token,
+    screen: false,
+    onState: (s) => {
+      if (pub !== st.publisher) return;
+      st.pubLive = s === 'connected' || (st.pubLive && s === 'reconnecting');
+      if (s === 'failed') stopSpeaking(false);
+      render();
+    },
+  });
+  st.publisher = pub;
+  try {
+    await pub.start({ camera: stream.getVideoTracks()[0] || null, mic: stream.getAudioTracks()[0] || null });
+  } catch (err) {
+    if (st.publisher === pub) {
+      const s = statusOf(err);
+      stopSpeaking(false);
+      if (s !== 403) notify(t('room.publishFailed', { detail: errorText({ status: s }) }), 'warn');
+    }
+  }
+  render();
+}
+
+// The server ends the publication itself when it takes the floor back or refuses it.
+function stopSpeaking(announce) {
+  const pub = st.publisher;
+  st.publisher = null;
+  st.speaking = false;
+  st.pubLive = false;
+  if (pub) pub.stop({ remote: false });
+  if (st.stream) st.stream.getTracks().forEach((tr) => tr.stop());
+  st.stream = null;
+  $('self-video').srcObject = null;
+  if (announce) notify(t('room.floorEnded'), 'info');
+  render();
+}
+
+function toggleMute() {
+  st.micMuted = !st.micMuted;
+  if (st.stream) st.stream.getAudioTracks().forEach((tr) => { tr.enabled = !st.micMuted; });
+  render();
+}
+
+function toggleFullscreen() {
+  if (document.fullscreenElement) document.exitFullscreen();
+  else $('stage').requestFullscreen().catch(() => {});
+}
+
+function renderFullscreen() {
+  $('fullscreen').textContent = t(document.fullscreenElement ? 'room.exitFullscreen' : 'room.fullscreen');
+}
+
+// Every second: which pictures move (slides shared or not), and the quality indicator.
+async function sample() {
+  if (!st.viewer) return;
+  const h = await st.viewer.health();
+  if (!h) return;
+  const now = performance.now();
+  h.videos.forEach((v, i) => {
+    if (v.framesDecoded > st.frames[i]) st.lastFrameAt[i] = now;
+    st.frames[i] = v.framesDecoded;
+  });
+  const active = st.lastFrameAt.map((at) => at > 0 && now - at < 3000);
+  if (active[0] !== st.active[0] || active[1] !== st.active[1]) {
+    st.active = active;
+    render();
+  } else if ($('stage').dataset.state !== stageState()) {
+    render();
+  }
+  setQuality($('quality'), h);
+  st.lastHealth = h;
+}
+
+/** For support staff and tests: what this page receives and sends. */
+async function health() {
+  return {
+    stage: $('stage').dataset.state,
+    main: st.viewer ? await st.viewer.health() : null,
+    speaking: st.speaking,
+    onAir: !!st.pubLive,
+    publisher: st.publisher ? await st.publisher.health() : null,
+    speakers: await st.tiles.health(),
+  };
+}

@@ -1,0 +1,325 @@
+// The trainer's studio: choose camera and microphone, go live over WHIP, share the
+// screen as the second video, see the classrooms, give and take back the floor, and
+// hear the classroom that has it.
+import { t, onLangChange, fmtDuration, fmtNumber, fmtTime } from './i18n.js';
+import { initShell, takeToken, forgetToken, claims, api, errorText, showFatal, el, notify, pathParam, webrtcSupported } from './common.js';
+import { watchSession, publication, displayName } from './events.js';
+import { Publisher, statusOf } from './rtc.js';
+import { setLiveBadge, setQuality } from './widgets.js';
+import { SpeakerTiles } from './speakers.js';
+
+const id = pathParam(1);
+const $ = (name) => document.getElementById(name);
+const st = {
+  token: '',
+  session: null,
+  live: null, // the session state from the event stream
+  camera: null,
+  mic: null,
+  screen: null,
+  publisher: null,
+  pubState: 'closed',
+  liveSince: 0,
+  tiles: null,
+};
+
+main();
+
+async function main() {
+  initShell();
+  if (!webrtcSupported() || !navigator.mediaDevices) return showFatal(t('err.browser'));
+  const token = takeToken('studio:' + id);
+  if (!token) return showFatal(t('err.noToken'));
+  const c = claims(token);
+  if (c && c.role && c.role !== 'trainer') {
+    forgetToken('studio:' + id);
+    return showFatal(t('err.wrongRole', { role: t('role.' + c.role) }));
+  }
+  try {
+    st.session = await api('/api/sessions/' + encodeURIComponent(id), { token });
+  } catch (err) {
+    if (err.status === 401 || err.status === 403) forgetToken('studio:' + id);
+    return showFatal(errorText(err), { retry: err.status === 0 || err.status >= 500 });
+  }
+  st.token = token;
+  st.tiles = new SpeakerTiles({ session: id, token });
+  $('session-title').textContent = st.session.title;
+  document.title = st.session.title + ' — ' + t('studio.heading');
+
+  $('golive').addEventListener('click', goLive);
+  $('stop').addEventListener('click', stopLive);
+  $('share').addEventListener('click', toggleShare);
+  $('retry-devices').addEventListener('click', openDevices);
+  $('camera-select').addEventListener('change', () => switchDevice('camera'));
+  $('mic-select').addEventListener('change', () => switchDevice('mic'));
+  onLangChange(render);
+  // Leaving the page is not "stop": the publication waits (the server's reconnect grace)
+  // for this studio to come back, e.g. after a reload.
+  window.addEventListener('pagehide', () => { if (st.publisher) st.publisher.stop({ remote: false }); });
+
+  watchSession(id, token, {
+    onState: (s) => { st.live = s; render(); },
+    onConnection: (ok) => { if (!ok && st.live) notify(t('room.eventsLost'), 'warn', 4000); },
+  });
+  setInterval(tick, 1000);
+  window.lectern.health = health;
+  render();
+  await openDevices();
+}
+
+// Devices
+
+async function openDevices() {
+  $('retry-devices').hidden = true;
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({ video: videoConstraints(''), audio: audioConstraints('') });
+    setTrack('camera', stream.getVideoTracks()[0] || null);
+    setTrack('mic', stream.getAudioTracks()[0] || null);
+    await listDevices();
+    $('golive').disabled = false;
+    $('share').disabled = !navigator.mediaDevices.getDisplayMedia;
+    if (wasLive() && !st.publisher) goLive();
+  } catch (err) {
+    notify(t('studio.noDevices', { detail: err.name || err.message }), 'warn', 0);
+    $('retry-devices').hidden = false;
+  }
+}
+
+function videoConstraints(deviceId) {
+  const v = { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } };
+  if (deviceId) v.deviceId = { exact: deviceId };
+  return v;
+}
+
+function audioConstraints(deviceId) {
+  const a = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
+  if (deviceId) a.deviceId = { exact: deviceId };
+  return a;
+}
+
+async function listDevices() {
+  const devices = await navigator.mediaDevices.enumerateDevices();
+  fill($('camera-select'), devices.filter((d) => d.kind === 'videoinput'), st.camera);
+  fill($('mic-select'), devices.filter((d) => d.kind === 'audioinput'), st.mic);
+}
+
+function fill(select, devices, current) {
+  const using = current && current.getSettings().deviceId;
+  select.replaceChildren(...devices.map((d, i) =>
+    el('option', { value: d.deviceId, selected: d.deviceId === using }, d.label || (select.id === 'camera-select' ? 'Camera ' : 'Micro ') + (i + 1))));
+}
+
+async function switchDevice(kind) {
+  const deviceId = $(kind === 'camera' ? 'camera-select' : 'mic-select').value;
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia(kind === 'camera'
+      ? { video: videoConstraints(deviceId) } : { audio: audioConstraints(deviceId) });
+    const track = kind === 'camera' ? stream.getVideoTracks()[0] : stream.getAudioTracks()[0];
+    const old = st[kind];
+    setTrack(kind, track);
+    if (st.publisher) await st.publisher.replace(kind, track);
+    if (old) old.stop();
+  } catch (err) {
+    notify(t('studio.noDevices', { detail: err.name || err.message }), 'warn');
+  }
+}
+
+function setTrack(kind, track) {
+  st[kind] = track;
+  if (kind === 'camera') $('camera-preview').srcObject = track ? new MediaStream([track]) : null;
+  if (kind === 'screen') {
+    $('screen-preview').srcObject = track ? new MediaStream([track]) : null;
+    $('screen-preview').hidden = !track;
+    $('screen-empty').hidden = !!track;
+  }
+}
+
+// Going live
+
+async function goLive() {
+  $('golive').disabled = true;
+  $('golive').textContent = t('studio.connecting');
+  const pub = new Publisher({ url: location.origin + '/whip/' + id, token: st.token, onState: onPublisherState });
+  st.publisher = pub;
+  try {
+    await pub.start({ camera: st.camera, screen: st.screen, mic: st.mic });
+    st.liveSince = Date.now();
+    remember(true);
+  } catch (err) {
+    st.publisher = null;
+    notify(t('studio.publishFailed', { detail: whipErrorText(err) }), 'warn', 0);
+  }
+  render();
+}
+
+function onPublisherState(s, err) {
+  st.pubState = s;
+  if (s === 'reconnecting') notify(t('studio.lost'), 'warn', 4000);
+  if (s === 'failed') {
+    remember(false);
+    st.publisher = null;
+    notify(t('studio.publishFailed', { detail: whipErrorText(err) }), 'warn', 0);
+  }
+  render();
+}
+
+// A studio reloaded while live (a mis-click, a browser restart) goes live again by itself.
+const liveKey = 'lectern.live.' + id;
+function remember(live) {
+  try {
+    if (live) sessionStorage.setItem(liveKey, '1');
+    else sessionStorage.removeItem(liveKey);
+  } catch { /* storage blocked */ }
+}
+function wasLive() {
+  try { return sessionStorage.getItem(liveKey) === '1'; } catch { return false; }
+}
+
+async function stopLive() {
+  remember(false);
+  const pub = st.publisher;
+  st.publisher = null;
+  st.liveSince = 0;
+  render();
+  if (pub) await pub.stop();
+}
+
+function whipErrorText(err) {
+  const s = statusOf(err);
+  if (s === 422) return 'H.264/Opus';
+  if (s) return errorText({ status: s });
+  return errorText({ status: 0 });
+}
+
+async function toggleShare() {
+  if (st.screen) {
+    stopShare();
+    return;
+  }
+  try {
+    const stream = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: { ideal: 15 } }, audio: false });
+    const track = stream.getVideoTracks()[0];
+    track.contentHint = 'detail'; // slides: sharp text over smooth motion
+    track.addEventListener('ended', stopShare);
+    setTrack('screen', track);
+    if (st.publisher) await st.publisher.replace('screen', track);
+  } catch (err) {
+    if (err.name !== 'NotAllowedError') notify(t('studio.shareFailed', { detail: err.name || err.message }), 'warn');
+  }
+  render();
+}
+
+function stopShare() {
+  const track = st.screen;
+  setTrack('screen', null);
+  if (st.publisher) st.publisher.replace('screen', null);
+  if (track) track.stop();
+  render();
+}
+
+// The floor
+
+async function give(participant) {
+  try {
+    await api('/api/sessions/' + id + '/speakers/' + encodeURIComponent(participant), { method: 'PUT', token: st.token });
+  } catch (err) {
+    notify(errorText(err), 'warn');
+  }
+}
+
+async function takeBack(participant) {
+  try {
+    await api('/api/sessions/' + id + '/speakers/' + encodeURIComponent(participant), { method: 'DELETE', token: st.token });
+  } catch (err) {
+    if (err.status !== 404) notify(errorText(err), 'warn');
+  }
+}
+
+// Rendering
+
+function render() {
+  const s = st.live;
+  const trainer = s && publication(s, 'trainer');
+  const badge = s && s.live ? (trainer && trainer.paused ? 'paused' : 'on') : 'off';
+  setLiveBadge($('live-badge'), badge);
+  const publishing = !!st.publisher;
+  $('golive').hidden = publishing;
+  $('stop').hidden = !publishing;
+  if (!publishing) {
+    $('golive').textContent = t('studio.goLive');
+    $('golive').disabled = !st.camera && !st.mic;
+  }
+  $('share').textContent = t(st.screen ? 'studio.stopShare' : 'studio.share');
+  $('share').classList.toggle('btn-danger', !!st.screen);
+  $('share').classList.toggle('btn-secondary', !st.screen);
+  const notice = $('studio-notice');
+  notice.textContent = t(publishing && badge === 'on' ? 'studio.liveNotice' : 'studio.offNotice');
+  notice.className = 'banner ' + (publishing && badge === 'on' ? 'banner-onair' : 'banner-info');
+  if (!s) return;
+  $('viewers').textContent = fmtNumber(s.subscribers);
+  renderHands(s.hands);
+  renderSpeakers(s);
+}
+
+function renderHands(hands) {
+  $('hands').replaceChildren(...hands.map((h, i) => {
+    const name = displayName(h);
+    return el('li', { dataset: { participant: h.participant } },
+      el('span', { class: 'who' }, el('span', { class: 'order', 'aria-hidden': 'true' }, i + 1), name,
+        el('span', { class: 'when' }, t('studio.raisedAt', { time: fmtTime(h.raised_at) }))),
+      el('button', { type: 'button', class: 'btn btn-small', dataset: { action: 'give' }, 'aria-label': t('studio.giveLabel', { name }), onclick: () => give(h.participant) }, t('studio.give')));
+  }));
+  $('no-hands').hidden = hands.length > 0;
+}
+
+function renderSpeakers(s) {
+  const tiles = st.tiles.update(s);
+  const list = $('speakers');
+  const items = s.speakers.map((sp) => {
+    const name = displayName(sp);
+    let li = list.querySelector(`li[data-participant="${CSS.escape(sp.participant)}"]`);
+    if (!li) {
+      li = el('li', { dataset: { participant: sp.participant } },
+        el('span', { class: 'who' }),
+        el('button', { type: 'button', class: 'btn btn-small btn-danger', dataset: { action: 'take-back' }, onclick: () => takeBack(sp.participant) }),
+        el('div', { class: 'speaker-tile' }));
+    }
+    li.querySelector('.who').textContent = name;
+    const btn = li.querySelector('button');
+    btn.textContent = t('studio.takeBack');
+    btn.setAttribute('aria-label', t('studio.takeBackLabel', { name }));
+    const slot = li.querySelector('.speaker-tile');
+    const tile = tiles.get(sp.participant);
+    if (tile && tile.parentNode !== slot) slot.replaceChildren(tile);
+    return li;
+  });
+  // Keep existing nodes (their videos keep playing); only add and remove.
+  for (const li of [...list.children]) if (!items.includes(li)) li.remove();
+  items.forEach((li, i) => { if (list.children[i] !== li) list.insertBefore(li, list.children[i] || null); });
+  $('no-speakers').hidden = s.speakers.length > 0;
+}
+
+let ticks = 0;
+async function tick() {
+  const s = st.live;
+  const trainer = s && publication(s, 'trainer');
+  let since = st.liveSince;
+  if (!since && trainer && trainer.started) since = Date.parse(trainer.started);
+  $('elapsed').textContent = s && s.live && since ? fmtDuration((Date.now() - since) / 1000) : '0:00';
+  if (++ticks % 2) return;
+  const h = st.publisher ? await st.publisher.health() : null;
+  setQuality($('quality'), h);
+  $('h-bitrate').textContent = h ? fmtNumber(h.kbps) + ' kbit/s' : '–';
+  $('h-loss').textContent = h ? fmtNumber(h.loss, 1) + ' %' : '–';
+  $('h-rtt').textContent = h && Number.isFinite(h.rtt) ? fmtNumber(h.rtt) + ' ms' : '–';
+}
+
+/** For support staff and tests: what this page sends and receives. */
+async function health() {
+  return {
+    publishing: !!st.publisher,
+    state: st.pubState,
+    publisher: st.publisher ? await st.publisher.health() : null,
+    speakers: await st.tiles.health(),
+  };
+}
