@@ -1,0 +1,319 @@
+package rtsp
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+
+	"lectern/sfu"
+)
+
+// benchReadersEnv makes the test binary a reader process for BenchmarkRTSPReaders:
+// "URL|N" connects N RTSP clients to URL over TCP.
+const benchReadersEnv = "LECTERN_RTSP_BENCH_READERS"
+
+const (
+	benchPayload   = 1200 // bytes of RTP payload per packet
+	benchAUPackets = 8    // packets per access unit (2.5 Mbit/s at 30 fps averages ~9)
+	benchGOPAUs    = 60   // access units per keyframe interval (2 s)
+	benchRate      = 2_500_000 / 8 / benchPayload
+)
+
+// BenchmarkRTSPReaders measures the server's per-reader cost: one H.264 track
+// written through a lease (as a publisher's read goroutine does) is fanned out to N
+// RTSP readers that play it over TCP (interleaved) on loopback: per reader a queue,
+// its writer goroutine, the header rewrite and one socket write per packet.
+//
+// The readers are Lectern's RTSP client (the one pull sources use; gortsplib is not
+// available) in a separate process, the test binary run again, so the process CPU
+// measured here is the server's alone.
+//
+// One op is one 1200-byte packet written to the track, sent N times. Packets are
+// written in access-unit bursts (8 packets) and each burst waits until every
+// reader's copy was written to its socket, so no queue drops. Reported:
+// ns/packet/reader (wall ÷ N), cpu-ns/packet/reader (server process CPU ÷ packets
+// sent). Then, untimed, the stream is paced at 2.5 Mbit/s for 3 s: cpu-%/reader is
+// the server's CPU per reader at that rate (% of one core), and p50-us / p99-us the
+// latency from Track.WriteRTP to the reader process reading the packet.
+func BenchmarkRTSPReaders(b *testing.B) {
+	for _, n := range []int{1, 50} {
+		b.Run(fmt.Sprintf("readers=%d", n), func(b *testing.B) { benchReaders(b, n) })
+	}
+}
+
+type readersBench struct {
+	b     *testing.B
+	f     *fixture
+	track *sfu.Track
+	stats *sfu.Stats
+	src   rtp.Packet
+	n     uint64 // packets written
+}
+
+func benchReaders(b *testing.B, n int) {
+	f := newFixture(b, func(c *Config) { c.UDPRTPAddress, c.UDPRTCPAddress = "", "" })
+	lease, err := f.sess.Claim(sfu.TrainerPublication, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	track, err := lease.Track("video", sfu.KindVideo, sfu.Codec{MimeType: sfu.MimeH264, ClockRate: 90000, Fmtp: "packetization-mode=1;profile-level-id=42e01f"}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rb := &readersBench{b: b, f: f, track: track, stats: f.reg.Stats(),
+		src: rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 0xbeef}, Payload: make([]byte, benchPayload)}}
+	rb.write(false) // a keyframe in the cache, so DESCRIBE has one to look at
+
+	child := startReaders(b, f.url(testSession, testAdmin), n)
+	waitFor(f.ctx, b, "every reader to play", func() bool { return f.sess.Subscribers() == n })
+
+	// Warm up, then measure bursts that each wait until every copy was sent.
+	for range 2 * benchGOPAUs {
+		rb.burst(false)
+	}
+	base := rb.quiesce()
+	start := rb.n
+	cpu := processCPU()
+	for b.Loop() {
+		rb.write(false)
+		if rb.n%benchAUPackets == 0 {
+			rb.waitSent(base + (rb.n-start)*uint64(n))
+		}
+	}
+	b.StartTimer()
+	rb.waitSent(base + (rb.n-start)*uint64(n))
+	b.StopTimer()
+	ops := rb.n - start
+	sent := float64(ops * uint64(n))
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/sent, "ns/packet/reader")
+	b.ReportMetric(float64(processCPU()-cpu)/sent, "cpu-ns/packet/reader")
+
+	// Paced at 2.5 Mbit/s: CPU share and latency.
+	cpu = processCPU()
+	began := time.Now()
+	tick := time.NewTicker(10 * time.Millisecond)
+	for paced := 0; time.Since(began) < 3*time.Second; {
+		<-tick.C
+		for want := int(time.Since(began) * benchRate / time.Second); paced < want; paced++ {
+			rb.write(true)
+		}
+	}
+	tick.Stop()
+	rb.quiesce()
+	elapsed := time.Since(began)
+	b.ReportMetric(float64(processCPU()-cpu)/float64(elapsed)/float64(n)*100, "cpu-%/reader")
+	p50, p99 := child.finish()
+	b.ReportMetric(p50, "p50-us")
+	b.ReportMetric(p99, "p99-us")
+	if d := rb.stats.QueueDrops.Load(); d != 0 {
+		b.Fatalf("%d packets dropped by reader queues", d)
+	}
+}
+
+// write writes one packet of the synthetic stream. Paced packets carry their send
+// time for the readers' latency figures.
+func (rb *readersBench) write(paced bool) {
+	i := rb.n
+	rb.n++
+	au := i / benchAUPackets
+	p := &rb.src
+	p.SequenceNumber++
+	p.Timestamp = uint32(au * 3000)
+	p.Marker = i%benchAUPackets == benchAUPackets-1
+	p.Payload[0], p.Payload[1] = 0x7c, 0x01 // FU-A, non-IDR slice
+	if au%benchGOPAUs == 0 {
+		p.Payload[1] = 0x05
+	}
+	if i%benchAUPackets == 0 {
+		p.Payload[1] |= 0x80
+	}
+	p.Payload[10] = 0
+	if paced {
+		binary.BigEndian.PutUint64(p.Payload[2:10], uint64(time.Now().UnixNano()))
+		p.Payload[10] = 1
+	}
+	if err := rb.track.WriteRTP(p); err != nil {
+		rb.b.Fatal(err)
+	}
+}
+
+func (rb *readersBench) burst(paced bool) {
+	for range benchAUPackets {
+		rb.write(paced)
+	}
+	time.Sleep(time.Millisecond)
+}
+
+// waitSent waits until the readers' streams have written want packets in all.
+func (rb *readersBench) waitSent(want uint64) {
+	deadline := time.Now().Add(10 * time.Second)
+	for rb.stats.PacketsOut.Load() < want {
+		if time.Now().After(deadline) {
+			rb.b.Fatalf("sent %d of %d packets (drops %d)", rb.stats.PacketsOut.Load(), want, rb.stats.QueueDrops.Load())
+		}
+		time.Sleep(20 * time.Microsecond)
+	}
+}
+
+// quiesce waits until the sent count stops moving and returns it.
+func (rb *readersBench) quiesce() uint64 {
+	last := rb.stats.PacketsOut.Load()
+	for {
+		time.Sleep(50 * time.Millisecond)
+		now := rb.stats.PacketsOut.Load()
+		if now == last {
+			return now
+		}
+		last = now
+	}
+}
+
+// processCPU returns the process's user + system CPU time in nanoseconds.
+func processCPU() int64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+// readersProcess is the child process running the readers.
+type readersProcess struct {
+	b     *testing.B
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	out   *bufio.Reader
+}
+
+func startReaders(b *testing.B, url string, n int) *readersProcess {
+	b.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^$")
+	cmd.Env = append(os.Environ(), benchReadersEnv+"="+url+"|"+strconv.Itoa(n))
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	rp := &readersProcess{b: b, cmd: cmd, stdin: stdin, out: bufio.NewReader(stdout)}
+	b.Cleanup(func() {
+		_ = stdin.Close()
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	line, err := rp.out.ReadString('\n')
+	if err != nil || strings.TrimSpace(line) != "ready" {
+		b.Fatalf("reader process: %q %v", line, err)
+	}
+	return rp
+}
+
+// finish stops the readers and returns their latency percentiles in µs.
+func (rp *readersProcess) finish() (p50, p99 float64) {
+	_ = rp.stdin.Close()
+	line, err := rp.out.ReadString('\n')
+	if _, scanErr := fmt.Sscanf(line, "latency %f %f", &p50, &p99); err != nil || scanErr != nil {
+		rp.b.Fatalf("reader process result %q: %v %v", line, err, scanErr)
+	}
+	_ = rp.cmd.Wait()
+	return p50, p99
+}
+
+// runBenchReaders is the reader process: it plays the stream with N clients, says
+// "ready", reads until its stdin closes, then prints the latency percentiles (µs) of
+// the paced packets.
+func runBenchReaders(spec string) int {
+	target, nStr, _ := strings.Cut(spec, "|")
+	n, _ := strconv.Atoi(nStr)
+	u, err := url.Parse(target)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench readers:", err)
+		return 1
+	}
+	var (
+		mu        sync.Mutex
+		latencies []float64
+		wg        sync.WaitGroup
+		clients   []*rtspClient
+		started   atomic.Int32
+	)
+	for range n {
+		c, err := playClient(u)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench readers:", err)
+			return 1
+		}
+		clients = append(clients, c)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			started.Add(1)
+			_ = c.readFrames(func(ch byte, p []byte) {
+				if ch != 0 || len(p) < 12+11 || p[12+10] != 1 {
+					return
+				}
+				sent := int64(binary.BigEndian.Uint64(p[12+2 : 12+10]))
+				us := float64(time.Now().UnixNano()-sent) / 1e3
+				mu.Lock()
+				latencies = append(latencies, us)
+				mu.Unlock()
+			})
+		}()
+	}
+	fmt.Println("ready")
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	for _, c := range clients {
+		c.close()
+	}
+	wg.Wait()
+	slices.Sort(latencies)
+	pct := func(p float64) float64 {
+		if len(latencies) == 0 {
+			return 0
+		}
+		return latencies[min(len(latencies)-1, int(p*float64(len(latencies))))]
+	}
+	fmt.Printf("latency %.1f %.1f\n", pct(0.5), pct(0.99))
+	return 0
+}
+
+// playClient connects one reader and starts playing.
+func playClient(u *url.URL) (*rtspClient, error) {
+	c, err := dialClient(context.Background(), u, nil, 30*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	desc, base, err := c.describe()
+	if err != nil {
+		c.close()
+		return nil, err
+	}
+	if _, err := c.setup(controlURL(base, desc.medias[0].control), 0); err != nil {
+		c.close()
+		return nil, err
+	}
+	if err := c.play(base); err != nil {
+		c.close()
+		return nil, err
+	}
+	return c, nil
+}

@@ -1,0 +1,376 @@
+package rtsp
+
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
+
+	"lectern/sfu"
+)
+
+// sdpDesc is what Lectern reads from a session description (RFC 4566): the media
+// sections with their formats and control URLs. The parser is lenient about line
+// order and unknown lines, as cameras' SDP often is unusual; it rejects what is not
+// SDP at all.
+type sdpDesc struct {
+	control string // session-level a=control
+	medias  []sdpMedia
+}
+
+type sdpMedia struct {
+	typ     string   // "video", "audio", "application", …
+	formats []string // payload types, as listed on the m= line
+	control string
+	rtpmap  map[string]string // payload type -> "H264/90000"
+	fmtp    map[string]string // payload type -> "packetization-mode=1;…"
+}
+
+// parseSDP parses body. The error wraps ErrBadSDP.
+func parseSDP(body []byte) (*sdpDesc, error) {
+	text := strings.TrimSpace(string(body))
+	if !strings.HasPrefix(text, "v=0") {
+		return nil, fmt.Errorf("%w: does not start with v=0", ErrBadSDP)
+	}
+	d := &sdpDesc{}
+	var cur *sdpMedia
+	for i, line := range strings.Split(text, "\n") {
+		line = strings.TrimRight(line, "\r")
+		if line == "" {
+			continue
+		}
+		if len(line) < 2 || line[1] != '=' || line[0] < 'a' || line[0] > 'z' {
+			return nil, fmt.Errorf("%w: line %d %q is not type=value", ErrBadSDP, i+1, truncate(line, 40))
+		}
+		typ, value := line[0], line[2:]
+		switch typ {
+		case 'm':
+			f := strings.Fields(value)
+			if len(f) < 4 {
+				return nil, fmt.Errorf("%w: media line %q needs type, port, protocol and formats", ErrBadSDP, truncate(line, 60))
+			}
+			if _, err := strconv.Atoi(strings.Split(f[1], "/")[0]); err != nil {
+				return nil, fmt.Errorf("%w: media line %q has a bad port", ErrBadSDP, truncate(line, 60))
+			}
+			d.medias = append(d.medias, sdpMedia{typ: strings.ToLower(f[0]), formats: f[3:], rtpmap: map[string]string{}, fmtp: map[string]string{}})
+			cur = &d.medias[len(d.medias)-1]
+		case 'a':
+			key, val, _ := strings.Cut(value, ":")
+			if cur == nil {
+				if key == "control" {
+					d.control = strings.TrimSpace(val)
+				}
+				continue
+			}
+			switch key {
+			case "control":
+				cur.control = strings.TrimSpace(val)
+			case "rtpmap", "fmtp":
+				pt, rest, ok := strings.Cut(strings.TrimSpace(val), " ")
+				if !ok {
+					if key == "rtpmap" {
+						return nil, fmt.Errorf("%w: a=rtpmap line %q has no encoding", ErrBadSDP, truncate(line, 60))
+					}
+					continue // an empty fmtp
+				}
+				if key == "rtpmap" {
+					cur.rtpmap[pt] = strings.TrimSpace(rest)
+				} else {
+					cur.fmtp[pt] = strings.TrimSpace(rest)
+				}
+			}
+		}
+	}
+	if len(d.medias) == 0 {
+		return nil, fmt.Errorf("%w: no media sections", ErrBadSDP)
+	}
+	return d, nil
+}
+
+// mediaPlan is how one media section of a peer's SDP becomes a session track.
+type mediaPlan struct {
+	index   int    // media section index
+	local   string // track local name: "video", "screen" or "audio"
+	kind    sfu.Kind
+	codec   sfu.Codec
+	pt      uint8
+	control string
+	sps     []byte // H.264 parameter sets from sprop-parameter-sets, if any
+	pps     []byte
+}
+
+// planMedias decides which media sections of d Lectern forwards: up to two H.264
+// video sections (camera, then screen) and the first supported audio section. Any
+// other video codec refuses the whole description (a lecture without its picture is
+// no use, and silence about it would be worse); unsupported audio is left out and
+// reported in skipped. The error wraps ErrUnsupportedCodec.
+func planMedias(d *sdpDesc) (plans []mediaPlan, skipped []string, err error) {
+	videos, audios := 0, 0
+	for i, m := range d.medias {
+		switch m.typ {
+		case "video":
+			p, reason := planVideo(m)
+			if reason != "" {
+				return nil, nil, fmt.Errorf("%w: video section %d: %s", ErrUnsupportedCodec, i, reason)
+			}
+			if videos == 2 {
+				skipped = append(skipped, fmt.Sprintf("video section %d: at most two video streams are forwarded", i))
+				continue
+			}
+			p.local = []string{"video", "screen"}[videos]
+			videos++
+			p.index = i
+			plans = append(plans, p)
+		case "audio":
+			p, reason := planAudio(m)
+			switch {
+			case reason != "":
+				skipped = append(skipped, fmt.Sprintf("audio section %d: %s", i, reason))
+			case audios == 1:
+				skipped = append(skipped, fmt.Sprintf("audio section %d: only one audio stream is forwarded", i))
+			default:
+				p.local, p.index = "audio", i
+				audios++
+				plans = append(plans, p)
+			}
+		default:
+			skipped = append(skipped, fmt.Sprintf("section %d: %s media is not forwarded", i, m.typ))
+		}
+	}
+	if len(plans) == 0 {
+		return nil, skipped, fmt.Errorf("%w: nothing usable (%s)", ErrUnsupportedCodec, strings.Join(skipped, "; "))
+	}
+	return plans, skipped, nil
+}
+
+// encoding returns the encoding name (upper case), clock rate and channels of pt.
+func (m sdpMedia) encoding(pt string) (name string, rate, channels int) {
+	if rm, ok := m.rtpmap[pt]; ok {
+		parts := strings.Split(rm, "/")
+		name = strings.ToUpper(parts[0])
+		if len(parts) > 1 {
+			rate, _ = strconv.Atoi(parts[1])
+		}
+		channels = 1
+		if len(parts) > 2 {
+			channels, _ = strconv.Atoi(parts[2])
+		}
+		return name, rate, channels
+	}
+	switch pt { // static payload types (RFC 3551 §6)
+	case "0":
+		return "PCMU", 8000, 1
+	case "8":
+		return "PCMA", 8000, 1
+	case "26":
+		return "JPEG", 90000, 0
+	case "32":
+		return "MPV", 90000, 0
+	}
+	return "", 0, 0
+}
+
+func parsePT(s string) (uint8, bool) {
+	n, err := strconv.Atoi(s)
+	return uint8(n), err == nil && n >= 0 && n < 128
+}
+
+func planVideo(m sdpMedia) (mediaPlan, string) {
+	var names []string
+	for _, pt := range m.formats {
+		name, _, _ := m.encoding(pt)
+		if name != "H264" {
+			if name == "" {
+				name = "payload type " + pt
+			}
+			names = append(names, name)
+			continue
+		}
+		n, ok := parsePT(pt)
+		if !ok {
+			continue
+		}
+		p := mediaPlan{kind: sfu.KindVideo, pt: n, control: m.control}
+		fmtp := m.fmtp[pt]
+		if mode := fmtpParam(fmtp, "packetization-mode"); mode == "2" {
+			names = append(names, "H264 packetization-mode=2")
+			continue
+		}
+		p.sps, p.pps = parseSprop(fmtpParam(fmtp, "sprop-parameter-sets"))
+		p.codec = sfu.Codec{MimeType: sfu.MimeH264, ClockRate: 90000, Fmtp: h264Fmtp(fmtpParam(fmtp, "profile-level-id"), p.sps, p.pps)}
+		return p, ""
+	}
+	switch {
+	case slices.Contains(names, "H265") || slices.Contains(names, "HEVC"):
+		return mediaPlan{}, "H.265 is not supported: classrooms' browsers cannot decode it and Lectern does not transcode; set the camera or encoder to H.264"
+	case len(names) > 0:
+		return mediaPlan{}, fmt.Sprintf("codec %s is not supported (set the camera or encoder to H.264)", strings.Join(names, ", "))
+	}
+	return mediaPlan{}, "no H.264 format"
+}
+
+func planAudio(m sdpMedia) (mediaPlan, string) {
+	var names []string
+	for _, pt := range m.formats {
+		n, ok := parsePT(pt)
+		if !ok {
+			continue
+		}
+		name, rate, ch := m.encoding(pt)
+		p := mediaPlan{kind: sfu.KindAudio, pt: n, control: m.control}
+		switch {
+		case name == "OPUS" && rate == 48000:
+			p.codec = sfu.Codec{MimeType: sfu.MimeOpus, ClockRate: 48000, Channels: 2, Fmtp: m.fmtp[pt]}
+		case name == "PCMU" && rate == 8000:
+			p.codec = sfu.Codec{MimeType: sfu.MimePCMU, ClockRate: 8000, Channels: 1}
+		case name == "PCMA" && rate == 8000:
+			p.codec = sfu.Codec{MimeType: sfu.MimePCMA, ClockRate: 8000, Channels: 1}
+		case name == "MPEG4-GENERIC":
+			codec, err := aacCodec(rate, ch, m.fmtp[pt])
+			if err != nil {
+				names = append(names, "AAC ("+err.Error()+")")
+				continue
+			}
+			p.codec = codec
+		default:
+			if name == "" {
+				name = "payload type " + pt
+			}
+			names = append(names, name)
+			continue
+		}
+		return p, ""
+	}
+	return mediaPlan{}, fmt.Sprintf("codec %s is not supported (Opus, PCMU, PCMA or AAC are)", strings.Join(names, ", "))
+}
+
+// aacCodec checks an MPEG4-GENERIC format (RFC 3640) and returns its codec, with the
+// fmtp kept whole: readers and the recorder need mode, sizelength and config.
+func aacCodec(rate, channels int, fmtp string) (sfu.Codec, error) {
+	cfgHex := fmtpParam(fmtp, "config")
+	raw, err := hex.DecodeString(cfgHex)
+	if cfgHex == "" || err != nil {
+		return sfu.Codec{}, fmt.Errorf("missing or bad config")
+	}
+	var conf mpeg4audio.AudioSpecificConfig
+	if err := conf.Unmarshal(raw); err != nil {
+		return sfu.Codec{}, fmt.Errorf("bad config: %v", err)
+	}
+	if !strings.EqualFold(fmtpParam(fmtp, "mode"), "AAC-hbr") && !strings.EqualFold(fmtpParam(fmtp, "mode"), "AAC-lbr") {
+		return sfu.Codec{}, fmt.Errorf("mode %q, want AAC-hbr or AAC-lbr", fmtpParam(fmtp, "mode"))
+	}
+	if fmtpParam(fmtp, "sizelength") == "" {
+		return sfu.Codec{}, fmt.Errorf("missing sizelength")
+	}
+	if rate <= 0 {
+		rate = conf.SampleRate
+	}
+	if channels <= 0 {
+		channels = conf.ChannelCount
+	}
+	return sfu.Codec{MimeType: sfu.MimeAAC, ClockRate: uint32(rate), Channels: uint16(channels), Fmtp: fmtp}, nil
+}
+
+// fmtpParam returns the value of key in an fmtp parameter list ("a=1; b=2").
+func fmtpParam(fmtp, key string) string {
+	for _, kv := range strings.Split(fmtp, ";") {
+		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
+		if strings.EqualFold(k, key) {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// parseSprop decodes sprop-parameter-sets (RFC 6184 §8.1) into the SPS and PPS.
+func parseSprop(s string) (sps, pps []byte) {
+	for _, part := range strings.Split(s, ",") {
+		b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(part))
+		if err != nil || len(b) == 0 {
+			continue
+		}
+		switch b[0] & 0x1f {
+		case naluSPS:
+			if sps == nil && len(b) >= 4 {
+				sps = b
+			}
+		case naluPPS:
+			if pps == nil {
+				pps = b
+			}
+		}
+	}
+	return sps, pps
+}
+
+// h264Fmtp builds the fmtp Lectern declares for an H.264 track: packetization-mode
+// 1 (the edge emits FU-A), the profile (from the SPS when the peer gave none), and
+// the parameter sets when known.
+func h264Fmtp(profile string, sps, pps []byte) string {
+	if len(sps) >= 4 {
+		profile = hex.EncodeToString(sps[1:4])
+	}
+	if _, err := hex.DecodeString(profile); err != nil || len(profile) != 6 {
+		profile = "42e01f"
+	}
+	f := "packetization-mode=1;profile-level-id=" + strings.ToLower(profile)
+	if sps != nil && pps != nil {
+		f += ";sprop-parameter-sets=" + base64.StdEncoding.EncodeToString(sps) + "," + base64.StdEncoding.EncodeToString(pps)
+	}
+	return f
+}
+
+// sdpTrack is one media section of the SDP the server offers readers.
+type sdpTrack struct {
+	codec   sfu.Codec
+	kind    sfu.Kind
+	pt      uint8
+	control string // absolute URL
+}
+
+// payloadTypeFor returns the payload type readers see for a codec.
+func payloadTypeFor(c sfu.Codec, i int) uint8 {
+	switch c.MimeType {
+	case sfu.MimePCMU:
+		return 0
+	case sfu.MimePCMA:
+		return 8
+	}
+	return uint8(96 + i)
+}
+
+// rtpmap returns the a=rtpmap encoding of c, e.g. "H264/90000", "opus/48000/2".
+func rtpmap(c sfu.Codec) string {
+	_, name, _ := strings.Cut(c.MimeType, "/")
+	s := fmt.Sprintf("%s/%d", name, c.ClockRate)
+	if c.MimeType == sfu.MimeOpus {
+		return s + "/2"
+	}
+	if c.Channels > 1 {
+		s += "/" + strconv.Itoa(int(c.Channels))
+	}
+	return s
+}
+
+// buildSDP writes the description the server gives readers (RFC 2326 Appendix C).
+func buildSDP(title, aggregate string, tracks []sdpTrack) []byte {
+	var b strings.Builder
+	b.WriteString("v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\n")
+	fmt.Fprintf(&b, "s=%s\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\na=tool:lectern\r\n", title)
+	if aggregate != "" {
+		fmt.Fprintf(&b, "a=control:%s\r\n", aggregate)
+	}
+	for _, t := range tracks {
+		fmt.Fprintf(&b, "m=%s 0 RTP/AVP %d\r\n", t.kind, t.pt)
+		fmt.Fprintf(&b, "a=rtpmap:%d %s\r\n", t.pt, rtpmap(t.codec))
+		if t.codec.Fmtp != "" {
+			fmt.Fprintf(&b, "a=fmtp:%d %s\r\n", t.pt, t.codec.Fmtp)
+		}
+		fmt.Fprintf(&b, "a=control:%s\r\n", t.control)
+	}
+	return []byte(b.String())
+}
