@@ -113,6 +113,9 @@ func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request) {
 		s.httpError(w, r, err)
 		return
 	}
+	if s.cfg.Sources != nil {
+		s.cfg.Sources.RemoveAll(c.ID)
+	}
 	s.cfg.Registry.Close(c.ID) // ends publications; their connections close
 	s.floor.forget(c.ID)
 	s.cfg.Events.Publish(c.ID, events.TypeSessionEnded, map[string]bool{"deleted": true})

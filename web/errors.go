@@ -11,6 +11,7 @@ import (
 	"lectern/catalog"
 	"lectern/sfu"
 	"lectern/sfu/peer"
+	"lectern/sfu/rtsp"
 )
 
 // Errors of the web layer itself.
@@ -22,6 +23,7 @@ var (
 	errTooLarge           = errors.New("request body too large")
 	errNotLive            = errors.New("publication is not live")
 	errUnknownParticipant = errors.New("participant not found")
+	errNotFound           = errors.New("not found")
 )
 
 // statusOf maps an error to its HTTP status. This is the only place that does.
@@ -33,8 +35,11 @@ func statusOf(err error) int {
 		errors.Is(err, errForbidden), errors.Is(err, errNoFloor):
 		return http.StatusForbidden
 	case errors.Is(err, catalog.ErrNotFound), errors.Is(err, peer.ErrResourceNotFound),
-		errors.Is(err, errNotLive), errors.Is(err, errUnknownParticipant), errors.Is(err, sfu.ErrNoSession):
+		errors.Is(err, errNotLive), errors.Is(err, errUnknownParticipant), errors.Is(err, sfu.ErrNoSession),
+		errors.Is(err, errNotFound), errors.Is(err, rtsp.ErrSourceNotFound):
 		return http.StatusNotFound
+	case errors.Is(err, rtsp.ErrSourceExists):
+		return http.StatusConflict
 	case errors.Is(err, errUnsupportedMedia):
 		return http.StatusUnsupportedMediaType
 	case errors.Is(err, errTooLarge):
@@ -44,9 +49,10 @@ func statusOf(err error) int {
 	case errors.Is(err, peer.ErrUnsupportedCodec):
 		return http.StatusUnprocessableEntity
 	case errors.Is(err, catalog.ErrInvalid), errors.Is(err, auth.ErrInvalidClaims), errors.Is(err, peer.ErrBadOffer),
-		errors.Is(err, peer.ErrBadFragment), errors.Is(err, errBadRequest):
+		errors.Is(err, peer.ErrBadFragment), errors.Is(err, errBadRequest), errors.Is(err, rtsp.ErrInvalidSource):
 		return http.StatusBadRequest
-	case errors.Is(err, sfu.ErrTooManySubscribers), errors.Is(err, peer.ErrClosed), errors.Is(err, sfu.ErrSessionClosed):
+	case errors.Is(err, sfu.ErrTooManySubscribers), errors.Is(err, peer.ErrClosed), errors.Is(err, sfu.ErrSessionClosed),
+		errors.Is(err, rtsp.ErrClosed):
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError

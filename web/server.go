@@ -51,6 +51,8 @@ type Config struct {
 	Ready func() error
 	// MaxBody bounds request bodies; default 64 KiB.
 	MaxBody int64
+	// Sources manages RTSP pull sources; nil disables /api/sessions/{id}/sources.
+	Sources rtspSources
 	// Pages, when set, serves the web pages (everything not matched by the API).
 	Pages  http.Handler
 	Logger *slog.Logger
@@ -122,6 +124,7 @@ func (s *Server) routes() {
 			r.Put("/speakers/{participant}", s.grantFloor)
 			r.Delete("/speakers/{participant}", s.revokeFloor)
 			r.Get("/events", s.sessionEvents)
+			s.sourceRoutes(r)
 		})
 	})
 

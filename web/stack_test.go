@@ -22,6 +22,7 @@ import (
 	"lectern/internal/testpeer"
 	"lectern/sfu"
 	"lectern/sfu/peer"
+	"lectern/sfu/rtsp"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -45,6 +46,7 @@ type stackOptions struct {
 	iceTimeout     time.Duration
 	grace          time.Duration
 	pages          http.Handler // Config.Pages (the web pages), nil for none
+	sources        bool         // RTSP pull sources enabled
 }
 
 func newStack(t *testing.T, o stackOptions) *stack {
@@ -69,6 +71,16 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		CORSOrigins: []string{"https://portal.example.edu"}, PublicURL: "http://lectern.test", Pages: o.pages, Logger: log})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if o.sources {
+		srcs := rtsp.NewSources(rtsp.SourcesConfig{Logger: log, Sessions: func(id string) (*sfu.Session, error) {
+			if _, err := cat.Get(id); err != nil {
+				return nil, err
+			}
+			return reg.Session(id), nil
+		}})
+		t.Cleanup(srcs.Close)
+		h.cfg.Sources = srcs
 	}
 	srv := httptest.NewServer(h)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
