@@ -17,7 +17,7 @@ func TestSourcesAPI(t *testing.T) {
 	path := "/api/sessions/" + id + "/sources"
 	for _, tc := range []struct {
 		name, token, body string
-		want               int
+		want              int
 	}{
 		{"viewer may not add", viewer, `{"url":"rtsp://127.0.0.1:1/cam","name":"cam","as":"site"}`, 403},
 		{"not rtsp", trainer, `{"url":"http://127.0.0.1/cam","name":"cam","as":"site"}`, 400},
