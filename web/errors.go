@@ -28,6 +28,9 @@ var (
 
 // statusOf maps an error to its HTTP status. This is the only place that does.
 func statusOf(err error) int {
+	if status, ok := replayStatus(err); ok {
+		return status
+	}
 	switch {
 	case errors.Is(err, auth.ErrMissingToken), errors.Is(err, auth.ErrInvalidToken), errors.Is(err, auth.ErrExpiredToken):
 		return http.StatusUnauthorized

@@ -51,6 +51,8 @@ type Config struct {
 	Ready func() error
 	// MaxBody bounds request bodies; default 64 KiB.
 	MaxBody int64
+	// Replays, when set, serves the recordings (/api/recordings, /replay/...).
+	Replays *ReplayConfig
 	// Sources manages RTSP pull sources; nil disables /api/sessions/{id}/sources.
 	Sources rtspSources
 	// Pages, when set, serves the web pages (everything not matched by the API).
@@ -143,6 +145,7 @@ func (s *Server) routes() {
 		r.Delete("/{resource}", s.deleteResource)
 		r.Options("/{resource}", s.whipOptions)
 	})
+	s.replayRoutes(r, s.cfg.Replays)
 	if s.cfg.Pages != nil {
 		r.Handle("/*", s.cfg.Pages)
 	}

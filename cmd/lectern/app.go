@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -21,8 +22,11 @@ import (
 	"lectern/auth"
 	"lectern/catalog"
 	"lectern/events"
+	"lectern/recorder"
 	"lectern/sfu"
 	"lectern/sfu/peer"
+	"lectern/sfu/rtsp"
+	"lectern/storage"
 	"lectern/web"
 )
 
@@ -37,6 +41,10 @@ type app struct {
 	broker   *events.Broker
 	registry *sfu.Registry
 	edge     *peer.Edge
+	rtsp     *rtsp.Server       // nil when RTSP is off
+	sources  *rtsp.Sources      // RTSP pull sources (IP cameras)
+	store    mediaStore         // nil when recording is off
+	recorder *recorder.Recorder // nil when recording is off
 	http     *http.Server
 	listener net.Listener
 
@@ -68,10 +76,15 @@ func newApp(cfg config, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	a.broker = events.NewBroker(events.Options{Logger: log})
+	if cfg.Record {
+		if err := a.openRecorder(); err != nil {
+			return nil, err
+		}
+	}
 	a.registry = sfu.NewRegistry(sfu.RegistryConfig{
 		Grace:          graceOrNone(cfg.ReconnectGrace),
 		MaxSubscribers: cfg.MaxSubscribers,
-		OnEvent:        a.broker.Publish,
+		OnEvent:        a.onEvent,
 		Logger:         log,
 	})
 	edgeCfg := peer.Config{
@@ -85,27 +98,121 @@ func newApp(cfg config, log *slog.Logger) (*app, error) {
 		edgeCfg.TCPAddr = net.JoinHostPort(cfg.WebRTCIP, strconv.Itoa(cfg.TCPPort))
 	}
 	if a.edge, err = peer.New(edgeCfg); err != nil {
+		a.closeRecorder(context.Background())
 		return nil, err
 	}
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		web.NewCollector(a.registry, a.edge.Resources))
+	a.sources = rtsp.NewSources(rtsp.SourcesConfig{Sessions: a.liveSession, Logger: log})
+	if cfg.RTSPAddr != "off" {
+		rc := rtsp.Config{Address: cfg.RTSPAddr, ServerCert: cfg.RTSPCert, ServerKey: cfg.RTSPKey,
+			Sessions: a.liveSession, Tokens: issuer, AdminToken: a.adminToken, Logger: log}
+		if cfg.RTSPUDPRTPPort > 0 {
+			rc.UDPRTPAddress = ":" + strconv.Itoa(cfg.RTSPUDPRTPPort)
+			rc.UDPRTCPAddress = ":" + strconv.Itoa(cfg.RTSPUDPRTCPPort)
+		}
+		if a.rtsp, err = rtsp.NewServer(rc); err != nil {
+			a.sources.Close()
+			_ = a.edge.Close()
+			a.closeRecorder(context.Background())
+			return nil, fmt.Errorf("rtsp: %w", err)
+		}
+	}
+	var replays *web.ReplayConfig
+	if a.recorder != nil {
+		metrics.MustRegister(a.recorder.Collector())
+		replays = &web.ReplayConfig{Recorder: a.recorder, Store: a.store, Redirect: cfg.ReplayRedirect}
+	}
 	pages, err := web.NewPages()
 	if err != nil {
 		_ = a.edge.Close()
+		a.closeRecorder(context.Background())
 		return nil, err
 	}
 	handler, err := web.New(web.Config{
 		Catalog: a.catalog, Registry: a.registry, WebRTC: a.edge, Events: a.broker, Tokens: issuer,
 		AdminToken: a.adminToken, CORSOrigins: cfg.CORSOrigins, PublicURL: cfg.PublicURL,
-		Metrics: metrics, Pages: pages, Logger: log,
+		Metrics: metrics, Replays: replays, Sources: a.sources, Pages: pages, Logger: log,
 	})
 	if err != nil {
 		_ = a.edge.Close()
+		a.closeRecorder(context.Background())
 		return nil, err
 	}
 	a.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	return a, nil
+}
+
+// mediaStore is the recordings' object store: storage.Dir or storage.S3.
+type mediaStore interface {
+	storage.Store
+	Close() error
+}
+
+// openRecorder opens the object store (S3 when configured, else <data-dir>/store)
+// and the recorder, whose spool is <data-dir>/spool. Leftovers of a previous run
+// are uploaded and interrupted recordings finalised in the background.
+func (a *app) openRecorder() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var err error
+	if a.cfg.S3Endpoint == "" {
+		a.store, err = storage.NewDir(filepath.Join(a.cfg.DataDir, "store"))
+	} else {
+		u, _ := url.Parse(a.cfg.S3Endpoint) // checked by the config
+		a.store, err = storage.NewS3(ctx, storage.S3Config{
+			Endpoint: u.Host, UseTLS: u.Scheme == "https", Bucket: a.cfg.S3Bucket,
+			AccessKey: a.cfg.S3AccessKey, SecretKey: a.cfg.S3SecretKey, Region: a.cfg.S3Region,
+			PathStyle: a.cfg.S3PathStyle, CreateBucket: a.cfg.S3CreateBucket, Prefix: a.cfg.S3Prefix,
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("recording store: %w", err)
+	}
+	a.recorder, err = recorder.New(ctx, recorder.Config{
+		Store:           a.store,
+		SpoolDir:        filepath.Join(a.cfg.DataDir, "spool"),
+		MaxSpoolBytes:   int64(a.cfg.SpoolMaxMB) << 20,
+		SegmentDuration: a.cfg.SegmentDuration,
+		Title: func(session string) string {
+			s, _ := a.catalog.Get(session)
+			return s.Title
+		},
+		Logger: a.log,
+	})
+	if err != nil {
+		_ = a.store.Close()
+		a.store = nil
+		return err
+	}
+	return nil
+}
+
+// onEvent forwards the registry's events to the SSE broker and attaches the
+// recorder to a session when its first publication appears (the recorder is an
+// ordinary subscriber: the sfu does not know it). It runs without sfu locks held.
+func (a *app) onEvent(session, typ string, data any) {
+	a.broker.Publish(session, typ, data)
+	if typ == sfu.EventPublicationAdded && a.recorder != nil {
+		if s, ok := a.registry.Lookup(session); ok {
+			a.recorder.Attach(s)
+		}
+	}
+}
+
+// closeRecorder ends the recordings (their last segments are stored, within ctx;
+// what is left waits in the spool for the next start) and closes the store.
+func (a *app) closeRecorder(ctx context.Context) {
+	if a.recorder == nil {
+		return
+	}
+	if err := a.recorder.Close(ctx); err != nil {
+		a.log.Warn("recorder shutdown", "err", err)
+	}
+	if err := a.store.Close(); err != nil {
+		a.log.Warn("recording store close", "err", err)
+	}
 }
 
 // graceOrNone maps the configured grace (0 = end at once) to the registry's
@@ -154,8 +261,34 @@ func tokenSecret(cfg config) ([]byte, error) {
 	return secret, nil
 }
 
-// start opens the HTTP listener and serves.
+// liveSession resolves a session id for the RTSP edge: only sessions of the
+// catalogue exist.
+func (a *app) liveSession(id string) (*sfu.Session, error) {
+	if _, err := a.catalog.Get(id); err != nil {
+		return nil, fmt.Errorf("%w: %v", sfu.ErrNoSession, err)
+	}
+	return a.registry.Session(id), nil
+}
+
+// startSources brings in the RTSP sources configured at start. A source whose
+// session does not exist is reported and skipped.
+func (a *app) startSources() {
+	for _, v := range a.cfg.RTSPSources {
+		session, name, as, rawURL, _ := parseRTSPSource(v) // checked by the config
+		if _, err := a.sources.Add(session, rtsp.SourceSpec{URL: rawURL, Name: name, As: as}); err != nil {
+			a.log.Warn("configured RTSP source not started", "session", session, "name", name, "err", err)
+		}
+	}
+}
+
+// start opens the HTTP and RTSP listeners and serves.
 func (a *app) start() error {
+	if a.rtsp != nil {
+		if err := a.rtsp.Start(); err != nil {
+			return fmt.Errorf("rtsp listen %s: %w", a.cfg.RTSPAddr, err)
+		}
+	}
+	a.startSources()
 	ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("http listen %s: %w", a.cfg.HTTPAddr, err)
@@ -189,7 +322,14 @@ func (a *app) shutdown(ctx context.Context) {
 	a.broker.Close() // ends SSE streams so Shutdown need not wait for them
 	wg.Wait()
 	a.wg.Wait()
-	a.registry.CloseAll()
+	a.sources.Close()
+	a.registry.CloseAll() // ends every publication: recordings write their last segment
+	if a.rtsp != nil {
+		if err := a.rtsp.Close(); err != nil {
+			a.log.Warn("rtsp shutdown", "err", err)
+		}
+	}
+	a.closeRecorder(ctx)
 	if err := a.edge.Close(); err != nil {
 		a.log.Warn("webrtc shutdown", "err", err)
 	}
@@ -204,6 +344,9 @@ func (a *app) banner() string {
 	fmt.Fprintf(&b, "  WebRTC media: UDP %s", a.edge.UDPAddr())
 	if t := a.edge.TCPAddr(); t != nil {
 		fmt.Fprintf(&b, ", ICE-TCP %s", t)
+	}
+	if a.rtsp != nil {
+		fmt.Fprintf(&b, "\n  RTSP (encoders, decoders, VLC): rtsp://<host>%s/<session>", a.rtsp.Addr()[strings.LastIndex(a.rtsp.Addr(), ":"):])
 	}
 	fmt.Fprintf(&b, "\n  Data directory: %s\n", a.cfg.DataDir)
 	if a.generated {

@@ -65,7 +65,8 @@ func TestRunServesAndShutsDownOnSIGTERM(t *testing.T) {
 	dataDir := t.TempDir()
 	env := map[string]string{"LECTERN_DATA_DIR": dataDir, "LECTERN_LOG_LEVEL": "warn"}
 	args := []string{"-http", "127.0.0.1:" + strconv.Itoa(httpPort), "-webrtc-ip", "127.0.0.1",
-		"-webrtc-udp-port", strconv.Itoa(udpPort), "-webrtc-tcp-port", "0", "-reconnect-grace", "2s"}
+		"-webrtc-udp-port", strconv.Itoa(udpPort), "-webrtc-tcp-port", "0", "-reconnect-grace", "2s",
+		"-rtsp", "127.0.0.1:0", "-rtsp-udp-rtp-port", "0"}
 	stdoutR, stdoutW := io.Pipe()
 	exit := make(chan int, 1)
 	go func() {

@@ -38,6 +38,26 @@ type config struct {
 	LogLevel       string        // debug, info, warn or error (lower case)
 	LogFormat      string        // text or json
 	PublicURL      string        // base URL for the banner and invitations, without trailing "/"
+
+	Record          bool          // record every live publication
+	S3Endpoint      string        // "" = recordings in DataDir/store; else http(s)://host[:port]
+	S3Bucket        string        // bucket of the recordings
+	S3AccessKey     string        // static credentials (signature v4)
+	S3SecretKey     string        // static credentials (signature v4)
+	S3Region        string        // "" = discovered by the client
+	S3PathStyle     bool          // force path-style requests
+	S3CreateBucket  bool          // create the bucket at start when missing
+	S3Prefix        string        // key prefix, to share a bucket
+	SpoolMaxMB      int           // bound of the local recording spool (DataDir/spool), MiB
+	SegmentDuration time.Duration // target length of recorded segments
+
+	RTSPAddr        string   // RTSP listen address; "off" disables the RTSP server
+	RTSPUDPRTPPort  int      // RTSP UDP transport: RTP port; 0 disables UDP (TCP only)
+	RTSPUDPRTCPPort int      // RTSP UDP transport: RTCP port (RTP port + 1 by convention)
+	RTSPCert        string   // PEM certificate: RTSPS when set with RTSPKey
+	RTSPKey         string   // PEM private key of RTSPCert
+	RTSPSources     []string // pull sources at start: <session>/<name>/<trainer|site>=<rtsp url>
+	ReplayRedirect  bool     // answer segment requests with a redirect to a presigned store URL
 }
 
 // setting is one row of the configuration table: where a value comes from, its default, what
@@ -113,6 +133,60 @@ func settings() []setting {
 		{flag: "log-format", env: "LECTERN_LOG_FORMAT", def: "text",
 			help:  "log format: text or json",
 			parse: enumVal(func(c *config) *string { return &c.LogFormat }, "text", "json")},
+		{flag: "record", env: "LECTERN_RECORD", def: "on",
+			help:  "record every live publication for replay: on or off",
+			parse: boolVal(func(c *config) *bool { return &c.Record })},
+		{flag: "s3-endpoint", env: "LECTERN_S3_ENDPOINT", defHelp: "none: recordings go to <data-dir>/store",
+			help:  "S3-compatible service (MinIO, AWS S3, ...) for recordings, as http://host[:port] or https://host[:port]",
+			parse: stringVal(func(c *config) *string { return &c.S3Endpoint }, checkS3Endpoint)},
+		{flag: "s3-bucket", env: "LECTERN_S3_BUCKET", def: "lectern",
+			help:  "bucket of the recordings (3-63 characters: a-z, 0-9, '.', '-')",
+			parse: stringVal(func(c *config) *string { return &c.S3Bucket }, checkBucket)},
+		{flag: "s3-access-key", env: "LECTERN_S3_ACCESS_KEY",
+			help:  "access key of -s3-endpoint",
+			parse: stringVal(func(c *config) *string { return &c.S3AccessKey }, nil)},
+		{flag: "s3-secret-key", env: "LECTERN_S3_SECRET_KEY",
+			help:  "secret key of -s3-endpoint",
+			parse: stringVal(func(c *config) *string { return &c.S3SecretKey }, nil)},
+		{flag: "s3-region", env: "LECTERN_S3_REGION", defHelp: "discovered (us-east-1 for a new bucket)",
+			help:  "region of the bucket",
+			parse: stringVal(func(c *config) *string { return &c.S3Region }, nil)},
+		{flag: "s3-path-style", env: "LECTERN_S3_PATH_STYLE", def: "off",
+			help:  "force path-style requests (https://host/bucket/key): on or off; off lets the client choose (path style for MinIO)",
+			parse: boolVal(func(c *config) *bool { return &c.S3PathStyle })},
+		{flag: "s3-create-bucket", env: "LECTERN_S3_CREATE_BUCKET", def: "on",
+			help:  "create the bucket at start when it is missing: on or off",
+			parse: boolVal(func(c *config) *bool { return &c.S3CreateBucket })},
+		{flag: "s3-prefix", env: "LECTERN_S3_PREFIX",
+			help:  "prefix of every object key, so several servers can share a bucket",
+			parse: stringVal(func(c *config) *string { return &c.S3Prefix }, nil)},
+		{flag: "spool-max-mb", env: "LECTERN_SPOOL_MAX_MB", def: "2048",
+			help:  "MiB of recorded segments kept on local disk while the store is unreachable (16-1048576); beyond it segments are lost",
+			parse: intVal(func(c *config) *int { return &c.SpoolMaxMB }, 16, 1<<20, "a size in MiB")},
+		{flag: "segment-duration", env: "LECTERN_SEGMENT_DURATION", def: "4s",
+			help:  "target length of recorded segments; each ends at the first keyframe after it (1s-30s)",
+			parse: durationVal(func(c *config) *time.Duration { return &c.SegmentDuration }, time.Second, 30*time.Second)},
+		{flag: "rtsp", env: "LECTERN_RTSP", def: ":8554",
+			help:  `RTSP listen address for encoders, decoders and VLC (rtsp://host:8554/{session}); "off" disables RTSP`,
+			parse: stringVal(func(c *config) *string { return &c.RTSPAddr }, checkRTSPAddr)},
+		{flag: "rtsp-udp-rtp-port", env: "LECTERN_RTSP_UDP_RTP_PORT", def: "8000",
+			help:  "UDP port for RTSP media over UDP (RTP); 0 allows TCP transport only",
+			parse: intVal(func(c *config) *int { return &c.RTSPUDPRTPPort }, 0, 65535, "a port")},
+		{flag: "rtsp-udp-rtcp-port", env: "LECTERN_RTSP_UDP_RTCP_PORT", def: "8001",
+			help:  "UDP port for RTSP control over UDP (RTCP)",
+			parse: intVal(func(c *config) *int { return &c.RTSPUDPRTCPPort }, 0, 65535, "a port")},
+		{flag: "rtsp-cert", env: "LECTERN_RTSP_CERT",
+			help:  "PEM certificate file: the RTSP server speaks RTSPS (TLS) when set with -rtsp-key",
+			parse: stringVal(func(c *config) *string { return &c.RTSPCert }, nil)},
+		{flag: "rtsp-key", env: "LECTERN_RTSP_KEY",
+			help:  "PEM private key file of -rtsp-cert",
+			parse: stringVal(func(c *config) *string { return &c.RTSPKey }, nil)},
+		{flag: "rtsp-source", env: "LECTERN_RTSP_SOURCES", list: true,
+			help:  "cameras/encoders pulled into sessions at start: <session>/<name>/<trainer|site>=rtsp://… (comma-separated)",
+			parse: listVal(func(c *config) *[]string { return &c.RTSPSources }, checkRTSPSource)},
+		{flag: "replay-redirect", env: "LECTERN_REPLAY_REDIRECT", def: "off",
+			help:  "on: replay segments are redirected to presigned URLs of -s3-endpoint (players must reach it) instead of passing through this server",
+			parse: boolVal(func(c *config) *bool { return &c.ReplayRedirect })},
 	}
 }
 
@@ -202,6 +276,24 @@ func (c *config) check() []error {
 	}
 	if c.PublicURL == "" && c.HTTPAddr != "" {
 		c.PublicURL = urlForListenAddr(c.HTTPAddr)
+	}
+	return append(errs, c.checkStorage()...)
+}
+
+// checkStorage requires credentials with an S3 endpoint, and reports S3 settings
+// given without one.
+func (c *config) checkStorage() []error {
+	var errs []error
+	endpoint := settingName("s3-endpoint")
+	for _, s := range []struct{ flag, value string }{
+		{"s3-access-key", c.S3AccessKey}, {"s3-secret-key", c.S3SecretKey}, {"s3-region", c.S3Region}, {"s3-prefix", c.S3Prefix},
+	} {
+		switch {
+		case c.S3Endpoint == "" && s.value != "":
+			errs = append(errs, fmt.Errorf("%s: set but %s is empty (recordings go to the data dir)", settingName(s.flag), endpoint))
+		case c.S3Endpoint != "" && s.value == "" && (s.flag == "s3-access-key" || s.flag == "s3-secret-key"):
+			errs = append(errs, fmt.Errorf("%s: required with %s", settingName(s.flag), endpoint))
+		}
 	}
 	return errs
 }
@@ -332,6 +424,21 @@ func enumVal(field func(*config) *string, allowed ...string) func(*config, strin
 	}
 }
 
+// boolVal parses on/off (also true/false, yes/no, 1/0), ignoring case.
+func boolVal(field func(*config) *bool) func(*config, string) error {
+	return func(c *config, v string) error {
+		switch strings.ToLower(strings.TrimSpace(v)) {
+		case "on", "true", "yes", "1":
+			*field(c) = true
+		case "off", "false", "no", "0":
+			*field(c) = false
+		default:
+			return fmt.Errorf("%q is not on or off", v)
+		}
+		return nil
+	}
+}
+
 // listVal parses a comma-separated list: entries are trimmed, empty ones dropped, and each
 // is checked; every bad entry is reported.
 func listVal(field func(*config) *[]string, check func(string) error) func(*config, string) error {
@@ -431,6 +538,34 @@ func checkTokenSecret(v string) (string, error) {
 }
 
 // checkPublicIP accepts an IPv4 or IPv6 address that can be announced to peers.
+func checkRTSPAddr(v string) (string, error) {
+	if v == "off" {
+		return v, nil
+	}
+	return checkListenAddr(v)
+}
+
+// parseRTSPSource splits "<session>/<name>/<as>=<url>".
+func parseRTSPSource(v string) (session, name, as, rawURL string, err error) {
+	left, rawURL, ok := strings.Cut(v, "=")
+	parts := strings.Split(left, "/")
+	if !ok || len(parts) != 3 || parts[0] == "" || parts[1] == "" {
+		return "", "", "", "", fmt.Errorf("%q is not <session>/<name>/<trainer|site>=rtsp://…", v)
+	}
+	if parts[2] != "trainer" && parts[2] != "site" {
+		return "", "", "", "", fmt.Errorf("%q: the role must be trainer or site", v)
+	}
+	if u, err := url.Parse(rawURL); err != nil || (u.Scheme != "rtsp" && u.Scheme != "rtsps") || u.Host == "" {
+		return "", "", "", "", fmt.Errorf("%q: the URL must be rtsp:// or rtsps:// with a host", left)
+	}
+	return parts[0], parts[1], parts[2], rawURL, nil
+}
+
+func checkRTSPSource(v string) error {
+	_, _, _, _, err := parseRTSPSource(v)
+	return err
+}
+
 func checkBindIP(v string) (string, error) {
 	if v == "" {
 		return "", nil
@@ -468,6 +603,36 @@ func checkOrigin(v string) error {
 		return fmt.Errorf("%q is not an origin: it has a path, user, query or fragment (browsers send scheme://host[:port] only)", v)
 	}
 	return nil
+}
+
+// checkS3Endpoint accepts "" or http(s)://host[:port] without a path: the scheme
+// says whether TLS is used.
+func checkS3Endpoint(v string) (string, error) {
+	if v == "" {
+		return "", nil
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("%q is not http://host[:port] or https://host[:port]", v)
+	}
+	if strings.Trim(u.Path, "/") != "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return "", fmt.Errorf("%q must not contain a path, user, query or fragment (the bucket is -s3-bucket)", v)
+	}
+	if err := checkHostPort(u.Host); err != nil {
+		return "", fmt.Errorf("%q: %w", v, err)
+	}
+	return u.Scheme + "://" + u.Host, nil
+}
+
+// checkBucket accepts an S3 bucket name (3-63 characters of a-z, 0-9, '.', '-',
+// starting and ending with a letter or digit).
+func checkBucket(v string) (string, error) {
+	ok := len(v) >= 3 && len(v) <= 63 && strings.Trim(v, "abcdefghijklmnopqrstuvwxyz0123456789.-") == "" &&
+		strings.Trim(v[:1]+v[len(v)-1:], "abcdefghijklmnopqrstuvwxyz0123456789") == ""
+	if !ok {
+		return "", fmt.Errorf("%q is not a bucket name (3-63 characters: a-z, 0-9, '.', '-')", v)
+	}
+	return v, nil
 }
 
 // isTURN reports whether an ICE server URL is a TURN one.

@@ -36,6 +36,15 @@ func defaultConfig() config {
 		LogLevel:       "info",
 		LogFormat:      "text",
 		PublicURL:      "http://localhost:8080",
+
+		Record:          true,
+		S3Bucket:        "lectern",
+		S3CreateBucket:  true,
+		SpoolMaxMB:      2048,
+		SegmentDuration: 4 * time.Second,
+		RTSPAddr:        ":8554",
+		RTSPUDPRTPPort:  8000,
+		RTSPUDPRTCPPort: 8001,
 	}
 }
 
@@ -66,6 +75,25 @@ var allEnv = map[string]string{
 	"LECTERN_MAX_SUBSCRIBERS": "64",
 	"LECTERN_LOG_LEVEL":       "DEBUG",
 	"LECTERN_LOG_FORMAT":      "json",
+
+	"LECTERN_RECORD":             "off",
+	"LECTERN_S3_ENDPOINT":        "https://s3.example.edu:9000/",
+	"LECTERN_S3_BUCKET":          "lectures",
+	"LECTERN_S3_ACCESS_KEY":      "lectern-access",
+	"LECTERN_S3_SECRET_KEY":      "lectern-secret-key",
+	"LECTERN_S3_REGION":          "eu-west-1",
+	"LECTERN_S3_PATH_STYLE":      "on",
+	"LECTERN_S3_CREATE_BUCKET":   "off",
+	"LECTERN_S3_PREFIX":          "hanoi/",
+	"LECTERN_SPOOL_MAX_MB":       "512",
+	"LECTERN_SEGMENT_DURATION":   "6s",
+	"LECTERN_REPLAY_REDIRECT":    "on",
+	"LECTERN_RTSP":               "127.0.0.1:9554",
+	"LECTERN_RTSP_UDP_RTP_PORT":  "9000",
+	"LECTERN_RTSP_UDP_RTCP_PORT": "9001",
+	"LECTERN_RTSP_CERT":          "/etc/lectern/rtsp.crt",
+	"LECTERN_RTSP_KEY":           "/etc/lectern/rtsp.key",
+	"LECTERN_RTSP_SOURCES":       "abc123/cam1/site=rtsp://cam.example.edu/stream",
 }
 
 func TestParseConfigEnvOnly(t *testing.T) {
@@ -89,6 +117,25 @@ func TestParseConfigEnvOnly(t *testing.T) {
 		LogLevel:       "debug",
 		LogFormat:      "json",
 		PublicURL:      "https://lectern.example.edu",
+
+		Record:          false,
+		S3Endpoint:      "https://s3.example.edu:9000",
+		S3Bucket:        "lectures",
+		S3AccessKey:     "lectern-access",
+		S3SecretKey:     "lectern-secret-key",
+		S3Region:        "eu-west-1",
+		S3PathStyle:     true,
+		S3CreateBucket:  false,
+		S3Prefix:        "hanoi/",
+		SpoolMaxMB:      512,
+		SegmentDuration: 6 * time.Second,
+		ReplayRedirect:  true,
+		RTSPAddr:        "127.0.0.1:9554",
+		RTSPUDPRTPPort:  9000,
+		RTSPUDPRTCPPort: 9001,
+		RTSPCert:        "/etc/lectern/rtsp.crt",
+		RTSPKey:         "/etc/lectern/rtsp.key",
+		RTSPSources:     []string{"abc123/cam1/site=rtsp://cam.example.edu/stream"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("from env:\n got %+v\nwant %+v", got, want)
@@ -327,6 +374,17 @@ func TestValues(t *testing.T) {
 		{"data dir blank", "LECTERN_DATA_DIR", " ", "must not be empty"},
 		{"log level upper case", "LECTERN_LOG_LEVEL", "WARN", ""},
 		{"log format", "LECTERN_LOG_FORMAT", "logfmt", `"logfmt" is not one of text, json`},
+		{"record off", "LECTERN_RECORD", "OFF", ""},
+		{"record maybe", "LECTERN_RECORD", "maybe", `"maybe" is not on or off`},
+		{"s3 endpoint without credentials", "LECTERN_S3_ENDPOINT", "http://minio:9000", "LECTERN_S3_ACCESS_KEY: required with"},
+		{"s3 endpoint without scheme", "LECTERN_S3_ENDPOINT", "minio:9000", "is not http://host[:port]"},
+		{"s3 endpoint with bucket path", "LECTERN_S3_ENDPOINT", "http://minio:9000/lectern", "must not contain a path"},
+		{"s3 endpoint bad port", "LECTERN_S3_ENDPOINT", "http://minio:99999", "is not in 1-65535"},
+		{"s3 key without endpoint", "LECTERN_S3_SECRET_KEY", "x", "set but -s3-endpoint/LECTERN_S3_ENDPOINT is empty"},
+		{"bucket upper case", "LECTERN_S3_BUCKET", "Lectern", "is not a bucket name"},
+		{"bucket too short", "LECTERN_S3_BUCKET", "ab", "is not a bucket name"},
+		{"spool too small", "LECTERN_SPOOL_MAX_MB", "8", "8 is not a size in MiB (16-1048576)"},
+		{"segment too long", "LECTERN_SEGMENT_DURATION", "1m", "out of range"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,50 @@
+// Package recorder archives every live publication of every session to an object
+// store as CMAF fragmented MP4 with an HLS media playlist, crash-safely.
+//
+// The recorder is an ordinary subscriber of the hub: [Recorder.Attach] watches a
+// session, and every track of every publication gets an [sfu.Queue] sink like any
+// other consumer; the sfu never knows the recorder exists. One recording is made per
+// publication per live period: it starts with the publication's first track and ends
+// when its last track ends (the publication was removed, after the reconnect grace
+// period), so a trainer who reconnects within the grace period continues the same
+// recording, with the pause kept as a gap.
+//
+// Pipeline, per recording (all goroutines owned by the recording, stopped and waited
+// for by [Recorder.Close]):
+//
+//	track reader (one per track): Queue → reorder → depacketize (RFC 6184 H.264,
+//	    RFC 7587 Opus) → timestamp unwrap → access units
+//	mux (one per recording): access units → renditions → fMP4 segments cut at the
+//	    first keyframe after ~4 s → spool file (fsync) → journal line (fsync)
+//	uploader (one per recording): spool → store, with retries and backoff; a
+//	    segment enters index.m3u8 only once stored, and its spool file is deleted
+//	    only then.
+//
+// Renditions: the camera ("video", or the first video track when there is no
+// camera) and the audio are muxed into the main rendition: index.m3u8, init.mp4,
+// seg-NNNNNN.m4s under recordings/{session}/{id}/. Every other video track (the
+// screen share) is its own silent rendition under recordings/{session}/{id}/{local}/
+// (e.g. screen/index.m3u8) on the same timeline, so players show the lecture with
+// sound and a page can show the slides next to it, in sync.
+//
+// A track that appears after its recording started (a screen share switched on
+// mid-lecture) becomes a new rendition; an audio track that appears late is not
+// recorded (it cannot join an init segment already written). H.264 parameter
+// changes (a reconnect at another resolution) travel in-band. Codecs other than
+// H.264 and Opus (AAC, G.711 from cameras) are not recorded.
+//
+// Crash safety: the spool directory holds, per recording, a journal (JSON lines,
+// fsynced) and the segments not yet stored. A segment is written to a temporary
+// file and fsynced, journaled, then renamed: a crash loses at most the segment
+// being written. [New] scans the spool: segments left over are uploaded and
+// recordings interrupted by a crash are finalised (VOD playlist with ENDLIST,
+// meta.json marked interrupted). Recordings the index says are in progress but
+// that no spool knows (the server was lost with its disk) are finalised from the
+// store: their playlists list every stored segment.
+//
+// Index: recordings/index.json in the store is the source of truth for the list
+// of recordings; it is loaded at start (rebuilt from every meta.json when lost),
+// kept in memory, and rewritten (coalesced) whenever a recording starts, ends or
+// is deleted. Listing never touches the store. One server per store prefix: two
+// servers sharing a bucket must use different prefixes.
+package recorder

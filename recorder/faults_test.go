@@ -1,0 +1,296 @@
+package recorder
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"lectern/sfu"
+)
+
+// TestMinIOOutage stops a real MinIO for 20 s in the middle of a recording and
+// starts it again: the recording ends complete, with every segment stored once.
+func TestMinIOOutage(t *testing.T) {
+	t.Parallel()
+	c := lectureClip(t)
+	store, minio := newMinIOStore(t)
+	r := newRecorder(t, store, t.TempDir(), nil)
+	defer closeRecorder(t, r)
+	reg := sfu.NewRegistry(sfu.RegistryConfig{Grace: -1, Logger: testLogger()})
+	sess := reg.Session("outage0001")
+	r.Attach(sess)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	p := newPublisher(t, sess, sfu.TrainerPublication)
+
+	var stoppedAt time.Time
+	p.feed(t, ctx, c, feedOptions{speed: 1, between: func(sec int) {
+		if sec == 5 {
+			minio.Stop()
+			stoppedAt = time.Now()
+		}
+	}})
+	p.feed(t, ctx, c, feedOptions{speed: 1, between: func(int) {
+		if !stoppedAt.IsZero() && time.Since(stoppedAt) >= 20*time.Second {
+			minio.Start()
+			stoppedAt = time.Time{}
+		}
+	}})
+	if !stoppedAt.IsZero() {
+		t.Fatal("MinIO was not restarted during the second pass")
+	}
+	p.lease.End()
+	recs := waitComplete(t, r, 1, 2*time.Minute)
+	m := recs[0]
+	if gatherMetric(t, r, "lectern_recording_upload_errors_total", "") == 0 {
+		t.Error("no failed upload attempt was counted during the outage")
+	}
+	written := int(r.metrics.segmentsWritten.Load())
+	if m.Segments != written || !near(m.Duration, 2*c.Duration.Seconds(), 0.5) {
+		t.Fatalf("recording has %d segments (%v s), %d were written", m.Segments, m.Duration, written)
+	}
+	checkPlaylist(t, store, m.Prefix, m.Segments)
+	dl := writeDownload(t, r, m.ID, MainRendition)
+	got := ffprobe(t, dl)
+	if !near(got.Duration, 2*c.Duration.Seconds(), 0.5) || got.VideoFrames != 2*len(c.Video) {
+		t.Errorf("MP4 after outage: %+v, want %v and %d frames", got, 2*c.Duration, 2*len(c.Video))
+	}
+}
+
+// TestCrashRecovery abandons a recorder mid-recording as SIGKILL would (nothing
+// more is written, while the store was failing and segments piled up in the
+// spool) and starts a new one on the same spool: the recording is finalised with
+// every segment written before the kill.
+func TestCrashRecovery(t *testing.T) {
+	t.Parallel()
+	c := lectureClip(t)
+	store := &flakyStore{Store: newDirStore(t)}
+	spoolDir := t.TempDir()
+	r1 := newRecorder(t, store, spoolDir, nil)
+	reg := sfu.NewRegistry(sfu.RegistryConfig{Grace: -1, Logger: testLogger()})
+	sess := reg.Session("crash00001")
+	r1.Attach(sess)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	p := newPublisher(t, sess, sfu.TrainerPublication)
+	crashed := false
+	p.feed(t, ctx, c, feedOptions{speed: 4, between: func(sec int) {
+		switch sec {
+		case 7:
+			store.down.Store(true)
+		case 15:
+			r1.crash()
+			crashed = true
+		}
+	}})
+	if !crashed {
+		t.Fatal("no crash")
+	}
+	p.lease.End()
+	written := int(r1.metrics.segmentsWritten.Load())
+	if written < 3 || r1.metrics.segmentsStored.Load() >= uint64(written) {
+		t.Fatalf("before the crash: %d segments written, %d stored; want some left in the spool", written, r1.metrics.segmentsStored.Load())
+	}
+
+	store.down.Store(false)
+	r2 := newRecorder(t, store, spoolDir, nil)
+	defer closeRecorder(t, r2)
+	recs := waitComplete(t, r2, 1, time.Minute)
+	m := recs[0]
+	if !m.Interrupted || m.Segments != written {
+		t.Fatalf("recovered recording: interrupted %v, %d segments, want %d", m.Interrupted, m.Segments, written)
+	}
+	checkPlaylist(t, store, m.Prefix, written)
+	got := ffprobe(t, writeDownload(t, r2, m.ID, MainRendition))
+	if !near(got.Duration, m.Duration, 0.1) || got.Duration < 11 || got.VideoFrames != int(m.Duration*30+0.5) {
+		t.Errorf("MP4 after recovery: %+v, meta says %v s", got, m.Duration)
+	}
+	if used := r2.metrics.spoolBytes.Load(); used != 0 {
+		t.Errorf("spool holds %d bytes after recovery", used)
+	}
+}
+
+// TestSpoolFull fills a small spool while the store is down: segments are
+// dropped with a clear error and a metric, the live stream (another sink of the
+// same track) loses nothing, and the recording resumes when the store is back.
+func TestSpoolFull(t *testing.T) {
+	t.Parallel()
+	c := lectureClip(t)
+	store := &flakyStore{Store: newDirStore(t)}
+	var logs logBuffer
+	r := newRecorder(t, store, t.TempDir(), func(cfg *Config) {
+		cfg.MaxSpoolBytes = 1 << 20
+		cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	defer closeRecorder(t, r)
+	reg := sfu.NewRegistry(sfu.RegistryConfig{Grace: -1, Logger: testLogger()})
+	sess := reg.Session("spoolfull1")
+	r.Attach(sess)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	p := newPublisher(t, sess, sfu.TrainerPublication)
+	live := sfu.NewQueue(sfu.QueueOptions{Size: 1 << 16, Kind: sfu.KindVideo})
+	remove := p.video.AddSink(live)
+	p.feed(t, ctx, c, feedOptions{speed: 4, between: func(sec int) {
+		switch sec {
+		case 2:
+			store.down.Store(true)
+		case 16:
+			store.down.Store(false)
+		}
+	}})
+	remove()
+	p.lease.End()
+	waitComplete(t, r, 1, time.Minute)
+
+	if n := gatherMetric(t, r, "lectern_recording_segments_failed_total", "spool_full"); n == 0 {
+		t.Error("no segment counted as lost to a full spool")
+	}
+	if !strings.Contains(logs.String(), "recording spool full") || !strings.Contains(logs.String(), "spool filling up") {
+		t.Errorf("no clear error in the log:\n%s", logs.String())
+	}
+	if live.Dropped() != 0 || int(p.video.Packets()) != queued(live) {
+		t.Errorf("live sink: %d dropped, %d of %d packets", live.Dropped(), queued(live), p.video.Packets())
+	}
+	m := waitComplete(t, r, 1, time.Second)[0]
+	pl := readStored(t, store, m.Prefix+"index.m3u8")
+	if !strings.Contains(pl, "#EXT-X-DISCONTINUITY") {
+		t.Errorf("no discontinuity where segments were lost:\n%s", pl)
+	}
+	if errs := ffmpegDecodeErrors(t, writeDownload(t, r, m.ID, MainRendition)); errs != "" {
+		t.Errorf("decode errors: %s", errs)
+	}
+}
+
+// queued counts (and releases) the packets in a queue.
+func queued(q *sfu.Queue) int {
+	n := 0
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+		item, ok := q.Next(ctx)
+		cancel()
+		if !ok {
+			return n
+		}
+		item.Packet.Release()
+		n++
+	}
+}
+
+// TestDamagedStream sends a stream with lost packets, reordered packets and a
+// timestamp jump: the recording stays decodable and keeps its length.
+func TestDamagedStream(t *testing.T) {
+	t.Parallel()
+	c := lectureClip(t)
+	store := newDirStore(t)
+	r := newRecorder(t, store, t.TempDir(), nil)
+	defer closeRecorder(t, r)
+	reg := sfu.NewRegistry(sfu.RegistryConfig{Grace: -1, Logger: testLogger()})
+	sess := reg.Session("damaged001")
+	r.Attach(sess)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	p := newPublisher(t, sess, sfu.TrainerPublication)
+	p.feed(t, ctx, c, feedOptions{speed: 4, reorder: true, tsJump: 48000 * 3600,
+		drop: func(i int) bool { return i%397 == 0 }})
+	p.lease.End()
+	m := waitComplete(t, r, 1, 30*time.Second)[0]
+	if !near(m.Duration, c.Duration.Seconds(), 0.5) {
+		t.Errorf("duration %v after a timestamp jump, want %v", m.Duration, c.Duration)
+	}
+	path := store.Root() + "/" + m.Prefix + "index.m3u8"
+	if errs := ffmpegDecodeErrors(t, path); errs != "" {
+		t.Errorf("HLS decode errors: %s", errs)
+	}
+	got := ffprobe(t, path)
+	if got.VideoFrames == 0 || got.VideoFrames >= len(c.Video) || !near(got.Duration, c.Duration.Seconds(), 0.5) {
+		t.Errorf("HLS: %+v (lost frames must be skipped until the next keyframe)", got)
+	}
+	if errs := ffmpegDecodeErrors(t, writeDownload(t, r, m.ID, MainRendition)); errs != "" {
+		t.Errorf("MP4 decode errors: %s", errs)
+	}
+	if r.metrics.decodeErrors.Load() != 0 {
+		t.Errorf("%d decode errors counted", r.metrics.decodeErrors.Load())
+	}
+}
+
+// TestReconnectContinuesRecording: a trainer who drops and comes back within the
+// grace period (a new SSRC, new sequence numbers and timestamps) continues the
+// same recording, with the pause recorded as a gap.
+func TestReconnectContinuesRecording(t *testing.T) {
+	t.Parallel()
+	c := lectureClip(t)
+	store := newDirStore(t)
+	r := newRecorder(t, store, t.TempDir(), nil)
+	defer closeRecorder(t, r)
+	reg := sfu.NewRegistry(sfu.RegistryConfig{Grace: 5 * time.Second, Logger: testLogger()})
+	sess := reg.Session("reconnect1")
+	r.Attach(sess)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	p := newPublisher(t, sess, sfu.TrainerPublication)
+	p.feed(t, ctx, c, feedOptions{speed: 4})
+	p.lease.Release()
+	time.Sleep(2 * time.Second)
+	p2 := newPublisher(t, sess, sfu.TrainerPublication)
+	if p2.video != p.video {
+		t.Fatal("the reconnect did not continue the track")
+	}
+	p2.ssrc, p2.vseq, p2.vts, p2.ats = 4242, 9, 99, 12345
+	p2.feed(t, ctx, c, feedOptions{speed: 4})
+	p2.lease.End()
+	recs := waitComplete(t, r, 1, 30*time.Second)
+	if len(recs) != 1 {
+		t.Fatalf("%d recordings, want one", len(recs))
+	}
+	m := recs[0]
+	if len(m.Gaps) == 0 || !near(m.Gaps[0].Duration, 2, 0.7) {
+		t.Errorf("gaps %+v, want one of about 2 s", m.Gaps)
+	}
+	path := store.Root() + "/" + m.Prefix + "index.m3u8"
+	if errs := ffmpegDecodeErrors(t, path); errs != "" {
+		t.Errorf("decode errors: %s", errs)
+	}
+	got := ffprobe(t, path)
+	if got.VideoFrames != 2*len(c.Video) || !near(got.Duration, 2*c.Duration.Seconds()+2, 0.8) {
+		t.Errorf("HLS: %+v, want %d frames over about %v s", got, 2*len(c.Video), 2*c.Duration.Seconds()+2)
+	}
+}
+
+// TestLostSpool: the server dies and its disk is lost with it; a new server on
+// the same store finalises the recording from what the store holds (the index
+// says it was in progress; its playlist lists every stored segment).
+func TestLostSpool(t *testing.T) {
+	t.Parallel()
+	c := lectureClip(t)
+	store := newDirStore(t)
+	r1 := newRecorder(t, store, t.TempDir(), nil)
+	reg := sfu.NewRegistry(sfu.RegistryConfig{Grace: -1, Logger: testLogger()})
+	sess := reg.Session("lostspool1")
+	r1.Attach(sess)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	p := newPublisher(t, sess, sfu.TrainerPublication)
+	stored := 0
+	p.feed(t, ctx, c, feedOptions{speed: 4, between: func(sec int) {
+		if sec == 15 {
+			time.Sleep(300 * time.Millisecond) // let the index and the last segment reach the store
+			r1.crash()
+			stored = int(r1.metrics.segmentsStored.Load())
+		}
+	}})
+	p.lease.End()
+	r2 := newRecorder(t, store, t.TempDir(), nil) // a new disk
+	defer closeRecorder(t, r2)
+	m := waitComplete(t, r2, 1, 30*time.Second)[0]
+	if !m.Interrupted || m.Segments != stored || stored < 3 {
+		t.Fatalf("finalised from the store: %+v, %d segments were stored", m, stored)
+	}
+	checkPlaylist(t, store, m.Prefix, stored)
+	got := ffprobe(t, writeDownload(t, r2, m.ID, MainRendition))
+	if !near(got.Duration, m.Duration, 0.1) || got.VideoFrames != int(m.Duration*30+0.5) {
+		t.Errorf("MP4: %+v, meta says %v s", got, m.Duration)
+	}
+}

@@ -1,0 +1,133 @@
+package recorder
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
+)
+
+// Recording statuses.
+const (
+	StatusRecording = "recording" // live: segments are still being added
+	StatusComplete  = "complete"  // finalised: VOD playlist with ENDLIST
+)
+
+// MainRendition names the rendition holding the camera (or first video track) and
+// the audio.
+const MainRendition = "main"
+
+// Meta describes a recording. It is stored as meta.json next to the media and, without
+// the segment lists, in the recording index.
+type Meta struct {
+	ID          string `json:"id"`
+	Session     string `json:"session"`
+	Title       string `json:"title"`
+	Publication string `json:"publication"`
+	Status      string `json:"status"`
+	// Interrupted is set on recordings finalised after a crash: they hold every
+	// segment stored before it.
+	Interrupted bool       `json:"interrupted,omitempty"`
+	StartedAt   time.Time  `json:"started_at"`
+	EndedAt     *time.Time `json:"ended_at,omitempty"`
+	// Duration is the length of the main rendition in seconds.
+	Duration float64 `json:"duration"`
+	// Segments is the number of stored segments of the main rendition.
+	Segments int `json:"segments"`
+	// Bytes is the stored size of every rendition's media.
+	Bytes int64 `json:"bytes"`
+	// Codecs are the RFC 6381 codec strings of the main rendition, e.g.
+	// "avc1.42e01f" and "opus".
+	Codecs     []string        `json:"codecs"`
+	Renditions []RenditionInfo `json:"renditions"`
+	// Gaps are pauses in the media (reconnects, loss), at most 100 per rendition.
+	Gaps []gap `json:"gaps,omitempty"`
+	// Prefix is the store key prefix of the recording's objects.
+	Prefix string `json:"prefix"`
+}
+
+// RenditionInfo describes one rendition of a recording.
+type RenditionInfo struct {
+	Name     string      `json:"name"`
+	Dir      string      `json:"dir"` // "" for main, "screen/" for the screen share
+	Tracks   []TrackInfo `json:"tracks"`
+	Segments int         `json:"segments"`
+	Duration float64     `json:"duration"`
+	// Timescale is the primary track's clock rate: segment times are in its ticks.
+	Timescale int64 `json:"timescale"`
+	// PrimaryID is the MP4 track ID segments are cut on.
+	PrimaryID int `json:"primary_id"`
+	// SegmentList is the stored segments, in order; only in meta.json.
+	SegmentList []segmentRecord `json:"segment_list,omitempty"`
+	// Offset is when the rendition starts, in seconds from the recording's start.
+	Offset float64 `json:"offset"`
+}
+
+// TrackInfo describes one track of a rendition.
+type TrackInfo struct {
+	ID       int    `json:"id"` // MP4 track ID
+	Name     string `json:"name"`
+	Kind     string `json:"kind"`
+	Codec    string `json:"codec"`
+	Width    int    `json:"width,omitempty"`
+	Height   int    `json:"height,omitempty"`
+	Channels int    `json:"channels,omitempty"`
+}
+
+// segmentRecord is a stored (or spooled) segment.
+type segmentRecord struct {
+	N        int   `json:"n"`
+	Start    int64 `json:"start"`    // primary ticks since the recording's zero
+	Duration int64 `json:"duration"` // primary ticks
+	Size     int64 `json:"size"`
+	// Discontinuity is set when segments before this one were lost.
+	Discontinuity bool `json:"discontinuity,omitempty"`
+}
+
+// segmentFile names segment n.
+func segmentFile(n int) string { return fmt.Sprintf("seg-%06d.m4s", n) }
+
+// initFile is the name of a rendition's init segment.
+const initFile = "init.mp4"
+
+// playlistFile and metaFile are the names of the playlist and the description.
+const (
+	playlistFile = "index.m3u8"
+	metaFile     = "meta.json"
+)
+
+// summary returns m without the segment lists, as the index keeps it.
+func (m Meta) summary() Meta {
+	rs := make([]RenditionInfo, len(m.Renditions))
+	for i, r := range m.Renditions {
+		r.SegmentList = nil
+		rs[i] = r
+	}
+	m.Renditions = rs
+	return m
+}
+
+// rendition returns the rendition with the given name.
+func (m *Meta) rendition(name string) (*RenditionInfo, bool) {
+	for i := range m.Renditions {
+		if m.Renditions[i].Name == name {
+			return &m.Renditions[i], true
+		}
+	}
+	return nil, false
+}
+
+// codecString returns the RFC 6381 codec string of an fMP4 codec.
+func codecString(c fmp4.Codec) string {
+	switch c := c.(type) {
+	case *fmp4.CodecH264:
+		if len(c.SPS) >= 4 {
+			return fmt.Sprintf("avc1.%02x%02x%02x", c.SPS[1], c.SPS[2], c.SPS[3])
+		}
+		return "avc1"
+	case *fmp4.CodecOpus:
+		return "opus"
+	}
+	return strings.ToLower(fmt.Sprintf("%T", c))
+}

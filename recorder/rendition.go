@@ -1,0 +1,331 @@
+package recorder
+
+import (
+	"fmt"
+
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4/seekablebuffer"
+)
+
+// keyframeLead is how long before a segment reaches its target duration the
+// recorder asks the publisher for a keyframe: WebRTC encoders send keyframes only
+// when asked, and a segment can only end at one.
+const keyframeLeadSeconds = 0.5
+
+// segment is a finished media segment of a rendition: one moof+mdat.
+type segment struct {
+	N        int    // 1-based sequence number, also the mfhd sequence number
+	Start    int64  // in primary-track ticks since the recording's zero
+	Duration int64  // in primary-track ticks
+	Data     []byte // the fMP4 fragment
+}
+
+// renditionSink receives what a rendition produces, on the mux goroutine.
+type renditionSink interface {
+	// initReady is called once, before the first segment, with the init segment.
+	initReady(r *rendition, data []byte) error
+	// segmentReady is called for each finished segment, in order.
+	segmentReady(r *rendition, s segment) error
+}
+
+// muxTrack is one track inside a rendition.
+type muxTrack struct {
+	name       string // sfu track name
+	id         int    // MP4 track ID, stable per local name (see trackID)
+	rate       int64  // timescale: the RTP clock rate
+	video      bool
+	channels   int
+	zero       int64 // the recording's zero in this track's ticks
+	requestKey func()
+
+	codec   fmp4.Codec // nil until the parameter sets are known
+	started bool
+	dts     *h264.DTSExtractor
+	lastDTS int64
+
+	pending    *fmp4.Sample // video: waiting for the next one to know its duration
+	pendingDTS int64
+	lastDur    int64
+	nextDTS    int64 // audio: where the next packet goes
+
+	samples []*fmp4.Sample // of the current segment
+	base    int64          // decode time of samples[0]
+}
+
+// rendition muxes a primary track (which decides where segments are cut) and
+// optional other tracks into fMP4: an init segment and media segments cut at the
+// first primary keyframe at least target after the segment start (audio-only:
+// at the first packet after target).
+type rendition struct {
+	name    string // "main" or the video track's local name ("screen")
+	dir     string // key and spool subdirectory: "" or "screen/"
+	primary *muxTrack
+	tracks  []*muxTrack
+	target  int64 // in primary ticks
+	sink    renditionSink
+
+	initDone bool
+	open     bool // a segment is being collected
+	seq      int
+	first    int64 // start of the first segment, in primary ticks
+	segStart int64
+	end      int64 // end of the last primary sample
+	gaps     []gap
+	silences int // filler audio packets inserted in gaps
+}
+
+// gap is a stretch of the recording without media (a publisher reconnecting,
+// lost packets, a timestamp jump).
+type gap struct {
+	At       float64 `json:"at"`       // seconds from the recording's start
+	Duration float64 `json:"duration"` // seconds
+	Track    string  `json:"track"`
+}
+
+// maxGaps bounds the gaps kept per rendition (meta.json stays small).
+const maxGaps = 100
+
+// minGapSeconds is the shortest pause reported as a gap.
+const minGapSeconds = 0.5
+
+func (r *rendition) addGap(t *muxTrack, at, dur int64) {
+	if float64(dur)/float64(t.rate) < minGapSeconds || len(r.gaps) >= maxGaps {
+		return
+	}
+	r.gaps = append(r.gaps, gap{At: float64(at) / float64(t.rate), Duration: float64(dur) / float64(t.rate), Track: t.name})
+}
+
+// write adds one access unit of t, a track of r.
+func (r *rendition) write(t *muxTrack, au accessUnit) error {
+	pts := au.ticks - t.zero
+	if pts < 0 {
+		return nil // before the recording's zero
+	}
+	if t.video {
+		return r.writeVideo(t, au, pts)
+	}
+	return r.writeAudio(t, au, pts)
+}
+
+func (r *rendition) writeVideo(t *muxTrack, au accessUnit, pts int64) error {
+	if !t.started {
+		if !au.key || !t.learnParams(au.nalus) {
+			t.requestKey()
+			return nil
+		}
+		t.started = true
+		t.dts = h264.NewDTSExtractor()
+		t.lastDTS = pts - 1
+	} else if au.key {
+		t.learnParams(au.nalus)
+	}
+	dts, err := t.dts.Extract(au.nalus, pts)
+	if err != nil || dts > pts {
+		dts = pts
+	}
+	if dts <= t.lastDTS {
+		dts = t.lastDTS + 1
+	}
+	t.lastDTS = dts
+	if t.pending != nil {
+		d := dts - t.pendingDTS
+		if d > t.rate && t == r.primary {
+			r.addGap(t, t.pendingDTS, d)
+		}
+		t.pending.Duration = uint32(d)
+		t.lastDur = d
+		r.add(t, t.pending, t.pendingDTS)
+		t.pending = nil
+	}
+	if t == r.primary && au.key && (!r.open || dts-r.segStart >= r.target) {
+		if err := r.cut(dts); err != nil {
+			return err
+		}
+	}
+	if !r.open {
+		return nil // a secondary track before the first primary keyframe
+	}
+	s, err := fmp4.NewSampleH264(int32(max(pts-dts, 0)), au.nalus)
+	if err != nil {
+		return fmt.Errorf("rendition %s: %w", r.name, err)
+	}
+	s.IsNonSyncSample = !au.key
+	t.pending, t.pendingDTS = s, dts
+	if t == r.primary && float64(dts-r.segStart)/float64(t.rate) >= float64(r.target)/float64(t.rate)-keyframeLeadSeconds {
+		t.requestKey() // rate-limited by the track
+	}
+	return nil
+}
+
+// learnParams takes the SPS and PPS of a keyframe access unit; false when it has
+// none and none are known.
+func (t *muxTrack) learnParams(nalus [][]byte) bool {
+	var sps, pps []byte
+	for _, n := range nalus {
+		switch h264.NALUType(n[0] & 0x1f) {
+		case h264.NALUTypeSPS:
+			sps = n
+		case h264.NALUTypePPS:
+			pps = n
+		}
+	}
+	if t.codec == nil && sps != nil && pps != nil {
+		// Later changes (a reconnect at another resolution) travel in-band: WebRTC
+		// and the RTSP edge send SPS and PPS before every IDR.
+		var p h264.SPS
+		if p.Unmarshal(sps) == nil {
+			t.codec = &fmp4.CodecH264{SPS: sps, PPS: pps}
+		}
+	}
+	return t.codec != nil
+}
+
+func (r *rendition) writeAudio(t *muxTrack, au accessUnit, pts int64) error {
+	if !t.started {
+		t.started, t.nextDTS = true, pts
+	}
+	dur := au.dur
+	switch {
+	case pts < t.nextDTS-dur: // overlaps what is written: a timestamp step back
+		return nil
+	case pts > t.nextDTS: // lost packets or a pause: fill with silence so players keep going
+		if r.open {
+			r.addGap(t, t.nextDTS, pts-t.nextDTS)
+			r.fillSilence(t, au.audio[0], pts)
+		}
+		t.nextDTS = pts
+	}
+	dts := t.nextDTS
+	if t == r.primary && (!r.open || dts-r.segStart >= r.target) {
+		if err := r.cut(dts); err != nil {
+			return err
+		}
+	}
+	t.nextDTS = dts + dur
+	if !r.open {
+		return nil
+	}
+	r.add(t, &fmp4.Sample{Duration: uint32(dur), Payload: au.audio}, dts)
+	return nil
+}
+
+// fillSilence adds Opus packets without frames (RFC 6716 §3.2.1: a zero-length
+// frame is silence or packet loss to the decoder) from t.nextDTS to until.
+func (r *rendition) fillSilence(t *muxTrack, toc byte, until int64) {
+	const frame = 960                 // 20 ms at 48 kHz
+	silent := []byte{0xf8 | toc&0x04} // CELT FB 20 ms, keep the stereo flag, one frame
+	for t.nextDTS+frame <= until {
+		r.add(t, &fmp4.Sample{Duration: frame, Payload: silent}, t.nextDTS)
+		t.nextDTS += frame
+		r.silences++
+	}
+	if rest := until - t.nextDTS; rest > 0 && len(t.samples) > 0 {
+		t.samples[len(t.samples)-1].Duration += uint32(rest)
+		t.nextDTS = until
+	}
+}
+
+// add appends a sample with decode time dts to the current segment.
+func (r *rendition) add(t *muxTrack, s *fmp4.Sample, dts int64) {
+	if !r.open {
+		return
+	}
+	if len(t.samples) == 0 {
+		t.base = dts
+	}
+	t.samples = append(t.samples, s)
+	if t == r.primary {
+		r.end = dts + int64(s.Duration)
+	}
+}
+
+// cut ends the current segment at primary time at and opens the next one. The
+// first cut writes the init segment.
+func (r *rendition) cut(at int64) error {
+	if !r.initDone {
+		r.first = at
+		data, err := r.initSegment()
+		if err != nil {
+			return err
+		}
+		if err := r.sink.initReady(r, data); err != nil {
+			return err
+		}
+		r.initDone = true
+	}
+	if r.open {
+		if err := r.flush(at); err != nil {
+			return err
+		}
+	}
+	r.open, r.segStart = true, at
+	return nil
+}
+
+// flush emits the collected samples as segment r.seq+1 ending at end.
+func (r *rendition) flush(end int64) error {
+	part := fmp4.Part{}
+	size := 1024
+	for _, t := range r.tracks {
+		if len(t.samples) == 0 {
+			continue
+		}
+		part.Tracks = append(part.Tracks, &fmp4.PartTrack{ID: t.id, BaseTime: uint64(t.base), Samples: t.samples})
+		for _, s := range t.samples {
+			size += len(s.Payload) + 16
+		}
+	}
+	if len(part.Tracks) == 0 {
+		return nil
+	}
+	r.seq++
+	part.SequenceNumber = uint32(r.seq)
+	var buf seekablebuffer.Buffer
+	buf.Grow(size)
+	if err := part.Marshal(&buf); err != nil {
+		return fmt.Errorf("rendition %s: segment %d: %w", r.name, r.seq, err)
+	}
+	for _, t := range r.tracks {
+		t.samples = nil
+	}
+	return r.sink.segmentReady(r, segment{N: r.seq, Start: r.segStart, Duration: end - r.segStart, Data: buf.Bytes()})
+}
+
+// finish writes what is left: the pending video samples (with the previous
+// duration) and the last segment.
+func (r *rendition) finish() error {
+	if !r.open {
+		return nil
+	}
+	for _, t := range r.tracks {
+		if t.pending != nil {
+			d := t.lastDur
+			if d <= 0 {
+				d = t.rate / 30
+			}
+			t.pending.Duration = uint32(d)
+			r.add(t, t.pending, t.pendingDTS)
+			t.pending = nil
+		}
+	}
+	err := r.flush(r.end)
+	r.open = false
+	return err
+}
+
+// initSegment marshals the init segment (ftyp+moov) of the rendition's tracks.
+func (r *rendition) initSegment() ([]byte, error) {
+	var init fmp4.Init
+	for _, t := range r.tracks {
+		if t.codec == nil {
+			continue
+		}
+		init.Tracks = append(init.Tracks, &fmp4.InitTrack{ID: t.id, TimeScale: uint32(t.rate), Codec: t.codec})
+	}
+	var buf seekablebuffer.Buffer
+	if err := init.Marshal(&buf); err != nil {
+		return nil, fmt.Errorf("rendition %s: init: %w", r.name, err)
+	}
+	return buf.Bytes(), nil
+}

@@ -1,0 +1,237 @@
+package recorder
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/opus"
+
+	"lectern/sfu"
+)
+
+// queueSize is the recorder's per-track sfu.Queue size: about four seconds of
+// 2.5 Mbit/s video, so a slow disk flush does not drop video.
+const queueSize = 1024
+
+// drainWait bounds how long a finished track's reader waits for packets still
+// queued (they are all queued already when the track ends).
+const drainWait = 20 * time.Millisecond
+
+// recTrack is one sfu track being recorded: its sink (a Queue) and the goroutine
+// that turns its packets into access units.
+type recTrack struct {
+	rec   *recording
+	t     *sfu.Track
+	local string // "video", "screen", "audio"
+	queue *sfu.Queue
+	// ctx is done when the track ended or was detached (or the recorder stopped
+	// hard); the reader then consumes what is queued and says it is done.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	endOnce  sync.Once
+	mu       sync.Mutex
+	remove   func()
+	detached bool
+}
+
+// WriteRTP implements sfu.Sink; it runs on the publisher's goroutine and never
+// blocks (the queue drops when full, video until the next keyframe).
+func (rt *recTrack) WriteRTP(p *sfu.Packet) error { return rt.queue.WriteRTP(p) }
+
+// TrackEnded implements sfu.TrackEnder: the publication was removed. The reader
+// stops once the queued packets are consumed.
+func (rt *recTrack) TrackEnded(*sfu.Track) { rt.finish() }
+
+// finish accounts the end of the track once.
+func (rt *recTrack) finish() { rt.endOnce.Do(func() { rt.rec.r.trackEnded(rt) }) }
+
+// setRemove records the function detaching the sink (or calls it, when the track
+// was detached meanwhile).
+func (rt *recTrack) setRemove(fn func()) {
+	rt.mu.Lock()
+	if rt.detached {
+		rt.mu.Unlock()
+		fn()
+		return
+	}
+	rt.remove = fn
+	rt.mu.Unlock()
+}
+
+// detach removes the sink and ends the track for the recording (Close).
+func (rt *recTrack) detach() {
+	rt.mu.Lock()
+	rt.detached = true
+	fn := rt.remove
+	rt.mu.Unlock()
+	if fn != nil {
+		fn()
+	}
+	rt.finish()
+}
+
+// localName returns the part of a track name after the publication: "video" for
+// "trainer/video".
+func localName(track string) (publication, local string) {
+	pub, local, ok := strings.Cut(track, "/")
+	if !ok {
+		return track, track
+	}
+	return pub, local
+}
+
+// recordable reports whether the recorder can store a codec.
+func recordable(c sfu.Codec) error {
+	switch {
+	case strings.EqualFold(c.MimeType, sfu.MimeH264) && c.ClockRate == 90000:
+		return nil
+	case strings.EqualFold(c.MimeType, sfu.MimeOpus) && c.ClockRate == 48000:
+		return nil
+	}
+	return fmt.Errorf("%w: %s/%d", ErrUnsupportedCodec, c.MimeType, c.ClockRate)
+}
+
+// accessUnit is what a track reader hands to its recording's mux goroutine: one
+// video access unit or audio packet on the recording clock, or the end of the track.
+type accessUnit struct {
+	track *recTrack
+	ticks int64 // presentation time, in the track's clock rate since the recording epoch
+	nalus [][]byte
+	audio []byte
+	dur   int64 // audio duration in ticks
+	key   bool
+	gap   bool  // packets were lost (or time jumped) right before this unit
+	wall  int64 // sfu.Nanotime of arrival
+	done  bool  // the track's last message
+}
+
+// trackReader is the per-track goroutine's state.
+type trackReader struct {
+	rt      *recTrack
+	out     chan<- accessUnit
+	reorder reorderer
+	tl      *timeline
+	h264    h264Depacketizer
+	gap     bool
+	stats   *metrics
+
+	prevTicks int64 // recording time of the previous packet
+}
+
+// run reads the track until it ends or ctx (the recording's hard stop) is done, and
+// always sends a done message last unless ctx is done.
+func (r *trackReader) run(ctx context.Context) {
+	defer r.rt.queue.Drain()
+	for {
+		item, ok := r.next(ctx)
+		if !ok {
+			break
+		}
+		if item.Resync == sfu.ResyncDrop {
+			r.lost()
+		}
+		ready, lost := r.reorder.push(item.Packet)
+		if !r.handle(ctx, ready, lost) {
+			return
+		}
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	ready, lost := r.reorder.drain()
+	if !r.handle(ctx, ready, lost) {
+		return
+	}
+	r.send(ctx, accessUnit{track: r.rt, done: true})
+}
+
+// next returns the next queued packet; once the track ended it returns what is
+// still queued, then false.
+func (r *trackReader) next(ctx context.Context) (sfu.QueueItem, bool) {
+	if item, ok := r.rt.queue.Next(r.rt.ctx); ok {
+		return item, true
+	}
+	if ctx.Err() != nil {
+		return sfu.QueueItem{}, false
+	}
+	dctx, cancel := context.WithTimeout(ctx, drainWait)
+	defer cancel()
+	return r.rt.queue.Next(dctx)
+}
+
+// handle processes packets released in order; false when ctx is done.
+func (r *trackReader) handle(ctx context.Context, ready []*sfu.Packet, lost int) bool {
+	if lost > 0 {
+		r.lost()
+	}
+	for i, p := range ready {
+		ok := r.packet(ctx, p)
+		p.Release()
+		if !ok {
+			for _, q := range ready[i+1:] {
+				q.Release()
+			}
+			return false
+		}
+	}
+	return true
+}
+
+func (r *trackReader) lost() {
+	r.gap = true
+	if r.rt.t.Kind() == sfu.KindVideo {
+		r.h264.lost()
+		r.rt.t.RequestKeyframe()
+	}
+}
+
+// packet turns one in-order packet into zero or more access units.
+func (r *trackReader) packet(ctx context.Context, p *sfu.Packet) bool {
+	ticks, jumped := r.tl.ticks(p.Header.Timestamp, p.ArrivalNanos)
+	if jumped {
+		r.gap = true
+	}
+	if r.rt.t.Kind() == sfu.KindAudio {
+		d := opus.PacketDuration2(p.Payload)
+		if d <= 0 {
+			r.stats.decodeErrors.Add(1)
+			return true
+		}
+		return r.emit(ctx, accessUnit{track: r.rt, ticks: ticks, audio: append([]byte(nil), p.Payload...), dur: d, wall: p.ArrivalNanos})
+	}
+	aus, err := r.h264.push(p.Payload, p.Header.Timestamp, p.Header.Marker)
+	if err != nil {
+		r.stats.decodeErrors.Add(1)
+		r.rt.t.RequestKeyframe()
+	}
+	prev := r.prevTicks
+	r.prevTicks = ticks
+	for _, v := range aus {
+		t := ticks
+		if v.ts != p.Header.Timestamp { // ended by this packet's new timestamp
+			t = prev
+		}
+		if !r.emit(ctx, accessUnit{track: r.rt, ticks: t, nalus: v.nalus, key: v.key, wall: p.ArrivalNanos}) {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *trackReader) emit(ctx context.Context, au accessUnit) bool {
+	au.gap, r.gap = r.gap, false
+	return r.send(ctx, au)
+}
+
+func (r *trackReader) send(ctx context.Context, au accessUnit) bool {
+	select {
+	case r.out <- au:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

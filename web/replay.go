@@ -1,0 +1,375 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"lectern/auth"
+	"lectern/recorder"
+	"lectern/storage"
+)
+
+// ReplayConfig wires the replay endpoints: the recording list and descriptions,
+// the HLS files and the MP4 download of every recording.
+type ReplayConfig struct {
+	// Recorder owns the recording index and knows every recording's objects.
+	Recorder *recorder.Recorder
+	// Store is where the recorder stores them.
+	Store replayStore
+	// Redirect answers media segment and init requests, once access is checked,
+	// with a 302 to a presigned URL of the object store (when the store can presign:
+	// S3), so the bytes do not cross this server. Clients must be able to reach the
+	// store's endpoint. Playlists, downloads and stores that cannot presign are
+	// served directly.
+	Redirect bool
+}
+
+// replayStore is what replays read from the object store.
+type replayStore interface {
+	Open(ctx context.Context, key string, offset, length int64) (io.ReadCloser, storage.ObjectInfo, error)
+	Stat(ctx context.Context, key string) (storage.ObjectInfo, error)
+	PresignGet(ctx context.Context, key string, expiry time.Duration) (string, error)
+}
+
+// presignExpiry is how long a redirect target stays valid: long enough for a
+// slow connection to fetch a segment, short enough that a link shared after the
+// token expired soon stops working.
+const presignExpiry = 10 * time.Minute
+
+// replays serves recordings; its handlers are registered by replayRoutes.
+type replays struct {
+	s        *Server
+	rec      *recorder.Recorder
+	st       replayStore
+	redirect bool
+}
+
+// replayRoutes registers the replay endpoints on r (nothing when cfg is nil):
+//
+//	GET    /api/recordings                        list, newest first (?session=&from=&to=&limit=&cursor=)
+//	GET    /api/recordings/{id}                   one recording
+//	DELETE /api/recordings/{id}                   remove it and its objects (admin)
+//	GET    /replay/{id}/download.mp4              the whole main rendition as one MP4
+//	GET    /replay/{id}/{rendition}/download.mp4  another rendition (e.g. screen) as one MP4
+//	GET    /replay/{id}/index.m3u8 (and init.mp4, seg-NNNNNN.m4s, screen/index.m3u8, ...)
+//
+// Access: the admin token; a token of the recording's session (any role: a
+// learner, a classroom, the trainer); or none when the session has public replays.
+func (s *Server) replayRoutes(r chi.Router, cfg *ReplayConfig) {
+	if cfg == nil || cfg.Recorder == nil || cfg.Store == nil {
+		return
+	}
+	p := &replays{s: s, rec: cfg.Recorder, st: cfg.Store, redirect: cfg.Redirect}
+	r.Get("/api/recordings", p.list)
+	r.Get("/api/recordings/{id}", p.get)
+	r.Delete("/api/recordings/{id}", p.delete)
+	r.Get("/replay/{id}/download.mp4", p.download)
+	r.Head("/replay/{id}/download.mp4", p.download)
+	r.Get("/replay/{id}/{rendition}/download.mp4", p.download)
+	r.Head("/replay/{id}/{rendition}/download.mp4", p.download)
+	r.Get("/replay/{id}/*", p.file)
+	r.Head("/replay/{id}/*", p.file)
+}
+
+// recordingView is a recording as the API shows it, with the links a player needs.
+type recordingView struct {
+	recorder.Meta
+	Links map[string]string `json:"links"`
+}
+
+func view(m recorder.Meta) recordingView {
+	base := "/replay/" + m.ID + "/"
+	links := map[string]string{"playlist": base + "index.m3u8", "download": base + "download.mp4"}
+	for _, rd := range m.Renditions {
+		if rd.Name != recorder.MainRendition {
+			links[rd.Name+"_playlist"] = base + rd.Dir + "index.m3u8"
+			links[rd.Name+"_download"] = base + rd.Dir + "download.mp4"
+		}
+	}
+	return recordingView{Meta: m, Links: links}
+}
+
+// recordingSummary is a recording in a list: what a catalogue page shows. The
+// details (renditions, tracks, gaps) are in GET /api/recordings/{id}.
+type recordingSummary struct {
+	ID          string            `json:"id"`
+	Session     string            `json:"session"`
+	Title       string            `json:"title"`
+	Publication string            `json:"publication"`
+	Status      string            `json:"status"`
+	Interrupted bool              `json:"interrupted,omitempty"`
+	StartedAt   time.Time         `json:"started_at"`
+	EndedAt     *time.Time        `json:"ended_at,omitempty"`
+	Duration    float64           `json:"duration"`
+	Segments    int               `json:"segments"`
+	Bytes       int64             `json:"bytes"`
+	Codecs      []string          `json:"codecs"`
+	Renditions  []string          `json:"renditions"`
+	Links       map[string]string `json:"links"`
+}
+
+func summarize(m recorder.Meta) recordingSummary {
+	v := view(m)
+	names := make([]string, 0, len(m.Renditions))
+	for _, rd := range m.Renditions {
+		names = append(names, rd.Name)
+	}
+	return recordingSummary{ID: m.ID, Session: m.Session, Title: m.Title, Publication: m.Publication, Status: m.Status,
+		Interrupted: m.Interrupted, StartedAt: m.StartedAt, EndedAt: m.EndedAt, Duration: m.Duration, Segments: m.Segments,
+		Bytes: m.Bytes, Codecs: m.Codecs, Renditions: names, Links: v.Links}
+}
+
+type recordingPage struct {
+	Recordings []recordingSummary `json:"recordings"`
+	Next       string             `json:"next,omitempty"`
+}
+
+func (p *replays) list(w http.ResponseWriter, r *http.Request) {
+	q, err := listQuery(r)
+	if err != nil {
+		p.fail(w, r, err)
+		return
+	}
+	if q.Allow, err = p.visible(r); err != nil {
+		p.fail(w, r, err)
+		return
+	}
+	page, err := p.rec.List(q)
+	if err != nil {
+		p.fail(w, r, err)
+		return
+	}
+	out := recordingPage{Recordings: make([]recordingSummary, 0, len(page.Recordings)), Next: page.Next}
+	for _, m := range page.Recordings {
+		out.Recordings = append(out.Recordings, summarize(m))
+	}
+	if page.Next != "" { // RFC 8288, for clients that page without parsing the body
+		next := *r.URL
+		v := next.Query()
+		v.Set("cursor", page.Next)
+		next.RawQuery = v.Encode()
+		w.Header().Set("Link", "<"+next.RequestURI()+`>; rel="next"`)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// listQuery reads ?session=&from=&to=&limit=&cursor=; from and to are RFC 3339
+// times or dates (YYYY-MM-DD, UTC; to is then inclusive of that day).
+func listQuery(r *http.Request) (recorder.Query, error) {
+	v := r.URL.Query()
+	q := recorder.Query{Session: v.Get("session"), Cursor: v.Get("cursor")}
+	var err error
+	if q.From, err = parseWhen(v.Get("from"), false); err != nil {
+		return q, fmt.Errorf("%w: from: %v", errBadRequest, err)
+	}
+	if q.To, err = parseWhen(v.Get("to"), true); err != nil {
+		return q, fmt.Errorf("%w: to: %v", errBadRequest, err)
+	}
+	if l := v.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > recorder.MaxPageSize {
+			return q, fmt.Errorf("%w: limit must be 1-%d", errBadRequest, recorder.MaxPageSize)
+		}
+		q.Limit = n
+	}
+	return q, nil
+}
+
+func parseWhen(s string, endOfDay bool) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	t, err := time.Parse(time.DateOnly, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time nor a YYYY-MM-DD date", s)
+	}
+	if endOfDay {
+		t = t.AddDate(0, 0, 1)
+	}
+	return t, nil
+}
+
+// visible returns which sessions' recordings the caller may list: all for the
+// admin, the token's session and public ones for a participant, public ones for
+// anyone else. An invalid token is an error (it is better said than ignored).
+func (p *replays) visible(r *http.Request) (func(string) bool, error) {
+	public := map[string]bool{}
+	for _, c := range p.s.cfg.Catalog.List() {
+		if c.PublicReplays {
+			public[c.ID] = true
+		}
+	}
+	if _, err := auth.BearerToken(r); err != nil {
+		return func(session string) bool { return public[session] }, nil
+	}
+	who, err := p.s.authenticate(r)
+	if err != nil {
+		return nil, err
+	}
+	if who.admin {
+		return nil, nil
+	}
+	return func(session string) bool { return public[session] || session == who.claims.Session }, nil
+}
+
+// authorize checks that the caller may watch the recordings of session.
+func (p *replays) authorize(r *http.Request, session string) (public bool, err error) {
+	if c, err := p.s.cfg.Catalog.Get(session); err == nil && c.PublicReplays {
+		return true, nil
+	}
+	_, err = p.s.authorize(r, session)
+	return false, err
+}
+
+// recording resolves {id} and checks access.
+func (p *replays) recording(r *http.Request) (recorder.Meta, bool, error) {
+	m, err := p.rec.Get(chi.URLParam(r, "id"))
+	if err != nil {
+		return m, false, err
+	}
+	public, err := p.authorize(r, m.Session)
+	return m, public, err
+}
+
+func (p *replays) get(w http.ResponseWriter, r *http.Request) {
+	m, _, err := p.recording(r)
+	if err != nil {
+		p.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, view(m))
+}
+
+func (p *replays) delete(w http.ResponseWriter, r *http.Request) {
+	if err := p.s.requireAdmin(r); err != nil {
+		p.fail(w, r, err)
+		return
+	}
+	if err := p.rec.Delete(r.Context(), chi.URLParam(r, "id")); err != nil {
+		p.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// file serves one stored file of a recording: playlists, init and media segments.
+func (p *replays) file(w http.ResponseWriter, r *http.Request) {
+	m, public, err := p.recording(r)
+	if err != nil {
+		p.fail(w, r, err)
+		return
+	}
+	name := chi.URLParam(r, "*")
+	key, err := p.rec.Key(m.ID, name)
+	if err != nil {
+		p.fail(w, r, err)
+		return
+	}
+	cache := "private, max-age=31536000, immutable" // segments never change
+	if public {
+		cache = "public, max-age=31536000, immutable"
+	}
+	if strings.HasSuffix(name, ".m3u8") {
+		p.playlist(w, r, key)
+		return
+	}
+	if p.redirect {
+		if u, err := p.st.PresignGet(r.Context(), key, presignExpiry); err == nil {
+			w.Header().Set("Cache-Control", "private, no-store") // the target expires
+			http.Redirect(w, r, u, http.StatusFound)
+			return
+		} else if !errors.Is(err, storage.ErrNotSupported) {
+			p.s.log.Warn("presign failed; serving the object directly", "key", key, "err", err)
+		}
+	}
+	p.serveObject(w, r, key, cache)
+}
+
+// playlist serves a playlist, revalidated on every use (it grows while live).
+// When the request carried its token in the query (players cannot set headers),
+// the token is added to the playlist's URIs so segment requests carry it too.
+func (p *replays) playlist(w http.ResponseWriter, r *http.Request, key string) {
+	token := r.URL.Query().Get("token")
+	if token == "" {
+		p.serveObject(w, r, key, "no-cache")
+		return
+	}
+	rc, info, err := p.st.Open(r.Context(), key, 0, -1)
+	if err != nil {
+		p.fail(w, r, err)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(rc, 32<<20))
+	rc.Close()
+	if err != nil {
+		p.fail(w, r, err)
+		return
+	}
+	body = withToken(body, token)
+	h := w.Header()
+	h.Set("Content-Type", info.ContentType)
+	h.Set("Cache-Control", "no-cache")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(body)
+	}
+}
+
+// withToken appends ?token= to every URI of an HLS playlist.
+func withToken(pl []byte, token string) []byte {
+	q := "?token=" + url.QueryEscape(token)
+	var b strings.Builder
+	for line := range strings.Lines(string(pl)) {
+		trimmed := strings.TrimRight(line, "\r\n")
+		switch {
+		case strings.HasPrefix(trimmed, "#EXT-X-MAP:URI="):
+			uri := strings.Trim(strings.TrimPrefix(trimmed, "#EXT-X-MAP:URI="), `"`)
+			fmt.Fprintf(&b, "#EXT-X-MAP:URI=%q\n", uri+q)
+		case trimmed != "" && !strings.HasPrefix(trimmed, "#"):
+			b.WriteString(trimmed + q + "\n")
+		default:
+			b.WriteString(trimmed + "\n")
+		}
+	}
+	return []byte(b.String())
+}
+
+// download streams a rendition as one MP4, with Range support for seeking.
+func (p *replays) download(w http.ResponseWriter, r *http.Request) {
+	m, _, err := p.recording(r)
+	if err != nil {
+		p.fail(w, r, err)
+		return
+	}
+	rendition := chi.URLParam(r, "rendition")
+	if rendition == "" {
+		rendition = recorder.MainRendition
+	}
+	d, err := p.rec.Download(r.Context(), m.ID, rendition)
+	if err != nil {
+		p.fail(w, r, err)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", d.Name))
+	cache := "no-cache"
+	if d.Complete {
+		cache = "private, max-age=3600"
+	}
+	p.serveComposite(w, r, d, cache)
+}
+
+var errRangeNotSatisfiable = errors.New("range not satisfiable")

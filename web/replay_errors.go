@@ -1,0 +1,42 @@
+package web
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"lectern/recorder"
+	"lectern/storage"
+)
+
+// replayStatus maps the errors of recordings and stored objects to HTTP status
+// codes; statusOf consults it first.
+func replayStatus(err error) (int, bool) {
+	switch {
+	case errors.Is(err, recorder.ErrNotFound), errors.Is(err, storage.ErrNotFound), errors.Is(err, storage.ErrInvalidKey):
+		return http.StatusNotFound, true
+	case errors.Is(err, errRangeNotSatisfiable), errors.Is(err, storage.ErrInvalidRange):
+		return http.StatusRequestedRangeNotSatisfiable, true
+	case errors.Is(err, recorder.ErrInProgress):
+		return http.StatusConflict, true
+	case errors.Is(err, recorder.ErrBadCursor):
+		return http.StatusBadRequest, true
+	}
+	return 0, false
+}
+
+// fail answers with err: the replay errors here, everything else through the
+// server's httpError (the one place that maps the other packages' errors).
+func (p *replays) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status, ok := replayStatus(err)
+	if !ok {
+		p.s.httpError(w, r, err)
+		return
+	}
+	level := slog.LevelInfo
+	if status >= 500 {
+		level = slog.LevelError
+	}
+	p.s.log.Log(r.Context(), level, "request refused", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	writeJSON(w, status, errorBody{Error: err.Error(), Status: status})
+}
