@@ -1,0 +1,319 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	pionnack "github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/webrtc/v4"
+)
+
+// subscriberVideoPT is the one H.264 payload type subscribers offer, so the server
+// answers with it.
+const subscriberVideoPT = 102
+
+// subscriberReadBuffer is each subscriber socket's receive buffer: the tool shares
+// two cores with the server, and a reader descheduled for a moment must not turn
+// into loss that is not the server's.
+const subscriberReadBuffer = 1 << 20
+
+// seqCounter follows one stream's sequence numbers as the subscriber receives them
+// (the server keeps them continuous per subscriber, so a gap is loss). Written by
+// the stream's reading goroutine; the counters are read by anyone.
+type seqCounter struct {
+	packets atomic.Uint64
+	lost    atomic.Int64 // numbers skipped, minus those that arrived late
+	dups    atomic.Int64
+
+	started bool
+	highest uint16
+}
+
+func (c *seqCounter) add(seq uint16) {
+	c.packets.Add(1)
+	if !c.started {
+		c.started, c.highest = true, seq
+		return
+	}
+	switch d := seq - c.highest; {
+	case d == 0:
+		c.dups.Add(1)
+	case d < 0x8000:
+		c.lost.Add(int64(d) - 1)
+		c.highest = seq
+	default: // older than the highest: a late (reordered) packet we counted as lost
+		c.lost.Add(-1)
+	}
+}
+
+// shared is what every subscriber reports to.
+type shared struct {
+	sent *sendLog
+	// Forwarding latency to the kernel's receive timestamp (netLatency, the
+	// server's share) and to the subscriber's read after pion (latency, which adds
+	// the tool's receive path), for every access unit and for keyframes (the
+	// largest bursts).
+	netLatency    histogram
+	netKeyLatency histogram
+	latency       histogram
+	keyLatency    histogram
+	measuring     atomic.Bool // latency samples are taken only in measurement windows
+	unmatched     atomic.Uint64
+	offsets       atomic.Uint64 // subscribers whose timestamps differ from the sent ones
+}
+
+// subscriber is a lean WHEP classroom: one video and one audio recvonly section, no
+// interceptors (no reports, no PLIs: it relies on the server's fast start; NACKs
+// only with -nack), reading raw packets into a reused buffer and parsing only the
+// header.
+type subscriber struct {
+	pc       *webrtc.PeerConnection
+	mux      ice.UDPMux
+	resource string
+	token    string
+
+	postAt   int64        // on the send log's clock
+	firstAt  atomic.Int64 // first video packet
+	firstKey atomic.Bool  // ... was a keyframe's
+	joinedAt atomic.Int64 // first keyframe packet
+	video    seqCounter
+	audio    seqCounter
+
+	// Video reader goroutine only.
+	cursor     sendCursor
+	haveOffset bool
+	tsOffset   uint32
+	lastTS     uint32
+
+	mu     sync.Mutex // guards closed against readers starting
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// newSubscriberAPI returns a pion API for one subscriber: H.264 and Opus, loopback
+// UDP only through a socket of its own with a large receive buffer, and no
+// interceptors unless nack (then NACK generation, as a browser does).
+func newSubscriberAPI(nack bool, sh *shared) (*webrtc.API, ice.UDPMux, error) {
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterCodec(webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+			SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"},
+		PayloadType: subscriberVideoPT,
+	}, webrtc.RTPCodecTypeVideo); err != nil {
+		return nil, nil, err
+	}
+	if err := m.RegisterCodec(webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2,
+			SDPFmtpLine: "minptime=10;useinbandfec=1"},
+		PayloadType: 111,
+	}, webrtc.RTPCodecTypeAudio); err != nil {
+		return nil, nil, err
+	}
+	ir := &interceptor.Registry{} // empty: pion adds its defaults when given none
+	if nack {
+		gen, err := pionnack.NewGeneratorInterceptor()
+		if err != nil {
+			return nil, nil, err
+		}
+		m.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack"}, webrtc.RTPCodecTypeVideo)
+		ir.Add(gen)
+	}
+	udp, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return nil, nil, err
+	}
+	_ = udp.SetReadBuffer(subscriberReadBuffer)
+	conn, err := newStampConn(udp, subscriberVideoPT, sh)
+	if err != nil {
+		_ = udp.Close()
+		return nil, nil, err
+	}
+	mux := webrtc.NewICEUDPMux(nil, conn)
+	se := webrtc.SettingEngine{}
+	se.SetICEUDPMux(mux)
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(ir)), mux, nil
+}
+
+// joinSubscriber connects one subscriber: offer, WHEP POST, answer. It returns once
+// the answer is applied; media (and the join time) follow.
+func joinSubscriber(ctx context.Context, api *apiClient, session, token string, nack bool, sh *shared) (*subscriber, error) {
+	wapi, mux, err := newSubscriberAPI(nack, sh)
+	if err != nil {
+		return nil, err
+	}
+	s := &subscriber{mux: mux, token: token}
+	if s.pc, err = wapi.NewPeerConnection(webrtc.Configuration{}); err != nil {
+		_ = mux.Close()
+		return nil, err
+	}
+	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		if _, err := s.pc.AddTransceiverFromKind(kind, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+			s.close(ctx, api)
+			return nil, err
+		}
+	}
+	s.pc.OnTrack(func(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return
+		}
+		s.wg.Add(2)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			drainRTCP(recv)
+		}()
+		defer s.wg.Done()
+		if tr.Kind() == webrtc.RTPCodecTypeVideo {
+			s.readVideo(tr, sh)
+		} else {
+			s.readAudio(tr)
+		}
+	})
+	offer, err := s.pc.CreateOffer(nil)
+	if err != nil {
+		s.close(ctx, api)
+		return nil, err
+	}
+	gathered := webrtc.GatheringCompletePromise(s.pc)
+	if err := s.pc.SetLocalDescription(offer); err != nil {
+		s.close(ctx, api)
+		return nil, err
+	}
+	<-gathered
+	s.postAt = sh.sent.now()
+	answer, resource, err := api.offer(ctx, "/whep/"+session, token, s.pc.LocalDescription().SDP)
+	if err != nil {
+		s.close(ctx, api)
+		return nil, err
+	}
+	s.resource = resource
+	if err := s.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		s.close(ctx, api)
+		return nil, fmt.Errorf("apply WHEP answer: %w", err)
+	}
+	return s, nil
+}
+
+// joinTime returns POST → first keyframe packet, or false before it arrived.
+func (s *subscriber) joinTime() (time.Duration, bool) {
+	at := s.joinedAt.Load()
+	if at == 0 {
+		return 0, false
+	}
+	return time.Duration(at - s.postAt), true
+}
+
+// firstMedia returns POST → first video packet of any kind (a diagnosis for slow
+// joins: media flowed, but not from a keyframe).
+func (s *subscriber) firstMedia() time.Duration {
+	return time.Duration(s.firstAt.Load() - s.postAt)
+}
+
+func (s *subscriber) readVideo(tr *webrtc.TrackRemote, sh *shared) {
+	buf := make([]byte, 1500)
+	for {
+		n, _, err := tr.Read(buf)
+		if err != nil {
+			return
+		}
+		now := sh.sent.now()
+		h, ok := parseRTP(buf[:n])
+		if !ok {
+			continue
+		}
+		s.video.add(h.seq)
+		if s.firstAt.Load() == 0 {
+			s.firstKey.Store(h264Keyframe(h.payload))
+			s.firstAt.Store(now)
+		}
+		if s.joinedAt.Load() == 0 {
+			if !h264Keyframe(h.payload) {
+				continue
+			}
+			s.joinedAt.Store(now)
+			s.findOffset(h.ts, sh)
+		}
+		if h.ts == s.lastTS || !s.haveOffset {
+			continue
+		}
+		s.lastTS = h.ts
+		at, key, ok := sh.sent.lookup(&s.cursor, h.ts-s.tsOffset)
+		if !ok {
+			sh.unmatched.Add(1)
+			continue
+		}
+		if sh.measuring.Load() {
+			d := time.Duration(now - at)
+			sh.latency.add(d)
+			if key {
+				sh.keyLatency.add(d)
+			}
+		}
+	}
+}
+
+// findOffset maps the subscriber's timestamps to the publisher's, from its first
+// keyframe. The server rewrites timestamps only when the source changes, so the
+// offset should be zero; if the keyframe's timestamp was never sent, the offset is
+// taken against the last keyframe the publisher sent and counted.
+func (s *subscriber) findOffset(ts uint32, sh *shared) {
+	var probe sendCursor
+	if _, _, ok := sh.sent.lookup(&probe, ts); ok {
+		s.haveOffset = true
+		return
+	}
+	if key, ok := sh.sent.lastKeyframe(); ok {
+		s.tsOffset, s.haveOffset = ts-key, true
+		sh.offsets.Add(1)
+	}
+}
+
+func (s *subscriber) readAudio(tr *webrtc.TrackRemote) {
+	buf := make([]byte, 1500)
+	for {
+		n, _, err := tr.Read(buf)
+		if err != nil {
+			return
+		}
+		if h, ok := parseRTP(buf[:n]); ok {
+			s.audio.add(h.seq)
+		}
+	}
+}
+
+// drainRTCP reads (and drops) the server's sender reports until the connection
+// closes, so pion's buffers never fill.
+func drainRTCP(recv *webrtc.RTPReceiver) {
+	buf := make([]byte, 1500)
+	for {
+		if _, _, err := recv.Read(buf); err != nil {
+			return
+		}
+	}
+}
+
+// close says goodbye (WHEP DELETE), closes the connection and waits for the readers.
+func (s *subscriber) close(ctx context.Context, api *apiClient) {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	if s.resource != "" {
+		_ = api.remove(ctx, s.resource, s.token)
+	}
+	if s.pc != nil {
+		_ = s.pc.Close()
+	}
+	s.wg.Wait()
+	_ = s.mux.Close()
+}
