@@ -141,6 +141,17 @@ func (q *Queue) Next(ctx context.Context) (item QueueItem, ok bool) {
 	}
 }
 
+// TryNext returns the next packet if one is queued, without waiting: a consumer
+// that woke up for one packet can take what else is ready and write it in one batch.
+func (q *Queue) TryNext() (item QueueItem, ok bool) {
+	select {
+	case item = <-q.ch:
+		return item, true
+	default:
+		return QueueItem{}, false
+	}
+}
+
 // Drain releases every queued packet. Call it after the queue is detached and its
 // consumer has stopped.
 func (q *Queue) Drain() {

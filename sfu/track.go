@@ -103,7 +103,8 @@ type TrackOptions struct {
 	// to 1024 for video (about 4 s at 2.5 Mbit/s) and 256 for audio.
 	CacheSize int
 	// GOPLimit bounds the packets kept since the last keyframe for fast start. It
-	// defaults to 2048.
+	// defaults to 1024 (about 3.5 s at 2.5 Mbit/s); consumers' queues are sized to
+	// take such a burst.
 	GOPLimit int
 }
 
@@ -115,7 +116,7 @@ func newTrack(name string, kind Kind, codec Codec, stats *Stats, o TrackOptions)
 		}
 	}
 	if o.GOPLimit <= 0 {
-		o.GOPLimit = 2048
+		o.GOPLimit = 1024
 	}
 	t := &Track{name: name, kind: kind, codec: codec, stats: stats, cache: newPacketCache(o.CacheSize)}
 	t.gop.limit = o.GOPLimit

@@ -168,15 +168,19 @@ func (d *downTrack) detach() {
 
 // writeLoop sends queued packets until the resource closes.
 func (d *downTrack) writeLoop() {
-	select {
-	case <-d.bound:
-	case <-d.r.ctx.Done():
-		return
+	// pion binds an answerer's tracks before ICE and DTLS complete, and drops what
+	// is written until SRTP is ready: wait for the connection. Then a receiver opens
+	// its SRTP read streams just after its side of the DTLS handshake completes;
+	// pion-based receivers (hardware decoders' gateways, the load tool) drop what
+	// arrives before. Holding the first packets back a moment keeps the fast-start
+	// keyframe from being lost.
+	for _, ch := range []<-chan struct{}{d.bound, d.r.connected} {
+		select {
+		case <-ch:
+		case <-d.r.ctx.Done():
+			return
+		}
 	}
-	// A receiver opens its SRTP read streams just after its side of the DTLS
-	// handshake completes; pion-based receivers (hardware decoders' gateways, the load
-	// tool) drop what arrives before. Holding the first packets back a moment keeps
-	// the fast-start keyframe from being lost.
 	select {
 	case <-time.After(receiverStartDelay):
 	case <-d.r.ctx.Done():
@@ -211,10 +215,10 @@ func (d *downTrack) writeLoop() {
 			Version: 2, Marker: p.Header.Marker, PayloadType: d.pt,
 			SequenceNumber: seq, Timestamp: ts, SSRC: d.ssrc,
 		}
-		_, err := d.writer.WriteRTP(&d.hdr, p.Payload)
+		written, err := d.writer.WriteRTP(&d.hdr, p.Payload)
 		n := len(p.Payload)
 		p.Release()
-		if err != nil {
+		if err != nil || written == 0 {
 			continue // closed transport: the resource is going away
 		}
 		d.stats.PacketsOut.Add(1)

@@ -15,6 +15,8 @@ import (
 	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/webrtc/v4"
+
+	"lectern/sfu"
 )
 
 // Config configures an [Edge].
@@ -33,7 +35,9 @@ type Config struct {
 	// ICEServers are handed to clients (WHIP/WHEP Link headers); the edge itself needs
 	// none.
 	ICEServers []webrtc.ICEServer
-	// QueueSize is each downtrack's packet queue length; default 512.
+	// QueueSize is each video downtrack's packet queue length; default 1536, room
+	// for the fast-start burst of a full keyframe cache (1024 packets, about 3.5 s at
+	// 2.5 Mbit/s) and what arrives while it is sent. Audio queues are a sixth of it.
 	QueueSize int
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
@@ -44,7 +48,8 @@ type Config struct {
 type Edge struct {
 	cfg    Config
 	log    *slog.Logger
-	api    *webrtc.API
+	pubAPI *webrtc.API // WHIP: NACK generation, receiver reports, TWCC feedback
+	subAPI *webrtc.API // WHEP: sender reports only
 	udp    net.PacketConn
 	udpMux ice.UDPMux
 	tcp    net.Listener
@@ -65,21 +70,25 @@ func New(cfg Config) (*Edge, error) {
 		cfg.ICETimeout = 15 * time.Second
 	}
 	if cfg.QueueSize <= 0 {
-		cfg.QueueSize = 512
+		cfg.QueueSize = 1536
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	e := &Edge{cfg: cfg, log: cfg.Logger.With("component", "webrtc"), resources: map[string]*Resource{}}
 
+	pionLogs := newPionLogs(cfg.Logger)
 	udp, err := net.ListenPacket("udp", cfg.UDPAddr)
 	if err != nil {
 		return nil, fmt.Errorf("webrtc udp listen %s: %w", cfg.UDPAddr, err)
 	}
 	e.udp = udp
-	e.udpMux = webrtc.NewICEUDPMux(nil, udp)
+	e.udpMux = webrtc.NewICEUDPMux(pionLogs.NewLogger("udpmux"), udp)
 
-	se := webrtc.SettingEngine{}
+	se := webrtc.SettingEngine{LoggerFactory: pionLogs}
+	// mDNS candidates hide a browser's address from other pages; a server has nothing
+	// to hide, and each connection would pay two multicast sockets and four goroutines.
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetICEUDPMux(e.udpMux)
 	se.SetICETimeouts(5*time.Second, 10*time.Second, 2*time.Second)
 	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
@@ -90,7 +99,7 @@ func New(cfg Config) (*Edge, error) {
 			return nil, fmt.Errorf("webrtc ice-tcp listen %s: %w", cfg.TCPAddr, err)
 		}
 		e.tcp = tcp
-		e.tcpMux = webrtc.NewICETCPMux(nil, tcp, 64)
+		e.tcpMux = webrtc.NewICETCPMux(pionLogs.NewLogger("tcpmux"), tcp, 64)
 		se.SetICETCPMux(e.tcpMux)
 		networks = append(networks, webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6)
 	}
@@ -103,26 +112,49 @@ func New(cfg Config) (*Edge, error) {
 	}
 	se.SetReceiveMTU(1500)
 
-	m := &webrtc.MediaEngine{}
-	if err := registerCodecs(m); err != nil {
+	pubMedia, subMedia := &webrtc.MediaEngine{}, &webrtc.MediaEngine{}
+	if err := registerCodecs(pubMedia); err != nil {
 		e.closeSockets()
 		return nil, err
 	}
-	ir, err := interceptors(m)
+	if err := registerCodecs(subMedia); err != nil {
+		e.closeSockets()
+		return nil, err
+	}
+	pubInterceptors, err := publisherInterceptors(pubMedia)
 	if err != nil {
 		e.closeSockets()
 		return nil, err
 	}
-	e.api = webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(ir))
+	subInterceptors, err := subscriberInterceptors()
+	if err != nil {
+		e.closeSockets()
+		return nil, err
+	}
+	e.pubAPI = webrtc.NewAPI(webrtc.WithMediaEngine(pubMedia), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(pubInterceptors))
+	e.subAPI = webrtc.NewAPI(webrtc.WithMediaEngine(subMedia), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(subInterceptors))
 	return e, nil
 }
 
-// interceptors returns what both directions need: NACK generation and receiver
-// reports towards publishers, TWCC feedback so browsers' congestion control can raise
-// the trainer's bitrate, sender reports towards subscribers. There is deliberately no
-// NACK responder: it would keep a retransmission buffer per subscriber stream, where
-// the track's shared cache answers NACKs for all of them.
-func interceptors(m *webrtc.MediaEngine) (*interceptor.Registry, error) {
+// subscriberInterceptors returns what a WHEP connection needs: sender reports (for
+// lip sync and round-trip times). There is deliberately no NACK responder: it would
+// keep a retransmission buffer per subscriber stream, where the track's shared cache
+// answers NACKs for all of them; and none of the receive-side interceptors, whose
+// per-connection tickers would run for streams that never arrive.
+func subscriberInterceptors() (*interceptor.Registry, error) {
+	ir := &interceptor.Registry{}
+	send, err := report.NewSenderInterceptor()
+	if err != nil {
+		return nil, fmt.Errorf("sender reports: %w", err)
+	}
+	ir.Add(send)
+	return ir, nil
+}
+
+// publisherInterceptors returns what a WHIP connection needs: NACK generation and
+// receiver reports towards the publisher, and TWCC feedback so a browser's congestion
+// control can raise the trainer's bitrate.
+func publisherInterceptors(m *webrtc.MediaEngine) (*interceptor.Registry, error) {
 	ir := &interceptor.Registry{}
 	gen, err := nack.NewGeneratorInterceptor()
 	if err != nil {
@@ -134,11 +166,6 @@ func interceptors(m *webrtc.MediaEngine) (*interceptor.Registry, error) {
 		return nil, fmt.Errorf("receiver reports: %w", err)
 	}
 	ir.Add(recv)
-	send, err := report.NewSenderInterceptor()
-	if err != nil {
-		return nil, fmt.Errorf("sender reports: %w", err)
-	}
-	ir.Add(send)
 	if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"}, webrtc.RTPCodecTypeVideo); err != nil {
 		return nil, fmt.Errorf("twcc extension: %w", err)
 	}
@@ -151,6 +178,14 @@ func interceptors(m *webrtc.MediaEngine) (*interceptor.Registry, error) {
 	}
 	ir.Add(tw)
 	return ir, nil
+}
+
+// queueSize is the downtrack queue length for a kind of media.
+func (e *Edge) queueSize(k sfu.Kind) int {
+	if k == sfu.KindAudio {
+		return max(e.cfg.QueueSize/6, 32)
+	}
+	return e.cfg.QueueSize
 }
 
 // UDPAddr returns the address of the ICE UDP socket.

@@ -28,7 +28,7 @@ func (e *Edge) Subscribe(sess *sfu.Session, layout Layout, offer string) (*Resou
 	if err != nil {
 		return nil, "", err
 	}
-	pc, err := e.api.NewPeerConnection(webrtc.Configuration{})
+	pc, err := e.subAPI.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		release()
 		return nil, "", fmt.Errorf("new peer connection: %w", err)
@@ -54,7 +54,7 @@ func (e *Edge) Subscribe(sess *sfu.Session, layout Layout, offer string) (*Resou
 		default:
 			continue
 		}
-		dt := newDownTrack(r, s.kind, want, e.cfg.QueueSize, sess.Stats())
+		dt := newDownTrack(r, s.kind, want, e.queueSize(s.kind), sess.Stats())
 		sender, err := pc.AddTrack(dt)
 		if err != nil {
 			_ = pc.Close()
@@ -80,18 +80,28 @@ func (e *Edge) Subscribe(sess *sfu.Session, layout Layout, offer string) (*Resou
 		r.goFn(dt.writeLoop)
 		r.goFn(dt.rtcpLoop)
 	}
-	cancelWatch := sess.Watch(func(t *sfu.Track) {
-		for _, dt := range downs {
-			if dt.want == t.Name() {
-				dt.attach(t)
+	// Tracks are attached once the connection is up, not before: the fast-start
+	// burst (the packets since the last keyframe) then goes out at once instead of
+	// waiting in the queue behind live packets while ICE and DTLS complete.
+	r.goFn(func() {
+		select {
+		case <-r.connected:
+		case <-r.ctx.Done():
+			return
+		}
+		cancelWatch := sess.Watch(func(t *sfu.Track) {
+			for _, dt := range downs {
+				if dt.want == t.Name() {
+					dt.attach(t)
+				}
 			}
-		}
-	})
-	r.addCloseHook(func() {
-		cancelWatch()
-		for _, dt := range downs {
-			dt.detach()
-		}
+		})
+		r.addCloseHook(func() {
+			cancelWatch()
+			for _, dt := range downs {
+				dt.detach()
+			}
+		})
 	})
 	r.log.Info("subscribed", "video", layout.Video, "audio", layout.Audio, "downtracks", len(downs))
 	return r, ans, nil
