@@ -44,6 +44,7 @@ type readerStream struct {
 	remove          func()
 	rw              sfu.Rewriter
 	buf             []byte
+	pending         []byte // TCP: interleaved frames gathered for one write
 	packets, octets uint32
 	lastTS          uint32
 	lastNanos, srAt int64
@@ -59,6 +60,7 @@ func newReaderStream(c *serverConn, rt readTrack, pt uint8, tr transport, stats 
 	}
 	if tr.tcp {
 		rs.channel = byte(tr.interleaved[0])
+		rs.pending = make([]byte, 0, maxBatch+4+12+sfu.MaxPayloadSize)
 	} else {
 		rs.rtpDst, rs.rtcpDst = c.udpDest(tr.clientPorts[0]), c.udpDest(tr.clientPorts[1])
 		rs.udpRTP, rs.udpRTCP = c.s.udp.rtp, c.s.udp.rtcp
@@ -106,7 +108,12 @@ func (rs *readerStream) detach() {
 	rs.mu.Unlock()
 }
 
-// run writes queued packets until ctx is done.
+// maxBatch bounds the interleaved frames written to a TCP reader at once.
+const maxBatch = 32 << 10
+
+// run writes queued packets until ctx is done. Over TCP, the packets that are
+// ready when the stream wakes up (typically a whole access unit) go out in one
+// write: the system call, not the copy, is most of a reader's cost.
 func (rs *readerStream) run(ctx context.Context) {
 	defer rs.queue.Drain()
 	for {
@@ -114,12 +121,31 @@ func (rs *readerStream) run(ctx context.Context) {
 		if !ok {
 			return
 		}
-		err := rs.send(item)
-		item.Packet.Release()
-		if err != nil {
-			return // the connection is closing
+		for ok {
+			err := rs.send(item)
+			item.Packet.Release()
+			if err != nil {
+				return // the connection is closing
+			}
+			if !rs.tcp || len(rs.pending) >= maxBatch {
+				break
+			}
+			item, ok = rs.queue.TryNext()
+		}
+		if err := rs.flush(); err != nil {
+			return
 		}
 	}
+}
+
+// flush writes the gathered TCP frames.
+func (rs *readerStream) flush() error {
+	if len(rs.pending) == 0 {
+		return nil
+	}
+	err := rs.writeTCP(rs.pending)
+	rs.pending = rs.pending[:0]
+	return err
 }
 
 func (rs *readerStream) send(item sfu.QueueItem) error {
@@ -144,7 +170,7 @@ func (rs *readerStream) send(item sfu.QueueItem) error {
 	if rs.tcp {
 		frame[0], frame[1] = interleavedID, rs.channel
 		binary.BigEndian.PutUint16(frame[2:4], uint16(12+len(p.Payload)))
-		err = rs.writeTCP(frame)
+		rs.pending = append(rs.pending, frame...)
 	} else {
 		_, err = rs.udpRTP.WriteToUDP(frame[4:], rs.rtpDst)
 		if err != nil && !isClosedErr(err) {
@@ -175,11 +201,9 @@ func (rs *readerStream) sendSR(now int64) error {
 		return nil
 	}
 	if rs.tcp {
-		frame := make([]byte, 4+len(b))
-		frame[0], frame[1] = interleavedID, rs.channel+1
-		binary.BigEndian.PutUint16(frame[2:4], uint16(len(b)))
-		copy(frame[4:], b)
-		return rs.writeTCP(frame)
+		rs.pending = append(rs.pending, interleavedID, rs.channel+1, byte(len(b)>>8), byte(len(b)))
+		rs.pending = append(rs.pending, b...)
+		return nil
 	}
 	_, _ = rs.udpRTCP.WriteToUDP(b, rs.rtcpDst)
 	return nil
