@@ -87,13 +87,8 @@ func (s *Server) state(c catalog.Session) sessionState {
 }
 
 func (s *Server) getSession(w http.ResponseWriter, r *http.Request) {
-	c, err := s.session(r)
-	if err != nil {
-		s.httpError(w, r, err)
-		return
-	}
-	if _, err := s.authorize(r, c.ID); err != nil {
-		s.httpError(w, r, err)
+	c, _, ok := s.member(w, r)
+	if !ok {
 		return
 	}
 	writeJSON(w, http.StatusOK, s.state(c))
@@ -190,55 +185,39 @@ func (s *Server) links(session string, role auth.Role, tok string) map[string]st
 	return l
 }
 
-type handRequest struct {
-	Display string `json:"display"`
+// classroom is member for the hand endpoints: only a classroom (a site token) has a
+// hand to raise, not the admin.
+func (s *Server) classroom(w http.ResponseWriter, r *http.Request) (catalog.Session, *auth.Claims, bool) {
+	c, p, ok := s.member(w, r, auth.RoleSite)
+	if ok && p.admin {
+		s.httpError(w, r, fmt.Errorf("%w: only a classroom (site token) raises or lowers a hand", errForbidden))
+		return c, nil, false
+	}
+	return c, p.claims, ok
 }
 
 func (s *Server) raiseHand(w http.ResponseWriter, r *http.Request) {
-	c, err := s.session(r)
-	if err != nil {
-		s.httpError(w, r, err)
+	c, site, ok := s.classroom(w, r)
+	if !ok {
 		return
 	}
-	p, err := s.authorize(r, c.ID, auth.RoleSite)
-	if err != nil || p.admin {
-		if err == nil {
-			err = fmt.Errorf("%w: only a classroom (site token) raises a hand", errForbidden)
-		}
-		s.httpError(w, r, err)
-		return
-	}
-	s.floor.raise(c.ID, p.claims.Name, p.claims.Display)
+	s.floor.raise(c.ID, site.Name, site.Display)
 	hands, _ := s.floor.snapshot(c.ID)
 	writeJSON(w, http.StatusOK, hands)
 }
 
 func (s *Server) lowerHand(w http.ResponseWriter, r *http.Request) {
-	c, err := s.session(r)
-	if err != nil {
-		s.httpError(w, r, err)
+	c, site, ok := s.classroom(w, r)
+	if !ok {
 		return
 	}
-	p, err := s.authorize(r, c.ID, auth.RoleSite)
-	if err != nil || p.admin {
-		if err == nil {
-			err = fmt.Errorf("%w: only a classroom (site token) lowers its hand", errForbidden)
-		}
-		s.httpError(w, r, err)
-		return
-	}
-	s.floor.lower(c.ID, p.claims.Name)
+	s.floor.lower(c.ID, site.Name)
 	w.WriteHeader(http.StatusNoContent)
 }
 
 func (s *Server) grantFloor(w http.ResponseWriter, r *http.Request) {
-	c, err := s.session(r)
-	if err != nil {
-		s.httpError(w, r, err)
-		return
-	}
-	if _, err := s.authorize(r, c.ID, auth.RoleTrainer); err != nil {
-		s.httpError(w, r, err)
+	c, _, ok := s.member(w, r, auth.RoleTrainer)
+	if !ok {
 		return
 	}
 	participant := chi.URLParam(r, "participant")
@@ -252,13 +231,8 @@ func (s *Server) grantFloor(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) revokeFloor(w http.ResponseWriter, r *http.Request) {
-	c, err := s.session(r)
-	if err != nil {
-		s.httpError(w, r, err)
-		return
-	}
-	if _, err := s.authorize(r, c.ID, auth.RoleTrainer); err != nil {
-		s.httpError(w, r, err)
+	c, _, ok := s.member(w, r, auth.RoleTrainer)
+	if !ok {
 		return
 	}
 	participant := chi.URLParam(r, "participant")
@@ -274,13 +248,8 @@ func (s *Server) revokeFloor(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) sessionEvents(w http.ResponseWriter, r *http.Request) {
-	c, err := s.session(r)
-	if err != nil {
-		s.httpError(w, r, err)
-		return
-	}
-	if _, err := s.authorize(r, c.ID); err != nil {
-		s.httpError(w, r, err)
+	c, _, ok := s.member(w, r)
+	if !ok {
 		return
 	}
 	ch, cancel := s.cfg.Events.Subscribe(c.ID)

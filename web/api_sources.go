@@ -28,13 +28,8 @@ func (s *Server) sourceRoutes(r chi.Router) {
 // addSource brings an RTSP camera or encoder into the session: POST
 // {"url":"rtsp://…","name":"…","as":"trainer"|"site"}. Admin or the trainer.
 func (s *Server) addSource(w http.ResponseWriter, r *http.Request) {
-	c, err := s.session(r)
-	if err != nil {
-		s.httpError(w, r, err)
-		return
-	}
-	if _, err := s.authorize(r, c.ID, auth.RoleTrainer); err != nil {
-		s.httpError(w, r, err)
+	c, _, ok := s.member(w, r, auth.RoleTrainer)
+	if !ok {
 		return
 	}
 	if s.cfg.Sources == nil {
@@ -57,13 +52,8 @@ func (s *Server) addSource(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listSources(w http.ResponseWriter, r *http.Request) {
-	c, err := s.session(r)
-	if err != nil {
-		s.httpError(w, r, err)
-		return
-	}
-	if _, err := s.authorize(r, c.ID, auth.RoleTrainer); err != nil {
-		s.httpError(w, r, err)
+	c, _, ok := s.member(w, r, auth.RoleTrainer)
+	if !ok {
 		return
 	}
 	list := []rtsp.SourceInfo{}
@@ -74,13 +64,8 @@ func (s *Server) listSources(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) removeSource(w http.ResponseWriter, r *http.Request) {
-	c, err := s.session(r)
-	if err != nil {
-		s.httpError(w, r, err)
-		return
-	}
-	if _, err := s.authorize(r, c.ID, auth.RoleTrainer); err != nil {
-		s.httpError(w, r, err)
+	c, _, ok := s.member(w, r, auth.RoleTrainer)
+	if !ok {
 		return
 	}
 	if s.cfg.Sources == nil {

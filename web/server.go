@@ -246,6 +246,21 @@ func (s *Server) requireAdmin(r *http.Request) error {
 	return nil
 }
 
+// member resolves the {session} of the URL and checks that the caller is the admin
+// or holds a token of that session with one of roles (any role when none is given).
+// On failure it writes the error response and returns ok == false.
+func (s *Server) member(w http.ResponseWriter, r *http.Request, roles ...auth.Role) (c catalog.Session, p principal, ok bool) {
+	c, err := s.session(r)
+	if err == nil {
+		p, err = s.authorize(r, c.ID, roles...)
+	}
+	if err != nil {
+		s.httpError(w, r, err)
+		return c, p, false
+	}
+	return c, p, true
+}
+
 // session resolves the {session} URL parameter to its definition.
 func (s *Server) session(r *http.Request) (catalog.Session, error) {
 	id := chi.URLParam(r, "session")

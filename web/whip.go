@@ -20,14 +20,8 @@ const (
 // whipPublish handles POST /whip/{session} (RFC 9725 §4.2). The trainer publishes the
 // session's main publication; a classroom publishes only while it holds the floor.
 func (s *Server) whipPublish(w http.ResponseWriter, r *http.Request) {
-	c, err := s.session(r)
-	if err != nil {
-		s.httpError(w, r, err)
-		return
-	}
-	p, err := s.authorize(r, c.ID, auth.RoleTrainer, auth.RoleSite)
-	if err != nil {
-		s.httpError(w, r, err)
+	c, p, ok := s.member(w, r, auth.RoleTrainer, auth.RoleSite)
+	if !ok {
 		return
 	}
 	publication := sfu.TrainerPublication
@@ -60,13 +54,8 @@ func (s *Server) whipPublish(w http.ResponseWriter, r *http.Request) {
 // player with one video and one audio section gets the lecture; a page that wants the
 // slides adds a second video section.
 func (s *Server) whepSubscribe(w http.ResponseWriter, r *http.Request) {
-	c, err := s.session(r)
-	if err != nil {
-		s.httpError(w, r, err)
-		return
-	}
-	if _, err := s.authorize(r, c.ID, auth.RoleTrainer, auth.RoleSite, auth.RoleViewer); err != nil {
-		s.httpError(w, r, err)
+	c, _, ok := s.member(w, r, auth.RoleTrainer, auth.RoleSite, auth.RoleViewer)
+	if !ok {
 		return
 	}
 	publication := chi.URLParam(r, "publication")
