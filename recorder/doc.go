@@ -13,7 +13,7 @@
 // for by [Recorder.Close]):
 //
 //	track reader (one per track): Queue → reorder → depacketize (RFC 6184 H.264,
-//	    RFC 7587 Opus) → timestamp unwrap → access units
+//	    RFC 7587 Opus, RFC 3640 AAC) → timestamp unwrap → access units
 //	mux (one per recording): access units → renditions → fMP4 segments cut at the
 //	    first keyframe after ~4 s → spool file (fsync) → journal line (fsync)
 //	uploader (one per recording): spool → store, with retries and backoff; a
@@ -30,8 +30,11 @@
 // A track that appears after its recording started (a screen share switched on
 // mid-lecture) becomes a new rendition; an audio track that appears late is not
 // recorded (it cannot join an init segment already written). H.264 parameter
-// changes (a reconnect at another resolution) travel in-band. Codecs other than
-// H.264 and Opus (AAC, G.711 from cameras) are not recorded.
+// changes (a reconnect at another resolution) travel in-band. Audio is Opus (from
+// WebRTC and RTSP publishers) or AAC (MPEG4-GENERIC from RTSP encoders and
+// cameras, stored as MPEG-4 Audio with the AudioSpecificConfig of the SDP). Other
+// codecs are logged as not recorded, G.711 among them: fMP4 can only hold it
+// decoded to LPCM, which browsers cannot play (see recordable).
 //
 // Crash safety: the spool directory holds, per recording, a journal (JSON lines,
 // fsynced) and the segments not yet stored. A segment is written to a temporary

@@ -38,7 +38,7 @@ type Meta struct {
 	// Bytes is the stored size of every rendition's media.
 	Bytes int64 `json:"bytes"`
 	// Codecs are the RFC 6381 codec strings of the main rendition, e.g.
-	// "avc1.42e01f" and "opus".
+	// "avc1.42e01f" and "opus" (or "mp4a.40.2" for AAC).
 	Codecs     []string        `json:"codecs"`
 	Renditions []RenditionInfo `json:"renditions"`
 	// Gaps are pauses in the media (reconnects, loss), at most 100 per rendition.
@@ -128,6 +128,12 @@ func codecString(c fmp4.Codec) string {
 		return "avc1"
 	case *fmp4.CodecOpus:
 		return "opus"
+	case *fmp4.CodecMPEG4Audio:
+		ot := c.Config.Type // 2: AAC-LC
+		if c.Config.ExtensionType != 0 {
+			ot = c.Config.ExtensionType // 5: HE-AAC (SBR), 29: HE-AACv2 (PS)
+		}
+		return fmt.Sprintf("mp4a.40.%d", ot)
 	}
 	return strings.ToLower(fmt.Sprintf("%T", c))
 }

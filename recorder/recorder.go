@@ -219,8 +219,7 @@ func (r *Recorder) addTrack(sess *sfu.Session, t *sfu.Track) {
 	r.recWG.Add(1)
 	go func() {
 		defer r.recWG.Done()
-		(&trackReader{rt: rt, out: rec.in, tl: newTimeline(t.Codec().ClockRate, rec.epoch), stats: r.metrics,
-			reorder: reorderer{maxWait: int64(500 * time.Millisecond)}}).run(r.hard)
+		newTrackReader(rt, rec.in, rec.epoch, r.metrics).run(r.hard)
 	}()
 }
 

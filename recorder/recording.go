@@ -92,6 +92,9 @@ func newRecording(r *Recorder, session, pub string, key pubKey) *recording {
 func (rec *recording) newTrack(t *sfu.Track, local string) *recTrack {
 	ctx, cancel := context.WithCancel(rec.r.hard)
 	rt := &recTrack{rec: rec, t: t, local: local, ctx: ctx, cancel: cancel}
+	if isAAC(t.Codec()) {
+		rt.aac, _ = parseAACFormat(t.Codec()) // checked by recordable
+	}
 	rt.queue = sfu.NewQueue(sfu.QueueOptions{Size: queueSize, Kind: t.Kind(), Stats: t.Stats(), RequestKeyframe: t.RequestKeyframe})
 	rec.live++
 	rec.tracks = append(rec.tracks, rt)
@@ -317,7 +320,11 @@ func (rec *recording) newMuxTrack(ts *trackState, n int) *muxTrack {
 		video: ts.rt.t.Kind() == sfu.KindVideo, requestKey: ts.rt.t.RequestKeyframe,
 	}
 	mt.zero = rec.zeroNanos * mt.rate / int64(time.Second)
-	if !mt.video {
+	switch {
+	case ts.rt.aac != nil:
+		mt.channels = ts.rt.aac.config.ChannelCount
+		mt.codec = &fmp4.CodecMPEG4Audio{Config: ts.rt.aac.config}
+	case !mt.video:
 		mt.channels = int(c.Channels)
 		if mt.channels <= 0 {
 			mt.channels = 2

@@ -192,7 +192,7 @@ func (r *rendition) writeAudio(t *muxTrack, au accessUnit, pts int64) error {
 	case pts > t.nextDTS: // lost packets or a pause: fill with silence so players keep going
 		if r.open {
 			r.addGap(t, t.nextDTS, pts-t.nextDTS)
-			r.fillSilence(t, au.audio[0], pts)
+			r.fillGap(t, au.audio, pts)
 		}
 		t.nextDTS = pts
 	}
@@ -208,6 +208,25 @@ func (r *rendition) writeAudio(t *muxTrack, au accessUnit, pts int64) error {
 	}
 	r.add(t, &fmp4.Sample{Duration: uint32(dur), Payload: au.audio}, dts)
 	return nil
+}
+
+// fillGap keeps an audio track continuous from t.nextDTS to until (lost packets,
+// a pause): Opus gets silent packets; AAC, which has no codec-independent silent
+// frame, gets its last sample stretched over the gap (players decode the frame and
+// keep time by the sample durations). Without samples in the segment yet, the
+// segment's decode time (tfdt) already skips the gap.
+func (r *rendition) fillGap(t *muxTrack, next []byte, until int64) {
+	if _, ok := t.codec.(*fmp4.CodecOpus); ok {
+		r.fillSilence(t, next[0], until)
+		return
+	}
+	if n := len(t.samples); n > 0 {
+		t.samples[n-1].Duration += uint32(until - t.nextDTS)
+		if t == r.primary {
+			r.end = until
+		}
+	}
+	t.nextDTS = until
 }
 
 // fillSilence adds Opus packets without frames (RFC 6716 §3.2.1: a zero-length

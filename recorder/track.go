@@ -25,7 +25,8 @@ const drainWait = 20 * time.Millisecond
 type recTrack struct {
 	rec   *recording
 	t     *sfu.Track
-	local string // "video", "screen", "audio"
+	local string     // "video", "screen", "audio"
+	aac   *aacFormat // AAC tracks only
 	queue *sfu.Queue
 	// ctx is done when the track ended or was detached (or the recorder stopped
 	// hard); the reader then consumes what is queued and says it is done.
@@ -84,13 +85,24 @@ func localName(track string) (publication, local string) {
 	return pub, local
 }
 
-// recordable reports whether the recorder can store a codec.
+// recordable reports whether the recorder can store a codec: H.264, Opus, and
+// AAC in RFC 3640 framing (MPEG4-GENERIC, from RTSP encoders and cameras).
+//
+// G.711 is not recorded: fMP4 has no sample entry for it, so it would have to be
+// stored decoded, as LPCM ('ipcm', ISO/IEC 23003-5), which browsers' Media Source
+// Extensions refuse; in the main rendition, muxed with the video, that would make
+// the whole replay unplayable in the web player.
 func recordable(c sfu.Codec) error {
 	switch {
 	case strings.EqualFold(c.MimeType, sfu.MimeH264) && c.ClockRate == 90000:
 		return nil
 	case strings.EqualFold(c.MimeType, sfu.MimeOpus) && c.ClockRate == 48000:
 		return nil
+	case isAAC(c):
+		_, err := parseAACFormat(c)
+		return err
+	case strings.EqualFold(c.MimeType, sfu.MimePCMU), strings.EqualFold(c.MimeType, sfu.MimePCMA):
+		return fmt.Errorf("%w: %s: G.711 could only be stored as LPCM, which browsers cannot play in a replay", ErrUnsupportedCodec, c.MimeType)
 	}
 	return fmt.Errorf("%w: %s/%d", ErrUnsupportedCodec, c.MimeType, c.ClockRate)
 }
@@ -101,8 +113,8 @@ type accessUnit struct {
 	track *recTrack
 	ticks int64 // presentation time, in the track's clock rate since the recording epoch
 	nalus [][]byte
-	audio []byte
-	dur   int64 // audio duration in ticks
+	audio []byte // one Opus packet or one AAC access unit
+	dur   int64  // audio duration in ticks
 	key   bool
 	gap   bool  // packets were lost (or time jumped) right before this unit
 	wall  int64 // sfu.Nanotime of arrival
@@ -116,10 +128,22 @@ type trackReader struct {
 	reorder reorderer
 	tl      *timeline
 	h264    h264Depacketizer
+	aac     *aacDepacketizer // AAC tracks only
 	gap     bool
 	stats   *metrics
 
 	prevTicks int64 // recording time of the previous packet
+}
+
+// newTrackReader returns the reader of rt, sending to out, on the timeline of a
+// recording whose epoch is epoch.
+func newTrackReader(rt *recTrack, out chan<- accessUnit, epoch int64, stats *metrics) *trackReader {
+	r := &trackReader{rt: rt, out: out, tl: newTimeline(rt.t.Codec().ClockRate, epoch), stats: stats,
+		reorder: reorderer{maxWait: int64(500 * time.Millisecond)}}
+	if rt.aac != nil {
+		r.aac = &aacDepacketizer{f: rt.aac}
+	}
+	return r
 }
 
 // run reads the track until it ends or ctx (the recording's hard stop) is done, and
@@ -183,9 +207,12 @@ func (r *trackReader) handle(ctx context.Context, ready []*sfu.Packet, lost int)
 
 func (r *trackReader) lost() {
 	r.gap = true
-	if r.rt.t.Kind() == sfu.KindVideo {
+	switch {
+	case r.rt.t.Kind() == sfu.KindVideo:
 		r.h264.lost()
 		r.rt.t.RequestKeyframe()
+	case r.aac != nil:
+		r.aac.lost()
 	}
 }
 
@@ -195,14 +222,45 @@ func (r *trackReader) packet(ctx context.Context, p *sfu.Packet) bool {
 	if jumped {
 		r.gap = true
 	}
-	if r.rt.t.Kind() == sfu.KindAudio {
-		d := opus.PacketDuration2(p.Payload)
-		if d <= 0 {
-			r.stats.decodeErrors.Add(1)
-			return true
-		}
-		return r.emit(ctx, accessUnit{track: r.rt, ticks: ticks, audio: append([]byte(nil), p.Payload...), dur: d, wall: p.ArrivalNanos})
+	switch {
+	case r.aac != nil:
+		return r.packetAAC(ctx, p, ticks)
+	case r.rt.t.Kind() == sfu.KindAudio:
+		return r.packetOpus(ctx, p, ticks)
 	}
+	return r.packetH264(ctx, p, ticks)
+}
+
+// packetOpus turns an Opus packet (RFC 7587: one packet per RTP payload) into an
+// access unit.
+func (r *trackReader) packetOpus(ctx context.Context, p *sfu.Packet, ticks int64) bool {
+	d := opus.PacketDuration2(p.Payload)
+	if d <= 0 {
+		r.stats.decodeErrors.Add(1)
+		return true
+	}
+	return r.emit(ctx, accessUnit{track: r.rt, ticks: ticks, audio: append([]byte(nil), p.Payload...), dur: d, wall: p.ArrivalNanos})
+}
+
+// packetAAC turns an MPEG4-GENERIC packet into the AAC access units it
+// completes; a malformed packet is counted (the AUs before the damage are kept).
+func (r *trackReader) packetAAC(ctx context.Context, p *sfu.Packet, ticks int64) bool {
+	aus, err := r.aac.push(p.Payload, p.Header.Timestamp, p.Header.Marker)
+	if err != nil {
+		r.stats.decodeErrors.Add(1)
+		r.gap = true
+	}
+	dur := r.aac.f.auDuration
+	for i, au := range aus {
+		if !r.emit(ctx, accessUnit{track: r.rt, ticks: ticks + int64(i)*dur, audio: au, dur: dur, wall: p.ArrivalNanos}) {
+			return false
+		}
+	}
+	return true
+}
+
+// packetH264 turns an H.264 packet into the access units it completes.
+func (r *trackReader) packetH264(ctx context.Context, p *sfu.Packet, ticks int64) bool {
 	aus, err := r.h264.push(p.Payload, p.Header.Timestamp, p.Header.Marker)
 	if err != nil {
 		r.stats.decodeErrors.Add(1)
