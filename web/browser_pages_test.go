@@ -1,12 +1,20 @@
 package web
 
 import (
+	"fmt"
+	"io"
+	"math"
 	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"lectern/auth"
+	"lectern/internal/testenv"
+	"lectern/recorder"
 )
 
 // TestBrowserLiveLecture: the studio goes live and shares its screen; two classrooms
@@ -208,88 +216,227 @@ func TestBrowserErrorsAndPages(t *testing.T) {
 	phone.screenshot("lobby-phone")
 	phone.noConsoleErrors()
 
-	// The replay library, before or after the recorder exists: never a blank page.
+	// The replay library with nothing recorded yet, and a recording that does not
+	// exist: a clear message, never a blank page.
 	learner := s.token(id, auth.RoleLearner, "learner")
 	rp := b.tab("replays")
 	rp.open(s.url + "/replays?token=" + learner)
-	rp.waitJS("library loaded", `document.getElementById('list-status').hidden || document.getElementById('list-status').textContent !== 'Đang tải…'`, 10*time.Second)
-	rp.screenshot("replays")
-	if apiGet(t, s, "/api/recordings", nil) == http.StatusNotFound {
-		if msg := rp.text("#list-message"); !strings.Contains(msg, "chưa hoạt động") {
-			t.Errorf("replay library without the API says %q", msg)
-		}
-		rp.open(s.url + "/replays/some-recording?token=" + learner)
-		rp.waitJS("fatal message", `document.body.dataset.state === 'fatal'`, 10*time.Second)
-		rp.screenshot("replay-unavailable")
+	rp.waitJS("library loaded", `document.getElementById('list-status').textContent !== 'Đang tải…'`, 10*time.Second)
+	if msg := rp.text("#list-status"); msg != "Không có bản ghi nào." || !rp.hidden("#recordings") || !rp.hidden("#list-message") {
+		t.Errorf("empty replay library says %q (message %q)", msg, rp.text("#list-message"))
 	}
+	rp.screenshot("replays-empty")
+	rp.open(s.url + "/replays/" + id + "-trainer-20200101-000000-000000")
+	rp.waitJS("fatal message", `document.body.dataset.state === 'fatal'`, 10*time.Second)
+	if msg := rp.text(".fatal-message"); !strings.Contains(msg, "Không tìm thấy bản ghi này") {
+		t.Errorf("unknown recording: %q", msg)
+	}
+	rp.screenshot("replay-not-found")
 	rp.noConsoleErrors("Failed to load resource")
 }
 
-// TestBrowserReplay: a lecture recorded through the studio plays on the replay page,
-// seeks to the middle and plays on; speed, resume and the embeddable player work.
-// It needs the recorder behind /api/recordings in the test stack, and says so when
-// that is missing.
+// TestBrowserReplay: a lecture recorded through the studio (Chromium's fake camera
+// and microphone, through the recorder of the test stack) is listed in the replay
+// library and plays on the replay page: it seeks to the middle and plays on, changes
+// speed, offers to resume, downloads as an MP4 that ffprobe decodes, and plays in the
+// embeddable player.
 func TestBrowserReplay(t *testing.T) {
+	testenv.RequireTool(t, "ffprobe", "apt-get install ffmpeg")
 	s := pagesStack(t)
-	if code := apiGet(t, s, "/api/recordings", nil); code == http.StatusNotFound {
-		t.Skip("the replay API (/api/recordings) is not wired into the test stack yet: this test runs once the recorder is")
-	}
-	id := s.createSession("Bài giảng được ghi lại")
+	const title = "Bài giảng được ghi lại"
+	id := s.createSession(title)
 	trainer := s.token(id, auth.RoleTrainer, "trainer")
 	learner := s.token(id, auth.RoleLearner, "learner")
 	b := newBrowser(t)
+
+	// About 12 s of lecture: live until the recording holds 11 s of stored segments
+	// (the last one, still being written, follows at the stop).
 	studio := b.tab("studio-rec")
 	studio.open(s.url + "/studio/" + id + "?token=" + trainer)
 	studio.waitJS("devices", `!document.getElementById('golive').disabled`, 20*time.Second)
 	studio.click("#golive")
-	studio.waitRising("publisher.framesEncoded", 300, 60*time.Second) // about 12 s of lecture
-	studio.click("#stop")
-
-	var rec map[string]any
-	eventually(t, "a finished recording of the session", 60*time.Second, func() bool {
-		var page map[string]any
-		if apiGet(t, s, "/api/recordings?session="+id, &page) != http.StatusOK {
-			return false
+	studio.waitJS("live badge", `document.getElementById('live-badge').dataset.live === 'on'`, 20*time.Second)
+	var live recordingSummary
+	eventually(t, "the recording to start", 30*time.Second, func() bool {
+		var page recordingPage
+		apiGet(t, s, "/api/recordings?session="+id, &page)
+		if len(page.Recordings) == 1 {
+			live = page.Recordings[0]
 		}
-		items, _ := page["items"].([]any)
-		if items == nil {
-			items, _ = page["recordings"].([]any)
-		}
-		for _, it := range items {
-			r, _ := it.(map[string]any)
-			if number(r, "duration_seconds")+number(r, "duration") >= 8 {
-				rec = r
-				return true
-			}
-		}
-		return false
+		return live.ID != ""
 	})
-	rid, _ := rec["id"].(string)
+	if live.Status != recorder.StatusRecording || live.Publication != "trainer" || live.Title != title {
+		t.Fatalf("recording in progress: %+v", live)
+	}
+	eventually(t, "11 s of stored recording", 90*time.Second, func() bool {
+		var v recordingView
+		apiGet(t, s, "/api/recordings/"+live.ID, &v)
+		return v.Duration >= 11
+	})
+	studio.click("#stop")
+	studio.waitJS("off air", `document.getElementById('live-badge').dataset.live !== 'on'`, 10*time.Second)
 
+	var rec recordingView
+	eventually(t, "the recording to be finalised", 60*time.Second, func() bool {
+		var v recordingView
+		apiGet(t, s, "/api/recordings/"+live.ID, &v)
+		rec = v
+		return rec.Status == recorder.StatusComplete
+	})
+	if rec.Duration < 11 || rec.Segments < 5 || !slices.ContainsFunc(rec.Codecs, func(c string) bool { return strings.HasPrefix(c, "avc1.") }) ||
+		!slices.Contains(rec.Codecs, "opus") {
+		t.Fatalf("finished recording: duration %.1f s, %d segments, codecs %q", rec.Duration, rec.Segments, rec.Codecs)
+	}
+	t.Logf("recording %s: %.1f s, %d segments, %q, %d bytes", rec.ID, rec.Duration, rec.Segments, rec.Codecs, rec.Bytes)
+	studio.noConsoleErrors()
+
+	// The library lists it, with its title and duration.
 	player := b.tab("replay")
 	player.open(s.url + "/replays?token=" + learner)
-	player.waitJS("recording listed", `!!document.querySelector('tr[data-recording="`+rid+`"] a')`, 15*time.Second)
+	row := `tr[data-recording="` + rec.ID + `"]`
+	player.waitJS("recording listed", `!!document.querySelector('`+row+` a')`, 15*time.Second)
+	if got := player.text(row + " a"); got != title {
+		t.Errorf("listed title %q", got)
+	}
+	if got := player.text(row + " td:last-child"); got == "" || got == "–" {
+		t.Errorf("listed duration %q", got)
+	}
 	player.screenshot("replays-list")
-	player.click(`tr[data-recording="` + rid + `"] a`)
-	player.waitJS("player ready", `!!window.lectern.player && document.getElementById('video').readyState >= 1`, 20*time.Second)
+
+	// The player plays it from the start, seeks to the middle and plays on.
+	player.click(row + " a")
+	player.waitJS("player ready", `!!(window.lectern && window.lectern.player) && document.getElementById('video').readyState >= 1`, 20*time.Second)
 	player.firstPaint()
 	if err := player.eval(`document.getElementById('video').play().then(() => true)`, nil); err != nil {
 		player.fail("play: %v", err)
 	}
 	player.waitJS("playing", `document.getElementById('video').currentTime > 1`, 20*time.Second)
-	player.waitJS("seek to the middle", `(() => { const v = document.getElementById('video'); v.dataset.mid = v.duration / 2; v.currentTime = v.duration / 2; return true })()`, 5*time.Second)
-	player.waitJS("plays on after the seek", `(() => { const v = document.getElementById('video'); return v.currentTime > Number(v.dataset.mid) + 1 && !v.paused })()`, 20*time.Second)
-	player.click(`#speeds input[value="1.5"] + span`)
-	player.waitJS("speed 1.5", `document.getElementById('video').playbackRate === 1.5`, 5*time.Second)
+	player.advancing("playing from the start", 0.5, 10*time.Second)
+	player.noPlaybackError()
+	var mid float64
+	if err := player.eval(`new Promise((done) => {
+		const v = document.getElementById('video');
+		v.addEventListener('seeked', () => done(v.duration / 2), { once: true });
+		v.currentTime = v.duration / 2;
+	})`, &mid); err != nil {
+		player.fail("seek to the middle: %v", err)
+	}
+	if mid < 4 {
+		t.Fatalf("middle of the replay at %.2f s: the player sees a duration of %.2f s", mid, 2*mid)
+	}
+	player.waitJS("plays on after the seek", fmt.Sprintf(`(() => { const v = document.getElementById('video'); return v.currentTime >= %f && !v.paused })()`, mid+0.5), 20*time.Second)
+	player.advancing("playing on after the seek", 0.5, 10*time.Second)
+	player.noPlaybackError()
 	player.screenshot("replay-playing")
-	player.open(s.url + "/replays/" + rid)
+
+	// Speed.
+	player.click(`#speeds input[value="1.5"] + span`)
+	player.waitJS("speed 1.5", `document.getElementById('video').playbackRate === 1.5 && document.querySelector('#speeds input[value="1.5"]').checked`, 5*time.Second)
+	player.advancing("playing at 1.5×", 0.5, 10*time.Second)
+	player.noPlaybackError()
+	player.screenshot("replay-speed")
+
+	// The learner goes back to the middle, pauses and leaves; on return the player
+	// offers to resume there.
+	var paused float64
+	if err := player.eval(fmt.Sprintf(`new Promise((done) => {
+		const v = document.getElementById('video');
+		v.addEventListener('seeked', () => { v.pause(); done(v.currentTime); }, { once: true });
+		v.currentTime = %f;
+	})`, mid), &paused); err != nil {
+		player.fail("seek back: %v", err)
+	}
+	player.open(s.url + "/replays/" + rec.ID)
 	player.waitJS("resume offered", `!document.getElementById('resume').hidden`, 20*time.Second)
+	player.waitJS("resumed position ready", `(() => { const v = document.getElementById('video'); return !v.seeking && v.readyState >= 3 })()`, 20*time.Second)
+	var at float64
+	if err := player.eval(`document.getElementById('video').currentTime`, &at); err != nil || at < math.Floor(paused)-0.5 || at > paused+0.5 {
+		t.Errorf("resumed at %.2f s (%v), left at %.2f s", at, err, paused)
+	}
 	player.screenshot("replay-resume")
+
+	// The download link returns an MP4 that ffprobe decodes whole.
+	var href string
+	if err := player.eval(`document.getElementById('download').href`, &href); err != nil || !strings.HasPrefix(href, s.url+"/replay/"+rec.ID+"/download.mp4") {
+		t.Fatalf("download link %q %v", href, err)
+	}
+	var head struct {
+		Status                   int
+		ContentType, Disposition string
+	}
+	if err := player.eval(`fetch(document.getElementById('download').href, { method: 'HEAD' }).then((r) => ({
+		status: r.status, contentType: r.headers.get('Content-Type'), disposition: r.headers.get('Content-Disposition') }))`, &head); err != nil {
+		t.Fatalf("HEAD %s from the page: %v", href, err)
+	}
+	if head.Status != http.StatusOK || head.ContentType != "video/mp4" || !strings.HasPrefix(head.Disposition, "attachment") {
+		t.Errorf("download from the page: %+v", head)
+	}
+	resp, err := http.Get(href)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mp4, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "video/mp4" || len(mp4) < 10_000 || string(mp4[4:8]) != "ftyp" {
+		t.Fatalf("download: %d %q, %d bytes %v", resp.StatusCode, resp.Header.Get("Content-Type"), len(mp4), err)
+	}
+	file := filepath.Join(t.TempDir(), "lecture.mp4")
+	if err := os.WriteFile(file, mp4, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got := ffprobe(t, file)
+	if !near(got.Duration, rec.Duration, 1) || float64(got.VideoFrames) < 5*rec.Duration {
+		t.Errorf("downloaded MP4: %.2f s and %d frames, recording %.2f s", got.Duration, got.VideoFrames, rec.Duration)
+	}
 	player.noConsoleErrors()
 
+	// On a phone.
+	player.viewport(390, 844, true)
+	player.open(s.url + "/replays")
+	player.waitJS("recording listed", `!!document.querySelector('`+row+` a')`, 15*time.Second)
+	player.screenshot("replays-list-phone")
+	player.open(s.url + "/replays/" + rec.ID)
+	player.waitJS("player ready", `document.getElementById('video').readyState >= 3 && !document.getElementById('video').seeking`, 20*time.Second)
+	player.screenshot("replay-phone")
+	player.noConsoleErrors()
+
+	// The embeddable player.
 	embed := b.tab("embed")
-	embed.open(s.url + "/replays/" + rid + "/embed?token=" + learner)
+	embed.open(s.url + "/replays/" + rec.ID + "/embed?token=" + learner)
 	embed.waitJS("embedded player ready", `document.getElementById('video').readyState >= 1`, 20*time.Second)
+	if err := embed.eval(`document.getElementById('video').play().then(() => true)`, nil); err != nil {
+		embed.fail("play: %v", err)
+	}
+	embed.advancing("embedded player playing", 0.5, 20*time.Second)
+	embed.noPlaybackError()
 	embed.screenshot("replay-embed")
 	embed.noConsoleErrors()
+}
+
+// advancing waits until the page's #video plays on by at least by seconds of media
+// from where it is now.
+func (tb *tab) advancing(what string, by float64, d time.Duration) {
+	tb.t.Helper()
+	var from float64
+	if err := tb.eval(`document.getElementById('video').currentTime`, &from); err != nil {
+		tb.fail("%s: currentTime: %v", what, err)
+	}
+	tb.waitJS(what, fmt.Sprintf(`(() => { const v = document.getElementById('video'); return !v.paused && v.currentTime >= %f })()`, from+by), d)
+}
+
+// noPlaybackError fails the test when the page's #video is in an error state or the
+// page shows a warning (the player's "cannot be played").
+func (tb *tab) noPlaybackError() {
+	tb.t.Helper()
+	var state struct {
+		Error   string
+		Warning string
+	}
+	if err := tb.eval(`(() => { const v = document.getElementById('video'), w = document.querySelector('.notice-warn');
+		return { error: v.error ? v.error.code + ' ' + v.error.message : '', warning: w ? w.textContent : '' } })()`, &state); err != nil {
+		tb.fail("player state: %v", err)
+	}
+	if state.Error != "" || state.Warning != "" {
+		tb.fail("player in error: video error %q, warning %q", state.Error, state.Warning)
+	}
 }
