@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -223,6 +224,11 @@ func (d *downTrack) writeLoop() {
 		}
 		d.stats.PacketsOut.Add(1)
 		d.stats.BytesOut.Add(uint64(n))
+		// Yield after each packet: every downtrack of a track is woken by the same
+		// burst (a keyframe is dozens of packets), and without this the scheduler lets
+		// each send its whole burst in turn, so the last subscriber's first packet
+		// waits behind everyone else's frame. Round-robin per packet bounds that wait.
+		runtime.Gosched()
 	}
 }
 
