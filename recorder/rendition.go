@@ -58,8 +58,9 @@ type muxTrack struct {
 // first primary keyframe at least target after the segment start (audio-only:
 // at the first packet after target).
 type rendition struct {
-	name    string // "main" or the video track's local name ("screen")
-	dir     string // key and spool subdirectory: "" or "screen/"
+	segBuf  seekablebuffer.Buffer // the segment being marshalled; reused
+	name    string                // "main" or the video track's local name ("screen")
+	dir     string                // key and spool subdirectory: "" or "screen/"
 	primary *muxTrack
 	tracks  []*muxTrack
 	target  int64 // in primary ticks
@@ -300,9 +301,13 @@ func (r *rendition) flush(end int64) error {
 	}
 	r.seq++
 	part.SequenceNumber = uint32(r.seq)
-	var buf seekablebuffer.Buffer
+	// One buffer per rendition, reused: a segment is written to the spool before
+	// segmentReady returns, and a 2.5 Mbit/s segment is over a megabyte to clear and
+	// collect each time otherwise.
+	buf := &r.segBuf
+	buf.Reset()
 	buf.Grow(size)
-	if err := part.Marshal(&buf); err != nil {
+	if err := part.Marshal(buf); err != nil {
 		return fmt.Errorf("rendition %s: segment %d: %w", r.name, r.seq, err)
 	}
 	for _, t := range r.tracks {

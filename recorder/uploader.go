@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -54,6 +55,8 @@ type uploader struct {
 	mu    sync.Mutex
 	queue []upItem
 	wake  chan struct{}
+
+	buf []byte // spool file being uploaded; reused by the run goroutine
 }
 
 func newUploader(r *Recorder, dir string, j *journal, meta Meta) *uploader {
@@ -161,7 +164,7 @@ var errSpoolFileGone = errors.New("spool file missing")
 // stored and deletes it.
 func (u *uploader) storeFile(ctx context.Context, rel string) error {
 	path := filepath.Join(u.dir, filepath.FromSlash(rel))
-	data, err := os.ReadFile(path)
+	data, err := u.readSpool(path)
 	if err != nil {
 		u.log.Error("spool file unreadable; skipped", "file", rel, "err", err)
 		return errSpoolFileGone
@@ -179,6 +182,28 @@ func (u *uploader) storeFile(ctx context.Context, rel string) error {
 	}
 	u.r.spool.release(int64(len(data)))
 	return nil
+}
+
+// readSpool reads a spool file into the uploader's reused buffer: the data is
+// valid until the next call.
+func (u *uploader) readSpool(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if int64(cap(u.buf)) < st.Size() {
+		u.buf = make([]byte, st.Size())
+	}
+	u.buf = u.buf[:st.Size()]
+	if _, err := io.ReadFull(f, u.buf); err != nil {
+		return nil, err
+	}
+	return u.buf, nil
 }
 
 // put stores data under key, retrying with exponential backoff until it succeeds
