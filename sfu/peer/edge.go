@@ -1,6 +1,8 @@
 package peer
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -46,14 +48,18 @@ type Config struct {
 // Edge owns the WebRTC side: the shared API and sockets, and every WHIP/WHEP
 // resource. Close stops it all.
 type Edge struct {
-	cfg    Config
-	log    *slog.Logger
-	pubAPI *webrtc.API // WHIP: NACK generation, receiver reports, TWCC feedback
-	subAPI *webrtc.API // WHEP: sender reports only
-	udp    net.PacketConn
-	udpMux ice.UDPMux
-	tcp    net.Listener
-	tcpMux ice.TCPMux
+	cfg Config
+	log *slog.Logger
+	// pcConfig carries one DTLS certificate for every connection: pion would
+	// otherwise generate a key pair per peer connection (CPU on each join, memory
+	// for each copy).
+	pcConfig webrtc.Configuration
+	pubAPI   *webrtc.API // WHIP: NACK generation, receiver reports, TWCC feedback
+	subAPI   *webrtc.API // WHEP: sender reports only
+	udp      net.PacketConn
+	udpMux   ice.UDPMux
+	tcp      net.Listener
+	tcpMux   ice.TCPMux
 
 	mu        sync.Mutex
 	closed    bool
@@ -77,6 +83,15 @@ func New(cfg Config) (*Edge, error) {
 	}
 	e := &Edge{cfg: cfg, log: cfg.Logger.With("component", "webrtc"), resources: map[string]*Resource{}}
 
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("dtls key: %w", err)
+	}
+	cert, err := webrtc.GenerateCertificate(key)
+	if err != nil {
+		return nil, fmt.Errorf("dtls certificate: %w", err)
+	}
+	e.pcConfig = webrtc.Configuration{Certificates: []webrtc.Certificate{*cert}}
 	pionLogs := newPionLogs(cfg.Logger)
 	udp, err := net.ListenPacket("udp", cfg.UDPAddr)
 	if err != nil {

@@ -54,7 +54,7 @@ func (e *Edge) Publish(sess *sfu.Session, publication, offer string) (*Resource,
 	if err != nil {
 		return nil, "", err
 	}
-	pc, err := e.pubAPI.NewPeerConnection(webrtc.Configuration{})
+	pc, err := e.pubAPI.NewPeerConnection(e.pcConfig)
 	if err != nil {
 		return nil, "", fmt.Errorf("new peer connection: %w", err)
 	}

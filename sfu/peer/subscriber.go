@@ -28,7 +28,7 @@ func (e *Edge) Subscribe(sess *sfu.Session, layout Layout, offer string) (*Resou
 	if err != nil {
 		return nil, "", err
 	}
-	pc, err := e.subAPI.NewPeerConnection(webrtc.Configuration{})
+	pc, err := e.subAPI.NewPeerConnection(e.pcConfig)
 	if err != nil {
 		release()
 		return nil, "", fmt.Errorf("new peer connection: %w", err)
