@@ -20,11 +20,8 @@ import (
 	"lectern/auth"
 	"lectern/internal/clip"
 	"lectern/internal/testpeer"
-	"lectern/recorder"
 	"lectern/sfu"
 	"lectern/sfu/peer"
-	"lectern/sfu/rtsp"
-	"lectern/storage"
 )
 
 // The latency benchmarks answer issue 4's speed question: the latency Lectern adds
@@ -59,7 +56,7 @@ const (
 func BenchmarkRTSPPublishToWebRTC(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	s := newBenchStack(b)
+	s := newStack(b)
 	lat := &latencies{}
 
 	sess := s.reg.Session(testSession)
@@ -114,7 +111,7 @@ func BenchmarkRTSPPublishToWebRTC(b *testing.B) {
 func BenchmarkWHIPToRTSPReader(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	s := newBenchStack(b)
+	s := newStack(b)
 	lat := &latencies{from: -1}
 
 	sess := s.reg.Session(testSession)
@@ -386,55 +383,6 @@ func (l *latencies) report(b *testing.B) {
 	b.ReportMetric(pct(0.50), "p50-ms")
 	b.ReportMetric(pct(0.99), "p99-ms")
 	b.ReportMetric(ms[len(ms)-1], "max-ms")
-}
-
-// newBenchStack is newStack for benchmarks: the same parts, wired the same way,
-// stopped in the same order when the benchmark ends.
-func newBenchStack(b *testing.B) *stack {
-	b.Helper()
-	s := &stack{}
-	var err error
-	if s.store, err = storage.NewDir(b.TempDir()); err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s.rec, err = recorder.New(ctx, recorder.Config{Store: s.store, SpoolDir: b.TempDir(), Logger: testLogger()})
-	if err != nil {
-		_ = s.store.Close()
-		b.Fatal(err)
-	}
-	s.reg = sfu.NewRegistry(sfu.RegistryConfig{Grace: -1, OnEvent: s.onEvent, Logger: testLogger()})
-	b.Cleanup(func() {
-		if s.rtsp != nil {
-			_ = s.rtsp.Close()
-		}
-		if s.edge != nil {
-			_ = s.edge.Close()
-		}
-		s.reg.CloseAll()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := s.rec.Close(ctx); err != nil {
-			b.Errorf("recorder close: %v", err)
-		}
-		_ = s.store.Close()
-	})
-	if s.edge, err = peer.New(peer.Config{UDPAddr: "127.0.0.1:0", Logger: testLogger()}); err != nil {
-		b.Fatal(err)
-	}
-	if s.issuer, err = auth.NewIssuer(bytes.Repeat([]byte("e"), 32)); err != nil {
-		b.Fatal(err)
-	}
-	s.rtsp, err = rtsp.NewServer(rtsp.Config{Address: "127.0.0.1:0", Sessions: s.session, Tokens: s.issuer, Logger: testLogger()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := s.rtsp.Start(); err != nil {
-		s.rtsp = nil
-		b.Fatal(err)
-	}
-	return s
 }
 
 func benchToken(b *testing.B, s *stack, role auth.Role) string {

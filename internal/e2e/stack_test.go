@@ -43,8 +43,9 @@ type stack struct {
 	issuer *auth.Issuer
 }
 
-// newStack starts a stack whose parts are stopped, in order, when the test ends.
-func newStack(t *testing.T) *stack {
+// newStack starts a stack whose parts are stopped, in order, when the test or
+// benchmark ends.
+func newStack(t testing.TB) *stack {
 	t.Helper()
 	s := &stack{}
 	var err error
@@ -98,7 +99,7 @@ func (s *stack) session(id string) (*sfu.Session, error) {
 
 // close stops the edges first (publishers and subscribers go), then the
 // sessions, then the recorder, which stores what it still has.
-func (s *stack) close(t *testing.T) {
+func (s *stack) close(t testing.TB) {
 	if s.rtsp != nil {
 		_ = s.rtsp.Close()
 	}
