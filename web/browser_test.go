@@ -4,10 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,14 +15,6 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-
-	"lectern/auth"
-	"lectern/catalog"
-	"lectern/events"
-	"lectern/recorder"
-	"lectern/sfu"
-	"lectern/sfu/peer"
-	"lectern/storage"
 )
 
 // The browser tests drive the real pages in headless Chromium (Debian's chromium
@@ -411,71 +400,13 @@ func eventually(t *testing.T, what string, d time.Duration, cond func() bool) {
 	t.Fatalf("timed out after %v waiting for %s", d, what)
 }
 
-// pagesStack is a full Lectern stack with the web pages and a recorder, wired like
-// cmd/lectern wires them: the registry's publication.added event attaches the
-// recorder to the session, and the replay API (/api/recordings, /replay/...) serves
-// what it recorded from a local store. Segments are 2 s, so a short lecture has
-// several of them.
+// pagesStack is a full Lectern stack with the web pages and a recorder (see
+// stackOptions.recorder), so the replay pages have a real API behind them.
 func pagesStack(t *testing.T) *stack {
 	t.Helper()
 	pages, err := NewPages()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cat, err := catalog.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if os.Getenv("LECTERN_TEST_LOG") != "" {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	store, err := storage.NewDir(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, rcancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer rcancel()
-	rec, err := recorder.New(rctx, recorder.Config{Store: store, SpoolDir: t.TempDir(), Logger: log,
-		SegmentDuration: 2 * time.Second, RetryMin: 50 * time.Millisecond, RetryMax: time.Second,
-		Title: func(id string) string { c, _ := cat.Get(id); return c.Title }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	broker := events.NewBroker(events.Options{Logger: log})
-	var reg *sfu.Registry
-	reg = sfu.NewRegistry(sfu.RegistryConfig{Grace: -1, Logger: log, OnEvent: func(session, typ string, data any) {
-		broker.Publish(session, typ, data)
-		if typ == sfu.EventPublicationAdded {
-			if sess, ok := reg.Lookup(session); ok {
-				rec.Attach(sess)
-			}
-		}
-	}})
-	edge, err := peer.New(peer.Config{UDPAddr: "127.0.0.1:0", Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	issuer, _ := auth.NewIssuer(testSecret)
-	h, err := New(Config{Catalog: cat, Registry: reg, WebRTC: edge, Events: broker, Tokens: issuer, AdminToken: testAdmin,
-		Replays: &ReplayConfig{Recorder: rec, Store: store}, Pages: pages, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	t.Cleanup(func() {
-		cancel()
-		broker.Close()
-		srv.Close()
-		reg.CloseAll()
-		_ = edge.Close()
-		cctx, ccancel := context.WithTimeout(context.Background(), time.Minute)
-		defer ccancel()
-		if err := rec.Close(cctx); err != nil {
-			t.Errorf("closing the recorder: %v", err)
-		}
-		_ = store.Close()
-	})
-	return &stack{t: t, url: srv.URL, reg: reg, edge: edge, issuer: issuer, ctx: ctx}
+	return newStack(t, stackOptions{pages: pages, recorder: true, timeout: 5 * time.Minute})
 }

@@ -6,9 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"lectern/recorder"
+	"lectern/storage"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -47,6 +50,11 @@ type stackOptions struct {
 	grace          time.Duration
 	pages          http.Handler // Config.Pages (the web pages), nil for none
 	sources        bool         // RTSP pull sources enabled
+	iceServers     []webrtc.ICEServer
+	// recorder records every publication (2 s segments, local store) and serves
+	// the replay API, attached as cmd/lectern attaches it.
+	recorder bool
+	timeout  time.Duration // the stack's request context; default 90 s
 }
 
 func newStack(t *testing.T, o stackOptions) *stack {
@@ -56,19 +64,60 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if os.Getenv("LECTERN_TEST_LOG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	broker := events.NewBroker(events.Options{Logger: log})
 	if o.grace == 0 {
 		o.grace = -1
 	}
-	reg := sfu.NewRegistry(sfu.RegistryConfig{Grace: o.grace, MaxSubscribers: o.maxSubscribers, OnEvent: broker.Publish, Logger: log})
-	edge, err := peer.New(peer.Config{UDPAddr: "127.0.0.1:0", ICETimeout: o.iceTimeout, Logger: log,
-		ICEServers: []webrtc.ICEServer{{URLs: []string{"stun:stun.example.org:3478"}}}})
+	if o.timeout == 0 {
+		o.timeout = 90 * time.Second
+	}
+	var replays *ReplayConfig
+	var rec *recorder.Recorder
+	var reg *sfu.Registry
+	onEvent := broker.Publish
+	if o.recorder {
+		store, err := storage.NewDir(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		rctx, rcancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer rcancel()
+		rec, err = recorder.New(rctx, recorder.Config{Store: store, SpoolDir: t.TempDir(), Logger: log,
+			SegmentDuration: 2 * time.Second, RetryMin: 50 * time.Millisecond, RetryMax: time.Second,
+			Title: func(id string) string { c, _ := cat.Get(id); return c.Title }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { // runs after the cleanup below has closed the sessions
+			cctx, ccancel := context.WithTimeout(context.Background(), time.Minute)
+			defer ccancel()
+			if err := rec.Close(cctx); err != nil {
+				t.Errorf("closing the recorder: %v", err)
+			}
+			_ = store.Close()
+		})
+		replays = &ReplayConfig{Recorder: rec, Store: store}
+		onEvent = func(session, typ string, data any) {
+			broker.Publish(session, typ, data)
+			if typ == sfu.EventPublicationAdded {
+				if sess, ok := reg.Lookup(session); ok {
+					rec.Attach(sess)
+				}
+			}
+		}
+	}
+	reg = sfu.NewRegistry(sfu.RegistryConfig{Grace: o.grace, MaxSubscribers: o.maxSubscribers, OnEvent: onEvent, Logger: log})
+	edge, err := peer.New(peer.Config{UDPAddr: "127.0.0.1:0", ICETimeout: o.iceTimeout, Logger: log, ICEServers: o.iceServers})
 	if err != nil {
 		t.Fatal(err)
 	}
 	issuer, _ := auth.NewIssuer(testSecret)
 	h, err := New(Config{Catalog: cat, Registry: reg, WebRTC: edge, Events: broker, Tokens: issuer, AdminToken: testAdmin,
-		CORSOrigins: []string{"https://portal.example.edu"}, PublicURL: "http://lectern.test", Pages: o.pages, Logger: log})
+		CORSOrigins: []string{"https://portal.example.edu"}, PublicURL: "http://lectern.test",
+		Replays: replays, Pages: o.pages, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +132,7 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		h.cfg.Sources = srcs
 	}
 	srv := httptest.NewServer(h)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 	t.Cleanup(func() {
 		cancel()
 		broker.Close()

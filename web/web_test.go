@@ -233,7 +233,7 @@ func TestTrickleAndICERestart(t *testing.T) {
 }
 
 func TestCORSAndICEServerDiscovery(t *testing.T) {
-	s := newStack(t, stackOptions{})
+	s := newStack(t, stackOptions{iceServers: []webrtc.ICEServer{{URLs: []string{"stun:stun.example.org:3478"}}}})
 	id := s.createSession("Lecture")
 	resp, _ := s.do("OPTIONS", "/whip/"+id, "", "", "", "Origin", "https://portal.example.edu", "Access-Control-Request-Method", "POST", "Access-Control-Request-Headers", "authorization, content-type")
 	if resp.Header.Get("Access-Control-Allow-Origin") != "https://portal.example.edu" {
