@@ -46,13 +46,69 @@ async function end(client, pc, remote) {
 }
 
 /**
+ * What a publication and a player share: watching their connection and, after a
+ * network drop, connecting again with backoff (the server keeps the tracks, so a
+ * new connection continues them). Subclasses provide connect(), url, token, pc,
+ * client, onState, and set fatal (statuses that stop retrying) and lostDelay (how
+ * long "disconnected" may last before a new connection is tried).
+ */
+class Reconnecting {
+  watch(pc) {
+    if (pc !== this.pc || this.stopped) return;
+    switch (pc.connectionState) {
+      case 'connected':
+        this.retries = 0;
+        this.onState('connected');
+        break;
+      case 'disconnected':
+        this.onState('reconnecting');
+        clearTimeout(this.lostTimer);
+        this.lostTimer = setTimeout(() => { if (pc === this.pc && pc.connectionState !== 'connected') this.reconnect(); }, this.lostDelay);
+        break;
+      case 'failed':
+        this.reconnect();
+        break;
+    }
+  }
+
+  /** Starts a new connection for the same publication. */
+  async reconnect() {
+    if (this.stopped || this.reconnecting) return;
+    this.reconnecting = true;
+    this.onState('reconnecting');
+    const old = this.pc, oldClient = this.client;
+    this.pc = null;
+    this.client = null;
+    end(oldClient, old, false); // the server times the old resource out
+    while (!this.stopped) {
+      await sleep(Math.min(1000 * 2 ** this.retries, 10000));
+      this.retries++;
+      if (this.stopped) break;
+      try {
+        await this.connect();
+        break;
+      } catch (err) {
+        if (this.fatal.includes(statusOf(err))) {
+          this.stopped = true;
+          this.onState('failed', err);
+        }
+      }
+    }
+    this.reconnecting = false;
+  }
+}
+
+/**
  * A WHIP publication: camera, screen share (slides) and microphone. It always offers two
  * video sections, the first for the camera and the second for the screen, because WHIP
  * cannot renegotiate: sharing the screen later is a replaceTrack on the second.
  */
-export class Publisher {
+export class Publisher extends Reconnecting {
   /** url: the WHIP endpoint; onState(state) gets "connecting", "connected", "reconnecting", "failed", "closed". */
   constructor({ url, token, screen = true, onState = () => {} }) {
+    super();
+    this.fatal = [401, 403, 404];
+    this.lostDelay = 4000;
     this.url = url;
     this.token = token;
     this.withScreen = screen;
@@ -102,52 +158,6 @@ export class Publisher {
     pc.addEventListener('connectionstatechange', () => this.watch(pc));
   }
 
-  watch(pc) {
-    if (pc !== this.pc || this.stopped) return;
-    switch (pc.connectionState) {
-      case 'connected':
-        this.retries = 0;
-        this.onState('connected');
-        break;
-      case 'disconnected':
-        this.onState('reconnecting');
-        clearTimeout(this.lostTimer);
-        this.lostTimer = setTimeout(() => { if (pc === this.pc && pc.connectionState !== 'connected') this.reconnect(); }, 4000);
-        break;
-      case 'failed':
-        this.reconnect();
-        break;
-    }
-  }
-
-  /** Starts a new connection for the same publication (the server keeps its tracks). */
-  async reconnect() {
-    if (this.stopped || this.reconnecting) return;
-    this.reconnecting = true;
-    this.onState('reconnecting');
-    const old = this.pc, oldClient = this.client;
-    this.pc = null;
-    this.client = null;
-    end(oldClient, old, false);
-    while (!this.stopped) {
-      const wait = Math.min(1000 * 2 ** this.retries, 10000);
-      this.retries++;
-      await sleep(wait);
-      if (this.stopped) break;
-      try {
-        await this.connect();
-        break;
-      } catch (err) {
-        const s = statusOf(err);
-        if (s === 401 || s === 403 || s === 404) {
-          this.stopped = true;
-          this.onState('failed', err);
-        }
-      }
-    }
-    this.reconnecting = false;
-  }
-
   /** Replaces the camera, screen or microphone track (null stops sending it). */
   async replace(kind, track) {
     this.tracks[kind] = track;
@@ -177,12 +187,14 @@ export class Publisher {
  * A WHEP player of one publication: `videos` video sections (the trainer's camera, then
  * its screen) and one audio section. It reconnects by itself after a network drop.
  */
-export class Viewer {
+export class Viewer extends Reconnecting {
   /**
    * onTracks({videos: [MediaStreamTrack], audio}) is called after every (re)connection;
    * onState(state) gets "connecting", "connected", "reconnecting", "failed", "closed".
    */
   constructor({ url, token, videos = 1, fatal = [401, 403], onTracks = () => {}, onState = () => {} }) {
+    super();
+    this.lostDelay = 3000;
     this.url = url;
     this.fatal = fatal;
     this.token = token;
@@ -229,49 +241,6 @@ export class Viewer {
     }
     pc.addEventListener('connectionstatechange', () => this.watch(pc));
     this.onTracks({ videos: transceivers.map((tr) => tr.receiver.track), audio: audio.receiver.track });
-  }
-
-  watch(pc) {
-    if (pc !== this.pc || this.stopped) return;
-    switch (pc.connectionState) {
-      case 'connected':
-        this.retries = 0;
-        this.onState('connected');
-        break;
-      case 'disconnected':
-        this.onState('reconnecting');
-        clearTimeout(this.lostTimer);
-        this.lostTimer = setTimeout(() => { if (pc === this.pc && pc.connectionState !== 'connected') this.reconnect(); }, 3000);
-        break;
-      case 'failed':
-        this.reconnect();
-        break;
-    }
-  }
-
-  async reconnect() {
-    if (this.stopped || this.reconnecting) return;
-    this.reconnecting = true;
-    this.onState('reconnecting');
-    const old = this.pc, oldClient = this.client;
-    this.pc = null;
-    this.client = null;
-    end(oldClient, old, false); // the server times the old resource out
-    while (!this.stopped) {
-      await sleep(Math.min(1000 * 2 ** this.retries, 10000));
-      this.retries++;
-      if (this.stopped) break;
-      try {
-        await this.connect();
-        break;
-      } catch (err) {
-        if (this.fatal.includes(statusOf(err))) {
-          this.stopped = true;
-          this.onState('failed', err);
-        }
-      }
-    }
-    this.reconnecting = false;
   }
 
   /** Ends playback (DELETE of the WHEP resource). */
