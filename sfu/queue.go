@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 )
 
@@ -38,19 +39,38 @@ type QueueOptions struct {
 	// when video was dropped and the queue waits for a keyframe. Usually
 	// Track.RequestKeyframe of the track the queue is attached to.
 	RequestKeyframe func()
+	// Notify, when set, is called after each packet is queued (on the writer's
+	// goroutine, without the queue's lock; it must not block). A consumer that
+	// serves many queues from a few goroutines uses it instead of Next.
+	Notify func()
 }
 
+// queueMinCap is the ring's starting (and resting) capacity: live traffic at
+// 2.5 Mbit/s rarely queues more than a frame, so a full-size ring per subscriber
+// would be memory paid for the fast-start burst only.
+const queueMinCap = 32
+
 // Queue is a [Sink] that decouples a consumer from the publisher: WriteRTP never
-// blocks; a consumer goroutine takes packets with Next. When the consumer falls
+// blocks; a consumer takes packets with Next or TryNext. When the consumer falls
 // behind and the queue is full, the queue drops: audio packet by packet, video until
 // the next keyframe (anything in between would not decode), and asks for a keyframe.
 // Only that consumer notices.
+//
+// The queue is a ring that grows on demand up to Size and shrinks back when it
+// empties, so an idle or keeping-up consumer costs a few hundred bytes.
 type Queue struct {
-	ch      chan QueueItem
+	size    int
 	kind    Kind
 	stats   *Stats
 	keyReq  func()
+	notify  func()
 	dropped atomic.Uint64
+	wake    chan struct{} // signalled on every push, for Next
+
+	mu   sync.Mutex
+	ring []QueueItem
+	head int
+	n    int
 
 	// Written only on the publisher's goroutine (under the track's lock).
 	waitKeyframe bool
@@ -65,7 +85,79 @@ func NewQueue(o QueueOptions) *Queue {
 	if o.Stats == nil {
 		o.Stats = new(Stats)
 	}
-	return &Queue{ch: make(chan QueueItem, o.Size), kind: o.Kind, stats: o.Stats, keyReq: o.RequestKeyframe}
+	return &Queue{
+		size: o.Size, kind: o.Kind, stats: o.Stats, keyReq: o.RequestKeyframe, notify: o.Notify,
+		wake: make(chan struct{}, 1),
+	}
+}
+
+// push appends an item unless the queue is full.
+func (q *Queue) push(item QueueItem) bool {
+	q.mu.Lock()
+	if q.n == len(q.ring) {
+		if q.n >= q.size {
+			q.mu.Unlock()
+			return false
+		}
+		q.grow()
+	}
+	i := q.head + q.n
+	if i >= len(q.ring) {
+		i -= len(q.ring)
+	}
+	q.ring[i] = item
+	q.n++
+	q.mu.Unlock()
+	if q.notify != nil {
+		q.notify()
+		return true
+	}
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// grow doubles the ring (up to size), keeping the order; q.mu held.
+func (q *Queue) grow() {
+	c := min(max(2*len(q.ring), queueMinCap), q.size)
+	ring := make([]QueueItem, c)
+	k := copy(ring, q.ring[q.head:])
+	copy(ring[k:], q.ring[:q.head])
+	q.ring, q.head = ring, 0
+}
+
+// pop takes the oldest item.
+func (q *Queue) pop() (QueueItem, bool) {
+	q.mu.Lock()
+	if q.n == 0 {
+		q.mu.Unlock()
+		return QueueItem{}, false
+	}
+	item := q.ring[q.head]
+	q.ring[q.head] = QueueItem{}
+	q.head++
+	if q.head == len(q.ring) {
+		q.head = 0
+	}
+	q.n--
+	if q.n == 0 {
+		q.head = 0
+		if len(q.ring) > 4*queueMinCap {
+			// A burst (fast start, a stall) grew the ring: give the memory back.
+			q.ring = make([]QueueItem, queueMinCap)
+		}
+	}
+	q.mu.Unlock()
+	return item, true
+}
+
+// Len returns the number of queued packets.
+func (q *Queue) Len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.n
 }
 
 // WriteRTP implements [Sink]. It is called by one track at a time.
@@ -78,20 +170,19 @@ func (q *Queue) WriteRTP(p *Packet) error {
 		q.waitKeyframe = false
 	}
 	p.Retain()
-	select {
-	case q.ch <- QueueItem{Packet: p, Resync: q.resync}:
+	if q.push(QueueItem{Packet: p, Resync: q.resync}) {
 		q.resync = ResyncNone
-	default:
-		p.Release()
-		q.drop()
-		if q.resync == ResyncNone {
-			q.resync = ResyncDrop
-		}
-		if q.kind == KindVideo {
-			q.waitKeyframe = true
-			if q.keyReq != nil {
-				q.keyReq()
-			}
+		return nil
+	}
+	p.Release()
+	q.drop()
+	if q.resync == ResyncNone {
+		q.resync = ResyncDrop
+	}
+	if q.kind == KindVideo {
+		q.waitKeyframe = true
+		if q.keyReq != nil {
+			q.keyReq()
 		}
 	}
 	return nil
@@ -113,13 +204,11 @@ func (q *Queue) SetKeyframeRequester(fn func()) { q.keyReq = fn }
 // queue takes over that reference). It returns false, releasing p, when the queue is
 // full: a retransmission to a congested consumer would only add to its congestion.
 func (q *Queue) Retransmit(p *Packet) bool {
-	select {
-	case q.ch <- QueueItem{Packet: p, Retransmission: true}:
+	if q.push(QueueItem{Packet: p, Retransmission: true}) {
 		return true
-	default:
-		p.Release()
-		return false
 	}
+	p.Release()
+	return false
 }
 
 func (q *Queue) drop() {
@@ -131,36 +220,32 @@ func (q *Queue) drop() {
 func (q *Queue) Dropped() uint64 { return q.dropped.Load() }
 
 // Next waits for the next packet. The consumer owns the returned packet's reference
-// and must Release it. ok is false when ctx is done.
+// and must Release it. ok is false when ctx is done. Not for queues with Notify.
 func (q *Queue) Next(ctx context.Context) (item QueueItem, ok bool) {
-	select {
-	case item = <-q.ch:
-		return item, true
-	case <-ctx.Done():
-		return QueueItem{}, false
+	for {
+		if item, ok = q.pop(); ok {
+			return item, true
+		}
+		select {
+		case <-q.wake:
+		case <-ctx.Done():
+			return QueueItem{}, false
+		}
 	}
 }
 
 // TryNext returns the next packet if one is queued, without waiting: a consumer
 // that woke up for one packet can take what else is ready and write it in one batch.
-func (q *Queue) TryNext() (item QueueItem, ok bool) {
-	select {
-	case item = <-q.ch:
-		return item, true
-	default:
-		return QueueItem{}, false
-	}
-}
+func (q *Queue) TryNext() (item QueueItem, ok bool) { return q.pop() }
 
 // Drain releases every queued packet. Call it after the queue is detached and its
 // consumer has stopped.
 func (q *Queue) Drain() {
 	for {
-		select {
-		case item := <-q.ch:
-			item.Packet.Release()
-		default:
+		item, ok := q.pop()
+		if !ok {
 			return
 		}
+		item.Packet.Release()
 	}
 }

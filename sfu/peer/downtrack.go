@@ -1,9 +1,9 @@
 package peer
 
 import (
-	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/rtcp"
@@ -17,8 +17,8 @@ import (
 const receiverStartDelay = 20 * time.Millisecond
 
 // downTrack sends one session track to one subscriber. It is a pion TrackLocal whose
-// packets come from a bounded sfu.Queue filled by the track, written by its own
-// goroutine, so a slow subscriber never slows the publisher or anyone else. Which
+// packets come from a bounded sfu.Queue filled by the track and are written by an
+// egress worker, so a slow subscriber never slows the publisher or anyone else. Which
 // track feeds it can change (the trainer's publication ended and a new one began);
 // sequence numbers and timestamps stay continuous for the receiver.
 type downTrack struct {
@@ -45,11 +45,15 @@ type downTrack struct {
 	remove  func()
 	rw      sfu.Rewriter
 
-	// The source codec's payload type and clock; writeLoop only.
+	// The source codec's payload type and clock; the egress worker only.
 	pt        uint8
 	clockRate uint32
 
-	hdr rtp.Header // reused by writeLoop
+	hdr rtp.Header // reused by the egress worker
+
+	worker  *egressWorker
+	started atomic.Bool // sending may begin (see start)
+	ready   atomic.Bool // on the worker's lists (see egressWorker.notify)
 }
 
 type negotiatedCodec struct {
@@ -65,15 +69,14 @@ func (d *downTrack) playable(mime string) bool {
 	return mime == sfu.MimeOpus || mime == sfu.MimePCMU || mime == sfu.MimePCMA
 }
 
-func newDownTrack(r *Resource, kind sfu.Kind, want string, queueSize int, stats *sfu.Stats) *downTrack {
+func newDownTrack(r *Resource, w *egressWorker, kind sfu.Kind, want string, queueSize int, stats *sfu.Stats) *downTrack {
 	mime := sfu.MimeOpus
 	if kind == sfu.KindVideo {
 		mime = sfu.MimeH264
 	}
-	return &downTrack{
-		r: r, kind: kind, want: want, mime: mime, stats: stats, bound: make(chan struct{}),
-		queue: sfu.NewQueue(sfu.QueueOptions{Size: queueSize, Kind: kind, Stats: stats}),
-	}
+	d := &downTrack{r: r, worker: w, kind: kind, want: want, mime: mime, stats: stats, bound: make(chan struct{})}
+	d.queue = sfu.NewQueue(sfu.QueueOptions{Size: queueSize, Kind: kind, Stats: stats, Notify: d.queued})
+	return d
 }
 
 // ID implements webrtc.TrackLocal.
@@ -167,69 +170,82 @@ func (d *downTrack) detach() {
 	d.queue.Drain()
 }
 
-// writeLoop sends queued packets until the resource closes.
-func (d *downTrack) writeLoop() {
-	// pion binds an answerer's tracks before ICE and DTLS complete, and drops what
-	// is written until SRTP is ready: wait for the connection. Then a receiver opens
-	// its SRTP read streams just after its side of the DTLS handshake completes;
-	// pion-based receivers (hardware decoders' gateways, the load tool) drop what
-	// arrives before. Holding the first packets back a moment keeps the fast-start
-	// keyframe from being lost.
-	for _, ch := range []<-chan struct{}{d.bound, d.r.connected} {
-		select {
-		case <-ch:
-		case <-d.r.ctx.Done():
-			return
-		}
-	}
+// start lets the downtrack send: the connection is up and the receiver had a
+// moment to open its streams (see Subscribe). It returns false when pion never
+// bound the downtrack (the subscriber refused its codec).
+func (d *downTrack) start() bool {
 	select {
-	case <-time.After(receiverStartDelay):
-	case <-d.r.ctx.Done():
-		return
+	case <-d.bound:
+	default:
+		return false
 	}
-	for {
-		item, ok := d.queue.Next(d.r.ctx)
-		if !ok {
-			return
+	d.started.Store(true)
+	d.worker.notify(d) // anything queued before
+	return true
+}
+
+// queued is the queue's Notify: a packet is waiting.
+func (d *downTrack) queued() {
+	if d.started.Load() {
+		d.worker.notify(d)
+	}
+}
+
+// sendBurst writes up to n queued packets, on the downtrack's egress worker. It
+// returns false when the queue is empty.
+func (d *downTrack) sendBurst(n int) bool {
+	for range n {
+		if !d.sendOne() {
+			return false
 		}
-		p := item.Packet
-		d.mu.Lock()
-		switch item.Resync {
-		case sfu.ResyncDrop:
-			d.rw.ResyncSeq()
-		case sfu.ResyncSwitch:
-			d.rw.Resync()
-			c, ok := d.negotiated[d.srcMime]
-			d.pt, d.clockRate = c.pt, c.clockRate
-			if !ok {
-				d.clockRate = 0 // the subscriber did not accept this codec
-			}
-		}
-		if d.clockRate == 0 {
-			d.mu.Unlock()
-			p.Release()
-			continue
-		}
-		seq, ts := d.rw.Rewrite(p.Header.SequenceNumber, p.Header.Timestamp, d.clockRate, sfu.Nanotime())
-		d.mu.Unlock()
-		d.hdr = rtp.Header{
-			Version: 2, Marker: p.Header.Marker, PayloadType: d.pt,
-			SequenceNumber: seq, Timestamp: ts, SSRC: d.ssrc,
-		}
-		written, err := d.writer.WriteRTP(&d.hdr, p.Payload)
-		n := len(p.Payload)
+	}
+	return true
+}
+
+// sendOne writes the next queued packet. It returns false when the queue is empty.
+func (d *downTrack) sendOne() bool {
+	item, ok := d.queue.TryNext()
+	if !ok {
+		return false
+	}
+	p := item.Packet
+	if d.r.ctx.Err() != nil {
 		p.Release()
-		if err != nil || written == 0 {
-			continue // closed transport: the resource is going away
-		}
-		d.stats.PacketsOut.Add(1)
-		d.stats.BytesOut.Add(uint64(n))
-		// Yield after each packet: every downtrack of a track is woken by the same
-		// burst (a keyframe is dozens of packets), and without this the scheduler lets
-		// each send its whole burst in turn, so the last subscriber's first packet
-		// waits behind everyone else's frame. Round-robin per packet bounds that wait.
-		runtime.Gosched()
+		d.queue.Drain()
+		return false
 	}
+	d.mu.Lock()
+	switch item.Resync {
+	case sfu.ResyncDrop:
+		d.rw.ResyncSeq()
+	case sfu.ResyncSwitch:
+		d.rw.Resync()
+		c, ok := d.negotiated[d.srcMime]
+		d.pt, d.clockRate = c.pt, c.clockRate
+		if !ok {
+			d.clockRate = 0 // the subscriber did not accept this codec
+		}
+	}
+	if d.clockRate == 0 {
+		d.mu.Unlock()
+		p.Release()
+		return true
+	}
+	seq, ts := d.rw.Rewrite(p.Header.SequenceNumber, p.Header.Timestamp, d.clockRate, sfu.Nanotime())
+	d.mu.Unlock()
+	d.hdr = rtp.Header{
+		Version: 2, Marker: p.Header.Marker, PayloadType: d.pt,
+		SequenceNumber: seq, Timestamp: ts, SSRC: d.ssrc,
+	}
+	written, err := d.writer.WriteRTP(&d.hdr, p.Payload)
+	n := len(p.Payload)
+	p.Release()
+	if err != nil || written == 0 {
+		return true // closed transport: the resource is going away
+	}
+	d.stats.PacketsOut.Add(1)
+	d.stats.BytesOut.Add(uint64(n))
+	return true
 }
 
 // rtcpLoop handles the subscriber's feedback: NACKs are answered from the track's

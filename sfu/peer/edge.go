@@ -56,8 +56,9 @@ type Edge struct {
 	pcConfig webrtc.Configuration
 	pubAPI   *webrtc.API // WHIP: NACK generation, receiver reports, TWCC feedback
 	subAPI   *webrtc.API // WHEP: sender reports only
-	udp      net.PacketConn
+	udp      *batchConn
 	udpMux   ice.UDPMux
+	egress   *egress
 	tcp      net.Listener
 	tcpMux   ice.TCPMux
 
@@ -93,9 +94,18 @@ func New(cfg Config) (*Edge, error) {
 	}
 	e.pcConfig = webrtc.Configuration{Certificates: []webrtc.Certificate{*cert}}
 	pionLogs := newPionLogs(cfg.Logger)
-	udp, err := net.ListenPacket("udp", cfg.UDPAddr)
+	laddr, err := net.ResolveUDPAddr("udp", cfg.UDPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("webrtc udp address %s: %w", cfg.UDPAddr, err)
+	}
+	sock, err := net.ListenUDP("udp", laddr)
 	if err != nil {
 		return nil, fmt.Errorf("webrtc udp listen %s: %w", cfg.UDPAddr, err)
+	}
+	udp, err := newBatchConn(sock)
+	if err != nil {
+		_ = sock.Close()
+		return nil, fmt.Errorf("webrtc udp socket: %w", err)
 	}
 	e.udp = udp
 	e.udpMux = webrtc.NewICEUDPMux(pionLogs.NewLogger("udpmux"), udp)
@@ -146,6 +156,7 @@ func New(cfg Config) (*Edge, error) {
 		e.closeSockets()
 		return nil, err
 	}
+	e.egress = newEgress(udp)
 	e.pubAPI = webrtc.NewAPI(webrtc.WithMediaEngine(pubMedia), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(pubInterceptors))
 	e.subAPI = webrtc.NewAPI(webrtc.WithMediaEngine(subMedia), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(subInterceptors))
 	return e, nil
@@ -263,6 +274,7 @@ func (e *Edge) Close() error {
 		r.Close()
 	}
 	e.wg.Wait()
+	e.egress.close()
 	e.closeSockets()
 	return nil
 }

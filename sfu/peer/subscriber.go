@@ -2,6 +2,7 @@ package peer
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/pion/webrtc/v4"
 
@@ -41,6 +42,7 @@ func (e *Edge) Subscribe(sess *sfu.Session, layout Layout, offer string) (*Resou
 	}
 
 	var downs []*downTrack
+	worker := e.egress.assign() // a subscriber's downtracks share one egress worker
 	nv, na := 0, 0
 	for _, s := range sections {
 		var want string
@@ -54,7 +56,7 @@ func (e *Edge) Subscribe(sess *sfu.Session, layout Layout, offer string) (*Resou
 		default:
 			continue
 		}
-		dt := newDownTrack(r, s.kind, want, e.queueSize(s.kind), sess.Stats())
+		dt := newDownTrack(r, worker, s.kind, want, e.queueSize(s.kind), sess.Stats())
 		sender, err := pc.AddTrack(dt)
 		if err != nil {
 			_ = pc.Close()
@@ -77,20 +79,36 @@ func (e *Edge) Subscribe(sess *sfu.Session, layout Layout, offer string) (*Resou
 		return nil, "", err
 	}
 	for _, dt := range downs {
-		r.goFn(dt.writeLoop)
 		r.goFn(dt.rtcpLoop)
 	}
-	// Tracks are attached once the connection is up, not before: the fast-start
-	// burst (the packets since the last keyframe) then goes out at once instead of
-	// waiting in the queue behind live packets while ICE and DTLS complete.
+	// Tracks are attached once the connection is up, not before: pion binds an
+	// answerer's tracks before ICE and DTLS complete and drops what is written until
+	// SRTP is ready, and the fast-start burst (the packets since the last keyframe)
+	// then goes out at once instead of waiting behind live packets. A receiver opens
+	// its SRTP read streams just after its side of the DTLS handshake completes;
+	// pion-based receivers (hardware decoders' gateways, the load tool) drop what
+	// arrives before, so sending starts a moment later.
 	r.goFn(func() {
 		select {
 		case <-r.connected:
 		case <-r.ctx.Done():
 			return
 		}
+		select {
+		case <-time.After(receiverStartDelay):
+		case <-r.ctx.Done():
+			return
+		}
+		var live []*downTrack
+		for _, dt := range downs {
+			if dt.start() {
+				live = append(live, dt)
+			} else {
+				r.log.Info("downtrack not bound; it stays silent", "track", dt.want)
+			}
+		}
 		cancelWatch := sess.Watch(func(t *sfu.Track) {
-			for _, dt := range downs {
+			for _, dt := range live {
 				if dt.want == t.Name() {
 					dt.attach(t)
 				}
