@@ -14,11 +14,19 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 )
 
 func main() {
+	if os.Getenv("GOGC") == "" {
+		// Collect garbage at 1.5× the live heap instead of 2×. Forwarding allocates
+		// next to nothing per packet, so collections stay rare (tens of seconds apart
+		// at a hundred subscribers), while the memory a server must provision per
+		// classroom shrinks by the headroom it no longer keeps. GOGC overrides it.
+		debug.SetGCPercent(50)
+	}
 	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
 }
 

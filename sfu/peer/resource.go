@@ -32,7 +32,7 @@ type Resource struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // the resource's goroutines, except supervise
+	wg     sync.WaitGroup // the resource's goroutines (goFn)
 	done   chan struct{}  // closed when fully closed
 
 	mu       sync.Mutex // guards offer/etag during PATCH, onClose, stopping
@@ -43,8 +43,7 @@ type Resource struct {
 	deleted atomic.Bool // the client said goodbye (DELETE): end, do not pause
 
 	connected chan struct{}
-	failed    chan struct{}
-	failOnce  sync.Once
+	iceTimer  *time.Timer // closes the resource when ICE does not connect in time
 	onClose   []func()
 }
 
@@ -56,58 +55,63 @@ func (e *Edge) newResource(kind, session string, pc *webrtc.PeerConnection, offe
 		log: e.log.With("resource", id[:8], "kind", kind, "session", session),
 		ctx: ctx, cancel: cancel, done: make(chan struct{}),
 		offer: offer, etag: `"` + randomID()[:16] + `"`,
-		connected: make(chan struct{}), failed: make(chan struct{}),
+		connected: make(chan struct{}),
 	}
 	var connOnce sync.Once
 	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 		switch s {
 		case webrtc.PeerConnectionStateConnected:
-			connOnce.Do(func() { close(r.connected) })
+			connOnce.Do(func() {
+				close(r.connected)
+				r.log.Info("connected")
+			})
 		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
-			r.failOnce.Do(func() { close(r.failed) })
+			if r.ctx.Err() == nil {
+				select {
+				case <-r.connected:
+					r.log.Info("connection ended", "state", s.String())
+				default:
+					r.log.Info("connection failed before connecting", "state", s.String())
+				}
+				r.cancel()
+			}
 		}
 	})
 	return r
 }
 
-// start registers the resource and starts its supervisor, which closes it when the
-// connection fails or does not connect within the ICE timeout.
+// start registers the resource and arms its end: it closes when its context is
+// cancelled (Close, the connection failing, the publication taken back) or when
+// ICE does not connect within the timeout. No goroutine waits for that: at a
+// hundred subscribers, one parked goroutine each is memory for nothing.
 func (r *Resource) start() error {
 	if err := r.edge.add(r); err != nil {
 		return err
 	}
-	go r.supervise()
+	r.mu.Lock()
+	r.iceTimer = time.AfterFunc(r.edge.cfg.ICETimeout, func() {
+		select {
+		case <-r.connected:
+		default:
+			r.log.Warn("ICE did not connect in time; closing", "timeout", r.edge.cfg.ICETimeout)
+			r.cancel()
+		}
+	})
+	r.mu.Unlock()
+	context.AfterFunc(r.ctx, r.shutdown)
 	return nil
 }
 
-func (r *Resource) supervise() {
-	defer r.edge.wg.Done()
-	timer := time.NewTimer(r.edge.cfg.ICETimeout)
-	defer timer.Stop()
-	select {
-	case <-r.connected:
-		r.log.Info("connected")
-		select {
-		case <-r.failed:
-			r.log.Info("connection ended")
-		case <-r.ctx.Done():
-		}
-	case <-timer.C:
-		r.log.Warn("ICE did not connect in time; closing", "timeout", r.edge.cfg.ICETimeout)
-	case <-r.failed:
-		r.log.Info("connection failed before connecting")
-	case <-r.ctx.Done():
-	}
-	r.shutdown()
-}
-
-// shutdown runs on the supervisor goroutine: it closes the connection, waits for the
-// resource's goroutines and runs the close hooks.
+// shutdown runs once the context is done (on its own goroutine): it closes the
+// connection, waits for the resource's goroutines and runs the close hooks.
 func (r *Resource) shutdown() {
-	r.cancel()
+	defer r.edge.wg.Done()
 	r.edge.forget(r)
 	r.mu.Lock()
 	r.stopping = true
+	if r.iceTimer != nil {
+		r.iceTimer.Stop()
+	}
 	r.mu.Unlock()
 	if err := r.pc.Close(); err != nil {
 		r.log.Debug("close peer connection", "err", err)
