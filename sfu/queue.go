@@ -39,10 +39,11 @@ type QueueOptions struct {
 	// when video was dropped and the queue waits for a keyframe. Usually
 	// Track.RequestKeyframe of the track the queue is attached to.
 	RequestKeyframe func()
-	// Notify, when set, is called after each packet is queued (on the writer's
-	// goroutine, without the queue's lock; it must not block). A consumer that
-	// serves many queues from a few goroutines uses it instead of Next.
-	Notify func()
+	// Notify, when set, is called after each packet is queued, with the item and
+	// the number of packets now queued (on the writer's goroutine, without the
+	// queue's lock; it must not block). A consumer that serves many queues from a
+	// few goroutines uses it instead of Next, and may choose to wait for more.
+	Notify func(item QueueItem, queued int)
 }
 
 // queueMinCap is the ring's starting (and resting) capacity: live traffic at
@@ -63,7 +64,7 @@ type Queue struct {
 	kind    Kind
 	stats   *Stats
 	keyReq  func()
-	notify  func()
+	notify  func(QueueItem, int)
 	dropped atomic.Uint64
 	wake    chan struct{} // signalled on every push, for Next
 
@@ -107,9 +108,10 @@ func (q *Queue) push(item QueueItem) bool {
 	}
 	q.ring[i] = item
 	q.n++
+	n := q.n
 	q.mu.Unlock()
 	if q.notify != nil {
-		q.notify()
+		q.notify(item, n)
 		return true
 	}
 	select {

@@ -54,7 +54,16 @@ type downTrack struct {
 	worker  *egressWorker
 	started atomic.Bool // sending may begin (see start)
 	ready   atomic.Bool // on the worker's lists (see egressWorker.notify)
+
+	// Sender report state (RFC 3550 §6.4.1); the egress worker only.
+	srPackets, srOctets uint32
+	srTS                uint32 // RTP timestamp of the last frame sent
+	srArrival           int64  // sfu.Nanotime at which that frame reached the SFU
+	srNext              int64  // when the next report is due
 }
+
+// srInterval is the time between sender reports to a subscriber.
+const srInterval = time.Second
 
 type negotiatedCodec struct {
 	pt        uint8
@@ -184,11 +193,19 @@ func (d *downTrack) start() bool {
 	return true
 }
 
-// queued is the queue's Notify: a packet is waiting.
-func (d *downTrack) queued() {
-	if d.started.Load() {
-		d.worker.notify(d)
+// queued is the queue's Notify: a packet is waiting. Video wakes the worker
+// once a frame is complete (the marker bit) or burstMax packets wait, not for
+// every packet: a receiver cannot decode a frame before its last packet anyway,
+// and one wake-up per frame instead of one per packet is most of the scheduling
+// cost of forwarding. Audio packets are frames; retransmissions are urgent.
+func (d *downTrack) queued(item sfu.QueueItem, queued int) {
+	if !d.started.Load() {
+		return
 	}
+	if d.kind == sfu.KindVideo && !item.Packet.Header.Marker && !item.Retransmission && queued < burstMax {
+		return
+	}
+	d.worker.notify(d)
 }
 
 // sendBurst writes up to n queued packets, on the downtrack's egress worker. It
@@ -231,7 +248,8 @@ func (d *downTrack) sendOne() bool {
 		p.Release()
 		return true
 	}
-	seq, ts := d.rw.Rewrite(p.Header.SequenceNumber, p.Header.Timestamp, d.clockRate, sfu.Nanotime())
+	now := sfu.Nanotime()
+	seq, ts := d.rw.Rewrite(p.Header.SequenceNumber, p.Header.Timestamp, d.clockRate, now)
 	d.mu.Unlock()
 	d.hdr = rtp.Header{
 		Version: 2, Marker: p.Header.Marker, PayloadType: d.pt,
@@ -245,7 +263,31 @@ func (d *downTrack) sendOne() bool {
 	}
 	d.stats.PacketsOut.Add(1)
 	d.stats.BytesOut.Add(uint64(n))
+	d.srPackets++
+	d.srOctets += uint32(n)
+	if ts != d.srTS || d.srPackets == 1 {
+		d.srTS, d.srArrival = ts, p.ArrivalNanos
+	}
+	if now >= d.srNext {
+		d.srNext = now + int64(srInterval)
+		d.sendReport(now)
+	}
 	return true
+}
+
+// sendReport sends a sender report: the RTP clock of this stream against wall-clock
+// time, which receivers use to play audio and video in sync, and the counts.
+// The mapping is taken at the packets' arrival in the SFU, like the publisher's
+// own, so time spent queued here does not skew it. The SFU makes its own reports
+// rather than run pion's report interceptor: that one takes a lock and the time
+// on every packet, and keeps a goroutine per connection.
+func (d *downTrack) sendReport(now int64) {
+	rtpNow := d.srTS + uint32(uint64(max(now-d.srArrival, 0))*uint64(d.clockRate)/uint64(time.Second))
+	sr := rtcp.SenderReport{
+		SSRC: d.ssrc, NTPTime: sfu.NTPTime(time.Now()), RTPTime: rtpNow,
+		PacketCount: d.srPackets, OctetCount: d.srOctets,
+	}
+	_ = d.r.pc.WriteRTCP([]rtcp.Packet{&sr}) // fails only once the connection is closed
 }
 
 // rtcpLoop handles the subscriber's feedback: NACKs are answered from the track's

@@ -162,19 +162,14 @@ func New(cfg Config) (*Edge, error) {
 	return e, nil
 }
 
-// subscriberInterceptors returns what a WHEP connection needs: sender reports (for
-// lip sync and round-trip times). There is deliberately no NACK responder: it would
-// keep a retransmission buffer per subscriber stream, where the track's shared cache
-// answers NACKs for all of them; and none of the receive-side interceptors, whose
-// per-connection tickers would run for streams that never arrive.
+// subscriberInterceptors returns what a WHEP connection needs from pion: nothing.
+// Sender reports come from the downtracks themselves (see downTrack.sendReport).
+// There is deliberately no NACK responder: it would keep a retransmission buffer per
+// subscriber stream, where the track's shared cache answers NACKs for all of them;
+// and none of the receive-side interceptors, whose per-connection tickers would
+// run for streams that never arrive.
 func subscriberInterceptors() (*interceptor.Registry, error) {
-	ir := &interceptor.Registry{}
-	send, err := report.NewSenderInterceptor()
-	if err != nil {
-		return nil, fmt.Errorf("sender reports: %w", err)
-	}
-	ir.Add(send)
-	return ir, nil
+	return &interceptor.Registry{}, nil
 }
 
 // publisherInterceptors returns what a WHIP connection needs: NACK generation and

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 	"go.uber.org/goleak"
@@ -419,5 +421,91 @@ func TestG711ReachesBrowsers(t *testing.T) {
 	}
 	if !strings.EqualFold(s.Track(1).Codec, webrtc.MimeTypePCMU) {
 		t.Fatalf("subscriber got codec %q, want PCMU", s.Track(1).Codec)
+	}
+}
+
+// TestSenderReports checks the reports the SFU makes for its subscribers (it runs
+// no report interceptor): each stream gets sender reports whose counts grow and
+// whose RTP time matches the stream's clock at the report's NTP time.
+func TestSenderReports(t *testing.T) {
+	f := newFixture(t, Config{}, time.Second)
+	f.startPublisher(t, testpeer.Options{})
+	type arrival struct {
+		ts uint32
+		at time.Time
+	}
+	var mu sync.Mutex
+	last := map[uint32]arrival{}
+	s, err := testpeer.NewSubscriber(f.ctx, testpeer.Options{}, 1, 1, f.subscribeSignal(trainerLayout), func(_ webrtc.RTPCodecType, p *rtp.Packet) {
+		mu.Lock()
+		last[p.SSRC] = arrival{p.Timestamp, time.Now()}
+		mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.WaitPackets(f.ctx, 0, 30); err != nil {
+		t.Fatal(err)
+	}
+	type report struct {
+		sr *rtcp.SenderReport
+		at time.Time
+	}
+	reports := make(chan report, 64)
+	for _, tr := range s.PC.GetTransceivers() {
+		go func() {
+			for {
+				pkts, _, err := tr.Receiver().ReadRTCP()
+				if err != nil {
+					return
+				}
+				for _, p := range pkts {
+					if sr, ok := p.(*rtcp.SenderReport); ok {
+						select {
+						case reports <- report{sr, time.Now()}:
+						default:
+						}
+					}
+				}
+			}
+		}()
+	}
+	clock := map[uint32]uint32{s.Track(0).SSRC: 90000, s.Track(1).SSRC: 48000}
+	seen := map[uint32]uint32{} // SSRC → packet count of its latest report
+	deadline := time.After(10 * time.Second)
+	for len(seen) < 2 || seen[s.Track(0).SSRC] == 0 || seen[s.Track(1).SSRC] == 0 || time.Since(s.Start) < 3*time.Second {
+		select {
+		case r := <-reports:
+			rate, ok := clock[r.sr.SSRC]
+			if !ok {
+				t.Fatalf("sender report for unknown SSRC %d", r.sr.SSRC)
+			}
+			mu.Lock()
+			a := last[r.sr.SSRC]
+			mu.Unlock()
+			if r.sr.PacketCount == 0 || r.sr.OctetCount == 0 || r.sr.PacketCount < seen[r.sr.SSRC] {
+				t.Fatalf("report counts %+v after %d", r.sr, seen[r.sr.SSRC])
+			}
+			// The report's RTP time is the stream's clock at its NTP time: the last
+			// packet's timestamp plus the time since it arrived (within the 33 ms
+			// of a frame and loopback scheduling). Not during the fast start, whose
+			// cached packets arrive late by design.
+			want := a.ts + uint32(r.at.Sub(a.at).Seconds()*float64(rate))
+			if d := int32(r.sr.RTPTime - want); time.Since(s.Start) > 1500*time.Millisecond && (d > int32(rate/10) || d < -int32(rate/10)) {
+				t.Fatalf("SSRC %d: report RTP time %d, stream clock %d (off by %d ticks)", r.sr.SSRC, r.sr.RTPTime, want, d)
+			}
+			ntp := time.Unix(int64(r.sr.NTPTime>>32)-2208988800, 0)
+			if d := time.Since(ntp); d > 2*time.Second || d < -2*time.Second {
+				t.Fatalf("report NTP time %v, now %v", ntp, time.Now())
+			}
+			if _, again := seen[r.sr.SSRC]; again {
+				seen[r.sr.SSRC] = r.sr.PacketCount
+			} else {
+				seen[r.sr.SSRC] = 0 // count the second report: the first may predate the media
+			}
+		case <-deadline:
+			t.Fatalf("sender reports seen: %v", seen)
+		}
 	}
 }

@@ -195,7 +195,7 @@ func (rs *readerStream) send(item sfu.QueueItem) error {
 // sendSR sends a sender report mapping the stream's RTP clock to wall-clock time.
 func (rs *readerStream) sendSR(now int64) error {
 	rtpNow := rs.lastTS + uint32(uint64(now-rs.lastNanos)*uint64(rs.clock)/uint64(time.Second))
-	sr := rtcp.SenderReport{SSRC: rs.ssrc, NTPTime: ntpTime(time.Now()), RTPTime: rtpNow, PacketCount: rs.packets, OctetCount: rs.octets}
+	sr := rtcp.SenderReport{SSRC: rs.ssrc, NTPTime: sfu.NTPTime(time.Now()), RTPTime: rtpNow, PacketCount: rs.packets, OctetCount: rs.octets}
 	b, err := sr.Marshal()
 	if err != nil {
 		return nil
@@ -209,10 +209,3 @@ func (rs *readerStream) sendSR(now int64) error {
 	return nil
 }
 
-// ntpTime converts t to the 64-bit NTP format (RFC 5905 §6).
-func ntpTime(t time.Time) uint64 {
-	const ntpEpochOffset = 2208988800
-	secs := uint64(t.Unix()) + ntpEpochOffset
-	frac := uint64(t.Nanosecond()) << 32 / uint64(time.Second)
-	return secs<<32 | frac
-}
