@@ -22,7 +22,7 @@ import (
 // BenchmarkForward measures Lectern's whole per-packet path for one subscriber: a
 // packet written to a session track (sfu.Track.WriteRTP: copy, keyframe detection,
 // rewrite, caches, fan-out to the subscribers' queues) is taken by each real
-// downtrack's writer goroutine, rewritten again, passed through pion's interceptors,
+// downtrack's egress worker, rewritten again, passed through pion's interceptors,
 // SRTP-encrypted and written on the edge's shared UDP socket to a real pion
 // subscriber connected over loopback (ICE + DTLS). The subscribers' sockets discard
 // media as they read it (as the floor's receiver does) so that what is measured is
