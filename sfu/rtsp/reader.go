@@ -208,4 +208,3 @@ func (rs *readerStream) sendSR(now int64) error {
 	_, _ = rs.udpRTCP.WriteToUDP(b, rs.rtcpDst)
 	return nil
 }
-
