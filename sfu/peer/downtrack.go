@@ -193,19 +193,13 @@ func (d *downTrack) start() bool {
 	return true
 }
 
-// queued is the queue's Notify: a packet is waiting. Video wakes the worker
-// once a frame is complete (the marker bit) or burstMax packets wait, not for
-// every packet: a receiver cannot decode a frame before its last packet anyway,
-// and one wake-up per frame instead of one per packet is most of the scheduling
-// cost of forwarding. Audio packets are frames; retransmissions are urgent.
-func (d *downTrack) queued(item sfu.QueueItem, queued int) {
-	if !d.started.Load() {
-		return
+// queued is the queue's Notify: a packet is waiting. Packets go on as they
+// arrive, frames are not held back until complete: that would turn a browser
+// publisher's paced stream into bursts, which lossy provincial links punish.
+func (d *downTrack) queued(sfu.QueueItem, int) {
+	if d.started.Load() {
+		d.worker.notify(d)
 	}
-	if d.kind == sfu.KindVideo && !item.Packet.Header.Marker && !item.Retransmission && queued < burstMax {
-		return
-	}
-	d.worker.notify(d)
 }
 
 // sendBurst writes up to n queued packets, on the downtrack's egress worker. It
