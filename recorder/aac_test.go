@@ -181,7 +181,7 @@ func TestAACReaderCountsErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := make(chan accessUnit, 8)
+	out := make(chan *auBatch, 8)
 	r := &trackReader{rt: &recTrack{}, out: out, aac: &aacDepacketizer{f: f}, stats: newMetrics()}
 	ctx := context.Background()
 	for _, payload := range [][]byte{{}, {0, 16, 0xff}, hbrPayload([]int{4, 6}, au(4, 1), au(6, 2))} {
@@ -193,12 +193,17 @@ func TestAACReaderCountsErrors(t *testing.T) {
 	if n := r.stats.decodeErrors.Load(); n != 2 {
 		t.Fatalf("%d decode errors counted, want 2", n)
 	}
+	if !r.flush(ctx) {
+		t.Fatal("reader stopped")
+	}
 	close(out)
 	var ticks []int64
-	for a := range out {
-		ticks = append(ticks, a.ticks)
-		if a.dur != 1024 {
-			t.Fatalf("AU duration %d", a.dur)
+	for b := range out {
+		for _, a := range b.aus {
+			ticks = append(ticks, a.ticks)
+			if a.dur != 1024 {
+				t.Fatalf("AU duration %d", a.dur)
+			}
 		}
 	}
 	if fmt.Sprint(ticks) != "[5000 6024]" {

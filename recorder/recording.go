@@ -37,7 +37,7 @@ type recording struct {
 	log       *slog.Logger
 	epoch     int64 // sfu.Nanotime when the recording was created
 	epochWall time.Time
-	in        chan accessUnit
+	in        chan *auBatch
 
 	// Guarded by r.mu.
 	live   int
@@ -48,6 +48,7 @@ type recording struct {
 	added  []*recTrack
 	wake   chan struct{}
 
+	held      arena // the media of the access units held until the start
 	states    map[*recTrack]*trackState
 	order     []*trackState
 	doneCount int
@@ -82,7 +83,7 @@ func newRecording(r *Recorder, session, pub string, key pubKey) *recording {
 		r: r, key: key, session: session, pub: pub,
 		log:   r.log.With("session", session, "publication", pub),
 		epoch: sfu.Nanotime(), epochWall: time.Now(),
-		in: make(chan accessUnit, 256), wake: make(chan struct{}, 1),
+		in: make(chan *auBatch, 64), wake: make(chan struct{}, 1),
 		states: map[*recTrack]*trackState{}, disc: map[*rendition]bool{}, badInit: map[*rendition]bool{},
 	}
 }
@@ -113,19 +114,27 @@ func (rec *recording) newTrack(t *sfu.Track, local string) *recTrack {
 func (rec *recording) run() {
 	tick := time.NewTicker(muxTick)
 	defer tick.Stop()
+	ticks := tick.C // until the recording has started
 	for {
 		select {
-		case au := <-rec.in:
+		case b := <-rec.in:
 			rec.pullAdded()
-			rec.handle(au)
+			for _, au := range b.aus {
+				rec.handle(au)
+			}
+			b.recycle()
 		case <-rec.wake:
 			rec.pullAdded()
-		case <-tick.C:
+		case <-ticks:
 			if !rec.started {
 				rec.tryStart(false)
 			}
 		case <-rec.r.hard.Done():
 			return
+		}
+		if rec.started && ticks != nil {
+			tick.Stop() // nothing to wait for any more: no wakeups for nothing
+			ticks = nil
 		}
 		if rec.finished() {
 			rec.finish()
@@ -166,11 +175,27 @@ func (rec *recording) handle(au accessUnit) {
 		if len(ts.buf) >= maxBuffered {
 			ts.buf = append(ts.buf[:0], ts.buf[maxBuffered/2:]...)
 		}
-		ts.buf = append(ts.buf, au)
+		ts.buf = append(ts.buf, rec.keep(au))
 		rec.tryStart(false)
 		return
 	}
 	rec.write(ts, au)
+}
+
+// keep returns au with its media copied out of its batch (which is reused), for
+// the access units held until the recording starts.
+func (rec *recording) keep(au accessUnit) accessUnit {
+	if au.nalus != nil {
+		nalus := make([][]byte, len(au.nalus))
+		for i, n := range au.nalus {
+			nalus[i] = rec.held.copy(n)
+		}
+		au.nalus = nalus
+	}
+	if au.audio != nil {
+		au.audio = rec.held.copy(au.audio)
+	}
+	return au
 }
 
 // tryStart decides the renditions once the publication's tracks had time to
@@ -268,6 +293,10 @@ func (rec *recording) replay() {
 			}
 		}
 		if next == nil {
+			for _, ts := range rec.order {
+				ts.buf = nil
+			}
+			rec.held = arena{} // nothing refers to it any more
 			return
 		}
 		au := next.buf[0]

@@ -1,6 +1,8 @@
 package recorder
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
 
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
@@ -44,13 +46,37 @@ type muxTrack struct {
 	dts     *h264.DTSExtractor
 	lastDTS int64
 
-	pending    *fmp4.Sample // video: waiting for the next one to know its duration
-	pendingDTS int64
-	lastDur    int64
-	nextDTS    int64 // audio: where the next packet goes
+	sps   []byte   // the last SPS, kept for the DTS extractor (which holds on to it)
+	nalus [][]byte // scratch list of NAL units
 
-	samples []*fmp4.Sample // of the current segment
-	base    int64          // decode time of samples[0]
+	pending     sample // video: waiting for the next one to know its duration
+	pendingData []byte // its AVCC data; reused
+	hasPending  bool
+	pendingDTS  int64
+	lastDur     int64
+	nextDTS     int64 // audio: where the next packet goes
+
+	// The current segment's samples and their data (this track's part of the
+	// mdat, in order). The access units' memory belongs to the track readers and
+	// is reused once the mux has handled them, so the data is copied here; both
+	// are reused from segment to segment.
+	samples []sample
+	data    []byte
+	base    int64 // decode time of samples[0]
+
+	// What flush hands to mediacommon's fMP4 writer; reused.
+	partTrack   fmp4.PartTrack
+	partSamples []fmp4.Sample
+	partPtrs    []*fmp4.Sample
+}
+
+// sample is one sample of the segment being collected; its data is in its
+// track's data.
+type sample struct {
+	dur     uint32
+	size    uint32
+	cto     int32 // composition time offset: PTS - DTS
+	nonSync bool
 }
 
 // rendition muxes a primary track (which decides where segments are cut) and
@@ -59,6 +85,7 @@ type muxTrack struct {
 // at the first packet after target).
 type rendition struct {
 	segBuf  seekablebuffer.Buffer // the segment being marshalled; reused
+	part    fmp4.Part             // the segment's description; its slices reused
 	name    string                // "main" or the video track's local name ("screen")
 	dir     string                // key and spool subdirectory: "" or "screen/"
 	primary *muxTrack
@@ -121,7 +148,7 @@ func (r *rendition) writeVideo(t *muxTrack, au accessUnit, pts int64) error {
 	} else if au.key {
 		t.learnParams(au.nalus)
 	}
-	dts, err := t.dts.Extract(au.nalus, pts)
+	dts, err := t.dts.Extract(t.stableSPS(au.nalus), pts)
 	if err != nil || dts > pts {
 		dts = pts
 	}
@@ -129,15 +156,15 @@ func (r *rendition) writeVideo(t *muxTrack, au accessUnit, pts int64) error {
 		dts = t.lastDTS + 1
 	}
 	t.lastDTS = dts
-	if t.pending != nil {
+	if t.hasPending {
 		d := dts - t.pendingDTS
 		if d > t.rate && t == r.primary {
 			r.addGap(t, t.pendingDTS, d)
 		}
-		t.pending.Duration = uint32(d)
+		t.pending.dur = uint32(d)
 		t.lastDur = d
-		r.add(t, t.pending, t.pendingDTS)
-		t.pending = nil
+		r.add(t, t.pending, t.pendingData, t.pendingDTS)
+		t.hasPending = false
 	}
 	if t == r.primary && au.key && (!r.open || dts-r.segStart >= r.target) {
 		if err := r.cut(dts); err != nil {
@@ -147,16 +174,35 @@ func (r *rendition) writeVideo(t *muxTrack, au accessUnit, pts int64) error {
 	if !r.open {
 		return nil // a secondary track before the first primary keyframe
 	}
-	s, err := fmp4.NewSampleH264(int32(max(pts-dts, 0)), au.nalus)
-	if err != nil {
-		return fmt.Errorf("rendition %s: %w", r.name, err)
+	t.pendingData = t.pendingData[:0]
+	for _, nalu := range au.nalus { // AVCC: each NAL unit after its length
+		t.pendingData = binary.BigEndian.AppendUint32(t.pendingData, uint32(len(nalu)))
+		t.pendingData = append(t.pendingData, nalu...)
 	}
-	s.IsNonSyncSample = !au.key
-	t.pending, t.pendingDTS = s, dts
+	t.pending = sample{cto: int32(max(pts-dts, 0)), nonSync: !au.key}
+	t.hasPending, t.pendingDTS = true, dts
 	if t == r.primary && float64(dts-r.segStart)/float64(t.rate) >= float64(r.target)/float64(t.rate)-keyframeLeadSeconds {
 		t.requestKey() // rate-limited by the track
 	}
 	return nil
+}
+
+// stableSPS returns nalus, with its SPS (if any) replaced by a copy that stays
+// valid: the DTS extractor keeps the last SPS to compare it with the next one, and
+// the access units' memory is reused.
+func (t *muxTrack) stableSPS(nalus [][]byte) [][]byte {
+	for i, n := range nalus {
+		if h264.NALUType(n[0]&0x1f) != h264.NALUTypeSPS {
+			continue
+		}
+		if !bytes.Equal(n, t.sps) {
+			t.sps = bytes.Clone(n)
+		}
+		t.nalus = append(t.nalus[:0], nalus...)
+		t.nalus[i] = t.sps
+		return t.nalus
+	}
+	return nalus
 }
 
 // learnParams takes the SPS and PPS of a keyframe access unit; false when it has
@@ -176,7 +222,8 @@ func (t *muxTrack) learnParams(nalus [][]byte) bool {
 		// and the RTSP edge send SPS and PPS before every IDR.
 		var p h264.SPS
 		if p.Unmarshal(sps) == nil {
-			t.codec = &fmp4.CodecH264{SPS: sps, PPS: pps}
+			// Copies: the access units' memory is reused.
+			t.codec = &fmp4.CodecH264{SPS: bytes.Clone(sps), PPS: bytes.Clone(pps)}
 		}
 	}
 	return t.codec != nil
@@ -207,7 +254,7 @@ func (r *rendition) writeAudio(t *muxTrack, au accessUnit, pts int64) error {
 	if !r.open {
 		return nil
 	}
-	r.add(t, &fmp4.Sample{Duration: uint32(dur), Payload: au.audio}, dts)
+	r.add(t, sample{dur: uint32(dur)}, au.audio, dts)
 	return nil
 }
 
@@ -222,7 +269,7 @@ func (r *rendition) fillGap(t *muxTrack, next []byte, until int64) {
 		return
 	}
 	if n := len(t.samples); n > 0 {
-		t.samples[n-1].Duration += uint32(until - t.nextDTS)
+		t.samples[n-1].dur += uint32(until - t.nextDTS)
 		if t == r.primary {
 			r.end = until
 		}
@@ -236,27 +283,30 @@ func (r *rendition) fillSilence(t *muxTrack, toc byte, until int64) {
 	const frame = 960                 // 20 ms at 48 kHz
 	silent := []byte{0xf8 | toc&0x04} // CELT FB 20 ms, keep the stereo flag, one frame
 	for t.nextDTS+frame <= until {
-		r.add(t, &fmp4.Sample{Duration: frame, Payload: silent}, t.nextDTS)
+		r.add(t, sample{dur: frame}, silent, t.nextDTS)
 		t.nextDTS += frame
 		r.silences++
 	}
 	if rest := until - t.nextDTS; rest > 0 && len(t.samples) > 0 {
-		t.samples[len(t.samples)-1].Duration += uint32(rest)
+		t.samples[len(t.samples)-1].dur += uint32(rest)
 		t.nextDTS = until
 	}
 }
 
-// add appends a sample with decode time dts to the current segment.
-func (r *rendition) add(t *muxTrack, s *fmp4.Sample, dts int64) {
+// add appends a sample with decode time dts and a copy of its data to the
+// current segment.
+func (r *rendition) add(t *muxTrack, s sample, data []byte, dts int64) {
 	if !r.open {
 		return
 	}
 	if len(t.samples) == 0 {
 		t.base = dts
 	}
+	s.size = uint32(len(data))
 	t.samples = append(t.samples, s)
+	t.data = append(t.data, data...)
 	if t == r.primary {
-		r.end = dts + int64(s.Duration)
+		r.end = dts + int64(s.dur)
 	}
 }
 
@@ -285,35 +335,49 @@ func (r *rendition) cut(at int64) error {
 
 // flush emits the collected samples as segment r.seq+1 ending at end.
 func (r *rendition) flush(end int64) error {
-	part := fmp4.Part{}
-	size := 1024
+	r.part.Tracks = r.part.Tracks[:0]
 	for _, t := range r.tracks {
-		if len(t.samples) == 0 {
-			continue
-		}
-		part.Tracks = append(part.Tracks, &fmp4.PartTrack{ID: t.id, BaseTime: uint64(t.base), Samples: t.samples})
-		for _, s := range t.samples {
-			size += len(s.Payload) + 16
+		if len(t.samples) > 0 {
+			r.part.Tracks = append(r.part.Tracks, t.partTrackOf())
 		}
 	}
-	if len(part.Tracks) == 0 {
+	if len(r.part.Tracks) == 0 {
 		return nil
 	}
 	r.seq++
-	part.SequenceNumber = uint32(r.seq)
+	r.part.SequenceNumber = uint32(r.seq)
 	// One buffer per rendition, reused: a segment is written to the spool before
 	// segmentReady returns, and a 2.5 Mbit/s segment is over a megabyte to clear and
 	// collect each time otherwise.
-	buf := &r.segBuf
-	buf.Reset()
-	buf.Grow(size)
-	if err := part.Marshal(buf); err != nil {
+	r.segBuf.Reset()
+	err := r.part.Marshal(&r.segBuf)
+	for _, t := range r.tracks {
+		t.samples, t.data = t.samples[:0], t.data[:0]
+	}
+	if err != nil {
 		return fmt.Errorf("rendition %s: segment %d: %w", r.name, r.seq, err)
 	}
-	for _, t := range r.tracks {
-		t.samples = nil
+	return r.sink.segmentReady(r, segment{N: r.seq, Start: r.segStart, Duration: end - r.segStart, Data: r.segBuf.Bytes()})
+}
+
+// partTrackOf describes the track's samples of the current segment for
+// mediacommon's fMP4 writer; the payloads are slices of t.data.
+func (t *muxTrack) partTrackOf() *fmp4.PartTrack {
+	t.partSamples = t.partSamples[:0]
+	t.partPtrs = t.partPtrs[:0]
+	off := uint32(0)
+	for _, s := range t.samples {
+		t.partSamples = append(t.partSamples, fmp4.Sample{
+			Duration: s.dur, PTSOffset: s.cto, IsNonSyncSample: s.nonSync,
+			Payload: t.data[off : off+s.size : off+s.size],
+		})
+		off += s.size
 	}
-	return r.sink.segmentReady(r, segment{N: r.seq, Start: r.segStart, Duration: end - r.segStart, Data: buf.Bytes()})
+	for i := range t.partSamples {
+		t.partPtrs = append(t.partPtrs, &t.partSamples[i])
+	}
+	t.partTrack = fmp4.PartTrack{ID: t.id, BaseTime: uint64(t.base), Samples: t.partPtrs}
+	return &t.partTrack
 }
 
 // finish writes what is left: the pending video samples (with the previous
@@ -323,14 +387,14 @@ func (r *rendition) finish() error {
 		return nil
 	}
 	for _, t := range r.tracks {
-		if t.pending != nil {
+		if t.hasPending {
 			d := t.lastDur
 			if d <= 0 {
 				d = t.rate / 30
 			}
-			t.pending.Duration = uint32(d)
-			r.add(t, t.pending, t.pendingDTS)
-			t.pending = nil
+			t.pending.dur = uint32(d)
+			r.add(t, t.pending, t.pendingData, t.pendingDTS)
+			t.hasPending = false
 		}
 	}
 	err := r.flush(r.end)

@@ -197,7 +197,7 @@ func (u *uploader) readSpool(path string) ([]byte, error) {
 		return nil, err
 	}
 	if int64(cap(u.buf)) < st.Size() {
-		u.buf = make([]byte, st.Size())
+		u.buf = make([]byte, st.Size(), st.Size()+st.Size()/4) // room for the next, slightly larger segments
 	}
 	u.buf = u.buf[:st.Size()]
 	if _, err := io.ReadFull(f, u.buf); err != nil {

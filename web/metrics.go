@@ -68,3 +68,46 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter("keyframe_requests", st.KeyframeRequests.Load())
 	counter("queue_drops", st.QueueDrops.Load())
 }
+
+// replayCacheDescs are the metrics of a ReplayCache.
+var replayCacheDescs = func() map[string]*prometheus.Desc {
+	d := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc("lectern_replay_cache_"+name, help, nil, nil)
+	}
+	return map[string]*prometheus.Desc{
+		"hits":      d("hits_total", "Replay segment requests answered from memory."),
+		"misses":    d("misses_total", "Replay segment requests that read the store (the segment was not in memory)."),
+		"served":    d("served_bytes_total", "Bytes of replay segments sent from memory."),
+		"fills":     d("fills_total", "Replay segments kept in memory after a request read them whole."),
+		"evictions": d("evictions_total", "Replay segments dropped from memory to make room (least recently used first)."),
+		"objects":   d("objects", "Replay segments held in memory."),
+		"bytes":     d("bytes", "Bytes of replay segments held in memory."),
+		"limit":     d("limit_bytes", "Configured bound of the replay segment memory."),
+	}
+}()
+
+// Describe implements prometheus.Collector.
+func (c *ReplayCache) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range replayCacheDescs {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *ReplayCache) Collect(ch chan<- prometheus.Metric) {
+	gauge := func(name string, v int64) {
+		ch <- prometheus.MustNewConstMetric(replayCacheDescs[name], prometheus.GaugeValue, float64(v))
+	}
+	counter := func(name string, v uint64) {
+		ch <- prometheus.MustNewConstMetric(replayCacheDescs[name], prometheus.CounterValue, float64(v))
+	}
+	objects, bytes := c.stats()
+	counter("hits", c.hits.Load())
+	counter("misses", c.misses.Load())
+	counter("served", c.served.Load())
+	counter("fills", c.fills.Load())
+	counter("evictions", c.evictions.Load())
+	gauge("objects", int64(objects))
+	gauge("bytes", bytes)
+	gauge("limit", c.maxBytes)
+}

@@ -31,6 +31,11 @@ type ReplayConfig struct {
 	// store's endpoint. Playlists, downloads and stores that cannot presign are
 	// served directly.
 	Redirect bool
+	// Cache, when set, keeps media and init segments (immutable once stored) in
+	// memory as they are served, so the next learners get them without a store
+	// request. Playlists, meta.json and downloads are never cached. Register it
+	// with the Prometheus registry for its lectern_replay_cache_* metrics.
+	Cache *ReplayCache
 }
 
 // replayStore is what replays read from the object store.
@@ -51,6 +56,7 @@ type replays struct {
 	rec      *recorder.Recorder
 	st       replayStore
 	redirect bool
+	cache    *ReplayCache // nil: no cache
 }
 
 // replayRoutes registers the replay endpoints on r (nothing when cfg is nil):
@@ -68,7 +74,7 @@ func (s *Server) replayRoutes(r chi.Router, cfg *ReplayConfig) {
 	if cfg == nil || cfg.Recorder == nil || cfg.Store == nil {
 		return
 	}
-	p := &replays{s: s, rec: cfg.Recorder, st: cfg.Store, redirect: cfg.Redirect}
+	p := &replays{s: s, rec: cfg.Recorder, st: cfg.Store, redirect: cfg.Redirect, cache: cfg.Cache}
 	r.Get("/api/recordings", p.list)
 	r.Get("/api/recordings/{id}", p.get)
 	r.Delete("/api/recordings/{id}", p.delete)
@@ -257,7 +263,14 @@ func (p *replays) delete(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, r, err)
 		return
 	}
-	if err := p.rec.Delete(r.Context(), chi.URLParam(r, "id")); err != nil {
+	id := chi.URLParam(r, "id")
+	m, getErr := p.rec.Get(id)
+	err := p.rec.Delete(r.Context(), id)
+	if getErr == nil && p.cache != nil {
+		// Also when the store failed half way: what is left is unreachable anyway.
+		p.cache.evictPrefix(m.Prefix)
+	}
+	if err != nil {
 		p.fail(w, r, err)
 		return
 	}
@@ -285,6 +298,7 @@ func (p *replays) file(w http.ResponseWriter, r *http.Request) {
 		p.playlist(w, r, key)
 		return
 	}
+	// What is left are init and media segments: immutable once stored.
 	if p.redirect {
 		if u, err := p.st.PresignGet(r.Context(), key, presignExpiry); err == nil {
 			w.Header().Set("Cache-Control", "private, no-store") // the target expires
@@ -294,7 +308,7 @@ func (p *replays) file(w http.ResponseWriter, r *http.Request) {
 			p.s.log.Warn("presign failed; serving the object directly", "key", key, "err", err)
 		}
 	}
-	p.serveObject(w, r, key, cache)
+	p.serveObject(w, r, key, cache, true)
 }
 
 // playlist serves a playlist, revalidated on every use (it grows while live).
@@ -303,7 +317,7 @@ func (p *replays) file(w http.ResponseWriter, r *http.Request) {
 func (p *replays) playlist(w http.ResponseWriter, r *http.Request, key string) {
 	token := r.URL.Query().Get("token")
 	if token == "" {
-		p.serveObject(w, r, key, "no-cache")
+		p.serveObject(w, r, key, "no-cache", false)
 		return
 	}
 	rc, info, err := p.st.Open(r.Context(), key, 0, -1)

@@ -31,8 +31,8 @@ import (
 )
 
 // benchServer is a replay server over store, without WebRTC traffic; rec nil
-// creates a recorder.
-func benchServer(b *testing.B, store testStore, rec *recorder.Recorder, redirect bool) (*recorder.Recorder, *sfu.Registry, string) {
+// creates a recorder; cache may be nil (no replay cache).
+func benchServer(b *testing.B, store testStore, rec *recorder.Recorder, redirect bool, cache *ReplayCache) (*recorder.Recorder, *sfu.Registry, string) {
 	b.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cat, err := catalog.Open(b.TempDir())
@@ -56,7 +56,7 @@ func benchServer(b *testing.B, store testStore, rec *recorder.Recorder, redirect
 		b.Fatal(err)
 	}
 	router := chi.NewRouter()
-	h.replayRoutes(router, &ReplayConfig{Recorder: rec, Store: store, Redirect: redirect})
+	h.replayRoutes(router, &ReplayConfig{Recorder: rec, Store: store, Redirect: redirect, Cache: cache})
 	srv := httptest.NewServer(router)
 	b.Cleanup(func() {
 		srv.Close()
@@ -107,9 +107,24 @@ func recordClip(b *testing.B, rec *recorder.Recorder, reg *sfu.Registry, c *clip
 }
 
 // BenchmarkReplaySegments compares serving the segments of a 2.5 Mbit/s 720p
-// recording through Lectern (token check, index lookup, store read, HTTP) with
-// fetching the same objects from MinIO directly (presigned GETs), with 8
-// concurrent clients on loopback. Compare the MB/s of the two sub-benchmarks.
+// recording through Lectern (token check, index lookup, then the bytes) with
+// fetching the same objects from MinIO directly (presigned GETs), with 1 and 8
+// concurrent clients on loopback:
+//
+//   - minio-direct: the client GETs presigned URLs from MinIO;
+//   - lectern-proxy-nocache: Lectern reads every segment from MinIO and copies it
+//     to the client (-replay-cache-mb 0);
+//   - lectern-proxy-cache: the same with the replay cache (the default): the
+//     segments, read once during the warm-up, are served from memory, as they
+//     are when many learners watch the same lecture;
+//   - lectern-proxy-cache-miss: a replay cache with room for one segment only,
+//     read round-robin: every request misses, reads MinIO and fills the cache
+//     (evicting the previous segment): the cost of a miss;
+//   - lectern-redirect: Lectern answers with a 302 to a presigned URL
+//     (-replay-redirect on) and the client follows it.
+//
+// Compare the MB/s; vs-minio-direct/clients=N reports the ratio of each Lectern
+// variant to minio-direct (from each sub-benchmark's final run).
 func BenchmarkReplaySegments(b *testing.B) {
 	testenv.RequireTool(b, "ffmpeg", "apt-get install ffmpeg")
 	c, err := clip.Generate(context.Background(), filepath.Join(os.TempDir(), "lectern-test-clips"), clip.Options{Duration: 10 * time.Second})
@@ -123,9 +138,12 @@ func BenchmarkReplaySegments(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { s3.Close() })
-	rec, reg, url := benchServer(b, s3, nil, false)
+	rec, reg, url := benchServer(b, s3, nil, false, nil)
 	meta := recordClip(b, rec, reg, c)
-	_, _, redirectURL := benchServer(b, s3, rec, true)
+	_, _, redirectURL := benchServer(b, s3, rec, true, nil)
+	cache := NewReplayCache(256<<20, 0)
+	_, _, cacheURL := benchServer(b, s3, rec, false, cache)
+	var largest int64
 	n := meta.Segments
 	var size int64
 	var direct []string
@@ -136,6 +154,7 @@ func BenchmarkReplaySegments(b *testing.B) {
 			b.Fatal(err)
 		}
 		size += info.Size
+		largest = max(largest, info.Size)
 		u, err := s3.PresignGet(context.Background(), key, time.Hour)
 		if err != nil {
 			b.Fatal(err)
@@ -160,6 +179,7 @@ func BenchmarkReplaySegments(b *testing.B) {
 			b.Errorf("%s: %d", url, resp.StatusCode)
 		}
 	}
+	mbps := map[string]float64{} // MB/s of each sub-benchmark's last run
 	run := func(b *testing.B, url func(i int) string, token bool, clients int) {
 		b.SetBytes(size / int64(n))
 		b.ResetTimer()
@@ -167,27 +187,47 @@ func BenchmarkReplaySegments(b *testing.B) {
 			for i := range b.N {
 				get(url(i%n), token)
 			}
-			return
+		} else {
+			b.SetParallelism(clients / runtime.GOMAXPROCS(0))
+			b.RunParallel(func(pb *testing.PB) {
+				i := 0
+				for pb.Next() {
+					get(url(i%n), token)
+					i++
+				}
+			})
 		}
-		b.SetParallelism(clients / runtime.GOMAXPROCS(0))
-		b.RunParallel(func(pb *testing.PB) {
-			i := 0
-			for pb.Next() {
-				get(url(i%n), token)
-				i++
-			}
-		})
+		mbps[b.Name()] = float64(size/int64(n)) * float64(b.N) / b.Elapsed().Seconds() / 1e6
 	}
-	for i := range 3 * n { // warm up MinIO, the page cache and the connection pools
+	segment := func(base string) func(i int) string {
+		return func(i int) string { return fmt.Sprintf("%s/replay/%s/seg-%06d.m4s", base, meta.ID, i+1) }
+	}
+	for i := range 3 * n { // warm up MinIO, the page cache, the connection pools and the replay cache
 		get(direct[i%n], false)
-		get(fmt.Sprintf("%s/replay/%s/seg-%06d.m4s", url, meta.ID, i%n+1), true)
+		get(segment(url)(i%n), true)
+		get(segment(cacheURL)(i%n), true)
 	}
+	if objects, _ := cache.stats(); objects != n {
+		b.Fatalf("the replay cache holds %d of the %d segments", objects, n)
+	}
+	tiny := NewReplayCache(largest, 0) // one segment at a time
+	_, _, tinyURL := benchServer(b, s3, rec, false, tiny)
 	for _, clients := range []int{1, 8} {
 		b.Run(fmt.Sprintf("minio-direct/clients=%d", clients), func(b *testing.B) {
 			run(b, func(i int) string { return direct[i] }, false, clients)
 		})
-		b.Run(fmt.Sprintf("lectern-proxy/clients=%d", clients), func(b *testing.B) {
-			run(b, func(i int) string { return fmt.Sprintf("%s/replay/%s/seg-%06d.m4s", url, meta.ID, i+1) }, true, clients)
+		b.Run(fmt.Sprintf("lectern-proxy-nocache/clients=%d", clients), func(b *testing.B) {
+			run(b, segment(url), true, clients)
+		})
+		b.Run(fmt.Sprintf("lectern-proxy-cache/clients=%d", clients), func(b *testing.B) {
+			run(b, segment(cacheURL), true, clients)
+		})
+		b.Run(fmt.Sprintf("lectern-proxy-cache-miss/clients=%d", clients), func(b *testing.B) {
+			hits, misses := tiny.hits.Load(), tiny.misses.Load()
+			run(b, segment(tinyURL), true, clients)
+			// Concurrent clients sometimes ask for the segment just filled.
+			hits, misses = tiny.hits.Load()-hits, tiny.misses.Load()-misses
+			b.ReportMetric(100*float64(hits)/float64(hits+misses), "hit%")
 		})
 		b.Run(fmt.Sprintf("lectern-redirect/clients=%d", clients), func(b *testing.B) {
 			// The token travels in the query, as HLS players send it: an
@@ -196,7 +236,22 @@ func BenchmarkReplaySegments(b *testing.B) {
 				return fmt.Sprintf("%s/replay/%s/seg-%06d.m4s?token=%s", redirectURL, meta.ID, i+1, testAdmin)
 			}, false, clients)
 		})
+		ratio := func(variant string) float64 {
+			mb := func(v string) float64 { return mbps[fmt.Sprintf("%s/%s/clients=%d", b.Name(), v, clients)] }
+			return mb(variant) / mb("minio-direct")
+		}
+		// Not a measurement: the ratios of the runs above, as metrics.
+		b.Run(fmt.Sprintf("vs-minio-direct/clients=%d", clients), func(b *testing.B) {
+			b.ReportMetric(ratio("lectern-proxy-nocache"), "proxy-nocache/direct")
+			b.ReportMetric(ratio("lectern-proxy-cache"), "proxy-cache/direct")
+			b.ReportMetric(ratio("lectern-proxy-cache-miss"), "proxy-cache-miss/direct")
+			b.ReportMetric(ratio("lectern-redirect"), "redirect/direct")
+		})
 	}
+	if m := cache.misses.Load(); m != uint64(n) { // the warm-up's first pass fills it
+		b.Errorf("the cached proxy read the store %d times after the warm-up", int(m)-n)
+	}
+
 }
 
 // BenchmarkListRecordings lists 5,000 recordings: the index object is loaded
@@ -211,7 +266,7 @@ func BenchmarkListRecordings(b *testing.B) {
 	b.Cleanup(func() { s3.Close() })
 	putIndex(b, s3, 5000)
 	start := time.Now()
-	rec, _, url := benchServer(b, s3, nil, false)
+	rec, _, url := benchServer(b, s3, nil, false, nil)
 	b.Logf("cold start with 5,000 recordings in the MinIO index object: %v", time.Since(start))
 	client := &http.Client{}
 	defer client.CloseIdleConnections()

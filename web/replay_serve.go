@@ -112,7 +112,26 @@ func notModified(r *http.Request, etag string) bool {
 // serveObject serves a stored object with its content type, ETag, conditional
 // requests and one byte range. One store request per HTTP request in the common
 // cases (GET, GET with bytes=a-b or bytes=a-); suffix ranges and HEAD need a Stat.
-func (p *replays) serveObject(w http.ResponseWriter, r *http.Request, key, cache string) {
+//
+// immutable says the object never changes once stored (media and init segments):
+// with a cache (ReplayConfig.Cache) it is then served from memory when there, and
+// kept there when a response reads it whole.
+func (p *replays) serveObject(w http.ResponseWriter, r *http.Request, key, cache string, immutable bool) {
+	c := p.cache
+	if !immutable {
+		c = nil
+	}
+	var gen uint64
+	if c != nil {
+		if obj, ok := c.get(key); ok {
+			defer c.release(obj)
+			c.hits.Add(1)
+			p.serveKnown(w, r, key, cache, obj.info, obj.data)
+			return
+		}
+		c.misses.Add(1)
+		gen = c.generation() // before the read: a deletion meanwhile voids the fill
+	}
 	ctx := r.Context()
 	rng := r.Header.Get("Range")
 	if r.Method == http.MethodHead || (rng != "" && strings.Contains(rng, "=-")) || r.Header.Get("If-Range") != "" {
@@ -121,7 +140,7 @@ func (p *replays) serveObject(w http.ResponseWriter, r *http.Request, key, cache
 			p.fail(w, r, err)
 			return
 		}
-		p.serveKnown(w, r, key, cache, info)
+		p.serveKnown(w, r, key, cache, info, nil)
 		return
 	}
 	off, n := int64(0), int64(-1)
@@ -155,21 +174,28 @@ func (p *replays) serveObject(w http.ResponseWriter, r *http.Request, key, cache
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	if !partial {
-		w.Header().Set("Content-Length", strconv.FormatInt(info.Size, 10))
-		w.WriteHeader(http.StatusOK)
-		_, _ = copyBig(w, rc)
+	status := http.StatusOK
+	if partial {
+		off, n, _ = br.resolve(info.Size)
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", off, off+n-1, info.Size))
+		status = http.StatusPartialContent
+	} else {
+		n = info.Size
+	}
+	w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+	w.WriteHeader(status)
+	if c != nil && off == 0 && n == info.Size && c.fits(info.Size) {
+		// The whole object (also "bytes=0-", as ffmpeg asks): keep it on the way.
+		c.fill(w, rc, key, info, gen)
 		return
 	}
-	off, n, _ = br.resolve(info.Size)
-	w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
-	w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", off, off+n-1, info.Size))
-	w.WriteHeader(http.StatusPartialContent)
 	_, _ = copyBig(w, rc)
 }
 
-// serveKnown serves an object whose metadata is known (HEAD, suffix ranges, If-Range).
-func (p *replays) serveKnown(w http.ResponseWriter, r *http.Request, key, cache string, info storage.ObjectInfo) {
+// serveKnown serves an object whose metadata is known (HEAD, suffix ranges,
+// If-Range, cached objects). data is the whole object when it is cached, else
+// nil: the bytes are read from the store.
+func (p *replays) serveKnown(w http.ResponseWriter, r *http.Request, key, cache string, info storage.ObjectInfo, data []byte) {
 	br, partial, err := requestedRange(r, info.ETag)
 	off, n := int64(0), info.Size
 	if err == nil && partial {
@@ -192,6 +218,13 @@ func (p *replays) serveKnown(w http.ResponseWriter, r *http.Request, key, cache 
 	}
 	if r.Method == http.MethodHead || n == 0 {
 		w.WriteHeader(status)
+		return
+	}
+	if data != nil {
+		w.WriteHeader(status)
+		if m, _ := w.Write(data[off : off+n]); m > 0 {
+			p.cache.served.Add(uint64(m))
+		}
 		return
 	}
 	rc, _, err := p.st.Open(r.Context(), key, off, n)

@@ -73,7 +73,7 @@ func (k *keyLog) reset() []string {
 // newReplayStack is newStack with a recorder attached the way cmd/lectern wires it:
 // a registry event handler attaches every session when its first publication
 // appears, and the replay routes are mounted next to the server's.
-func newReplayStack(t *testing.T, store testStore) (*stack, *recorder.Recorder, *catalog.Catalog) {
+func newReplayStack(t *testing.T, store testStore, cache *ReplayCache) (*stack, *recorder.Recorder, *catalog.Catalog) {
 	t.Helper()
 	cat, err := catalog.Open(t.TempDir())
 	if err != nil {
@@ -110,7 +110,7 @@ func newReplayStack(t *testing.T, store testStore) (*stack, *recorder.Recorder, 
 		t.Fatal(err)
 	}
 	router := chi.NewRouter()
-	h.replayRoutes(router, &ReplayConfig{Recorder: rec, Store: store})
+	h.replayRoutes(router, &ReplayConfig{Recorder: rec, Store: store, Cache: cache})
 	router.Handle("/*", h)
 	srv := httptest.NewServer(router)
 	t.Cleanup(func() {
@@ -193,7 +193,9 @@ func ffprobe(t *testing.T, url string) probeResult {
 // H.264 + Opus clip, then replays it over HTTP: ffprobe decodes the HLS playlist
 // and the MP4 download with the duration and frame count that were sent; segments
 // have their content type, ETag, ranges and caching; access is checked; bad ids
-// touch nothing; the admin deletes it. Against a local Dir and a real MinIO.
+// touch nothing; the admin deletes it. Against a local Dir, and a real MinIO with
+// segments served from the replay cache once read (the header checks then run
+// on cached segments).
 func TestReplayOverHTTP(t *testing.T) {
 	c := lectureClip(t)
 	t.Run("dir", func(t *testing.T) {
@@ -203,7 +205,7 @@ func TestReplayOverHTTP(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { d.Close() })
-		testReplay(t, c, d)
+		testReplay(t, c, d, nil)
 	})
 	t.Run("minio", func(t *testing.T) {
 		t.Parallel()
@@ -216,13 +218,17 @@ func TestReplayOverHTTP(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { s3.Close() })
-		testReplay(t, c, s3)
+		cache := NewReplayCache(64<<20, 0)
+		testReplay(t, c, s3, cache)
+		if cache.hits.Load() == 0 || cache.fills.Load() == 0 {
+			t.Errorf("replay cache unused: %d hits, %d fills", cache.hits.Load(), cache.fills.Load())
+		}
 	})
 }
 
-func testReplay(t *testing.T, c *clip.Clip, store testStore) {
+func testReplay(t *testing.T, c *clip.Clip, store testStore, cache *ReplayCache) {
 	logged := &keyLog{testStore: store}
-	s, _, _ := newReplayStack(t, logged)
+	s, _, _ := newReplayStack(t, logged, cache)
 	id := s.createSession("Chuyển đổi số - Bài 2")
 	other := s.createSession("Another lecture")
 	trainer := s.token(id, auth.RoleTrainer, "trainer")

@@ -123,6 +123,10 @@ func newApp(cfg config, log *slog.Logger) (*app, error) {
 	if a.recorder != nil {
 		metrics.MustRegister(a.recorder.Collector())
 		replays = &web.ReplayConfig{Recorder: a.recorder, Store: a.store, Redirect: cfg.ReplayRedirect}
+		if cfg.ReplayCacheMB > 0 {
+			replays.Cache = web.NewReplayCache(int64(cfg.ReplayCacheMB)<<20, web.DefaultMaxCachedObject)
+			metrics.MustRegister(replays.Cache)
+		}
 	}
 	pages, err := web.NewPages()
 	if err != nil {

@@ -58,6 +58,7 @@ type config struct {
 	RTSPKey         string   // PEM private key of RTSPCert
 	RTSPSources     []string // pull sources at start: <session>/<name>/<trainer|site>=<rtsp url>
 	ReplayRedirect  bool     // answer segment requests with a redirect to a presigned store URL
+	ReplayCacheMB   int      // memory for replay segments served through this server, MiB; 0 = no cache
 }
 
 // setting is one row of the configuration table: where a value comes from, its default, what
@@ -187,6 +188,9 @@ func settings() []setting {
 		{flag: "replay-redirect", env: "LECTERN_REPLAY_REDIRECT", def: "off",
 			help:  "on: replay segments are redirected to presigned URLs of -s3-endpoint (players must reach it) instead of passing through this server",
 			parse: boolVal(func(c *config) *bool { return &c.ReplayRedirect })},
+		{flag: "replay-cache-mb", env: "LECTERN_REPLAY_CACHE_MB", def: "256",
+			help:  "MiB of memory keeping the replay segments served through this server, most recently used first (0-65536); 0 disables it",
+			parse: intVal(func(c *config) *int { return &c.ReplayCacheMB }, 0, 1<<16, "a size in MiB")},
 	}
 }
 

@@ -45,6 +45,7 @@ func defaultConfig() config {
 		RTSPAddr:        ":8554",
 		RTSPUDPRTPPort:  8000,
 		RTSPUDPRTCPPort: 8001,
+		ReplayCacheMB:   256,
 	}
 }
 
@@ -88,6 +89,7 @@ var allEnv = map[string]string{
 	"LECTERN_SPOOL_MAX_MB":       "512",
 	"LECTERN_SEGMENT_DURATION":   "6s",
 	"LECTERN_REPLAY_REDIRECT":    "on",
+	"LECTERN_REPLAY_CACHE_MB":    "64",
 	"LECTERN_RTSP":               "127.0.0.1:9554",
 	"LECTERN_RTSP_UDP_RTP_PORT":  "9000",
 	"LECTERN_RTSP_UDP_RTCP_PORT": "9001",
@@ -130,6 +132,7 @@ func TestParseConfigEnvOnly(t *testing.T) {
 		SpoolMaxMB:      512,
 		SegmentDuration: 6 * time.Second,
 		ReplayRedirect:  true,
+		ReplayCacheMB:   64,
 		RTSPAddr:        "127.0.0.1:9554",
 		RTSPUDPRTPPort:  9000,
 		RTSPUDPRTCPPort: 9001,
@@ -385,6 +388,9 @@ func TestValues(t *testing.T) {
 		{"bucket too short", "LECTERN_S3_BUCKET", "ab", "is not a bucket name"},
 		{"spool too small", "LECTERN_SPOOL_MAX_MB", "8", "8 is not a size in MiB (16-1048576)"},
 		{"segment too long", "LECTERN_SEGMENT_DURATION", "1m", "out of range"},
+		{"replay cache off", "LECTERN_REPLAY_CACHE_MB", "0", ""},
+		{"replay cache negative", "LECTERN_REPLAY_CACHE_MB", "-1", "-1 is not a size in MiB (0-65536)"},
+		{"replay cache too large", "LECTERN_REPLAY_CACHE_MB", "65537", "65537 is not a size in MiB (0-65536)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

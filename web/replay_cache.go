@@ -1,0 +1,241 @@
+package web
+
+import (
+	"container/list"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"lectern/storage"
+)
+
+// DefaultMaxCachedObject is the largest object a ReplayCache keeps unless told
+// otherwise: a 4 s segment at 2.5 Mbit/s is about 1.25 MB, so this leaves room
+// for long segments at high bitrates; a larger object is not worth evicting a
+// dozen segments for.
+const DefaultMaxCachedObject = 16 << 20
+
+// ReplayCache keeps the immutable objects of replays (media and init segments)
+// in memory, so a segment that many learners fetch crosses from the store once:
+// a least-recently-used set bounded by the total size of the objects. Only
+// objects that never change once stored may enter it (playlists grow while a
+// lecture is live; meta.json and the index are rewritten), and only whole:
+// an object is kept when a response read it entirely, from its first byte to its
+// last, and its size is the one the store announced.
+//
+// The buffers of evicted objects are reused for the next fills (a few are kept
+// spare), once no response is still sending from them: a full cache then
+// replaces objects without allocating, where a fresh megabyte per miss would
+// have to be cleared and faulted in, and later collected.
+//
+// A ReplayCache is safe for concurrent use. It is a Prometheus collector of its
+// hits, misses and size (see Describe).
+type ReplayCache struct {
+	maxBytes  int64
+	maxObject int64
+
+	mu    sync.Mutex
+	lru   list.List // of *cachedObject, most recently used first
+	items map[string]*list.Element
+	size  int64    // the capacity of the objects' buffers
+	spare [][]byte // buffers of evicted objects, for the next fills
+	// gen changes whenever objects are evicted because they were deleted: a fill
+	// that began before (its read may have raced with the deletion) is dropped.
+	gen uint64
+
+	hits, misses, served, evictions, fills atomic.Uint64
+}
+
+// cachedObject is one object in a ReplayCache.
+type cachedObject struct {
+	key     string
+	info    storage.ObjectInfo
+	data    []byte
+	refs    int  // responses sending from data; guarded by ReplayCache.mu
+	evicted bool // data is recycled when the last response is done
+}
+
+// Spare buffers: how many are kept, and the smallest object that takes one (an
+// init segment is not worth a megabyte).
+const (
+	maxSpare      = 4
+	minSpareReuse = 64 << 10
+)
+
+// NewReplayCache returns a cache holding at most maxBytes of objects of at most
+// maxObject bytes each (DefaultMaxCachedObject when maxObject <= 0; never more
+// than maxBytes).
+func NewReplayCache(maxBytes, maxObject int64) *ReplayCache {
+	if maxObject <= 0 {
+		maxObject = DefaultMaxCachedObject
+	}
+	return &ReplayCache{maxBytes: maxBytes, maxObject: min(maxObject, maxBytes), items: map[string]*list.Element{}}
+}
+
+// get returns the object stored under key and marks it used. The caller sends
+// from its data, then calls release.
+func (c *ReplayCache) get(key string) (*cachedObject, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.items[key]
+	if !ok {
+		return nil, false
+	}
+	c.lru.MoveToFront(e)
+	o := e.Value.(*cachedObject)
+	o.refs++
+	return o, true
+}
+
+// release ends a use of o begun by get.
+func (c *ReplayCache) release(o *cachedObject) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	o.refs--
+	if o.refs == 0 && o.evicted {
+		c.recycle(o.data)
+	}
+}
+
+// buffer returns a buffer of size bytes for a fill: a spare one when one fits.
+func (c *ReplayCache) buffer(size int64) []byte {
+	if size >= minSpareReuse {
+		c.mu.Lock()
+		for i, b := range c.spare {
+			if int64(cap(b)) >= size && int64(cap(b)) <= size+size/2 {
+				c.spare = append(c.spare[:i], c.spare[i+1:]...)
+				c.mu.Unlock()
+				return b[:size]
+			}
+		}
+		c.mu.Unlock()
+	}
+	return make([]byte, size)
+}
+
+// recycle keeps b for a later fill, if there is room; c.mu is held.
+func (c *ReplayCache) recycle(b []byte) {
+	if cap(b) < minSpareReuse {
+		return
+	}
+	if len(c.spare) == maxSpare {
+		c.spare = c.spare[1:] // the oldest goes to the garbage collector
+	}
+	c.spare = append(c.spare, b[:0])
+}
+
+// generation returns the current generation, for a later put.
+func (c *ReplayCache) generation() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gen
+}
+
+// fits reports whether an object of size bytes may be cached.
+func (c *ReplayCache) fits(size int64) bool { return size > 0 && size <= c.maxObject }
+
+// put stores data, the whole object key described by info, unless objects were
+// deleted since generation gen was read, and evicts the least recently used
+// objects beyond the bound. It reports whether the object is cached.
+// When it does not keep data, the buffer may be reused.
+func (c *ReplayCache) put(key string, info storage.ObjectInfo, data []byte, gen uint64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.fits(int64(len(data))) || int64(len(data)) != info.Size || int64(cap(data)) > c.maxBytes || gen != c.gen {
+		c.recycle(data)
+		return false
+	}
+	if e, ok := c.items[key]; ok { // filled meanwhile by another request
+		c.lru.MoveToFront(e)
+		c.recycle(data)
+		return true
+	}
+	for c.size+int64(cap(data)) > c.maxBytes {
+		c.remove(c.lru.Back())
+		c.evictions.Add(1)
+	}
+	c.items[key] = c.lru.PushFront(&cachedObject{key: key, info: info, data: data})
+	c.size += int64(cap(data))
+	c.fills.Add(1)
+	return true
+}
+
+// evictPrefix removes every object whose key starts with prefix (a deleted
+// recording's) and makes fills in progress be dropped. It returns how many
+// objects it removed.
+func (c *ReplayCache) evictPrefix(prefix string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	n := 0
+	for key, e := range c.items {
+		if strings.HasPrefix(key, prefix) {
+			c.remove(e)
+			n++
+		}
+	}
+	return n
+}
+
+// remove drops e; c.mu is held. Its buffer is reused once no response sends
+// from it any more.
+func (c *ReplayCache) remove(e *list.Element) {
+	o := c.lru.Remove(e).(*cachedObject)
+	delete(c.items, o.key)
+	c.size -= int64(cap(o.data))
+	o.evicted = true
+	if o.refs == 0 {
+		c.recycle(o.data)
+	}
+}
+
+// stats returns the objects and bytes held.
+func (c *ReplayCache) stats() (objects int, bytes int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.items), c.size
+}
+
+// fill copies the object behind rc to w while keeping a copy, and caches the copy
+// when rc delivered the whole object: exactly info.Size bytes. It reads the store
+// once: the client gets the bytes as they arrive, in the buffer they are kept in.
+// A client that goes away ends the copy (and the object is not cached).
+func (c *ReplayCache) fill(w io.Writer, rc io.Reader, key string, info storage.ObjectInfo, gen uint64) {
+	data := c.buffer(info.Size)
+	if !readThrough(w, rc, data) {
+		c.mu.Lock()
+		c.recycle(data)
+		c.mu.Unlock()
+		return
+	}
+	c.put(key, info, data, gen)
+}
+
+// readThrough fills data from rc, writing each part to w as it arrives, and
+// reports whether rc held exactly len(data) bytes and w took them all.
+func readThrough(w io.Writer, rc io.Reader, data []byte) bool {
+	n := 0
+	for n < len(data) {
+		m, err := rc.Read(data[n:min(len(data), n+fillChunk)])
+		if m > 0 {
+			if _, werr := w.Write(data[n : n+m]); werr != nil {
+				return false
+			}
+			n += m
+		}
+		if err != nil {
+			if n < len(data) {
+				return false // the store ended early or failed: the client got what there was
+			}
+			break
+		}
+	}
+	var one [1]byte
+	m, err := io.ReadFull(rc, one[:])
+	return m == 0 && err == io.EOF // else longer than announced, or a failure at the end: not trusted
+}
+
+// fillChunk bounds one read of a fill, so the client gets the first bytes before
+// the whole object has arrived.
+const fillChunk = 256 << 10
