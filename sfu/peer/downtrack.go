@@ -51,9 +51,10 @@ type downTrack struct {
 
 	hdr rtp.Header // reused by the egress worker
 
-	worker  *egressWorker
-	started atomic.Bool // sending may begin (see start)
-	ready   atomic.Bool // on the worker's lists (see egressWorker.notify)
+	worker    *egressWorker
+	holdSince int64       // arrival of the oldest packet held for its frame; the publisher's goroutine only
+	started   atomic.Bool // sending may begin (see start)
+	ready     atomic.Bool // on the worker's lists (see egressWorker.notify)
 
 	// Sender report state (RFC 3550 §6.4.1); the egress worker only.
 	srPackets, srOctets uint32
@@ -193,13 +194,37 @@ func (d *downTrack) start() bool {
 	return true
 }
 
-// queued is the queue's Notify: a packet is waiting. Packets go on as they
-// arrive, frames are not held back until complete: that would turn a browser
-// publisher's paced stream into bursts, which lossy provincial links punish.
-func (d *downTrack) queued(sfu.QueueItem, int) {
-	if d.started.Load() {
-		d.worker.notify(d)
+// holdMax bounds how long video packets wait for the rest of their frame.
+const holdMax = 2 * time.Millisecond
+
+// queued is the queue's Notify: a packet is waiting. Video packets of a frame
+// are let gather until the frame is complete (the marker bit), burstMax wait, or
+// the oldest has waited holdMax, then the worker is woken: a frame's packets
+// then leave as one GSO train and one wake-up serves them all, where a wake-up
+// per packet sends trains of one. The receiver cannot decode a frame before its
+// last packet anyway. holdMax keeps a browser publisher's pacing (its frames
+// arrive spread over several milliseconds) from turning into whole-frame bursts,
+// which lossy provincial links punish. Audio packets are frames; retransmissions
+// are urgent.
+func (d *downTrack) queued(item sfu.QueueItem, queued int) {
+	if !d.started.Load() {
+		return
 	}
+	if item.Retransmission { // on the subscriber's RTCP goroutine: holdSince is not ours
+		d.worker.notify(d)
+		return
+	}
+	if p := item.Packet; d.kind == sfu.KindVideo && !p.Header.Marker && queued < burstMax {
+		if d.holdSince == 0 {
+			d.holdSince = p.ArrivalNanos
+			return
+		}
+		if p.ArrivalNanos-d.holdSince < int64(holdMax) {
+			return
+		}
+	}
+	d.holdSince = 0
+	d.worker.notify(d)
 }
 
 // sendBurst writes up to n queued packets, on the downtrack's egress worker. It
