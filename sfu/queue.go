@@ -114,9 +114,13 @@ func (q *Queue) push(item QueueItem) bool {
 		q.notify(item, n)
 		return true
 	}
-	select {
-	case q.wake <- struct{}{}:
-	default:
+	if n == 1 {
+		// Only a consumer that found the queue empty waits for a signal; while
+		// packets are queued it takes them without one.
+		select {
+		case q.wake <- struct{}{}:
+		default:
+		}
 	}
 	return true
 }
@@ -146,7 +150,7 @@ func (q *Queue) pop() (QueueItem, bool) {
 	q.n--
 	if q.n == 0 {
 		q.head = 0
-		if len(q.ring) > 4*queueMinCap {
+		if len(q.ring) > 8*queueMinCap {
 			// A burst (fast start, a stall) grew the ring: give the memory back.
 			q.ring = make([]QueueItem, queueMinCap)
 		}
