@@ -137,28 +137,28 @@ func (c *ReplayCache) fits(size int64) bool { return size > 0 && size <= c.maxOb
 
 // put stores data, the whole object key described by info, unless objects were
 // deleted since generation gen was read, and evicts the least recently used
-// objects beyond the bound. It reports whether the object is cached.
-// When it does not keep data, the buffer may be reused.
-func (c *ReplayCache) put(key string, info storage.ObjectInfo, data []byte, gen uint64) bool {
+// objects beyond the bound. When it stores data it returns the new object with a
+// use begun for the caller (who is still sending from data): release it. It
+// returns nil when it does not keep data; the caller still owns data then.
+func (c *ReplayCache) put(key string, info storage.ObjectInfo, data []byte, gen uint64) *cachedObject {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.fits(int64(len(data))) || int64(len(data)) != info.Size || int64(cap(data)) > c.maxBytes || gen != c.gen {
-		c.recycle(data)
-		return false
+		return nil
 	}
 	if e, ok := c.items[key]; ok { // filled meanwhile by another request
 		c.lru.MoveToFront(e)
-		c.recycle(data)
-		return true
+		return nil
 	}
 	for c.size+int64(cap(data)) > c.maxBytes {
 		c.remove(c.lru.Back())
 		c.evictions.Add(1)
 	}
-	c.items[key] = c.lru.PushFront(&cachedObject{key: key, info: info, data: data})
+	o := &cachedObject{key: key, info: info, data: data, refs: 1}
+	c.items[key] = c.lru.PushFront(o)
 	c.size += int64(cap(data))
 	c.fills.Add(1)
-	return true
+	return o
 }
 
 // evictPrefix removes every object whose key starts with prefix (a deleted
@@ -200,40 +200,50 @@ func (c *ReplayCache) stats() (objects int, bytes int64) {
 // fill copies the object behind rc to w while keeping a copy, and caches the copy
 // when rc delivered the whole object: exactly info.Size bytes. It reads the store
 // once: the client gets the bytes as they arrive, in the buffer they are kept in.
-// A client that goes away ends the copy (and the object is not cached).
+// The object enters the cache before its last bytes are written, so a client that
+// has the whole response finds it cached on its next request. A client that goes
+// away earlier ends the copy (and the object is not cached).
 func (c *ReplayCache) fill(w io.Writer, rc io.Reader, key string, info storage.ObjectInfo, gen uint64) {
 	data := c.buffer(info.Size)
-	if !readThrough(w, rc, data) {
-		c.mu.Lock()
-		c.recycle(data)
-		c.mu.Unlock()
+	var kept *cachedObject
+	readThrough(w, rc, data, func() { kept = c.put(key, info, data, gen) })
+	if kept != nil {
+		c.release(kept) // the last bytes are written: data may be recycled once evicted
 		return
 	}
-	c.put(key, info, data, gen)
+	c.mu.Lock()
+	c.recycle(data)
+	c.mu.Unlock()
 }
 
-// readThrough fills data from rc, writing each part to w as it arrives, and
-// reports whether rc held exactly len(data) bytes and w took them all.
-func readThrough(w io.Writer, rc io.Reader, data []byte) bool {
-	n := 0
+// readThrough fills data from rc, writing each part to w as it arrives. Once rc
+// has delivered exactly len(data) bytes and ended, it calls whole before writing
+// the last part (data is still being written from afterwards), and it reports
+// whether it did.
+func readThrough(w io.Writer, rc io.Reader, data []byte, whole func()) bool {
+	n, called := 0, false
 	for n < len(data) {
 		m, err := rc.Read(data[n:min(len(data), n+fillChunk)])
 		if m > 0 {
+			if n+m == len(data) {
+				// The store must end here: longer than announced, or a failure at
+				// the end, is not trusted.
+				var one [1]byte
+				if k, eerr := io.ReadFull(rc, one[:]); k == 0 && eerr == io.EOF {
+					whole()
+					called = true
+				}
+			}
 			if _, werr := w.Write(data[n : n+m]); werr != nil {
-				return false
+				return called
 			}
 			n += m
 		}
 		if err != nil {
-			if n < len(data) {
-				return false // the store ended early or failed: the client got what there was
-			}
-			break
+			break // the store ended early or failed: the client got what there was
 		}
 	}
-	var one [1]byte
-	m, err := io.ReadFull(rc, one[:])
-	return m == 0 && err == io.EOF // else longer than announced, or a failure at the end: not trusted
+	return called
 }
 
 // fillChunk bounds one read of a fill, so the client gets the first bytes before

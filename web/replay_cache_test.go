@@ -435,7 +435,7 @@ func TestReplayCacheDelete(t *testing.T) {
 	gen := f.cache.generation()
 	f.cache.evictPrefix("recordings/nothing/")
 	info := storage.ObjectInfo{Size: 3}
-	if f.cache.put("recordings/x/seg-000001.m4s", info, []byte("abc"), gen) {
+	if f.cache.put("recordings/x/seg-000001.m4s", info, []byte("abc"), gen) != nil {
 		t.Fatal("a fill older than a deletion was kept")
 	}
 }
