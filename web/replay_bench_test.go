@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -16,17 +15,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/pion/rtp"
 
-	"lectern/auth"
-	"lectern/catalog"
-	"lectern/events"
 	"lectern/internal/clip"
 	"lectern/internal/testenv"
 	"lectern/recorder"
 	"lectern/sfu"
-	"lectern/sfu/peer"
 	"lectern/storage"
 )
 
@@ -34,40 +28,20 @@ import (
 // creates a recorder; cache may be nil (no replay cache).
 func benchServer(b *testing.B, store testStore, rec *recorder.Recorder, redirect bool, cache *ReplayCache) (*recorder.Recorder, *sfu.Registry, string) {
 	b.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	cat, err := catalog.Open(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
 	if rec == nil {
-		if rec, err = recorder.New(context.Background(), recorder.Config{Store: store, SpoolDir: b.TempDir(), Logger: log}); err != nil {
+		var err error
+		rec, err = recorder.New(context.Background(), recorder.Config{Store: store, SpoolDir: b.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
 			b.Fatal(err)
 		}
+		b.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			_ = rec.Close(ctx)
+		})
 	}
-	reg := sfu.NewRegistry(sfu.RegistryConfig{Grace: -1, Logger: log})
-	edge, err := peer.New(peer.Config{UDPAddr: "127.0.0.1:0", Logger: log})
-	if err != nil {
-		b.Fatal(err)
-	}
-	broker := events.NewBroker(events.Options{Logger: log})
-	issuer, _ := auth.NewIssuer(testSecret)
-	h, err := New(Config{Catalog: cat, Registry: reg, WebRTC: edge, Events: broker, Tokens: issuer, AdminToken: testAdmin, Logger: log})
-	if err != nil {
-		b.Fatal(err)
-	}
-	router := chi.NewRouter()
-	h.replayRoutes(router, &ReplayConfig{Recorder: rec, Store: store, Redirect: redirect, Cache: cache})
-	srv := httptest.NewServer(router)
-	b.Cleanup(func() {
-		srv.Close()
-		broker.Close()
-		reg.CloseAll()
-		_ = edge.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		_ = rec.Close(ctx)
-	})
-	return rec, reg, srv.URL
+	reg, url := replayServer(b, &ReplayConfig{Recorder: rec, Store: store, Redirect: redirect, Cache: cache})
+	return rec, reg, url
 }
 
 // recordClip records one pass of c (at 8x real time) into a session and returns

@@ -218,10 +218,9 @@ func (c *ReplayCache) fill(w io.Writer, rc io.Reader, key string, info storage.O
 
 // readThrough fills data from rc, writing each part to w as it arrives. Once rc
 // has delivered exactly len(data) bytes and ended, it calls whole before writing
-// the last part (data is still being written from afterwards), and it reports
-// whether it did.
-func readThrough(w io.Writer, rc io.Reader, data []byte, whole func()) bool {
-	n, called := 0, false
+// the last part (data is still being written from afterwards).
+func readThrough(w io.Writer, rc io.Reader, data []byte, whole func()) {
+	n := 0
 	for n < len(data) {
 		m, err := rc.Read(data[n:min(len(data), n+fillChunk)])
 		if m > 0 {
@@ -231,19 +230,17 @@ func readThrough(w io.Writer, rc io.Reader, data []byte, whole func()) bool {
 				var one [1]byte
 				if k, eerr := io.ReadFull(rc, one[:]); k == 0 && eerr == io.EOF {
 					whole()
-					called = true
 				}
 			}
 			if _, werr := w.Write(data[n : n+m]); werr != nil {
-				return called
+				return
 			}
 			n += m
 		}
 		if err != nil {
-			break // the store ended early or failed: the client got what there was
+			return // the store ended early or failed: the client got what there was
 		}
 	}
-	return called
 }
 
 // fillChunk bounds one read of a fill, so the client gets the first bytes before

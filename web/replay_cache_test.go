@@ -106,33 +106,40 @@ func newCacheFixture(t *testing.T, maxBytes, maxObject int64) *cacheFixture {
 
 // server serves the fixture's recordings, with cache (or none).
 func (f *cacheFixture) server(cache *ReplayCache) string {
-	t := f.t
+	_, url := replayServer(f.t, &ReplayConfig{Recorder: f.rec, Store: f.logged, Cache: cache})
+	return url
+}
+
+// replayServer is an HTTP server of the replay routes of rc, without WebRTC
+// traffic; it stops when the test ends. It returns the registry and the URL.
+func replayServer(tb testing.TB, rc *ReplayConfig) (*sfu.Registry, string) {
+	tb.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	cat, err := catalog.Open(t.TempDir())
+	cat, err := catalog.Open(tb.TempDir())
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	reg := sfu.NewRegistry(sfu.RegistryConfig{Grace: -1, Logger: log})
 	edge, err := peer.New(peer.Config{UDPAddr: "127.0.0.1:0", Logger: log})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	broker := events.NewBroker(events.Options{Logger: log})
 	issuer, _ := auth.NewIssuer(testSecret)
 	h, err := New(Config{Catalog: cat, Registry: reg, WebRTC: edge, Events: broker, Tokens: issuer, AdminToken: testAdmin, Logger: log})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	router := chi.NewRouter()
-	h.replayRoutes(router, &ReplayConfig{Recorder: f.rec, Store: f.logged, Cache: cache})
+	h.replayRoutes(router, rc)
 	srv := httptest.NewServer(router)
-	t.Cleanup(func() {
+	tb.Cleanup(func() {
 		srv.Close()
 		broker.Close()
 		reg.CloseAll()
 		_ = edge.Close()
 	})
-	return srv.URL
+	return reg, srv.URL
 }
 
 // response is what a test compares of an HTTP response.

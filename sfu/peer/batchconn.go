@@ -44,7 +44,7 @@ type batchConn struct {
 	spare  []*sendBatch
 
 	noGSO  bool   // the kernel refused UDP_SEGMENT; under sendMu
-	trains uint64 // GSO messages sent; under sendMu (tests)
+	trains uint64 // GSO trains built; under sendMu (tests)
 }
 
 // mmsghdr is struct mmsghdr of linux/amd64 and linux/arm64 (<sys/socket.h>).
@@ -142,12 +142,12 @@ func (b *sendBatch) sameDest(i, j int) bool {
 	return *x == *y
 }
 
-// build fills b.hdrs and returns their number. Consecutive datagrams to one
-// address whose sizes are equal (the last may be shorter) become one message
-// with a UDP_SEGMENT control message: the kernel walks routing, netfilter and the
+// build fills b.hdrs and returns their number and how many are GSO trains.
+// Consecutive datagrams to one address whose sizes are equal (the last may be
+// shorter) become one message with a UDP_SEGMENT control message: the kernel walks routing, netfilter and the
 // device once for the train and splits it at the end (or the NIC does). A video
 // frame's packets, written one after the other by its downtrack, are such a train.
-func (b *sendBatch) build(gso bool) int {
+func (b *sendBatch) build(gso bool) (msgs, trains int) {
 	k := 0
 	for i := 0; i < b.n; {
 		j := i + 1
@@ -163,6 +163,7 @@ func (b *sendBatch) build(gso bool) int {
 		h := &b.hdrs[k].hdr
 		*h = syscall.Msghdr{Name: (*byte)(unsafe.Pointer(&b.addrs[i])), Namelen: b.alen[i], Iov: &b.iovs[i], Iovlen: uint64(j - i)}
 		if j-i > 1 {
+			trains++
 			c := &b.cmsgs[k]
 			cm := (*syscall.Cmsghdr)(unsafe.Pointer(&c[0]))
 			cm.Level, cm.Type = unix.SOL_UDP, unix.UDP_SEGMENT
@@ -174,7 +175,7 @@ func (b *sendBatch) build(gso bool) int {
 		k++
 		i = j
 	}
-	return k
+	return k, trains
 }
 
 // begin opens a sender round: writes are batched until end.
@@ -219,7 +220,8 @@ func (c *batchConn) flush() {
 // send writes every datagram of b with sendmmsg, waiting in the poller when the
 // socket buffer is full. sendMu is held.
 func (c *batchConn) send(b *sendBatch) {
-	n := b.build(!c.noGSO)
+	n, trains := b.build(!c.noGSO)
+	c.trains += uint64(trains)
 	sent := 0
 	_ = c.raw.Write(func(fd uintptr) bool {
 		for sent < n {
@@ -233,7 +235,7 @@ func (c *batchConn) send(b *sendBatch) {
 				// offload): send this batch and the next ones datagram by datagram.
 				c.noGSO = true
 				b.unbuild(sent)
-				n = b.build(false)
+				n, _ = b.build(false)
 				sent = 0
 			case errno != 0:
 				// UDP has no delivery promise: a datagram the kernel refuses (an
@@ -241,11 +243,6 @@ func (c *batchConn) send(b *sendBatch) {
 				// rest of the batch still goes.
 				sent++
 			default:
-				for i := sent; i < sent+int(r); i++ {
-					if b.hdrs[i].hdr.Controllen != 0 {
-						c.trains++
-					}
-				}
 				sent += int(r)
 			}
 		}

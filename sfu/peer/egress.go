@@ -134,12 +134,7 @@ func (w *egressWorker) round() {
 		clear(w.active[j:])
 		w.active = w.active[:j]
 		if j > 0 {
-			// Pick up downtracks notified meanwhile so they join this round.
-			w.mu.Lock()
-			w.active = append(w.active, w.ready...)
-			clear(w.ready)
-			w.ready = w.ready[:0]
-			w.mu.Unlock()
+			w.collect() // downtracks notified meanwhile join this round
 		}
 	}
 }
