@@ -97,6 +97,7 @@ type Recorder struct {
 	spool     *spool
 	index     *index
 	downloads downloadCache
+	health    health
 
 	hard       context.Context // done on a hard stop: recordings stop where they are
 	hardCancel context.CancelFunc

@@ -442,6 +442,7 @@ func (rec *recording) begin() {
 
 func (rec *recording) fail(err error) {
 	rec.failed = true
+	rec.r.noteSpoolError(0, err)
 	rec.r.metrics.segmentsDropped.Add(1)
 	rec.log.Error("recording impossible: the spool directory is unusable; media is discarded", "err", err)
 }
@@ -529,13 +530,17 @@ func (rec *recording) segmentReady(rend *rendition, s segment) error {
 func (rec *recording) spoolWrite(rel string, data []byte, entry journalEntry) error {
 	n := int64(len(data))
 	if err := rec.r.spool.reserve(n); err != nil {
+		rec.r.noteSpoolError(n, err)
 		return err
 	}
 	path := filepath.Join(rec.dir, filepath.FromSlash(rel))
 	if err := writeFile(path, data, func() error { return rec.jour.append(entry) }); err != nil {
 		rec.r.spool.release(n)
-		return fmt.Errorf("spool %s: %w", rel, err)
+		err = fmt.Errorf("spool %s: %w", rel, err)
+		rec.r.noteSpoolError(n, err)
+		return err
 	}
+	rec.r.health.spoolWrote()
 	return nil
 }
 
