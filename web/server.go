@@ -100,13 +100,19 @@ func (s *Server) routes() {
 		origins = []string{"*"}
 	}
 	r.Use(cors.Handler(cors.Options{
-		AllowedOrigins:     origins,
-		AllowedMethods:     []string{"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"},
-		AllowedHeaders:     []string{"Authorization", "Content-Type", "If-Match"},
-		ExposedHeaders:     []string{"Location", "ETag", "Link", "Accept-Patch", "Accept-Post"},
+		AllowedOrigins: origins,
+		AllowedMethods: corsMethods,
+		// Range: a portal's player may ask for several ranges of a download, which is
+		// not a CORS-safelisted Range.
+		AllowedHeaders: []string{"Authorization", "Content-Type", "If-Match", "Range"},
+		// Access-Control-Allow-Methods is read by WHIP clients on the OPTIONS answer
+		// itself (see answerOptions); Content-Range by players reading ranges.
+		ExposedHeaders: []string{"Location", "ETag", "Link", "Accept-Patch", "Accept-Post",
+			"Access-Control-Allow-Methods", "Content-Range"},
 		MaxAge:             600,
-		OptionsPassthrough: true, // WHIP/WHEP OPTIONS also advertise ICE servers
+		OptionsPassthrough: true, // answerOptions ends preflights; WHIP/WHEP ones also advertise ICE servers
 	}))
+	r.Use(answerOptions)
 
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	r.Get("/readyz", s.readyz)
@@ -150,6 +156,48 @@ func (s *Server) routes() {
 		r.Handle("/*", s.cfg.Pages)
 	}
 	s.router = r
+}
+
+// corsMethods are the methods a page of another origin may use. A preflight lists
+// them all rather than echoing the one asked for: some WHIP clients read the list to
+// decide whether trickle ICE (PATCH) is supported.
+var corsMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+// whipMethods are what WHIP/WHEP URLs answer to, PATCH being trickle ICE.
+const whipMethods = "POST, PATCH, DELETE, OPTIONS"
+
+// answerOptions runs after the CORS middleware (which, with OptionsPassthrough,
+// only adds headers). It ends every CORS preflight with 204: the router has OPTIONS
+// routes only for WHIP and WHEP, so preflights of the API and the replays got 405,
+// which a browser takes as a refusal, and a portal could not send its Bearer token.
+// WHIP/WHEP OPTIONS, preflight or not, go on to whipOptions (ICE servers in Link
+// headers, Accept-Post/Accept-Patch) with Access-Control-Allow-Methods naming PATCH:
+// a browser WHIP client that does not find PATCH there waits for every ICE candidate
+// before it offers (seconds) instead of trickling them.
+func answerOptions(next http.Handler) http.Handler {
+	allMethods := strings.Join(corsMethods, ", ")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodOptions {
+			next.ServeHTTP(w, r)
+			return
+		}
+		h := w.Header()
+		if strings.HasPrefix(r.URL.Path, "/whip/") || strings.HasPrefix(r.URL.Path, "/whep/") {
+			h.Set("Access-Control-Allow-Methods", whipMethods)
+			h.Set("Allow", whipMethods)
+			next.ServeHTTP(w, r)
+			return
+		}
+		_, hasOrigin := r.Header["Origin"]
+		if !hasOrigin || r.Header.Get("Access-Control-Request-Method") == "" {
+			next.ServeHTTP(w, r) // not a preflight: the router answers (405 with Allow)
+			return
+		}
+		if h.Get("Access-Control-Allow-Origin") != "" { // the origin is allowed
+			h.Set("Access-Control-Allow-Methods", allMethods)
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
