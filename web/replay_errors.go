@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"lectern/recorder"
 	"lectern/storage"
@@ -38,5 +39,20 @@ func (p *replays) fail(w http.ResponseWriter, r *http.Request, err error) {
 		level = slog.LevelError
 	}
 	p.s.log.Log(r.Context(), level, "request refused", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
-	writeJSON(w, status, errorBody{Error: err.Error(), Status: status})
+	writeJSON(w, status, errorBody{Error: publicMessage(err, status), Status: status})
+}
+
+// publicMessage is what a client is told of a replay error. The store's errors
+// name its keys (recordings/{session}/{id}/...), which are internal: an error
+// that comes from the store is told by its class only; the full error is logged.
+func publicMessage(err error, status int) string {
+	for _, e := range []error{storage.ErrNotFound, storage.ErrInvalidKey, storage.ErrInvalidRange, storage.ErrNotSupported} {
+		if errors.Is(err, e) {
+			if status == http.StatusRequestedRangeNotSatisfiable {
+				return errRangeNotSatisfiable.Error()
+			}
+			return strings.ToLower(http.StatusText(status))
+		}
+	}
+	return err.Error()
 }

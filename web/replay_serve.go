@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -151,7 +152,9 @@ func (p *replays) serveObject(w http.ResponseWriter, r *http.Request, key, cache
 	}
 	if partial {
 		off = br.first
-		if br.last >= 0 {
+		// bytes=0-9223372036854775807 asks for the rest like bytes=0-: its
+		// length does not fit an int64 (it would wrap to a negative one).
+		if br.last >= 0 && br.last-br.first < math.MaxInt64 {
 			n = br.last - br.first + 1
 		}
 	}
@@ -263,7 +266,7 @@ func (p *replays) unsatisfiable(w http.ResponseWriter, r *http.Request, key stri
 		}
 	}
 	w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", size))
-	p.fail(w, r, fmt.Errorf("%w: %v", errRangeNotSatisfiable, err))
+	p.fail(w, r, fmt.Errorf("%w: %w", errRangeNotSatisfiable, err))
 }
 
 // serveComposite serves a download: the header bytes then every part, with one

@@ -1,0 +1,85 @@
+package web
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// TestReplayRangeOverflow: "bytes=0-9223372036854775807" (the largest last
+// position a client can send) asks for the rest of the object; RFC 9110 §14.1.2
+// wants 206 with what there is, on an uncached or a cached segment and on a
+// playlist alike. Before, the length overflowed into a 416 that showed the
+// store's key.
+func TestReplayRangeOverflow(t *testing.T) {
+	f := newCacheFixture(t, 64<<20, 0)
+	seg := cacheRecs[0] + "/seg-000002.m4s"
+	pl := cacheRecs[0] + "/index.m3u8"
+	plBody := f.get(f.uncached, "GET", pl).body
+	for _, tc := range []struct {
+		name, base, file string
+		from             int
+		fill             bool
+		want             []byte
+	}{
+		{"uncached segment", f.uncached, seg, 0, false, f.objects[seg]},
+		{"uncached segment from 5", f.uncached, seg, 5, false, f.objects[seg]},
+		{"segment on a cache miss", f.cached, seg, 0, false, f.objects[seg]},
+		{"cached segment", f.cached, seg, 0, true, f.objects[seg]},
+		{"cached segment from 5", f.cached, seg, 5, true, f.objects[seg]},
+		{"playlist", f.uncached, pl, 0, false, plBody},
+		{"playlist from 5", f.cached, pl, 5, false, plBody},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.fill {
+				f.get(tc.base, "GET", tc.file)
+			}
+			rng := fmt.Sprintf("bytes=%d-9223372036854775807", tc.from)
+			got := f.get(tc.base, "GET", tc.file, "Range", rng)
+			size := len(tc.want)
+			if got.status != 206 || !bytes.Equal(got.body, tc.want[tc.from:]) ||
+				got.header.Get("Content-Range") != fmt.Sprintf("bytes %d-%d/%d", tc.from, size-1, size) {
+				t.Fatalf("%s: %d %q, %d bytes (want 206, %d bytes): %.200s", rng, got.status,
+					got.header.Get("Content-Range"), len(got.body), size-tc.from, got.body)
+			}
+		})
+	}
+}
+
+// TestReplayErrorsHideStoreKeys: no replay error answer names an object of the
+// store (recordings/{session}/{id}/...): they are internal.
+func TestReplayErrorsHideStoreKeys(t *testing.T) {
+	f := newCacheFixture(t, 64<<20, 0)
+	rec := cacheRecs[0] + "/"
+	f.get(f.cached, "GET", rec+"seg-000001.m4s") // cached: its 416s come from memory
+	for _, tc := range []struct {
+		name, file string
+		hdr        []string
+		status     int
+	}{
+		{"range beyond the end, uncached", rec + "seg-000002.m4s", []string{"Range", "bytes=999999-"}, 416},
+		{"range beyond the end, closed", rec + "seg-000002.m4s", []string{"Range", "bytes=999999-1000000"}, 416},
+		{"range beyond the end, cached", rec + "seg-000001.m4s", []string{"Range", "bytes=999999-"}, 416},
+		{"garbage range", rec + "seg-000002.m4s", []string{"Range", "bytes=x-y"}, 416},
+		{"playlist range beyond the end", rec + "index.m3u8", []string{"Range", "bytes=999999-"}, 416},
+		{"segment not stored", rec + "seg-000009.m4s", nil, 404},
+		{"segment not stored, with a range", rec + "seg-000042.m4s", []string{"Range", "bytes=0-"}, 404},
+		{"download without meta.json", rec + "download.mp4", nil, 404},
+		{"unknown recording", "sesszzzzzz-trainer-20260301-080000-00aa01/index.m3u8", nil, 404},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, base := range []string{f.uncached, f.cached} {
+				got := f.get(base, "GET", tc.file, tc.hdr...)
+				var e errorBody
+				if got.status != tc.status || json.Unmarshal(got.body, &e) != nil || e.Status != tc.status {
+					t.Fatalf("%d %s, want %d with a JSON error", got.status, got.body, tc.status)
+				}
+				if strings.Contains(e.Error, "recordings/") || strings.Contains(e.Error, f.key(tc.file)) {
+					t.Errorf("the error names a store key: %q", e.Error)
+				}
+			}
+		})
+	}
+}
