@@ -54,7 +54,7 @@ func (s *Server) whipPublish(w http.ResponseWriter, r *http.Request) {
 // player with one video and one audio section gets the lecture; a page that wants the
 // slides adds a second video section.
 func (s *Server) whepSubscribe(w http.ResponseWriter, r *http.Request) {
-	c, _, ok := s.member(w, r, auth.RoleTrainer, auth.RoleSite, auth.RoleViewer)
+	c, _, ok := s.member(w, r, auth.LiveWatchRoles()...) // the same roles as RTSP reading
 	if !ok {
 		return
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/textproto"
+	"regexp"
 	"strconv"
 	"strings"
 )
@@ -120,8 +121,17 @@ func readLine(br *bufio.Reader) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return strings.TrimRight(string(line), "\r\n"), nil
+	s := strings.TrimRight(string(line), "\r\n")
+	// A CR (or any control character) inside a line is never RTSP; echoed in a
+	// response (CSeq, a URL in Content-Base) it would inject header fields.
+	if i := strings.IndexFunc(s, isCtl); i >= 0 {
+		return "", fmt.Errorf("%w: control character %q in line %q", errMalformed, s[i], truncate(redactLine(s), 64))
+	}
+	return s, nil
 }
+
+// isCtl reports the control characters (RFC 2326 §15.1 CTL) other than horizontal tab.
+func isCtl(r rune) bool { return r < 0x20 && r != '\t' || r == 0x7f }
 
 // readHeader reads header lines up to the empty line that ends them.
 func readHeader(br *bufio.Reader) (header, error) {
@@ -139,7 +149,7 @@ func readHeader(br *bufio.Reader) (header, error) {
 		}
 		name, value, ok := strings.Cut(line, ":")
 		if !ok || name == "" || strings.ContainsAny(name, " \t") {
-			return nil, fmt.Errorf("%w: bad header line %q", errMalformed, truncate(line, 64))
+			return nil, fmt.Errorf("%w: bad header line %q", errMalformed, truncate(redactLine(line), 64))
 		}
 		key := textproto.CanonicalMIMEHeaderKey(name)
 		h[key] = append(h[key], strings.TrimSpace(value))
@@ -177,11 +187,11 @@ func readRequest(br *bufio.Reader) (*request, error) {
 	}
 	parts := strings.Split(line, " ")
 	if len(parts) != 3 || parts[2] != rtspVersion || parts[0] == "" || parts[1] == "" {
-		return nil, fmt.Errorf("%w: bad request line %q", errMalformed, truncate(line, 64))
+		return nil, fmt.Errorf("%w: bad request line %q", errMalformed, truncate(redactLine(line), 64))
 	}
 	for _, c := range parts[0] {
 		if c < 'A' || c > 'Z' && c != '_' {
-			return nil, fmt.Errorf("%w: bad method %q", errMalformed, truncate(parts[0], 32))
+			return nil, fmt.Errorf("%w: bad method %q", errMalformed, truncate(redactLine(parts[0]), 32))
 		}
 	}
 	h, err := readHeader(br)
@@ -205,7 +215,7 @@ func readResponse(br *bufio.Reader) (*response, error) {
 	codeStr, reason, _ := strings.Cut(rest, " ")
 	code, err := strconv.Atoi(codeStr)
 	if version != rtspVersion || err != nil || code < 100 || code > 999 {
-		return nil, fmt.Errorf("%w: bad status line %q", errMalformed, truncate(line, 64))
+		return nil, fmt.Errorf("%w: bad status line %q", errMalformed, truncate(redactLine(line), 64))
 	}
 	h, err := readHeader(br)
 	if err != nil {
@@ -276,4 +286,34 @@ func truncate(s string, n int) string {
 		return s[:n] + "…"
 	}
 	return s
+}
+
+// Patterns of credentials in a request, status or header line: a query parameter
+// that names a secret, the user information of a URL, and what follows an HTTP
+// authentication scheme.
+var (
+	secretParam  = regexp.MustCompile(`(?i)([?&;][a-z0-9_.-]*(?:token|pass|pwd|secret|key|auth|sig)[a-z0-9_.-]*=)[^&;#\s]*`)
+	urlUserInfo  = regexp.MustCompile(`(?i)([a-z][a-z0-9+.-]*://)[^/?#@\s]*@`)
+	authSchemeRe = regexp.MustCompile(`(?i)\b(basic|bearer|digest)\s+\S.*$`)
+)
+
+// redactLine returns a line a peer sent with its credentials replaced, for logs and
+// error messages: the whole value of an Authorization header (however malformed the
+// line), secret-looking query parameters (token=…), user information in URLs, and
+// whatever follows "Basic", "Bearer" or "Digest". Tokens travel in all of these
+// places, and a line that fails to parse is exactly the one that gets logged.
+func redactLine(line string) string {
+	name, _, hasColon := strings.Cut(line, ":")
+	if !hasColon {
+		name, _, _ = strings.Cut(line, " ")
+	}
+	if strings.Contains(strings.ToLower(name), "authorization") {
+		if hasColon {
+			return name + ": REDACTED"
+		}
+		return name + " REDACTED"
+	}
+	line = secretParam.ReplaceAllString(line, "${1}REDACTED")
+	line = urlUserInfo.ReplaceAllString(line, "${1}REDACTED@")
+	return authSchemeRe.ReplaceAllString(line, "${1} REDACTED")
 }

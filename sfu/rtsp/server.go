@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strconv"
 	"sync"
 	"time"
 
@@ -21,7 +20,8 @@ type Config struct {
 	// the kernel choose (see Server.Addr).
 	Address string
 	// UDPRTPAddress and UDPRTCPAddress are the server's UDP RTP and RTCP addresses
-	// for the UDP transport, e.g. ":8000" and ":8001". Empty (either) disables UDP:
+	// for the UDP transport, e.g. ":8000" and ":8001"; without a host they bind to
+	// the host of Address (all interfaces when it has none). Empty (either) disables UDP:
 	// readers and publishers must then use TCP (interleaved). When both ports are 0
 	// the kernel chooses an even port for RTP and the next one for RTCP, as some
 	// clients assume.
@@ -135,7 +135,10 @@ func (s *Server) Start() error {
 		ln = tls.NewListener(ln, s.tls)
 	}
 	if s.cfg.UDPRTPAddress != "" && s.cfg.UDPRTCPAddress != "" && s.tls == nil {
-		u, err := listenUDPPair(s.cfg.UDPRTPAddress, s.cfg.UDPRTCPAddress)
+		// UDP addresses without a host (":8000") take the RTSP listen host, so
+		// "-rtsp 127.0.0.1:8554" keeps the media sockets on loopback too.
+		host, _, _ := net.SplitHostPort(s.cfg.Address)
+		u, err := listenUDPPair(withDefaultHost(s.cfg.UDPRTPAddress, host), withDefaultHost(s.cfg.UDPRTCPAddress, host))
 		if err != nil {
 			_ = ln.Close()
 			return err
@@ -251,7 +254,7 @@ func (s *Server) Conns() int {
 // listenUDPPair opens the RTP and RTCP sockets. With port 0 for both, it looks for
 // an even RTP port whose successor is free.
 func listenUDPPair(rtpAddr, rtcpAddr string) (*udpListener, error) {
-	rh, rp, err1 := net.SplitHostPort(rtpAddr)
+	_, rp, err1 := net.SplitHostPort(rtpAddr)
 	ch, cp, err2 := net.SplitHostPort(rtcpAddr)
 	if err1 != nil || err2 != nil {
 		return nil, fmt.Errorf("rtsp: bad UDP addresses %q, %q", rtpAddr, rtcpAddr)
@@ -259,8 +262,16 @@ func listenUDPPair(rtpAddr, rtcpAddr string) (*udpListener, error) {
 	if rp != "0" || cp != "0" {
 		return openUDP(rtpAddr, rtcpAddr)
 	}
+	ra, err := net.ResolveUDPAddr("udp", rtpAddr)
+	if err != nil {
+		return nil, fmt.Errorf("rtsp: udp address %s: %w", rtpAddr, err)
+	}
+	ca, err := net.ResolveUDPAddr("udp", net.JoinHostPort(ch, "0"))
+	if err != nil {
+		return nil, fmt.Errorf("rtsp: udp address %s: %w", rtcpAddr, err)
+	}
 	for range 50 {
-		a, err := net.ListenUDP("udp", udpAddr(rh, 0))
+		a, err := net.ListenUDP("udp", ra)
 		if err != nil {
 			return nil, fmt.Errorf("rtsp: udp listen %s: %w", rtpAddr, err)
 		}
@@ -269,7 +280,7 @@ func listenUDPPair(rtpAddr, rtcpAddr string) (*udpListener, error) {
 			_ = a.Close()
 			continue
 		}
-		b, err := net.ListenUDP("udp", udpAddr(ch, port+1))
+		b, err := net.ListenUDP("udp", &net.UDPAddr{IP: ca.IP, Port: port + 1, Zone: ca.Zone})
 		if err != nil {
 			_ = a.Close()
 			continue
@@ -300,10 +311,11 @@ func openUDP(rtpAddr, rtcpAddr string) (*udpListener, error) {
 	return newUDPListener(a, b), nil
 }
 
-func udpAddr(host string, port int) *net.UDPAddr {
-	a, err := net.ResolveUDPAddr("udp", net.JoinHostPort(host, strconv.Itoa(port)))
-	if err != nil {
-		return &net.UDPAddr{Port: port}
+// withDefaultHost returns addr with host filled in when addr names none.
+func withDefaultHost(addr, host string) string {
+	h, port, err := net.SplitHostPort(addr)
+	if err != nil || h != "" {
+		return addr
 	}
-	return a
+	return net.JoinHostPort(host, port)
 }

@@ -100,7 +100,7 @@ func (c *serverConn) run() {
 		}
 		rp := c.handle(req)
 		head := [][2]string{{"Server", "Lectern"}}
-		if cseq := req.header.get("CSeq"); cseq != "" {
+		if cseq := req.header.get("CSeq"); validCSeq(cseq) { // echoed only when it is a number
 			head = [][2]string{{"CSeq", cseq}, {"Server", "Lectern"}}
 		}
 		rp.res.fields = append(head, rp.res.fields...)
@@ -174,8 +174,11 @@ func (c *serverConn) write(b []byte) error {
 
 // handle answers one request. One function per method.
 func (c *serverConn) handle(req *request) reply {
-	if req.header.get("CSeq") == "" {
+	switch cseq := req.header.get("CSeq"); {
+	case cseq == "":
 		return reply{res: &response{status: statusBadRequest, reason: "Bad Request: missing CSeq"}, close: true}
+	case !validCSeq(cseq):
+		return reply{res: &response{status: statusBadRequest, reason: "Bad Request: CSeq must be a number"}, close: true}
 	}
 	if id := req.header.get("Session"); id != "" && req.method != "OPTIONS" && req.method != "GET_PARAMETER" {
 		id, _, _ = strings.Cut(id, ";")
@@ -208,6 +211,20 @@ func (c *serverConn) handle(req *request) reply {
 		return errorReply(req, fmt.Errorf("%w: PAUSE (live sessions cannot be paused)", errNotImplemented))
 	}
 	return errorReply(req, fmt.Errorf("%w: %s", errNotImplemented, truncate(req.method, 20)))
+}
+
+// validCSeq reports whether v is a CSeq the server may echo: 1 to 10 digits (RFC
+// 2326 §12.17). Anything else could carry header fields into the response.
+func validCSeq(v string) bool {
+	if v == "" || len(v) > 10 {
+		return false
+	}
+	for i := range len(v) {
+		if v[i] < '0' || v[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // sessionResponse returns a response carrying the Session header, if any.

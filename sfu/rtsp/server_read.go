@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"lectern/auth"
 	"lectern/sfu"
 )
 
@@ -107,7 +108,7 @@ func (c *serverConn) handleDescribe(req *request) reply {
 	if err != nil {
 		return errorReply(req, err)
 	}
-	if err := c.check(req, t, "read"); err != nil {
+	if err := c.check(req, t, "read", auth.LiveWatchRoles()...); err != nil {
 		return errorReply(req, err)
 	}
 	hub, err := c.resolve(t)
@@ -170,7 +171,7 @@ func (c *serverConn) handleSetupPlay(req *request) reply {
 	if err != nil {
 		return errorReply(req, err)
 	}
-	if err := c.check(req, t, "read"); err != nil {
+	if err := c.check(req, t, "read", auth.LiveWatchRoles()...); err != nil {
 		return errorReply(req, err)
 	}
 	ss := c.sess
