@@ -353,12 +353,18 @@ func (a *app) banner() string {
 		fmt.Fprintf(&b, "\n  RTSP (encoders, decoders, VLC): rtsp://<host>%s/<session>", a.rtsp.Addr()[strings.LastIndex(a.rtsp.Addr(), ":"):])
 	}
 	fmt.Fprintf(&b, "\n  Data directory: %s\n", a.cfg.DataDir)
+	// The banner goes to stdout, so to journald and docker logs: a configured
+	// token is a standing credential and is never printed; the curl lines then
+	// let the shell expand it. A generated one lives only as long as this run and
+	// this is the only place it can be read.
+	bearer := `"Authorization: Bearer $LECTERN_ADMIN_TOKEN"`
 	if a.generated {
 		fmt.Fprintf(&b, "  Admin token (generated for this run; set LECTERN_ADMIN_TOKEN to keep one): %s\n", a.adminToken)
+		bearer = "'Authorization: Bearer " + a.adminToken + "'"
 	} else {
-		fmt.Fprintf(&b, "  Admin token: the one configured (LECTERN_ADMIN_TOKEN / -admin-token)\n")
+		fmt.Fprintf(&b, "  Admin token: the one configured (LECTERN_ADMIN_TOKEN / -admin-token); not shown\n")
 	}
-	fmt.Fprintf(&b, "\nCreate a session:\n  curl -s -X POST %s/api/sessions -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' -d '{\"title\":\"Chuyển đổi số - Bài 1\"}'\n", base, a.adminToken)
-	fmt.Fprintf(&b, "Then mint a trainer token for it:\n  curl -s -X POST %s/api/sessions/<id>/tokens -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' -d '{\"role\":\"trainer\",\"name\":\"trainer\"}'\n\n", base, a.adminToken)
+	fmt.Fprintf(&b, "\nCreate a session:\n  curl -s -X POST %s/api/sessions -H %s -H 'Content-Type: application/json' -d '{\"title\":\"Chuyển đổi số - Bài 1\"}'\n", base, bearer)
+	fmt.Fprintf(&b, "Then mint a trainer token for it:\n  curl -s -X POST %s/api/sessions/<id>/tokens -H %s -H 'Content-Type: application/json' -d '{\"role\":\"trainer\",\"name\":\"trainer\"}'\n\n", base, bearer)
 	return b.String()
 }
