@@ -25,19 +25,37 @@ func (r *Recorder) Get(id string) (Meta, error) {
 	if !validID.MatchString(id) {
 		return Meta{}, fmt.Errorf("%w: %q", ErrNotFound, id)
 	}
-	if up := r.liveUploader(id); up != nil {
-		return up.snapshot().summary(), nil
-	}
 	m, ok := r.index.get(id)
+	if !ok || m.Status == StatusRecording {
+		if up := r.liveUploader(id); up != nil {
+			return up.summary(), nil
+		}
+	}
 	if !ok {
 		return Meta{}, fmt.Errorf("%w: %q", ErrNotFound, id)
 	}
 	return m, nil
 }
 
-// List returns one page of recordings, newest first. It reads the in-memory index
-// only: it does not touch the store.
-func (r *Recorder) List(q Query) (Page, error) { return r.index.list(q) }
+// List returns one page of recordings, newest first. It reads memory only: the
+// index, and for recordings in progress what their uploaders stored so far (the
+// index is saved when a recording starts and ends, not at every segment), so
+// the list and [Recorder.Get] agree.
+func (r *Recorder) List(q Query) (Page, error) {
+	page, err := r.index.list(q)
+	if err != nil {
+		return page, err
+	}
+	for i, m := range page.Recordings { // a fresh slice: ours to change
+		if m.Status != StatusRecording {
+			continue
+		}
+		if up := r.liveUploader(m.ID); up != nil {
+			page.Recordings[i] = up.summary()
+		}
+	}
+	return page, nil
+}
 
 // Key returns the store key of file (e.g. "index.m3u8", "seg-000001.m4s",
 // "screen/init.mp4") of a recording, after checking that the recording and the

@@ -335,6 +335,17 @@ func (u *uploader) snapshot() Meta {
 	return m
 }
 
+// summary returns what is stored so far without the segment lists, as the
+// index keeps it. Its status stays "recording" until the index has the final
+// word (finalise marks meta complete before the VOD playlists are stored).
+func (u *uploader) summary() Meta {
+	u.metaMu.Lock()
+	m := u.meta.summary() // shares Tracks, Codecs and Gaps: never changed in place
+	u.metaMu.Unlock()
+	m.Status, m.EndedAt = StatusRecording, nil
+	return m
+}
+
 // removeSpool deletes the recording's spool directory, if it has one.
 func (u *uploader) removeSpool() {
 	if u.jour == nil {

@@ -2,10 +2,20 @@ package web
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+
+	"lectern/auth"
+	"lectern/internal/clip"
+	"lectern/internal/testpeer"
+	"lectern/recorder"
+	"lectern/storage"
 )
 
 // TestReplayRangeOverflow: "bytes=0-9223372036854775807" (the largest last
@@ -81,5 +91,74 @@ func TestReplayErrorsHideStoreKeys(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestReplayListWhileRecording: while a lecture is recorded, the list and the
+// recording's own description tell the same segments and duration (the list
+// said 0 and 0 until the end).
+func TestReplayListWhileRecording(t *testing.T) {
+	c := lectureClip(t)
+	d, err := storage.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	s, _, _ := newReplayStack(t, d, nil)
+	id := s.createSession("Bài đang ghi")
+	trainer := s.token(id, auth.RoleTrainer, "trainer")
+	pub, err := testpeer.NewPublisher(s.ctx, testpeer.Options{}, false, s.signal("/whip/"+id, trainer, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	ctx, stop := context.WithCancel(s.ctx)
+	played := make(chan error, 1)
+	go func() {
+		played <- c.Play(ctx, clip.PlayOptions{
+			WriteVideo: func(p *rtp.Packet) error { return pub.Video.WriteRTP(p) },
+			WriteAudio: func(p *rtp.Packet) error { return pub.Audio.WriteRTP(p) },
+		})
+	}()
+	defer func() {
+		stop()
+		<-played
+	}()
+
+	listed := func() recordingSummary {
+		resp, body := s.do("GET", "/api/recordings?session="+id, trainer, "", "")
+		var page recordingPage
+		if resp.StatusCode != 200 || json.Unmarshal([]byte(body), &page) != nil || len(page.Recordings) > 1 {
+			t.Fatalf("list: %d %s", resp.StatusCode, body)
+		}
+		if len(page.Recordings) == 0 {
+			return recordingSummary{}
+		}
+		return page.Recordings[0]
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		before := listed()
+		if before.ID != "" {
+			resp, body := s.do("GET", "/api/recordings/"+before.ID, trainer, "", "")
+			var item recordingView
+			if resp.StatusCode != 200 || json.Unmarshal([]byte(body), &item) != nil {
+				t.Fatalf("item: %d %s", resp.StatusCode, body)
+			}
+			after := listed()
+			// Compared when no segment was stored between the requests.
+			if before.Segments == after.Segments && item.Status == recorder.StatusRecording &&
+				item.Segments >= 2 && before.Status == recorder.StatusRecording {
+				if before.Segments != item.Segments || before.Duration != item.Duration || before.Bytes != item.Bytes {
+					t.Fatalf("while recording, the list says %d segments, %v s, %d bytes; the recording %d, %v s, %d bytes",
+						before.Segments, before.Duration, before.Bytes, item.Segments, item.Duration, item.Bytes)
+				}
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no recording with 2 segments in the list and the item within 30 s: %+v", before)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
