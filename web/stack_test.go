@@ -55,6 +55,8 @@ type stackOptions struct {
 	// the replay API, attached as cmd/lectern attaches it.
 	recorder bool
 	timeout  time.Duration // the stack's request context; default 90 s
+	// corsOrigins are Config.CORSOrigins; default https://portal.example.edu.
+	corsOrigins []string
 }
 
 func newStack(t *testing.T, o stackOptions) *stack {
@@ -115,8 +117,11 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		t.Fatal(err)
 	}
 	issuer, _ := auth.NewIssuer(testSecret)
+	if o.corsOrigins == nil {
+		o.corsOrigins = []string{"https://portal.example.edu"}
+	}
 	h, err := New(Config{Catalog: cat, Registry: reg, WebRTC: edge, Events: broker, Tokens: issuer, AdminToken: testAdmin,
-		CORSOrigins: []string{"https://portal.example.edu"}, PublicURL: "http://lectern.test",
+		CORSOrigins: o.corsOrigins, PublicURL: "http://lectern.test",
 		Replays: replays, Pages: o.pages, Logger: log})
 	if err != nil {
 		t.Fatal(err)
