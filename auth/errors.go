@@ -30,3 +30,7 @@ var (
 	// display name or lifetime.
 	ErrInvalidClaims = errors.New("auth: invalid token request")
 )
+
+// ErrTooManyFailures: the client's address presented too many bad tokens lately; it is
+// refused for a while (HTTP 429). The error is a *TooManyFailuresError.
+var ErrTooManyFailures = errors.New("auth: too many failed authentications from this address")

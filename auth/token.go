@@ -35,6 +35,9 @@ const (
 	// classroom tokens; anything longer should be re-minted.
 	MinTTL = time.Minute
 	MaxTTL = 90 * 24 * time.Hour
+	// MaxEmbedTTL bounds an embed token: a replay embedded in a training portal stays
+	// there for years; it is revoked by deleting it, not by waiting.
+	MaxEmbedTTL = 5 * 365 * 24 * time.Hour
 	// Leeway is the clock skew tolerated on exp (and iat, nbf) when verifying.
 	Leeway = 5 * time.Second
 	// MaxDisplayLen is the longest display name, in characters (runes).
@@ -52,12 +55,16 @@ const (
 	RoleSite    Role = "site"    // a classroom: watches, raises a hand, publishes when granted
 	RoleViewer  Role = "viewer"  // watches only
 	RoleLearner Role = "learner" // an individual learner: watches, raises a hand
+	// RoleEmbed reads one recording's replay and nothing else: the credential of a player
+	// embedded in another site. Its token names the recording (Claims.Recording), and the
+	// server also checks that it was not revoked.
+	RoleEmbed Role = "embed"
 )
 
 // Valid reports whether r is one of the known roles.
 func (r Role) Valid() bool {
 	switch r {
-	case RoleTrainer, RoleSite, RoleViewer, RoleLearner:
+	case RoleTrainer, RoleSite, RoleViewer, RoleLearner, RoleEmbed:
 		return true
 	}
 	return false
@@ -75,15 +82,21 @@ type Claims struct {
 	Name string `json:"name"`
 	// Display is the human name shown in the UI; it may be Vietnamese with diacritics.
 	Display string `json:"display,omitempty"`
+	// Recording is the one recording an embed token reads (RoleEmbed only, required there).
+	Recording string `json:"rec,omitempty"`
 	// RegisteredClaims carries exp, iat, iss ("lectern") and a random jti.
 	jwt.RegisteredClaims
 }
 
 // Allows returns nil if the token admits its holder to session with one of roles. With no
-// roles, any role is allowed. It returns an error matching ErrWrongSession or ErrWrongRole.
+// roles, any participant's role is allowed: every role but RoleEmbed, which is allowed only
+// where it is named. It returns an error matching ErrWrongSession or ErrWrongRole.
 func (c *Claims) Allows(session string, roles ...Role) error {
 	if c.Session == "" || c.Session != session {
 		return fmt.Errorf("%w: token is for session %q, not %q", ErrWrongSession, c.Session, session)
+	}
+	if len(roles) == 0 && c.Role == RoleEmbed {
+		return fmt.Errorf("%w: an embed token only plays its recording", ErrWrongRole)
 	}
 	if len(roles) > 0 && !slices.Contains(roles, c.Role) {
 		return fmt.Errorf("%w: role %q, want one of %v", ErrWrongRole, c.Role, roles)
@@ -97,7 +110,10 @@ type MintRequest struct {
 	Role    Role          // a Valid role
 	Name    string        // participant id, a ValidName
 	Display string        // optional human name: UTF-8, no control characters, ≤ MaxDisplayLen
-	TTL     time.Duration // lifetime, MinTTL..MaxTTL
+	TTL     time.Duration // lifetime, MinTTL..MaxTTL (MaxEmbedTTL for RoleEmbed)
+	// Recording is the recording an embed token reads: required for RoleEmbed, a
+	// ValidRecording; empty for every other role.
+	Recording string
 }
 
 // validate returns every problem with r, each matching ErrInvalidClaims.
@@ -118,13 +134,26 @@ func (r MintRequest) validate() error {
 	if err := checkDisplay(r.Display); err != nil {
 		bad("display name: %v", err)
 	}
-	if r.TTL < MinTTL || r.TTL > MaxTTL {
-		bad("lifetime %v is outside %v..%v", r.TTL, MinTTL, MaxTTL)
+	maxTTL := MaxTTL
+	if r.Role == RoleEmbed {
+		maxTTL = MaxEmbedTTL
+	}
+	if r.TTL < MinTTL || r.TTL > maxTTL {
+		bad("lifetime %v is outside %v..%v", r.TTL, MinTTL, maxTTL)
+	}
+	switch {
+	case r.Role == RoleEmbed && !ValidRecording(r.Recording):
+		bad("an embed token needs a valid recording id, got %q", r.Recording)
+	case r.Role != RoleEmbed && r.Recording != "":
+		bad("only an embed token names a recording")
 	}
 	return errors.Join(errs...)
 }
 
-// checkDisplay accepts any printable UTF-8 text up to MaxDisplayLen characters.
+// checkDisplay accepts any printable UTF-8 text up to MaxDisplayLen characters. Control
+// characters, bidirectional controls (U+202A–U+202E, U+2066–U+2069, U+200E/F, U+061C:
+// "\u202egnp.exe" shows as "exe.png") and line or paragraph separators are refused: a
+// display name is shown to everyone else, and must show what it says.
 func checkDisplay(s string) error {
 	if !utf8.ValidString(s) {
 		return errors.New("not valid UTF-8")
@@ -132,8 +161,15 @@ func checkDisplay(s string) error {
 	if n := utf8.RuneCountInString(s); n > MaxDisplayLen {
 		return fmt.Errorf("%d characters, at most %d", n, MaxDisplayLen)
 	}
-	if strings.ContainsFunc(s, unicode.IsControl) {
-		return errors.New("contains control characters")
+	for _, r := range s {
+		switch {
+		case unicode.IsControl(r):
+			return fmt.Errorf("contains control characters (%U)", r)
+		case unicode.Is(unicode.Bidi_Control, r):
+			return fmt.Errorf("contains a bidirectional control character (%U), which reorders the text around it", r)
+		case unicode.In(r, unicode.Zl, unicode.Zp):
+			return fmt.Errorf("contains a line or paragraph separator (%U)", r)
+		}
 	}
 	return nil
 }
@@ -166,10 +202,11 @@ func (i *Issuer) Mint(req MintRequest) (token string, expires time.Time, err err
 	now := i.now()
 	expires = now.Add(req.TTL).Truncate(time.Second)
 	claims := Claims{
-		Session: req.Session,
-		Role:    req.Role,
-		Name:    req.Name,
-		Display: req.Display,
+		Session:   req.Session,
+		Role:      req.Role,
+		Name:      req.Name,
+		Display:   req.Display,
+		Recording: req.Recording,
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    issuerName,
 			IssuedAt:  jwt.NewNumericDate(now),
@@ -216,6 +253,10 @@ func (i *Issuer) Verify(token string) (*Claims, error) {
 		return nil, fmt.Errorf("%w: unknown role %q", ErrInvalidToken, c.Role)
 	case !ValidName(c.Name):
 		return nil, fmt.Errorf("%w: participant name %q is not a valid name", ErrInvalidToken, c.Name)
+	case c.Role == RoleEmbed && !ValidRecording(c.Recording):
+		return nil, fmt.Errorf("%w: embed token for recording %q", ErrInvalidToken, c.Recording)
+	case c.Role != RoleEmbed && c.Recording != "":
+		return nil, fmt.Errorf("%w: a %s token names a recording", ErrInvalidToken, c.Role)
 	}
 	return &c, nil
 }
@@ -294,6 +335,25 @@ func ValidName(s string) bool {
 		switch {
 		case 'a' <= c && c <= 'z', '0' <= c && c <= '9':
 		case (c == '-' || c == '_') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// ValidRecording reports whether s may be a recording id in an embed token: 1 to 128
+// characters of ASCII letters, digits, '_', '.' and '-', starting with a letter or digit
+// (the recorder's ids are "<session>-<time>-<publication>").
+func ValidRecording(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case (c == '-' || c == '_' || c == '.') && i > 0:
 		default:
 			return false
 		}
