@@ -80,6 +80,7 @@ func parseOffer(offer string) ([]offerSection, error) {
 	if len(desc.MediaDescriptions) > maxMediaSections {
 		return nil, fmt.Errorf("%w: %d media sections, at most %d", ErrBadOffer, len(desc.MediaDescriptions), maxMediaSections)
 	}
+	bundled := bundleMids(&desc)
 	var sections []offerSection
 	for i, md := range desc.MediaDescriptions {
 		var kind sfu.Kind
@@ -91,10 +92,10 @@ func parseOffer(offer string) ([]offerSection, error) {
 		default:
 			continue
 		}
-		if md.MediaName.Port.Value == 0 {
+		mid, _ := md.Attribute("mid")
+		if md.MediaName.Port.Value == 0 && !isBundleOnly(md, mid, bundled) {
 			continue // rejected section
 		}
-		mid, _ := md.Attribute("mid")
 		if mid == "" {
 			return nil, fmt.Errorf("%w: media section %d has no a=mid (BUNDLE is required)", ErrBadOffer, i)
 		}
@@ -107,6 +108,33 @@ func parseOffer(offer string) ([]offerSection, error) {
 		return nil, fmt.Errorf("%w: no audio or video section", ErrBadOffer)
 	}
 	return sections, nil
+}
+
+// bundleMids returns the mids of an offer's BUNDLE groups.
+func bundleMids(desc *sdp.SessionDescription) map[string]bool {
+	mids := map[string]bool{}
+	for _, a := range desc.Attributes {
+		if a.Key != "group" {
+			continue
+		}
+		fields := strings.Fields(a.Value)
+		if len(fields) == 0 || !strings.EqualFold(fields[0], "BUNDLE") {
+			continue
+		}
+		for _, mid := range fields[1:] {
+			mids[mid] = true
+		}
+	}
+	return mids
+}
+
+// isBundleOnly reports whether a port-0 section is a bundle-only one (RFC 9143
+// §6): a member of a BUNDLE group that shares the group's transport instead of a
+// rejected section. GStreamer's webrtcbin offers its every section but the first
+// this way by default (bundle-policy=max-bundle).
+func isBundleOnly(md *sdp.MediaDescription, mid string, bundled map[string]bool) bool {
+	_, only := md.Attribute("bundle-only")
+	return only && mid != "" && bundled[mid]
 }
 
 // sectionCodecOK reports whether md offers the codec Lectern forwards for kind, and
