@@ -33,6 +33,7 @@ type Catalog struct {
 
 	mu       sync.Mutex
 	sessions map[string]Session
+	embeds   map[string]Embed // by id (the token's jti)
 }
 
 // Open loads the catalog stored in dir (creating dir if needed). A missing sessions.json is an
@@ -46,11 +47,11 @@ func Open(dir string) (*Catalog, error) {
 	if err := removeTemps(dir); err != nil {
 		return nil, fmt.Errorf("catalog: cleaning %s: %w", dir, err)
 	}
-	sessions, err := load(filepath.Join(dir, FileName))
+	sessions, embeds, err := load(filepath.Join(dir, FileName))
 	if err != nil {
 		return nil, err
 	}
-	return &Catalog{dir: dir, now: time.Now, sessions: sessions}, nil
+	return &Catalog{dir: dir, now: time.Now, sessions: sessions, embeds: embeds}, nil
 }
 
 // Create validates n, gives it a fresh id and creation time, stores it and returns it. An
@@ -62,6 +63,7 @@ func (c *Catalog) Create(n NewSession) (Session, error) {
 		Description:   n.Description,
 		ScheduledAt:   n.ScheduledAt,
 		PublicReplays: n.PublicReplays,
+		Listed:        n.Listed,
 	}
 	if err := s.normalize(); err != nil {
 		return Session{}, err
@@ -76,7 +78,7 @@ func (c *Catalog) Create(n NewSession) (Session, error) {
 	s.ID = id
 	s.CreatedAt = c.now().UTC().Round(0)
 	c.sessions[id] = s
-	if err := save(c.dir, c.sessions); err != nil {
+	if err := save(c.dir, c.sessions, c.embeds); err != nil {
 		delete(c.sessions, id)
 		return Session{}, err
 	}
@@ -126,7 +128,7 @@ func (c *Catalog) List() []Session {
 	return out
 }
 
-// Delete removes the session with the given id, or returns an error matching ErrNotFound. A
+// Delete removes the session with the given id, and its embed tokens, or returns an error matching ErrNotFound. A
 // failed write leaves the catalog unchanged.
 func (c *Catalog) Delete(id string) error {
 	c.mu.Lock()
@@ -136,8 +138,18 @@ func (c *Catalog) Delete(id string) error {
 		return fmt.Errorf("%w: %q", ErrNotFound, id)
 	}
 	delete(c.sessions, id)
-	if err := save(c.dir, c.sessions); err != nil {
+	var gone []Embed // a session's embed tokens go with it
+	for k, e := range c.embeds {
+		if e.Session == id {
+			gone = append(gone, e)
+			delete(c.embeds, k)
+		}
+	}
+	if err := save(c.dir, c.sessions, c.embeds); err != nil {
 		c.sessions[id] = s
+		for _, e := range gone {
+			c.embeds[e.ID] = e
+		}
 		return err
 	}
 	return nil
@@ -172,7 +184,7 @@ func (c *Catalog) Update(id string, fn func(*Session) error) (Session, error) {
 		return Session{}, err
 	}
 	c.sessions[id] = s
-	if err := save(c.dir, c.sessions); err != nil {
+	if err := save(c.dir, c.sessions, c.embeds); err != nil {
 		c.sessions[id] = old
 		return Session{}, err
 	}

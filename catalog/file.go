@@ -25,34 +25,44 @@ const tempPattern = "." + FileName + ".*.tmp"
 type fileFormat struct {
 	Version  int       `json:"version"`
 	Sessions []Session `json:"sessions"`
+	// Embeds are the embed tokens not revoked (added later in version 1: an older
+	// file has none).
+	Embeds []Embed `json:"embeds,omitempty"`
 }
 
 // load reads the sessions stored in path. A missing file is an empty catalog; anything else
 // that cannot be read in full is an error naming the file, so that no session is lost silently.
-func load(path string) (map[string]Session, error) {
+func load(path string) (map[string]Session, map[string]Embed, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return map[string]Session{}, nil
+		return map[string]Session{}, map[string]Embed{}, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("catalog: reading %s: %w", path, err)
+		return nil, nil, fmt.Errorf("catalog: reading %s: %w", path, err)
 	}
 	var f fileFormat
 	if err := json.Unmarshal(data, &f); err != nil {
-		return nil, fmt.Errorf("catalog: %s is corrupt: %w", path, err)
+		return nil, nil, fmt.Errorf("catalog: %s is corrupt: %w", path, err)
 	}
 	if f.Version != fileVersion {
-		return nil, fmt.Errorf("catalog: %s has format version %d, this build reads version %d",
+		return nil, nil, fmt.Errorf("catalog: %s has format version %d, this build reads version %d",
 			path, f.Version, fileVersion)
 	}
 	sessions := make(map[string]Session, len(f.Sessions))
 	for i, s := range f.Sessions {
 		if err := checkStored(&s, sessions); err != nil {
-			return nil, fmt.Errorf("catalog: %s is corrupt: session #%d (%q): %w", path, i, s.ID, err)
+			return nil, nil, fmt.Errorf("catalog: %s is corrupt: session #%d (%q): %w", path, i, s.ID, err)
 		}
 		sessions[s.ID] = s
 	}
-	return sessions, nil
+	embeds := make(map[string]Embed, len(f.Embeds))
+	for i, e := range f.Embeds {
+		if err := e.check(); err != nil {
+			return nil, nil, fmt.Errorf("catalog: %s is corrupt: embed #%d (%q): %w", path, i, e.ID, err)
+		}
+		embeds[e.ID] = e
+	}
+	return sessions, embeds, nil
 }
 
 // checkStored validates one session read from the file: the same rules as Create, plus a
@@ -74,12 +84,16 @@ func checkStored(s *Session, seen map[string]Session) error {
 // save writes sessions to dir/FileName atomically: a temporary file in the same directory is
 // written and fsynced, renamed over the old file, and the directory is fsynced, so that after
 // a crash the file holds either the old or the new catalog, never a mix.
-func save(dir string, sessions map[string]Session) error {
+func save(dir string, sessions map[string]Session, embeds map[string]Embed) error {
 	f := fileFormat{Version: fileVersion, Sessions: make([]Session, 0, len(sessions))}
 	for _, s := range sessions {
 		f.Sessions = append(f.Sessions, s)
 	}
 	slices.SortFunc(f.Sessions, func(a, b Session) int { return strings.Compare(a.ID, b.ID) })
+	for _, e := range embeds {
+		f.Embeds = append(f.Embeds, e)
+	}
+	slices.SortFunc(f.Embeds, func(a, b Embed) int { return strings.Compare(a.ID, b.ID) })
 	data, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
 		return fmt.Errorf("catalog: encoding sessions: %w", err)

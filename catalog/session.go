@@ -33,6 +33,9 @@ type Session struct {
 	ScheduledAt *time.Time `json:"scheduled_at,omitempty"`
 	// PublicReplays makes the recordings of this session visible without a token.
 	PublicReplays bool `json:"public_replays"`
+	// Listed shows the session (title, schedule) in the public lobby list. Unlisted
+	// sessions are shown only to the admin and to holders of their tokens.
+	Listed bool `json:"listed"`
 	// CreatedAt is set by Create, in UTC, and never changes.
 	CreatedAt time.Time `json:"created_at"`
 }
@@ -44,6 +47,7 @@ type NewSession struct {
 	Description   string
 	ScheduledAt   *time.Time
 	PublicReplays bool
+	Listed        bool
 }
 
 // sortKey is the time List orders by: the scheduled start if there is one, else the creation
@@ -106,6 +110,10 @@ func cleanText(field, v string, maxRunes int, multiline bool) (string, error) {
 		}
 		if unicode.IsControl(r) {
 			return "", invalid(field, "must not contain control characters (%U at byte %d)", r, i)
+		}
+		if unicode.Is(unicode.Bidi_Control, r) {
+			// "\u202e" and its kin reorder what follows: a title must show what it says.
+			return "", invalid(field, "must not contain bidirectional control characters (%U at byte %d)", r, i)
 		}
 	}
 	return v, nil
