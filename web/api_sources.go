@@ -1,6 +1,7 @@
 package web
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 
@@ -17,6 +18,7 @@ type rtspSources interface {
 	List(sessionID string) []rtsp.SourceInfo
 	Remove(sessionID, id string) error
 	RemoveAll(sessionID string)
+	TrainersMayAdd() bool
 }
 
 func (s *Server) sourceRoutes(r chi.Router) {
@@ -26,14 +28,20 @@ func (s *Server) sourceRoutes(r chi.Router) {
 }
 
 // addSource brings an RTSP camera or encoder into the session: POST
-// {"url":"rtsp://…","name":"…","as":"trainer"|"site"}. Admin or the trainer.
+// {"url":"rtsp://…","name":"…","as":"trainer"|"site"}. The admin, or the trainer
+// when the server lets trainers (then only within the admin's allow-list): a
+// source makes the server connect wherever its URL says.
 func (s *Server) addSource(w http.ResponseWriter, r *http.Request) {
-	c, _, ok := s.member(w, r, auth.RoleTrainer)
+	c, p, ok := s.member(w, r, auth.RoleTrainer)
 	if !ok {
 		return
 	}
 	if s.cfg.Sources == nil {
 		s.httpError(w, r, fmt.Errorf("%w: RTSP sources are disabled on this server", errNotFound))
+		return
+	}
+	if !p.admin && !s.cfg.Sources.TrainersMayAdd() {
+		s.httpError(w, r, fmt.Errorf("%w: only the admin may add RTSP sources on this server (-rtsp-source-trainers lets trainers, within -rtsp-source-allow)", errForbidden))
 		return
 	}
 	var spec rtsp.SourceSpec
@@ -42,6 +50,9 @@ func (s *Server) addSource(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	info, err := s.cfg.Sources.Add(c.ID, spec)
+	if errors.Is(err, rtsp.ErrDestinationRefused) {
+		err = fmt.Errorf("%w: %w", errForbidden, err)
+	}
 	if err != nil {
 		s.httpError(w, r, err)
 		return

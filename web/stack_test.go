@@ -55,6 +55,9 @@ type stackOptions struct {
 	// the replay API, attached as cmd/lectern attaches it.
 	recorder bool
 	timeout  time.Duration // the stack's request context; default 90 s
+
+	// sourcesConfig adjusts the RTSP sources' config (allow-list, trainers).
+	sourcesConfig func(*rtsp.SourcesConfig)
 	// corsOrigins are Config.CORSOrigins; default https://portal.example.edu.
 	corsOrigins []string
 }
@@ -127,12 +130,16 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		t.Fatal(err)
 	}
 	if o.sources {
-		srcs := rtsp.NewSources(rtsp.SourcesConfig{Logger: log, Sessions: func(id string) (*sfu.Session, error) {
+		scfg := rtsp.SourcesConfig{Logger: log, Sessions: func(id string) (*sfu.Session, error) {
 			if _, err := cat.Get(id); err != nil {
 				return nil, err
 			}
 			return reg.Session(id), nil
-		}})
+		}}
+		if o.sourcesConfig != nil {
+			o.sourcesConfig(&scfg)
+		}
+		srcs := rtsp.NewSources(scfg)
 		t.Cleanup(srcs.Close)
 		h.cfg.Sources = srcs
 	}

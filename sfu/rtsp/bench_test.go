@@ -298,7 +298,8 @@ func runBenchReaders(spec string) int {
 
 // playClient connects one reader and starts playing.
 func playClient(u *url.URL) (*rtspClient, error) {
-	c, err := dialClient(context.Background(), u, nil, 30*time.Second)
+	loopback, _ := ParseDestinations([]string{"127.0.0.0/8", "::1"})
+	c, err := dialClient(context.Background(), u, loopback, nil, 30*time.Second)
 	if err != nil {
 		return nil, err
 	}

@@ -39,8 +39,25 @@ type rtspClient struct {
 // errCamera wraps what a camera answered with an error status.
 var errCamera = errors.New("camera refused")
 
-// dialClient connects to the camera named by u (rtsp:// or rtsps://).
-func dialClient(ctx context.Context, u *url.URL, tlsConf *tls.Config, timeout time.Duration) (*rtspClient, error) {
+// errNoTCP: the camera answered SETUP without RTP over TCP.
+var errNoTCP = fmt.Errorf("%w SETUP: the camera does not offer RTP over TCP", errCamera)
+
+// statusError is a camera's answer with an error status. Redirects (3xx) are not
+// followed: credentials go only to the host the source URL names.
+type statusError struct {
+	method string
+	status int
+}
+
+func (e *statusError) Error() string {
+	return fmt.Sprintf("%v %s: status %d", errCamera, e.method, e.status)
+}
+
+func (e *statusError) Unwrap() error { return errCamera }
+
+// dialClient connects to the camera named by u (rtsp:// or rtsps://), if allow
+// admits the address its host resolves to.
+func dialClient(ctx context.Context, u *url.URL, allow *Destinations, tlsConf *tls.Config, timeout time.Duration) (*rtspClient, error) {
 	host := u.Host
 	if u.Port() == "" {
 		port := "554"
@@ -49,7 +66,7 @@ func dialClient(ctx context.Context, u *url.URL, tlsConf *tls.Config, timeout ti
 		}
 		host = net.JoinHostPort(u.Hostname(), port)
 	}
-	d := net.Dialer{Timeout: timeout}
+	d := net.Dialer{Timeout: timeout, Control: allow.control(u.Hostname())}
 	nc, err := d.DialContext(ctx, "tcp", host)
 	if err != nil {
 		return nil, err
@@ -119,10 +136,9 @@ func (c *rtspClient) do(method, uri string, fields ...[2]string) (*response, err
 			continue
 		}
 		if res.status != statusOK {
-			if res.status == statusUnauthorized {
-				return nil, fmt.Errorf("%w %s: %d %s (check the user name and password in the source URL)", errCamera, method, res.status, truncate(res.reason, 80))
-			}
-			return nil, fmt.Errorf("%w %s: %d %s", errCamera, method, res.status, truncate(res.reason, 120))
+			// The reason phrase is the peer's text: it stays out of errors, which
+			// reach the API as a source's last error (see sourceErrorText).
+			return nil, &statusError{method: method, status: res.status}
 		}
 		return res, nil
 	}
@@ -211,7 +227,7 @@ func (c *rtspClient) setup(uri string, ch int) (int, error) {
 		return list[0].interleaved[0], nil
 	}
 	if res.header.get("Transport") != "" && !strings.Contains(strings.ToUpper(res.header.get("Transport")), "TCP") {
-		return 0, fmt.Errorf("%w SETUP: the camera does not offer RTP over TCP", errCamera)
+		return 0, errNoTCP
 	}
 	return ch, nil
 }

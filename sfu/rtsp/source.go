@@ -75,7 +75,7 @@ func (src *source) setState(state string, err error) {
 		src.state, src.since = state, time.Now()
 	}
 	if err != nil {
-		src.lastErr = err.Error()
+		src.lastErr = sourceErrorText(err)
 	}
 	src.mu.Unlock()
 }
@@ -122,7 +122,7 @@ func (src *source) run() {
 		}
 		src.setState(state, err)
 		wait := time.Duration(float64(backoff) * (0.8 + 0.4*rand.Float64()))
-		src.log.Info("rtsp source down; retrying", "err", err, "in", wait.Round(time.Millisecond))
+		src.log.Info("rtsp source down; retrying", "reason", sourceErrorText(err), "err", err, "in", wait.Round(time.Millisecond))
 		select {
 		case <-src.ctx.Done():
 			continue // reports the cause above
@@ -135,7 +135,7 @@ func (src *source) run() {
 // connect plays the camera once, until it drops. wasLive says whether media flowed.
 func (src *source) connect() (wasLive bool, err error) {
 	cfg := src.m.cfg
-	c, err := dialClient(src.ctx, src.u, cfg.TLSConfig, cfg.Timeout)
+	c, err := dialClient(src.ctx, src.u, cfg.Allow, cfg.TLSConfig, cfg.Timeout)
 	if err != nil {
 		return false, fmt.Errorf("connect: %w", err)
 	}

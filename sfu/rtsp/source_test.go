@@ -130,7 +130,7 @@ func TestPullSourceReconnects(t *testing.T) {
 	cam := newCamera(t, f.ctx, sfu.MimeH264)
 	var logs lockedBuffer
 	sources := NewSources(SourcesConfig{
-		Sessions: sessionsOf(f.reg, testSession), BackoffMin: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
+		Sessions: sessionsOf(f.reg, testSession), Allow: loopbackAllowed(t), BackoffMin: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
 		Timeout: 2 * time.Second, Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	defer sources.Close()
@@ -206,7 +206,7 @@ func TestPullSourceReconnects(t *testing.T) {
 func TestPullSourceRefusals(t *testing.T) {
 	f := newFixture(t, nil)
 	cam := newCamera(t, f.ctx, "video/H265")
-	sources := NewSources(SourcesConfig{Sessions: sessionsOf(f.reg, testSession), BackoffMin: 50 * time.Millisecond, Timeout: 2 * time.Second, Logger: testLogger()})
+	sources := NewSources(SourcesConfig{Sessions: sessionsOf(f.reg, testSession), Allow: loopbackAllowed(t), BackoffMin: 50 * time.Millisecond, Timeout: 2 * time.Second, Logger: testLogger()})
 	defer sources.Close()
 	for _, tc := range []struct{ name, url, want string }{
 		{"wrong-password", cam.url("wrong"), "401"},
@@ -241,7 +241,7 @@ func TestPullSourceRefusals(t *testing.T) {
 func TestSourceSpecValidation(t *testing.T) {
 	reg := sfu.NewRegistry(sfu.RegistryConfig{Logger: testLogger()})
 	defer reg.CloseAll()
-	sources := NewSources(SourcesConfig{Sessions: sessionsOf(reg, testSession), Logger: testLogger(), BackoffMin: time.Hour})
+	sources := NewSources(SourcesConfig{Sessions: sessionsOf(reg, testSession), Allow: loopbackAllowed(t), Logger: testLogger(), BackoffMin: time.Hour})
 	defer sources.Close()
 	for _, tc := range []struct {
 		name    string

@@ -31,6 +31,13 @@ type SourcesConfig struct {
 	// TLSConfig is used for rtsps:// sources; nil verifies certificates against the
 	// system roots.
 	TLSConfig *tls.Config
+	// Allow is where sources may connect; nil: anywhere but loopback, link-local,
+	// unspecified and multicast addresses (see Destinations).
+	Allow *Destinations
+	// TrainersMayAdd lets a session's trainer add sources; otherwise only the admin
+	// may (the HTTP layer asks TrainersMayAdd). A source makes the server connect
+	// where its URL says: it is the admin's to allow.
+	TrainersMayAdd bool
 }
 
 // SourceSpec is what an operator asks for: pull URL into the session as the
@@ -94,8 +101,12 @@ func NewSources(cfg SourcesConfig) *Sources {
 	return &Sources{cfg: cfg, log: cfg.Logger.With("component", "rtsp-sources"), ctx: ctx, cancel: cancel, bySession: map[string][]*source{}}
 }
 
+// TrainersMayAdd reports whether a session's trainer may add sources (otherwise
+// only the admin may).
+func (s *Sources) TrainersMayAdd() bool { return s.cfg.TrainersMayAdd }
+
 // validateSpec checks spec and returns the parsed URL and the publication name.
-func validateSpec(spec SourceSpec) (*url.URL, string, error) {
+func validateSpec(spec SourceSpec, allow *Destinations) (*url.URL, string, error) {
 	u, err := url.Parse(spec.URL)
 	if err != nil {
 		return nil, "", fmt.Errorf("%w: the URL does not parse", ErrInvalidSource)
@@ -105,6 +116,9 @@ func validateSpec(spec SourceSpec) (*url.URL, string, error) {
 	}
 	if u.Hostname() == "" {
 		return nil, "", fmt.Errorf("%w: the URL has no host", ErrInvalidSource)
+	}
+	if err := allow.precheck(u.Hostname()); err != nil {
+		return nil, "", err
 	}
 	if !auth.ValidName(spec.Name) {
 		return nil, "", fmt.Errorf("%w: name %q: 1-63 of a-z 0-9 _ -, starting with a letter or digit", ErrInvalidSource, truncate(spec.Name, 70))
@@ -121,9 +135,10 @@ func validateSpec(spec SourceSpec) (*url.URL, string, error) {
 // Add starts pulling spec into the session. It returns at once: the source connects
 // in the background (see List for its state). A second source for the same name or
 // publication is refused with ErrSourceExists; an unknown session with
-// ErrSessionNotFound.
+// ErrSessionNotFound; an address the allow-list refuses with ErrDestinationRefused
+// (a host name is checked on the address it resolves to, at every connection).
 func (s *Sources) Add(sessionID string, spec SourceSpec) (SourceInfo, error) {
-	u, pub, err := validateSpec(spec)
+	u, pub, err := validateSpec(spec, s.cfg.Allow)
 	if err != nil {
 		return SourceInfo{}, err
 	}

@@ -90,7 +90,7 @@ func TestRTSPS(t *testing.T) {
 	t.Run("pull source", func(t *testing.T) {
 		other := sfu.NewRegistry(sfu.RegistryConfig{Logger: testLogger()})
 		defer other.CloseAll()
-		sources := NewSources(SourcesConfig{Sessions: sessionsOf(other, "copy"), TLSConfig: &tls.Config{RootCAs: pool}, Logger: testLogger(), Timeout: 2 * time.Second})
+		sources := NewSources(SourcesConfig{Sessions: sessionsOf(other, "copy"), Allow: loopbackAllowed(t), TLSConfig: &tls.Config{RootCAs: pool}, Logger: testLogger(), Timeout: 2 * time.Second})
 		defer sources.Close()
 		if _, err := sources.Add("copy", SourceSpec{URL: "rtsps://x:" + testAdmin + "@" + f.srv.Addr() + "/" + testSession, Name: "tls-cam", As: "trainer"}); err != nil {
 			t.Fatal(err)
