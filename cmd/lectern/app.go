@@ -48,45 +48,57 @@ type app struct {
 	http     *http.Server
 	listener net.Listener
 
-	failed chan error
-	wg     sync.WaitGroup
+	failed  chan error
+	wg      sync.WaitGroup
+	cleanup cleanup // how to close what is open, newest last (cleanup.go)
 }
 
 func newApp(cfg config, log *slog.Logger) (*app, error) {
 	a := &app{cfg: cfg, log: log, failed: make(chan error, 1)}
+	if err := a.open(); err != nil {
+		// Whichever step failed, what the steps before it opened is closed, newest
+		// first, as shutdown would.
+		a.cleanup.run(context.Background(), log)
+		return nil, err
+	}
+	return a, nil
+}
+
+// testHookNewApp, when set by a test, runs as the last step of newApp; an error
+// from it fails newApp as a failing step would.
+var testHookNewApp func(*app) error
+
+// open builds every component. Each one, once open, pushes how to close it onto
+// a.cleanup; the order here is chosen so that closing newest first is also the
+// order of a clean shutdown: pull sources stop, sessions end (recordings write
+// their last segment), the RTSP server closes, the recorder stores what it holds
+// and the store closes, then the WebRTC sockets. start pushes the HTTP server
+// last, so it stops first.
+func (a *app) open() error {
+	cfg, log := a.cfg, a.log
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return nil, fmt.Errorf("data dir: %w", err)
+		return fmt.Errorf("data dir: %w", err)
 	}
 	secret, err := tokenSecret(cfg)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	issuer, err := auth.NewIssuer(secret)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	a.adminToken = cfg.AdminToken
 	if a.adminToken == "" {
 		if a.adminToken, err = auth.GenerateAdminToken(); err != nil {
-			return nil, err
+			return err
 		}
 		a.generated = true
 	}
 	if a.catalog, err = catalog.Open(cfg.DataDir); err != nil {
-		return nil, err
+		return err // the catalogue holds nothing open: each change is written whole
 	}
 	a.broker = events.NewBroker(events.Options{Logger: log})
-	if cfg.Record {
-		if err := a.openRecorder(); err != nil {
-			return nil, err
-		}
-	}
-	a.registry = sfu.NewRegistry(sfu.RegistryConfig{
-		Grace:          graceOrNone(cfg.ReconnectGrace),
-		MaxSubscribers: cfg.MaxSubscribers,
-		OnEvent:        a.onEvent,
-		Logger:         log,
-	})
+	a.cleanup.push("event streams", func(context.Context) error { a.broker.Close(); return nil })
 	edgeCfg := peer.Config{
 		UDPAddr:    net.JoinHostPort(cfg.WebRTCIP, strconv.Itoa(cfg.UDPPort)),
 		PublicIPs:  cfg.PublicIPs,
@@ -98,13 +110,14 @@ func newApp(cfg config, log *slog.Logger) (*app, error) {
 		edgeCfg.TCPAddr = net.JoinHostPort(cfg.WebRTCIP, strconv.Itoa(cfg.TCPPort))
 	}
 	if a.edge, err = peer.New(edgeCfg); err != nil {
-		a.closeRecorder(context.Background())
-		return nil, err
+		return err
 	}
-	metrics := prometheus.NewRegistry()
-	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		web.NewCollector(a.registry, a.edge.Resources))
-	a.sources = rtsp.NewSources(rtsp.SourcesConfig{Sessions: a.liveSession, Logger: log})
+	a.cleanup.push("webrtc", func(context.Context) error { return a.edge.Close() })
+	if cfg.Record {
+		if err := a.openRecorder(); err != nil {
+			return err
+		}
+	}
 	if cfg.RTSPAddr != "off" {
 		rc := rtsp.Config{Address: cfg.RTSPAddr, ServerCert: cfg.RTSPCert, ServerKey: cfg.RTSPKey,
 			Sessions: a.liveSession, Tokens: issuer, AdminToken: a.adminToken, Logger: log}
@@ -113,12 +126,23 @@ func newApp(cfg config, log *slog.Logger) (*app, error) {
 			rc.UDPRTCPAddress = ":" + strconv.Itoa(cfg.RTSPUDPRTCPPort)
 		}
 		if a.rtsp, err = rtsp.NewServer(rc); err != nil {
-			a.sources.Close()
-			_ = a.edge.Close()
-			a.closeRecorder(context.Background())
-			return nil, fmt.Errorf("rtsp: %w", err)
+			return fmt.Errorf("rtsp: %w", err)
 		}
+		a.cleanup.push("rtsp", func(context.Context) error { return a.rtsp.Close() })
 	}
+	a.registry = sfu.NewRegistry(sfu.RegistryConfig{
+		Grace:          graceOrNone(cfg.ReconnectGrace),
+		MaxSubscribers: cfg.MaxSubscribers,
+		OnEvent:        a.onEvent,
+		Logger:         log,
+	})
+	a.cleanup.push("sessions", func(context.Context) error { a.registry.CloseAll(); return nil })
+	a.sources = rtsp.NewSources(rtsp.SourcesConfig{Sessions: a.liveSession, Logger: log})
+	a.cleanup.push("rtsp sources", func(context.Context) error { a.sources.Close(); return nil })
+
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		web.NewCollector(a.registry, a.edge.Resources))
 	var replays *web.ReplayConfig
 	if a.recorder != nil {
 		metrics.MustRegister(a.recorder.Collector())
@@ -130,9 +154,7 @@ func newApp(cfg config, log *slog.Logger) (*app, error) {
 	}
 	pages, err := web.NewPages()
 	if err != nil {
-		_ = a.edge.Close()
-		a.closeRecorder(context.Background())
-		return nil, err
+		return err
 	}
 	handler, err := web.New(web.Config{
 		Catalog: a.catalog, Registry: a.registry, WebRTC: a.edge, Events: a.broker, Tokens: issuer,
@@ -140,12 +162,13 @@ func newApp(cfg config, log *slog.Logger) (*app, error) {
 		Metrics: metrics, Replays: replays, Sources: a.sources, Pages: pages, Logger: log,
 	})
 	if err != nil {
-		_ = a.edge.Close()
-		a.closeRecorder(context.Background())
-		return nil, err
+		return err
 	}
 	a.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	return a, nil
+	if testHookNewApp != nil {
+		return testHookNewApp(a)
+	}
+	return nil
 }
 
 // mediaStore is the recordings' object store: storage.Dir or storage.S3.
@@ -174,6 +197,7 @@ func (a *app) openRecorder() error {
 	if err != nil {
 		return fmt.Errorf("recording store: %w", err)
 	}
+	a.cleanup.push("recording store", func(context.Context) error { return a.store.Close() })
 	a.recorder, err = recorder.New(ctx, recorder.Config{
 		Store:           a.store,
 		SpoolDir:        filepath.Join(a.cfg.DataDir, "spool"),
@@ -186,10 +210,11 @@ func (a *app) openRecorder() error {
 		Logger: a.log,
 	})
 	if err != nil {
-		_ = a.store.Close()
-		a.store = nil
 		return err
 	}
+	// Closing ends the recordings: their last segments are stored within the
+	// shutdown's deadline; what is left waits in the spool for the next start.
+	a.cleanup.push("recorder", a.recorder.Close)
 	return nil
 }
 
@@ -202,20 +227,6 @@ func (a *app) onEvent(session, typ string, data any) {
 		if s, ok := a.registry.Lookup(session); ok {
 			a.recorder.Attach(s)
 		}
-	}
-}
-
-// closeRecorder ends the recordings (their last segments are stored, within ctx;
-// what is left waits in the spool for the next start) and closes the store.
-func (a *app) closeRecorder(ctx context.Context) {
-	if a.recorder == nil {
-		return
-	}
-	if err := a.recorder.Close(ctx); err != nil {
-		a.log.Warn("recorder shutdown", "err", err)
-	}
-	if err := a.store.Close(); err != nil {
-		a.log.Warn("recording store close", "err", err)
 	}
 }
 
@@ -305,38 +316,32 @@ func (a *app) start() error {
 			a.failed <- err
 		}
 	}()
+	a.cleanup.push("http", a.stopHTTP)
 	a.log.Info("listening", "http", ln.Addr().String(), "webrtc_udp", a.edge.UDPAddr().String(), "webrtc_tcp", fmt.Sprint(a.edge.TCPAddr()))
 	return nil
 }
 
-// shutdown stops in order: no new HTTP requests, event streams end, sessions close
-// (every publication and its tracks), then every WebRTC connection and socket.
-func (a *app) shutdown(ctx context.Context) {
-	var wg sync.WaitGroup
-	if a.listener != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := a.http.Shutdown(ctx); err != nil {
-				a.log.Warn("http shutdown", "err", err)
-				_ = a.http.Close()
-			}
-		}()
-	}
-	a.broker.Close() // ends SSE streams so Shutdown need not wait for them
-	wg.Wait()
-	a.wg.Wait()
-	a.sources.Close()
-	a.registry.CloseAll() // ends every publication: recordings write their last segment
-	if a.rtsp != nil {
-		if err := a.rtsp.Close(); err != nil {
-			a.log.Warn("rtsp shutdown", "err", err)
+// shutdown closes everything that was opened, in the reverse order: no new HTTP
+// requests and event streams end, pull sources stop, sessions close (every
+// publication and its tracks), the RTSP server, the recorder and its store, then
+// every WebRTC connection and socket. It also undoes a start that failed halfway.
+func (a *app) shutdown(ctx context.Context) { a.cleanup.run(ctx, a.log) }
+
+// stopHTTP stops serving: no new requests; those running finish within ctx, else
+// their connections are closed.
+func (a *app) stopHTTP(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() {
+		err := a.http.Shutdown(ctx)
+		if err != nil {
+			_ = a.http.Close()
 		}
-	}
-	a.closeRecorder(ctx)
-	if err := a.edge.Close(); err != nil {
-		a.log.Warn("webrtc shutdown", "err", err)
-	}
+		done <- err
+	}()
+	a.broker.Close() // ends SSE streams so Shutdown need not wait for them
+	err := <-done
+	a.wg.Wait()
+	return err
 }
 
 // banner is what a newcomer sees at start: where to go and how to begin.
