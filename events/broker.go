@@ -117,6 +117,38 @@ func (b *Broker) Subscribe(session string) (events <-chan Event, cancel func()) 
 	}
 }
 
+// End publishes a last event of type typ with payload data to session's subscribers, then
+// closes their channels, so that their streams write it and end: the session is gone (deleted)
+// and nothing more will come for it. A subscriber whose buffer is full is closed without it
+// (and counted in Evicted), as Publish does. It does not stop anyone from subscribing to
+// session again later: the caller makes sure a deleted session cannot be subscribed to.
+// After Close, End does nothing.
+func (b *Broker) End(session, typ string, data any) {
+	var dropped int
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return
+	}
+	b.seq++
+	ev := Event{Session: session, Type: typ, Data: data, Seq: b.seq, Time: time.Now()}
+	for sub := range b.subs[session] {
+		select {
+		case sub.ch <- ev:
+		default:
+			b.evicted++
+			dropped++
+		}
+		b.removeLocked(session, sub)
+	}
+	b.mu.Unlock()
+
+	for range dropped {
+		b.log.Warn("subscriber too slow for the last event of its session, disconnected", "session", session,
+			"buffer", b.buffer, "seq", ev.Seq)
+	}
+}
+
 // removeLocked unsubscribes sub and closes its channel, if it is still subscribed. b.mu must
 // be held.
 func (b *Broker) removeLocked(session string, sub *subscriber) {

@@ -271,3 +271,63 @@ func TestConcurrentUse(t *testing.T) {
 	publishers.Wait()
 	b.Close()
 }
+
+// TestEndClosesSessionStreams: End delivers one last event to every subscriber of the
+// session, then closes their channels; other sessions are untouched, and the session can
+// be subscribed to afresh.
+func TestEndClosesSessionStreams(t *testing.T) {
+	b := NewBroker(Options{})
+	defer b.Close()
+	a1, cancelA1 := b.Subscribe("a")
+	defer cancelA1()
+	a2, cancelA2 := b.Subscribe("a")
+	defer cancelA2()
+	other, cancelOther := b.Subscribe("b")
+	defer cancelOther()
+
+	b.Publish("a", TypeHands, "before")
+	b.End("a", TypeSessionEnded, map[string]bool{"deleted": true})
+	for _, ch := range []<-chan Event{a1, a2} {
+		if ev := recv(t, ch); ev.Type != TypeHands {
+			t.Fatalf("first event %+v, want the one published before End", ev)
+		}
+		if ev := recv(t, ch); ev.Type != TypeSessionEnded || ev.Session != "a" || ev.Seq != 2 {
+			t.Fatalf("last event %+v, want session.ended seq 2", ev)
+		}
+		assertClosed(t, ch)
+	}
+	if n := b.Subscribers("a"); n != 0 {
+		t.Fatalf("Subscribers(a) after End = %d, want 0", n)
+	}
+	assertEmpty(t, other)
+	b.Publish("b", TypeHands, nil)
+	recv(t, other)
+	cancelA1() // harmless after End
+
+	again, cancelAgain := b.Subscribe("a")
+	defer cancelAgain()
+	b.Publish("a", TypeSessionLive, nil)
+	if ev := recv(t, again); ev.Type != TypeSessionLive {
+		t.Fatalf("new subscriber got %+v", ev)
+	}
+}
+
+// TestEndFullSubscriber: a subscriber whose buffer is full at End is closed without the
+// last event and counted as evicted.
+func TestEndFullSubscriber(t *testing.T) {
+	b := NewBroker(Options{Buffer: 1})
+	defer b.Close()
+	ch, cancel := b.Subscribe("a")
+	defer cancel()
+	b.Publish("a", TypeHands, 1)
+	b.End("a", TypeSessionEnded, nil)
+	if ev := recv(t, ch); ev.Data != 1 {
+		t.Fatalf("got %+v, want the buffered event", ev)
+	}
+	assertClosed(t, ch)
+	if b.Evicted() != 1 {
+		t.Fatalf("Evicted = %d, want 1", b.Evicted())
+	}
+	b.Close()
+	b.End("a", TypeSessionEnded, nil) // after Close: no-op
+}

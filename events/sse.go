@@ -13,8 +13,9 @@ import (
 // DefaultKeepalive is the interval between keepalive comments when ServeSSE is given 0.
 const DefaultKeepalive = 15 * time.Second
 
-// minWriteTimeout is the least time ServeSSE lets one write to the client take.
-const minWriteTimeout = 10 * time.Second
+// minWriteTimeout is the least time ServeSSE lets one write to the client take. (A
+// variable so that tests can shorten it.)
+var minWriteTimeout = 10 * time.Second
 
 // ServeSSE streams events to the client of r as Server-Sent Events until the request's context
 // is done (the client went away or the server is shutting down) or events is closed (the

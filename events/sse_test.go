@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -285,5 +287,78 @@ func TestServeSSEUnflushable(t *testing.T) {
 	err := ServeSSE(w, r, events, nil, time.Hour)
 	if !errors.Is(err, http.ErrNotSupported) {
 		t.Fatalf("ServeSSE = %v, want http.ErrNotSupported", err)
+	}
+}
+
+// TestServeSSEOutlivesServerTimeouts: a stream lives longer than the server's read and
+// write timeouts (which bound ordinary requests): only its idle writes are bounded.
+func TestServeSSEOutlivesServerTimeouts(t *testing.T) {
+	b := NewBroker(Options{})
+	defer b.Close()
+	done := make(chan error, 1)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		events, cancel := b.Subscribe("s1")
+		defer cancel()
+		done <- ServeSSE(w, r, events, nil, time.Hour)
+	}))
+	srv.Config.ReadTimeout = 100 * time.Millisecond
+	srv.Config.WriteTimeout = 100 * time.Millisecond
+	srv.Start()
+	defer srv.Close()
+	_, r, disconnect := connect(t, srv, "s1")
+	defer disconnect()
+	readEvent(t, r) // snapshot
+
+	time.Sleep(500 * time.Millisecond) // well past both timeouts
+	b.Publish("s1", TypeHands, "still here")
+	if _, ev := readEvent(t, r); ev.Data != "still here" {
+		t.Fatalf("event %+v", ev)
+	}
+	disconnect()
+	if err := handlerResult(t, done); err != nil {
+		t.Fatalf("ServeSSE: %v", err)
+	}
+}
+
+// TestServeSSEStalledReaderDropped: a client that stops reading (its connection open, its
+// receive window full) is dropped when a write cannot complete within the write timeout,
+// instead of holding the handler forever.
+func TestServeSSEStalledReaderDropped(t *testing.T) {
+	defer func(d time.Duration) { minWriteTimeout = d }(minWriteTimeout)
+	minWriteTimeout = 200 * time.Millisecond
+	b := NewBroker(Options{Buffer: 4096})
+	defer b.Close()
+	srv, done := sseServer(t, b, 50*time.Millisecond) // write timeout: max(2×50 ms, 200 ms)
+
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "GET /?session=s1 HTTP/1.1\r\nHost: lectern\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	// The client reads nothing; the server keeps sending until its writes block.
+	big := strings.Repeat("x", 64<<10)
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case err := <-done:
+			// The write timed out: net/http cancelled the request, and ServeSSE ended
+			// (nil: a client gone is no error of the stream), closing the connection.
+			t.Logf("stalled reader dropped: %v", err)
+			if n := b.Subscribers("s1"); n != 0 {
+				t.Fatalf("Subscribers = %d after the drop, want 0", n)
+			}
+			_ = conn.SetReadDeadline(time.Now().Add(wait))
+			if n, err := io.Copy(io.Discard, conn); err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("the server kept the connection of the stalled reader open (%d bytes read)", n)
+			}
+			return
+		case <-deadline:
+			t.Fatal("the handler still runs for a client that stopped reading")
+		case <-time.After(time.Millisecond):
+			b.Publish("s1", TypeHands, big)
+		}
 	}
 }
