@@ -137,7 +137,8 @@ func (a *app) open() error {
 		Logger:         log,
 	})
 	a.cleanup.push("sessions", func(context.Context) error { a.registry.CloseAll(); return nil })
-	a.sources = rtsp.NewSources(rtsp.SourcesConfig{Sessions: a.liveSession, Logger: log})
+	a.sources = rtsp.NewSources(rtsp.SourcesConfig{Sessions: a.liveSession, Logger: log,
+		Allow: cfg.rtspSourceAllow(), TrainersMayAdd: cfg.RTSPSourceTrainers})
 	a.cleanup.push("rtsp sources", func(context.Context) error { a.sources.Close(); return nil })
 
 	metrics := prometheus.NewRegistry()

@@ -59,6 +59,10 @@ type config struct {
 	RTSPSources     []string // pull sources at start: <session>/<name>/<trainer|site>=<rtsp url>
 	ReplayRedirect  bool     // answer segment requests with a redirect to a presigned store URL
 	ReplayCacheMB   int      // memory for replay segments served through this server, MiB; 0 = no cache
+
+	// RTSP pull sources' policy (config_rtsp.go).
+	RTSPSourceAllow    []string // where pull sources may connect (CIDRs, addresses, host names); empty = not loopback/link-local
+	RTSPSourceTrainers bool     // trainers may add pull sources (within RTSPSourceAllow), not only the admin
 }
 
 // setting is one row of the configuration table: where a value comes from, its default, what
@@ -185,6 +189,12 @@ func settings() []setting {
 		{flag: "rtsp-source", env: "LECTERN_RTSP_SOURCES", list: true,
 			help:  "cameras/encoders pulled into sessions at start: <session>/<name>/<trainer|site>=rtsp://… (comma-separated)",
 			parse: listVal(func(c *config) *[]string { return &c.RTSPSources }, checkRTSPSource)},
+		{flag: "rtsp-source-allow", env: "LECTERN_RTSP_SOURCE_ALLOW", list: true, defHelp: "any address but loopback and link-local",
+			help:  "where RTSP pull sources may connect: comma-separated networks (10.20.0.0/16), addresses and host names (cam1.lan, *.cams.example); loopback and link-local only when listed",
+			parse: listVal(func(c *config) *[]string { return &c.RTSPSourceAllow }, checkRTSPSourceAllow)},
+		{flag: "rtsp-source-trainers", env: "LECTERN_RTSP_SOURCE_TRAINERS", def: "off",
+			help:  "on: a session's trainer may add RTSP pull sources (within -rtsp-source-allow, which is then required); off: only the admin",
+			parse: boolVal(func(c *config) *bool { return &c.RTSPSourceTrainers })},
 		{flag: "replay-redirect", env: "LECTERN_REPLAY_REDIRECT", def: "off",
 			help:  "on: replay segments are redirected to presigned URLs of -s3-endpoint (players must reach it) instead of passing through this server",
 			parse: boolVal(func(c *config) *bool { return &c.ReplayRedirect })},
@@ -281,6 +291,7 @@ func (c *config) check() []error {
 	if c.PublicURL == "" && c.HTTPAddr != "" {
 		c.PublicURL = urlForListenAddr(c.HTTPAddr)
 	}
+	errs = append(errs, c.checkRTSPSources()...)
 	return append(errs, c.checkStorage()...)
 }
 

@@ -96,6 +96,9 @@ var allEnv = map[string]string{
 	"LECTERN_RTSP_CERT":          "/etc/lectern/rtsp.crt",
 	"LECTERN_RTSP_KEY":           "/etc/lectern/rtsp.key",
 	"LECTERN_RTSP_SOURCES":       "abc123/cam1/site=rtsp://cam.example.edu/stream",
+
+	"LECTERN_RTSP_SOURCE_ALLOW":    "10.20.0.0/16,cam.example.edu",
+	"LECTERN_RTSP_SOURCE_TRAINERS": "on",
 }
 
 func TestParseConfigEnvOnly(t *testing.T) {
@@ -139,6 +142,9 @@ func TestParseConfigEnvOnly(t *testing.T) {
 		RTSPCert:        "/etc/lectern/rtsp.crt",
 		RTSPKey:         "/etc/lectern/rtsp.key",
 		RTSPSources:     []string{"abc123/cam1/site=rtsp://cam.example.edu/stream"},
+
+		RTSPSourceAllow:    []string{"10.20.0.0/16", "cam.example.edu"},
+		RTSPSourceTrainers: true,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("from env:\n got %+v\nwant %+v", got, want)

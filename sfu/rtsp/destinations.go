@@ -150,9 +150,13 @@ func (d *Destinations) check(host string, ip netip.Addr) error {
 	return fmt.Errorf("%w: %s is not in the server's allow-list (-rtsp-source-allow)", ErrDestinationRefused, ip)
 }
 
+// CheckHost refuses a URL host that is an address the policy refuses; a host name
+// passes here and is checked at each connection, on the address it resolves to.
+// The error wraps ErrDestinationRefused.
+func (d *Destinations) CheckHost(host string) error { return d.precheck(host) }
+
 // precheck refuses, when a source is added, a URL host that is an address the
-// policy refuses, or a name it cannot admit whatever it resolves to. Names that may
-// be allowed are checked again at each connection, on the address dialled.
+// policy refuses. Names are checked at each connection, on the address dialled.
 func (d *Destinations) precheck(host string) error {
 	if ip, err := netip.ParseAddr(host); err == nil {
 		return d.check(host, ip)
