@@ -35,6 +35,7 @@ type createSessionRequest struct {
 	Description   string     `json:"description"`
 	ScheduledAt   *time.Time `json:"scheduled_at"`
 	PublicReplays bool       `json:"public_replays"`
+	Listed        bool       `json:"listed"`
 }
 
 func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
@@ -47,7 +48,7 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
 		s.httpError(w, r, err)
 		return
 	}
-	sess, err := s.cfg.Catalog.Create(catalog.NewSession{Title: req.Title, Description: req.Description, ScheduledAt: req.ScheduledAt, PublicReplays: req.PublicReplays})
+	sess, err := s.cfg.Catalog.Create(catalog.NewSession{Title: req.Title, Description: req.Description, ScheduledAt: req.ScheduledAt, PublicReplays: req.PublicReplays, Listed: req.Listed})
 	if err != nil {
 		s.httpError(w, r, err)
 		return
@@ -57,13 +58,32 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, sess)
 }
 
-// listSessions is public: the lobby shows what is live and what is scheduled (titles
-// only; joining needs a token).
+// listSessions is the lobby's list: what is live and what is scheduled (joining
+// needs a token). Anyone sees the listed sessions (every session with LobbyPublic);
+// the admin sees all; a participant's token adds its own session. A bad token is an
+// error rather than silently the public list.
 func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
+	show := func(c catalog.Session) bool { return c.Listed || s.cfg.LobbyPublic }
+	if _, err := auth.BearerToken(r); err == nil {
+		p, err := s.authenticate(r)
+		if err != nil {
+			s.httpError(w, r, err)
+			return
+		}
+		switch {
+		case p.admin:
+			show = func(catalog.Session) bool { return true }
+		case p.claims.Role != auth.RoleEmbed:
+			mine := p.claims.Session
+			show = func(c catalog.Session) bool { return c.Listed || s.cfg.LobbyPublic || c.ID == mine }
+		}
+	}
 	list := s.cfg.Catalog.List()
 	out := make([]sessionSummary, 0, len(list))
 	for _, c := range list {
-		out = append(out, sessionSummary{Session: c, Live: s.live(c.ID)})
+		if show(c) {
+			out = append(out, sessionSummary{Session: c, Live: s.live(c.ID)})
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -111,9 +131,13 @@ func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Sources != nil {
 		s.cfg.Sources.RemoveAll(c.ID)
 	}
+	// The session's event streams get one last session.ended and end: the pages
+	// learn it is gone, and no stream keeps pinging for a session that no longer
+	// exists. This comes before closing the publications, whose own session.ended
+	// then reaches nobody (it was sent twice).
+	s.cfg.Events.End(c.ID, events.TypeSessionEnded, map[string]bool{"deleted": true})
 	s.cfg.Registry.Close(c.ID) // ends publications; their connections close
 	s.floor.forget(c.ID)
-	s.cfg.Events.Publish(c.ID, events.TypeSessionEnded, map[string]bool{"deleted": true})
 	s.log.Info("session deleted", "session", c.ID)
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -155,6 +179,10 @@ func (s *Server) mintToken(w http.ResponseWriter, r *http.Request) {
 			s.httpError(w, r, fmt.Errorf("%w: ttl %q is not a duration like \"12h\"", errBadRequest, req.TTL))
 			return
 		}
+	}
+	if req.Role == auth.RoleEmbed {
+		s.httpError(w, r, fmt.Errorf("%w: embed tokens are made for a recording: POST /api/recordings/{id}/embeds", errBadRequest))
+		return
 	}
 	if req.Name == "" {
 		req.Name = string(req.Role)
@@ -245,22 +273,4 @@ func (s *Server) revokeFloor(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("floor taken back", "session", c.ID, "participant", participant)
 	w.WriteHeader(http.StatusNoContent)
-}
-
-func (s *Server) sessionEvents(w http.ResponseWriter, r *http.Request) {
-	c, _, ok := s.member(w, r)
-	if !ok {
-		return
-	}
-	ch, cancel := s.cfg.Events.Subscribe(c.ID)
-	defer cancel()
-	snapshot := func() any {
-		if cur, err := s.cfg.Catalog.Get(c.ID); err == nil {
-			return s.state(cur)
-		}
-		return s.state(c)
-	}
-	if err := events.ServeSSE(w, r, ch, snapshot, 0); err != nil {
-		s.log.Debug("event stream ended", "session", c.ID, "err", err)
-	}
 }

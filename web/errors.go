@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"time"
 
 	"lectern/auth"
 	"lectern/catalog"
+	"lectern/internal/limit"
 	"lectern/sfu"
 	"lectern/sfu/peer"
 	"lectern/sfu/rtsp"
@@ -32,6 +35,8 @@ func statusOf(err error) int {
 		return status
 	}
 	switch {
+	case errors.Is(err, auth.ErrTooManyFailures):
+		return http.StatusTooManyRequests
 	case errors.Is(err, auth.ErrMissingToken), errors.Is(err, auth.ErrInvalidToken), errors.Is(err, auth.ErrExpiredToken):
 		return http.StatusUnauthorized
 	case errors.Is(err, auth.ErrWrongSession), errors.Is(err, auth.ErrWrongRole),
@@ -78,7 +83,12 @@ func (s *Server) httpError(w http.ResponseWriter, r *http.Request, err error) {
 			msg = "internal error" // details stay in the log
 		}
 	}
-	s.log.Log(r.Context(), level, "request refused", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	s.log.Log(r.Context(), level, "request refused", "method", r.Method, "path", r.URL.Path, "status", status,
+		"client", limit.ClientAddr(r), "err", err)
+	var retry interface{ RetryAfter() time.Duration }
+	if errors.As(err, &retry) { // e.g. too many failed authentications: when to try again
+		w.Header().Set("Retry-After", strconv.Itoa(int(retry.RetryAfter().Round(time.Second)/time.Second)))
+	}
 	switch status {
 	case http.StatusUnauthorized:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="lectern"`)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"lectern/auth"
 	"lectern/catalog"
 	"lectern/events"
+	"lectern/internal/limit"
 	"lectern/sfu"
 	"lectern/sfu/peer"
 )
@@ -56,8 +58,15 @@ type Config struct {
 	// Sources manages RTSP pull sources; nil disables /api/sessions/{id}/sources.
 	Sources rtspSources
 	// Pages, when set, serves the web pages (everything not matched by the API).
-	Pages  http.Handler
-	Logger *slog.Logger
+	Pages http.Handler
+	// LobbyPublic lists every session in GET /api/sessions (the lobby) for anyone;
+	// otherwise only sessions created with listed: true are shown to anyone, the
+	// others to the admin and to holders of their tokens.
+	LobbyPublic bool
+	// AuthFailures limits failed authentications per client address (shared with
+	// the RTSP edge); nil means a limiter with the auth package's defaults.
+	AuthFailures *auth.FailureLimiter
+	Logger       *slog.Logger
 }
 
 // Server is the HTTP handler of Lectern.
@@ -66,6 +75,7 @@ type Server struct {
 	log    *slog.Logger
 	router chi.Router
 	floor  *floor
+	authn  *auth.Authenticator
 }
 
 // New builds the handler.
@@ -82,7 +92,11 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.AuthFailures == nil {
+		cfg.AuthFailures = auth.NewFailureLimiter(auth.DefaultFailureBurst, auth.DefaultFailureEvery)
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "http")}
+	s.authn = &auth.Authenticator{Issuer: cfg.Tokens, AdminToken: cfg.AdminToken, Failures: cfg.AuthFailures}
 	s.floor = newFloor(func(session, typ string, data any) { cfg.Events.Publish(session, typ, data) })
 	s.routes()
 	return s, nil
@@ -152,6 +166,7 @@ func (s *Server) routes() {
 		r.Options("/{resource}", s.whipOptions)
 	})
 	s.replayRoutes(r, s.cfg.Replays)
+	s.embedRoutes(r)
 	if s.cfg.Pages != nil {
 		r.Handle("/*", s.cfg.Pages)
 	}
@@ -253,24 +268,32 @@ func (p principal) name() string {
 	return p.claims.Name
 }
 
-// authenticate reads the Bearer token (or ?token=) and verifies it.
+// authenticate reads the Bearer token (or ?token=) and verifies it. Failures are
+// counted per client address: an address that presented too many bad tokens is
+// refused (429) for a while, see auth.Authenticator. An embed token is honoured only
+// while the catalogue keeps its record (deleting the record revokes it).
 func (s *Server) authenticate(r *http.Request) (principal, error) {
 	tok, err := auth.BearerToken(r)
 	if err != nil {
 		return principal{}, err
 	}
-	if auth.AdminTokenMatches(tok, s.cfg.AdminToken) {
-		return principal{admin: true}, nil
-	}
-	c, err := s.cfg.Tokens.Verify(tok)
-	if err != nil {
+	c, admin, err := s.authn.Authenticate(limit.ClientAddr(r), tok)
+	switch {
+	case err != nil:
 		return principal{}, err
+	case admin:
+		return principal{admin: true}, nil
+	case c.Role == auth.RoleEmbed:
+		if e, ok := s.cfg.Catalog.Embed(c.ID); !ok || e.Recording != c.Recording || e.Session != c.Session {
+			return principal{}, fmt.Errorf("%w: this embed code was revoked or has expired", auth.ErrInvalidToken)
+		}
 	}
 	return principal{claims: c}, nil
 }
 
 // authorize authenticates and checks that the caller is the admin or holds a token
-// of the session with one of the roles (any role when none is given).
+// of the session with one of the roles (any participant's role when none is given).
+// An embed token is allowed only to read its own recording (embedAllows).
 func (s *Server) authorize(r *http.Request, session string, roles ...auth.Role) (principal, error) {
 	p, err := s.authenticate(r)
 	if err != nil {
@@ -278,6 +301,9 @@ func (s *Server) authorize(r *http.Request, session string, roles ...auth.Role) 
 	}
 	if p.admin {
 		return p, nil
+	}
+	if p.claims.Role == auth.RoleEmbed && !slices.Contains(roles, auth.RoleEmbed) {
+		return p, embedAllows(r, p.claims, session)
 	}
 	return p, p.claims.Allows(session, roles...)
 }

@@ -60,6 +60,8 @@ type stackOptions struct {
 	sourcesConfig func(*rtsp.SourcesConfig)
 	// corsOrigins are Config.CORSOrigins; default https://portal.example.edu.
 	corsOrigins []string
+	// lobbyPublic is Config.LobbyPublic: the lobby lists every session.
+	lobbyPublic bool
 }
 
 func newStack(t *testing.T, o stackOptions) *stack {
@@ -125,7 +127,7 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	}
 	h, err := New(Config{Catalog: cat, Registry: reg, WebRTC: edge, Events: broker, Tokens: issuer, AdminToken: testAdmin,
 		CORSOrigins: o.corsOrigins, PublicURL: "http://lectern.test",
-		Replays: replays, Pages: o.pages, Logger: log})
+		Replays: replays, Pages: o.pages, LobbyPublic: o.lobbyPublic, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

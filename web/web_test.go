@@ -49,9 +49,12 @@ func TestSessionAPI(t *testing.T) {
 			}
 		})
 	}
-	resp, body := s.do("GET", "/api/sessions", "", "", "")
+	resp, body := s.do("GET", "/api/sessions", testAdmin, "", "")
 	if resp.StatusCode != 200 || !strings.Contains(body, "Chuyển đổi số") {
 		t.Fatalf("list: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := s.do("GET", "/api/sessions", "", "", ""); resp.StatusCode != 200 || strings.Contains(body, "Chuyển đổi số") {
+		t.Fatalf("an unlisted session in the public list: %d %s", resp.StatusCode, body)
 	}
 	if resp, _ := s.do("DELETE", "/api/sessions/"+id, testAdmin, "", ""); resp.StatusCode != 204 {
 		t.Fatalf("delete: %d", resp.StatusCode)
