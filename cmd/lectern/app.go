@@ -47,6 +47,7 @@ type app struct {
 	recorder *recorder.Recorder // nil when recording is off
 	http     *http.Server
 	listener net.Listener
+	https    *httpsFront // tls.go; nil when HTTPS is off
 
 	failed  chan error
 	wg      sync.WaitGroup
@@ -305,9 +306,9 @@ func (a *app) start() error {
 		}
 	}
 	a.startSources()
-	ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
+	ln, err := a.listenHTTP() // tls.go: plain HTTP, or HTTPS and the redirect server
 	if err != nil {
-		return fmt.Errorf("http listen %s: %w", a.cfg.HTTPAddr, err)
+		return err
 	}
 	a.listener = ln
 	a.wg.Add(1)
@@ -339,6 +340,9 @@ func (a *app) stopHTTP(ctx context.Context) error {
 		}
 		done <- err
 	}()
+	if a.https != nil {
+		a.https.shutdown(ctx) // the redirect server; before a.wg.Wait, which waits for it
+	}
 	a.broker.Close() // ends SSE streams so Shutdown need not wait for them
 	err := <-done
 	a.wg.Wait()

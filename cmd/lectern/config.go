@@ -60,6 +60,15 @@ type config struct {
 	ReplayRedirect  bool     // answer segment requests with a redirect to a presigned store URL
 	ReplayCacheMB   int      // memory for replay segments served through this server, MiB; 0 = no cache
 
+	// HTTPS (tls.go): on when TLSCert or ACMEDomains is set; -http then only redirects.
+	HTTPSAddr     string   // HTTPS listen address, used when HTTPS is on
+	TLSCert       string   // PEM certificate chain file, with TLSKey
+	TLSKey        string   // PEM private key file of TLSCert
+	ACMEDomains   []string // public host names whose certificates come from ACMEDirectory
+	ACMEEmail     string   // contact address given to the ACME CA (expiry and policy notices)
+	ACMEDirectory string   // ACME directory URL (Let's Encrypt by default)
+	ACMECA        string   // PEM file: extra roots trusted for ACMEDirectory (a private CA, Pebble)
+
 	// RTSP pull sources' policy (config_rtsp.go).
 	RTSPSourceAllow    []string // where pull sources may connect (CIDRs, addresses, host names); empty = not loopback/link-local
 	RTSPSourceTrainers bool     // trainers may add pull sources (within RTSPSourceAllow), not only the admin
@@ -201,6 +210,27 @@ func settings() []setting {
 		{flag: "replay-cache-mb", env: "LECTERN_REPLAY_CACHE_MB", def: "256",
 			help:  "MiB of memory keeping the replay segments served through this server, most recently used first (0-65536); 0 disables it",
 			parse: intVal(func(c *config) *int { return &c.ReplayCacheMB }, 0, 1<<16, "a size in MiB")},
+		{flag: "https", env: "LECTERN_HTTPS", def: ":443",
+			help:  "HTTPS listen address, used when -tls-cert or -acme-domain is set (-http then only redirects to it)",
+			parse: stringVal(func(c *config) *string { return &c.HTTPSAddr }, checkListenAddr)},
+		{flag: "tls-cert", env: "LECTERN_TLS_CERT",
+			help:  "PEM certificate chain file: serve HTTPS with -tls-key (re-read when the file changes)",
+			parse: stringVal(func(c *config) *string { return &c.TLSCert }, nil)},
+		{flag: "tls-key", env: "LECTERN_TLS_KEY",
+			help:  "PEM private key file of -tls-cert",
+			parse: stringVal(func(c *config) *string { return &c.TLSKey }, nil)},
+		{flag: "acme-domain", env: "LECTERN_ACME_DOMAIN", list: true,
+			help:  "public host names that get certificates automatically over ACME (comma-separated); the CA must reach them on port 443 or 80; you accept the CA's terms",
+			parse: listVal(func(c *config) *[]string { return &c.ACMEDomains }, checkACMEDomain)},
+		{flag: "acme-email", env: "LECTERN_ACME_EMAIL",
+			help:  "contact e-mail given to the ACME CA (certificate expiry notices)",
+			parse: stringVal(func(c *config) *string { return &c.ACMEEmail }, checkEmail)},
+		{flag: "acme-directory", env: "LECTERN_ACME_DIRECTORY", def: acmeLetsEncrypt,
+			help:  "ACME directory URL (https://): Let's Encrypt, or a private CA",
+			parse: stringVal(func(c *config) *string { return &c.ACMEDirectory }, checkACMEDirectory)},
+		{flag: "acme-ca", env: "LECTERN_ACME_CA",
+			help:  "PEM file of extra root certificates trusted for -acme-directory (a private CA)",
+			parse: stringVal(func(c *config) *string { return &c.ACMECA }, nil)},
 	}
 }
 
@@ -288,6 +318,7 @@ func (c *config) check() []error {
 	case !hasTURN && c.TURNCredential != "":
 		errs = append(errs, fmt.Errorf("%s: set but %s has no turn: or turns: URL", cred, settingName("ice-server")))
 	}
+	errs = append(errs, c.checkHTTPS()...) // before the default below: HTTPS has its own
 	if c.PublicURL == "" && c.HTTPAddr != "" {
 		c.PublicURL = urlForListenAddr(c.HTTPAddr)
 	}

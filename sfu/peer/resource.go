@@ -234,7 +234,7 @@ func (r *Resource) restartICE(f fragment) (string, string, error) {
 	ufrag, pwd := localCredentials(local)
 	var b strings.Builder
 	fmt.Fprintf(&b, "a=ice-ufrag:%s\r\na=ice-pwd:%s\r\n", ufrag, pwd)
-	for _, l := range strings.Split(local, "\r\n") {
+	for _, l := range sdpLines(local) {
 		if strings.HasPrefix(l, "a=candidate:") {
 			b.WriteString(l + "\r\n")
 		}

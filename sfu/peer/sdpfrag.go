@@ -3,6 +3,8 @@ package peer
 import (
 	"fmt"
 	"strings"
+
+	"github.com/pion/ice/v4"
 )
 
 // fragment is what a WHIP/WHEP PATCH body (application/trickle-ice-sdpfrag, RFC 8840)
@@ -14,22 +16,40 @@ type fragment struct {
 	endOfCands bool
 }
 
-const maxFragmentLines = 256
+const (
+	maxFragmentLines = 256
+	// maxCandidateLen bounds one candidate attribute; real ones are under 200 bytes.
+	maxCandidateLen = 1024
+)
 
+// sdpLines splits an SDP or SDP fragment into lines. RFC 8866 wants CRLF, but
+// clients send LF alone too (hand-written or library SDP): both end a line here.
+func sdpLines(s string) []string {
+	return strings.Split(strings.ReplaceAll(s, "\r\n", "\n"), "\n")
+}
+
+// parseFragment reads a trickle-ice-sdpfrag with CRLF or LF line ends. A fragment
+// that is not one is refused with ErrBadFragment and the reason, before anything is
+// applied: bad lines, control characters, credentials that are not ICE's
+// (RFC 8839 §5.4), two ICE sessions in one fragment (the edge bundles everything on
+// one transport), or a candidate that does not parse.
 func parseFragment(body string) (fragment, error) {
 	var f fragment
-	lines := strings.Split(strings.ReplaceAll(body, "\r\n", "\n"), "\n")
+	lines := sdpLines(body)
 	if len(lines) > maxFragmentLines {
 		return f, fmt.Errorf("%w: %d lines, at most %d", ErrBadFragment, len(lines), maxFragmentLines)
 	}
 	for i, line := range lines {
-		line = strings.TrimSpace(line)
+		line = strings.TrimRight(line, " \t")
 		if line == "" {
 			continue
 		}
+		if c := strings.IndexFunc(line, isControl); c >= 0 {
+			return fragment{}, fmt.Errorf("%w: line %d has a control character (0x%02x); lines end in CRLF or LF", ErrBadFragment, i+1, line[c])
+		}
 		key, val, ok := strings.Cut(line, "=")
-		if !ok || len(key) != 1 {
-			return f, fmt.Errorf("%w: line %d is not an SDP line", ErrBadFragment, i+1)
+		if !ok || len(key) != 1 || key[0] < 'a' || key[0] > 'z' {
+			return fragment{}, fmt.Errorf("%w: line %d is not an SDP line (<letter>=<value>)", ErrBadFragment, i+1)
 		}
 		if key != "a" {
 			continue // m=, c= and friends only scope the attributes
@@ -37,24 +57,61 @@ func parseFragment(body string) (fragment, error) {
 		name, value, _ := strings.Cut(val, ":")
 		switch name {
 		case "ice-ufrag":
+			if !iceString(value, 4) {
+				return fragment{}, fmt.Errorf("%w: line %d: ice-ufrag must be 4 to 256 letters, digits, + or /", ErrBadFragment, i+1)
+			}
+			if f.ufrag != "" && f.ufrag != value {
+				return fragment{}, fmt.Errorf("%w: line %d: a second ice-ufrag; one ICE session per fragment (BUNDLE)", ErrBadFragment, i+1)
+			}
 			f.ufrag = value
 		case "ice-pwd":
+			if !iceString(value, 22) {
+				return fragment{}, fmt.Errorf("%w: line %d: ice-pwd must be 22 to 256 letters, digits, + or /", ErrBadFragment, i+1)
+			}
+			if f.pwd != "" && f.pwd != value {
+				return fragment{}, fmt.Errorf("%w: line %d: a second ice-pwd; one ICE session per fragment (BUNDLE)", ErrBadFragment, i+1)
+			}
 			f.pwd = value
 		case "candidate":
+			if len(val) > maxCandidateLen {
+				return fragment{}, fmt.Errorf("%w: line %d: candidate longer than %d bytes", ErrBadFragment, i+1, maxCandidateLen)
+			}
+			if _, err := ice.UnmarshalCandidate(val); err != nil {
+				return fragment{}, fmt.Errorf("%w: line %d: candidate: %v", ErrBadFragment, i+1, err)
+			}
 			f.candidates = append(f.candidates, val)
 		case "end-of-candidates":
 			f.endOfCands = true
 		}
 	}
 	if (f.ufrag == "") != (f.pwd == "") {
-		return f, fmt.Errorf("%w: ice-ufrag and ice-pwd must come together", ErrBadFragment)
+		return fragment{}, fmt.Errorf("%w: ice-ufrag and ice-pwd must come together", ErrBadFragment)
 	}
 	return f, nil
 }
 
-// replaceICECredentials rewrites every ice-ufrag/ice-pwd line of an SDP.
+func isControl(r rune) bool { return r < 0x20 && r != '\t' || r == 0x7f }
+
+// iceString reports whether s is min to 256 ice-chars (RFC 8839 §5.4: ALPHA / DIGIT
+// / "+" / "/"). Anything else could not be what the client's ICE agent uses, and
+// must not reach the SDP the credentials are written into.
+func iceString(s string, min int) bool {
+	if len(s) < min || len(s) > 256 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '+' || c == '/') {
+			return false
+		}
+	}
+	return true
+}
+
+// replaceICECredentials rewrites every ice-ufrag/ice-pwd line of an SDP, whatever its
+// line ends; the result has CRLF line ends.
 func replaceICECredentials(sdp, ufrag, pwd string) string {
-	lines := strings.Split(sdp, "\r\n")
+	lines := sdpLines(sdp)
 	for i, l := range lines {
 		switch {
 		case strings.HasPrefix(l, "a=ice-ufrag:"):
@@ -66,9 +123,11 @@ func replaceICECredentials(sdp, ufrag, pwd string) string {
 	return strings.Join(lines, "\r\n")
 }
 
-// localCredentials returns the first ice-ufrag and ice-pwd of an SDP.
+// localCredentials returns the first ice-ufrag and ice-pwd of an SDP, whatever its
+// line ends.
 func localCredentials(sdp string) (ufrag, pwd string) {
-	for _, l := range strings.Split(sdp, "\r\n") {
+	for _, l := range sdpLines(sdp) {
+		l = strings.TrimRight(l, " \t")
 		switch {
 		case ufrag == "" && strings.HasPrefix(l, "a=ice-ufrag:"):
 			ufrag = strings.TrimPrefix(l, "a=ice-ufrag:")
