@@ -46,6 +46,8 @@ func defaultConfig() config {
 		RTSPUDPRTPPort:  8000,
 		RTSPUDPRTCPPort: 8001,
 		ReplayCacheMB:   256,
+		HTTPSAddr:       ":443",
+		ACMEDirectory:   "https://acme-v02.api.letsencrypt.org/directory",
 	}
 }
 
@@ -96,6 +98,13 @@ var allEnv = map[string]string{
 	"LECTERN_RTSP_CERT":          "/etc/lectern/rtsp.crt",
 	"LECTERN_RTSP_KEY":           "/etc/lectern/rtsp.key",
 	"LECTERN_RTSP_SOURCES":       "abc123/cam1/site=rtsp://cam.example.edu/stream",
+	"LECTERN_HTTPS":              "127.0.0.1:9443",
+	"LECTERN_TLS_CERT":           "/etc/lectern/tls.crt",
+	"LECTERN_TLS_KEY":            "/etc/lectern/tls.key",
+	"LECTERN_ACME_DOMAIN":        "lectern.example.edu, live.example.edu",
+	"LECTERN_ACME_EMAIL":         "ops@example.edu",
+	"LECTERN_ACME_DIRECTORY":     "https://acme.example.edu/directory",
+	"LECTERN_ACME_CA":            "/etc/lectern/acme-ca.pem",
 
 	"LECTERN_RTSP_SOURCE_ALLOW":    "10.20.0.0/16,cam.example.edu",
 	"LECTERN_RTSP_SOURCE_TRAINERS": "on",
@@ -142,6 +151,13 @@ func TestParseConfigEnvOnly(t *testing.T) {
 		RTSPCert:        "/etc/lectern/rtsp.crt",
 		RTSPKey:         "/etc/lectern/rtsp.key",
 		RTSPSources:     []string{"abc123/cam1/site=rtsp://cam.example.edu/stream"},
+		HTTPSAddr:       "127.0.0.1:9443",
+		TLSCert:         "/etc/lectern/tls.crt",
+		TLSKey:          "/etc/lectern/tls.key",
+		ACMEDomains:     []string{"lectern.example.edu", "live.example.edu"},
+		ACMEEmail:       "ops@example.edu",
+		ACMEDirectory:   "https://acme.example.edu/directory",
+		ACMECA:          "/etc/lectern/acme-ca.pem",
 
 		RTSPSourceAllow:    []string{"10.20.0.0/16", "cam.example.edu"},
 		RTSPSourceTrainers: true,

@@ -2,7 +2,8 @@
 // provincial classrooms (WebRTC SFU with WHIP/WHEP), with talk-back and replays.
 //
 // Run it with no arguments for embedded defaults; -help lists every setting and its
-// LECTERN_* environment variable.
+// LECTERN_* environment variable. `lectern healthcheck` asks a running server whether
+// it is alive (for container health checks).
 package main
 
 import (
@@ -32,6 +33,9 @@ func main() {
 
 // run is main without the process: it returns the exit code.
 func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "healthcheck" {
+		return healthcheck(args[1:], getenv, stdout, stderr)
+	}
 	cfg, err := parseConfig(args, getenv)
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stdout, cfg.usage())

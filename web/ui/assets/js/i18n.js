@@ -22,6 +22,7 @@ const vi = {
   'err.reload': 'Tải lại trang',
   'err.pageNotFound': 'Không có trang nào ở địa chỉ này.',
   'err.browser': 'Trình duyệt này quá cũ để xem bài giảng trực tiếp. Hãy dùng Chrome, Edge, Firefox hoặc Safari bản mới.',
+  'err.insecure': 'Trình duyệt chỉ cho dùng camera và micro khi trang được mở qua kết nối an toàn HTTPS (địa chỉ bắt đầu bằng https://). Trang này đang mở ở {origin}. Hãy mở đường link bắt đầu bằng https://, hoặc nhờ người quản trị bật HTTPS cho máy chủ.',
 
   'role.trainer': 'giảng viên',
   'role.site': 'điểm cầu (lớp học)',
@@ -212,6 +213,7 @@ const en = {
   'err.reload': 'Reload the page',
   'err.pageNotFound': 'There is no page at this address.',
   'err.browser': 'This browser is too old for live lectures. Use a recent Chrome, Edge, Firefox or Safari.',
+  'err.insecure': 'Browsers allow the camera and microphone only on pages opened over a secure HTTPS connection (an address starting with https://). This page is open at {origin}. Open the link that starts with https://, or ask the administrator to turn on HTTPS on the server.',
 
   'role.trainer': 'trainer',
   'role.site': 'classroom',

@@ -48,6 +48,9 @@ async function main() {
   }
   st.token = token;
   st.me = c || {};
+  // A classroom speaks with its camera and microphone, which browsers give only to secure
+  // origins: say so now, not when the trainer gives it the floor.
+  if (st.me.role === 'site' && !window.isSecureContext) notify(t('err.insecure', { origin: location.origin }), 'warn', 0);
   $('session-title').textContent = session.title;
   document.title = session.title + ' — Lectern';
   st.tiles = new SpeakerTiles({ session: id, token, skip: st.me.name || '' });
@@ -195,7 +198,7 @@ async function startSpeaking() {
   } catch (err) {
     st.speaking = false;
     render();
-    notify(t('room.publishFailed', { detail: err.name || err.message }), 'warn', 0);
+    notify(window.isSecureContext ? t('room.publishFailed', { detail: err.name || err.message }) : t('err.insecure', { origin: location.origin }), 'warn', 0);
     return;
   }
   if (!st.speaking) { // the floor was taken back meanwhile

@@ -27,6 +27,9 @@ main();
 
 async function main() {
   initShell();
+  // On an insecure origin (http:// other than localhost) browsers hide navigator.mediaDevices:
+  // say why, rather than call the browser too old.
+  if (!window.isSecureContext) return showFatal(t('err.insecure', { origin: location.origin }));
   if (!webrtcSupported() || !navigator.mediaDevices) return showFatal(t('err.browser'));
   const token = takeToken('studio:' + id);
   if (!token) return showFatal(t('err.noToken'));
