@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/webrtc/v4"
@@ -49,9 +50,11 @@ type app struct {
 	listener net.Listener
 	https    *httpsFront // tls.go; nil when HTTPS is off
 
-	failed  chan error
-	wg      sync.WaitGroup
-	cleanup cleanup // how to close what is open, newest last (cleanup.go)
+	failed    chan error
+	wg        sync.WaitGroup
+	cleanup   cleanup     // how to close what is open, newest last (cleanup.go)
+	serving   atomic.Bool // every listener is up, and shutdown has not begun
+	readiness readiness   // /readyz (ready.go)
 }
 
 func newApp(cfg config, log *slog.Logger) (*app, error) {
@@ -162,6 +165,7 @@ func (a *app) open() error {
 		Catalog: a.catalog, Registry: a.registry, WebRTC: a.edge, Events: a.broker, Tokens: issuer,
 		AdminToken: a.adminToken, CORSOrigins: cfg.CORSOrigins, PublicURL: cfg.PublicURL,
 		Metrics: metrics, Replays: replays, Sources: a.sources, Pages: pages, Logger: log,
+		Ready: a.ready,
 	})
 	if err != nil {
 		return err
@@ -319,6 +323,7 @@ func (a *app) start() error {
 		}
 	}()
 	a.cleanup.push("http", a.stopHTTP)
+	a.serving.Store(true)
 	a.log.Info("listening", "http", ln.Addr().String(), "webrtc_udp", a.edge.UDPAddr().String(), "webrtc_tcp", fmt.Sprint(a.edge.TCPAddr()))
 	return nil
 }
@@ -332,6 +337,7 @@ func (a *app) shutdown(ctx context.Context) { a.cleanup.run(ctx, a.log) }
 // stopHTTP stops serving: no new requests; those running finish within ctx, else
 // their connections are closed.
 func (a *app) stopHTTP(ctx context.Context) error {
+	a.serving.Store(false) // /readyz: not ready while draining
 	done := make(chan error, 1)
 	go func() {
 		err := a.http.Shutdown(ctx)

@@ -6,7 +6,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"lectern/catalog"
+	"lectern/internal/testenv"
 	"lectern/sfu/rtsp"
 )
 
@@ -147,4 +150,111 @@ func TestNewAppFailingOnRTSPCertificateClosesEverything(t *testing.T) {
 		t.Fatalf("newApp: %v, want a certificate error", err)
 	}
 	checkAppReleased(t, cfg)
+}
+
+// readyz answers GET /readyz: the status and the reason given.
+func readyz(t *testing.T, a *app) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + a.listener.Addr().String() + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// waitReadyz polls /readyz (its answer is cached for a moment) until it answers
+// status with a body containing want.
+func waitReadyz(t *testing.T, a *app, status int, want string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		code, body := readyz(t, a)
+		if code == status && strings.Contains(body, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz answers %d %q, want %d with %q", code, body, status, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// unwritable makes dir refuse new files until the returned function is called:
+// chmod for an ordinary user; root ignores permissions, so then the immutable
+// attribute (chattr, e2fsprogs; needs a filesystem that supports it, e.g. ext4).
+func unwritable(t *testing.T, dir string) (restore func()) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if err := os.Chmod(dir, 0o555); err != nil {
+			t.Fatal(err)
+		}
+		return func() { _ = os.Chmod(dir, 0o755) }
+	}
+	chattr := testenv.RequireTool(t, "chattr", "apt-get install e2fsprogs")
+	if out, err := exec.Command(chattr, "+i", dir).CombinedOutput(); err != nil {
+		t.Fatalf("chattr +i %s: %v %s (the test runs as root: it needs a filesystem with the immutable attribute, e.g. ext4, for its temporary directory; set TMPDIR)", dir, err, out)
+	}
+	restored := false
+	restore = func() {
+		if !restored {
+			restored = true
+			if out, err := exec.Command(chattr, "-i", dir).CombinedOutput(); err != nil {
+				t.Errorf("chattr -i %s: %v %s", dir, err, out)
+			}
+		}
+	}
+	t.Cleanup(restore)
+	return restore
+}
+
+// TestReadyzReportsStoreAndSpool: /readyz is 503 with the reason while the
+// local recording store or the spool cannot be written, and 200 again after.
+func TestReadyzReportsStoreAndSpool(t *testing.T) {
+	a := testApp(t)
+	if err := a.ready(); err == nil || !strings.Contains(err.Error(), "not serving") {
+		t.Fatalf("ready before start: %v, want not serving", err)
+	}
+	if err := a.start(); err != nil {
+		t.Fatal(err)
+	}
+	waitReadyz(t, a, 200, "ready")
+
+	restore := unwritable(t, filepath.Join(a.cfg.DataDir, "store"))
+	waitReadyz(t, a, 503, "recording store")
+	restore()
+	waitReadyz(t, a, 200, "ready")
+
+	spool := filepath.Join(a.cfg.DataDir, "spool")
+	if err := os.Rename(spool, spool+".away"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(spool, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitReadyz(t, a, 503, "recording spool")
+	if err := os.Remove(spool); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(spool+".away", spool); err != nil {
+		t.Fatal(err)
+	}
+	waitReadyz(t, a, 200, "ready")
+}
+
+// TestReadyzReportsAStoppedMinIO: with recordings in S3, /readyz is 503 while
+// the object store is down and 200 once it is back.
+func TestReadyzReportsAStoppedMinIO(t *testing.T) {
+	m := testenv.StartMinIO(t)
+	a := testApp(t, "-s3-endpoint", m.URL(), "-s3-bucket", testenv.NewBucketName(t),
+		"-s3-access-key", m.AccessKey, "-s3-secret-key", m.SecretKey, "-s3-path-style", "on")
+	if err := a.start(); err != nil {
+		t.Fatal(err)
+	}
+	waitReadyz(t, a, 200, "ready")
+	m.Stop()
+	waitReadyz(t, a, 503, "recording store")
+	m.Start()
+	waitReadyz(t, a, 200, "ready")
 }
