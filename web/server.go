@@ -53,6 +53,10 @@ type Config struct {
 	Ready func() error
 	// MaxBody bounds request bodies; default 64 KiB.
 	MaxBody int64
+	// EventStreamsPerToken and EventStreamsPerAddress bound the open event streams
+	// of one token and of one client address: 0 takes DefaultEventStreamsPerToken
+	// and DefaultEventStreamsPerAddress, a negative value means no limit.
+	EventStreamsPerToken, EventStreamsPerAddress int
 	// Replays, when set, serves the recordings (/api/recordings, /replay/...).
 	Replays *ReplayConfig
 	// Sources manages RTSP pull sources; nil disables /api/sessions/{id}/sources.
@@ -76,6 +80,8 @@ type Server struct {
 	router chi.Router
 	floor  *floor
 	authn  *auth.Authenticator
+	// streams counts the open event streams per token and per address.
+	streams *streamLimits
 }
 
 // New builds the handler.
@@ -98,6 +104,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "http")}
 	s.authn = &auth.Authenticator{Issuer: cfg.Tokens, AdminToken: cfg.AdminToken, Failures: cfg.AuthFailures}
 	s.floor = newFloor(func(session, typ string, data any) { cfg.Events.Publish(session, typ, data) })
+	s.streams = newStreamLimits(cfg.EventStreamsPerToken, cfg.EventStreamsPerAddress)
 	s.routes()
 	return s, nil
 }
