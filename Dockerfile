@@ -8,8 +8,18 @@ RUN CGO_ENABLED=0 go build -trimpath -o /lectern ./cmd/lectern
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/*
+# An unprivileged user: the server needs no root (its ports are above 1024; compose maps
+# 80 and 443 onto them). /data is created owned by it, so a new volume is writable.
+RUN useradd --system --uid 10001 --user-group --home-dir /data --shell /usr/sbin/nologin lectern \
+    && mkdir -p /data && chown lectern:lectern /data && chmod 700 /data
 COPY --from=build /lectern /usr/local/bin/lectern
+USER lectern
 VOLUME /data
 ENV LECTERN_DATA_DIR=/data
-EXPOSE 8080/tcp 8189/udp 8189/tcp 8554/tcp
+# HTTP (or, with HTTPS on, the redirect and ACME HTTP-01), HTTPS, WebRTC (UDP, ICE-TCP),
+# RTSP, RTSP media over UDP (RTP, RTCP).
+EXPOSE 8080/tcp 8443/tcp 8189/udp 8189/tcp 8554/tcp 8000/udp 8001/udp
+ENV LECTERN_HTTPS=:8443
+# `lectern healthcheck` reads the same settings as the server (the image has no curl).
+HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 CMD ["/usr/local/bin/lectern", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/lectern"]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Lectern's tests use, idempotently: ffmpeg/ffprobe and Chromium from
-# Debian, MinIO from the Go module proxy, the web pages' npm packages. Safe to run on
-# every test run: each step is skipped when its tool is already there.
+# Debian, MinIO from the Go module proxy, Pebble (an ACME server), the web pages' npm
+# packages. Safe to run on every test run: each step is skipped when its tool is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +25,20 @@ if ! command -v minio >/dev/null 2>&1 && [ ! -x "$gobin/minio" ]; then
   go install "github.com/minio/minio@$MINIO_VERSION"
 fi
 
+# Pebble, a small ACME server (the HTTPS tests get certificates from it): Debian's
+# package when the release has one, else the pinned version from the Go module proxy.
+PEBBLE_VERSION=v2.10.3
+if ! command -v pebble >/dev/null 2>&1 && [ ! -x "$gobin/pebble" ]; then
+  $sudo_cmd apt-get update -qq
+  if apt-cache policy pebble 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+    echo "test-deps: installing pebble (Debian package)"
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends pebble >/dev/null
+  else
+    echo "test-deps: installing pebble $PEBBLE_VERSION (go install)"
+    go install "github.com/letsencrypt/pebble/v2/cmd/pebble@$PEBBLE_VERSION"
+  fi
+fi
+
 if [ -f web/ui/package.json ]; then
   # npm ci only when the lock file changed since the last install.
   stamp=web/ui/node_modules/.lectern-lock
@@ -34,4 +48,4 @@ if [ -f web/ui/package.json ]; then
     cp web/ui/package-lock.json "$stamp"
   fi
 fi
-echo "test-deps: ok (ffmpeg $(ffmpeg -version | head -1 | cut -d' ' -f3), $(chromium --version 2>/dev/null | head -1), minio in ${gobin})"
+echo "test-deps: ok (ffmpeg $(ffmpeg -version | head -1 | cut -d' ' -f3), $(chromium --version 2>/dev/null | head -1), minio in ${gobin}, $(command -v pebble || echo "$gobin/pebble"))"
