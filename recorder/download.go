@@ -33,7 +33,7 @@ var errBadInit = errors.New("malformed init segment")
 // buildDownload assembles the download of rendition info, whose init segment is
 // init and whose objects live under prefix.
 func buildDownload(prefix string, info *RenditionInfo, init []byte) (*Download, error) {
-	segs := info.SegmentList
+	segs := keptSegments(info.SegmentList) // lost ones have no object
 	if len(segs) == 0 {
 		return nil, fmt.Errorf("%w: no stored segments", ErrNotFound)
 	}
@@ -44,7 +44,7 @@ func buildDownload(prefix string, info *RenditionInfo, init []byte) (*Download, 
 	if err != nil {
 		return nil, err
 	}
-	head = append(head, sidx(info)...)
+	head = append(head, sidx(info, segs)...)
 	d := &Download{Header: head, Size: int64(len(head))}
 	for _, s := range segs {
 		d.Parts = append(d.Parts, DownloadPart{Key: prefix + info.Dir + segmentFile(s.N), Size: s.Size})
@@ -131,10 +131,9 @@ func boxHeader(b []byte) (int, string, error) {
 	return size, string(b[4:8]), nil
 }
 
-// sidx returns a segment index box referencing every segment as a subsegment
-// that starts with a keyframe of the primary track.
-func sidx(info *RenditionInfo) []byte {
-	segs := info.SegmentList
+// sidx returns a segment index box referencing every stored segment (segs) as a
+// subsegment that starts with a keyframe of the primary track.
+func sidx(info *RenditionInfo, segs []segmentRecord) []byte {
 	n := len(segs)
 	b := make([]byte, 0, 40+12*n)
 	b = binary.BigEndian.AppendUint32(b, uint32(40+12*n))

@@ -2,12 +2,15 @@ package recorder
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"lectern/sfu"
+	"lectern/storage"
 )
 
 // TestMinIOOutage stops a real MinIO for 20 s in the middle of a recording and
@@ -290,5 +293,98 @@ func TestLostSpool(t *testing.T) {
 	got := ffprobe(t, writeDownload(t, r2, m.ID, MainRendition))
 	if !near(got.Duration, m.Duration, 0.1) || got.VideoFrames != int(m.Duration*30+0.5) {
 		t.Errorf("MP4: %+v, meta says %v s", got, m.Duration)
+	}
+}
+
+// TestSpoolFullKeepsTimeline: segments lost to a full spool (a small spool and
+// a store outage) keep their place: the recording is flagged with lost media in
+// meta.json and the list, the playlist has an EXT-X-GAP of their duration where
+// they were (replay time stays wall-clock time, ffprobe still reads it), the
+// duration counts them, and Degraded reports the full spool until the spool
+// takes media again.
+func TestSpoolFullKeepsTimeline(t *testing.T) {
+	t.Parallel()
+	c := lectureClip(t)
+	store := &flakyStore{Store: newDirStore(t)}
+	r := newRecorder(t, store, t.TempDir(), func(cfg *Config) { cfg.MaxSpoolBytes = 1 << 20 })
+	defer closeRecorder(t, r)
+	reg := sfu.NewRegistry(sfu.RegistryConfig{Grace: -1, Logger: testLogger()})
+	sess := reg.Session("spoolgap01")
+	r.Attach(sess)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := r.Degraded(); err != nil {
+		t.Fatalf("Degraded before anything: %v", err)
+	}
+	p := newPublisher(t, sess, sfu.TrainerPublication)
+	var during error
+	p.feed(t, ctx, c, feedOptions{speed: 2, between: func(sec int) {
+		switch sec {
+		case 2:
+			store.down.Store(true)
+		case 13:
+			during = r.Degraded() // 1 MiB holds two segments: later ones were refused
+			store.down.Store(false)
+		}
+	}})
+	p.lease.End()
+	if during == nil || !errors.Is(during, ErrSpoolFull) {
+		t.Errorf("Degraded while the spool was full: %v", during)
+	}
+	m := waitComplete(t, r, 1, time.Minute)[0]
+	if err := r.Degraded(); err != nil {
+		t.Errorf("Degraded after the spool drained: %v", err)
+	}
+
+	lost := int(r.metrics.spoolFull.Load())
+	if m.LostMedia == nil || m.LostMedia.Segments != lost || lost == 0 || m.LostMedia.Seconds < 4 {
+		t.Fatalf("list: lost media %+v, %d segments were refused", m.LostMedia, lost)
+	}
+	if !near(m.Duration, c.Duration.Seconds(), 0.5) {
+		t.Errorf("duration %v with the lost time, want %v", m.Duration, c.Duration.Seconds())
+	}
+	stored, err := readMeta(ctx, store, m.Prefix+metaFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored.LostMedia == nil || *stored.LostMedia != *m.LostMedia || stored.Status != StatusComplete {
+		t.Errorf("meta.json: status %s, lost media %+v, want %+v", stored.Status, stored.LostMedia, m.LostMedia)
+	}
+	if got, err := r.Get(m.ID); err != nil || got.LostMedia == nil || *got.LostMedia != *m.LostMedia {
+		t.Errorf("Get: %+v, %v", got.LostMedia, err)
+	}
+
+	// The playlist: every segment has its place, lost ones as gaps; the
+	// timeline has no hole.
+	pl := readStored(t, store, m.Prefix+playlistFile)
+	var total float64
+	gaps, entries := 0, 0
+	for _, line := range strings.Split(pl, "\n") {
+		switch {
+		case line == "#EXT-X-GAP":
+			gaps++
+		case strings.HasPrefix(line, "#EXTINF:"):
+			d, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimPrefix(line, "#EXTINF:"), ","), 64)
+			total += d
+		case strings.HasPrefix(line, "seg-"):
+			entries++
+			if line != segmentFile(entries) {
+				t.Fatalf("playlist entry %d is %s: a hole in the timeline\n%s", entries, line, pl)
+			}
+		}
+	}
+	if gaps != lost || entries != m.Segments+lost || !near(total, m.Duration, 0.2) {
+		t.Errorf("playlist: %d gaps (want %d), %d entries (want %d), %.3f s (want %.3f)\n%s",
+			gaps, lost, entries, m.Segments+lost, total, m.Duration, pl)
+	}
+	if n := len(storedSegments(t, store, m.Prefix)); n != m.Segments {
+		t.Errorf("%d segment objects for %d stored segments", n, m.Segments)
+	}
+	got := ffprobe(t, store.Store.(*storage.Dir).Root()+"/"+m.Prefix+playlistFile)
+	if got.VideoFrames == 0 || got.VideoFrames >= len(c.Video) {
+		t.Errorf("ffprobe of the playlist with gaps: %+v", got)
+	}
+	if errs := ffmpegDecodeErrors(t, writeDownload(t, r, m.ID, MainRendition)); errs != "" {
+		t.Errorf("download decode errors: %s", errs)
 	}
 }

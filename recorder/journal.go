@@ -21,6 +21,7 @@ const (
 	opInit    = "init"    // Rendition: a rendition's init segment is in the spool
 	opSegment = "segment" // Rendition, Segment: a segment is (about to be) in the spool
 	opStored  = "stored"  // Rendition, File: the object is in the store; its spool file may go
+	opLost    = "lost"    // Name, Segment: a segment lost before the spool (its place in the timeline)
 	opEnd     = "end"     // Time, Gaps: the recording ended normally
 )
 

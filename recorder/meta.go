@@ -43,8 +43,19 @@ type Meta struct {
 	Renditions []RenditionInfo `json:"renditions"`
 	// Gaps are pauses in the media (reconnects, loss), at most 100 per rendition.
 	Gaps []gap `json:"gaps,omitempty"`
+	// LostMedia, when set, says that segments of the main rendition were lost
+	// before they reached the store (the spool was full or unwritable). They keep
+	// their place in the timeline (EXT-X-GAP in the playlist), and Duration
+	// counts them, so replay time stays wall-clock time.
+	LostMedia *LostMedia `json:"lost_media,omitempty"`
 	// Prefix is the store key prefix of the recording's objects.
 	Prefix string `json:"prefix"`
+}
+
+// LostMedia is what a recording (or a rendition) lost.
+type LostMedia struct {
+	Segments int     `json:"segments"`
+	Seconds  float64 `json:"seconds"`
 }
 
 // RenditionInfo describes one rendition of a recording.
@@ -62,6 +73,8 @@ type RenditionInfo struct {
 	SegmentList []segmentRecord `json:"segment_list,omitempty"`
 	// Offset is when the rendition starts, in seconds from the recording's start.
 	Offset float64 `json:"offset"`
+	// LostMedia counts the segments of the rendition lost before the store.
+	LostMedia *LostMedia `json:"lost_media,omitempty"`
 }
 
 // TrackInfo describes one track of a rendition.
@@ -83,6 +96,20 @@ type segmentRecord struct {
 	Size     int64 `json:"size"`
 	// Discontinuity is set when segments before this one were lost.
 	Discontinuity bool `json:"discontinuity,omitempty"`
+	// Lost marks a segment that never reached the store: it holds its place in
+	// the timeline (an EXT-X-GAP entry) and has no object.
+	Lost bool `json:"lost,omitempty"`
+}
+
+// keptSegments returns the segments of list that reached the store (not lost).
+func keptSegments(list []segmentRecord) []segmentRecord {
+	out := make([]segmentRecord, 0, len(list))
+	for _, s := range list {
+		if !s.Lost {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // segmentFile names segment n.

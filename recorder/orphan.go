@@ -72,6 +72,8 @@ func parsePlaylist(pl string, start time.Time, timescale int64, size func(string
 		switch {
 		case line == "#EXT-X-DISCONTINUITY":
 			cur.Discontinuity = true
+		case line == "#EXT-X-GAP":
+			cur.Lost = true
 		case strings.HasPrefix(line, "#EXT-X-PROGRAM-DATE-TIME:"):
 			if t, err := time.Parse(time.RFC3339Nano, strings.TrimPrefix(line, "#EXT-X-PROGRAM-DATE-TIME:")); err == nil {
 				cur.Start = int64(math.Round(t.Sub(start).Seconds() * float64(timescale)))
@@ -82,7 +84,10 @@ func parsePlaylist(pl string, start time.Time, timescale int64, size func(string
 		case strings.HasPrefix(line, "seg-") && strings.HasSuffix(line, ".m4s"):
 			n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(line, "seg-"), ".m4s"))
 			if err == nil {
-				cur.N, cur.Size = n, size(line)
+				cur.N = n
+				if !cur.Lost {
+					cur.Size = size(line)
+				}
 				out = append(out, cur)
 			}
 			cur = segmentRecord{}

@@ -34,6 +34,11 @@ func playlist(start time.Time, r *RenditionInfo, done bool) []byte {
 		}
 		at := start.Add(time.Duration(float64(s.Start) / float64(r.Timescale) * float64(time.Second)))
 		fmt.Fprintf(&b, "#EXT-X-PROGRAM-DATE-TIME:%s\n", at.UTC().Format("2006-01-02T15:04:05.000Z"))
+		if s.Lost {
+			// RFC 8216bis §4.4.4.7: players skip it and keep the timeline; the
+			// URI must still be there (it answers 404).
+			b.WriteString("#EXT-X-GAP\n")
+		}
 		fmt.Fprintf(&b, "#EXTINF:%.3f,\n%s\n", float64(s.Duration)/float64(r.Timescale), segmentFile(s.N))
 	}
 	if done {

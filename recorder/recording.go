@@ -517,12 +517,24 @@ func (rec *recording) segmentReady(rend *rendition, s segment) error {
 	if err := rec.spoolWrite(rend.dir+segmentFile(s.N), s.Data, journalEntry{Op: opSegment, Name: rend.name, Segment: &sr}); err != nil {
 		rec.disc[rend] = true
 		rec.dropped(rend, s.N, err)
+		rec.keepPlace(rend, sr)
 		return nil
 	}
 	rec.disc[rend] = false
 	rec.r.metrics.segmentsWritten.Add(1)
 	rec.up.enqueue(upItem{kind: upSegment, name: rend.name, seg: sr})
 	return nil
+}
+
+// keepPlace records a lost segment in the timeline: the playlist gets a gap of
+// its duration (replay time stays wall-clock time) and meta.json counts it. The
+// journal line is best effort: the spool may be the very thing that fails.
+func (rec *recording) keepPlace(rend *rendition, sr segmentRecord) {
+	sr.Size, sr.Lost, sr.Discontinuity = 0, true, false
+	if err := rec.jour.append(journalEntry{Op: opLost, Name: rend.name, Segment: &sr}); err != nil {
+		rec.log.Warn("journal", "err", err)
+	}
+	rec.up.enqueue(upItem{kind: upLost, name: rend.name, seg: sr})
 }
 
 // spoolWrite writes a file of the recording to the spool, journaling entry once

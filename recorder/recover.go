@@ -76,6 +76,7 @@ func replayJournal(dir string, entries []journalEntry) (Meta, []upItem) {
 	final := upItem{kind: upFinal}
 	ended := false
 	byName := map[string]*RenditionInfo{}
+	queued := map[string]bool{} // renditions with objects still to store
 	for _, e := range entries[1:] {
 		switch {
 		case e.Op == opInit && e.Rendition != nil:
@@ -84,6 +85,7 @@ func replayJournal(dir string, entries []journalEntry) (Meta, []upItem) {
 				meta.Renditions = append(meta.Renditions, *e.Rendition)
 			} else if exists(dir, e.Rendition.Dir+initFile) {
 				items = append(items, upItem{kind: upInit, rend: e.Rendition})
+				queued[e.Rendition.Name] = true
 			}
 		case e.Op == opSegment && e.Segment != nil && byName[e.Name] != nil:
 			file := byName[e.Name].Dir + segmentFile(e.Segment.N)
@@ -91,6 +93,14 @@ func replayJournal(dir string, entries []journalEntry) (Meta, []upItem) {
 				ri.SegmentList = append(ri.SegmentList, *e.Segment)
 			} else if !stored[file] && exists(dir, file) {
 				items = append(items, upItem{kind: upSegment, name: e.Name, seg: *e.Segment})
+				queued[e.Name] = true
+			}
+		case e.Op == opLost && e.Segment != nil && byName[e.Name] != nil:
+			// Its place comes after the segments queued before it.
+			if ri, ok := meta.rendition(e.Name); ok && !queued[e.Name] {
+				ri.SegmentList = append(ri.SegmentList, *e.Segment)
+			} else {
+				items = append(items, upItem{kind: upLost, name: e.Name, seg: *e.Segment})
 			}
 		case e.Op == opEnd:
 			final.end, final.gaps, ended = e.Time, e.Gaps, true

@@ -25,6 +25,7 @@ const (
 	upInit                      // a rendition's init segment
 	upSegment                   // a media segment, then the rendition's playlist
 	upFinal                     // VOD playlists, meta.json, index; then the spool goes
+	upLost                      // a segment lost before the spool: its place in the playlist
 )
 
 // upItem is one entry of a recording's upload queue.
@@ -130,6 +131,14 @@ func (u *uploader) process(ctx context.Context, it upItem) error {
 		return u.putMeta(ctx)
 	case upSegment:
 		return u.storeSegment(ctx, it)
+	case upLost:
+		u.metaMu.Lock()
+		if rend, ok := u.meta.rendition(it.name); ok {
+			rend.SegmentList = append(rend.SegmentList, it.seg)
+			u.updateSummary()
+		}
+		u.metaMu.Unlock()
+		return nil // the playlist shows the gap with the next stored segment, or at the end
 	case upFinal:
 		return u.finalise(ctx, it)
 	}
@@ -254,9 +263,21 @@ func (u *uploader) putMeta(ctx context.Context) error {
 func (u *uploader) updateSummary() {
 	m := &u.meta
 	m.Bytes = 0
+	m.LostMedia = nil
 	for i := range m.Renditions {
 		r := &m.Renditions[i]
-		r.Segments = len(r.SegmentList)
+		r.Segments, r.LostMedia = 0, nil
+		for _, s := range r.SegmentList {
+			if !s.Lost {
+				r.Segments++
+				continue
+			}
+			if r.LostMedia == nil {
+				r.LostMedia = &LostMedia{}
+			}
+			r.LostMedia.Segments++
+			r.LostMedia.Seconds += float64(s.Duration) / float64(r.Timescale)
+		}
 		r.Duration = 0
 		if n := len(r.SegmentList); n > 0 {
 			last := r.SegmentList[n-1]
@@ -266,7 +287,7 @@ func (u *uploader) updateSummary() {
 			m.Bytes += s.Size
 		}
 		if r.Name == MainRendition {
-			m.Segments, m.Duration = r.Segments, r.Duration
+			m.Segments, m.Duration, m.LostMedia = r.Segments, r.Duration, r.LostMedia
 			m.Codecs = make([]string, 0, len(r.Tracks)) // never reuse: the index shares it
 			for _, t := range r.Tracks {
 				m.Codecs = append(m.Codecs, t.Codec)
@@ -303,7 +324,12 @@ func (u *uploader) finalise(ctx context.Context, it upItem) error {
 	}
 	u.r.index.put(m.summary())
 	u.removeSpool()
-	u.log.Info("recording finalised", "duration", m.Duration, "segments", m.Segments, "interrupted", m.Interrupted)
+	if m.LostMedia != nil {
+		u.log.Warn("recording finalised with lost media", "duration", m.Duration, "segments", m.Segments,
+			"lost_segments", m.LostMedia.Segments, "lost_seconds", m.LostMedia.Seconds, "interrupted", m.Interrupted)
+	} else {
+		u.log.Info("recording finalised", "duration", m.Duration, "segments", m.Segments, "interrupted", m.Interrupted)
+	}
 	return nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"lectern/auth"
+	"lectern/internal/limit"
 	"lectern/recorder"
 	"lectern/storage"
 )
@@ -36,7 +37,24 @@ type ReplayConfig struct {
 	// request. Playlists, meta.json and downloads are never cached. Register it
 	// with the Prometheus registry for its lectern_replay_cache_* metrics.
 	Cache *ReplayCache
+	// MaxDownloadsPerAddr bounds the MP4 downloads one client address receives
+	// at once (each holds a copy buffer and a store reader while it lasts);
+	// beyond it a download is refused with 429. Zero means
+	// DefaultMaxDownloadsPerAddr; negative means no limit.
+	MaxDownloadsPerAddr int
+	// WriteIdle is how long a replay response (download, segment, playlist) may
+	// make no progress before the client is disconnected: a reader that stops
+	// reading gives its buffer, store reader and download slot back. Zero means
+	// DefaultReplayWriteIdle.
+	WriteIdle time.Duration
 }
+
+// Defaults of ReplayConfig. Four downloads per address leave room for a few
+// learners behind one school NAT, or a player's parallel range requests.
+const (
+	DefaultMaxDownloadsPerAddr = 4
+	DefaultReplayWriteIdle     = 30 * time.Second
+)
 
 // replayStore is what replays read from the object store.
 type replayStore interface {
@@ -57,6 +75,10 @@ type replays struct {
 	st       replayStore
 	redirect bool
 	cache    *ReplayCache // nil: no cache
+	// downloads counts the MP4 downloads in progress per client address.
+	downloads *limit.Counter
+	// idle is how long a response may make no progress (ReplayConfig.WriteIdle).
+	idle time.Duration
 }
 
 // replayRoutes registers the replay endpoints on r (nothing when cfg is nil):
@@ -74,7 +96,16 @@ func (s *Server) replayRoutes(r chi.Router, cfg *ReplayConfig) {
 	if cfg == nil || cfg.Recorder == nil || cfg.Store == nil {
 		return
 	}
-	p := &replays{s: s, rec: cfg.Recorder, st: cfg.Store, redirect: cfg.Redirect, cache: cfg.Cache}
+	maxDownloads := cfg.MaxDownloadsPerAddr
+	if maxDownloads == 0 {
+		maxDownloads = DefaultMaxDownloadsPerAddr
+	}
+	idle := cfg.WriteIdle
+	if idle <= 0 {
+		idle = DefaultReplayWriteIdle
+	}
+	p := &replays{s: s, rec: cfg.Recorder, st: cfg.Store, redirect: cfg.Redirect, cache: cfg.Cache,
+		downloads: limit.NewCounter(maxDownloads), idle: idle}
 	r.Get("/api/recordings", p.list)
 	r.Get("/api/recordings/{id}", p.get)
 	r.Delete("/api/recordings/{id}", p.delete)
@@ -107,20 +138,23 @@ func view(m recorder.Meta) recordingView {
 // recordingSummary is a recording in a list: what a catalogue page shows. The
 // details (renditions, tracks, gaps) are in GET /api/recordings/{id}.
 type recordingSummary struct {
-	ID          string            `json:"id"`
-	Session     string            `json:"session"`
-	Title       string            `json:"title"`
-	Publication string            `json:"publication"`
-	Status      string            `json:"status"`
-	Interrupted bool              `json:"interrupted,omitempty"`
-	StartedAt   time.Time         `json:"started_at"`
-	EndedAt     *time.Time        `json:"ended_at,omitempty"`
-	Duration    float64           `json:"duration"`
-	Segments    int               `json:"segments"`
-	Bytes       int64             `json:"bytes"`
-	Codecs      []string          `json:"codecs"`
-	Renditions  []string          `json:"renditions"`
-	Links       map[string]string `json:"links"`
+	ID          string `json:"id"`
+	Session     string `json:"session"`
+	Title       string `json:"title"`
+	Publication string `json:"publication"`
+	Status      string `json:"status"`
+	Interrupted bool   `json:"interrupted,omitempty"`
+	// LostMedia says how much of the recording never reached the store (the
+	// recording spool was full or unwritable); its time is kept as a gap.
+	LostMedia  *recorder.LostMedia `json:"lost_media,omitempty"`
+	StartedAt  time.Time           `json:"started_at"`
+	EndedAt    *time.Time          `json:"ended_at,omitempty"`
+	Duration   float64             `json:"duration"`
+	Segments   int                 `json:"segments"`
+	Bytes      int64               `json:"bytes"`
+	Codecs     []string            `json:"codecs"`
+	Renditions []string            `json:"renditions"`
+	Links      map[string]string   `json:"links"`
 }
 
 func summarize(m recorder.Meta) recordingSummary {
@@ -130,7 +164,7 @@ func summarize(m recorder.Meta) recordingSummary {
 		names = append(names, rd.Name)
 	}
 	return recordingSummary{ID: m.ID, Session: m.Session, Title: m.Title, Publication: m.Publication, Status: m.Status,
-		Interrupted: m.Interrupted, StartedAt: m.StartedAt, EndedAt: m.EndedAt, Duration: m.Duration, Segments: m.Segments,
+		Interrupted: m.Interrupted, LostMedia: m.LostMedia, StartedAt: m.StartedAt, EndedAt: m.EndedAt, Duration: m.Duration, Segments: m.Segments,
 		Bytes: m.Bytes, Codecs: m.Codecs, Renditions: names, Links: v.Links}
 }
 
@@ -279,6 +313,9 @@ func (p *replays) delete(w http.ResponseWriter, r *http.Request) {
 
 // file serves one stored file of a recording: playlists, init and media segments.
 func (p *replays) file(w http.ResponseWriter, r *http.Request) {
+	pw := newProgressWriter(w, p.idle)
+	defer pw.done()
+	w = pw
 	m, public, err := p.recording(r)
 	if err != nil {
 		p.fail(w, r, err)
@@ -361,12 +398,26 @@ func withToken(pl []byte, token string) []byte {
 	return []byte(b.String())
 }
 
-// download streams a rendition as one MP4, with Range support for seeking.
+// download streams a rendition as one MP4, with Range support for seeking. One
+// address receives at most a few at once (ReplayConfig.MaxDownloadsPerAddr).
 func (p *replays) download(w http.ResponseWriter, r *http.Request) {
+	pw := newProgressWriter(w, p.idle)
+	defer pw.done()
+	w = pw
 	m, _, err := p.recording(r)
 	if err != nil {
 		p.fail(w, r, err)
 		return
+	}
+	if r.Method == http.MethodGet {
+		addr := limit.ClientAddr(r)
+		release, ok := p.downloads.Acquire(addr)
+		if !ok {
+			w.Header().Set("Retry-After", "10")
+			p.fail(w, r, fmt.Errorf("%w: %d downloads from %s already in progress", errTooManyDownloads, p.downloads.Max(), addr))
+			return
+		}
+		defer release()
 	}
 	rendition := chi.URLParam(r, "rendition")
 	if rendition == "" {
@@ -386,4 +437,7 @@ func (p *replays) download(w http.ResponseWriter, r *http.Request) {
 	p.serveComposite(w, r, d, cache)
 }
 
-var errRangeNotSatisfiable = errors.New("range not satisfiable")
+var (
+	errRangeNotSatisfiable = errors.New("range not satisfiable")
+	errTooManyDownloads    = errors.New("too many downloads at once: wait for one to finish")
+)
