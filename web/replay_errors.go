@@ -22,6 +22,8 @@ func replayStatus(err error) (int, bool) {
 		return http.StatusConflict, true
 	case errors.Is(err, recorder.ErrBadCursor):
 		return http.StatusBadRequest, true
+	case errors.Is(err, errTooManyDownloads):
+		return http.StatusTooManyRequests, true
 	}
 	return 0, false
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"lectern/recorder"
 	"lectern/storage"
@@ -339,9 +340,54 @@ func (p *replays) copyComposite(w io.Writer, r *http.Request, d *recorder.Downlo
 	return err
 }
 
-// copyBufs holds 256 KiB copy buffers: a segment (about 1.25 MB at 2.5 Mbit/s)
-// then crosses in a few large reads and writes instead of forty 32 KiB ones.
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+// copyBufs holds 64 KiB copy buffers, shared by every response: a segment
+// (about 1.25 MB at 2.5 Mbit/s) crosses in twenty reads and writes instead of
+// forty 32 KiB ones, while a slow reader holds no more than 64 KiB (with at most
+// DefaultMaxDownloadsPerAddr downloads per address, and cut after WriteIdle
+// without progress).
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, progressChunk); return &b }}
+
+// progressChunk is the most a progressWriter writes under one deadline.
+const progressChunk = 64 << 10
+
+// progressWriter writes a response in chunks of at most progressChunk, each
+// under a fresh write deadline: a client that keeps reading, however slowly,
+// gets the whole response; one that stops reading for idle is disconnected
+// (its write fails), which frees what the response holds. Long responses
+// (downloads) are bounded by their progress, not their length.
+type progressWriter struct {
+	http.ResponseWriter
+	rc   *http.ResponseController
+	idle time.Duration
+}
+
+func newProgressWriter(w http.ResponseWriter, idle time.Duration) *progressWriter {
+	return &progressWriter{ResponseWriter: w, rc: http.NewResponseController(w), idle: idle}
+}
+
+func (p *progressWriter) Write(b []byte) (int, error) {
+	n := 0
+	for len(b) > 0 {
+		c := min(len(b), progressChunk)
+		// Not every ResponseWriter has deadlines (recorders in tests): then
+		// the server-wide timeouts are all there is.
+		_ = p.rc.SetWriteDeadline(time.Now().Add(p.idle))
+		m, err := p.ResponseWriter.Write(b[:c])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		b = b[c:]
+	}
+	return n, nil
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (p *progressWriter) Unwrap() http.ResponseWriter { return p.ResponseWriter }
+
+// done gives the server's final flush of the response the same bound; the
+// server clears the deadline once the response is complete.
+func (p *progressWriter) done() { _ = p.rc.SetWriteDeadline(time.Now().Add(p.idle)) }
 
 // copyBig copies src to dst through a pooled large buffer. The writer's
 // ReadFrom is bypassed on purpose: for network sources it copies 32 KiB at a time.
