@@ -261,6 +261,9 @@ func (p *replays) visible(r *http.Request) (func(string) bool, error) {
 	if who.admin {
 		return nil, nil
 	}
+	if who.claims.Role == auth.RoleEmbed { // it plays one recording, and lists nothing more
+		return func(session string) bool { return public[session] }, nil
+	}
 	return func(session string) bool { return public[session] || session == who.claims.Session }, nil
 }
 
