@@ -103,9 +103,10 @@ func TestDeleteSessionEndsStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pub.Close()
+	playing, stop := context.WithCancel(s.ctx)
 	played := make(chan error, 1)
-	go func() { played <- pub.Play(s.ctx, testpeer.SyntheticClip(time.Second, 30, 30, 3000), nil) }()
-	defer func() { <-played }()
+	go func() { played <- pub.Play(playing, testpeer.SyntheticClip(time.Second, 30, 30, 3000), nil) }()
+	defer func() { stop(); <-played }()
 	ev.waitFor(t, "session.live", "")
 
 	if resp, body := s.do("DELETE", "/api/sessions/"+id, testAdmin, "", ""); resp.StatusCode != http.StatusNoContent {
