@@ -63,6 +63,15 @@ export function rememberInvite(token) {
   } catch { /* ignore */ }
 }
 
+/** Forgets a remembered invitation (its session was deleted or its token refused). */
+export function forgetInvite(inv) {
+  try {
+    const all = JSON.parse(localStorage.getItem('lectern.invites') || '{}');
+    delete all[inv.sid + ':' + inv.role];
+    localStorage.setItem('lectern.invites', JSON.stringify(all));
+  } catch { /* ignore */ }
+}
+
 /** The remembered, unexpired invitations: [{token, role, sid, exp}]. */
 export function invites() {
   try {

@@ -2,7 +2,7 @@
 // this browser has opened; a box to open an invitation; and, for the administrator,
 // creating lectures and their invitations (links, copyable text, QR codes).
 import { t, onLangChange, fmtDateTime } from './i18n.js';
-import { initShell, api, errorText, el, notify, invites, claims, copyText } from './common.js';
+import { initShell, api, errorText, el, notify, invites, forgetInvite, claims, copyText } from './common.js';
 
 const $ = (name) => document.getElementById(name);
 const st = { sessions: [], admin: '', inviteFor: null, minted: [] };
@@ -26,11 +26,28 @@ async function main() {
   setInterval(load, 30000);
 }
 
+// The sessions this browser may see: the listed ones (all of them for the admin),
+// and those of the invitations it holds, each read with its own token (the server
+// lists a session that is not public only to the admin and its token holders).
 async function load() {
   try {
-    st.sessions = await api('/api/sessions');
+    const list = await api('/api/sessions', { token: st.admin });
+    const seen = new Set(list.map((s) => s.id));
+    for (const inv of invites()) {
+      if (seen.has(inv.sid)) continue;
+      seen.add(inv.sid);
+      try {
+        list.push(await api('/api/sessions/' + encodeURIComponent(inv.sid), { token: inv.token }));
+      } catch (err) {
+        // Deleted, or a token the server no longer takes: stop offering it.
+        if (err.status === 401 || err.status === 404) forgetInvite(inv);
+        else seen.delete(inv.sid);
+      }
+    }
+    st.sessions = list;
     $('load-error').hidden = true;
   } catch (err) {
+    if (err.status === 401 && st.admin) adminLogout();
     $('load-error').textContent = t('lobby.loadFailed') + ' ' + errorText(err);
     $('load-error').hidden = false;
   }
@@ -59,7 +76,7 @@ function render() {
 function fillList(listId, sessions) {
   const mine = invites();
   $(listId).replaceChildren(...sessions.map((s) => {
-    const joins = mine.filter((i) => i.sid === s.id).map((i) => joinLink(i));
+    const joins = mine.filter((i) => i.sid === s.id).sort((a, b) => roleOrder(a.role) - roleOrder(b.role)).map((i) => joinLink(i));
     const when = s.scheduled_at ? t('lobby.scheduled', { time: fmtDateTime(s.scheduled_at) }) : '';
     return el('li', { class: 'session', dataset: { session: s.id, live: String(!!s.live) } },
       el('div', {},
@@ -72,17 +89,22 @@ function fillList(listId, sessions) {
   }));
 }
 
+// Each invitation's page and button label: a classroom link and a viewer link both
+// open the room, so their buttons say which one they are.
 function pageFor(role, sid) {
   if (role === 'trainer') return ['/studio/' + sid, 'lobby.openStudio'];
-  if (role === 'site' || role === 'viewer') return ['/room/' + sid, 'lobby.openRoom'];
+  if (role === 'site') return ['/room/' + sid, 'lobby.openRoom'];
+  if (role === 'viewer') return ['/room/' + sid, 'lobby.openWatch'];
   if (role === 'learner') return ['/replays', 'lobby.openReplays'];
   return [null, ''];
 }
 
+const roleOrder = (role) => ['trainer', 'site', 'viewer', 'learner'].indexOf(role);
+
 function joinLink(inv) {
   const [path, label] = pageFor(inv.role, inv.sid);
   if (!path) return null;
-  return el('a', { class: 'btn', href: path + '?token=' + encodeURIComponent(inv.token) }, t(label));
+  return el('a', { class: inv.role === 'site' || inv.role === 'trainer' ? 'btn' : 'btn btn-secondary', href: path + '?token=' + encodeURIComponent(inv.token), dataset: { role: inv.role } }, t(label));
 }
 
 // An invitation pasted into the box: a link to one of our pages, or a bare token.
@@ -121,29 +143,26 @@ async function adminLogin(e) {
   const token = $('admin-token').value.trim();
   const err = $('admin-error');
   err.hidden = true;
-  // The admin may read any session: that checks the token with no effect. (With no
-  // session yet, creating the first one checks it.)
-  if (st.sessions.length) {
-    try {
-      await api('/api/sessions/' + encodeURIComponent(st.sessions[0].id), { token });
-    } catch (ex) {
-      err.textContent = ex.status === 401 || ex.status === 403 ? t('admin.badToken') : errorText(ex);
-      err.hidden = false;
-      return;
-    }
+  // Listing the sessions with the token checks it, with no effect.
+  try {
+    await api('/api/sessions', { token });
+  } catch (ex) {
+    err.textContent = ex.status === 401 || ex.status === 403 ? t('admin.badToken') : errorText(ex);
+    err.hidden = false;
+    return;
   }
   st.admin = token;
   try { sessionStorage.setItem('lectern.admin', token); } catch { /* ignore */ }
   $('admin-token').value = '';
   renderAdmin();
-  render();
+  await load();
 }
 
 function adminLogout() {
   st.admin = '';
   try { sessionStorage.removeItem('lectern.admin'); } catch { /* ignore */ }
   renderAdmin();
-  render();
+  load();
 }
 
 async function createSession(e) {
@@ -154,7 +173,7 @@ async function createSession(e) {
   try {
     const s = await api('/api/sessions', {
       method: 'POST', token: st.admin,
-      body: { title, description: $('c-desc').value, scheduled_at: when ? new Date(when).toISOString() : null, public_replays: $('c-public').checked },
+      body: { title, description: $('c-desc').value, scheduled_at: when ? new Date(when).toISOString() : null, public_replays: $('c-public').checked, listed: $('c-listed').checked },
     });
     notify(t('admin.created', { title: s.title }), 'ok');
     $('create-form').reset();

@@ -1,8 +1,9 @@
 // The replay player (and its embeddable variant): plays a recording's HLS playlist with
 // the browser's own HLS support or hls.js (Media Source Extensions), with speeds 0.75×–2×,
-// resume where the learner left off, MP4 download and an embed code.
+// resume where the learner left off, MP4 download, and for the trainer and the admin,
+// embed codes: each with its own read-only, revocable token for this recording only.
 import { t, onLangChange, fmtDateTime, fmtDuration } from './i18n.js';
-import { initShell, takeToken, api, errorText, showFatal, el, pathParam, notify, copyText } from './common.js';
+import { initShell, takeToken, api, errorText, showFatal, el, pathParam, notify, copyText, claims, invites } from './common.js';
 import { normalizeRecording } from './recordings.js';
 
 const $ = (name) => document.getElementById(name);
@@ -32,9 +33,7 @@ async function main() {
   const links = st.rec.links || {};
   if (!embed) {
     $('download').href = (links.download || base + 'download.mp4') + q;
-    const src = location.origin + '/replays/' + encodeURIComponent(id) + '/embed' + q;
-    $('embed-code').value = `<iframe src="${src}" width="960" height="540" allow="fullscreen; autoplay" allowfullscreen title="${escapeAttr(st.rec.title || 'Lectern')}"></iframe>`;
-    $('copy-embed').addEventListener('click', async (e) => { await copyText($('embed-code').value, $('embed-code')); e.target.textContent = t('admin.copied'); });
+    setupEmbeds();
     if (st.rec.status === 'recording') notify(t('player.recording'), 'info', 8000);
   }
   const Hls = await loadHls();
@@ -44,6 +43,7 @@ async function main() {
 }
 
 async function recordingError(err) {
+  if (embed && err.status === 401) return t('player.embedRevoked');
   if (err.status === 401 || err.status === 403) return t('replays.needToken');
   if (err.status !== 404) return errorText(err);
   // Is it this recording that is missing, or the whole replay service?
@@ -189,6 +189,86 @@ function setupResume() {
     $('resume').hidden = false;
     $('restart').onclick = () => { video.currentTime = 0; $('resume').hidden = true; video.play(); };
   }, { once: true });
+}
+
+// Embed codes. Only the trainer of the recording's session and the admin make them
+// (the server checks it too): the panel shows when this browser holds such a token.
+function managerToken() {
+  let admin = '';
+  try { admin = sessionStorage.getItem('lectern.admin') || ''; } catch { /* ignore */ }
+  if (admin) return admin;
+  const own = claims(st.token);
+  if (own && own.role === 'trainer' && own.sid === st.rec.session) return st.token;
+  const inv = invites().find((i) => i.role === 'trainer' && i.sid === st.rec.session);
+  return inv ? inv.token : '';
+}
+
+function setupEmbeds() {
+  st.manager = managerToken();
+  $('embed-panel').hidden = !st.manager;
+  if (!st.manager) return;
+  const labelTTL = () => {
+    const names = { '720h': t('player.ttlMonth'), '8760h': t('player.ttlYear'), '43800h': t('player.ttlFiveYears') };
+    for (const o of $('embed-ttl').options) o.textContent = names[o.value];
+  };
+  labelTTL();
+  onLangChange(() => { labelTTL(); renderEmbeds(); });
+  $('embed-form').addEventListener('submit', createEmbed);
+  $('copy-embed').addEventListener('click', async (e) => { await copyText($('embed-code').value, $('embed-code')); e.target.textContent = t('admin.copied'); });
+  $('embed-panel').addEventListener('toggle', () => { if ($('embed-panel').open) loadEmbeds(); });
+}
+
+const embedsURL = () => '/api/recordings/' + encodeURIComponent(id) + '/embeds';
+
+async function loadEmbeds() {
+  try {
+    st.embeds = (await api(embedsURL(), { token: st.manager })).embeds || [];
+    $('embed-error').hidden = true;
+  } catch (err) {
+    showEmbedError(err);
+  }
+  renderEmbeds();
+}
+
+function showEmbedError(err) {
+  $('embed-error').textContent = errorText(err);
+  $('embed-error').hidden = false;
+}
+
+async function createEmbed(e) {
+  e.preventDefault();
+  try {
+    const r = await api(embedsURL(), { method: 'POST', token: st.manager, body: { ttl: $('embed-ttl').value, label: $('embed-label').value.trim() } });
+    // The server's link is built from the public URL; the page's own origin is what
+    // this browser reaches the server at, so it is the one shown.
+    const src = location.origin + '/replays/' + encodeURIComponent(id) + '/embed?token=' + encodeURIComponent(r.token);
+    $('embed-code').value = `<iframe src="${escapeAttr(src)}" width="960" height="540" allow="fullscreen; autoplay" allowfullscreen title="${escapeAttr(st.rec.title || 'Lectern')}"></iframe>`;
+    $('embed-result').hidden = false;
+    $('embed-label').value = '';
+    $('embed-error').hidden = true;
+  } catch (err) {
+    showEmbedError(err);
+  }
+  await loadEmbeds();
+}
+
+async function revokeEmbed(embedId) {
+  try {
+    await api(embedsURL() + '/' + encodeURIComponent(embedId), { method: 'DELETE', token: st.manager });
+    notify(t('player.embedRevokedOK'), 'ok');
+  } catch (err) {
+    showEmbedError(err);
+  }
+  await loadEmbeds();
+}
+
+function renderEmbeds() {
+  const list = st.embeds || [];
+  $('embed-none').hidden = list.length > 0;
+  $('embed-list').replaceChildren(...list.map((x) => el('li', { dataset: { embed: x.id } },
+    el('span', {}, (x.label || t('player.embedNoLabel')) + ' · ' + t('player.embedUntil', { time: fmtDateTime(x.expires_at) })),
+    ' ',
+    el('button', { type: 'button', class: 'btn btn-small btn-secondary', dataset: { action: 'revoke' }, onclick: () => revokeEmbed(x.id) }, t('player.embedRevoke')))));
 }
 
 function escapeAttr(s) {

@@ -14,19 +14,53 @@ async function main() {
   st.token = takeToken('replays');
   const c = claims(st.token);
   st.session = new URLSearchParams(location.search).get('session') || (c && c.sid) || '';
-  $('filters').addEventListener('submit', (e) => { e.preventDefault(); load(false); });
+  $('filters').addEventListener('submit', (e) => { e.preventDefault(); if (datesOK()) load(false); });
   $('f-text').addEventListener('input', render);
   $('more').addEventListener('click', () => load(true));
   onLangChange(render);
   await load(false);
 }
 
+/**
+ * A date typed as day/month/year (the order of the page's languages, whatever the
+ * browser's own locale: a date input would follow the browser), with "/", "-" or
+ * "." between, or as YYYY-MM-DD. Returns a local Date at the start of that day,
+ * null for an empty field, undefined for something that is not a date.
+ */
+export function parseDay(text) {
+  const s = (text || '').trim();
+  if (!s) return null;
+  let m = /^(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})$/.exec(s);
+  let y, mo, d;
+  if (m) [d, mo, y] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  else if ((m = /^(\d{4})-(\d{1,2})-(\d{1,2})$/.exec(s))) [y, mo, d] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  else return undefined;
+  const date = new Date(y, mo - 1, d);
+  return date.getFullYear() === y && date.getMonth() === mo - 1 && date.getDate() === d ? date : undefined;
+}
+
+/** Checks the date fields, marking and announcing a bad one. */
+function datesOK() {
+  for (const f of ['f-from', 'f-to']) {
+    const bad = parseDay($(f).value) === undefined;
+    $(f).toggleAttribute('aria-invalid', bad);
+    if (bad) {
+      $('list-message').textContent = t('replays.badDate', { value: $(f).value.trim() });
+      $('list-message').hidden = false;
+      $('list-message').dataset.status = 'date';
+      $(f).focus();
+      return false;
+    }
+  }
+  return true;
+}
+
 function query(more) {
   const q = new URLSearchParams();
   if (st.session) q.set('session', st.session);
-  const from = $('f-from').value, to = $('f-to').value;
-  if (from) q.set('from', new Date(from + 'T00:00:00').toISOString());
-  if (to) q.set('to', new Date(to + 'T23:59:59').toISOString());
+  const from = parseDay($('f-from').value), to = parseDay($('f-to').value);
+  if (from) q.set('from', from.toISOString());
+  if (to) q.set('to', new Date(to.getFullYear(), to.getMonth(), to.getDate(), 23, 59, 59).toISOString());
   if (more && st.next) q.set('cursor', st.next);
   return q.toString();
 }

@@ -25,6 +25,9 @@ const st = {
   micMuted: false,
   tiles: null,
   eventsOK: true,
+  session: null, // the session's definition (title, schedule)
+  wasLive: false, // the lecture was live while this page was open
+  replay: null, // the newest recording of the session, once it has ended
 };
 
 main();
@@ -48,6 +51,7 @@ async function main() {
   }
   st.token = token;
   st.me = c || {};
+  st.session = session;
   // A classroom speaks with its camera and microphone, which browsers give only to secure
   // origins: say so now, not when the trainer gives it the floor.
   if (st.me.role === 'site' && !window.isSecureContext) notify(t('err.insecure', { origin: location.origin }), 'warn', 0);
@@ -81,7 +85,16 @@ async function main() {
   });
   st.viewer.start();
   watchSession(id, token, {
-    onState: (s) => { st.live = s; render(); floor(); },
+    onState: (s) => {
+      // s is the same object at every call, changed in place: compare with what we saw.
+      const ended = st.seenLive && !s.live;
+      st.seenLive = s.live;
+      st.live = s;
+      if (s.live) st.wasLive = true;
+      else if (ended || !st.replayChecked) findReplay();
+      render();
+      floor();
+    },
     onConnection: (ok) => { st.eventsOK = ok; render(); },
   });
   setInterval(sample, 1000);
@@ -106,20 +119,45 @@ function stageState() {
   const s = st.live;
   const trainer = s && publication(s, 'trainer');
   if (st.viewerState === 'reconnecting' || (st.viewerState === 'connecting' && st.viewer && st.viewer.retries > 0)) return 'reconnecting';
-  if (s && !s.live) return 'waiting';
+  if (s && !s.live) return ended() ? 'ended' : 'waiting';
   if (trainer && trainer.paused) return 'paused';
   if (st.viewerState === 'connecting' || !s) return 'connecting';
   if (!st.active[0] && !st.active[1]) return 'no-video';
   return 'playing';
 }
 
-const overlayText = { reconnecting: 'room.reconnecting', waiting: 'room.waiting', paused: 'room.paused', connecting: 'room.connecting', 'no-video': 'room.noVideo' };
+const overlayText = { reconnecting: 'room.reconnecting', waiting: 'room.waiting', ended: 'room.ended', paused: 'room.paused', connecting: 'room.connecting', 'no-video': 'room.noVideo' };
+
+// The lecture has ended (rather than not started) when it was live while this page
+// was open, or when it has a recording and its scheduled start has passed.
+function ended() {
+  if (st.wasLive) return true;
+  const at = st.session && st.session.scheduled_at ? Date.parse(st.session.scheduled_at) : 0;
+  return !!st.replay && !(at > Date.now());
+}
+
+// Looks for the session's newest recording, for the "watch the replay" link. A
+// lecture that just ended is finalised by the recorder within seconds: look again.
+async function findReplay(again = true) {
+  st.replayChecked = true;
+  try {
+    const r = await api('/api/recordings?limit=1&session=' + encodeURIComponent(id), { token: st.token });
+    st.replay = (r && r.recordings && r.recordings[0]) || null;
+  } catch {
+    st.replay = null; // no replays on this server, or not for this link
+  }
+  render();
+  if (again && st.wasLive && !st.replay) setTimeout(() => findReplay(false), 5000);
+}
 
 function render() {
   const state = stageState();
   $('stage').dataset.state = state;
   $('overlay').hidden = state === 'playing';
   if (overlayText[state]) $('overlay-text').textContent = t(overlayText[state]);
+  const link = $('replay-link');
+  link.hidden = state !== 'ended' || !st.replay;
+  if (!link.hidden) link.href = '/replays/' + encodeURIComponent(st.replay.id) + '?token=' + encodeURIComponent(st.token);
   const s = st.live;
   const trainer = s && publication(s, 'trainer');
   setLiveBadge($('live-badge'), s && s.live ? (trainer && trainer.paused ? 'paused' : 'on') : 'off');
