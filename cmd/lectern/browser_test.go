@@ -39,7 +39,7 @@ func newChromium(t *testing.T, extra map[string]any) *chromium {
 		"disable-extensions": true, "disable-dev-shm-usage": true, "mute-audio": true, "password-store": "basic",
 		"use-fake-device-for-media-stream": true, "use-fake-ui-for-media-stream": true,
 		"allow-loopback-in-peer-connection": true, "disable-features": "Translate,WebRtcHideLocalIpsWithMdns",
-		"autoplay-policy": "no-user-gesture-required",
+		"autoplay-policy":     "no-user-gesture-required",
 		"host-resolver-rules": "MAP " + tlsTestHost + " 127.0.0.1",
 	}
 	for k, v := range extra {

@@ -169,7 +169,16 @@ func (f *httpsFront) startRedirect(addr string, wg *sync.WaitGroup, failed chan<
 	}
 	var h http.Handler = http.HandlerFunc(f.redirectToHTTPS)
 	if f.acme != nil {
-		h = f.acme.HTTPHandler(h)
+		challenges := f.acme.HTTPHandler(h)
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasPrefix(r.URL.Path, "/.well-known/acme-challenge/") && r.Host != hostOnly(r.Host) {
+				// The manager checks the Host header against the ACME names as it
+				// is; "name:port" (a CA or proxy that writes the port) is the same name.
+				r = r.Clone(r.Context())
+				r.Host = hostOnly(r.Host)
+			}
+			challenges.ServeHTTP(w, r)
+		})
 	}
 	// Its answers are a few hundred bytes: every phase of a connection is short.
 	f.redirect = &http.Server{
@@ -301,13 +310,13 @@ func (a *app) listenHTTP() (net.Listener, error) {
 		return nil, err
 	}
 	if f == nil {
-		ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
+		ln, err := a.listenTCP(a.cfg.HTTPAddr) // conncap.go: capped per client address
 		if err != nil {
 			return nil, fmt.Errorf("http listen %s: %w", a.cfg.HTTPAddr, err)
 		}
 		return ln, nil
 	}
-	ln, err := net.Listen("tcp", a.cfg.HTTPSAddr)
+	ln, err := a.listenTCP(a.cfg.HTTPSAddr) // conncap.go: capped per client address
 	if err != nil {
 		return nil, fmt.Errorf("https listen %s: %w", a.cfg.HTTPSAddr, err)
 	}

@@ -48,7 +48,7 @@ type tlsApp struct {
 	httpPort, httpsPort int
 	admin               string
 	args                []string // the flags it was started with (for `lectern healthcheck`)
-	stop                func() // shuts it down; once
+	stop                func()   // shuts it down; once
 }
 
 const tlsTestAdmin = "tls-test-admin-token-0123"
@@ -324,8 +324,9 @@ func startPebble(t *testing.T, httpPort, tlsPort int) *pebble {
 	p := &pebble{directory: fmt.Sprintf("https://127.0.0.1:%d/dir", listen), caFile: caFile,
 		mgmt: fmt.Sprintf("https://127.0.0.1:%d", mgmt), log: &bytes.Buffer{}, logMu: &sync.Mutex{}}
 	cmd := exec.Command(bin, "-config", confFile, "-dnsserver", dns)
-	// No random sleeps before validation, no random nonce rejections: a deterministic CA.
-	cmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0")
+	// No random sleeps before validation, no random nonce rejections, no reuse of an
+	// earlier authorization: a deterministic CA that validates every order.
+	cmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0")
 	out := lockedWriter{mu: p.logMu, w: p.log}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -453,11 +454,24 @@ func dnsAnswer(query []byte) ([]byte, error) {
 
 // TestACMECertificateFromPebble: with -acme-domain, Lectern gets its certificate from a
 // real ACME server (Pebble on loopback), which validates the name by connecting to
-// Lectern's own listeners; the certificate chains to Pebble's root, is cached in
-// <data-dir>/acme and served after a restart without asking the CA again.
+// Lectern's own listeners, once over TLS-ALPN-01 on -https and once over HTTP-01 on -http
+// (the redirect server), each time with the other port closed; the certificate chains to
+// Pebble's root, is cached in <data-dir>/acme and served after a restart without asking
+// the CA again.
 func TestACMECertificateFromPebble(t *testing.T) {
+	t.Run("tls-alpn-01", func(t *testing.T) { testACME(t, "tls-alpn-01") })
+	t.Run("http-01", func(t *testing.T) { testACME(t, "http-01") })
+}
+
+func testACME(t *testing.T, challenge string) {
 	httpPort, httpsPort := freePort(t, "tcp"), freePort(t, "tcp")
-	p := startPebble(t, httpPort, httpsPort)
+	closed := freePort(t, "tcp") // nothing listens there: that challenge fails
+	var p *pebble
+	if challenge == "http-01" {
+		p = startPebble(t, httpPort, closed)
+	} else {
+		p = startPebble(t, closed, httpsPort)
+	}
 	dataDir := t.TempDir()
 	acmeFlags := []string{"-acme-domain", tlsTestHost, "-acme-email", "ops@example.org", "-acme-directory", p.directory, "-acme-ca", p.caFile}
 	ta := startTLSApp(t, dataDir, httpPort, httpsPort, acmeFlags...)
@@ -476,8 +490,8 @@ func TestACMECertificateFromPebble(t *testing.T) {
 	if len(leaf.DNSNames) != 1 || leaf.DNSNames[0] != tlsTestHost {
 		t.Errorf("certificate names %v, want [%s]", leaf.DNSNames, tlsTestHost)
 	}
-	if !strings.Contains(p.output(), tlsTestHost) {
-		t.Errorf("pebble's log does not mention %s: did it validate the name?", tlsTestHost)
+	if !strings.Contains(p.output(), "set VALID by completed challenge") {
+		t.Errorf("pebble's log does not show a validated challenge:\n%s", p.output())
 	}
 	// `lectern healthcheck` reaches it too (naming the ACME host, which the manager needs).
 	if code, stdout, stderr := healthcheckRun(ta.args...); code != 0 {
