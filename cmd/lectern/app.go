@@ -122,9 +122,12 @@ func (a *app) open() error {
 			return err
 		}
 	}
+	// One failed-authentication limiter for HTTP and RTSP: a guesser gets no
+	// fresh tries by switching protocol.
+	authFailures := auth.NewFailureLimiter(auth.DefaultFailureBurst, auth.DefaultFailureEvery)
 	if cfg.RTSPAddr != "off" {
 		rc := rtsp.Config{Address: cfg.RTSPAddr, ServerCert: cfg.RTSPCert, ServerKey: cfg.RTSPKey,
-			Sessions: a.liveSession, Tokens: issuer, AdminToken: a.adminToken, Logger: log}
+			Sessions: a.liveSession, Tokens: issuer, AdminToken: a.adminToken, AuthFailures: authFailures, Logger: log}
 		if cfg.RTSPUDPRTPPort > 0 {
 			rc.UDPRTPAddress = ":" + strconv.Itoa(cfg.RTSPUDPRTPPort)
 			rc.UDPRTCPAddress = ":" + strconv.Itoa(cfg.RTSPUDPRTCPPort)
@@ -164,7 +167,7 @@ func (a *app) open() error {
 	handler, err := web.New(web.Config{
 		Catalog: a.catalog, Registry: a.registry, WebRTC: a.edge, Events: a.broker, Tokens: issuer,
 		AdminToken: a.adminToken, CORSOrigins: cfg.CORSOrigins, PublicURL: cfg.PublicURL,
-		Metrics: metrics, Replays: replays, Sources: a.sources, Pages: pages, Logger: log,
+		Metrics: metrics, Replays: replays, Sources: a.sources, Pages: pages, Logger: log, AuthFailures: authFailures,
 		Ready: a.ready,
 	})
 	if err != nil {

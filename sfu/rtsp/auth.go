@@ -42,21 +42,31 @@ func presentedToken(req *request, query url.Values) string {
 	return query.Get("token")
 }
 
-// authorize checks token for an operation on session by one of roles (any role when
-// none are given). The admin token is accepted for every session. The error matches
-// auth.ErrMissingToken, ErrInvalidToken or ErrExpiredToken (401), or
-// ErrWrongSession or ErrWrongRole (403).
-func (s *Server) authorize(token, session string, roles ...auth.Role) error {
+// authorize checks token, presented from the client address addr, for an
+// operation on session by one of roles (any role when none are given). The admin
+// token is accepted for every session. Failures count in Config.AuthFailures (see
+// auth.Authenticator). The error matches auth.ErrMissingToken, ErrInvalidToken or
+// ErrExpiredToken (401), ErrWrongSession or ErrWrongRole (403), or
+// ErrTooManyFailures (503).
+func (s *Server) authorize(addr, token, session string, roles ...auth.Role) error {
 	if token == "" {
 		return fmt.Errorf("%w: give the token as the RTSP password (rtsp://any:TOKEN@host/…) or as ?token=", auth.ErrMissingToken)
 	}
-	if auth.AdminTokenMatches(token, s.cfg.AdminToken) {
+	if s.cfg.Tokens == nil { // the admin token only
+		if retry, ok := s.cfg.AuthFailures.Allow(addr); !ok {
+			return &auth.TooManyFailuresError{Retry: retry}
+		}
+		if auth.AdminTokenMatches(token, s.cfg.AdminToken) {
+			return nil
+		}
+		s.cfg.AuthFailures.Failed(addr)
+		return fmt.Errorf("%w: not the admin token", auth.ErrInvalidToken)
+	}
+	authn := auth.Authenticator{Issuer: s.cfg.Tokens, AdminToken: s.cfg.AdminToken, Failures: s.cfg.AuthFailures}
+	claims, admin, err := authn.Authenticate(addr, token)
+	if admin {
 		return nil
 	}
-	if s.cfg.Tokens == nil {
-		return fmt.Errorf("%w: no token issuer configured", auth.ErrInvalidToken)
-	}
-	claims, err := s.cfg.Tokens.Verify(token)
 	if errors.Is(err, auth.ErrInvalidToken) {
 		return fmt.Errorf("%w (clients that cut long passwords, as ffmpeg does past 127 characters, must give the token as ?token=)", err)
 	}

@@ -192,3 +192,49 @@ func freeUDPPort(t *testing.T) string {
 	_, port, _ := net.SplitHostPort(c.LocalAddr().String())
 	return port
 }
+
+// TestRTSPAuthFailuresLimited: wrong tokens over RTSP count in the failed-
+// authentication limiter the HTTP layer shares; past its burst the address is
+// refused (503 with Retry-After) even with the admin token, while a token signed
+// by the server still works from there (a classroom behind the guesser's NAT).
+// Failures counted by the HTTP layer count here too (issue 9, 10o).
+func TestRTSPAuthFailuresLimited(t *testing.T) {
+	failures := auth.NewFailureLimiter(3, time.Hour)
+	var logs lockedBuffer
+	f := newFixture(t, func(c *Config) {
+		c.AuthFailures = failures
+		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	base := "rtsp://" + f.srv.Addr() + "/" + testSession
+	describe := func(token string) *response {
+		c := dialRaw(t, f.srv.Addr())
+		return c.do("DESCRIBE", base+"?token="+token, nil, "")
+	}
+	for i := range 3 {
+		if res := describe("wrong-token-" + string(rune('a'+i))); res.status != 401 {
+			t.Fatalf("guess %d: %d %s", i, res.status, res.reason)
+		}
+	}
+	res := describe(testAdmin)
+	if res.status != 503 || res.header.get("Retry-After") == "" || !strings.Contains(res.reason, "too many") {
+		t.Fatalf("admin token after 3 failures: %d %q (Retry-After %q)", res.status, res.reason, res.header.get("Retry-After"))
+	}
+	// A signed token is not guessable: it still gets past the limiter (404: nothing
+	// is published, which is after authentication).
+	if res := describe(f.token(t, testSession, auth.RoleViewer)); res.status != 404 {
+		t.Fatalf("viewer token from a limited address: %d %s", res.status, res.reason)
+	}
+	if !strings.Contains(logs.String(), "rtsp authentication refused") || !strings.Contains(logs.String(), "remote=127.0.0.1") {
+		t.Fatalf("refusals not logged with the client address:\n%s", logs.String())
+	}
+
+	// Shared: failures the HTTP layer saw count for RTSP.
+	shared := auth.NewFailureLimiter(2, time.Hour)
+	shared.Failed("127.0.0.1")
+	shared.Failed("127.0.0.1")
+	g := newFixture(t, func(c *Config) { c.AuthFailures = shared })
+	c := dialRaw(t, g.srv.Addr())
+	if res := c.do("DESCRIBE", "rtsp://"+g.srv.Addr()+"/"+testSession+"?token="+testAdmin, nil, ""); res.status != 503 {
+		t.Fatalf("after HTTP failures: %d %s", res.status, res.reason)
+	}
+}

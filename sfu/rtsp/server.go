@@ -37,6 +37,10 @@ type Config struct {
 	Tokens *auth.Issuer
 	// AdminToken is accepted for every session and operation; empty disables it.
 	AdminToken string
+	// AuthFailures counts failed authentications per client address; an address
+	// past its limit is refused (503 with Retry-After). Share the HTTP layer's, so
+	// guesses count wherever they arrive. Nil: no limit.
+	AuthFailures *auth.FailureLimiter
 	// ReadTimeout closes a connection that sends nothing (or stalls mid-request) for
 	// that long while it is not playing, and a publisher whose media stops. Default
 	// 10 s.

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -302,7 +303,12 @@ func (c *serverConn) check(req *request, t target, op string, roles ...auth.Role
 	if tok == "" && c.authed[key] {
 		return nil
 	}
-	if err := c.s.authorize(tok, t.session, roles...); err != nil {
+	if err := c.s.authorize(c.remote.Addr().String(), tok, t.session, roles...); err != nil {
+		level := slog.LevelInfo
+		if errors.Is(err, auth.ErrMissingToken) {
+			level = slog.LevelDebug // clients ask without credentials first, then answer the 401
+		}
+		c.log.Log(c.ctx, level, "rtsp authentication refused", "session", t.session, "op", op, "err", err)
 		return err
 	}
 	c.authed[key] = true
@@ -372,7 +378,7 @@ func statusOf(err error) int {
 		return statusMethodNotValidHere
 	case errors.Is(err, errNotImplemented):
 		return statusNotImplemented
-	case errors.Is(err, sfu.ErrTooManySubscribers), errors.Is(err, ErrClosed):
+	case errors.Is(err, sfu.ErrTooManySubscribers), errors.Is(err, ErrClosed), errors.Is(err, auth.ErrTooManyFailures):
 		return statusServiceUnavailable
 	}
 	return statusInternalError
@@ -387,6 +393,10 @@ func errorReply(req *request, err error) reply {
 	res.add("Content-Type", "text/plain; charset=utf-8")
 	if code == statusUnauthorized {
 		res.add("WWW-Authenticate", `Basic realm="`+realm+`"`)
+	}
+	var tooMany *auth.TooManyFailuresError
+	if errors.As(err, &tooMany) {
+		res.add("Retry-After", strconv.Itoa(int(max(tooMany.RetryAfter(), time.Second)/time.Second)))
 	}
 	return reply{res: res, close: req == nil || code == statusBadRequest && errors.Is(err, errMalformed)}
 }
