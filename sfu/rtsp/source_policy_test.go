@@ -258,3 +258,54 @@ func TestPullSourceLastErrorVocabulary(t *testing.T) {
 		})
 	}
 }
+
+// TestPullSourceCredentialsOnlyOnChallenge: a source sends its URL's credentials
+// only in answer to a 401 on the connection to the host the URL names, never
+// unasked, and follows no redirect to another host (issue 9, 10e).
+func TestPullSourceCredentialsOnlyOnChallenge(t *testing.T) {
+	reg := sfu.NewRegistry(sfu.RegistryConfig{Logger: testLogger()})
+	defer reg.CloseAll()
+	elsewhere := newFakePeer(t, func(nc net.Conn) { _, _ = io.Copy(io.Discard, nc) })
+	var mu sync.Mutex
+	var seen []string // "METHOD auth?" per request
+	redirector := newFakePeer(t, func(nc net.Conn) {
+		br := bufio.NewReader(nc)
+		for {
+			req, err := readRequest(br)
+			if err != nil {
+				return
+			}
+			a := req.header.get("Authorization")
+			mu.Lock()
+			seen = append(seen, req.method+" "+strings.Fields(a + " -")[0])
+			mu.Unlock()
+			cseq := "CSeq: " + req.header.get("CSeq") + "\r\n"
+			switch {
+			case a == "":
+				_, _ = nc.Write([]byte("RTSP/1.0 401 Unauthorized\r\n" + cseq + "WWW-Authenticate: Basic realm=\"cam\"\r\n\r\n"))
+			case req.method == "DESCRIBE":
+				_, _ = nc.Write([]byte("RTSP/1.0 302 Moved\r\n" + cseq + "Location: rtsp://127.0.0.1:" + elsewhere.port() + "/cam\r\n\r\n"))
+			default:
+				_, _ = nc.Write([]byte("RTSP/1.0 200 OK\r\n" + cseq + "\r\n"))
+			}
+		}
+	})
+	sources := NewSources(SourcesConfig{Sessions: sessionsOf(reg, testSession), Allow: loopbackAllowed(t), Logger: testLogger(),
+		BackoffMin: time.Hour, Timeout: 2 * time.Second})
+	defer sources.Close()
+	if _, err := sources.Add(testSession, SourceSpec{URL: "rtsp://admin:pw@127.0.0.1:" + redirector.port() + "/cam", Name: "cam", As: "site"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t.Context(), t, "a last error", func() bool { return sourceState(sources, testSession).LastError != "" })
+	if got := sourceState(sources, testSession).LastError; got != "camera refused DESCRIBE (status 302)" {
+		t.Fatalf("last error %q", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) < 2 || seen[0] != "OPTIONS -" {
+		t.Fatalf("requests %v: the first one must carry no credentials", seen)
+	}
+	if n := elsewhere.conns.Load(); n != 0 {
+		t.Fatalf("the redirect was followed (%d connections)", n)
+	}
+}
