@@ -119,22 +119,23 @@ func (f *httpsFront) setupACME(cfg config) error {
 // certificate chooses the certificate of a handshake: ACME for its names and for the
 // CA's TLS-ALPN-01 challenges, the files for every other name (or when ACME is off).
 func (f *httpsFront) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	if f.acme != nil && (f.files == nil || f.acmeName(hello)) {
+	challenge := slices.Equal(hello.SupportedProtos, []string{acme.ALPNProto})
+	configured := f.acme != nil && f.configuredName(hello.ServerName)
+	if f.acme != nil && (f.files == nil || challenge || configured) {
 		cert, err := f.acme.GetCertificate(hello)
-		if err != nil {
-			f.log.Warn("no ACME certificate for a TLS handshake", "server_name", hello.ServerName,
-				"client", hello.Conn.RemoteAddr().String(), "err", err)
+		if err != nil && configured && !challenge {
+			// Any other failed handshake (a scanner naming another host or no host)
+			// is already logged by the HTTP server; this one means the CA refused us.
+			f.log.Error("cannot obtain the ACME certificate", "server_name", hello.ServerName, "err", err)
 		}
 		return cert, err
 	}
 	return f.files.get()
 }
 
-func (f *httpsFront) acmeName(hello *tls.ClientHelloInfo) bool {
-	if slices.Equal(hello.SupportedProtos, []string{acme.ALPNProto}) {
-		return true
-	}
-	name := strings.TrimSuffix(strings.ToLower(hello.ServerName), ".")
+// configuredName reports whether name is one of the ACME names.
+func (f *httpsFront) configuredName(name string) bool {
+	name = strings.TrimSuffix(strings.ToLower(name), ".")
 	return name != "" && f.acme.HostPolicy(context.Background(), name) == nil
 }
 

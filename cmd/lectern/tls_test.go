@@ -528,3 +528,25 @@ func testACME(t *testing.T, challenge string) {
 		t.Errorf("after a restart the server presents another certificate (serial %v, want %v)", got.SerialNumber, leaf.SerialNumber)
 	}
 }
+
+// TestHTTPSFilesAndACME: with both, the ACME names go to the ACME manager and every
+// other name (or none, as when browsing to the address) gets the files' certificate.
+func TestHTTPSFilesAndACME(t *testing.T) {
+	dir := t.TempDir()
+	ca := newTestCA(t)
+	certPath, keyPath, fileLeaf := ca.issue(t, dir, "", 2, "lectern.internal")
+	httpsPort := freePort(t, "tcp")
+	startTLSApp(t, filepath.Join(dir, "data"), freePort(t, "tcp"), httpsPort, "-tls-cert", certPath, "-tls-key", keyPath,
+		"-acme-domain", tlsTestHost, "-acme-directory", "https://127.0.0.1:1/dir") // no CA there
+	for _, name := range []string{"lectern.internal", ""} {
+		if got := servedLeaf(t, httpsPort, name); !got.Equal(fileLeaf) {
+			t.Errorf("server name %q: served %v, want the files' certificate", name, got.DNSNames)
+		}
+	}
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 30 * time.Second}, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(httpsPort)),
+		&tls.Config{ServerName: tlsTestHost, InsecureSkipVerify: true})
+	if err == nil {
+		conn.Close()
+		t.Fatalf("the ACME name got a certificate (%v) although no CA is reachable: not the ACME path", conn.ConnectionState().PeerCertificates[0].DNSNames)
+	}
+}
