@@ -33,6 +33,7 @@ type Pages struct {
 	version string
 	pages   map[string]*staticFile // page name ("lobby") → rendered HTML
 	assets  map[string]*staticFile // path under assets/ ("js/room.js") → file
+	csp     string                 // Content-Security-Policy, up to its frame-ancestors
 }
 
 // staticFile is one file ready to serve.
@@ -70,14 +71,25 @@ var apiPrefixes = []string{"api", "whip", "whep", "replay", "healthz", "readyz",
 var recordingID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
 
 // NewPages returns the handler of the embedded web pages.
-func NewPages() (*Pages, error) {
-	return newPages(ui.Files)
+func NewPages(opts ...PagesOption) (*Pages, error) {
+	var o pagesOptions
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	p, err := newPages(ui.Files)
+	if err != nil {
+		return nil, err
+	}
+	p.csp = contentSecurityPolicy(o)
+	return p, nil
 }
 
 // newPages builds Pages from a file system laid out like lectern/web/ui: pages/*.html
 // and assets/**.
 func newPages(fsys fs.FS) (*Pages, error) {
-	p := &Pages{pages: map[string]*staticFile{}, assets: map[string]*staticFile{}}
+	p := &Pages{pages: map[string]*staticFile{}, assets: map[string]*staticFile{}, csp: contentSecurityPolicy(pagesOptions{})}
 	sum := sha256.New()
 	err := fs.WalkDir(fsys, "assets", func(name string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -200,8 +212,7 @@ func (p *Pages) servePage(w http.ResponseWriter, r *http.Request, name string, s
 	} else {
 		h.Set("X-Frame-Options", "SAMEORIGIN")
 	}
-	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob: mediastream:; "+
-		"worker-src 'self' blob:; style-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors "+frameAncestors)
+	h.Set("Content-Security-Policy", p.csp+frameAncestors)
 	h.Set("Permissions-Policy", "camera=(self), microphone=(self), display-capture=(self), fullscreen=(self)")
 	p.serveFile(w, r, p.pages[name], "no-cache", status)
 }

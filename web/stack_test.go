@@ -60,6 +60,10 @@ type stackOptions struct {
 	sourcesConfig func(*rtsp.SourcesConfig)
 	// corsOrigins are Config.CORSOrigins; default https://portal.example.edu.
 	corsOrigins []string
+	// store is the recorder's store (with recorder); nil: a local directory.
+	store testStore
+	// replayRedirect is ReplayConfig.Redirect (with recorder).
+	replayRedirect bool
 	// lobbyPublic is Config.LobbyPublic: the lobby lists every session.
 	lobbyPublic bool
 }
@@ -86,9 +90,14 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	var reg *sfu.Registry
 	onEvent := broker.Publish
 	if o.recorder {
-		store, err := storage.NewDir(t.TempDir())
-		if err != nil {
-			t.Fatal(err)
+		store := o.store
+		if store == nil {
+			dir, err := storage.NewDir(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = dir.Close() }) // after the recorder's cleanup below
+			store = dir
 		}
 		rctx, rcancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer rcancel()
@@ -104,9 +113,8 @@ func newStack(t *testing.T, o stackOptions) *stack {
 			if err := rec.Close(cctx); err != nil {
 				t.Errorf("closing the recorder: %v", err)
 			}
-			_ = store.Close()
 		})
-		replays = &ReplayConfig{Recorder: rec, Store: store}
+		replays = &ReplayConfig{Recorder: rec, Store: store, Redirect: o.replayRedirect}
 		onEvent = func(session, typ string, data any) {
 			broker.Publish(session, typ, data)
 			if typ == sfu.EventPublicationAdded {
