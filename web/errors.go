@@ -24,6 +24,7 @@ var (
 	errBadRequest         = errors.New("bad request")
 	errUnsupportedMedia   = errors.New("unsupported content type")
 	errTooLarge           = errors.New("request body too large")
+	errRequestTimeout     = errors.New("request timeout")
 	errNotLive            = errors.New("publication is not live")
 	errUnknownParticipant = errors.New("participant not found")
 	errNotFound           = errors.New("not found")
@@ -52,6 +53,8 @@ func statusOf(err error) int {
 		return http.StatusUnsupportedMediaType
 	case errors.Is(err, errTooLarge):
 		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, errRequestTimeout):
+		return http.StatusRequestTimeout
 	case errors.Is(err, peer.ErrETagMismatch):
 		return http.StatusPreconditionFailed
 	case errors.Is(err, peer.ErrUnsupportedCodec):

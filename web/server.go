@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -53,6 +54,10 @@ type Config struct {
 	Ready func() error
 	// MaxBody bounds request bodies; default 64 KiB.
 	MaxBody int64
+	// RequestTimeout bounds an ordinary request: its body must arrive within it,
+	// its answer be written within twice it (deadlines.go); default 60 s. Event
+	// streams and replays are left to their handlers.
+	RequestTimeout time.Duration
 	// EventStreamsPerToken and EventStreamsPerAddress bound the open event streams
 	// of one token and of one client address: 0 takes DefaultEventStreamsPerToken
 	// and DefaultEventStreamsPerAddress, a negative value means no limit.
@@ -95,6 +100,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = 64 << 10
 	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = DefaultRequestTimeout
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -115,6 +123,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.Se
 func (s *Server) routes() {
 	r := chi.NewRouter()
 	r.Use(middleware.Recoverer)
+	r.Use(s.deadlines)
 	r.Use(s.accessLog)
 	origins := s.cfg.CORSOrigins
 	if len(origins) == 0 {
@@ -255,6 +264,9 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, mediaType stri
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			return nil, fmt.Errorf("%w: more than %d bytes", errTooLarge, limit)
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) { // deadlines.go
+			return nil, fmt.Errorf("%w: the body did not arrive within %v", errRequestTimeout, s.cfg.RequestTimeout)
 		}
 		return nil, fmt.Errorf("%w: reading body: %v", errBadRequest, err)
 	}

@@ -55,6 +55,7 @@ type app struct {
 	cleanup   cleanup     // how to close what is open, newest last (cleanup.go)
 	serving   atomic.Bool // every listener is up, and shutdown has not begun
 	readiness readiness   // /readyz (ready.go)
+	conns     *connCap    // HTTP connections per client address (conncap.go)
 }
 
 func newApp(cfg config, log *slog.Logger) (*app, error) {
@@ -148,9 +149,10 @@ func (a *app) open() error {
 		Allow: cfg.rtspSourceAllow(), TrainersMayAdd: cfg.RTSPSourceTrainers})
 	a.cleanup.push("rtsp sources", func(context.Context) error { a.sources.Close(); return nil })
 
+	a.conns = newConnCap(cfg.MaxConnsPerIP, log)
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		web.NewCollector(a.registry, a.edge.Resources))
+		web.NewCollector(a.registry, a.edge.Resources), a.conns.refused)
 	var replays *web.ReplayConfig
 	if a.recorder != nil {
 		metrics.MustRegister(a.recorder.Collector())
@@ -160,7 +162,21 @@ func (a *app) open() error {
 			metrics.MustRegister(replays.Cache)
 		}
 	}
-	pages, err := web.NewPages()
+	var pageOpts []web.PagesOption
+	if replays != nil && replays.Redirect {
+		// The replay pages' hls.js follows segment redirects to the store: their
+		// Content-Security-Policy must allow its origin.
+		pctx, pcancel := context.WithTimeout(context.Background(), 30*time.Second)
+		origin, err := web.PresignedOrigin(pctx, a.store)
+		pcancel()
+		if err != nil {
+			return err
+		}
+		if origin != "" {
+			pageOpts = append(pageOpts, web.WithMediaOrigin(origin))
+		}
+	}
+	pages, err := web.NewPages(pageOpts...)
 	if err != nil {
 		return err
 	}
@@ -168,12 +184,16 @@ func (a *app) open() error {
 		Catalog: a.catalog, Registry: a.registry, WebRTC: a.edge, Events: a.broker, Tokens: issuer,
 		AdminToken: a.adminToken, CORSOrigins: cfg.CORSOrigins, PublicURL: cfg.PublicURL,
 		Metrics: metrics, Replays: replays, Sources: a.sources, Pages: pages, Logger: log, AuthFailures: authFailures,
-		Ready: a.ready,
+		Ready: a.ready, RequestTimeout: cfg.HTTPRequestTimeout,
 	})
 	if err != nil {
 		return err
 	}
-	a.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	// No ReadTimeout or WriteTimeout here: they would cut event streams and long
+	// downloads. Ordinary requests get per-request deadlines in the handler
+	// (web/deadlines.go); a connection between requests is bounded by IdleTimeout.
+	a.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: cfg.HTTPIdleTimeout,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	if testHookNewApp != nil {
 		return testHookNewApp(a)
 	}

@@ -39,6 +39,10 @@ type config struct {
 	LogFormat      string        // text or json
 	PublicURL      string        // base URL for the banner and invitations, without trailing "/"
 
+	HTTPIdleTimeout    time.Duration // a keep-alive HTTP connection idle this long is closed
+	HTTPRequestTimeout time.Duration // an ordinary request's body must arrive, and its answer leave, within it
+	MaxConnsPerIP      int           // HTTP connections one client address may hold; 0 = no limit
+
 	Record          bool          // record every live publication
 	S3Endpoint      string        // "" = recordings in DataDir/store; else http(s)://host[:port]
 	S3Bucket        string        // bucket of the recordings
@@ -99,6 +103,15 @@ func settings() []setting {
 		{flag: "public-url", env: "LECTERN_PUBLIC_URL", defHelp: "http://localhost:<port of -http>",
 			help:  "base URL that people use to reach this server; shown at start and used in invitations",
 			parse: stringVal(func(c *config) *string { return &c.PublicURL }, checkPublicURL)},
+		{flag: "http-idle-timeout", env: "LECTERN_HTTP_IDLE_TIMEOUT", def: "60s",
+			help:  "a keep-alive HTTP connection idle this long is closed (1s-1h); behind a load balancer, set it above the balancer's idle timeout",
+			parse: durationVal(func(c *config) *time.Duration { return &c.HTTPIdleTimeout }, time.Second, time.Hour)},
+		{flag: "http-request-timeout", env: "LECTERN_HTTP_REQUEST_TIMEOUT", def: "60s",
+			help:  "an ordinary HTTP request's body must arrive, and its answer be sent, within this (1s-1h); event streams, replays and downloads are bounded by their idle time instead",
+			parse: durationVal(func(c *config) *time.Duration { return &c.HTTPRequestTimeout }, time.Second, time.Hour)},
+		{flag: "max-conns-per-ip", env: "LECTERN_MAX_CONNS_PER_IP", def: "256",
+			help:  "HTTP connections one client address may hold at once (0-1000000); more are closed at once; a classroom or an office behind one NAT shares an address; 0 disables",
+			parse: intVal(func(c *config) *int { return &c.MaxConnsPerIP }, 0, 1000000, "a connection limit")},
 		{flag: "webrtc-udp-port", env: "LECTERN_WEBRTC_UDP_PORT", def: "8189",
 			help:  "the one UDP port for all WebRTC (ICE) traffic; open it in the firewall",
 			parse: intVal(func(c *config) *int { return &c.UDPPort }, 1, 65535, "a port")},

@@ -37,6 +37,10 @@ func defaultConfig() config {
 		LogFormat:      "text",
 		PublicURL:      "http://localhost:8080",
 
+		HTTPIdleTimeout:    time.Minute,
+		HTTPRequestTimeout: time.Minute,
+		MaxConnsPerIP:      256,
+
 		Record:          true,
 		S3Bucket:        "lectern",
 		S3CreateBucket:  true,
@@ -108,6 +112,10 @@ var allEnv = map[string]string{
 
 	"LECTERN_RTSP_SOURCE_ALLOW":    "10.20.0.0/16,cam.example.edu",
 	"LECTERN_RTSP_SOURCE_TRAINERS": "on",
+
+	"LECTERN_HTTP_IDLE_TIMEOUT":    "75s",
+	"LECTERN_HTTP_REQUEST_TIMEOUT": "20s",
+	"LECTERN_MAX_CONNS_PER_IP":     "0",
 }
 
 func TestParseConfigEnvOnly(t *testing.T) {
@@ -131,6 +139,10 @@ func TestParseConfigEnvOnly(t *testing.T) {
 		LogLevel:       "debug",
 		LogFormat:      "json",
 		PublicURL:      "https://lectern.example.edu",
+
+		HTTPIdleTimeout:    75 * time.Second,
+		HTTPRequestTimeout: 20 * time.Second,
+		MaxConnsPerIP:      0,
 
 		Record:          false,
 		S3Endpoint:      "https://s3.example.edu:9000",

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -257,4 +258,170 @@ func TestReadyzReportsAStoppedMinIO(t *testing.T) {
 	waitReadyz(t, a, 503, "recording store")
 	m.Start()
 	waitReadyz(t, a, 200, "ready")
+}
+
+// dialFrom opens a TCP connection to the app's HTTP listener from a local
+// address (127.0.0.2 is a second client on loopback).
+func dialFrom(t *testing.T, a *app, local string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", a.listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// roundTrip sends GET path on c (keep-alive) and returns the status, or an error
+// when the server closed the connection instead of answering.
+func roundTrip(c net.Conn, br *bufio.Reader, path string) (int, error) {
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: lectern\r\n\r\n"); err != nil {
+		return 0, err
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// closedByServer waits (10 s at most) for the server to close c: true when it
+// did, false when c is still open.
+func closedByServer(c net.Conn, br *bufio.Reader) bool {
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err := br.ReadByte()
+	var ne net.Error
+	return err != nil && !(errors.As(err, &ne) && ne.Timeout())
+}
+
+// TestIdleConnectionsAreClosed: a keep-alive connection idle after a request is
+// closed after -http-idle-timeout (it used to stay open for ever).
+func TestIdleConnectionsAreClosed(t *testing.T) {
+	a := testApp(t, "-http-idle-timeout", "1s")
+	if err := a.start(); err != nil {
+		t.Fatal(err)
+	}
+	c := dialFrom(t, a, "127.0.0.1")
+	br := bufio.NewReader(c)
+	if code, err := roundTrip(c, br, "/healthz"); err != nil || code != 200 {
+		t.Fatalf("/healthz: %d %v", code, err)
+	}
+	if !closedByServer(c, br) {
+		t.Fatal("a keep-alive connection idle for 10 s is still open with -http-idle-timeout 1s")
+	}
+}
+
+// TestSlowRequestBodyIsCut: a request body trickling in (1 byte per 100 ms) is
+// cut after -http-request-timeout instead of holding the connection for as long
+// as the client likes.
+func TestSlowRequestBodyIsCut(t *testing.T) {
+	a := testApp(t, "-http-request-timeout", "1s")
+	if err := a.start(); err != nil {
+		t.Fatal(err)
+	}
+	c := dialFrom(t, a, "127.0.0.1")
+	const size = 100 // 10 s at this pace: ten times the timeout
+	if _, err := io.WriteString(c, "POST /api/sessions HTTP/1.1\r\nHost: lectern\r\nAuthorization: Bearer "+a.adminToken+
+		"\r\nContent-Type: application/json\r\nContent-Length: "+strconv.Itoa(size)+"\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	answered := make(chan string, 1)
+	go func() {
+		_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			answered <- "closed: " + err.Error()
+			return
+		}
+		resp.Body.Close()
+		answered <- resp.Status
+	}()
+	for i := 0; i < size; i++ {
+		select {
+		case how := <-answered:
+			if !strings.HasPrefix(how, "408") {
+				t.Fatalf("cut after %d of %d bytes with %q, want a 408 answer", i, size, how)
+			}
+			t.Logf("cut after %d of %d bytes: %s", i, size, how)
+			return
+		default:
+		}
+		if _, err := c.Write([]byte{' '}); err != nil {
+			if how := <-answered; !strings.HasPrefix(how, "408") {
+				t.Fatalf("cut after %d of %d bytes (%v) with %q, want a 408 answer", i, size, err, how)
+			}
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("a %d-byte body sent at 10 bytes/s was read to its end (answer %q): no request timeout", size, <-answered)
+}
+
+// TestConnectionsPerAddressAreCapped: with -max-conns-per-ip 3, a fourth
+// connection from 127.0.0.1 is closed at once and counted, while another address
+// (127.0.0.2) is still served; a connection that ends frees its place.
+func TestConnectionsPerAddressAreCapped(t *testing.T) {
+	a := testApp(t, "-max-conns-per-ip", "3")
+	if err := a.start(); err != nil {
+		t.Fatal(err)
+	}
+	var held []net.Conn
+	for i := 0; i < 3; i++ {
+		c := dialFrom(t, a, "127.0.0.1")
+		if code, err := roundTrip(c, bufio.NewReader(c), "/healthz"); err != nil || code != 200 {
+			t.Fatalf("connection %d: %d %v", i+1, code, err)
+		}
+		held = append(held, c)
+	}
+	extra := dialFrom(t, a, "127.0.0.1")
+	if code, err := roundTrip(extra, bufio.NewReader(extra), "/healthz"); err == nil {
+		t.Fatalf("a fourth connection from 127.0.0.1 was served (%d)", code)
+	}
+	other := dialFrom(t, a, "127.0.0.2")
+	br := bufio.NewReader(other)
+	if code, err := roundTrip(other, br, "/healthz"); err != nil || code != 200 {
+		t.Fatalf("127.0.0.2 is refused too: %d %v", code, err)
+	}
+	_ = other.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(other, "GET /metrics HTTP/1.1\r\nHost: lectern\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(metrics), "lectern_http_connections_refused_total 1") {
+		t.Errorf("the refusal is not counted in /metrics:\n%s", grepLines(string(metrics), "lectern_http_conn"))
+	}
+
+	held[0].Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c := dialFrom(t, a, "127.0.0.1")
+		code, err := roundTrip(c, bufio.NewReader(c), "/healthz")
+		c.Close()
+		if err == nil && code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a closed connection did not free its place: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func grepLines(s, substr string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
