@@ -107,6 +107,7 @@ func TestRedactLine(t *testing.T) {
 		{"DESCRIBE rtsp://u:p@h/x RTSP/1.0", "DESCRIBE rtsp://REDACTED@h/x RTSP/1.0"},
 		{"X-A: Bearer abc def", "X-A: Bearer REDACTED"},
 		{"Content-Length: 12", "Content-Length: 12"},
+		{"DESCRIBE rtsp://h/lecture/eyJhbGciOiJIUzI1NiJ9.eyJzaWQiOiJ4In0.c2ln x RTSP/1.0", "DESCRIBE rtsp://h/lecture/REDACTED x RTSP/1.0"},
 	} {
 		if got := redactLine(tc.in); got != tc.want {
 			t.Errorf("redactLine(%q) = %q, want %q", tc.in, got, tc.want)
