@@ -156,11 +156,14 @@ func sectionCodecOK(md *sdp.MediaDescription, kind sfu.Kind) ([]string, bool) {
 	}
 	var offered []string
 	for _, pt := range md.MediaName.Formats {
-		name, _, _ := strings.Cut(rtpmaps[pt], "/")
+		name, rate, _ := strings.Cut(rtpmaps[pt], "/")
+		rate, _, _ = strings.Cut(rate, "/")
 		switch {
-		case kind == sfu.KindAudio && strings.EqualFold(name, "opus"):
+		// The clock rates are the only ones these codecs have (RFC 7587, RFC 6184);
+		// pion matches codecs by them, and without them could not answer.
+		case kind == sfu.KindAudio && strings.EqualFold(name, "opus") && rate == "48000":
 			return nil, true
-		case kind == sfu.KindVideo && strings.EqualFold(name, "H264") && packetizationMode1(fmtps[pt]):
+		case kind == sfu.KindVideo && strings.EqualFold(name, "H264") && rate == "90000" && packetizationMode1(fmtps[pt]):
 			return nil, true
 		}
 		if name != "" && !strings.EqualFold(name, "rtx") && !strings.EqualFold(name, "red") &&

@@ -262,7 +262,9 @@ func localAnswer(pc *webrtc.PeerConnection) (string, error) {
 	}
 	gathered := webrtc.GatheringCompletePromise(pc)
 	if err := pc.SetLocalDescription(ans); err != nil {
-		return "", fmt.Errorf("set local description: %w", err)
+		// The answer is made from the offer alone: what pion cannot apply is the
+		// offer's fault (e.g. a codec it could not match).
+		return "", fmt.Errorf("%w: cannot answer it: %v", ErrBadOffer, err)
 	}
 	select {
 	case <-gathered:
