@@ -42,6 +42,8 @@ type config struct {
 	HTTPIdleTimeout    time.Duration // a keep-alive HTTP connection idle this long is closed
 	HTTPRequestTimeout time.Duration // an ordinary request's body must arrive, and its answer leave, within it
 	MaxConnsPerIP      int           // HTTP connections one client address may hold; 0 = no limit
+	EventsPerToken     int           // open event streams (SSE) one token may hold; 0 = no limit
+	EventsPerIP        int           // open event streams one client address may hold; 0 = no limit
 
 	Record          bool          // record every live publication
 	S3Endpoint      string        // "" = recordings in DataDir/store; else http(s)://host[:port]
@@ -112,6 +114,12 @@ func settings() []setting {
 		{flag: "max-conns-per-ip", env: "LECTERN_MAX_CONNS_PER_IP", def: "256",
 			help:  "HTTP connections one client address may hold at once (0-1000000); more are closed at once; a classroom or an office behind one NAT shares an address; 0 disables",
 			parse: intVal(func(c *config) *int { return &c.MaxConnsPerIP }, 0, 1000000, "a connection limit")},
+		{flag: "events-per-token", env: "LECTERN_EVENTS_PER_TOKEN", def: "32",
+			help:  "live event streams (one per open page of a session) one token may hold at once (0-100000); more get 429; a classroom's screens or a hall sharing a viewer link share a token; 0 disables",
+			parse: intVal(func(c *config) *int { return &c.EventsPerToken }, 0, 100000, "an event stream limit")},
+		{flag: "events-per-ip", env: "LECTERN_EVENTS_PER_IP", def: "128",
+			help:  "live event streams one client address may hold at once (0-100000); more get 429; classrooms behind one NAT share an address; 0 disables",
+			parse: intVal(func(c *config) *int { return &c.EventsPerIP }, 0, 100000, "an event stream limit")},
 		{flag: "webrtc-udp-port", env: "LECTERN_WEBRTC_UDP_PORT", def: "8189",
 			help:  "the one UDP port for all WebRTC (ICE) traffic; open it in the firewall",
 			parse: intVal(func(c *config) *int { return &c.UDPPort }, 1, 65535, "a port")},

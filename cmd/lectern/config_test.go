@@ -40,6 +40,8 @@ func defaultConfig() config {
 		HTTPIdleTimeout:    time.Minute,
 		HTTPRequestTimeout: time.Minute,
 		MaxConnsPerIP:      256,
+		EventsPerToken:     32,
+		EventsPerIP:        128,
 
 		Record:          true,
 		S3Bucket:        "lectern",
@@ -116,6 +118,8 @@ var allEnv = map[string]string{
 	"LECTERN_HTTP_IDLE_TIMEOUT":    "75s",
 	"LECTERN_HTTP_REQUEST_TIMEOUT": "20s",
 	"LECTERN_MAX_CONNS_PER_IP":     "0",
+	"LECTERN_EVENTS_PER_TOKEN":     "4",
+	"LECTERN_EVENTS_PER_IP":        "0",
 }
 
 func TestParseConfigEnvOnly(t *testing.T) {
@@ -143,6 +147,8 @@ func TestParseConfigEnvOnly(t *testing.T) {
 		HTTPIdleTimeout:    75 * time.Second,
 		HTTPRequestTimeout: 20 * time.Second,
 		MaxConnsPerIP:      0,
+		EventsPerToken:     4,
+		EventsPerIP:        0,
 
 		Record:          false,
 		S3Endpoint:      "https://s3.example.edu:9000",

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -424,4 +425,57 @@ func grepLines(s, substr string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestEventStreamOutlivesRequestTimeout: the request timeout bounds ordinary
+// requests only. An event stream opened on a keep-alive connection after an
+// ordinary request (whose deadlines it must not inherit) lives past the
+// timeout and still delivers the session's end.
+func TestEventStreamOutlivesRequestTimeout(t *testing.T) {
+	a := testApp(t, "-http-request-timeout", "1s")
+	if err := a.start(); err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + a.listener.Addr().String()
+	code, body, _ := post(t, base+"/api/sessions", a.adminToken, "application/json", `{"title":"Dài hơn một giây"}`)
+	if code != 201 {
+		t.Fatalf("create session: %d %s", code, body)
+	}
+	var sess struct{ ID string }
+	_ = json.Unmarshal([]byte(body), &sess)
+
+	c := dialFrom(t, a, "127.0.0.1")
+	br := bufio.NewReader(c)
+	if code, err := roundTrip(c, br, "/healthz"); err != nil || code != 200 {
+		t.Fatalf("/healthz: %d %v", code, err)
+	}
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.WriteString(c, "GET /api/sessions/"+sess.ID+"/events HTTP/1.1\r\nHost: lectern\r\nAuthorization: Bearer "+a.adminToken+"\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("event stream: %v %v", resp, err)
+	}
+	defer resp.Body.Close()
+	events := bufio.NewScanner(resp.Body)
+	waitEvent := func(typ string) {
+		t.Helper()
+		for events.Scan() {
+			if events.Text() == "event: "+typ {
+				return
+			}
+		}
+		t.Fatalf("the stream ended before %q: %v", typ, events.Err())
+	}
+	waitEvent("snapshot")
+	time.Sleep(3 * time.Second) // past the request timeout, and twice it
+	req, _ := http.NewRequest("DELETE", base+"/api/sessions/"+sess.ID, nil)
+	req.Header.Set("Authorization", "Bearer "+a.adminToken)
+	del, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	del.Body.Close()
+	waitEvent("session.ended")
 }
