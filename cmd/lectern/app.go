@@ -185,6 +185,7 @@ func (a *app) open() error {
 		AdminToken: a.adminToken, CORSOrigins: cfg.CORSOrigins, PublicURL: cfg.PublicURL,
 		Metrics: metrics, Replays: replays, Sources: a.sources, Pages: pages, Logger: log, AuthFailures: authFailures,
 		Ready: a.ready, RequestTimeout: cfg.HTTPRequestTimeout,
+		EventStreamsPerToken: noLimitIfZero(cfg.EventsPerToken), EventStreamsPerAddress: noLimitIfZero(cfg.EventsPerIP),
 	})
 	if err != nil {
 		return err
@@ -198,6 +199,15 @@ func (a *app) open() error {
 		return testHookNewApp(a)
 	}
 	return nil
+}
+
+// noLimitIfZero turns a setting's 0 (no limit) into web.Config's (negative; there 0
+// takes the default).
+func noLimitIfZero(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // mediaStore is the recordings' object store: storage.Dir or storage.S3.
