@@ -184,7 +184,7 @@ func (a *app) open() error {
 		Catalog: a.catalog, Registry: a.registry, WebRTC: a.edge, Events: a.broker, Tokens: issuer,
 		AdminToken: a.adminToken, CORSOrigins: cfg.CORSOrigins, PublicURL: cfg.PublicURL,
 		Metrics: metrics, Replays: replays, Sources: a.sources, Pages: pages, Logger: log, AuthFailures: authFailures,
-		Ready: a.ready, RequestTimeout: cfg.HTTPRequestTimeout,
+		Ready: a.ready, RequestTimeout: cfg.HTTPRequestTimeout, LobbyPublic: cfg.LobbyPublic,
 		EventStreamsPerToken: noLimitIfZero(cfg.EventsPerToken), EventStreamsPerAddress: noLimitIfZero(cfg.EventsPerIP),
 	})
 	if err != nil {

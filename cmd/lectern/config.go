@@ -65,6 +65,7 @@ type config struct {
 	RTSPSources     []string // pull sources at start: <session>/<name>/<trainer|site>=<rtsp url>
 	ReplayRedirect  bool     // answer segment requests with a redirect to a presigned store URL
 	ReplayCacheMB   int      // memory for replay segments served through this server, MiB; 0 = no cache
+	LobbyPublic     bool     // the lobby lists every session to anyone, not only those created listed
 
 	// HTTPS (tls.go): on when TLSCert or ACMEDomains is set; -http then only redirects.
 	HTTPSAddr     string   // HTTPS listen address, used when HTTPS is on
@@ -225,6 +226,9 @@ func settings() []setting {
 		{flag: "rtsp-source-trainers", env: "LECTERN_RTSP_SOURCE_TRAINERS", def: "off",
 			help:  "on: a session's trainer may add RTSP pull sources (within -rtsp-source-allow, which is then required); off: only the admin",
 			parse: boolVal(func(c *config) *bool { return &c.RTSPSourceTrainers })},
+		{flag: "lobby-public", env: "LECTERN_LOBBY_PUBLIC", def: "off",
+			help:  "on: the lobby (GET /api/sessions) lists every session's title and schedule to anyone; off: only sessions created with listed: true, the others to the admin and their token holders",
+			parse: boolVal(func(c *config) *bool { return &c.LobbyPublic })},
 		{flag: "replay-redirect", env: "LECTERN_REPLAY_REDIRECT", def: "off",
 			help:  "on: replay segments are redirected to presigned URLs of -s3-endpoint (players must reach it) instead of passing through this server",
 			parse: boolVal(func(c *config) *bool { return &c.ReplayRedirect })},

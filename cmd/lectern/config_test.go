@@ -120,6 +120,7 @@ var allEnv = map[string]string{
 	"LECTERN_MAX_CONNS_PER_IP":     "0",
 	"LECTERN_EVENTS_PER_TOKEN":     "4",
 	"LECTERN_EVENTS_PER_IP":        "0",
+	"LECTERN_LOBBY_PUBLIC":         "on",
 }
 
 func TestParseConfigEnvOnly(t *testing.T) {
@@ -163,6 +164,7 @@ func TestParseConfigEnvOnly(t *testing.T) {
 		SegmentDuration: 6 * time.Second,
 		ReplayRedirect:  true,
 		ReplayCacheMB:   64,
+		LobbyPublic:     true,
 		RTSPAddr:        "127.0.0.1:9554",
 		RTSPUDPRTPPort:  9000,
 		RTSPUDPRTCPPort: 9001,
