@@ -44,3 +44,27 @@ func TestPagesMediaOrigin(t *testing.T) {
 		t.Fatalf("PresignedOrigin(local dir) = %q, %v; want nothing", origin, err)
 	}
 }
+
+// FuzzWithMediaOrigin: whatever origin is accepted, the policy keeps its directives
+// (nothing can be added or cut short through the origin) and names the origin in
+// connect-src and media-src only.
+func FuzzWithMediaOrigin(f *testing.F) {
+	for _, seed := range []string{"http://127.0.0.1:9000", "https://s3.example.org", "https://s3.example.org; script-src *",
+		"https://a.example/ 'unsafe-inline'", "http://[::1]:9000", "https://x\n.example", "https://ex ample.org", ""} {
+		f.Add(seed)
+	}
+	base := contentSecurityPolicy(pagesOptions{})
+	f.Fuzz(func(t *testing.T, origin string) {
+		var o pagesOptions
+		if err := WithMediaOrigin(origin)(&o); err != nil {
+			return
+		}
+		csp := contentSecurityPolicy(o)
+		if strings.Count(csp, ";") != strings.Count(base, ";") || strings.ContainsAny(o.mediaOrigins[0], " \t\r\n;,'\"") {
+			t.Fatalf("origin %q gives the policy %q", origin, csp)
+		}
+		if strings.Count(csp, o.mediaOrigins[0]) != 2 {
+			t.Fatalf("origin %q appears %d times in %q, want in connect-src and media-src", origin, strings.Count(csp, o.mediaOrigins[0]), csp)
+		}
+	})
+}
