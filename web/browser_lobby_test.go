@@ -237,7 +237,8 @@ func TestBrowserReplayDateFilter(t *testing.T) {
 		t.Errorf("bad date message %q", got)
 	}
 	tb.click("#lang-switch")
-	tb.waitJS("English placeholder", `document.getElementById('f-from').placeholder === 'dd/mm/yyyy'`, 5*time.Second)
+	tb.waitJS("English placeholder and message", `document.getElementById('f-from').placeholder === 'dd/mm/yyyy' &&
+		document.getElementById('list-message').textContent.startsWith('The date')`, 5*time.Second)
 	tb.screenshot("replays-date-filter")
 	tb.noConsoleErrors()
 }

@@ -17,7 +17,10 @@ async function main() {
   $('filters').addEventListener('submit', (e) => { e.preventDefault(); if (datesOK()) load(false); });
   $('f-text').addEventListener('input', render);
   $('more').addEventListener('click', () => load(true));
-  onLangChange(render);
+  onLangChange(() => {
+    if ($('list-message').dataset.status === 'date' && !$('list-message').hidden) $('list-message').textContent = t('replays.badDate', { value: st.badDate });
+    render();
+  });
   await load(false);
 }
 
@@ -45,7 +48,8 @@ function datesOK() {
     const bad = parseDay($(f).value) === undefined;
     $(f).toggleAttribute('aria-invalid', bad);
     if (bad) {
-      $('list-message').textContent = t('replays.badDate', { value: $(f).value.trim() });
+      st.badDate = $(f).value.trim();
+      $('list-message').textContent = t('replays.badDate', { value: st.badDate });
       $('list-message').hidden = false;
       $('list-message').dataset.status = 'date';
       $(f).focus();
