@@ -78,6 +78,17 @@ func (br byteRange) resolve(size int64) (off, n int64, err error) {
 	return br.first, br.last - br.first + 1, nil
 }
 
+// span returns the offset and length (-1: to the end) to read from the store
+// for a range that is not a suffix, before the object's size is known.
+func (br byteRange) span() (off, n int64) {
+	// bytes=0-9223372036854775807 asks for the rest like bytes=0-: its length
+	// does not fit an int64 (it would wrap to a negative one).
+	if br.last < 0 || br.last-br.first == math.MaxInt64 {
+		return br.first, -1
+	}
+	return br.first, br.last - br.first + 1
+}
+
 // requestedRange returns the range to serve, or ok=false for the whole object:
 // no Range header, several ranges, or an If-Range validator that does not match
 // etag.
@@ -152,12 +163,7 @@ func (p *replays) serveObject(w http.ResponseWriter, r *http.Request, key, cache
 		return
 	}
 	if partial {
-		off = br.first
-		// bytes=0-9223372036854775807 asks for the rest like bytes=0-: its
-		// length does not fit an int64 (it would wrap to a negative one).
-		if br.last >= 0 && br.last-br.first < math.MaxInt64 {
-			n = br.last - br.first + 1
-		}
+		off, n = br.span()
 	}
 	rc, info, err := p.st.Open(ctx, key, off, n)
 	if errors.Is(err, storage.ErrInvalidRange) {
