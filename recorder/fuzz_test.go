@@ -180,4 +180,3 @@ func FuzzAACDepacketizerSequence(f *testing.F) {
 		})
 	})
 }
-
