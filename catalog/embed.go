@@ -141,26 +141,3 @@ func (c *Catalog) DeleteEmbed(recording, id string) error {
 	}
 	return nil
 }
-
-// DeleteRecordingEmbeds revokes every embed token of a recording (it was deleted).
-func (c *Catalog) DeleteRecordingEmbeds(recording string) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	gone := map[string]Embed{}
-	for k, e := range c.embeds {
-		if e.Recording == recording {
-			gone[k] = e
-			delete(c.embeds, k)
-		}
-	}
-	if len(gone) == 0 {
-		return nil
-	}
-	if err := save(c.dir, c.sessions, c.embeds); err != nil {
-		for k, e := range gone {
-			c.embeds[k] = e
-		}
-		return fmt.Errorf("catalog: revoking the embeds of %q: %w", recording, err)
-	}
-	return nil
-}
