@@ -163,11 +163,7 @@ func hsts(next http.Handler) http.Handler {
 // startRedirect serves -http: ACME HTTP-01 challenges, and for everything else a
 // permanent redirect to the same host and path over HTTPS (308 keeps the method, so a
 // WHIP client configured with http:// still lands on the right resource).
-func (f *httpsFront) startRedirect(addr string, wg *sync.WaitGroup, failed chan<- error) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("http listen %s (redirect to HTTPS): %w", addr, err)
-	}
+func (f *httpsFront) startRedirect(ln net.Listener, wg *sync.WaitGroup, failed chan<- error) {
 	var h http.Handler = http.HandlerFunc(f.redirectToHTTPS)
 	if f.acme != nil {
 		challenges := f.acme.HTTPHandler(h)
@@ -198,7 +194,6 @@ func (f *httpsFront) startRedirect(addr string, wg *sync.WaitGroup, failed chan<
 			}
 		}
 	}()
-	return nil
 }
 
 func (f *httpsFront) redirectToHTTPS(w http.ResponseWriter, r *http.Request) {
@@ -321,10 +316,12 @@ func (a *app) listenHTTP() (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("https listen %s: %w", a.cfg.HTTPSAddr, err)
 	}
-	if err := f.startRedirect(a.cfg.HTTPAddr, &a.wg, a.failed); err != nil {
+	redirectLn, err := a.listenTCP(a.cfg.HTTPAddr) // the same cap: a redirect is a connection too
+	if err != nil {
 		_ = ln.Close()
-		return nil, err
+		return nil, fmt.Errorf("http listen %s (redirect to HTTPS): %w", a.cfg.HTTPAddr, err)
 	}
+	f.startRedirect(redirectLn, &a.wg, a.failed)
 	a.https = f
 	a.log.Info("redirecting HTTP to HTTPS", "http", f.redirectLn.Addr().String(), "https", ln.Addr().String())
 	return f.serveOver(ln, a.http), nil

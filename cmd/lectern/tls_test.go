@@ -13,6 +13,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -25,6 +26,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -548,5 +550,46 @@ func TestHTTPSFilesAndACME(t *testing.T) {
 	if err == nil {
 		conn.Close()
 		t.Fatalf("the ACME name got a certificate (%v) although no CA is reachable: not the ACME path", conn.ConnectionState().PeerCertificates[0].DNSNames)
+	}
+}
+
+// TestHTTPSRedirectConnectionsCapped: the redirect listener counts in -max-conns-per-ip
+// like the HTTPS one, so idle connections to port 80 cannot exhaust the descriptors.
+func TestHTTPSRedirectConnectionsCapped(t *testing.T) {
+	dir := t.TempDir()
+	ca := newTestCA(t)
+	certPath, keyPath, _ := ca.issue(t, dir, "", 2, tlsTestHost)
+	ta := startTLSApp(t, filepath.Join(dir, "data"), freePort(t, "tcp"), freePort(t, "tcp"),
+		"-tls-cert", certPath, "-tls-key", keyPath, "-max-conns-per-ip", "2")
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(ta.httpPort))
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for range 2 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	// The two held connections are accepted; wait until a third is closed on arrival.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, err = c.Read(make([]byte, 1))
+		c.Close()
+		if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a third idle connection from one address to the redirect port stayed open (read: %v)", err)
+		}
 	}
 }
