@@ -128,8 +128,8 @@ func (e *TooManyFailuresError) Is(target error) bool { return target == ErrTooMa
 func (e *TooManyFailuresError) RetryAfter() time.Duration { return e.Retry }
 
 // Authenticator checks the tokens a client presents: the admin token or a token
-// signed by Issuer, counting failures per client address in Failures (nil: no
-// limit). Every edge that takes tokens (HTTP, RTSP) authenticates through one, so
+// signed by Issuer (nil: the admin token only), counting failures per client
+// address in Failures (nil: no limit). Every edge that takes tokens (HTTP, RTSP) authenticates through one, so
 // guesses are limited the same way on each.
 type Authenticator struct {
 	Issuer     *Issuer
@@ -148,9 +148,12 @@ type Authenticator struct {
 // guesser learns nothing more. Wrong admin tokens and tokens we did not sign count
 // as failures; an expired token of ours (an old invitation) does not.
 func (a *Authenticator) Authenticate(addr, tok string) (claims *Claims, admin bool, err error) {
-	c, verr := a.Issuer.Verify(tok)
-	if verr == nil {
-		return c, false, nil
+	verr := fmt.Errorf("%w: no participant tokens here, only the admin token", ErrInvalidToken)
+	if a.Issuer != nil { // nil: only the admin token is taken
+		var c *Claims
+		if c, verr = a.Issuer.Verify(tok); verr == nil {
+			return c, false, nil
+		}
 	}
 	if retry, ok := a.Failures.Allow(addr); !ok {
 		return nil, false, &TooManyFailuresError{Retry: retry}

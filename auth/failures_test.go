@@ -84,6 +84,17 @@ func TestAuthenticatorLimitsGuesses(t *testing.T) {
 	}
 }
 
+// TestAuthenticatorAdminOnly: without an Issuer only the admin token is taken.
+func TestAuthenticatorAdminOnly(t *testing.T) {
+	a := &Authenticator{AdminToken: testAdminToken}
+	if _, admin, err := a.Authenticate("192.0.2.1", testAdminToken); err != nil || !admin {
+		t.Fatalf("admin token: %v, %v", admin, err)
+	}
+	if _, _, err := a.Authenticate("192.0.2.1", "eyJ.x.y"); !errors.Is(err, ErrInvalidToken) {
+		t.Fatalf("another token: %v", err)
+	}
+}
+
 // TestFailureLimiterBounded: failures from very many addresses keep the map within
 // its bound.
 func TestFailureLimiterBounded(t *testing.T) {
