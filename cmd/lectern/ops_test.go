@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -21,6 +22,7 @@ import (
 
 	"lectern/catalog"
 	"lectern/internal/testenv"
+	"lectern/internal/testpeer"
 	"lectern/sfu/rtsp"
 )
 
@@ -478,4 +480,66 @@ func TestEventStreamOutlivesRequestTimeout(t *testing.T) {
 	}
 	del.Body.Close()
 	waitEvent("session.ended")
+}
+
+// TestReadyzReportsLostMedia: while a lecture is recorded and its segments
+// cannot be written to the spool, /readyz says recordings are losing media; once
+// the spool takes them again it is ready again.
+func TestReadyzReportsLostMedia(t *testing.T) {
+	a := testApp(t, "-segment-duration", "1s")
+	if err := a.start(); err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + a.listener.Addr().String()
+	code, body, _ := post(t, base+"/api/sessions", a.adminToken, "application/json", `{"title":"Đĩa đầy"}`)
+	if code != 201 {
+		t.Fatalf("create session: %d %s", code, body)
+	}
+	var sess struct{ ID string }
+	_ = json.Unmarshal([]byte(body), &sess)
+	code, body, _ = post(t, base+"/api/sessions/"+sess.ID+"/tokens", a.adminToken, "application/json", `{"role":"trainer","name":"trainer"}`)
+	if code != 201 {
+		t.Fatalf("mint: %d %s", code, body)
+	}
+	var minted struct{ Token string }
+	_ = json.Unmarshal([]byte(body), &minted)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	pub, err := testpeer.NewPublisher(ctx, testpeer.Options{}, false, func(offer string) (string, error) {
+		code, body, _ := post(t, base+"/whip/"+sess.ID, minted.Token, "application/sdp", offer)
+		if code != 201 {
+			return "", fmt.Errorf("whip: %d %s", code, body)
+		}
+		return body, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	playCtx, stopPlay := context.WithCancel(ctx)
+	played := make(chan struct{})
+	go func() {
+		defer close(played)
+		_ = pub.Play(playCtx, testpeer.SyntheticClip(time.Second, 30, 30, 2000), nil)
+	}()
+	defer func() { stopPlay(); <-played }()
+	waitReadyz(t, a, 200, "ready")
+
+	// The recording's segments go to <spool>/<recording>/: with the spool
+	// replaced by a file, each one is lost.
+	spool := filepath.Join(a.cfg.DataDir, "spool")
+	if err := os.Rename(spool, spool+".away"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(spool, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitReadyz(t, a, 503, "recordings are losing media")
+	if err := os.Remove(spool); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(spool+".away", spool); err != nil {
+		t.Fatal(err)
+	}
+	waitReadyz(t, a, 200, "ready")
 }
