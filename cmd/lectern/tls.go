@@ -42,6 +42,7 @@ type httpsFront struct {
 	acmeHTTP  *http.Transport   // the ACME client's, nil without ACME
 
 	redirectPort string // port of the public URL ("" for 443), put in redirect Locations
+	publicHost   string // host of the public URL
 	redirect     *http.Server
 	redirectLn   net.Listener
 }
@@ -54,7 +55,7 @@ func newHTTPSFront(cfg config, log *slog.Logger) (*httpsFront, error) {
 	}
 	f := &httpsFront{log: log}
 	if u, err := url.Parse(cfg.PublicURL); err == nil && u.Scheme == "https" {
-		f.redirectPort = u.Port()
+		f.redirectPort, f.publicHost = u.Port(), u.Hostname()
 	}
 	if cfg.TLSCert != "" {
 		files, err := loadCertFiles(cfg.TLSCert, cfg.TLSKey, log)
@@ -120,7 +121,7 @@ func (f *httpsFront) setupACME(cfg config) error {
 // CA's TLS-ALPN-01 challenges, the files for every other name (or when ACME is off).
 func (f *httpsFront) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	challenge := slices.Equal(hello.SupportedProtos, []string{acme.ALPNProto})
-	configured := f.acme != nil && f.configuredName(hello.ServerName)
+	configured := f.configuredName(hello.ServerName)
 	if f.acme != nil && (f.files == nil || challenge || configured) {
 		cert, err := f.acme.GetCertificate(hello)
 		if err != nil && configured && !challenge {
@@ -136,7 +137,7 @@ func (f *httpsFront) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 // configuredName reports whether name is one of the ACME names.
 func (f *httpsFront) configuredName(name string) bool {
 	name = strings.TrimSuffix(strings.ToLower(name), ".")
-	return name != "" && f.acme.HostPolicy(context.Background(), name) == nil
+	return f.acme != nil && name != "" && f.acme.HostPolicy(context.Background(), name) == nil
 }
 
 // serveOver wraps the listener of the HTTP layer in TLS, and the handler with HSTS.
@@ -198,7 +199,12 @@ func (f *httpsFront) startRedirect(ln net.Listener, wg *sync.WaitGroup, failed c
 
 func (f *httpsFront) redirectToHTTPS(w http.ResponseWriter, r *http.Request) {
 	host := hostOnly(r.Host)
-	if host == "" { // HTTP/1.0 without Host: nowhere to send it
+	if f.files == nil && !f.configuredName(host) {
+		// With ACME certificates only, HTTPS works for the ACME names alone: someone
+		// who typed the address (or another name) goes to the public one.
+		host = f.publicHost
+	}
+	if host == "" { // HTTP/1.0 without Host, and no public host: nowhere to send it
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusBadRequest)
 		fmt.Fprintf(w, `{"error":"this server answers over HTTPS; send a Host header or use https://","status":400}`+"\n")

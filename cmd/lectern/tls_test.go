@@ -508,6 +508,15 @@ func testACME(t *testing.T, challenge string) {
 	if resp.StatusCode == http.StatusPermanentRedirect {
 		t.Error("an ACME HTTP-01 challenge path was redirected instead of answered")
 	}
+	// Plain HTTP to the address (not the name) is sent to the name, which has the certificate.
+	resp, err = client.Get(fmt.Sprintf("http://127.0.0.1:%d/replays?x=1", httpPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if want := base + "/replays?x=1"; resp.StatusCode != http.StatusPermanentRedirect || resp.Header.Get("Location") != want {
+		t.Errorf("HTTP to the address: %d to %q, want 308 to %q", resp.StatusCode, resp.Header.Get("Location"), want)
+	}
 	// A name that is not configured gets no certificate (and the CA is not asked).
 	if _, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(httpsPort)),
 		&tls.Config{ServerName: "other.test", InsecureSkipVerify: true}); err == nil {
