@@ -204,3 +204,47 @@ func FuzzParseRange(f *testing.F) {
 		}
 	})
 }
+
+// TestBrowserReplaysLostMedia: the replay library shows which recordings lost
+// media while recorded (the spool was full), with how much, in Chromium.
+func TestBrowserReplaysLostMedia(t *testing.T) {
+	ctx := context.Background()
+	d, err := storage.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	start := time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
+	end := start.Add(20 * time.Second)
+	var metas []recorder.Meta
+	for i, lost := range []*recorder.LostMedia{{Segments: 3, Seconds: 12}, nil} {
+		id := fmt.Sprintf("lostmedia1-trainer-20260301-08000%d-00ee0%d", i, i)
+		metas = append(metas, recorder.Meta{ID: id, Session: "lostmedia1", Title: fmt.Sprintf("Bài %d", i+1), Publication: "trainer",
+			Status: recorder.StatusComplete, StartedAt: start.Add(time.Duration(i) * time.Second), EndedAt: &end, Duration: 20,
+			Segments: 2, LostMedia: lost, Prefix: "recordings/lostmedia1/" + id + "/", Codecs: []string{"avc1.42e01f"},
+			Renditions: []recorder.RenditionInfo{{Name: recorder.MainRendition, Segments: 2, Duration: 20, Timescale: 90000, LostMedia: lost}}})
+	}
+	index, _ := json.Marshal(map[string]any{"version": 1, "recordings": metas})
+	if err := d.Put(ctx, "recordings/index.json", bytes.NewReader(index), int64(len(index)), ""); err != nil {
+		t.Fatal(err)
+	}
+	pages, err := NewPages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newStack(t, stackOptions{pages: pages, recorder: true, store: d})
+	b := newBrowser(t)
+	tab := b.tab("replays")
+	tab.open(s.url + "/replays?token=" + testAdmin)
+	lostRow := `tr[data-recording="` + metas[0].ID + `"]`
+	whole := `tr[data-recording="` + metas[1].ID + `"]`
+	tab.waitJS("both recordings listed", `!!document.querySelector('`+lostRow+`') && !!document.querySelector('`+whole+`')`, 15*time.Second)
+	if got := tab.text(lostRow + " .lost-media"); !strings.Contains(got, "0:12") {
+		t.Errorf("lost media note %q, want the 12 s lost", got)
+	}
+	var notes int
+	if err := tab.eval(`document.querySelectorAll('`+whole+` .lost-media').length`, &notes); err != nil || notes != 0 {
+		t.Errorf("a whole recording has %d lost media notes (%v)", notes, err)
+	}
+	tab.noConsoleErrors()
+}

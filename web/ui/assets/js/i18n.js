@@ -181,6 +181,8 @@ const vi = {
   'replays.loading': 'Đang tải…',
   'replays.source': 'Nguồn ghi',
   'replays.title': 'Bài giảng',
+  'replays.lostMedia': '(mất {duration})',
+  'replays.lostMediaHint': 'Một phần bản ghi bị mất khi ghi (máy chủ hết chỗ lưu tạm); đoạn đó được bỏ qua khi xem.',
   'pub.trainer': 'Giảng viên',
   'pub.site': 'Điểm cầu {name}',
 
@@ -392,6 +394,8 @@ const en = {
   'replays.loading': 'Loading…',
   'replays.source': 'Source',
   'replays.title': 'Lecture',
+  'replays.lostMedia': '({duration} lost)',
+  'replays.lostMediaHint': 'Part of this recording was lost while recording (the server ran out of spool space); playback skips it.',
   'pub.trainer': 'Trainer',
   'pub.site': 'Classroom {name}',
 

@@ -94,6 +94,17 @@ function fold(s) {
   return (s || '').normalize('NFD').replace(/[\u0300-\u036f]/g, '').replace(/[đĐ]/g, 'd').toLowerCase();
 }
 
+/**
+ * A note on a recording that lost media while it was recorded (the server's
+ * spool was full): its duration counts the lost time, which plays as a gap.
+ */
+function lostMedia(r) {
+  const lost = r.lost_media;
+  if (!lost || !(lost.seconds > 0)) return null;
+  const text = t('replays.lostMedia', { duration: fmtDuration(lost.seconds) });
+  return el('span', { class: 'lost-media', title: t('replays.lostMediaHint') }, ' ', text);
+}
+
 function render() {
   const q = fold($('f-text').value.trim());
   const shown = st.items.filter((r) => !q || fold(r.title).includes(q));
@@ -108,6 +119,6 @@ function render() {
       el('td', {}, el('a', { href: '/replays/' + encodeURIComponent(r.id) }, r.title || r.session || r.id)),
       el('td', { class: 'col-pub' }, publicationLabel(r.publication)),
       el('td', { class: 'num' }, r.start ? fmtDateTime(r.start) : '–'),
-      el('td', { class: 'num' }, fmtDuration(duration)));
+      el('td', { class: 'num' }, fmtDuration(duration), lostMedia(r)));
   }));
 }
