@@ -115,7 +115,7 @@ func (s *Server) createEmbed(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e, err := s.cfg.Catalog.AddEmbed(catalog.Embed{ID: c.ID, Session: m.Session, Recording: m.ID, Label: req.Label,
-		CreatedBy: p.name(), CreatedAt: c.IssuedAt.Time, ExpiresAt: exp})
+		CreatedBy: p.name(), CreatedAt: time.Now(), ExpiresAt: exp})
 	if err != nil {
 		s.httpError(w, r, err)
 		return
