@@ -115,10 +115,10 @@ func TestBrowserLiveLecture(t *testing.T) {
 	roomB.waitJS("playing after the studio reload", `document.getElementById('stage').dataset.state === 'playing'`, 20*time.Second)
 	roomB.waitRising("main.framesDecoded", 20, 20*time.Second)
 
-	// The trainer stops: the classrooms say so.
+	// The trainer stops: the classrooms say the lecture has ended.
 	studio.click("#stop")
-	roomB.waitJS("waiting overlay", `document.getElementById('stage').dataset.state === 'waiting'`, 15*time.Second)
-	roomB.screenshot("room-waiting")
+	roomB.waitJS("ended overlay", `document.getElementById('stage').dataset.state === 'ended'`, 15*time.Second)
+	roomB.screenshot("room-ended-live")
 	for _, tb := range []*tab{studio, roomA, roomB} {
 		tb.noConsoleErrors()
 	}
