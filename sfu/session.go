@@ -46,6 +46,10 @@ type Session struct {
 	watchers    map[int]func(*Track)
 	nextWatcher int
 	subscribers int
+	// connecting counts reservations not yet confirmed: WHEP offers whose peer
+	// has not connected. They have a budget of their own (MaxSubscribers), apart
+	// from subscribers, so offers that never connect cannot keep out anyone who does.
+	connecting int
 }
 
 // ID returns the session id.
@@ -115,6 +119,101 @@ func (s *Session) AddSubscriber() (release func(), err error) {
 			s.emit(EventSubscribers, n)
 		})
 	}, nil
+}
+
+// Reservation is a place asked for by a subscriber still connecting (a WHEP offer
+// answered, its peer not yet connected): it counts against the session's budget of
+// connecting subscribers, not against its subscribers, until Confirm.
+type Reservation struct {
+	s         *Session
+	mu        sync.Mutex
+	confirmed bool
+	released  bool
+}
+
+// Reserve takes a place for a subscriber still connecting. It is refused when the
+// session is closed, already has MaxSubscribers subscribers (no place would be
+// left when it connects), or already has MaxSubscribers reservations.
+func (s *Session) Reserve() (*Reservation, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrSessionClosed
+	}
+	if max := s.registry.cfg.MaxSubscribers; max > 0 {
+		if s.subscribers >= max {
+			return nil, fmt.Errorf("%w (%d)", ErrTooManySubscribers, max)
+		}
+		if s.connecting >= max {
+			return nil, fmt.Errorf("%w: %d viewers are still connecting", ErrTooManySubscribers, s.connecting)
+		}
+	}
+	s.connecting++
+	return &Reservation{s: s}, nil
+}
+
+// Confirm turns the reservation into a subscriber, counted like AddSubscriber's,
+// once its peer has connected. It fails with ErrTooManySubscribers when others
+// filled the session in the meantime (the reservation is then released), and
+// with ErrSessionClosed after Release or when the session closed.
+func (r *Reservation) Confirm() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.released || r.confirmed {
+		return ErrSessionClosed
+	}
+	s := r.s
+	s.mu.Lock()
+	if s.closed {
+		s.connecting--
+		s.mu.Unlock()
+		r.released = true
+		return ErrSessionClosed
+	}
+	if max := s.registry.cfg.MaxSubscribers; max > 0 && s.subscribers >= max {
+		s.connecting--
+		s.mu.Unlock()
+		r.released = true
+		return fmt.Errorf("%w (%d)", ErrTooManySubscribers, max)
+	}
+	s.connecting--
+	s.subscribers++
+	n := s.subscribers
+	s.mu.Unlock()
+	r.confirmed = true
+	s.registry.subscribers.Add(1)
+	s.emit(EventSubscribers, n)
+	return nil
+}
+
+// Release gives the place back, whether still connecting or confirmed. Calling it
+// more than once is harmless.
+func (r *Reservation) Release() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.released {
+		return
+	}
+	r.released = true
+	s := r.s
+	s.mu.Lock()
+	if !r.confirmed {
+		s.connecting--
+		s.mu.Unlock()
+		return
+	}
+	s.subscribers--
+	n := s.subscribers
+	s.mu.Unlock()
+	s.registry.subscribers.Add(-1)
+	s.emit(EventSubscribers, n)
+}
+
+// Connecting returns the number of reservations not yet confirmed.
+func (s *Session) Connecting() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.connecting
 }
 
 // Subscribers returns the current consumer count.

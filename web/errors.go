@@ -36,7 +36,7 @@ func statusOf(err error) int {
 		return status
 	}
 	switch {
-	case errors.Is(err, auth.ErrTooManyFailures), errors.Is(err, errTooManyStreams):
+	case errors.Is(err, auth.ErrTooManyFailures), errors.Is(err, errTooManyStreams), errors.Is(err, errTooManyConnecting):
 		return http.StatusTooManyRequests
 	case errors.Is(err, auth.ErrMissingToken), errors.Is(err, auth.ErrInvalidToken), errors.Is(err, auth.ErrExpiredToken):
 		return http.StatusUnauthorized

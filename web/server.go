@@ -30,7 +30,7 @@ import (
 // webrtcEdge is what the HTTP layer needs of the WebRTC edge.
 type webrtcEdge interface {
 	Publish(sess *sfu.Session, publication, offer string) (*peer.Resource, string, error)
-	Subscribe(sess *sfu.Session, layout peer.Layout, offer string) (*peer.Resource, string, error)
+	SubscribeWith(sess *sfu.Session, layout peer.Layout, offer string, opts peer.SubscribeOptions) (*peer.Resource, string, error)
 	Resource(id string) (*peer.Resource, bool)
 	ICEServers() []webrtc.ICEServer
 }
@@ -62,6 +62,13 @@ type Config struct {
 	// of one token and of one client address: 0 takes DefaultEventStreamsPerToken
 	// and DefaultEventStreamsPerAddress, a negative value means no limit.
 	EventStreamsPerToken, EventStreamsPerAddress int
+	// WHEPConnectingPerToken and WHEPConnectingPerAddress bound the WHEP offers of
+	// one token and of one client address still connecting: 0 takes
+	// DefaultWHEPConnectingPerToken and DefaultWHEPConnectingPerAddress, a negative
+	// value means no limit. ViewerConnections, when positive, bounds the live WHEP
+	// connections of one viewer token (off by default: a viewer link is often
+	// shared by a hall's screens, and by load tools).
+	WHEPConnectingPerToken, WHEPConnectingPerAddress, ViewerConnections int
 	// Replays, when set, serves the recordings (/api/recordings, /replay/...).
 	Replays *ReplayConfig
 	// Sources manages RTSP pull sources; nil disables /api/sessions/{id}/sources.
@@ -87,6 +94,8 @@ type Server struct {
 	authn  *auth.Authenticator
 	// streams counts the open event streams per token and per address.
 	streams *streamLimits
+	// whep counts WHEP offers still connecting and viewers' live connections.
+	whep *whepLimits
 }
 
 // New builds the handler.
@@ -113,6 +122,7 @@ func New(cfg Config) (*Server, error) {
 	s.authn = &auth.Authenticator{Issuer: cfg.Tokens, AdminToken: cfg.AdminToken, Failures: cfg.AuthFailures}
 	s.floor = newFloor(func(session, typ string, data any) { cfg.Events.Publish(session, typ, data) })
 	s.streams = newStreamLimits(cfg.EventStreamsPerToken, cfg.EventStreamsPerAddress)
+	s.whep = newWHEPLimits(cfg.WHEPConnectingPerToken, cfg.WHEPConnectingPerAddress, cfg.ViewerConnections)
 	s.routes()
 	return s, nil
 }

@@ -66,6 +66,8 @@ type stackOptions struct {
 	replayRedirect bool
 	// lobbyPublic is Config.LobbyPublic: the lobby lists every session.
 	lobbyPublic bool
+	// config adjusts the server's Config before New (limits and the like).
+	config func(*Config)
 }
 
 func newStack(t *testing.T, o stackOptions) *stack {
@@ -133,9 +135,13 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	if o.corsOrigins == nil {
 		o.corsOrigins = []string{"https://portal.example.edu"}
 	}
-	h, err := New(Config{Catalog: cat, Registry: reg, WebRTC: edge, Events: broker, Tokens: issuer, AdminToken: testAdmin,
+	cfg := Config{Catalog: cat, Registry: reg, WebRTC: edge, Events: broker, Tokens: issuer, AdminToken: testAdmin,
 		CORSOrigins: o.corsOrigins, PublicURL: "http://lectern.test",
-		Replays: replays, Pages: o.pages, LobbyPublic: o.lobbyPublic, Logger: log})
+		Replays: replays, Pages: o.pages, LobbyPublic: o.lobbyPublic, Logger: log}
+	if o.config != nil {
+		o.config(&cfg)
+	}
+	h, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -336,8 +336,11 @@ func waitUntil(s *stack, cond func() bool) error {
 
 // TestWHEPBurst sends 200 WHEP requests at once; the session allows 150 subscribers.
 // Each is served or cleanly refused, and the peers that never connect are cleaned up.
+// The per-token and per-address limits of offers still connecting are off here: this
+// is the session's own budget (whep_limits_test.go tests those).
 func TestWHEPBurst(t *testing.T) {
-	s := newStack(t, stackOptions{maxSubscribers: 150, iceTimeout: 5 * time.Second})
+	s := newStack(t, stackOptions{maxSubscribers: 150, iceTimeout: 5 * time.Second,
+		config: func(c *Config) { c.WHEPConnectingPerToken, c.WHEPConnectingPerAddress = -1, -1 }})
 	id := s.createSession("Busy lecture")
 	viewer := s.token(id, auth.RoleViewer, "v")
 	api, _ := testpeer.NewAPI(testpeer.Options{})

@@ -53,8 +53,13 @@ func (s *Server) whipPublish(w http.ResponseWriter, r *http.Request) {
 // picture), then the screen share. Audio: the publication's microphone. So a generic
 // player with one video and one audio section gets the lecture; a page that wants the
 // slides adds a second video section.
+//
+// Offers still connecting are limited per token and per address (whepLimits), and
+// have their own budget in the session (sfu.Session.Reserve), so offers that never
+// connect cannot keep out classrooms that do. A classroom (site token) has one
+// place per publication: its new connection replaces its previous one.
 func (s *Server) whepSubscribe(w http.ResponseWriter, r *http.Request) {
-	c, _, ok := s.member(w, r, auth.LiveWatchRoles()...) // the same roles as RTSP reading
+	c, p, ok := s.member(w, r, auth.LiveWatchRoles()...) // the same roles as RTSP reading
 	if !ok {
 		return
 	}
@@ -75,8 +80,24 @@ func (s *Server) whepSubscribe(w http.ResponseWriter, r *http.Request) {
 		Video: []string{publication + "/" + peer.LocalVideo, publication + "/" + peer.LocalScreen},
 		Audio: []string{publication + "/" + peer.LocalAudio},
 	}
-	res, answer, err := s.cfg.WebRTC.Subscribe(sess, layout, string(offer))
+	token, _ := auth.BearerToken(r) // member has checked it
+	var role auth.Role
+	if !p.admin {
+		role = p.claims.Role
+	}
+	settled, closed, err := s.whep.acquire(r, token, role)
 	if err != nil {
+		s.httpError(w, r, err)
+		return
+	}
+	opts := peer.SubscribeOptions{OnSettled: settled, OnClose: closed}
+	if role == auth.RoleSite {
+		opts.Key = c.ID + "/" + p.claims.Name + "/" + publication
+	}
+	res, answer, err := s.cfg.WebRTC.SubscribeWith(sess, layout, string(offer), opts)
+	if err != nil {
+		settled()
+		closed()
 		s.httpError(w, r, err)
 		return
 	}

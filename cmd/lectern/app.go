@@ -186,6 +186,8 @@ func (a *app) open() error {
 		Metrics: metrics, Replays: replays, Sources: a.sources, Pages: pages, Logger: log, AuthFailures: authFailures,
 		Ready: a.ready, RequestTimeout: cfg.HTTPRequestTimeout, LobbyPublic: cfg.LobbyPublic,
 		EventStreamsPerToken: noLimitIfZero(cfg.EventsPerToken), EventStreamsPerAddress: noLimitIfZero(cfg.EventsPerIP),
+		WHEPConnectingPerToken: noLimitIfZero(cfg.WHEPConnectingPerToken), WHEPConnectingPerAddress: noLimitIfZero(cfg.WHEPConnectingPerIP),
+		ViewerConnections: cfg.MaxViewerConnections,
 	})
 	if err != nil {
 		return err

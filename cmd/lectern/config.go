@@ -39,6 +39,10 @@ type config struct {
 	LogFormat      string        // text or json
 	PublicURL      string        // base URL for the banner and invitations, without trailing "/"
 
+	// WHEP offers still connecting per token and per client address (0 = no
+	// limit), live WHEP connections per viewer token (0 = no limit).
+	WHEPConnectingPerToken, WHEPConnectingPerIP, MaxViewerConnections int
+
 	HTTPIdleTimeout    time.Duration // a keep-alive HTTP connection idle this long is closed
 	HTTPRequestTimeout time.Duration // an ordinary request's body must arrive, and its answer leave, within it
 	MaxConnsPerIP      int           // HTTP connections one client address may hold; 0 = no limit
@@ -161,8 +165,17 @@ func settings() []setting {
 			help:  "a WebRTC peer that has not connected by then is closed (1s-2m)",
 			parse: durationVal(func(c *config) *time.Duration { return &c.ICETimeout }, time.Second, 2*time.Minute)},
 		{flag: "max-subscribers", env: "LECTERN_MAX_SUBSCRIBERS", def: "500",
-			help:  "most WHEP viewers (classrooms, learners) per session (1-10000)",
+			help:  "most connected WHEP viewers (classrooms, learners) per session (1-10000); as many more may be still connecting",
 			parse: intVal(func(c *config) *int { return &c.MaxSubscribers }, 1, 10000, "a subscriber limit")},
+		{flag: "whep-connecting-per-token", env: "LECTERN_WHEP_CONNECTING_PER_TOKEN", def: "8",
+			help:  "WHEP offers of one token still connecting at once (0-10000); more get 429 until they connect or time out; screens sharing a viewer link share a token; 0 disables",
+			parse: intVal(func(c *config) *int { return &c.WHEPConnectingPerToken }, 0, 10000, "a WHEP offer limit")},
+		{flag: "whep-connecting-per-ip", env: "LECTERN_WHEP_CONNECTING_PER_IP", def: "32",
+			help:  "WHEP offers from one client address still connecting at once (0-10000); more get 429; classrooms behind one NAT share an address; 0 disables",
+			parse: intVal(func(c *config) *int { return &c.WHEPConnectingPerIP }, 0, 10000, "a WHEP offer limit")},
+		{flag: "max-viewer-connections", env: "LECTERN_MAX_VIEWER_CONNECTIONS", def: "0",
+			help:  "live WHEP connections one viewer token may hold (0-10000); more get 429; 0: no limit (a viewer link is often shared by a hall's screens)",
+			parse: intVal(func(c *config) *int { return &c.MaxViewerConnections }, 0, 10000, "a connection limit")},
 		{flag: "log-level", env: "LECTERN_LOG_LEVEL", def: "info",
 			help:  "log level: debug, info, warn or error",
 			parse: enumVal(func(c *config) *string { return &c.LogLevel }, "debug", "info", "warn", "error")},

@@ -37,6 +37,9 @@ func defaultConfig() config {
 		LogFormat:      "text",
 		PublicURL:      "http://localhost:8080",
 
+		WHEPConnectingPerToken: 8,
+		WHEPConnectingPerIP:    32,
+
 		HTTPIdleTimeout:    time.Minute,
 		HTTPRequestTimeout: time.Minute,
 		MaxConnsPerIP:      256,
@@ -121,6 +124,10 @@ var allEnv = map[string]string{
 	"LECTERN_EVENTS_PER_TOKEN":     "4",
 	"LECTERN_EVENTS_PER_IP":        "0",
 	"LECTERN_LOBBY_PUBLIC":         "on",
+
+	"LECTERN_WHEP_CONNECTING_PER_TOKEN": "3",
+	"LECTERN_WHEP_CONNECTING_PER_IP":    "0",
+	"LECTERN_MAX_VIEWER_CONNECTIONS":    "12",
 }
 
 func TestParseConfigEnvOnly(t *testing.T) {
@@ -144,6 +151,10 @@ func TestParseConfigEnvOnly(t *testing.T) {
 		LogLevel:       "debug",
 		LogFormat:      "json",
 		PublicURL:      "https://lectern.example.edu",
+
+		WHEPConnectingPerToken: 3,
+		WHEPConnectingPerIP:    0,
+		MaxViewerConnections:   12,
 
 		HTTPIdleTimeout:    75 * time.Second,
 		HTTPRequestTimeout: 20 * time.Second,

@@ -65,6 +65,7 @@ type Edge struct {
 	mu        sync.Mutex
 	closed    bool
 	resources map[string]*Resource
+	keyed     map[string]*Resource // by SubscribeOptions.Key: the newest holder of each place
 	wg        sync.WaitGroup
 }
 
@@ -82,7 +83,7 @@ func New(cfg Config) (*Edge, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	e := &Edge{cfg: cfg, log: cfg.Logger.With("component", "webrtc"), resources: map[string]*Resource{}}
+	e := &Edge{cfg: cfg, log: cfg.Logger.With("component", "webrtc"), resources: map[string]*Resource{}, keyed: map[string]*Resource{}}
 
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -246,13 +247,37 @@ func (e *Edge) add(r *Resource) error {
 	}
 	e.resources[r.id] = r
 	e.wg.Add(1)
+	if r.key != "" {
+		// Another offer for the same place may have come in since closeKeyed: the
+		// newest one wins here too.
+		if old := e.keyed[r.key]; old != nil {
+			old.log.Info("replaced by a newer connection of the same participant")
+			old.cancel()
+		}
+		e.keyed[r.key] = r
+	}
 	return nil
 }
 
 func (e *Edge) forget(r *Resource) {
 	e.mu.Lock()
 	delete(e.resources, r.id)
+	if r.key != "" && e.keyed[r.key] == r {
+		delete(e.keyed, r.key)
+	}
 	e.mu.Unlock()
+}
+
+// closeKeyed closes the resource holding place key, if any, and waits until it has
+// closed (and so given its subscriber place back).
+func (e *Edge) closeKeyed(key string) {
+	e.mu.Lock()
+	old := e.keyed[key]
+	e.mu.Unlock()
+	if old != nil {
+		old.log.Info("replaced by a newer connection of the same participant")
+		old.Close()
+	}
 }
 
 // Close closes every connection and the sockets, and waits for every goroutine the

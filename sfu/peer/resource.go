@@ -45,6 +45,11 @@ type Resource struct {
 	connected chan struct{}
 	iceTimer  *time.Timer // closes the resource when ICE does not connect in time
 	onClose   []func()
+	// key names the subscriber's place (SubscribeOptions.Key); "" for none.
+	key string
+	// onSettled runs once, when the connection is up or the resource ends before.
+	onSettled func()
+	settled   bool
 }
 
 func (e *Edge) newResource(kind, session string, pc *webrtc.PeerConnection, offer string) *Resource {
@@ -64,6 +69,7 @@ func (e *Edge) newResource(kind, session string, pc *webrtc.PeerConnection, offe
 			connOnce.Do(func() {
 				close(r.connected)
 				r.log.Info("connected")
+				r.settle()
 			})
 		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
 			if r.ctx.Err() == nil {
@@ -116,6 +122,7 @@ func (r *Resource) shutdown() {
 	if err := r.pc.Close(); err != nil {
 		r.log.Debug("close peer connection", "err", err)
 	}
+	r.settle()
 	r.wg.Wait()
 	r.mu.Lock()
 	hooks := r.onClose
@@ -125,6 +132,21 @@ func (r *Resource) shutdown() {
 		hooks[i]()
 	}
 	close(r.done)
+}
+
+// settle runs the onSettled hook the first time it is called: the connection is
+// up, or the resource ended without getting there.
+func (r *Resource) settle() {
+	r.mu.Lock()
+	fn := r.onSettled
+	if r.settled {
+		fn = nil
+	}
+	r.settled = true
+	r.mu.Unlock()
+	if fn != nil {
+		fn()
+	}
 }
 
 // addCloseHook registers fn to run when the resource closes (last added, first run).

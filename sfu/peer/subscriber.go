@@ -17,24 +17,54 @@ type Layout struct {
 	Audio []string
 }
 
-// Subscribe answers a WHEP offer with a connection that plays the tracks of sess
-// named by layout, now and whenever they (re)appear. It counts against the session's
-// subscriber limit. It returns the resource and the SDP answer.
+// SubscribeOptions are what the HTTP layer adds to a WHEP offer.
+type SubscribeOptions struct {
+	// Key, when set, names the subscriber's place, e.g. a classroom's picture of
+	// one publication: a previous resource with the same key is closed first, so
+	// a classroom that reconnects (a reloaded page, a restarted decoder) replaces
+	// its old connection instead of waiting for it to time out.
+	Key string
+	// OnSettled runs once, on its own, when the connection is up or when the
+	// resource ends without having connected: the end of the offer's "still
+	// connecting" time. It does not run when SubscribeWith fails.
+	OnSettled func()
+	// OnClose runs once when the resource has closed. It does not run when
+	// SubscribeWith fails.
+	OnClose func()
+}
+
+// Subscribe is SubscribeWith without options.
 func (e *Edge) Subscribe(sess *sfu.Session, layout Layout, offer string) (*Resource, string, error) {
+	return e.SubscribeWith(sess, layout, offer, SubscribeOptions{})
+}
+
+// SubscribeWith answers a WHEP offer with a connection that plays the tracks of sess
+// named by layout, now and whenever they (re)appear. While it connects it holds one
+// of the session's places for connecting subscribers (sfu.Session.Reserve); once
+// connected it counts against the subscriber limit, or is closed if others filled
+// the session meanwhile. It returns the resource and the SDP answer.
+func (e *Edge) SubscribeWith(sess *sfu.Session, layout Layout, offer string, opts SubscribeOptions) (*Resource, string, error) {
 	sections, err := parseOffer(offer)
 	if err != nil {
 		return nil, "", err
 	}
-	release, err := sess.AddSubscriber()
+	if opts.Key != "" {
+		e.closeKeyed(opts.Key)
+	}
+	reservation, err := sess.Reserve()
 	if err != nil {
 		return nil, "", err
 	}
+	release := reservation.Release
 	pc, err := e.subAPI.NewPeerConnection(e.pcConfig)
 	if err != nil {
 		release()
 		return nil, "", fmt.Errorf("new peer connection: %w", err)
 	}
 	r := e.newResource(KindWHEP, sess.ID(), pc, offer)
+	r.mu.Lock()
+	r.key, r.onSettled = opts.Key, opts.OnSettled
+	r.mu.Unlock()
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
 		_ = pc.Close()
 		release()
@@ -72,6 +102,9 @@ func (e *Edge) Subscribe(sess *sfu.Session, layout Layout, offer string) (*Resou
 		release()
 		return nil, "", err
 	}
+	if opts.OnClose != nil {
+		r.addCloseHook(opts.OnClose)
+	}
 	r.addCloseHook(release)
 	if err := r.start(); err != nil {
 		_ = pc.Close()
@@ -92,6 +125,11 @@ func (e *Edge) Subscribe(sess *sfu.Session, layout Layout, offer string) (*Resou
 		select {
 		case <-r.connected:
 		case <-r.ctx.Done():
+			return
+		}
+		if err := reservation.Confirm(); err != nil {
+			r.log.Info("no subscriber place left once connected; closing", "err", err)
+			r.cancel()
 			return
 		}
 		select {
