@@ -24,9 +24,10 @@ type SubscribeOptions struct {
 	// a classroom that reconnects (a reloaded page, a restarted decoder) replaces
 	// its old connection instead of waiting for it to time out.
 	Key string
-	// OnSettled runs once, on its own, when the connection is up or when the
-	// resource ends without having connected: the end of the offer's "still
-	// connecting" time. It does not run when SubscribeWith fails.
+	// OnSettled runs once when the connection is up or when the resource ends
+	// without having connected: the end of the offer's "still connecting" time.
+	// It runs on a pion or the resource's goroutine and must not block. It does
+	// not run when SubscribeWith fails.
 	OnSettled func()
 	// OnClose runs once when the resource has closed. It does not run when
 	// SubscribeWith fails.
