@@ -116,15 +116,58 @@ func startStalled(t *testing.T, base, path string) *stalledDownload {
 // downloads at once (the next gets 429 with the reason), another address is
 // still served, and a client that stops reading is cut once it made no progress
 // for WriteIdle: its slot is free again.
+//
+// Through the replay routes alone, and through the whole server (its
+// middleware must let the handler reach the connection's deadlines).
 func TestReplayDownloadSlowReaders(t *testing.T) {
-	rec, d, id := newDownloadFixture(t, 6, 2<<20)
-	_, base := replayServer(t, &ReplayConfig{Recorder: rec, Store: d, MaxDownloadsPerAddr: 2, WriteIdle: 500 * time.Millisecond})
-	path := "/replay/" + id + "/download.mp4"
+	t.Run("routes", func(t *testing.T) {
+		rec, d, id := newDownloadFixture(t, 2, 8<<20)
+		_, base := replayServer(t, &ReplayConfig{Recorder: rec, Store: d, MaxDownloadsPerAddr: 2, WriteIdle: 500 * time.Millisecond})
+		testSlowReaders(t, base, "/replay/"+id+"/download.mp4")
+		testSlowSegment(t, base, "/replay/"+id+"/seg-000001.m4s")
+	})
+	t.Run("server", func(t *testing.T) {
+		_, d, id := newDownloadFixture(t, 2, 8<<20)
+		s := newStack(t, stackOptions{recorder: true, store: d, config: func(c *Config) {
+			c.Replays.MaxDownloadsPerAddr, c.Replays.WriteIdle = 2, 500*time.Millisecond
+		}})
+		testSlowReaders(t, s.url, "/replay/"+id+"/download.mp4")
+		testSlowSegment(t, s.url, "/replay/"+id+"/seg-000001.m4s")
+	})
+}
+
+// testSlowSegment: a client that stops reading a segment is cut too.
+func testSlowSegment(t *testing.T, base, path string) {
+	s := startStalled(t, base, path)
+	if s.status != 200 || s.length < 8<<20 {
+		t.Fatalf("segment: %d, %d bytes", s.status, s.length)
+	}
+	s.wasCut(t, "stalled segment")
+}
+
+// wasCut waits (a minute at most: a bound of the test, not of the server) for
+// the server to close the connection, reading what it sent before.
+func (s *stalledDownload) wasCut(t *testing.T, what string) {
+	t.Helper()
+	// Nothing is read meanwhile: the server's writes block once the socket
+	// buffers are full, and its write deadline (500 ms) passes.
+	time.Sleep(3 * time.Second)
+	_ = s.conn.SetReadDeadline(time.Now().Add(time.Minute))
+	n, err := io.Copy(io.Discard, s.br)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("%s: still open after %d bytes", what, n)
+	}
+	if n >= s.length {
+		t.Errorf("%s got all %d bytes: it was not cut", what, n)
+	}
+}
+
+func testSlowReaders(t *testing.T, base, path string) {
 
 	var stalled []*stalledDownload
 	for range 2 {
 		s := startStalled(t, base, path)
-		if s.status != 200 || s.length < 12<<20 {
+		if s.status != 200 || s.length < 16<<20 {
 			t.Fatalf("download: %d, %d bytes", s.status, s.length)
 		}
 		stalled = append(stalled, s)
@@ -164,13 +207,6 @@ func TestReplayDownloadSlowReaders(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	for i, s := range stalled {
-		_ = s.conn.SetReadDeadline(time.Now().Add(time.Minute)) // bounds the test, not the server
-		n, err := io.Copy(io.Discard, s.br)
-		if ne, ok := err.(net.Error); ok && ne.Timeout() {
-			t.Fatalf("stalled download %d: still open after %d bytes", i, n)
-		}
-		if n >= s.length {
-			t.Errorf("stalled download %d got all %d bytes: it was not cut", i, n)
-		}
+		s.wasCut(t, fmt.Sprintf("stalled download %d", i))
 	}
 }
