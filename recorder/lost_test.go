@@ -1,0 +1,60 @@
+package recorder
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestReplayJournalKeepsLostPlaces: after a crash, the lost segments the
+// journal recorded keep their places among the stored segments and those still
+// to store, and the playlist rebuilt from the store reads them back as gaps.
+func TestReplayJournalKeepsLostPlaces(t *testing.T) {
+	dir := t.TempDir()
+	start := time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
+	meta := &Meta{ID: "r1", StartedAt: start, Status: StatusRecording}
+	rend := &RenditionInfo{Name: MainRendition, Timescale: 90000}
+	seg := func(n int, lost bool) *segmentRecord {
+		return &segmentRecord{N: n, Start: int64(n-1) * 360000, Duration: 360000, Size: 1000, Lost: lost}
+	}
+	// Segment 3 is in the spool, not stored yet; 2 and 4 were lost.
+	if err := os.WriteFile(filepath.Join(dir, segmentFile(3)), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	entries := []journalEntry{
+		{Op: opStart, Meta: meta},
+		{Op: opInit, Rendition: rend},
+		{Op: opStored, File: initFile},
+		{Op: opSegment, Name: MainRendition, Segment: seg(1, false)},
+		{Op: opStored, File: segmentFile(1)},
+		{Op: opLost, Name: MainRendition, Segment: seg(2, true)},
+		{Op: opSegment, Name: MainRendition, Segment: seg(3, false)},
+		{Op: opLost, Name: MainRendition, Segment: seg(4, true)},
+	}
+	m, items := replayJournal(dir, entries)
+	ri, _ := m.rendition(MainRendition)
+	var got []string
+	for _, s := range ri.SegmentList {
+		got = append(got, fmt.Sprintf("stored %d lost %v", s.N, s.Lost))
+	}
+	for _, it := range items {
+		got = append(got, fmt.Sprintf("queued kind %d segment %d", it.kind, it.seg.N))
+	}
+	want := []string{"stored 1 lost false", "stored 2 lost true", fmt.Sprintf("queued kind %d segment 3", upSegment),
+		fmt.Sprintf("queued kind %d segment 4", upLost), fmt.Sprintf("queued kind %d segment 0", upFinal)}
+	if strings.Join(got, "; ") != strings.Join(want, "; ") {
+		t.Fatalf("replayed:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	// The playlist with its gaps reads back the same (finalising from the store).
+	ri.SegmentList = append(ri.SegmentList, *seg(3, false), *seg(4, true))
+	pl := string(playlist(start, ri, true))
+	back := parsePlaylist(pl, start, 90000, func(string) int64 { return 1000 })
+	if len(back) != 4 || !back[1].Lost || !back[3].Lost || back[0].Lost || back[2].Lost || back[1].Size != 0 ||
+		back[3].Start != 3*360000 || back[3].Duration != 360000 {
+		t.Fatalf("parsed back %+v from\n%s", back, pl)
+	}
+}
