@@ -12,6 +12,12 @@ if [ "$(id -u)" != 0 ]; then sudo_cmd="sudo"; fi
 apt_missing=()
 command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || apt_missing+=(ffmpeg)
 command -v chromium >/dev/null 2>&1 || apt_missing+=(chromium)
+# GStreamer's webrtcbin driven from Python: the bundle-only interop test (web/gstreamer_test.go).
+{ gst-inspect-1.0 webrtcbin && gst-inspect-1.0 nicesrc && gst-inspect-1.0 x264enc && gst-inspect-1.0 opusenc &&
+  /usr/bin/python3 -c 'import gi; gi.require_version("GstWebRTC", "1.0"); from gi.repository import GstWebRTC'; } >/dev/null 2>&1 ||
+  apt_missing+=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+                gstreamer1.0-plugins-ugly gstreamer1.0-nice python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
+                gir1.2-gst-plugins-bad-1.0)
 if [ ${#apt_missing[@]} -gt 0 ]; then
   echo "test-deps: installing ${apt_missing[*]} (Debian packages)"
   $sudo_cmd apt-get update -qq

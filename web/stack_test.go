@@ -68,6 +68,9 @@ type stackOptions struct {
 	lobbyPublic bool
 	// config adjusts the server's Config before New (limits and the like).
 	config func(*Config)
+	// webrtcUDP is the WebRTC edge's UDP address; default 127.0.0.1:0. Clients
+	// that gather no loopback candidates (libnice) need ":0".
+	webrtcUDP string
 }
 
 func newStack(t *testing.T, o stackOptions) *stack {
@@ -127,7 +130,10 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		}
 	}
 	reg = sfu.NewRegistry(sfu.RegistryConfig{Grace: o.grace, MaxSubscribers: o.maxSubscribers, OnEvent: onEvent, Logger: log})
-	edge, err := peer.New(peer.Config{UDPAddr: "127.0.0.1:0", ICETimeout: o.iceTimeout, Logger: log, ICEServers: o.iceServers})
+	if o.webrtcUDP == "" {
+		o.webrtcUDP = "127.0.0.1:0"
+	}
+	edge, err := peer.New(peer.Config{UDPAddr: o.webrtcUDP, ICETimeout: o.iceTimeout, Logger: log, ICEServers: o.iceServers})
 	if err != nil {
 		t.Fatal(err)
 	}
