@@ -1,12 +1,16 @@
 package recorder
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"lectern/sfu"
 )
 
 // TestReplayJournalKeepsLostPlaces: after a crash, the lost segments the
@@ -56,5 +60,72 @@ func TestReplayJournalKeepsLostPlaces(t *testing.T) {
 	if len(back) != 4 || !back[1].Lost || !back[3].Lost || back[0].Lost || back[2].Lost || back[1].Size != 0 ||
 		back[3].Start != 3*360000 || back[3].Duration != 360000 {
 		t.Fatalf("parsed back %+v from\n%s", back, pl)
+	}
+}
+
+// TestSpoolUnwritable: while the spool cannot be written (its recording
+// directory replaced by a file, as a full or failing disk refuses writes),
+// Degraded says why and the segments lost keep their places; once it can be
+// written again, Degraded is nil and the recording goes on.
+func TestSpoolUnwritable(t *testing.T) {
+	t.Parallel()
+	c := lectureClip(t)
+	store := newDirStore(t)
+	spool := t.TempDir()
+	r := newRecorder(t, store, spool, nil)
+	defer closeRecorder(t, r)
+	reg := sfu.NewRegistry(sfu.RegistryConfig{Grace: -1, Logger: testLogger()})
+	sess := reg.Session("unwritable")
+	r.Attach(sess)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	p := newPublisher(t, sess, sfu.TrainerPublication)
+	var recDir string
+	var during error
+	p.feed(t, ctx, c, feedOptions{speed: 2, between: func(sec int) {
+		switch sec {
+		case 5:
+			page, err := r.List(Query{})
+			if err != nil || len(page.Recordings) != 1 {
+				t.Errorf("no recording in progress: %v", err)
+				return
+			}
+			recDir = filepath.Join(spool, page.Recordings[0].ID)
+			if err := os.RemoveAll(recDir); err != nil {
+				t.Error(err)
+			}
+			if err := os.WriteFile(recDir, []byte("not a directory"), 0o644); err != nil {
+				t.Error(err)
+			}
+		case 14:
+			during = r.Degraded()
+			if err := os.Remove(recDir); err != nil {
+				t.Error(err)
+			}
+		}
+	}})
+	p.lease.End()
+	if during == nil || errors.Is(during, ErrSpoolFull) || !strings.Contains(during.Error(), "unwritable") {
+		t.Errorf("Degraded while the spool could not be written: %v", during)
+	}
+	m := waitComplete(t, r, 1, time.Minute)[0]
+	if err := r.Degraded(); err != nil {
+		t.Errorf("Degraded once the spool works again: %v", err)
+	}
+	if m.LostMedia == nil || m.LostMedia.Segments < 1 || m.Segments < 2 || !near(m.Duration, c.Duration.Seconds(), 0.5) {
+		t.Fatalf("recording: %d segments, %v s, lost %+v", m.Segments, m.Duration, m.LostMedia)
+	}
+	pl := readStored(t, store, m.Prefix+playlistFile)
+	entries := 0
+	for _, line := range strings.Split(pl, "\n") {
+		if strings.HasPrefix(line, "seg-") {
+			entries++
+			if line != segmentFile(entries) {
+				t.Fatalf("playlist entry %d is %s: a hole in the timeline\n%s", entries, line, pl)
+			}
+		}
+	}
+	if entries != m.Segments+m.LostMedia.Segments || strings.Count(pl, "#EXT-X-GAP") != m.LostMedia.Segments {
+		t.Errorf("playlist of %d entries for %d stored and %d lost:\n%s", entries, m.Segments, m.LostMedia.Segments, pl)
 	}
 }

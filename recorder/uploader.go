@@ -152,7 +152,12 @@ func (u *uploader) storeSegment(ctx context.Context, it upItem) error {
 		return nil
 	}
 	if err := u.storeFile(ctx, rend.Dir+segmentFile(it.seg.N)); err != nil {
-		if errors.Is(err, errSpoolFileGone) {
+		if errors.Is(err, errSpoolFileGone) { // lost after all: it keeps its place
+			it.seg.Lost, it.seg.Size, it.seg.Discontinuity = true, 0, false
+			u.metaMu.Lock()
+			rend.SegmentList = append(rend.SegmentList, it.seg)
+			u.updateSummary()
+			u.metaMu.Unlock()
 			return nil
 		}
 		return err
