@@ -156,7 +156,11 @@ func (a *app) open() error {
 	var replays *web.ReplayConfig
 	if a.recorder != nil {
 		metrics.MustRegister(a.recorder.Collector())
-		replays = &web.ReplayConfig{Recorder: a.recorder, Store: a.store, Redirect: cfg.ReplayRedirect}
+		replays = &web.ReplayConfig{Recorder: a.recorder, Store: a.store, Redirect: cfg.ReplayRedirect,
+			MaxDownloadsPerAddr: cfg.ReplayDownloadsPerIP}
+		if cfg.ReplayDownloadsPerIP == 0 {
+			replays.MaxDownloadsPerAddr = -1 // the setting's 0 is "no limit"; the field's is "the default"
+		}
 		if cfg.ReplayCacheMB > 0 {
 			replays.Cache = web.NewReplayCache(int64(cfg.ReplayCacheMB)<<20, web.DefaultMaxCachedObject)
 			metrics.MustRegister(replays.Cache)

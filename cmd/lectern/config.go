@@ -71,6 +71,8 @@ type config struct {
 	ReplayCacheMB   int      // memory for replay segments served through this server, MiB; 0 = no cache
 	LobbyPublic     bool     // the lobby lists every session to anyone, not only those created listed
 
+	ReplayDownloadsPerIP int // MP4 downloads one client address may receive at once; 0 = no limit
+
 	// HTTPS (tls.go): on when TLSCert or ACMEDomains is set; -http then only redirects.
 	HTTPSAddr     string   // HTTPS listen address, used when HTTPS is on
 	TLSCert       string   // PEM certificate chain file, with TLSKey
@@ -248,6 +250,9 @@ func settings() []setting {
 		{flag: "replay-cache-mb", env: "LECTERN_REPLAY_CACHE_MB", def: "256",
 			help:  "MiB of memory keeping the replay segments served through this server, most recently used first (0-65536); 0 disables it",
 			parse: intVal(func(c *config) *int { return &c.ReplayCacheMB }, 0, 1<<16, "a size in MiB")},
+		{flag: "replay-downloads-per-ip", env: "LECTERN_REPLAY_DOWNLOADS_PER_IP", def: "4",
+			help:  "MP4 downloads (download.mp4) one client address may receive at once; more get 429 (0-10000); 0 disables the limit",
+			parse: intVal(func(c *config) *int { return &c.ReplayDownloadsPerIP }, 0, 10000, "a download limit")},
 		{flag: "https", env: "LECTERN_HTTPS", def: ":443",
 			help:  "HTTPS listen address, used when -tls-cert or -acme-domain is set (-http then only redirects to it)",
 			parse: stringVal(func(c *config) *string { return &c.HTTPSAddr }, checkListenAddr)},

@@ -57,6 +57,8 @@ func defaultConfig() config {
 		ReplayCacheMB:   256,
 		HTTPSAddr:       ":443",
 		ACMEDirectory:   "https://acme-v02.api.letsencrypt.org/directory",
+
+		ReplayDownloadsPerIP: 4,
 	}
 }
 
@@ -128,6 +130,8 @@ var allEnv = map[string]string{
 	"LECTERN_WHEP_CONNECTING_PER_TOKEN": "3",
 	"LECTERN_WHEP_CONNECTING_PER_IP":    "0",
 	"LECTERN_MAX_VIEWER_CONNECTIONS":    "12",
+
+	"LECTERN_REPLAY_DOWNLOADS_PER_IP": "16",
 }
 
 func TestParseConfigEnvOnly(t *testing.T) {
@@ -192,6 +196,8 @@ func TestParseConfigEnvOnly(t *testing.T) {
 
 		RTSPSourceAllow:    []string{"10.20.0.0/16", "cam.example.edu"},
 		RTSPSourceTrainers: true,
+
+		ReplayDownloadsPerIP: 16,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("from env:\n got %+v\nwant %+v", got, want)
@@ -444,6 +450,8 @@ func TestValues(t *testing.T) {
 		{"replay cache off", "LECTERN_REPLAY_CACHE_MB", "0", ""},
 		{"replay cache negative", "LECTERN_REPLAY_CACHE_MB", "-1", "-1 is not a size in MiB (0-65536)"},
 		{"replay cache too large", "LECTERN_REPLAY_CACHE_MB", "65537", "65537 is not a size in MiB (0-65536)"},
+		{"replay downloads unlimited", "LECTERN_REPLAY_DOWNLOADS_PER_IP", "0", ""},
+		{"replay downloads negative", "LECTERN_REPLAY_DOWNLOADS_PER_IP", "-1", "-1 is not a download limit (0-10000)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
