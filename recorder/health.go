@@ -39,14 +39,22 @@ func (h *health) spoolWrote() {
 
 // Degraded returns why recordings are losing media right now: the spool is
 // full (the object store is unreachable or too slow) or the spool cannot be
-// written (disk full). It returns nil when recording works, including once the
-// spool has drained enough to take the segment it last refused. Readiness
+// written (disk full). It returns nil when recording works: once the spool has
+// drained enough to take the segment it last refused, once a spool write
+// succeeds again, or when no recording is in progress after a failed write. Readiness
 // probes report it (a server that loses recordings should not take new
 // lectures); the live streams are unaffected either way.
 func (r *Recorder) Degraded() error {
 	h := &r.health
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.writeErr != nil && r.metrics.active.Load() == 0 {
+		// Nothing is being recorded, so nothing is being lost: a server that
+		// waits for a successful write to be ready again would never get one.
+		// The next recording tries the spool again (and readiness probes
+		// check that it is writable).
+		h.writeErr = nil
+	}
 	if h.writeErr != nil {
 		return fmt.Errorf("recording spool unwritable, segments are being lost: %w", h.writeErr)
 	}

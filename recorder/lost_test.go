@@ -129,3 +129,21 @@ func TestSpoolUnwritable(t *testing.T) {
 		t.Errorf("playlist of %d entries for %d stored and %d lost:\n%s", entries, m.Segments, m.LostMedia.Segments, pl)
 	}
 }
+
+// TestDegradedClearsWhenNothingRecords: a failed spool write makes Degraded
+// report it while recordings are in progress; with none, nothing is being
+// lost, and Degraded is nil (readiness must not wait for a write that only a
+// new lecture would make).
+func TestDegradedClearsWhenNothingRecords(t *testing.T) {
+	r := newRecorder(t, newDirStore(t), t.TempDir(), nil)
+	defer closeRecorder(t, r)
+	r.metrics.active.Add(1) // a recording in progress
+	r.noteSpoolError(1000, errors.New("no space left on device (test)"))
+	if err := r.Degraded(); err == nil || !strings.Contains(err.Error(), "no space left") {
+		t.Fatalf("Degraded while recording after a failed write: %v", err)
+	}
+	r.metrics.active.Add(-1)
+	if err := r.Degraded(); err != nil {
+		t.Fatalf("Degraded with nothing recording: %v", err)
+	}
+}
