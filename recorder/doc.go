@@ -20,6 +20,12 @@
 //	    segment enters index.m3u8 only once stored, and its spool file is deleted
 //	    only then.
 //
+// A segment that cannot reach the spool (it is full because the store is
+// unreachable, or the disk refuses writes) is lost, but keeps its place: the
+// playlist lists it as an EXT-X-GAP entry of its duration, so replay time stays
+// wall-clock time, and meta.json (and the index) count it in lost_media.
+// [Recorder.Degraded] reports the loss while it lasts.
+//
 // Renditions: the camera ("video", or the first video track when there is no
 // camera) and the audio are muxed into the main rendition: index.m3u8, init.mp4,
 // seg-NNNNNN.m4s under recordings/{session}/{id}/. Every other video track (the

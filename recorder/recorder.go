@@ -31,8 +31,8 @@ type Config struct {
 	// with each recording's journal. Required; created when missing.
 	SpoolDir string
 	// MaxSpoolBytes bounds the spool. When a segment would exceed it, the segment is
-	// dropped (counted in lectern_recording_segments_failed_total{reason="spool_full"})
-	// and the live stream is unaffected. It defaults to 2 GiB: about 1.8 hours of
+	// dropped (counted in lectern_recording_segments_failed_total{reason="spool_full"},
+	// its place kept as a gap, see Meta.LostMedia) and the live stream is unaffected. It defaults to 2 GiB: about 1.8 hours of
 	// one 2.5 Mbit/s lecture without a reachable store.
 	MaxSpoolBytes int64
 	// SegmentDuration is the target segment length: a segment ends at the first
