@@ -63,7 +63,11 @@ func NewBroker(o Options) *Broker {
 // full is disconnected (its channel is closed), counted in Evicted and logged once; the
 // other subscribers are not affected. data must not be modified afterwards (see Event.Data).
 // After Close, Publish does nothing.
-func (b *Broker) Publish(session, typ string, data any) {
+func (b *Broker) Publish(session, typ string, data any) { b.send(session, typ, data, false) }
+
+// send delivers an event to session's subscribers; with last, every subscriber is then
+// unsubscribed (its channel closed) whether or not the event fitted in its buffer.
+func (b *Broker) send(session, typ string, data any, last bool) {
 	var dropped int
 	b.mu.Lock()
 	if b.closed {
@@ -75,6 +79,9 @@ func (b *Broker) Publish(session, typ string, data any) {
 	for sub := range b.subs[session] {
 		select {
 		case sub.ch <- ev:
+			if last {
+				b.removeLocked(session, sub)
+			}
 		default:
 			b.removeLocked(session, sub)
 			b.evicted++
@@ -85,7 +92,7 @@ func (b *Broker) Publish(session, typ string, data any) {
 
 	for range dropped { // log outside the lock: a slow log sink must not hold up other publishers
 		b.log.Warn("subscriber too slow, disconnected", "session", session, "buffer", b.buffer,
-			"seq", ev.Seq)
+			"seq", ev.Seq, "last", last)
 	}
 }
 
@@ -123,31 +130,7 @@ func (b *Broker) Subscribe(session string) (events <-chan Event, cancel func()) 
 // (and counted in Evicted), as Publish does. It does not stop anyone from subscribing to
 // session again later: the caller makes sure a deleted session cannot be subscribed to.
 // After Close, End does nothing.
-func (b *Broker) End(session, typ string, data any) {
-	var dropped int
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
-		return
-	}
-	b.seq++
-	ev := Event{Session: session, Type: typ, Data: data, Seq: b.seq, Time: time.Now()}
-	for sub := range b.subs[session] {
-		select {
-		case sub.ch <- ev:
-		default:
-			b.evicted++
-			dropped++
-		}
-		b.removeLocked(session, sub)
-	}
-	b.mu.Unlock()
-
-	for range dropped {
-		b.log.Warn("subscriber too slow for the last event of its session, disconnected", "session", session,
-			"buffer", b.buffer, "seq", ev.Seq)
-	}
-}
+func (b *Broker) End(session, typ string, data any) { b.send(session, typ, data, true) }
 
 // removeLocked unsubscribes sub and closes its channel, if it is still subscribed. b.mu must
 // be held.
