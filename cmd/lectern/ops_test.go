@@ -526,8 +526,24 @@ func TestReadyzReportsLostMedia(t *testing.T) {
 	waitReadyz(t, a, 200, "ready")
 
 	// The recording's segments go to <spool>/<recording>/: with the spool
-	// replaced by a file, each one is lost.
+	// replaced by a file once the recording has begun, each one is lost. (Replaced
+	// before, the recording could not start at all: the spool probe reports that.)
 	spool := filepath.Join(a.cfg.DataDir, "spool")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		dirs, _ := os.ReadDir(spool)
+		started := false
+		for _, d := range dirs {
+			started = started || d.IsDir()
+		}
+		if started {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no recording began in the spool")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	if err := os.Rename(spool, spool+".away"); err != nil {
 		t.Fatal(err)
 	}
