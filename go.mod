@@ -23,6 +23,8 @@ require (
 	golang.org/x/text v0.42.0
 )
 
+require github.com/bluenviron/gortsplib/v4 v4.16.2 // indirect
+
 require (
 	github.com/abema/go-mp4 v1.4.1 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
