@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs what Lectern's tests use, idempotently: ffmpeg/ffprobe and Chromium from
-# Debian, MinIO from the Go module proxy, Pebble (an ACME server), the web pages' npm
-# packages. Safe to run on every test run: each step is skipped when its tool is there.
+# Installs what Lectern's tests use, idempotently: ffmpeg/ffprobe, Chromium, GStreamer
+# and VLC from Debian, MinIO from the Go module proxy, Pebble (an ACME server), the web
+# pages' npm packages. Safe to run on every test run: each step is skipped when its tool is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +18,12 @@ command -v chromium >/dev/null 2>&1 || apt_missing+=(chromium)
   apt_missing+=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
                 gstreamer1.0-plugins-ugly gstreamer1.0-nice python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
                 gir1.2-gst-plugins-bad-1.0)
+# GStreamer's rtspsrc as an RTSP reader not written by us (internal/e2e/rtsp_clients_test.go):
+# rtspsrc (good), avdec_h264 and avdec_aac (libav), opusdec (base).
+{ gst-inspect-1.0 rtspsrc && gst-inspect-1.0 avdec_h264 && gst-inspect-1.0 avdec_aac && gst-inspect-1.0 opusdec; } >/dev/null 2>&1 ||
+  apt_missing+=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav)
+# VLC plays HLS replays (web/vlc_replay_test.go); Debian's VLC cannot open rtsp:// (no live555).
+command -v cvlc >/dev/null 2>&1 || apt_missing+=(vlc-bin vlc-plugin-base)
 if [ ${#apt_missing[@]} -gt 0 ]; then
   echo "test-deps: installing ${apt_missing[*]} (Debian packages)"
   $sudo_cmd apt-get update -qq
