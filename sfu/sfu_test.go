@@ -17,7 +17,7 @@ var opus = Codec{MimeType: MimeOpus, ClockRate: 48000, Channels: 2}
 
 // Synthetic H.264 payloads: valid NAL headers, not decodable.
 var (
-	spsPPS   = []byte{nalSTAP, 0, 2, 0x67, 0x42, 0, 2, 0x68, 0xce}
+	spsPPS   = []byte{h264STAPA, 0, 2, 0x67, 0x42, 0, 2, 0x68, 0xce}
 	idrStart = []byte{0x7c, 0x85, 1, 2, 3} // FU-A, start bit, type 5
 	idrEnd   = []byte{0x7c, 0x45, 4, 5, 6} // FU-A, end bit
 	pFrame   = []byte{0x41, 0x9a, 1, 2}    // single NAL type 1
@@ -35,7 +35,7 @@ func (c *collectSink) WriteRTP(p *Packet) error {
 	return c.err
 }
 
-func TestH264HasKeyframe(t *testing.T) {
+func TestH264IsKeyframe(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		payload []byte
@@ -46,15 +46,15 @@ func TestH264HasKeyframe(t *testing.T) {
 		{"idr single", []byte{0x65, 0x88}, true},
 		{"p slice", pFrame, false},
 		{"stap-a with sps", spsPPS, true},
-		{"stap-a without sps", []byte{nalSTAP, 0, 2, 0x68, 0xce, 0, 1, 0x06}, false},
-		{"stap-a truncated", []byte{nalSTAP, 0, 9, 0x67}, false},
+		{"stap-a without sps", []byte{h264STAPA, 0, 2, 0x68, 0xce, 0, 1, 0x06}, false},
+		{"stap-a truncated", []byte{h264STAPA, 0, 9, 0x67}, false},
 		{"fu-a idr start", idrStart, true},
 		{"fu-a idr middle", []byte{0x7c, 0x05, 1}, false},
 		{"fu-a non-idr start", []byte{0x7c, 0x81, 1}, false},
 		{"fu-a too short", []byte{0x7c}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := h264HasKeyframe(tc.payload); got != tc.want {
+			if got := H264IsKeyframe(tc.payload); got != tc.want {
 				t.Fatalf("got %v, want %v", got, tc.want)
 			}
 		})

@@ -173,7 +173,7 @@ func (t *Track) WriteRTP(in *rtp.Packet) error {
 	now := Nanotime()
 	p.Payload = p.buf[:copy(p.buf[:], in.Payload)]
 	p.ArrivalNanos = now
-	keyframe := t.kind == KindVideo && t.codec.MimeType == MimeH264 && h264HasKeyframe(p.Payload)
+	keyframe := t.kind == KindVideo && t.codec.MimeType == MimeH264 && H264IsKeyframe(p.Payload)
 
 	t.mu.Lock()
 	if t.closed {

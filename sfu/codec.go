@@ -1,0 +1,21 @@
+package sfu
+
+import "strings"
+
+// FmtpParam returns the value of key (matched without regard to case) in an SDP fmtp
+// parameter list such as "packetization-mode=1; profile-level-id=42e01f" (RFC 8866
+// §6.15: parameters separated by semicolons, optional spaces), or "" when absent.
+func FmtpParam(fmtp, key string) string {
+	for fmtp != "" {
+		var kv string
+		kv, fmtp, _ = strings.Cut(fmtp, ";")
+		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
+		if strings.EqualFold(strings.TrimSpace(k), key) {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// FmtpParam returns the value of key in the codec's fmtp line (see [FmtpParam]).
+func (c Codec) FmtpParam(key string) string { return FmtpParam(c.Fmtp, key) }
