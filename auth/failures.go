@@ -139,14 +139,16 @@ type Authenticator struct {
 
 // Authenticate checks tok, presented from the client address addr (a host, see
 // limit.ClientAddr). It returns admin true for the admin token, else the claims of
-// a valid token.
+// a valid token, or of a device access code (codes.go) when the Issuer has codes.
 //
 // A token signed with our secret cannot be guessed (HMAC-SHA256), so it is
 // accepted even from an address that failed too often: a classroom behind the
 // same NAT as a guesser keeps working. Anything else from such an address is
-// refused with a *TooManyFailuresError before the admin token is compared, so a
-// guesser learns nothing more. Wrong admin tokens and tokens we did not sign count
-// as failures; an expired token of ours (an old invitation) does not.
+// refused with a *TooManyFailuresError before the admin token is compared or a
+// code looked up, so a guesser learns nothing more: device codes are short enough
+// to be worth guessing, so they are looked up only for an address with tries left.
+// Wrong admin tokens, tokens we did not sign and unknown codes count as failures;
+// an expired token or code of ours (an old invitation) does not.
 func (a *Authenticator) Authenticate(addr, tok string) (claims *Claims, admin bool, err error) {
 	verr := fmt.Errorf("%w: no participant tokens here, only the admin token", ErrInvalidToken)
 	if a.Issuer != nil { // nil: only the admin token is taken
@@ -160,6 +162,12 @@ func (a *Authenticator) Authenticate(addr, tok string) (claims *Claims, admin bo
 	}
 	if AdminTokenMatches(tok, a.AdminToken) {
 		return nil, true, nil
+	}
+	if _, isCode := CanonicalCode(tok); isCode && a.Issuer.HasCodes() {
+		var c *Claims
+		if c, verr = a.Issuer.verifyCode(tok); verr == nil {
+			return c, false, nil
+		}
 	}
 	if !errors.Is(verr, ErrExpiredToken) {
 		a.Failures.Failed(addr)

@@ -178,6 +178,8 @@ func checkDisplay(s string) error {
 type Issuer struct {
 	secret []byte
 	now    func() time.Time // time.Now; replaced in tests
+	// codes resolves device access codes (codes.go); nil: codes are not taken.
+	codes CodeResolver
 }
 
 // NewIssuer returns an Issuer signing with a copy of secret, which must be at least

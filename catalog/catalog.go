@@ -34,6 +34,7 @@ type Catalog struct {
 	mu       sync.Mutex
 	sessions map[string]Session
 	embeds   map[string]Embed // by id (the token's jti)
+	codes    map[string]Code  // device codes, by hash
 }
 
 // Open loads the catalog stored in dir (creating dir if needed). A missing sessions.json is an
@@ -47,11 +48,11 @@ func Open(dir string) (*Catalog, error) {
 	if err := removeTemps(dir); err != nil {
 		return nil, fmt.Errorf("catalog: cleaning %s: %w", dir, err)
 	}
-	sessions, embeds, err := load(filepath.Join(dir, FileName))
+	f, err := load(filepath.Join(dir, FileName))
 	if err != nil {
 		return nil, err
 	}
-	return &Catalog{dir: dir, now: time.Now, sessions: sessions, embeds: embeds}, nil
+	return &Catalog{dir: dir, now: time.Now, sessions: f.sessions, embeds: f.embeds, codes: f.codes}, nil
 }
 
 // Create validates n, gives it a fresh id and creation time, stores it and returns it. An
@@ -78,7 +79,7 @@ func (c *Catalog) Create(n NewSession) (Session, error) {
 	s.ID = id
 	s.CreatedAt = c.now().UTC().Round(0)
 	c.sessions[id] = s
-	if err := save(c.dir, c.sessions, c.embeds); err != nil {
+	if err := c.saveLocked(); err != nil {
 		delete(c.sessions, id)
 		return Session{}, err
 	}
@@ -128,7 +129,7 @@ func (c *Catalog) List() []Session {
 	return out
 }
 
-// Delete removes the session with the given id, and its embed tokens, or returns an error matching ErrNotFound. A
+// Delete removes the session with the given id, its embed tokens and device codes, or returns an error matching ErrNotFound. A
 // failed write leaves the catalog unchanged.
 func (c *Catalog) Delete(id string) error {
 	c.mu.Lock()
@@ -145,10 +146,20 @@ func (c *Catalog) Delete(id string) error {
 			delete(c.embeds, k)
 		}
 	}
-	if err := save(c.dir, c.sessions, c.embeds); err != nil {
+	goneCodes := map[string]Code{} // and its device codes
+	for k, code := range c.codes {
+		if code.Session == id {
+			goneCodes[k] = code
+			delete(c.codes, k)
+		}
+	}
+	if err := c.saveLocked(); err != nil {
 		c.sessions[id] = s
 		for _, e := range gone {
 			c.embeds[e.ID] = e
+		}
+		for k, code := range goneCodes {
+			c.codes[k] = code
 		}
 		return err
 	}
@@ -184,7 +195,7 @@ func (c *Catalog) Update(id string, fn func(*Session) error) (Session, error) {
 		return Session{}, err
 	}
 	c.sessions[id] = s
-	if err := save(c.dir, c.sessions, c.embeds); err != nil {
+	if err := c.saveLocked(); err != nil {
 		c.sessions[id] = old
 		return Session{}, err
 	}

@@ -86,7 +86,7 @@ func (c *Catalog) AddEmbed(e Embed) (Embed, error) {
 		}
 	}
 	c.embeds[e.ID] = e
-	if err := save(c.dir, c.sessions, c.embeds); err != nil {
+	if err := c.saveLocked(); err != nil {
 		delete(c.embeds, e.ID)
 		for k, old := range expired {
 			c.embeds[k] = old
@@ -135,7 +135,7 @@ func (c *Catalog) DeleteEmbed(recording, id string) error {
 		return fmt.Errorf("%w: %q", ErrEmbedNotFound, id)
 	}
 	delete(c.embeds, id)
-	if err := save(c.dir, c.sessions, c.embeds); err != nil {
+	if err := c.saveLocked(); err != nil {
 		c.embeds[id] = e
 		return err
 	}

@@ -28,41 +28,59 @@ type fileFormat struct {
 	// Embeds are the embed tokens not revoked (added later in version 1: an older
 	// file has none).
 	Embeds []Embed `json:"embeds,omitempty"`
+	// Codes are the device access codes not revoked, by hash only (added later in
+	// version 1: an older file has none).
+	Codes []Code `json:"codes,omitempty"`
+}
+
+// contents is what a catalogue file holds, as maps.
+type contents struct {
+	sessions map[string]Session
+	embeds   map[string]Embed
+	codes    map[string]Code // by hash
 }
 
 // load reads the sessions stored in path. A missing file is an empty catalog; anything else
 // that cannot be read in full is an error naming the file, so that no session is lost silently.
-func load(path string) (map[string]Session, map[string]Embed, error) {
+func load(path string) (contents, error) {
+	out := contents{sessions: map[string]Session{}, embeds: map[string]Embed{}, codes: map[string]Code{}}
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return map[string]Session{}, map[string]Embed{}, nil
+		return out, nil
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("catalog: reading %s: %w", path, err)
+		return contents{}, fmt.Errorf("catalog: reading %s: %w", path, err)
 	}
 	var f fileFormat
 	if err := json.Unmarshal(data, &f); err != nil {
-		return nil, nil, fmt.Errorf("catalog: %s is corrupt: %w", path, err)
+		return contents{}, fmt.Errorf("catalog: %s is corrupt: %w", path, err)
 	}
 	if f.Version != fileVersion {
-		return nil, nil, fmt.Errorf("catalog: %s has format version %d, this build reads version %d",
+		return contents{}, fmt.Errorf("catalog: %s has format version %d, this build reads version %d",
 			path, f.Version, fileVersion)
 	}
-	sessions := make(map[string]Session, len(f.Sessions))
 	for i, s := range f.Sessions {
-		if err := checkStored(&s, sessions); err != nil {
-			return nil, nil, fmt.Errorf("catalog: %s is corrupt: session #%d (%q): %w", path, i, s.ID, err)
+		if err := checkStored(&s, out.sessions); err != nil {
+			return contents{}, fmt.Errorf("catalog: %s is corrupt: session #%d (%q): %w", path, i, s.ID, err)
 		}
-		sessions[s.ID] = s
+		out.sessions[s.ID] = s
 	}
-	embeds := make(map[string]Embed, len(f.Embeds))
 	for i, e := range f.Embeds {
 		if err := e.check(); err != nil {
-			return nil, nil, fmt.Errorf("catalog: %s is corrupt: embed #%d (%q): %w", path, i, e.ID, err)
+			return contents{}, fmt.Errorf("catalog: %s is corrupt: embed #%d (%q): %w", path, i, e.ID, err)
 		}
-		embeds[e.ID] = e
+		out.embeds[e.ID] = e
 	}
-	return sessions, embeds, nil
+	for i, c := range f.Codes {
+		if err := c.check(); err != nil {
+			return contents{}, fmt.Errorf("catalog: %s is corrupt: device code #%d (%q): %w", path, i, c.ID, err)
+		}
+		if _, dup := out.codes[c.Hash]; dup {
+			return contents{}, fmt.Errorf("catalog: %s is corrupt: device code #%d (%q): its hash appears twice", path, i, c.ID)
+		}
+		out.codes[c.Hash] = c
+	}
+	return out, nil
 }
 
 // checkStored validates one session read from the file: the same rules as Create, plus a
@@ -81,26 +99,31 @@ func checkStored(s *Session, seen map[string]Session) error {
 	return s.normalize()
 }
 
-// save writes sessions to dir/FileName atomically: a temporary file in the same directory is
-// written and fsynced, renamed over the old file, and the directory is fsynced, so that after
-// a crash the file holds either the old or the new catalog, never a mix.
-func save(dir string, sessions map[string]Session, embeds map[string]Embed) error {
-	f := fileFormat{Version: fileVersion, Sessions: make([]Session, 0, len(sessions))}
-	for _, s := range sessions {
+// saveLocked writes the catalogue to dir/FileName atomically: a temporary file in the same
+// directory is written and fsynced, renamed over the old file, and the directory is fsynced,
+// so that after a crash the file holds either the old or the new catalog, never a mix.
+// c.mu must be held.
+func (c *Catalog) saveLocked() error {
+	f := fileFormat{Version: fileVersion, Sessions: make([]Session, 0, len(c.sessions))}
+	for _, s := range c.sessions {
 		f.Sessions = append(f.Sessions, s)
 	}
 	slices.SortFunc(f.Sessions, func(a, b Session) int { return strings.Compare(a.ID, b.ID) })
-	for _, e := range embeds {
+	for _, e := range c.embeds {
 		f.Embeds = append(f.Embeds, e)
 	}
 	slices.SortFunc(f.Embeds, func(a, b Embed) int { return strings.Compare(a.ID, b.ID) })
+	for _, code := range c.codes {
+		f.Codes = append(f.Codes, code)
+	}
+	slices.SortFunc(f.Codes, func(a, b Code) int { return strings.Compare(a.ID, b.ID) })
 	data, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
 		return fmt.Errorf("catalog: encoding sessions: %w", err)
 	}
 	data = append(data, '\n')
-	if err := writeAtomic(dir, FileName, data); err != nil {
-		return fmt.Errorf("catalog: saving %s: %w", filepath.Join(dir, FileName), err)
+	if err := writeAtomic(c.dir, FileName, data); err != nil {
+		return fmt.Errorf("catalog: saving %s: %w", filepath.Join(c.dir, FileName), err)
 	}
 	return nil
 }
