@@ -178,14 +178,10 @@ func sectionCodecOK(md *sdp.MediaDescription, kind sfu.Kind) ([]string, bool) {
 	return offered, false
 }
 
+// packetizationMode1 reports whether an H.264 fmtp line asks for packetization-mode 1
+// (FU-A and STAP-A, RFC 6184 §6.2), the only one Lectern forwards to browsers.
 func packetizationMode1(fmtp string) bool {
-	for _, p := range strings.Split(fmtp, ";") {
-		k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
-		if strings.EqualFold(k, "packetization-mode") {
-			return v == "1"
-		}
-	}
-	return false
+	return sfu.FmtpParam(fmtp, "packetization-mode") == "1"
 }
 
 func contains(list []string, s string) bool {

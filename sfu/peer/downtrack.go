@@ -39,11 +39,10 @@ type downTrack struct {
 	// mime) to its payload type and clock rate; written once before bound closes.
 	negotiated map[string]negotiatedCodec
 
-	mu      sync.Mutex // guards track, srcMime, remove, rw
-	track   *sfu.Track
-	srcMime string
-	remove  func()
-	rw      sfu.Rewriter
+	follow *sfu.Follower // the session track feeding queue
+
+	mu sync.Mutex // guards rw
+	rw sfu.Rewriter
 
 	// The source codec's payload type and clock; the egress worker only.
 	pt        uint8
@@ -86,6 +85,7 @@ func newDownTrack(r *Resource, w *egressWorker, kind sfu.Kind, want string, queu
 	}
 	d := &downTrack{r: r, worker: w, kind: kind, want: want, mime: mime, stats: stats, bound: make(chan struct{})}
 	d.queue = sfu.NewQueue(sfu.QueueOptions{Size: queueSize, Kind: kind, Stats: stats, Notify: d.queued})
+	d.follow = sfu.NewFollower(want, d.queue, d.accepts)
 	return d
 }
 
@@ -118,7 +118,7 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 		if d.kind == sfu.KindVideo && !packetizationMode1(c.SDPFmtpLine) {
 			continue
 		}
-		if chosen == nil || strings.Contains(c.SDPFmtpLine, "profile-level-id=42e01f") {
+		if chosen == nil || strings.EqualFold(sfu.FmtpParam(c.SDPFmtpLine, "profile-level-id"), "42e01f") {
 			c := c
 			chosen = &c
 		}
@@ -148,35 +148,19 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 // Unbind implements webrtc.TrackLocal.
 func (d *downTrack) Unbind(webrtc.TrackLocalContext) error { return nil }
 
-// attach makes t the downtrack's source, replacing the previous one.
-func (d *downTrack) attach(t *sfu.Track) {
+// accepts is the follower's vetting of a source track: one whose codec no WebRTC
+// subscriber can play is not attached.
+func (d *downTrack) accepts(t *sfu.Track) bool {
 	if !d.playable(t.Codec().MimeType) {
 		d.r.log.Info("track not playable by WebRTC subscribers", "track", t.Name(), "codec", t.Codec().MimeType)
-		return
+		return false
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.track == t {
-		return
-	}
-	if d.remove != nil {
-		d.remove()
-	}
-	d.queue.MarkSwitch()
-	d.queue.SetKeyframeRequester(t.RequestKeyframe)
-	d.track = t
-	d.srcMime = t.Codec().MimeType
-	d.remove = t.AddSink(d.queue)
+	return true
 }
 
+// detach stops following the session track and drops what is queued.
 func (d *downTrack) detach() {
-	d.mu.Lock()
-	if d.remove != nil {
-		d.remove()
-		d.remove = nil
-	}
-	d.track = nil
-	d.mu.Unlock()
+	d.follow.Stop()
 	d.queue.Drain()
 }
 
@@ -256,7 +240,11 @@ func (d *downTrack) sendOne() bool {
 		d.rw.ResyncSeq()
 	case sfu.ResyncSwitch:
 		d.rw.Resync()
-		c, ok := d.negotiated[d.srcMime]
+		var c negotiatedCodec
+		ok := false
+		if t := d.follow.Track(); t != nil {
+			c, ok = d.negotiated[t.Codec().MimeType]
+		}
 		d.pt, d.clockRate = c.pt, c.clockRate
 		if !ok {
 			d.clockRate = 0 // the subscriber did not accept this codec
@@ -332,10 +320,7 @@ func (d *downTrack) rtcpLoop() {
 					})
 				}
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				d.mu.Lock()
-				t := d.track
-				d.mu.Unlock()
-				if t != nil {
+				if t := d.follow.Track(); t != nil {
 					t.RequestKeyframe()
 				}
 			}
@@ -344,8 +329,8 @@ func (d *downTrack) rtcpLoop() {
 }
 
 func (d *downTrack) retransmit(outSeq uint16) {
+	t := d.follow.Track()
 	d.mu.Lock()
-	t := d.track
 	in, ok := d.rw.Invert(outSeq)
 	d.mu.Unlock()
 	if t == nil || !ok {

@@ -138,23 +138,17 @@ func (e *Edge) SubscribeWith(sess *sfu.Session, layout Layout, offer string, opt
 		case <-r.ctx.Done():
 			return
 		}
-		var live []*downTrack
+		var live []*sfu.Follower
 		for _, dt := range downs {
 			if dt.start() {
-				live = append(live, dt)
+				live = append(live, dt.follow)
 			} else {
 				r.log.Info("downtrack not bound; it stays silent", "track", dt.want)
 			}
 		}
-		cancelWatch := sess.Watch(func(t *sfu.Track) {
-			for _, dt := range live {
-				if dt.want == t.Name() {
-					dt.attach(t)
-				}
-			}
-		})
+		stopFollowing := sfu.Follow(sess, live...)
 		r.addCloseHook(func() {
-			cancelWatch()
+			stopFollowing()
 			for _, dt := range downs {
 				dt.detach()
 			}
