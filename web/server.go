@@ -48,6 +48,9 @@ type Config struct {
 	CORSOrigins []string
 	// PublicURL is the base URL used in links handed out (invitations).
 	PublicURL string
+	// RTSPURL is the rtsp:// base URL devices use (RTSPBaseURL), for the device
+	// codes' rtsp_url; "" when RTSP is off.
+	RTSPURL string
 	// Metrics is where /metrics reads from; nil disables the endpoint.
 	Metrics prometheus.Gatherer
 	// Ready reports readiness for /readyz; nil means always ready.
@@ -118,6 +121,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.AuthFailures == nil {
 		cfg.AuthFailures = auth.NewFailureLimiter(auth.DefaultFailureBurst, auth.DefaultFailureEvery)
 	}
+	if !cfg.Tokens.HasCodes() { // device codes (api_codes.go) are taken like tokens
+		cfg.Tokens = cfg.Tokens.WithCodes(CatalogCodes(cfg.Catalog))
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "http")}
 	s.authn = &auth.Authenticator{Issuer: cfg.Tokens, AdminToken: cfg.AdminToken, Failures: cfg.AuthFailures}
 	s.floor = newFloor(func(session, typ string, data any) { cfg.Events.Publish(session, typ, data) })
@@ -173,6 +179,7 @@ func (s *Server) routes() {
 			r.Delete("/speakers/{participant}", s.revokeFloor)
 			r.Get("/events", s.sessionEvents)
 			s.sourceRoutes(r)
+			s.codeRoutes(r)
 		})
 	})
 
