@@ -9,6 +9,7 @@ import (
 
 	"lectern/internal/clip"
 	"lectern/internal/testpeer"
+	"lectern/sfu"
 )
 
 // publisher is the trainer: one WHIP connection streaming a clip in a loop. Like an
@@ -63,7 +64,7 @@ func (p *publisher) writeVideo(pkt *rtp.Packet) error {
 		p.keyAU = false
 		p.sent.record(pkt.Timestamp, false)
 	}
-	if !p.keyAU && h264Keyframe(pkt.Payload) {
+	if !p.keyAU && sfu.H264IsKeyframe(pkt.Payload) {
 		p.keyAU = true
 		p.sent.markKeyframe()
 	}

@@ -34,30 +34,3 @@ func parseRTP(b []byte) (rtpHeader, bool) {
 	h.payload = b[off:end]
 	return h, true
 }
-
-// h264Keyframe reports whether an H.264 RTP payload (RFC 6184) starts a keyframe: a
-// single SPS or IDR NAL unit, a STAP-A holding one, or the first fragment of an IDR.
-func h264Keyframe(p []byte) bool {
-	if len(p) < 2 {
-		return false
-	}
-	switch p[0] & 0x1f {
-	case 5, 7:
-		return true
-	case 24: // STAP-A: 16-bit sizes, each followed by a NAL unit
-		for b := p[1:]; len(b) > 2; {
-			size := int(b[0])<<8 | int(b[1])
-			b = b[2:]
-			if size == 0 || size > len(b) {
-				return false
-			}
-			if t := b[0] & 0x1f; t == 5 || t == 7 {
-				return true
-			}
-			b = b[size:]
-		}
-	case 28: // FU-A
-		return p[1]&0x80 != 0 && p[1]&0x1f == 5
-	}
-	return false
-}

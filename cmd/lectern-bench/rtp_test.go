@@ -44,29 +44,6 @@ func withExtension(p rtp.Packet) rtp.Packet {
 	return p
 }
 
-func TestH264Keyframe(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		payload []byte
-		want    bool
-	}{
-		{"idr", []byte{0x65, 0x88}, true},
-		{"sps", []byte{0x67, 0x42}, true},
-		{"non-idr slice", []byte{0x41, 0x9a}, false},
-		{"stap-a sps pps", []byte{0x78, 0, 2, 0x67, 0x42, 0, 2, 0x68, 0xce}, true},
-		{"stap-a sei", []byte{0x78, 0, 2, 0x06, 0x05}, false},
-		{"fu-a idr start", []byte{0x7c, 0x85}, true},
-		{"fu-a idr middle", []byte{0x7c, 0x05}, false},
-		{"fu-a non-idr start", []byte{0x7c, 0x81}, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := h264Keyframe(tc.payload); got != tc.want {
-				t.Fatalf("got %v, want %v", got, tc.want)
-			}
-		})
-	}
-}
-
 func TestSeqCounter(t *testing.T) {
 	for _, tc := range []struct {
 		name      string

@@ -12,6 +12,8 @@ import (
 	"github.com/pion/interceptor"
 	pionnack "github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/webrtc/v4"
+
+	"lectern/sfu"
 )
 
 // subscriberVideoPT is the one H.264 payload type subscribers offer, so the server
@@ -234,11 +236,11 @@ func (s *subscriber) readVideo(tr *webrtc.TrackRemote, sh *shared) {
 		}
 		s.video.add(h.seq)
 		if s.firstAt.Load() == 0 {
-			s.firstKey.Store(h264Keyframe(h.payload))
+			s.firstKey.Store(sfu.H264IsKeyframe(h.payload))
 			s.firstAt.Store(now)
 		}
 		if s.joinedAt.Load() == 0 {
-			if !h264Keyframe(h.payload) {
+			if !sfu.H264IsKeyframe(h.payload) {
 				continue
 			}
 			s.joinedAt.Store(now)

@@ -15,6 +15,8 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
+
+	"lectern/sfu"
 )
 
 // Signal sends an SDP offer and returns the answer (e.g. a WHIP/WHEP POST).
@@ -313,7 +315,7 @@ func (s *Subscriber) read(t *webrtc.TrackRemote, rc *Received) {
 			return
 		}
 		now := time.Now()
-		key := rc.Kind == webrtc.RTPCodecTypeVideo && isKeyframe(pkt.Payload)
+		key := rc.Kind == webrtc.RTPCodecTypeVideo && sfu.H264IsKeyframe(pkt.Payload)
 		rc.mu.Lock()
 		rc.Packets++
 		rc.Seqs = append(rc.Seqs, pkt.SequenceNumber)
@@ -375,20 +377,4 @@ func (s *Subscriber) SendPLI(i int) error {
 func (s *Subscriber) Close() {
 	_ = s.PC.Close()
 	s.wg.Wait()
-}
-
-// isKeyframe reports whether an H.264 RTP payload starts a keyframe (SPS or IDR).
-func isKeyframe(p []byte) bool {
-	if len(p) < 2 {
-		return false
-	}
-	switch p[0] & 0x1f {
-	case 5, 7:
-		return true
-	case 24:
-		return len(p) > 3 && (p[3]&0x1f == 7 || p[3]&0x1f == 5)
-	case 28:
-		return p[1]&0x80 != 0 && p[1]&0x1f == 5
-	}
-	return false
 }
