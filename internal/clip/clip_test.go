@@ -280,7 +280,7 @@ func depacketize(t *testing.T, pkts []*rtp.Packet, want []AccessUnit) []byte {
 		if !p.Marker {
 			continue
 		}
-		got, err := splitAnnexB(au)
+		got, err := annexBNALUs(au)
 		if err != nil {
 			t.Fatalf("AU %d: %v", n, err)
 		}
@@ -428,7 +428,7 @@ func TestPacketize(t *testing.T) {
 				}
 				annexB = append(annexB, out...)
 			}
-			got, err := splitAnnexB(annexB)
+			got, err := annexBNALUs(annexB)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -488,8 +488,31 @@ func TestParseH264(t *testing.T) {
 	}
 
 	t.Run("no start code", func(t *testing.T) {
-		if _, err := parseH264([]byte{1, 2, 3, 0, 0, 1, 0x41, 0x80}, 25); !errors.Is(err, errNoStartCode) {
-			t.Errorf("err = %v, want errNoStartCode", err)
+		if _, err := parseH264([]byte{1, 2, 3, 0, 0, 1, 0x41, 0x80}, 25); !errors.Is(err, h264.ErrAnnexBNoInitialDelimiter) {
+			t.Errorf("err = %v, want h264.ErrAnnexBNoInitialDelimiter", err)
+		}
+	})
+
+	// mediacommon parses at most h264.MaxAccessUnitSize at once; a long clip is more.
+	t.Run("longer than an access unit's limit", func(t *testing.T) {
+		slice := append([]byte{0x41, 0x9a}, bytes.Repeat([]byte{7}, 64<<10)...)
+		var stream []byte
+		n := 0
+		for len(stream) <= h264.MaxAccessUnitSize+len(slice) {
+			stream = append(append(stream, long...), slice...)
+			n++
+		}
+		aus, err := parseH264(stream, 25)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(aus) != n {
+			t.Fatalf("%d access units, want %d", len(aus), n)
+		}
+		for i, au := range aus {
+			if len(au.NALUs) != 1 || !bytes.Equal(au.NALUs[0], slice) {
+				t.Fatalf("AU %d: %d NAL units of %d bytes, want 1 of %d", i, len(au.NALUs), len(au.NALUs[0]), len(slice))
+			}
 		}
 	})
 }

@@ -2,43 +2,39 @@ package clip
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 )
 
-// errNoStartCode is returned when an Annex-B stream does not begin with a start code.
-var errNoStartCode = errors.New("clip: H.264 stream does not start with an Annex-B start code")
-
-var startCode = []byte{0, 0, 1}
-
-// splitAnnexB splits an Annex-B byte stream (ITU-T H.264 Annex B) into NAL
-// units without start codes. The returned slices alias buf. Zero bytes
-// before a start code (the 4-byte start code form and trailing_zero_8bits)
-// are not part of the preceding NAL unit.
-func splitAnnexB(buf []byte) ([][]byte, error) {
-	first := bytes.Index(buf, startCode)
-	if first < 0 || len(bytes.Trim(buf[:first], "\x00")) != 0 {
-		return nil, errNoStartCode
-	}
+// annexBNALUs splits an Annex-B byte stream (ITU-T H.264 Annex B) into NAL units
+// without start codes, with mediacommon's parser. The returned slices alias buf.
+// That parser reads one access unit of at most h264.MaxAccessUnitSize bytes, so a
+// longer clip is handed to it in pieces cut at start codes.
+func annexBNALUs(buf []byte) ([][]byte, error) {
 	var nalus [][]byte
-	pos := first + len(startCode)
-	for pos <= len(buf) {
-		next := bytes.Index(buf[pos:], startCode)
-		end := len(buf)
-		if next >= 0 {
-			end = pos + next
+	for len(buf) > 0 {
+		piece := buf
+		if len(piece) > h264.MaxAccessUnitSize {
+			cut := bytes.LastIndex(buf[:h264.MaxAccessUnitSize], []byte{0, 0, 1})
+			if cut <= 0 {
+				return nil, fmt.Errorf("clip: H.264 stream has no start code in %d bytes", h264.MaxAccessUnitSize)
+			}
+			piece = buf[:cut]
 		}
-		nalu := bytes.TrimRight(buf[pos:end], "\x00")
-		if len(nalu) > 0 {
-			nalus = append(nalus, nalu)
+		var au h264.AnnexB
+		if err := au.Unmarshal(piece); err != nil {
+			return nil, fmt.Errorf("clip: H.264 Annex-B stream: %w", err)
 		}
-		if next < 0 {
-			break
+		for _, n := range au {
+			// A NAL unit never ends in a zero byte (§7.4.1): zeros at the end are the
+			// next 4-byte start code's, where a piece was cut, or trailing_zero_8bits.
+			if n = bytes.TrimRight(n, "\x00"); len(n) > 0 {
+				nalus = append(nalus, n)
+			}
 		}
-		pos = end + len(startCode)
+		buf = buf[len(piece):]
 	}
 	return nalus, nil
 }
@@ -101,7 +97,7 @@ func groupAccessUnits(nalus [][]byte, fps int) []AccessUnit {
 
 // parseH264 parses an Annex-B stream into access units at fps frames per second.
 func parseH264(buf []byte, fps int) ([]AccessUnit, error) {
-	nalus, err := splitAnnexB(buf)
+	nalus, err := annexBNALUs(buf)
 	if err != nil {
 		return nil, err
 	}
