@@ -102,6 +102,9 @@ func (a *app) open() error {
 	if a.catalog, err = catalog.Open(cfg.DataDir); err != nil {
 		return err // the catalogue holds nothing open: each change is written whole
 	}
+	// Device access codes (short RTSP passwords) are kept in the catalogue; every
+	// edge gets this issuer, so a code works over HTTP and RTSP alike.
+	issuer = issuer.WithCodes(web.CatalogCodes(a.catalog))
 	a.broker = events.NewBroker(events.Options{Logger: log})
 	a.cleanup.push("event streams", func(context.Context) error { a.broker.Close(); return nil })
 	edgeCfg := peer.Config{
@@ -187,6 +190,7 @@ func (a *app) open() error {
 	handler, err := web.New(web.Config{
 		Catalog: a.catalog, Registry: a.registry, WebRTC: a.edge, Events: a.broker, Tokens: issuer,
 		AdminToken: a.adminToken, CORSOrigins: cfg.CORSOrigins, PublicURL: cfg.PublicURL,
+		RTSPURL: web.RTSPBaseURL(cfg.PublicURL, cfg.RTSPAddr, cfg.RTSPCert != ""),
 		Metrics: metrics, Replays: replays, Sources: a.sources, Pages: pages, Logger: log, AuthFailures: authFailures,
 		Ready: a.ready, RequestTimeout: cfg.HTTPRequestTimeout, LobbyPublic: cfg.LobbyPublic,
 		EventStreamsPerToken: noLimitIfZero(cfg.EventsPerToken), EventStreamsPerAddress: noLimitIfZero(cfg.EventsPerIP),
