@@ -134,7 +134,13 @@ func New(cfg Config) (*Edge, error) {
 		se.SetIncludeLoopbackCandidate(true)
 	}
 	if len(cfg.PublicIPs) > 0 {
-		se.SetNAT1To1IPs(cfg.PublicIPs, webrtc.ICECandidateTypeHost)
+		// Replace each host candidate's address by the public ones (1:1 NAT).
+		err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{External: cfg.PublicIPs,
+			AsCandidateType: webrtc.ICECandidateTypeHost, Mode: webrtc.ICEAddressRewriteReplace})
+		if err != nil {
+			e.closeSockets()
+			return nil, fmt.Errorf("webrtc public IPs %v: %w", cfg.PublicIPs, err)
+		}
 	}
 	se.SetReceiveMTU(1500)
 
