@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4"
 	"github.com/pion/rtp"
 
 	"lectern/sfu"
@@ -255,7 +256,7 @@ func TestAACRenditionGap(t *testing.T) {
 		t.Fatal(err)
 	}
 	sink := &captureSink{}
-	mt := &muxTrack{name: "trainer/audio", id: 3, rate: 48000, channels: 2, codec: &fmp4.CodecMPEG4Audio{Config: f.config}}
+	mt := &muxTrack{name: "trainer/audio", id: 3, rate: 48000, channels: 2, codec: &mp4.CodecMPEG4Audio{Config: f.config}}
 	r := &rendition{name: MainRendition, primary: mt, tracks: []*muxTrack{mt}, target: 1 << 40, sink: sink}
 	for _, pts := range []int64{0, 1024, 2048, 12288, 13312} {
 		if err := r.write(mt, accessUnit{ticks: pts, audio: au(10, byte(pts)), dur: f.auDuration}); err != nil {
@@ -272,7 +273,7 @@ func TestAACRenditionGap(t *testing.T) {
 	if err := init.Unmarshal(bytes.NewReader(sink.init)); err != nil {
 		t.Fatal(err)
 	}
-	if c, ok := init.Tracks[0].Codec.(*fmp4.CodecMPEG4Audio); !ok || c.Config.SampleRate != 48000 || c.Config.ChannelCount != 2 {
+	if c, ok := init.Tracks[0].Codec.(*mp4.CodecMPEG4Audio); !ok || c.Config.SampleRate != 48000 || c.Config.ChannelCount != 2 {
 		t.Fatalf("init track %+v", init.Tracks[0])
 	}
 	var parts fmp4.Parts

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4"
 )
 
 // Recording statuses.
@@ -146,16 +146,16 @@ func (m *Meta) rendition(name string) (*RenditionInfo, bool) {
 }
 
 // codecString returns the RFC 6381 codec string of an fMP4 codec.
-func codecString(c fmp4.Codec) string {
+func codecString(c mp4.Codec) string {
 	switch c := c.(type) {
-	case *fmp4.CodecH264:
+	case *mp4.CodecH264:
 		if len(c.SPS) >= 4 {
 			return fmt.Sprintf("avc1.%02x%02x%02x", c.SPS[1], c.SPS[2], c.SPS[3])
 		}
 		return "avc1"
-	case *fmp4.CodecOpus:
+	case *mp4.CodecOpus:
 		return "opus"
-	case *fmp4.CodecMPEG4Audio:
+	case *mp4.CodecMPEG4Audio:
 		ot := c.Config.Type // 2: AAC-LC
 		if c.Config.ExtensionType != 0 {
 			ot = c.Config.ExtensionType // 5: HE-AAC (SBR), 29: HE-AACv2 (PS)

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
-	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4"
 
 	"lectern/sfu"
 )
@@ -352,13 +352,13 @@ func (rec *recording) newMuxTrack(ts *trackState, n int) *muxTrack {
 	switch {
 	case ts.rt.aac != nil:
 		mt.channels = ts.rt.aac.config.ChannelCount
-		mt.codec = &fmp4.CodecMPEG4Audio{Config: ts.rt.aac.config}
+		mt.codec = &mp4.CodecMPEG4Audio{Config: ts.rt.aac.config}
 	case !mt.video:
 		mt.channels = int(c.Channels)
 		if mt.channels <= 0 {
 			mt.channels = 2
 		}
-		mt.codec = &fmp4.CodecOpus{ChannelCount: mt.channels}
+		mt.codec = &mp4.CodecOpus{ChannelCount: mt.channels}
 	}
 	return mt
 }
@@ -480,7 +480,7 @@ func (rec *recording) header(rend *rendition) *RenditionInfo {
 			continue
 		}
 		ti := TrackInfo{ID: t.id, Name: t.name, Kind: "audio", Codec: codecString(t.codec), Channels: t.channels}
-		if c, ok := t.codec.(*fmp4.CodecH264); ok {
+		if c, ok := t.codec.(*mp4.CodecH264); ok {
 			ti.Kind = "video"
 			var sps h264.SPS
 			if sps.Unmarshal(c.SPS) == nil {

@@ -8,6 +8,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4/seekablebuffer"
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4"
 )
 
 // keyframeLead is how long before a segment reaches its target duration the
@@ -41,9 +42,9 @@ type muxTrack struct {
 	zero       int64 // the recording's zero in this track's ticks
 	requestKey func()
 
-	codec   fmp4.Codec // nil until the parameter sets are known
+	codec   mp4.Codec // nil until the parameter sets are known
 	started bool
-	dts     *h264.DTSExtractor
+	dts     h264.DTSExtractor
 	lastDTS int64
 
 	sps   []byte   // the last SPS, kept for the DTS extractor (which holds on to it)
@@ -143,7 +144,7 @@ func (r *rendition) writeVideo(t *muxTrack, au accessUnit, pts int64) error {
 			return nil
 		}
 		t.started = true
-		t.dts = h264.NewDTSExtractor()
+		t.dts.Initialize()
 		t.lastDTS = pts - 1
 	} else if au.key {
 		t.learnParams(au.nalus)
@@ -223,7 +224,7 @@ func (t *muxTrack) learnParams(nalus [][]byte) bool {
 		var p h264.SPS
 		if p.Unmarshal(sps) == nil {
 			// Copies: the access units' memory is reused.
-			t.codec = &fmp4.CodecH264{SPS: bytes.Clone(sps), PPS: bytes.Clone(pps)}
+			t.codec = &mp4.CodecH264{SPS: bytes.Clone(sps), PPS: bytes.Clone(pps)}
 		}
 	}
 	return t.codec != nil
@@ -264,7 +265,7 @@ func (r *rendition) writeAudio(t *muxTrack, au accessUnit, pts int64) error {
 // keep time by the sample durations). Without samples in the segment yet, the
 // segment's decode time (tfdt) already skips the gap.
 func (r *rendition) fillGap(t *muxTrack, next []byte, until int64) {
-	if _, ok := t.codec.(*fmp4.CodecOpus); ok {
+	if _, ok := t.codec.(*mp4.CodecOpus); ok {
 		r.fillSilence(t, next[0], until)
 		return
 	}
