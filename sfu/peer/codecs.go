@@ -2,6 +2,7 @@ package peer
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/pion/sdp/v3"
@@ -140,30 +141,23 @@ func isBundleOnly(md *sdp.MediaDescription, mid string, bundled map[string]bool)
 // sectionCodecOK reports whether md offers the codec Lectern forwards for kind, and
 // lists what it offers otherwise.
 func sectionCodecOK(md *sdp.MediaDescription, kind sfu.Kind) ([]string, bool) {
-	rtpmaps := map[string]string{} // payload type -> "H264/90000"
-	fmtps := map[string]string{}
-	for _, a := range md.Attributes {
-		pt, rest, ok := strings.Cut(a.Value, " ")
-		if !ok {
+	// pion/sdp reads the section's rtpmap and fmtp lines, and knows the static payload
+	// types (0 PCMU, 8 PCMA, 9 G722) that need no rtpmap.
+	codecs := (&sdp.SessionDescription{MediaDescriptions: []*sdp.MediaDescription{md}}).GetCodecMap()
+	var offered []string
+	for _, format := range md.MediaName.Formats {
+		pt, err := strconv.ParseUint(format, 10, 8)
+		if err != nil {
 			continue
 		}
-		switch a.Key {
-		case "rtpmap":
-			rtpmaps[pt] = rest
-		case "fmtp":
-			fmtps[pt] = rest
-		}
-	}
-	var offered []string
-	for _, pt := range md.MediaName.Formats {
-		name, rate, _ := strings.Cut(rtpmaps[pt], "/")
-		rate, _, _ = strings.Cut(rate, "/")
+		c := codecs[uint8(pt)]
+		name := c.Name
 		switch {
 		// The clock rates are the only ones these codecs have (RFC 7587, RFC 6184);
 		// pion matches codecs by them, and without them could not answer.
-		case kind == sfu.KindAudio && strings.EqualFold(name, "opus") && rate == "48000":
+		case kind == sfu.KindAudio && strings.EqualFold(name, "opus") && c.ClockRate == 48000:
 			return nil, true
-		case kind == sfu.KindVideo && strings.EqualFold(name, "H264") && rate == "90000" && packetizationMode1(fmtps[pt]):
+		case kind == sfu.KindVideo && strings.EqualFold(name, "H264") && c.ClockRate == 90000 && packetizationMode1(c.Fmtp):
 			return nil, true
 		}
 		if name != "" && !strings.EqualFold(name, "rtx") && !strings.EqualFold(name, "red") &&
