@@ -211,3 +211,38 @@ func TestFollower(t *testing.T) {
 		t.Fatal("a stopped follower attached again")
 	}
 }
+
+// FuzzWalkH264: any payload a publisher sends is walked without a panic, every unit
+// lies inside the payload, and the keyframe and parameter-set answers agree with it.
+func FuzzWalkH264(f *testing.F) {
+	for _, seed := range [][]byte{spsPPS, idrStart, idrEnd, pFrame, {0x78, 0, 2, 0x67}, {0x7c}, {0x79, 0, 0}, nil} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		key, units := false, 0
+		err := WalkH264(payload, func(n H264NALU) bool {
+			units++
+			if len(n.Data) > len(payload) || n.Type > 31 || !n.Fragment && (len(n.Data) == 0 || !n.Start || !n.End) {
+				t.Fatalf("unit %+v out of payload %x", n, payload)
+			}
+			if !n.Fragment && mch264.NALUType(n.Data[0]&0x1f) != n.Type {
+				t.Fatalf("unit type %v, header %x", n.Type, n.Data[0])
+			}
+			key = key || n.Start && (n.Type == mch264.NALUTypeIDR || n.Type == mch264.NALUTypeSPS)
+			return true
+		})
+		if err != nil && !errors.Is(err, ErrH264Payload) && !errors.Is(err, ErrH264Packetization) {
+			t.Fatalf("error %v", err)
+		}
+		if err == nil && units == 0 {
+			t.Fatalf("no unit and no error for %x", payload)
+		}
+		if H264IsKeyframe(payload) != key {
+			t.Fatalf("H264IsKeyframe(%x) = %v, walk says %v", payload, !key, key)
+		}
+		sps, pps := H264ParameterSets(payload)
+		if sps != nil && mch264.NALUType(sps[0]&0x1f) != mch264.NALUTypeSPS || pps != nil && mch264.NALUType(pps[0]&0x1f) != mch264.NALUTypePPS {
+			t.Fatalf("parameter sets %x %x", sps, pps)
+		}
+	})
+}
