@@ -1,8 +1,8 @@
 // The trainer's studio: choose camera and microphone, go live over WHIP, share the
 // screen as the second video, see the classrooms, give and take back the floor, and
 // hear the classroom that has it.
-import { t, onLangChange, fmtDuration, fmtNumber, fmtTime } from './i18n.js';
-import { initShell, takeToken, forgetToken, claims, api, errorText, showFatal, el, notify, pathParam, webrtcSupported } from './common.js';
+import { t, onLangChange, fmtDuration, fmtNumber, fmtTime, fmtDateTime } from './i18n.js';
+import { initShell, takeToken, forgetToken, claims, api, errorText, showFatal, el, notify, pathParam, webrtcSupported, copyText } from './common.js';
 import { watchSession, publication, displayName } from './events.js';
 import { Publisher, statusOf } from './rtc.js';
 import { setLiveBadge, setQuality } from './widgets.js';
@@ -21,6 +21,7 @@ const st = {
   pubState: 'closed',
   liveSince: 0,
   tiles: null,
+  devices: [], // device codes of the session (without the codes themselves)
 };
 
 main();
@@ -56,6 +57,8 @@ async function main() {
   $('camera-select').addEventListener('change', () => switchDevice('camera'));
   $('mic-select').addEventListener('change', () => switchDevice('mic'));
   onLangChange(render);
+  onLangChange(renderDevices);
+  setupDevices();
   // Leaving the page is not "stop": the publication waits (the server's reconnect grace)
   // for this studio to come back, e.g. after a reload.
   window.addEventListener('pagehide', () => { if (st.publisher) st.publisher.stop({ remote: false }); });
@@ -236,6 +239,66 @@ async function takeBack(participant) {
   } catch (err) {
     if (err.status !== 404) notify(errorText(err), 'warn');
   }
+}
+
+// Device codes: a hall decoder (or VLC, a projector) speaking RTSP gets a short code
+// as its password instead of the long invitation link, which such devices cannot hold.
+
+function setupDevices() {
+  $('device-form').addEventListener('submit', (e) => { e.preventDefault(); mintDevice(); });
+  $('device-copy').addEventListener('click', async (e) => {
+    await copyText($('device-url').value, $('device-url'));
+    e.target.textContent = t('admin.copied');
+  });
+  loadDevices();
+}
+
+async function loadDevices() {
+  try {
+    const r = await api('/api/sessions/' + id + '/codes', { token: st.token });
+    st.devices = r.codes;
+  } catch (err) {
+    notify(errorText(err), 'warn');
+  }
+  renderDevices();
+}
+
+async function mintDevice() {
+  const name = $('device-name').value.trim();
+  $('device-mint').disabled = true;
+  try {
+    const c = await api('/api/sessions/' + id + '/codes', { method: 'POST', token: st.token,
+      body: { role: $('device-role').value, name, ttl: $('device-ttl').value } });
+    $('device-code').textContent = c.code;
+    // Without RTSP on the server there is no address: the code alone is shown.
+    $('device-url').value = c.rtsp_url || '';
+    $('device-url').closest('li').hidden = !c.rtsp_url;
+    $('device-copy').textContent = t('admin.copy');
+    $('device-new').hidden = false;
+    await loadDevices();
+  } catch (err) {
+    notify(t('studio.deviceFailed', { detail: errorText(err) }), 'warn');
+  } finally {
+    $('device-mint').disabled = false;
+  }
+}
+
+async function revokeDevice(code) {
+  try {
+    await api('/api/sessions/' + id + '/codes/' + encodeURIComponent(code.id), { method: 'DELETE', token: st.token });
+  } catch (err) {
+    if (err.status !== 404) notify(errorText(err), 'warn');
+  }
+  await loadDevices();
+}
+
+function renderDevices() {
+  $('devices').replaceChildren(...st.devices.map((c) =>
+    el('li', { dataset: { code: c.id, name: c.name } },
+      el('span', { class: 'who' }, c.display || c.name,
+        el('span', { class: 'when' }, t('studio.deviceUntil', { role: t('role.' + c.role), time: fmtDateTime(c.expires_at) }))),
+      el('button', { type: 'button', class: 'btn btn-small btn-danger', dataset: { action: 'revoke' },
+        'aria-label': t('studio.deviceRevokeLabel', { name: c.display || c.name }), onclick: () => revokeDevice(c) }, t('studio.deviceRevoke')))));
 }
 
 // Rendering
