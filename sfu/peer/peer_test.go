@@ -164,25 +164,12 @@ func TestLateJoinerStartsFromCachedKeyframe(t *testing.T) {
 	if err := s.WaitKeyframe(f.ctx, 0); err != nil {
 		t.Fatal(err)
 	}
-	if p := first.Load(); p == nil || !isH264Keyframe(p.Payload) {
+	if p := first.Load(); p == nil || !sfu.H264IsKeyframe(p.Payload) {
 		t.Fatalf("the first video packet a late joiner gets is not a keyframe: % x", p.Payload[:8])
 	}
 	if got := pub.PLIs.Load() - before; got != 0 {
 		t.Fatalf("joining with a cached keyframe sent %d PLIs upstream", got)
 	}
-}
-
-func isH264Keyframe(p []byte) bool {
-	if len(p) < 4 {
-		return false
-	}
-	switch p[0] & 0x1f {
-	case 5, 7:
-		return true
-	case 24:
-		return p[3]&0x1f == 7 || p[3]&0x1f == 5
-	}
-	return false
 }
 
 // dropper drops every 7th incoming video packet, once per sequence number.
