@@ -66,13 +66,3 @@ func naluType(nalu []byte) h264.NALUType {
 	}
 	return h264.NALUType(nalu[0] & 0x1f)
 }
-
-// hasIDR reports whether any of the NAL units is an IDR slice.
-func hasIDR(nalus [][]byte) bool {
-	for _, n := range nalus {
-		if naluType(n) == h264.NALUTypeIDR {
-			return true
-		}
-	}
-	return false
-}

@@ -586,8 +586,8 @@ func TestSynthetic(t *testing.T) {
 	if len(delta) != 1 || naluType(delta[0]) != h264.NALUTypeNonIDR || len(delta[0]) != 50 {
 		t.Errorf("delta = %d NAL units, type %v, size %d", len(delta), naluType(delta[0]), len(delta[0]))
 	}
-	if hasIDR(delta) || !hasIDR(key) {
-		t.Error("hasIDR disagrees with the synthetic NAL types")
+	if h264.IsRandomAccess(delta) || !h264.IsRandomAccess(key) {
+		t.Error("h264.IsRandomAccess disagrees with the synthetic NAL types")
 	}
 }
 

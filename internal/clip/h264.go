@@ -78,7 +78,7 @@ func groupAccessUnits(nalus [][]byte, fps int) []AccessUnit {
 		aus = append(aus, AccessUnit{
 			NALUs:    cur,
 			PTS:      time.Duration(i) * time.Second / time.Duration(fps),
-			Keyframe: hasIDR(cur),
+			Keyframe: h264.IsRandomAccess(cur),
 		})
 		cur, haveSlice = nil, false
 	}
