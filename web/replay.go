@@ -443,4 +443,8 @@ func (p *replays) download(w http.ResponseWriter, r *http.Request) {
 var (
 	errRangeNotSatisfiable = errors.New("range not satisfiable")
 	errTooManyDownloads    = errors.New("too many downloads at once: wait for one to finish")
+	errPreconditionFailed  = errors.New("precondition failed: the object does not match If-Match or If-Unmodified-Since")
+	// errObjectChanged: a stored part of a download has another size than the
+	// recording's index says (it was rewritten or is damaged).
+	errObjectChanged = errors.New("stored object changed")
 )

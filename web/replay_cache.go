@@ -197,52 +197,66 @@ func (c *ReplayCache) stats() (objects int, bytes int64) {
 	return len(c.items), c.size
 }
 
-// fill copies the object behind rc to w while keeping a copy, and caches the copy
-// when rc delivered the whole object: exactly info.Size bytes. It reads the store
-// once: the client gets the bytes as they arrive, in the buffer they are kept in.
-// The object enters the cache before its last bytes are written, so a client that
-// has the whole response finds it cached on its next request. A client that goes
-// away earlier ends the copy (and the object is not cached).
-func (c *ReplayCache) fill(w io.Writer, rc io.Reader, key string, info storage.ObjectInfo, gen uint64) {
-	data := c.buffer(info.Size)
-	var kept *cachedObject
-	readThrough(w, rc, data, func() { kept = c.put(key, info, data, gen) })
-	if kept != nil {
-		c.release(kept) // the last bytes are written: data may be recycled once evicted
-		return
-	}
-	c.mu.Lock()
-	c.recycle(data)
-	c.mu.Unlock()
+// cacheFill is a fill the cache may take: the object key described by info,
+// read while the cache was at generation gen.
+type cacheFill struct {
+	c    *ReplayCache
+	key  string
+	info storage.ObjectInfo
+	gen  uint64
 }
 
-// readThrough fills data from rc, writing each part to w as it arrives. Once rc
-// has delivered exactly len(data) bytes and ended, it calls whole before writing
-// the last part (data is still being written from afterwards).
-func readThrough(w io.Writer, rc io.Reader, data []byte, whole func()) {
-	n := 0
-	for n < len(data) {
-		m, err := rc.Read(data[n:min(len(data), n+fillChunk)])
-		if m > 0 {
-			if n+m == len(data) {
-				// The store must end here: longer than announced, or a failure at
-				// the end, is not trusted.
-				var one [1]byte
-				if k, eerr := io.ReadFull(rc, one[:]); k == 0 && eerr == io.EOF {
-					whole()
-				}
-			}
-			if _, werr := w.Write(data[n : n+m]); werr != nil {
-				return
-			}
-			n += m
-		}
-		if err != nil {
-			return // the store ended early or failed: the client got what there was
-		}
-	}
+// start returns a reader of rc, which reads the whole object, that keeps a copy
+// as it goes: the store is read once, and the client gets the bytes as they
+// arrive.
+func (f *cacheFill) start(rc io.ReadCloser) io.ReadCloser {
+	return &fillReader{fill: f, rc: rc, data: f.c.buffer(f.info.Size)}
 }
 
-// fillChunk bounds one read of a fill, so the client gets the first bytes before
-// the whole object has arrived.
-const fillChunk = 256 << 10
+// fillReader reads an object into a cache buffer, handing out copies. Once the
+// store delivered exactly info.Size bytes and ended, the buffer enters the cache,
+// before the last bytes are handed out: a client that has the whole response
+// finds it cached on its next request. A response that ends earlier (the client
+// went away, the store failed) gives the buffer back on Close.
+type fillReader struct {
+	fill *cacheFill
+	rc   io.ReadCloser
+	data []byte
+	n    int  // bytes read into data
+	kept bool // data is in the cache
+}
+
+func (f *fillReader) Read(p []byte) (int, error) {
+	if f.n == len(f.data) {
+		return 0, io.EOF
+	}
+	m, err := f.rc.Read(f.data[f.n:min(len(f.data), f.n+len(p))])
+	copy(p, f.data[f.n:f.n+m]) // before the put: once cached, data may be recycled
+	f.n += m
+	if m > 0 && f.n == len(f.data) && (err == io.EOF || err == nil && ended(f.rc)) {
+		// The store must end here: longer than announced, or a failure at the
+		// end, is not trusted.
+		if o := f.fill.c.put(f.fill.key, f.fill.info, f.data, f.fill.gen); o != nil {
+			f.fill.c.release(o) // p holds its own copy
+			f.kept = true
+		}
+		err = nil
+	}
+	return m, err
+}
+
+// ended reports whether r is at its end.
+func ended(r io.Reader) bool {
+	var one [1]byte
+	n, err := io.ReadFull(r, one[:])
+	return n == 0 && err == io.EOF
+}
+
+func (f *fillReader) Close() error {
+	if !f.kept {
+		f.fill.c.mu.Lock()
+		f.fill.c.recycle(f.data)
+		f.fill.c.mu.Unlock()
+	}
+	return f.rc.Close()
+}

@@ -253,7 +253,7 @@ func TestReplayCacheRanges(t *testing.T) {
 		{"far beyond", []string{"Range", "bytes=99999999-"}, 416},
 		{"reversed", []string{"Range", "bytes=50-10"}, 416},
 		{"garbage", []string{"Range", "bytes=abc"}, 416},
-		{"other unit", []string{"Range", "items=0-1"}, 416},
+		{"other unit: whole", []string{"Range", "items=0-1"}, 200}, // RFC 9110 §14.2: ignored
 		{"empty suffix", []string{"Range", "bytes=-0"}, 416},
 		{"several ranges: whole", []string{"Range", "bytes=0-1,5-6"}, 200},
 		{"If-Range matching", []string{"Range", "bytes=10-19", "If-Range", etag}, 206},
@@ -478,5 +478,115 @@ func TestReplayCacheMetrics(t *testing.T) {
 		if v, ok := got[name]; !ok || v != want {
 			t.Errorf("%s = %v (present %v), want %v", name, v, ok, want)
 		}
+	}
+}
+
+// TestReplayConditionalsAndSpans: replies follow RFC 9110's conditional
+// requests (If-Modified-Since, If-Match, If-Range with a date) on segments and
+// downloads alike, and the store is asked for exactly the bytes sent: nothing
+// for a HEAD, a 304, a 412 or a 416; the range itself for a 206, also when it
+// spans several parts of a download.
+func TestReplayConditionalsAndSpans(t *testing.T) {
+	f := newCacheFixture(t, 64<<20, 0)
+	file := cacheRecs[0] + "/seg-000002.m4s"
+	key := f.key(file)
+	whole := f.get(f.uncached, "GET", file)
+	etag, lastMod := whole.header.Get("ETag"), whole.header.Get("Last-Modified")
+	if whole.status != 200 || etag == "" || lastMod == "" {
+		t.Fatalf("segment: %d %v", whole.status, whole.header)
+	}
+	f.logged.resetOpens()
+	for _, tc := range []struct {
+		name   string
+		method string
+		hdr    []string
+		status int
+		opens  []string
+	}{
+		{"HEAD", "HEAD", nil, 200, nil},
+		{"If-None-Match", "GET", []string{"If-None-Match", etag}, 304, nil},
+		{"If-Modified-Since", "GET", []string{"If-Modified-Since", lastMod}, 304, nil},
+		{"If-Match other", "GET", []string{"If-Match", `"other"`}, 412, nil},
+		{"If-Match", "GET", []string{"If-Match", etag}, 200, []string{key + "@0+150000"}},
+		{"range beyond the end", "GET", []string{"Range", "bytes=200000-"}, 416, nil},
+		{"range", "GET", []string{"Range", "bytes=100-199"}, 206, []string{key + "@100+100"}},
+		{"suffix", "GET", []string{"Range", "bytes=-10"}, 206, []string{key + "@149990+10"}},
+		{"If-Range date", "GET", []string{"Range", "bytes=5-9", "If-Range", lastMod}, 206, []string{key + "@5+5"}},
+		{"If-Range old date", "GET", []string{"Range", "bytes=5-9", "If-Range", "Sun, 01 Mar 2020 08:00:00 GMT"}, 200, []string{key + "@0+150000"}},
+		{"HEAD with a range", "HEAD", []string{"Range", "bytes=5-9"}, 200, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := f.get(f.uncached, tc.method, file, tc.hdr...)
+			if got.status != tc.status {
+				t.Fatalf("%d %.100q, want %d", got.status, got.body, tc.status)
+			}
+			if tc.status == 412 {
+				var e errorBody
+				if json.Unmarshal(got.body, &e) != nil || e.Status != 412 || got.header.Get("ETag") != "" {
+					t.Errorf("412: %v %s, want a JSON error without the object's headers", got.header, got.body)
+				}
+			}
+			if tc.status == 200 && tc.method == "GET" && !bytes.Equal(got.body, f.objects[file]) {
+				t.Errorf("wrong body (%d bytes)", len(got.body))
+			}
+			if opens := f.logged.resetOpens(); !slices.Equal(opens, tc.opens) {
+				t.Errorf("opened %q, want %q", opens, tc.opens)
+			}
+		})
+	}
+
+	rec, d, id := newDownloadFixture(t, 3, 100_000)
+	logged := &keyLog{testStore: d}
+	_, base := replayServer(t, &ReplayConfig{Recorder: rec, Store: logged})
+	dl := base + "/replay/" + id + "/download.mp4"
+	get := func(method string, hdr ...string) (*http.Response, []byte) {
+		req, _ := http.NewRequest(method, dl, nil)
+		req.Header.Set("Authorization", "Bearer "+testAdmin)
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, body
+	}
+	resp, all := get("GET")
+	if resp.StatusCode != 200 || int64(len(all)) != resp.ContentLength {
+		t.Fatalf("download: %d, %d bytes", resp.StatusCode, len(all))
+	}
+	head := len(all) - 3*100_000
+	prefix := "recordings/downloads1/" + id + "/"
+	logged.resetOpens()
+	// From the header's last 10 bytes to the 10th byte of the third segment.
+	from, to := head-10, head+200_000+9
+	resp, part := get("GET", "Range", fmt.Sprintf("bytes=%d-%d", from, to))
+	if resp.StatusCode != 206 || !bytes.Equal(part, all[from:to+1]) {
+		t.Fatalf("download range: %d, %d bytes, equal %v", resp.StatusCode, len(part), bytes.Equal(part, all[from:to+1]))
+	}
+	want := []string{prefix + "seg-000001.m4s@0+100000", prefix + "seg-000002.m4s@0+100000", prefix + "seg-000003.m4s@0+10"}
+	if opens := logged.resetOpens(); !slices.Equal(opens, want) {
+		t.Errorf("download range opened %q, want %q", opens, want)
+	}
+	for _, c := range []struct {
+		method string
+		hdr    []string
+		status int
+	}{
+		{"HEAD", nil, 200},
+		{"GET", []string{"If-None-Match", resp.Header.Get("ETag")}, 304},
+		{"GET", []string{"Range", fmt.Sprintf("bytes=%d-", len(all))}, 416},
+	} {
+		if resp, _ := get(c.method, c.hdr...); resp.StatusCode != c.status {
+			t.Errorf("download %s %q: %d, want %d", c.method, c.hdr, resp.StatusCode, c.status)
+		}
+	}
+	if opens := logged.resetOpens(); len(opens) > 0 {
+		t.Errorf("HEAD, 304 and 416 of the download opened %q", opens)
 	}
 }

@@ -24,6 +24,8 @@ func replayStatus(err error) (int, bool) {
 		return http.StatusBadRequest, true
 	case errors.Is(err, errTooManyDownloads):
 		return http.StatusTooManyRequests, true
+	case errors.Is(err, errPreconditionFailed):
+		return http.StatusPreconditionFailed, true
 	}
 	return 0, false
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -162,47 +161,6 @@ func TestReplayListWhileRecording(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-// FuzzParseRange: whatever Range header arrives, parsing it never panics, and a
-// range it accepts resolves, against any object size, to bytes inside the
-// object (or a clear "not satisfiable"), and asks the store for a sane span.
-func FuzzParseRange(f *testing.F) {
-	for _, h := range []string{"bytes=0-99", "bytes=100-", "bytes=-10", "bytes=0-9223372036854775807",
-		"bytes=5-9223372036854775807", "bytes=9223372036854775807-", "bytes=-9223372036854775807", "bytes=0-1,5-6",
-		"bytes=50-10", "bytes=abc", "items=0-1", "bytes=-0", "bytes= 1-2", "bytes=+1-2", "bytes=1--2", "bytes=-"} {
-		f.Add(h, int64(150_000))
-	}
-	f.Add("bytes=0-", int64(0))
-	f.Add("bytes=-5", int64(1))
-	f.Fuzz(func(t *testing.T, h string, size int64) {
-		if size < 0 {
-			size = -(size + 1)
-		}
-		br, err := parseRange(h)
-		if err != nil {
-			if !errors.Is(err, errRangeNotSatisfiable) && !errors.Is(err, errMultipleRanges) {
-				t.Fatalf("%q: error %v", h, err)
-			}
-			return
-		}
-		if br.first >= 0 {
-			off, n := br.span()
-			if off != br.first || (n != -1 && n < 1) {
-				t.Fatalf("%q: store span %d+%d", h, off, n)
-			}
-		}
-		off, n, err := br.resolve(size)
-		if err != nil {
-			if !errors.Is(err, errRangeNotSatisfiable) {
-				t.Fatalf("%q of %d bytes: error %v", h, size, err)
-			}
-			return
-		}
-		if off < 0 || n < 0 || off > size || n > size-off || (size > 0 && n == 0 && br.first >= 0) {
-			t.Fatalf("%q of %d bytes: offset %d length %d", h, size, off, n)
-		}
-	})
 }
 
 // TestBrowserReplaysLostMedia: the replay library shows which recordings lost
