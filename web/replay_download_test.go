@@ -25,7 +25,7 @@ import (
 // newDownloadFixture stores a finished recording of segs segments of segSize
 // random bytes each, behind a real init segment, with its meta.json and the
 // index, and returns a recorder over it and the recording's id.
-func newDownloadFixture(t *testing.T, segs, segSize int) (*recorder.Recorder, *storage.Dir, string) {
+func newDownloadFixture(t testing.TB, segs, segSize int) (*recorder.Recorder, *storage.Dir, string) {
 	t.Helper()
 	ctx := context.Background()
 	d, err := storage.NewDir(t.TempDir())
