@@ -590,3 +590,46 @@ func TestReplayConditionalsAndSpans(t *testing.T) {
 		t.Errorf("HEAD, 304 and 416 of the download opened %q", opens)
 	}
 }
+
+// goneAfterStat is a store whose objects are deleted right after a Stat
+// describes them: a recording deleted while a request is being answered.
+type goneAfterStat struct{ *storage.Dir }
+
+func (g goneAfterStat) Stat(ctx context.Context, key string) (storage.ObjectInfo, error) {
+	info, err := g.Dir.Stat(ctx, key)
+	if err == nil {
+		err = g.Dir.Delete(ctx, key)
+	}
+	return info, err
+}
+
+// TestReplayObjectGoneBeforeFirstByte: when the store fails before the first
+// byte of a response is sent (the object was deleted after its Stat), the client
+// gets the store's answer (a JSON 404 of the right length), not a response that
+// announced the object's length and ETag and then breaks.
+func TestReplayObjectGoneBeforeFirstByte(t *testing.T) {
+	rec, d, id := newDownloadFixture(t, 3, 100_000)
+	_, base := replayServer(t, &ReplayConfig{Recorder: rec, Store: goneAfterStat{d}})
+	for i, hdr := range [][]string{{"Range", "bytes=-10"}, {"If-None-Match", `"other"`}} {
+		t.Run(hdr[0], func(t *testing.T) {
+			req, _ := http.NewRequest("GET", base+"/replay/"+id+fmt.Sprintf("/seg-%06d.m4s", i+1), nil)
+			req.Header.Set("Authorization", "Bearer "+testAdmin)
+			req.Header.Set(hdr[0], hdr[1])
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			var e errorBody
+			if err != nil || resp.StatusCode != 404 || json.Unmarshal(body, &e) != nil || e.Status != 404 {
+				t.Fatalf("%d %.80q (%v), want a JSON 404", resp.StatusCode, body, err)
+			}
+			for _, h := range []string{"ETag", "Last-Modified", "Content-Range"} {
+				if v := resp.Header.Get(h); v != "" {
+					t.Errorf("the 404 has the object's %s %q", h, v)
+				}
+			}
+		})
+	}
+}
