@@ -8,15 +8,13 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/bluenviron/gortsplib/v4/pkg/format/rtpmpeg4audio"
 	"github.com/bluenviron/mediacommon/v2/pkg/bits"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
+	"github.com/pion/rtp"
 
 	"lectern/sfu"
 )
-
-// maxAUsPerPacket bounds the access units one RTP packet may announce: a 1500-byte
-// packet holds a few dozen AAC frames at most.
-const maxAUsPerPacket = 128
 
 var errBadAAC = errors.New("malformed MPEG4-GENERIC RTP payload")
 
@@ -27,10 +25,6 @@ type aacFormat struct {
 	// Bit lengths of the AU-header fields (RFC 3640 §3.2.1.1, §4.1). The AAC-hbr
 	// mode has sizeLength 13, indexLength 3, indexDeltaLength 3.
 	sizeLength, indexLength, indexDeltaLength int
-	ctsDeltaLength, dtsDeltaLength            int
-	randomAccess                              bool
-	streamStateLength                         int
-	auxSizeLength                             int // auxiliary section (§3.2.2); 0: absent
 	// auDuration is one access unit (1024 or 960 samples at the core sample rate)
 	// in ticks of the RTP clock.
 	auDuration int64
@@ -61,8 +55,6 @@ func parseAACFormat(c sfu.Codec) (*aacFormat, error) {
 		max  int
 	}{
 		{"sizelength", &f.sizeLength, 16}, {"indexlength", &f.indexLength, 16}, {"indexdeltalength", &f.indexDeltaLength, 16},
-		{"ctsdeltalength", &f.ctsDeltaLength, 32}, {"dtsdeltalength", &f.dtsDeltaLength, 32},
-		{"streamstateindication", &f.streamStateLength, 32}, {"auxiliarydatasizelength", &f.auxSizeLength, 32},
 	}
 	for _, fd := range fields {
 		v, ok := params[fd.name]
@@ -78,7 +70,15 @@ func parseAACFormat(c sfu.Codec) (*aacFormat, error) {
 	if f.sizeLength == 0 {
 		return nil, fmt.Errorf("%w: AAC: no sizelength (only AU-header framing, as in AAC-hbr and AAC-lbr, is supported)", ErrUnsupportedCodec)
 	}
-	f.randomAccess = params["randomaccessindication"] == "1"
+	// The AU-header fields of RFC 3640's generic mode, which its AAC modes
+	// (AAC-lbr, AAC-hbr: what encoders and cameras send) leave out, and which
+	// gortsplib's decoder does not read.
+	for _, name := range []string{"ctsdeltalength", "dtsdeltalength", "randomaccessindication",
+		"streamstateindication", "auxiliarydatasizelength"} {
+		if v, ok := params[name]; ok && v != "0" {
+			return nil, fmt.Errorf("%w: AAC: %s=%q (only the AU headers of AAC-hbr and AAC-lbr are supported)", ErrUnsupportedCodec, name, v)
+		}
+	}
 	samples := int64(mpeg4audio.SamplesPerAccessUnit)
 	if f.config.FrameLengthFlag {
 		samples = 960
@@ -93,172 +93,161 @@ func parseAACFormat(c sfu.Codec) (*aacFormat, error) {
 	return f, nil
 }
 
-// aacDepacketizer extracts AAC access units from RTP packets in order (RFC 3640
-// §3.2: an AU-header section, an optional auxiliary section, then the AUs; several
-// AUs per packet, or one AU fragmented over packets sharing a timestamp). After a
-// loss it drops the AU being reassembled. It is used by one goroutine.
+// aacDepacketizer extracts AAC access units from MPEG4-GENERIC RTP packets in
+// order (RFC 3640 §3.2: AU headers, then the AUs; several AUs per packet, or one
+// AU fragmented over packets), with gortsplib's decoder. After a loss it drops the
+// AU being reassembled. It is used by one goroutine.
+//
+// gortsplib v4's decoder reads a fragment's AU-size as the fragment's size (what
+// its encoder writes, and gortsplib-based servers send), where RFC 3640 §3.2.3.2
+// has every fragment carry the whole AU's size (what ffmpeg and GStreamer send;
+// gortsplib fixed it after v4): fragments of that kind, recognised by an AU-size
+// beyond the packet, are reassembled here.
 type aacDepacketizer struct {
-	f        *aacFormat
-	frag     []byte // fragmented AU being reassembled
+	f   *aacFormat
+	dec *rtpmpeg4audio.Decoder
+	pkt rtp.Packet // what dec reads: the sfu packet's header and payload, not a copy
+
+	held  []*sfu.Packet // packets whose payloads dec refers to (the fragments of an AU)
+	spent []*sfu.Packet // released at the next call: the last AUs out refer to them
+
+	frag     []byte // AU being reassembled from RFC 3640 fragments (a copy)
 	fragSize int    // its size, from the AU header of every fragment
 	fragTS   uint32
 	inFrag   bool
 }
 
-// lost tells the depacketizer that packets were lost before the next one.
-func (d *aacDepacketizer) lost() { d.frag, d.inFrag = nil, false }
-
-// push takes one packet's payload and returns the access units it completes, in
-// order: the first has RTP timestamp ts, each next one f.auDuration later. The
-// AUs are copies (the packet's memory is recycled). A malformed packet returns an
-// error (and the AUs of the packet that could be recovered, if any).
-func (d *aacDepacketizer) push(payload []byte, ts uint32, marker bool) ([][]byte, error) {
-	sizes, data, err := d.f.split(payload)
-	if err != nil {
-		d.lost()
-		return nil, err
-	}
-	var stale error
-	if d.inFrag {
-		if ts == d.fragTS {
-			return d.continueFragment(sizes, data, marker)
-		}
-		d.lost() // its last fragment never came: the AU is incomplete
-		stale = fmt.Errorf("%w: fragmented AU of %d bytes left incomplete", errBadAAC, d.fragSize)
-	}
-	if len(sizes) == 1 && sizes[0] > len(data) {
-		if marker {
-			return nil, errors.Join(stale, fmt.Errorf("%w: AU of %d bytes in %d", errBadAAC, sizes[0], len(data)))
-		}
-		d.frag = append(make([]byte, 0, sizes[0]), data...)
-		d.fragSize, d.fragTS, d.inFrag = sizes[0], ts, true
-		return nil, stale
-	}
-	aus := make([][]byte, 0, len(sizes))
-	for _, n := range sizes {
-		if n > len(data) {
-			return aus, errors.Join(stale, fmt.Errorf("%w: AU of %d bytes in %d", errBadAAC, n, len(data)))
-		}
-		aus = append(aus, append([]byte(nil), data[:n]...))
-		data = data[n:]
-	}
-	return aus, stale
+// newAACDepacketizer returns the depacketizer of a stream of format f.
+func newAACDepacketizer(f *aacFormat) *aacDepacketizer {
+	d := &aacDepacketizer{f: f}
+	d.reset()
+	return d
 }
 
-// continueFragment adds the next fragment of the AU being reassembled.
-func (d *aacDepacketizer) continueFragment(sizes []int, data []byte, marker bool) ([][]byte, error) {
-	if len(sizes) != 1 || sizes[0] != d.fragSize || len(d.frag)+len(data) > d.fragSize {
-		d.lost()
-		return nil, fmt.Errorf("%w: fragment does not continue the AU of %d bytes", errBadAAC, d.fragSize)
+// reset drops what is being reassembled.
+func (d *aacDepacketizer) reset() {
+	d.dec = &rtpmpeg4audio.Decoder{SizeLength: d.f.sizeLength, IndexLength: d.f.indexLength, IndexDeltaLength: d.f.indexDeltaLength}
+	d.spent = append(d.spent, d.held...)
+	clear(d.held)
+	d.held = d.held[:0]
+	d.frag, d.inFrag = nil, false
+}
+
+// lost tells the depacketizer that packets were lost before the next one.
+func (d *aacDepacketizer) lost() { d.reset() }
+
+// release gives back every packet the depacketizer retains (at the end of the track).
+func (d *aacDepacketizer) release() {
+	d.reset()
+	d.spent = releasePackets(d.spent)
+}
+
+// push takes one packet and returns the access units it completes, in order: the
+// first has the packet's timestamp, each next one f.auDuration later. They are
+// valid until the next call. A malformed packet returns an error (and, when it
+// ended an unfinished AU, the AUs of the packet).
+func (d *aacDepacketizer) push(p *sfu.Packet) ([][]byte, error) {
+	d.spent = releasePackets(d.spent)
+	ts := p.Header.Timestamp
+	size, data, isFrag := d.fragment(p.Payload)
+	var stale error
+	if d.inFrag {
+		if ts == d.fragTS && isFrag && size == d.fragSize {
+			return d.continueFragment(data, p.Header.Marker)
+		}
+		if ts == d.fragTS {
+			d.reset()
+			return nil, fmt.Errorf("%w: packet does not continue the fragmented AU of %d bytes", errBadAAC, d.fragSize)
+		}
+		d.reset() // its last fragment never came
+		stale = fmt.Errorf("%w: fragmented AU of %d bytes left incomplete", errBadAAC, d.fragSize)
 	}
-	d.frag = append(d.frag, data...)
-	if len(d.frag) < d.fragSize {
-		if marker {
-			d.lost()
-			return nil, fmt.Errorf("%w: last fragment leaves the AU short", errBadAAC)
+	if len(d.held) > 0 && d.held[0].Header.Timestamp != ts {
+		// The decoder does not look at timestamps: a fragment of another AU would
+		// be taken for the next one.
+		d.reset()
+		stale = fmt.Errorf("%w: fragmented AU left incomplete", errBadAAC)
+	}
+	if isFrag && !p.Header.Marker {
+		d.reset()
+		d.frag = append(make([]byte, 0, size), data...)
+		d.fragSize, d.fragTS, d.inFrag = size, ts, true
+		return nil, stale
+	}
+	aus, err := d.decode(p)
+	return aus, errors.Join(stale, err)
+}
+
+// decode hands p to gortsplib's decoder.
+func (d *aacDepacketizer) decode(p *sfu.Packet) ([][]byte, error) {
+	if len(p.Payload) >= 2 && int(binary.BigEndian.Uint16(p.Payload)) > 8*(len(p.Payload)-2) {
+		// The decoder would make room for AU headers the packet cannot hold.
+		d.reset()
+		return nil, fmt.Errorf("%w: AU-headers-length of %d bits in %d bytes", errBadAAC, binary.BigEndian.Uint16(p.Payload), len(p.Payload))
+	}
+	d.pkt.Header, d.pkt.Payload = p.Header, p.Payload
+	aus, err := d.dec.Decode(&d.pkt)
+	d.pkt = rtp.Packet{}
+	p.Retain() // the AUs out, or the decoder's fragments, refer to its payload
+	d.held = append(d.held, p)
+	switch {
+	case errors.Is(err, rtpmpeg4audio.ErrMorePacketsNeeded):
+		if len(d.held) > maxAACFragments {
+			d.reset()
+			return nil, fmt.Errorf("%w: AU fragmented over more than %d packets", errBadAAC, maxAACFragments)
 		}
 		return nil, nil
+	case err != nil:
+		d.reset()
+		return nil, fmt.Errorf("%w: %w", errBadAAC, err)
+	}
+	d.spent = append(d.spent, d.held...)
+	clear(d.held)
+	d.held = d.held[:0]
+	for _, au := range aus {
+		if len(au) == 0 || len(au) > mpeg4audio.MaxAccessUnitSize {
+			return nil, fmt.Errorf("%w: AU of %d bytes", errBadAAC, len(au))
+		}
+	}
+	return aus, nil
+}
+
+// maxAACFragments bounds the packets of a fragmented AU: an AU is at most
+// mpeg4audio.MaxAccessUnitSize (5 KiB) bytes.
+const maxAACFragments = 64
+
+// fragment reports whether payload is an RFC 3640 fragment: one AU header whose
+// AU-size is beyond the packet's data; it returns that size and the data.
+func (d *aacDepacketizer) fragment(payload []byte) (size int, data []byte, ok bool) {
+	headerBits := d.f.sizeLength + d.f.indexLength
+	headerBytes := (headerBits + 7) / 8
+	if len(payload) < 2+headerBytes || int(binary.BigEndian.Uint16(payload)) != headerBits {
+		return 0, nil, false
+	}
+	pos := 0
+	n, err := bits.ReadBits(payload[2:], &pos, d.f.sizeLength)
+	data = payload[2+headerBytes:]
+	if err != nil || int(n) <= len(data) || n > mpeg4audio.MaxAccessUnitSize {
+		return 0, nil, false
+	}
+	return int(n), data, true
+}
+
+// continueFragment adds the next RFC 3640 fragment of the AU being reassembled.
+func (d *aacDepacketizer) continueFragment(data []byte, marker bool) ([][]byte, error) {
+	if len(d.frag)+len(data) > d.fragSize {
+		d.reset()
+		return nil, fmt.Errorf("%w: fragments overrun the AU of %d bytes", errBadAAC, d.fragSize)
+	}
+	d.frag = append(d.frag, data...)
+	if !marker {
+		return nil, nil
+	}
+	if len(d.frag) < d.fragSize {
+		d.reset()
+		return nil, fmt.Errorf("%w: last fragment leaves the AU short", errBadAAC)
 	}
 	au := d.frag
 	d.frag, d.inFrag = nil, false
 	return [][]byte{au}, nil
-}
-
-// split parses the AU-header section (and skips the auxiliary section) of a
-// payload, returning the AU sizes and the AU data section.
-func (f *aacFormat) split(p []byte) (sizes []int, data []byte, err error) {
-	if len(p) < 2 {
-		return nil, nil, fmt.Errorf("%w: %d bytes", errBadAAC, len(p))
-	}
-	headerBits := int(binary.BigEndian.Uint16(p))
-	headerBytes := (headerBits + 7) / 8
-	if headerBits == 0 || 2+headerBytes > len(p) {
-		return nil, nil, fmt.Errorf("%w: AU-headers-length %d bits in %d bytes", errBadAAC, headerBits, len(p))
-	}
-	hdr := p[2 : 2+headerBytes]
-	for pos := 0; pos < headerBits; {
-		size, err := f.readHeader(hdr, &pos, len(sizes) == 0)
-		if err != nil {
-			return nil, nil, err
-		}
-		if pos > headerBits {
-			return nil, nil, fmt.Errorf("%w: AU header overruns AU-headers-length %d", errBadAAC, headerBits)
-		}
-		if size == 0 || size > mpeg4audio.MaxAccessUnitSize || len(sizes) == maxAUsPerPacket {
-			return nil, nil, fmt.Errorf("%w: AU %d of %d bytes", errBadAAC, len(sizes), size)
-		}
-		sizes = append(sizes, size)
-	}
-	data, err = f.skipAuxiliary(p[2+headerBytes:])
-	return sizes, data, err
-}
-
-// readHeader reads one AU-header (RFC 3640 §3.2.1.1) and returns its AU-size.
-// Interleaving (a non-zero AU-Index or AU-Index-delta) is refused.
-func (f *aacFormat) readHeader(hdr []byte, pos *int, first bool) (int, error) {
-	size, err := readBits(hdr, pos, f.sizeLength)
-	if err != nil {
-		return 0, err
-	}
-	idxLen := f.indexDeltaLength
-	if first {
-		idxLen = f.indexLength
-	}
-	idx, err := readBits(hdr, pos, idxLen)
-	if err != nil {
-		return 0, err
-	}
-	if idx != 0 {
-		return 0, fmt.Errorf("%w: interleaved AUs (index %d) are not supported", errBadAAC, idx)
-	}
-	for _, deltaLen := range []int{f.ctsDeltaLength, f.dtsDeltaLength} {
-		if deltaLen == 0 {
-			continue
-		}
-		present, err := readBits(hdr, pos, 1)
-		if err != nil {
-			return 0, err
-		}
-		if _, err := readBits(hdr, pos, int(present)*deltaLen); err != nil {
-			return 0, err
-		}
-	}
-	skip := f.streamStateLength
-	if f.randomAccess {
-		skip++
-	}
-	if _, err := readBits(hdr, pos, skip); err != nil {
-		return 0, err
-	}
-	return int(size), nil
-}
-
-// skipAuxiliary returns b after the auxiliary section (RFC 3640 §3.2.2), if the
-// format has one.
-func (f *aacFormat) skipAuxiliary(b []byte) ([]byte, error) {
-	if f.auxSizeLength == 0 {
-		return b, nil
-	}
-	pos := 0
-	n, err := readBits(b, &pos, f.auxSizeLength)
-	if err != nil {
-		return nil, err
-	}
-	total := (uint64(f.auxSizeLength) + n + 7) / 8
-	if total > uint64(len(b)) {
-		return nil, fmt.Errorf("%w: auxiliary section of %d bits in %d bytes", errBadAAC, n, len(b))
-	}
-	return b[total:], nil
-}
-
-// readBits reads n (≤ 64) bits, zero bits being nothing at all.
-func readBits(b []byte, pos *int, n int) (uint64, error) {
-	if n == 0 {
-		return 0, nil
-	}
-	v, err := bits.ReadBits(b, pos, n)
-	if err != nil {
-		return 0, fmt.Errorf("%w: truncated AU header", errBadAAC)
-	}
-	return v, nil
 }

@@ -6,8 +6,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4"
 	"github.com/pion/rtp"
@@ -51,6 +53,10 @@ func TestParseAACFormat(t *testing.T) {
 		{"no sizelength", sfu.Codec{MimeType: sfu.MimeAAC, ClockRate: 48000, Fmtp: "config=1190"}, 0},
 		{"absurd sizelength", sfu.Codec{MimeType: sfu.MimeAAC, ClockRate: 48000, Fmtp: "config=1190;sizelength=99"}, 0},
 		{"no clock rate", sfu.Codec{MimeType: sfu.MimeAAC, Fmtp: "config=1190;sizelength=13"}, 0},
+		{"generic-mode fields left out", sfu.Codec{MimeType: sfu.MimeAAC, ClockRate: 48000, Fmtp: "config=1190;sizelength=13;ctsdeltalength=0;randomaccessindication=0"}, 1024},
+		{"CTS deltas", sfu.Codec{MimeType: sfu.MimeAAC, ClockRate: 48000, Fmtp: "config=1190;sizelength=13;ctsdeltalength=8"}, 0},
+		{"random access indication", sfu.Codec{MimeType: sfu.MimeAAC, ClockRate: 48000, Fmtp: "config=1190;sizelength=13;randomaccessindication=1"}, 0},
+		{"auxiliary section", sfu.Codec{MimeType: sfu.MimeAAC, ClockRate: 48000, Fmtp: "config=1190;sizelength=13;auxiliarydatasizelength=8"}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f, err := parseAACFormat(tc.codec)
@@ -75,6 +81,10 @@ func TestParseAACFormat(t *testing.T) {
 
 func TestAACDepacketizer(t *testing.T) {
 	big := au(3000, 7) // more than one packet holds
+	adts, err := mpeg4audio.ADTSPackets{{Type: mpeg4audio.ObjectTypeAACLC, SampleRate: 48000, ChannelCount: 2, AU: au(100, 5)}}.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
 	type pkt struct {
 		payload []byte
 		ts      uint32
@@ -98,6 +108,18 @@ func TestAACDepacketizer(t *testing.T) {
 			{hbrPayload([]int{3000}, big[2800:]), 1024, true, false},
 			{hbrPayload([]int{5}, au(5, 9)), 2048, true, false},
 		}, want: [][]byte{big, au(5, 9)}},
+		{name: "fragments sized as gortsplib v4 sends them", pkts: []pkt{
+			{hbrPayload([]int{1400}, big[:1400]), 1024, false, false},
+			{hbrPayload([]int{1400}, big[1400:2800]), 1024, false, false},
+			{hbrPayload([]int{200}, big[2800:]), 1024, true, false},
+			{hbrPayload([]int{5}, au(5, 9)), 2048, true, false},
+		}, want: [][]byte{big, au(5, 9)}},
+		{name: "fragments of gortsplib v4 with a new timestamp", pkts: []pkt{
+			{hbrPayload([]int{1400}, big[:1400]), 0, false, false},
+			{hbrPayload([]int{5}, au(5, 9)), 1024, true, false},
+		}, want: [][]byte{au(5, 9)}, errors: 1},
+		{name: "ADTS-wrapped AUs", pkts: []pkt{{hbrPayload([]int{len(adts)}, adts), 0, true, false}},
+			want: [][]byte{au(100, 5)}},
 		{name: "lost fragment drops the AU", pkts: []pkt{
 			{hbrPayload([]int{3000}, big[:1400]), 0, false, false},
 			{hbrPayload([]int{3000}, big[2800:]), 0, true, true},
@@ -118,17 +140,13 @@ func TestAACDepacketizer(t *testing.T) {
 		{name: "AAC-lbr", fmtp: "mode=AAC-lbr;config=1190;sizelength=6;indexlength=2;indexdeltalength=2",
 			pkts: []pkt{{append([]byte{0, 16, 10 << 2, 20 << 2}, append(au(10, 1), au(20, 2)...)...), 0, true, false}},
 			want: [][]byte{au(10, 1), au(20, 2)}},
-		{name: "CTS deltas and auxiliary section", fmtp: "mode=AAC-hbr;config=1190;sizelength=13;indexlength=3;indexdeltalength=3;ctsdeltalength=8;auxiliarydatasizelength=8",
-			// headers: size 2, idx 0, CTS-flag 0 (17 bits); size 3, delta 0, CTS-flag 1 + 8 bits (25 bits) = 42 bits
-			pkts: []pkt{{append([]byte{0, 42, 0x00, 0x10, 0x00, 0x0c, 0x40, 0x00, 16, 0xaa, 0xbb}, 1, 1, 2, 2, 2), 0, true, false}},
-			want: [][]byte{{1, 1}, {2, 2, 2}}},
 		{name: "empty payload", pkts: []pkt{{nil, 0, true, false}}, errors: 1},
 		{name: "no AU headers", pkts: []pkt{{[]byte{0, 0, 1, 2}, 0, true, false}}, errors: 1},
 		{name: "headers beyond the payload", pkts: []pkt{{[]byte{0xff, 0xf0, 0, 8}, 0, true, false}}, errors: 1},
 		{name: "truncated AU header", pkts: []pkt{{[]byte{0, 10, 0x00, 0x40, 1, 2}, 0, true, false}}, errors: 1},
 		{name: "AU of zero bytes", pkts: []pkt{{hbrPayload([]int{0}), 0, true, false}}, errors: 1},
 		{name: "AU larger than the data", pkts: []pkt{{hbrPayload([]int{10, 400}, au(10, 1), au(20, 2)), 0, true, false}},
-			want: [][]byte{au(10, 1)}, errors: 1},
+			errors: 1},
 		{name: "whole AU announced larger than the packet", pkts: []pkt{{hbrPayload([]int{400}, au(20, 2)), 0, true, false}}, errors: 1},
 		{name: "interleaved AUs", pkts: []pkt{{[]byte{0, 16, 0x00, 0x51, 1, 2}, 0, true, false}}, errors: 1},
 	} {
@@ -141,14 +159,23 @@ func TestAACDepacketizer(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			d := aacDepacketizer{f: f}
+			d := newAACDepacketizer(f)
+			defer d.release()
+			var pool recycler
 			var got [][]byte
 			errs := 0
-			for _, p := range tc.pkts {
+			for i, p := range tc.pkts {
 				if p.lost {
 					d.lost()
 				}
-				aus, err := d.push(p.payload, p.ts, p.marker)
+				sp := pool.packet(rtp.Header{SequenceNumber: uint16(i), Timestamp: p.ts, Marker: p.marker}, p.payload)
+				aus, err := d.push(sp)
+				sp.Release()
+				pool.recycle()
+				aus = slices.Clone(aus)
+				for i := range aus {
+					aus[i] = bytes.Clone(aus[i])
+				}
 				if err != nil {
 					if !errors.Is(err, errBadAAC) {
 						t.Fatalf("error %v does not wrap errBadAAC", err)
@@ -183,7 +210,7 @@ func TestAACReaderCountsErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := make(chan *auBatch, 8)
-	r := &trackReader{rt: &recTrack{}, out: out, aac: &aacDepacketizer{f: f}, stats: newMetrics()}
+	r := &trackReader{rt: &recTrack{}, out: out, aac: newAACDepacketizer(f), stats: newMetrics()}
 	ctx := context.Background()
 	for _, payload := range [][]byte{{}, {0, 16, 0xff}, hbrPayload([]int{4, 6}, au(4, 1), au(6, 2))} {
 		p := &sfu.Packet{Header: rtp.Header{Timestamp: 90, Marker: true}, Payload: payload}
@@ -217,17 +244,21 @@ func TestAACReaderCountsErrors(t *testing.T) {
 func FuzzAACDepacketizer(f *testing.F) {
 	f.Add(hbrPayload([]int{300}, au(300, 1)), true)
 	f.Add(hbrPayload([]int{3000}, au(1400, 1)), false)
+	f.Add(hbrPayload([]int{1400}, au(1400, 1)), false)
 	f.Add([]byte{0, 42, 0x00, 0x10, 0x00, 0x0c, 0x40, 0x00, 16, 0xaa, 0xbb, 1, 1, 2, 2, 2}, true)
-	format, err := parseAACFormat(sfu.Codec{MimeType: sfu.MimeAAC, ClockRate: 48000,
-		Fmtp: "mode=AAC-hbr;config=1190;sizelength=13;indexlength=3;indexdeltalength=3;ctsdeltalength=8;dtsdeltalength=4;randomaccessindication=1;streamstateindication=2;auxiliarydatasizelength=8"})
+	format, err := parseAACFormat(hbrCodec)
 	if err != nil {
 		f.Fatal(err)
 	}
-	d := &aacDepacketizer{f: format}
+	d := newAACDepacketizer(format)
+	seq := uint16(0)
 	f.Fuzz(func(t *testing.T, payload []byte, marker bool) {
-		aus, _ := d.push(payload, 0, marker)
+		seq++
+		p := testPacket(rtp.Header{SequenceNumber: seq, Marker: marker}, payload)
+		aus, _ := d.push(p)
+		p.Release()
 		for _, a := range aus {
-			if len(a) == 0 || len(a) > 5*1024 {
+			if len(a) == 0 || len(a) > mpeg4audio.MaxAccessUnitSize {
 				t.Fatalf("AU of %d bytes", len(a))
 			}
 		}

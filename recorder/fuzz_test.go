@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"testing"
 
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
+	"github.com/pion/rtp"
 
 	"lectern/internal/clip"
 )
@@ -42,8 +44,9 @@ func encodePackets(stream []byte, payload []byte, ctl byte) []byte {
 // FuzzH264Depacketizer feeds arbitrary sequences of RTP payloads (single NAL
 // units, STAP-A, FU-A, garbage; losses, timestamp changes, markers) to the
 // H.264 depacketizer: it never panics, every access unit it returns is within
-// the limits and made of copies (the packets' memory is recycled), and its
-// buffers stay bounded.
+// the limits, in order, at the time of its first packet, and intact although the
+// memory of every packet released is recycled at once, and it retains a bounded
+// number of packets, none once released.
 func FuzzH264Depacketizer(f *testing.F) {
 	seed := func(steps ...[]byte) []byte { return bytes.Join(steps, nil) }
 	var key, delta, lossy []byte
@@ -68,60 +71,68 @@ func FuzzH264Depacketizer(f *testing.F) {
 	f.Add(seed(encodePackets(nil, []byte{24, 0, 2, 0x67, 0x42, 0, 2, 0x68, 0xce, 0, 3, 0x65, 0x88, 0x84}, fuzzMarker)))
 	f.Add(seed(encodePackets(nil, []byte{28, 0x85, 1, 2}, 0), encodePackets(nil, []byte{7, 1}, 0), encodePackets(nil, []byte{28, 0x45, 3}, fuzzMarker)))
 	f.Add(seed(encodePackets(nil, []byte{28, 0x45, 3}, fuzzMarker|fuzzLost), encodePackets(nil, []byte{}, fuzzNextTS)))
+	f.Add(seed(encodePackets(nil, []byte{0, 0, 0, 1, 0x67, 0x42, 0, 0, 0, 1, 0x65, 0x88}, fuzzNextTS), encodePackets(nil, []byte{0x41, 1}, fuzzNextTS|fuzzMarker)))
 	f.Fuzz(func(t *testing.T, stream []byte) {
 		var d h264Depacketizer
+		var pool recycler
 		ts := uint32(90000)
+		seq := uint16(65530)
+		lastTS := uint32(0)
 		fuzzPackets(stream, func(payload []byte, lost, nextTS, marker bool) {
 			if lost {
 				d.lost()
+				seq++
 			}
-			prev := ts
 			if nextTS {
 				ts += 3000
 			}
-			pkt := append([]byte(nil), payload...)
-			aus, _ := d.push(pkt, ts, marker)
-			var copies [][]byte
+			p := pool.packet(rtp.Header{SequenceNumber: seq, Timestamp: ts, Marker: marker}, payload)
+			seq++
+			aus, _ := d.push(p, int64(ts)*10)
+			p.Release()
+			if held := pool.recycle(); held > maxHeldPackets+1 {
+				t.Fatalf("%d packets retained", held)
+			}
 			for _, au := range aus {
-				if len(au.nalus) == 0 || len(au.nalus) > maxNALUsPerAU || (au.ts != ts && au.ts != prev) {
-					t.Fatalf("access unit of %d NAL units at %d (now %d)", len(au.nalus), au.ts, ts)
-				}
-				size := 0
-				for _, n := range au.nalus {
-					if len(n) == 0 {
-						t.Fatal("empty NAL unit")
-					}
-					size += len(n)
-					copies = append(copies, append([]byte(nil), n...))
-				}
-				if size > maxNALUSize {
-					t.Fatalf("access unit of %d bytes", size)
-				}
-			}
-			for i := range pkt {
-				pkt[i] = 0xee // the packet is recycled
-			}
-			i := 0
-			for _, au := range aus {
-				for _, n := range au.nalus {
-					if !bytes.Equal(n, copies[i]) {
-						t.Fatal("an access unit shares the packet's memory")
-					}
-					i++
-				}
-			}
-			if len(d.buf) > 3*maxNALUSize || len(d.spans) > maxNALUsPerAU {
-				t.Fatalf("depacketizer holds %d bytes in %d NAL units", len(d.buf), len(d.spans))
+				checkFuzzedAU(t, &pool, au, ts, &lastTS)
 			}
 		})
+		d.release()
+		if held := pool.recycle(); held != 0 {
+			t.Fatalf("%d packets retained after release", held)
+		}
 	})
+}
+
+// checkFuzzedAU checks an access unit out of FuzzH264Depacketizer, pushed when
+// the timestamp was ts, after one at *lastTS.
+func checkFuzzedAU(t *testing.T, pool *recycler, au videoAU, ts uint32, lastTS *uint32) {
+	t.Helper()
+	if len(au.nalus) == 0 || len(au.nalus) > h264.MaxNALUsPerAccessUnit || au.ts < *lastTS || au.ts > ts || au.ticks != int64(au.ts)*10 {
+		t.Fatalf("access unit of %d NAL units at %d, ticks %d (now %d, last %d)", len(au.nalus), au.ts, au.ticks, ts, *lastTS)
+	}
+	*lastTS = au.ts
+	size := 0
+	for _, n := range au.nalus {
+		if len(n) == 0 {
+			t.Fatal("empty NAL unit")
+		}
+		size += len(n)
+	}
+	if !pool.intact(au.nalus) {
+		t.Fatal("an access unit refers to recycled packet memory")
+	}
+	if size > h264.MaxAccessUnitSize {
+		t.Fatalf("access unit of %d bytes", size)
+	}
 }
 
 // FuzzAACDepacketizerSequence feeds arbitrary sequences of MPEG4-GENERIC
 // payloads (several AUs per packet, fragmented AUs, losses, timestamp changes)
 // to the AAC depacketizer of an AAC-hbr stream as ffmpeg and cameras send it:
-// it never panics, returns only AUs within the AAC limit made of copies, and
-// holds at most one AU being reassembled.
+// it never panics, returns only AUs within the AAC limit, intact although the
+// memory of every packet released is recycled at once, holds at most one AU
+// being reassembled, and retains no packet once released.
 func FuzzAACDepacketizerSequence(f *testing.F) {
 	f.Add(encodePackets(encodePackets(nil, hbrPayload([]int{300, 200}, au(300, 1), au(200, 2)), fuzzNextTS|fuzzMarker),
 		hbrPayload([]int{100}, au(100, 3)), fuzzNextTS|fuzzMarker))
@@ -138,6 +149,14 @@ func FuzzAACDepacketizerSequence(f *testing.F) {
 	s = frag(s, fuzzNextTS, 3, 2999)
 	s = frag(s, fuzzNextTS|fuzzMarker, 4, 10)
 	f.Add(s)
+	// The same, fragmented as gortsplib v4 does (each AU-size the fragment's).
+	s = nil
+	s = encodePackets(s, hbrPayload([]int{1400}, au(1400, 5)), fuzzNextTS)
+	s = encodePackets(s, hbrPayload([]int{1400}, au(1400, 5)), 0)
+	s = encodePackets(s, hbrPayload([]int{200}, au(200, 5)), fuzzMarker)
+	s = encodePackets(s, hbrPayload([]int{1400}, au(1400, 6)), fuzzNextTS)
+	s = encodePackets(s, hbrPayload([]int{200}, au(200, 6)), fuzzLost|fuzzMarker)
+	f.Add(s)
 	f.Add(encodePackets(nil, []byte{0, 16, 0xff, 0xf8, 1, 2, 3}, fuzzMarker))
 	f.Add(encodePackets(nil, []byte{0xff, 0xff}, fuzzNextTS))
 	format, err := parseAACFormat(hbrCodec)
@@ -145,31 +164,32 @@ func FuzzAACDepacketizerSequence(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, stream []byte) {
-		d := &aacDepacketizer{f: format}
+		d := newAACDepacketizer(format)
+		var pool recycler
 		ts := uint32(48000)
+		seq := uint16(65530)
 		fuzzPackets(stream, func(payload []byte, lost, nextTS, marker bool) {
 			if lost {
 				d.lost()
+				seq++
 			}
 			if nextTS {
 				ts += 1024
 			}
-			pkt := append([]byte(nil), payload...)
-			aus, _ := d.push(pkt, ts, marker)
-			var copies [][]byte
+			p := pool.packet(rtp.Header{SequenceNumber: seq, Timestamp: ts, Marker: marker}, payload)
+			seq++
+			aus, _ := d.push(p)
+			p.Release()
+			if held := pool.recycle(); held > maxAACFragments {
+				t.Fatalf("%d packets retained", held)
+			}
 			for _, a := range aus {
 				if len(a) == 0 || len(a) > mpeg4audio.MaxAccessUnitSize {
 					t.Fatalf("AU of %d bytes", len(a))
 				}
-				copies = append(copies, append([]byte(nil), a...))
 			}
-			for i := range pkt {
-				pkt[i] = 0xee
-			}
-			for i, a := range aus {
-				if !bytes.Equal(a, copies[i]) {
-					t.Fatal("an AU shares the packet's memory")
-				}
+			if !pool.intact(aus) {
+				t.Fatal("an AU refers to recycled packet memory")
 			}
 			if d.inFrag && (len(d.frag) > d.fragSize || d.fragSize > mpeg4audio.MaxAccessUnitSize) {
 				t.Fatalf("reassembling %d of %d bytes", len(d.frag), d.fragSize)
@@ -178,5 +198,9 @@ func FuzzAACDepacketizerSequence(f *testing.F) {
 				t.Fatalf("%d bytes kept outside a fragment", len(d.frag))
 			}
 		})
+		d.release()
+		if held := pool.recycle(); held != 0 {
+			t.Fatalf("%d packets retained after release", held)
+		}
 	})
 }

@@ -4,253 +4,250 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/bluenviron/gortsplib/v4/pkg/format/rtph264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	"github.com/pion/rtp"
+
+	"lectern/sfu"
 )
 
-// Limits that keep a broken or hostile stream from using unbounded memory.
-const (
-	maxNALUSize   = 4 << 20 // a 4 MiB slice is far beyond any lecture camera
-	maxNALUsPerAU = 256
-)
-
-// H.264 RTP payload types (RFC 6184 §5.2).
-const (
-	rtpSTAPA = 24
-	rtpFUA   = 28
-)
+// maxHeldPackets bounds the packets a depacketizer keeps for the access unit being
+// collected: 4096 packets of up to 1200 bytes is an access unit of nearly 5 MiB,
+// far beyond any lecture camera's keyframe, and about 6 MiB of packet memory.
+const maxHeldPackets = 4096
 
 var errBadPayload = errors.New("malformed H.264 RTP payload")
 
-// h264Depacketizer reassembles H.264 access units from RTP packets in order
-// (RFC 6184, packetization-mode 0 and 1: single NAL units, STAP-A, FU-A). An access
-// unit ends at the marker bit or when the timestamp changes (the marker packet was
-// lost). It starts at the first random access point, and after a loss it drops the
-// damaged access unit and everything up to the next one, so a recording never holds
-// undecodable frames.
+// h264Depacketizer turns H.264 RTP packets, in order, into access units. The
+// payload format (RFC 6184: single NAL units, STAP-A, FU-A, and the quirks of
+// cameras: Annex-B inside payloads, padded STAP-A, one-fragment FU-A) and the
+// collection of an access unit up to its marker are gortsplib's decoder's. The
+// recorder adds its policy: an access unit also ends at a new timestamp (its
+// marker packet was lost, or the sender sets none), it starts at the first random
+// access point, and after a loss or a malformed packet the damaged access unit
+// and everything up to the next random access point are dropped, so a recording
+// never holds undecodable frames.
+//
+// The decoder keeps slices of the payloads of the access unit it collects, and
+// of the fragments of a NAL unit, and the packets' memory is pooled: a packet
+// whose payload the decoder refers to stays retained until the access unit it
+// belongs to has been handed out (and the caller has copied it).
 type h264Depacketizer struct {
-	ts      uint32
-	size    int
-	inFU    bool // an FU-A NAL unit is being reassembled at the end of buf
-	fuStart int  // its start in buf
-	damaged bool // the current access unit lost a packet
-	atEdge  bool // packets were lost between access units: the next one may miss its start
-	synced  bool // a random access point was seen since the start or the last loss
+	dec rtph264.Decoder
+	pkt rtp.Packet // what dec reads: the sfu packet's header and payload, not a copy
 
-	// buf holds the NAL units of the access unit being collected (and of those
-	// handed out by the last push, before handed): a copy, since the packets'
-	// memory is recycled. It is reused, so collecting allocates nothing once it
-	// has grown to the largest access unit.
-	buf    []byte
-	spans  []span // the NAL units of the access unit being collected, in buf
-	handed int    // buf[:handed] was handed out by the last push
-	lists  [][]byte
-	out    []videoAU
+	held  []*sfu.Packet // packets dec refers to
+	spent []*sfu.Packet // released at the next call: the access units out refer to them
+
+	pending      bool // dec holds (part of) an access unit of timestamp pendingTS
+	pendingTS    uint32
+	pendingTicks int64
+	inFU         bool // dec holds the first fragments of an FU-A NAL unit
+	skipping     bool // the rest of the damaged access unit of timestamp skipTS is dropped
+	skipTS       uint32
+	skipNext     bool // packets were lost between access units: the next one may miss its start
+	synced       bool // a random access point was seen since the start or the last loss
+
+	out   []videoAU // the access units out, reused
+	lists [][]byte  // their NAL units, reused
 }
-
-// span is a NAL unit in h264Depacketizer.buf.
-type span struct{ start, end int }
 
 // videoAU is one reassembled access unit.
 type videoAU struct {
 	ts    uint32
+	ticks int64 // as given with its first packet
 	nalus [][]byte
 	key   bool
 }
 
+// fillerNALU is a filler-data NAL unit, which ends an access unit in the decoder
+// (with the marker) and is not kept.
+var fillerNALU = []byte{byte(h264.NALUTypeFillerData)}
+
 // lost tells the depacketizer that packets were lost before the next one.
 func (d *h264Depacketizer) lost() {
-	if len(d.spans) == 0 && !d.inFU && !d.damaged {
-		d.atEdge = true
+	switch {
+	case d.pending: // inside an access unit: it is damaged
+		d.skipping, d.skipTS = true, d.pendingTS
+	case !d.skipping: // between access units: the next one may lack its start
+		d.skipNext = true
 	}
-	d.damaged = true
-	d.abortFU()
-	d.synced = false
+	d.reset()
 }
 
-// abortFU drops the FU-A NAL unit being reassembled.
-func (d *h264Depacketizer) abortFU() {
-	if d.inFU {
-		d.buf = d.buf[:d.fuStart]
-		d.inFU = false
-	}
+// damage drops what the decoder holds and the rest of the access unit of ts.
+func (d *h264Depacketizer) damage(ts uint32) {
+	d.reset()
+	d.skipping, d.skipTS = true, ts
 }
 
-// push adds one packet's payload and returns the access units it completes (at
-// most two: the previous one, ended by a timestamp change, and this one). The
-// access units, and their NAL units, are valid until the next call: the
-// depacketizer reuses its memory.
-func (d *h264Depacketizer) push(payload []byte, ts uint32, marker bool) ([]videoAU, error) {
-	d.reclaim()
-	out := d.out[:0]
-	if len(d.spans) > 0 || d.inFU || d.damaged {
-		if ts != d.ts {
-			out = d.finish(out)
-			d.damaged, d.atEdge = d.atEdge, false
-		}
-	}
-	d.ts = ts
-	err := d.parse(payload)
-	if err != nil {
-		d.lost()
-	}
-	if marker {
-		out = d.finish(out)
-	}
-	d.out = out
-	return out, err
+// reset drops what the decoder holds, and waits for a random access point.
+func (d *h264Depacketizer) reset() {
+	d.dec = rtph264.Decoder{} // its zero value decodes packetization modes 0 and 1
+	d.pending, d.inFU, d.synced = false, false, false
+	d.spendHeld()
 }
 
-// reclaim drops what the last push handed out, moving the access unit being
-// collected to the front of buf.
-func (d *h264Depacketizer) reclaim() {
+// release gives back every packet the depacketizer retains (at the end of the track).
+func (d *h264Depacketizer) release() {
+	d.reset()
+	d.spent = releasePackets(d.spent)
+}
+
+// hold retains p, whose payload the decoder or an access unit out refers to.
+func (d *h264Depacketizer) hold(p *sfu.Packet) {
+	p.Retain()
+	d.held = append(d.held, p)
+}
+
+// spendHeld has the held packets released at the next call.
+func (d *h264Depacketizer) spendHeld() {
+	d.spent = append(d.spent, d.held...)
+	clear(d.held)
+	d.held = d.held[:0]
+}
+
+// releasePackets releases ps and returns it emptied.
+func releasePackets(ps []*sfu.Packet) []*sfu.Packet {
+	for _, p := range ps {
+		p.Release()
+	}
+	clear(ps)
+	return ps[:0]
+}
+
+// push adds one packet, at ticks on the recording's clock, and returns the access
+// units it completes: the one before it, ended by its new timestamp, and the one
+// it ends with its marker. They are valid until the next call.
+func (d *h264Depacketizer) push(p *sfu.Packet, ticks int64) ([]videoAU, error) {
+	d.spent = releasePackets(d.spent)
+	clear(d.out)
 	clear(d.lists)
-	d.lists = d.lists[:0]
-	if d.handed == 0 {
-		return
+	d.out, d.lists = d.out[:0], d.lists[:0]
+	ts := p.Header.Timestamp
+	var errEnd error
+	if d.pending && ts != d.pendingTS {
+		errEnd = d.endPending(p.Header)
 	}
-	n := d.handed
-	d.buf = d.buf[:copy(d.buf, d.buf[n:])]
-	for i := range d.spans {
-		d.spans[i].start -= n
-		d.spans[i].end -= n
+	if d.skipNext {
+		d.skipping, d.skipTS, d.skipNext = true, ts, false
 	}
-	d.fuStart -= n
-	d.handed = 0
+	if d.skipping {
+		if ts == d.skipTS {
+			return d.out, errEnd
+		}
+		d.skipping = false
+	}
+	return d.out, errors.Join(errEnd, d.decode(p, ticks))
 }
 
-// finish closes the current access unit and appends it to out when it is whole and
-// decodable.
-func (d *h264Depacketizer) finish(out []videoAU) []videoAU {
-	damaged := d.damaged || d.inFU
-	d.abortFU()
-	spans := d.spans
-	d.spans, d.size, d.damaged = d.spans[:0], 0, false
-	d.handed = len(d.buf) // nothing after the access unit is being collected
-	if damaged || len(spans) == 0 {
-		return out
+// endPending hands out the access unit being collected, which ended without its
+// marker: a filler-data NAL unit with the marker has the decoder close it.
+func (d *h264Depacketizer) endPending(next rtp.Header) error {
+	ts, ticks := d.pendingTS, d.pendingTicks
+	if d.inFU {
+		d.reset()
+		return fmt.Errorf("%w: access unit at %d ended inside a fragmented NAL unit", errBadPayload, ts)
 	}
-	start := len(d.lists)
-	for _, sp := range spans {
-		d.lists = append(d.lists, d.buf[sp.start:sp.end:sp.end])
+	d.pkt.Header, d.pkt.Payload = next, fillerNALU
+	d.pkt.Timestamp, d.pkt.Marker = ts, true
+	nalus, err := d.dec.Decode(&d.pkt)
+	d.pkt = rtp.Packet{}
+	d.pending = false
+	d.spendHeld()
+	if err != nil {
+		d.reset()
+		return fmt.Errorf("%w: %w", errBadPayload, err)
 	}
-	nalus := d.lists[start:len(d.lists):len(d.lists)]
-	key := h264.IsRandomAccess(nalus)
-	if !d.synced && !key {
-		return out
-	}
-	d.synced = true
-	return append(out, videoAU{ts: d.ts, nalus: nalus, key: key})
-}
-
-// parse handles one RTP payload.
-func (d *h264Depacketizer) parse(p []byte) error {
-	if len(p) < 1 {
-		return fmt.Errorf("%w: empty", errBadPayload)
-	}
-	switch typ := p[0] & 0x1f; {
-	case typ >= 1 && typ <= 23:
-		return d.add(p)
-	case typ == rtpSTAPA:
-		return d.parseSTAPA(p[1:])
-	case typ == rtpFUA:
-		return d.parseFUA(p)
-	default:
-		return fmt.Errorf("%w: unsupported NAL unit type %d", errBadPayload, typ)
-	}
-}
-
-func (d *h264Depacketizer) parseSTAPA(b []byte) error {
-	if len(b) == 0 {
-		return fmt.Errorf("%w: empty STAP-A", errBadPayload)
-	}
-	for len(b) > 0 {
-		if len(b) < 2 {
-			return fmt.Errorf("%w: truncated STAP-A", errBadPayload)
-		}
-		size := int(b[0])<<8 | int(b[1])
-		b = b[2:]
-		if size == 0 || size > len(b) {
-			return fmt.Errorf("%w: STAP-A unit of %d bytes in %d", errBadPayload, size, len(b))
-		}
-		if err := d.add(b[:size]); err != nil {
-			return err
-		}
-		b = b[size:]
-	}
+	d.accept(nalus, ts, ticks)
 	return nil
 }
 
-func (d *h264Depacketizer) parseFUA(p []byte) error {
-	if len(p) < 3 {
-		return fmt.Errorf("%w: FU-A of %d bytes", errBadPayload, len(p))
-	}
-	start, end := p[1]&0x80 != 0, p[1]&0x40 != 0
-	if start {
-		if d.inFU {
-			return fmt.Errorf("%w: FU-A start inside a fragmented unit", errBadPayload)
-		}
-		d.fuStart, d.inFU = len(d.buf), true
-		d.buf = append(d.buf, p[0]&0xe0|p[1]&0x1f)
-	} else if !d.inFU {
-		d.damaged = true // its start was lost
-		return nil
-	}
-	if len(d.buf)-d.fuStart+len(p)-2 > maxNALUSize {
-		return fmt.Errorf("%w: NAL unit larger than %d bytes", errBadPayload, maxNALUSize)
-	}
-	d.buf = append(d.buf, p[2:]...)
-	if end {
-		d.inFU = false
-		sp := span{d.fuStart, len(d.buf)}
-		if err := d.fits(sp.end - sp.start); err != nil || skippedNALU(d.buf[sp.start:sp.end]) {
-			d.buf = d.buf[:sp.start]
-			return err
-		}
-		d.addSpan(sp)
-	}
-	return nil
-}
-
-// add appends a copy of nalu (the packet's memory is recycled).
-func (d *h264Depacketizer) add(nalu []byte) error {
-	if err := d.fits(len(nalu)); err != nil || skippedNALU(nalu) {
+// decode hands p to the decoder.
+func (d *h264Depacketizer) decode(p *sfu.Packet, ticks int64) error {
+	ts := p.Header.Timestamp
+	if err := d.trackFragments(p.Payload); err != nil {
+		d.damage(ts)
 		return err
 	}
-	if d.inFU {
-		// A NAL unit in the middle of a fragmented one (which a conforming
-		// sender never sends): keep the fragment at the end of buf.
-		frag := append([]byte(nil), d.buf[d.fuStart:]...)
-		d.buf = d.buf[:d.fuStart]
-		sp := span{len(d.buf), len(d.buf) + len(nalu)}
-		d.buf = append(d.buf, nalu...)
-		d.addSpan(sp)
-		d.fuStart = len(d.buf)
-		d.buf = append(d.buf, frag...)
+	d.pkt.Header, d.pkt.Payload = p.Header, p.Payload
+	nalus, err := d.dec.Decode(&d.pkt)
+	d.pkt = rtp.Packet{}
+	switch {
+	case errors.Is(err, rtph264.ErrMorePacketsNeeded):
+		d.hold(p)
+		if !d.pending {
+			d.pending, d.pendingTS, d.pendingTicks = true, ts, ticks
+		}
+		if len(d.held) > maxHeldPackets {
+			d.damage(ts)
+			return fmt.Errorf("%w: access unit of more than %d packets", errBadPayload, maxHeldPackets)
+		}
 		return nil
+	case errors.Is(err, rtph264.ErrNonStartingPacketAndNoPrevious):
+		// Joined (or, after a loss, resumed) inside a fragmented NAL unit.
+		d.damage(ts)
+		return nil
+	case err != nil:
+		d.damage(ts)
+		return fmt.Errorf("%w: %w", errBadPayload, err)
 	}
-	sp := span{len(d.buf), len(d.buf) + len(nalu)}
-	d.buf = append(d.buf, nalu...)
-	d.addSpan(sp)
+	if d.pending {
+		ticks = d.pendingTicks
+	}
+	d.pending = false
+	d.hold(p) // the access unit out may refer to it
+	d.spendHeld()
+	d.accept(nalus, ts, ticks)
 	return nil
 }
 
-func (d *h264Depacketizer) addSpan(sp span) {
-	d.spans = append(d.spans, sp)
-	d.size += sp.end - sp.start
-}
-
-// fits checks the limits of an access unit before a NAL unit of n bytes is added.
-func (d *h264Depacketizer) fits(n int) error {
-	if len(d.spans) >= maxNALUsPerAU || d.size+n > maxNALUSize {
-		return fmt.Errorf("%w: access unit too large", errBadPayload)
+// trackFragments follows the FU-A NAL unit being reassembled, and refuses a
+// packet that would make the decoder drop it silently (the access unit would
+// miss a NAL unit): a new start, or another packet, before its end.
+func (d *h264Depacketizer) trackFragments(payload []byte) error {
+	fu := len(payload) >= 2 && h264.NALUType(payload[0]&0x1f) == h264.NALUTypeFUA
+	if d.inFU && (!fu || payload[1]&0x80 != 0) {
+		return fmt.Errorf("%w: fragmented NAL unit left incomplete", errBadPayload)
+	}
+	if fu {
+		start, end := payload[1]&0x80 != 0, payload[1]&0x40 != 0
+		d.inFU = (start || d.inFU) && !end
 	}
 	return nil
 }
 
-// skippedNALU reports NAL units not needed in MP4 samples.
+// accept adds the access unit of nalus to d.out, without the NAL units an MP4
+// sample does not carry, unless it is to be dropped (no random access point yet).
+func (d *h264Depacketizer) accept(nalus [][]byte, ts uint32, ticks int64) {
+	key := h264.IsRandomAccess(nalus)
+	if !key && !d.synced {
+		return
+	}
+	start := len(d.lists)
+	for _, n := range nalus {
+		if !skippedNALU(n) {
+			d.lists = append(d.lists, n)
+		}
+	}
+	if len(d.lists) == start {
+		return
+	}
+	d.synced = true
+	d.out = append(d.out, videoAU{ts: ts, ticks: ticks, nalus: d.lists[start:len(d.lists):len(d.lists)], key: key})
+}
+
+// skippedNALU reports NAL units not kept in MP4 samples: access unit delimiters,
+// filler data, and the types H.264 leaves unspecified (RTP uses 24–29 for its
+// aggregation and fragmentation units, which never reach a sample).
 func skippedNALU(nalu []byte) bool {
-	switch h264.NALUType(nalu[0] & 0x1f) {
-	case h264.NALUTypeAccessUnitDelimiter, h264.NALUTypeFillerData:
+	if len(nalu) == 0 {
+		return true
+	}
+	switch typ := h264.NALUType(nalu[0] & 0x1f); {
+	case typ == h264.NALUTypeAccessUnitDelimiter, typ == h264.NALUTypeFillerData:
+		return true
+	case typ == 0, typ >= 24:
 		return true
 	}
 	return false

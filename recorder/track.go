@@ -188,8 +188,6 @@ type trackReader struct {
 	free    chan *auBatch    // batches the mux has handled
 	gap     bool
 	stats   *metrics
-
-	prevTicks int64 // recording time of the previous packet
 }
 
 // newTrackReader returns the reader of rt, sending to out, on the timeline of a
@@ -198,7 +196,7 @@ func newTrackReader(rt *recTrack, out chan<- *auBatch, epoch int64, stats *metri
 	r := &trackReader{rt: rt, out: out, tl: newTimeline(rt.t.Codec().ClockRate, epoch), stats: stats,
 		reorder: reorderer{maxWait: int64(500 * time.Millisecond)}, free: make(chan *auBatch, batchesPerReader)}
 	if rt.aac != nil {
-		r.aac = &aacDepacketizer{f: rt.aac}
+		r.aac = newAACDepacketizer(rt.aac)
 	}
 	return r
 }
@@ -221,6 +219,7 @@ const gatherWait = 20 * time.Millisecond
 // (gatherWait) before it looks again.
 func (r *trackReader) run(ctx context.Context) {
 	defer r.rt.queue.Drain()
+	defer r.releaseHeld()
 	gather := time.NewTimer(gatherWait)
 	defer gather.Stop()
 	for {
@@ -298,6 +297,14 @@ func (r *trackReader) handle(ctx context.Context, ready []*sfu.Packet, lost int)
 	return true
 }
 
+// releaseHeld gives back the packets the depacketizers retain.
+func (r *trackReader) releaseHeld() {
+	r.h264.release()
+	if r.aac != nil {
+		r.aac.release()
+	}
+}
+
 func (r *trackReader) lost() {
 	r.gap = true
 	switch {
@@ -338,7 +345,7 @@ func (r *trackReader) packetOpus(ctx context.Context, p *sfu.Packet, ticks int64
 // packetAAC turns an MPEG4-GENERIC packet into the AAC access units it
 // completes; a malformed packet is counted (the AUs before the damage are kept).
 func (r *trackReader) packetAAC(ctx context.Context, p *sfu.Packet, ticks int64) bool {
-	aus, err := r.aac.push(p.Payload, p.Header.Timestamp, p.Header.Marker)
+	aus, err := r.aac.push(p)
 	if err != nil {
 		r.stats.decodeErrors.Add(1)
 		r.gap = true
@@ -354,19 +361,13 @@ func (r *trackReader) packetAAC(ctx context.Context, p *sfu.Packet, ticks int64)
 
 // packetH264 turns an H.264 packet into the access units it completes.
 func (r *trackReader) packetH264(ctx context.Context, p *sfu.Packet, ticks int64) bool {
-	aus, err := r.h264.push(p.Payload, p.Header.Timestamp, p.Header.Marker)
+	aus, err := r.h264.push(p, ticks)
 	if err != nil {
 		r.stats.decodeErrors.Add(1)
 		r.rt.t.RequestKeyframe()
 	}
-	prev := r.prevTicks
-	r.prevTicks = ticks
 	for _, v := range aus {
-		t := ticks
-		if v.ts != p.Header.Timestamp { // ended by this packet's new timestamp
-			t = prev
-		}
-		if !r.emit(ctx, accessUnit{track: r.rt, ticks: t, nalus: v.nalus, key: v.key, wall: p.ArrivalNanos}) {
+		if !r.emit(ctx, accessUnit{track: r.rt, ticks: v.ticks, nalus: v.nalus, key: v.key, wall: p.ArrivalNanos}) {
 			return false
 		}
 	}

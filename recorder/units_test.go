@@ -2,6 +2,7 @@ package recorder
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -66,47 +67,96 @@ func TestReorderer(t *testing.T) {
 	}
 }
 
+// testPacket returns an sfu packet holding payload, with one reference: the
+// caller's, as the track reader holds one while it hands a packet on.
+func testPacket(hdr rtp.Header, payload []byte) *sfu.Packet {
+	p := new(sfu.Packet)
+	p.Retain()
+	p.Header, p.Payload = hdr, payload
+	return p
+}
+
+// pushH264 hands p to d as the track reader does (holding a reference meanwhile),
+// at ticks ten times its timestamp.
+func pushH264(d *h264Depacketizer, p rtp.Packet) ([]videoAU, error) {
+	sp := testPacket(p.Header, p.Payload)
+	defer sp.Release()
+	return d.push(sp, int64(p.Timestamp)*10)
+}
+
+// h264Packets packetizes an access unit at timestamp ts, with sequence numbers
+// from *seq on.
+func h264Packets(nalus [][]byte, ts uint32, seq *uint16) []rtp.Packet {
+	ps := clip.AccessUnit{NALUs: nalus}.Packetize(1200)
+	for i := range ps {
+		ps[i].Timestamp = ts
+		ps[i].SequenceNumber = *seq
+		*seq++
+	}
+	return ps
+}
+
 func TestH264Depacketizer(t *testing.T) {
 	key := clip.SyntheticKeyframe(3000)
 	delta := clip.SyntheticDelta(500)
-	packets := func(nalus [][]byte, ts uint32) []rtp.Packet {
-		ps := clip.AccessUnit{NALUs: nalus}.Packetize(1200)
-		for i := range ps {
-			ps[i].Timestamp = ts
-		}
-		return ps
-	}
+	bigDelta := clip.SyntheticDelta(3000) // in FU-A fragments only
 	type step struct {
-		pkts []rtp.Packet
-		lost bool // signal a loss before these packets
+		nalus  [][]byte
+		edit   func([]rtp.Packet) []rtp.Packet
+		lost   bool // signal a loss before these packets
+		errors bool // a malformed packet is reported
 	}
 	for _, tc := range []struct {
 		name  string
 		steps []step
-		want  []bool // keyframe flags of the access units out
+		want  []string // keyframe flag and time of the access units out
 	}{
-		{"keyframe then delta", []step{{pkts: packets(key, 0)}, {pkts: packets(delta, 3000)}}, []bool{true, false}},
-		{"delta first is dropped", []step{{pkts: packets(delta, 0)}, {pkts: packets(key, 3000)}}, []bool{true}},
-		{"loss drops until keyframe", []step{{pkts: packets(key, 0)}, {pkts: packets(delta, 3000), lost: true},
-			{pkts: packets(delta, 6000)}, {pkts: packets(key, 9000)}}, []bool{true, true}},
-		{"missing marker ends at next timestamp", []step{{pkts: withoutMarker(packets(key, 0))}, {pkts: packets(delta, 3000)}}, []bool{true, false}},
-		{"missing fragment start", []step{{pkts: packets(key, 0)}, {pkts: skip(packets(key, 3000), 1)}}, []bool{true}},
+		{"keyframe then delta", []step{{nalus: key}, {nalus: delta}}, []string{"key@0", "delta@30000"}},
+		{"delta first is dropped", []step{{nalus: delta}, {nalus: key}}, []string{"key@30000"}},
+		{"loss drops until keyframe", []step{{nalus: key}, {nalus: delta, lost: true}, {nalus: delta}, {nalus: key}},
+			[]string{"key@0", "key@90000"}},
+		{"missing marker ends at next timestamp", []step{{nalus: key, edit: withoutMarker}, {nalus: delta}},
+			[]string{"key@0", "delta@30000"}},
+		{"missing marker, next access unit fragmented", []step{{nalus: key, edit: withoutMarker}, {nalus: bigDelta}, {nalus: delta}},
+			[]string{"key@0", "delta@30000", "delta@60000"}},
+		{"no markers at all", []step{{nalus: key, edit: withoutMarker}, {nalus: bigDelta, edit: withoutMarker}, {nalus: delta, edit: withoutMarker}, {nalus: key}},
+			[]string{"key@0", "delta@30000", "delta@60000", "key@90000"}},
+		{"missing fragment start", []step{{nalus: key}, {nalus: key, edit: func(ps []rtp.Packet) []rtp.Packet { return skip(ps, 1) }, errors: true}, {nalus: delta}},
+			[]string{"key@0"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var d h264Depacketizer
-			var got []bool
-			for _, s := range tc.steps {
+			defer d.release()
+			var got []string
+			seq := uint16(65000)
+			for i, s := range tc.steps {
 				if s.lost {
 					d.lost()
+					seq += 3
 				}
-				for _, p := range s.pkts {
-					aus, err := d.push(p.Payload, p.Timestamp, p.Marker)
+				ps := h264Packets(s.nalus, uint32(i*3000), &seq)
+				if s.edit != nil {
+					ps = s.edit(ps)
+				}
+				errs := 0
+				for _, p := range ps {
+					aus, err := pushH264(&d, p)
 					if err != nil {
-						t.Fatal(err)
+						if !errors.Is(err, errBadPayload) {
+							t.Fatalf("error %v does not wrap errBadPayload", err)
+						}
+						errs++
 					}
 					for _, au := range aus {
-						got = append(got, au.key)
+						kind := "delta"
+						if au.key {
+							kind = "key"
+						}
+						got = append(got, fmt.Sprintf("%s@%d", kind, au.ticks))
 					}
+				}
+				if (errs > 0) != s.errors {
+					t.Fatalf("step %d: %d errors", i, errs)
 				}
 			}
 			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
@@ -126,26 +176,85 @@ func withoutMarker(ps []rtp.Packet) []rtp.Packet {
 func TestH264DepacketizerReassembles(t *testing.T) {
 	key := clip.SyntheticKeyframe(5000)
 	var d h264Depacketizer
-	var out []videoAU
-	for _, p := range (clip.AccessUnit{NALUs: key}).Packetize(1200) {
-		aus, err := d.push(p.Payload, 0, p.Marker)
+	defer d.release()
+	var out [][]byte
+	seq := uint16(1)
+	for _, p := range h264Packets(key, 0, &seq) {
+		aus, err := pushH264(&d, p)
 		if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, aus...)
+		for _, au := range aus {
+			for _, n := range au.nalus {
+				out = append(out, bytes.Clone(n))
+			}
+		}
 	}
-	if len(out) != 1 || len(out[0].nalus) != len(key) {
-		t.Fatalf("%d access units", len(out))
+	if len(out) != len(key) {
+		t.Fatalf("%d NAL units out, want %d", len(out), len(key))
 	}
 	for i := range key {
-		if !bytes.Equal(out[0].nalus[i], key[i]) {
+		if !bytes.Equal(out[i], key[i]) {
 			t.Fatalf("NAL unit %d differs", i)
 		}
 	}
-	for _, bad := range [][]byte{{}, {28}, {24, 0, 9, 1}, {30, 1, 2}} {
-		if _, err := d.push(bad, 1, true); err == nil {
-			t.Errorf("payload %v accepted", bad)
+	for i, bad := range [][]byte{{}, {28}, {24, 0, 9, 1}, {25, 1, 2}} {
+		hdr := rtp.Header{Timestamp: uint32(i+1) * 3000, Marker: true} // the rest of a damaged access unit is dropped silently
+		if _, err := pushH264(&d, rtp.Packet{Header: hdr, Payload: bad}); !errors.Is(err, errBadPayload) {
+			t.Errorf("payload %v: error %v", bad, err)
 		}
+	}
+}
+
+// TestH264DepacketizerCameraQuirks: what cameras send beside RFC 6184 (the
+// decoder's knowledge) is recorded as plain NAL units: Annex-B start codes inside
+// a payload, an FU-A with both its start and end bits, and unspecified NAL unit
+// types (which a sample does not carry).
+func TestH264DepacketizerCameraQuirks(t *testing.T) {
+	key := clip.SyntheticKeyframe(600) // SPS, PPS, IDR
+	annexB := func(nalus ...[]byte) []byte {
+		var b []byte
+		for _, n := range nalus {
+			b = append(append(b, 0, 0, 0, 1), n...)
+		}
+		return b
+	}
+	idr := key[len(key)-1]
+	oneFragment := append([]byte{idr[0]&0xe0 | 28, 0xc0 | idr[0]&0x1f}, idr[1:]...)
+	for _, tc := range []struct {
+		name     string
+		payloads [][]byte
+	}{
+		{"Annex-B in one payload", [][]byte{annexB(key...)}},
+		{"Annex-B in each payload", [][]byte{annexB(key[0]), annexB(key[1]), annexB(idr)}},
+		{"FU-A with start and end", [][]byte{key[0], key[1], oneFragment}},
+		{"unspecified NAL unit types", [][]byte{key[0], {30, 1, 2}, key[1], {0, 9}, idr}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var d h264Depacketizer
+			defer d.release()
+			var got [][]byte
+			for i, payload := range tc.payloads {
+				aus, err := pushH264(&d, rtp.Packet{Header: rtp.Header{SequenceNumber: uint16(i), Timestamp: 3000,
+					Marker: i == len(tc.payloads)-1}, Payload: payload})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, au := range aus {
+					for _, n := range au.nalus {
+						got = append(got, bytes.Clone(n))
+					}
+				}
+			}
+			if len(got) != len(key) {
+				t.Fatalf("%d NAL units, want %d", len(got), len(key))
+			}
+			for i := range key {
+				if !bytes.Equal(got[i], key[i]) {
+					t.Fatalf("NAL unit %d: % x, want % x", i, got[i][:min(8, len(got[i]))], key[i][:min(8, len(key[i]))])
+				}
+			}
+		})
 	}
 }
 
