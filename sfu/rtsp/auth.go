@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/bluenviron/gortsplib/v4/pkg/base"
+
 	"lectern/auth"
 )
 
@@ -21,8 +23,9 @@ const realm = "lectern"
 // presentedToken returns the token a request carries: the password of a Basic
 // Authorization header (any user name; a Bearer header is accepted too), or else the
 // token query parameter of its URL.
-func presentedToken(req *request, query url.Values) string {
-	if h := req.header.get("Authorization"); h != "" {
+func presentedToken(header base.Header, query url.Values) string {
+	if v := header["Authorization"]; len(v) > 0 && v[0] != "" {
+		h := v[0]
 		scheme, rest, _ := strings.Cut(h, " ")
 		rest = strings.TrimSpace(rest)
 		switch strings.ToLower(scheme) {

@@ -2,7 +2,6 @@ package rtsp
 
 import (
 	"bufio"
-	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -18,6 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bluenviron/gortsplib/v4"
+	"github.com/bluenviron/gortsplib/v4/pkg/base"
+	"github.com/bluenviron/gortsplib/v4/pkg/description"
+	"github.com/bluenviron/gortsplib/v4/pkg/format"
 	"github.com/pion/rtp"
 
 	"lectern/sfu"
@@ -253,7 +256,7 @@ func runBenchReaders(spec string) int {
 		mu        sync.Mutex
 		latencies []float64
 		wg        sync.WaitGroup
-		clients   []*rtspClient
+		clients   []*gortsplib.Client
 		started   atomic.Int32
 	)
 	for range n {
@@ -267,22 +270,25 @@ func runBenchReaders(spec string) int {
 		go func() {
 			defer wg.Done()
 			started.Add(1)
-			_ = c.readFrames(func(ch byte, p []byte) {
-				if ch != 0 || len(p) < 12+11 || p[12+10] != 1 {
+			c.OnPacketRTPAny(func(_ *description.Media, _ format.Format, pkt *rtp.Packet) {
+				p := pkt.Payload
+				if len(p) < 11 || p[10] != 1 {
 					return
 				}
-				sent := int64(binary.BigEndian.Uint64(p[12+2 : 12+10]))
+				sent := int64(binary.BigEndian.Uint64(p[2:10]))
 				us := float64(time.Now().UnixNano()-sent) / 1e3
 				mu.Lock()
 				latencies = append(latencies, us)
 				mu.Unlock()
 			})
+			_, _ = c.Play(nil)
+			_ = c.Wait()
 		}()
 	}
 	fmt.Println("ready")
 	_, _ = io.Copy(io.Discard, os.Stdin)
 	for _, c := range clients {
-		c.close()
+		c.Close()
 	}
 	wg.Wait()
 	slices.Sort(latencies)
@@ -296,24 +302,25 @@ func runBenchReaders(spec string) int {
 	return 0
 }
 
-// playClient connects one reader and starts playing.
-func playClient(u *url.URL) (*rtspClient, error) {
-	loopback, _ := ParseDestinations([]string{"127.0.0.0/8", "::1"})
-	c, err := dialClient(context.Background(), u, loopback, nil, 30*time.Second)
+// playClient connects one reader (gortsplib's client, over TCP) and sets up the
+// first track; the caller sets the packet callback and plays.
+func playClient(u *url.URL) (*gortsplib.Client, error) {
+	u2, err := base.ParseURL(u.String())
 	if err != nil {
 		return nil, err
 	}
-	desc, base, err := c.describe()
+	tcp := gortsplib.TransportTCP
+	c := &gortsplib.Client{Transport: &tcp, ReadTimeout: 30 * time.Second}
+	if err := c.Start(u2.Scheme, u2.Host); err != nil {
+		return nil, err
+	}
+	desc, _, err := c.Describe(u2)
 	if err != nil {
-		c.close()
+		c.Close()
 		return nil, err
 	}
-	if _, err := c.setup(controlURL(base, desc.medias[0].control), 0); err != nil {
-		c.close()
-		return nil, err
-	}
-	if err := c.play(base); err != nil {
-		c.close()
+	if _, err := c.Setup(desc.BaseURL, desc.Medias[0], 0, 0); err != nil {
+		c.Close()
 		return nil, err
 	}
 	return c, nil

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -63,6 +64,9 @@ func TestRTSPLogsRedactCredentials(t *testing.T) {
 	var logs lockedBuffer
 	f := newFixture(t, func(c *Config) {
 		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		// A header line without a colon keeps gortsplib's parser waiting for the
+		// rest of the name: it is refused when the client stalls.
+		c.ReadTimeout = time.Second
 	})
 	const secret = "Zq7secretAdminTokenValue0123456789abcdefXY"
 	basic := base64.StdEncoding.EncodeToString([]byte("user:" + secret))
@@ -79,14 +83,23 @@ func TestRTSPLogsRedactCredentials(t *testing.T) {
 		if _, err := c.nc.Write([]byte(send)); err != nil {
 			t.Fatal(err)
 		}
-		if raw := c.readAll(); !bytes.HasPrefix(raw, []byte("RTSP/1.0 400 ")) {
+		raw := c.readAll()
+		if strings.HasPrefix(send, "Authorization") {
+			// Not a request at all: gortsplib skips bytes until a method starts (as
+			// cameras need); the connection is closed when the client stalls.
+			if len(raw) != 0 {
+				t.Fatalf("%q: got %q", send, raw)
+			}
+			continue
+		}
+		if !bytes.HasPrefix(raw, []byte("RTSP/1.0 400 ")) {
 			t.Fatalf("%q: want a 400, got %q", send, raw)
 		}
 	}
 	waitFor(f.ctx, t, "every connection to be gone", func() bool { return f.srv.Conns() == 0 })
 	out := logs.String()
-	if n := strings.Count(out, "bad input"); n != 7 {
-		t.Fatalf("%d bad-input log lines, want 7:\n%s", n, out)
+	if n := strings.Count(out, "bad input"); n != 6 {
+		t.Fatalf("%d bad-input log lines, want 6:\n%s", n, out)
 	}
 	for _, s := range []string{secret, secret[:16], basic[:16]} {
 		if strings.Contains(out, s) {
@@ -168,7 +181,7 @@ func TestLearnerCannotPlayLive(t *testing.T) {
 func TestUDPBindsToRTSPHost(t *testing.T) {
 	for _, tc := range []struct{ name, rtp, rtcp string }{
 		{"kernel-chosen pair", ":0", ":0"},
-		{"fixed ports", ":" + freeUDPPort(t), ":" + freeUDPPort(t)},
+		{"fixed ports", ":" + freeUDPPair(t), ":" + freeUDPPair2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, func(c *Config) {
@@ -182,6 +195,29 @@ func TestUDPBindsToRTSPHost(t *testing.T) {
 		})
 	}
 }
+
+// freeUDPPair returns an even UDP port whose successor was free too (gortsplib
+// takes an RTP port and the next one for RTCP); freeUDPPair2 is the successor.
+func freeUDPPair(t *testing.T) string {
+	t.Helper()
+	for range 100 {
+		p, _ := strconv.Atoi(freeUDPPort(t))
+		if p%2 != 0 || p == 65534 {
+			continue
+		}
+		c, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(p+1))
+		if err != nil {
+			continue
+		}
+		_ = c.Close()
+		freeUDPPair2 = strconv.Itoa(p + 1)
+		return strconv.Itoa(p)
+	}
+	t.Fatal("no free UDP port pair")
+	return ""
+}
+
+var freeUDPPair2 string
 
 func freeUDPPort(t *testing.T) string {
 	t.Helper()
@@ -207,7 +243,7 @@ func TestRTSPAuthFailuresLimited(t *testing.T) {
 		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	})
 	base := "rtsp://" + f.srv.Addr() + "/" + testSession
-	describe := func(token string) *response {
+	describe := func(token string) *rawResponse {
 		c := dialRaw(t, f.srv.Addr())
 		return c.do("DESCRIBE", base+"?token="+token, nil, "")
 	}

@@ -82,17 +82,19 @@ func TestReaderLimit(t *testing.T) {
 	f := newFixture(t, func(c *Config) { c.Sessions = sessionsOf(reg, testSession) })
 	playIntoSession(t, f.ctx, reg.Session(testSession), loadClip(t), "packetization-mode=1")
 	url := f.url(testSession, testAdmin)
-	play := func() *response {
+	play := func() *rawResponse {
 		c := dialRaw(t, f.srv.Addr())
-		if res := c.do("SETUP", url+"/trackID=0", [][2]string{{"Transport", "RTP/AVP/TCP;unicast;interleaved=0-1"}}, ""); res.status != 200 {
+		res := c.do("SETUP", url+"/trackID=0", [][2]string{{"Transport", "RTP/AVP/TCP;unicast;interleaved=0-1"}}, "")
+		if res.status != 200 {
 			t.Fatalf("SETUP: %d %s", res.status, res.reason)
 		}
-		return c.do("PLAY", url, nil, "")
+		id, _, _ := strings.Cut(res.header.get("Session"), ";")
+		return c.do("PLAY", url, [][2]string{{"Session", id}}, "")
 	}
 	if res := play(); res.status != 200 {
 		t.Fatalf("first reader: %d %s", res.status, res.reason)
 	}
-	if res := play(); res.status != statusServiceUnavailable || !strings.Contains(res.reason, "limit") {
+	if res := play(); res.status != 503 || !strings.Contains(res.reason, "limit") {
 		t.Fatalf("second reader: %d %s", res.status, res.reason)
 	}
 }

@@ -2,209 +2,363 @@ package rtsp
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/binary"
-	"net"
+	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
-	"github.com/pion/rtcp"
+	"github.com/bluenviron/gortsplib/v4"
+	"github.com/bluenviron/gortsplib/v4/pkg/description"
+	"github.com/bluenviron/gortsplib/v4/pkg/format"
 	"github.com/pion/rtp"
+	psdp "github.com/pion/sdp/v3"
 
 	"lectern/sfu"
 )
 
-// srInterval is how often a reader stream sends an RTCP sender report (RFC 3550
-// §6.4.1): decoders need one per stream to synchronise audio with video.
-const srInterval = 5 * time.Second
+// streamKey names what a reader URL serves: /{session} (publication "") or
+// /{session}/{publication}.
+type streamKey struct{ session, publication string }
 
-// readerStream sends one session track to one RTSP reader. It is an sfu.Queue (the
-// track's sink: never blocks the publisher, drops video until the next keyframe when
-// the reader falls behind) drained by its own goroutine, which rewrites the header
-// (the reader's payload type and SSRC, sequence numbers continuous across drops and
-// across a change of source track) and writes the packet interleaved on the RTSP
-// connection or to the reader's UDP port.
-type readerStream struct {
-	c     *serverConn
-	want  string // session track name, e.g. "trainer/video"
-	mime  string
-	clock uint32
-	pt    uint8
-	ssrc  uint32
-	queue *sfu.Queue
-	stats *sfu.Stats
+// pubStream is the gortsplib ServerStream of one (session, publication) URL, shared
+// by all its readers (gortsplib fans each packet out to their write queues). While
+// it has readers, one feed per track follows the session track of its name (the
+// first, then the same name's track of a later publication) through an sfu.Queue
+// and writes the packets to the stream. When the publication's codecs change, the
+// stream is closed (its readers are let go, to DESCRIBE again) and a new one made.
+type pubStream struct {
+	s      *Server
+	key    streamKey
+	hub    *sfu.Session
+	tracks []readTrack
+	stream *gortsplib.ServerStream
+	feeds  []*trackFeed
 
-	tcp             bool
-	channel         byte         // interleaved RTP channel; RTCP is channel+1
-	rtpDst, rtcpDst *net.UDPAddr // UDP destinations
-	udpRTP, udpRTCP *net.UDPConn
-	writeTCP        func([]byte) error
-	mu              sync.Mutex // guards track, remove and rw
-	track           *sfu.Track
-	remove          func()
-	rw              sfu.Rewriter
-	buf             []byte
-	pending         []byte // TCP: interleaved frames gathered for one write
-	packets, octets uint32
-	lastTS          uint32
-	lastNanos, srAt int64
-	stopped         bool
+	mu          sync.Mutex
+	readers     int
+	closed      bool
+	ctx         context.Context
+	cancel      context.CancelFunc
+	wg          sync.WaitGroup
+	cancelWatch func()
 }
 
-func newReaderStream(c *serverConn, rt readTrack, pt uint8, tr transport, stats *sfu.Stats) *readerStream {
-	rs := &readerStream{
-		c: c, want: rt.name, mime: rt.codec.MimeType, clock: rt.codec.ClockRate, pt: pt, ssrc: randomSSRC(),
-		queue: sfu.NewQueue(sfu.QueueOptions{Size: c.s.cfg.QueueSize, Kind: rt.kind, Stats: stats}),
-		stats: stats, tcp: tr.tcp, buf: make([]byte, 4+12+sfu.MaxPayloadSize),
-		writeTCP: c.write,
+// streamFor returns the stream of t, making it (or remaking it, when the tracks or
+// their codecs changed) from the publication's tracks.
+func (s *Server) streamFor(hub *sfu.Session, t target) (*pubStream, error) {
+	tracks, err := readPlan(hub, t)
+	if err != nil {
+		return nil, err
 	}
-	if tr.tcp {
-		rs.channel = byte(tr.interleaved[0])
-		rs.pending = make([]byte, 0, maxBatch+4+12+sfu.MaxPayloadSize)
+	key := streamKey{t.session, t.publication}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, ErrClosed
+	}
+	old := s.streams[key]
+	if old != nil && old.hub == hub && sameTracks(old.tracks, tracks) {
+		s.mu.Unlock()
+		return old, nil
+	}
+	delete(s.streams, key)
+	s.mu.Unlock()
+	if old != nil {
+		s.log.Info("rtsp stream changed; its readers start again", "session", t.session, "publication", t.publication)
+		old.close()
+	}
+	ps, err := s.newPubStream(hub, key, tracks)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if cur := s.streams[key]; cur != nil || s.closed { // another request made one meanwhile
+		s.mu.Unlock()
+		ps.close()
+		if cur == nil {
+			return nil, ErrClosed
+		}
+		return cur, nil
+	}
+	s.streams[key] = ps
+	s.mu.Unlock()
+	return ps, nil
+}
+
+// sameTracks reports whether a and b declare the same tracks with the same codecs
+// (parameter sets aside: they may be learnt later).
+func sameTracks(a, b []readTrack) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := a[i].codec, b[i].codec
+		if a[i].name != b[i].name || x.MimeType != y.MimeType || x.ClockRate != y.ClockRate || x.Channels != y.Channels ||
+			x.MimeType == sfu.MimeAAC && x.Fmtp != y.Fmtp {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Server) newPubStream(hub *sfu.Session, key streamKey, tracks []readTrack) (*pubStream, error) {
+	desc := &description.Session{Title: "Lectern"}
+	ps := &pubStream{s: s, key: key, hub: hub, tracks: tracks}
+	for i, tr := range tracks {
+		pt := payloadTypeFor(tr.codec, i)
+		forma, err := formatOf(tr.codec, pt)
+		if err != nil {
+			return nil, fmt.Errorf("rtsp: track %s: %w", tr.name, err)
+		}
+		medi := &description.Media{Type: description.MediaType(tr.kind.String()), Formats: []format.Format{forma}}
+		desc.Medias = append(desc.Medias, medi)
+		ps.feeds = append(ps.feeds, &trackFeed{ps: ps, want: tr, media: medi, pt: pt,
+			queue: sfu.NewQueue(sfu.QueueOptions{Size: s.cfg.QueueSize, Kind: tr.kind, Stats: hub.Stats()})})
+	}
+	ps.stream = &gortsplib.ServerStream{Server: s.gs, Desc: desc}
+	if err := ps.stream.Initialize(); err != nil {
+		return nil, fmt.Errorf("rtsp: stream: %w", err)
+	}
+	return ps, nil
+}
+
+// formatOf returns the gortsplib format of a Lectern codec, through the SDP lines
+// that declare it (gortsplib's own parser fills in the rest).
+func formatOf(c sfu.Codec, pt uint8) (format.Format, error) {
+	pts := strconv.Itoa(int(pt))
+	md := &psdp.MediaDescription{MediaName: psdp.MediaName{Formats: []string{pts}}}
+	if c.MimeType == sfu.MimeH264 || strings.HasPrefix(c.MimeType, "video/") {
+		md.MediaName.Media = "video"
 	} else {
-		rs.rtpDst, rs.rtcpDst = c.udpDest(tr.clientPorts[0]), c.udpDest(tr.clientPorts[1])
-		rs.udpRTP, rs.udpRTCP = c.s.udp.rtp, c.s.udp.rtcp
+		md.MediaName.Media = "audio"
 	}
-	return rs
+	md.Attributes = append(md.Attributes, psdp.Attribute{Key: "rtpmap", Value: pts + " " + rtpmap(c)})
+	if c.Fmtp != "" {
+		md.Attributes = append(md.Attributes, psdp.Attribute{Key: "fmtp", Value: pts + " " + c.Fmtp})
+	}
+	return format.Unmarshal(md, pts)
 }
 
-func randomSSRC() uint32 {
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	return binary.BigEndian.Uint32(b[:]) | 1
+// payloadTypeFor returns the payload type readers see for a codec.
+func payloadTypeFor(c sfu.Codec, i int) uint8 {
+	switch c.MimeType {
+	case sfu.MimePCMU:
+		return 0
+	case sfu.MimePCMA:
+		return 8
+	}
+	return uint8(96 + i)
 }
 
-// attach makes t the stream's source (the first track, or the same name's track of a
-// new publication). A track whose codec differs from what the reader was told is
-// ignored: the reader cannot change codec mid-session.
-func (rs *readerStream) attach(t *sfu.Track) {
-	if t.Codec().MimeType != rs.mime || t.Codec().ClockRate != rs.clock {
-		rs.c.log.Info("rtsp reader: track changed codec; not forwarded", "track", t.Name(), "codec", t.Codec().MimeType)
+// rtpmap returns the a=rtpmap encoding of c, e.g. "H264/90000", "opus/48000/2".
+func rtpmap(c sfu.Codec) string {
+	_, name, _ := strings.Cut(c.MimeType, "/")
+	s := fmt.Sprintf("%s/%d", name, c.ClockRate)
+	if c.MimeType == sfu.MimeOpus {
+		return s + "/2"
+	}
+	if c.Channels > 1 {
+		s += "/" + strconv.Itoa(int(c.Channels))
+	}
+	return s
+}
+
+// addReader counts a reader session in; the first starts the feeds. It returns
+// false when the stream was closed meanwhile.
+func (ps *pubStream) addReader() bool {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if ps.closed {
+		return false
+	}
+	ps.readers++
+	if ps.readers == 1 {
+		ps.startFeeds()
+	}
+	return true
+}
+
+// removeReader counts a reader session out; the last one closes the stream (the
+// next reader makes a new one, from the tracks live then).
+func (ps *pubStream) removeReader() {
+	ps.mu.Lock()
+	ps.readers--
+	last := ps.readers == 0
+	ps.mu.Unlock()
+	if !last {
 		return
 	}
-	rs.mu.Lock()
-	defer rs.mu.Unlock()
-	if rs.track == t || rs.stopped {
+	ps.s.mu.Lock()
+	if ps.s.streams[ps.key] == ps {
+		delete(ps.s.streams, ps.key)
+	}
+	ps.s.mu.Unlock()
+	ps.close()
+}
+
+// startFeeds starts one goroutine per track and follows the tracks by name. Called
+// with mu held.
+func (ps *pubStream) startFeeds() {
+	ps.ctx, ps.cancel = context.WithCancel(ps.s.ctx)
+	for _, f := range ps.feeds {
+		ps.wg.Add(1)
+		ps.s.wg.Add(1)
+		go func() {
+			defer ps.s.wg.Done()
+			defer ps.wg.Done()
+			f.run(ps.ctx)
+		}()
+	}
+	ps.cancelWatch = ps.hub.Watch(func(t *sfu.Track) {
+		for _, f := range ps.feeds {
+			if f.want.name == t.Name() && !f.attach(t) {
+				go ps.closeChanged(t) // not from inside Watch's callback
+			}
+		}
+	})
+}
+
+// closeChanged closes the stream because track t's codec differs from the
+// declared one: readers cannot change codec mid-session.
+func (ps *pubStream) closeChanged(t *sfu.Track) {
+	ps.s.log.Info("rtsp reader: track changed codec; its readers start again", "track", t.Name(), "codec", t.Codec().MimeType)
+	ps.s.mu.Lock()
+	if ps.s.streams[ps.key] == ps {
+		delete(ps.s.streams, ps.key)
+	}
+	ps.s.mu.Unlock()
+	ps.close()
+}
+
+// close stops the feeds and closes the gortsplib stream, which closes its readers'
+// sessions. Idempotent.
+func (ps *pubStream) close() {
+	ps.mu.Lock()
+	if ps.closed {
+		ps.mu.Unlock()
 		return
 	}
-	if rs.remove != nil {
-		rs.remove()
+	ps.closed = true
+	cancel, cancelWatch := ps.cancel, ps.cancelWatch
+	ps.mu.Unlock()
+	if cancelWatch != nil {
+		cancelWatch()
 	}
-	rs.queue.MarkSwitch()
-	rs.queue.SetKeyframeRequester(t.RequestKeyframe)
-	rs.track = t
-	rs.remove = t.AddSink(rs.queue)
+	for _, f := range ps.feeds {
+		f.detach()
+	}
+	if cancel != nil {
+		cancel()
+	}
+	ps.wg.Wait()
+	for _, f := range ps.feeds {
+		f.queue.Drain()
+	}
+	ps.stream.Close()
 }
 
-// detach removes the stream from its track; no track will attach it again.
-func (rs *readerStream) detach() {
-	rs.mu.Lock()
-	rs.stopped = true
-	if rs.remove != nil {
-		rs.remove()
-		rs.remove = nil
+// requestKeyframes asks the video tracks for a keyframe.
+func (ps *pubStream) requestKeyframes() {
+	for _, f := range ps.feeds {
+		if t := f.current(); t != nil && f.want.kind == sfu.KindVideo {
+			t.RequestKeyframe()
+		}
 	}
-	rs.track = nil
-	rs.mu.Unlock()
 }
 
-// maxBatch bounds the interleaved frames written to a TCP reader at once.
-const maxBatch = 32 << 10
+// trackFeed writes one session track to a pubStream. Its sfu.Queue is the track's
+// sink (never blocks the publisher; drops video until the next keyframe when the
+// feed falls behind); its goroutine rewrites the header (the declared payload type;
+// sequence numbers and timestamps continuous across drops and a change of source
+// track) and hands the packet to gortsplib, which copies it into each reader's
+// queue before WritePacketRTP returns (so the pooled packet is released then).
+type trackFeed struct {
+	ps    *pubStream
+	want  readTrack
+	media *description.Media
+	pt    uint8
+	queue *sfu.Queue
 
-// run writes queued packets until ctx is done. Over TCP, the packets that are
-// ready when the stream wakes up (typically a whole access unit) go out in one
-// write: the system call, not the copy, is most of a reader's cost.
-func (rs *readerStream) run(ctx context.Context) {
-	defer rs.queue.Drain()
+	mu      sync.Mutex // guards track, remove, stopped
+	track   *sfu.Track
+	remove  func()
+	stopped bool
+
+	rw  sfu.Rewriter // feed goroutine only
+	out rtp.Packet
+}
+
+// attach makes t the feed's source. It reports false when t's codec is not the
+// declared one.
+func (f *trackFeed) attach(t *sfu.Track) bool {
+	c := t.Codec()
+	if c.MimeType != f.want.codec.MimeType || c.ClockRate != f.want.codec.ClockRate {
+		return false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.track == t || f.stopped {
+		return true
+	}
+	if f.remove != nil {
+		f.remove()
+	}
+	f.queue.MarkSwitch()
+	f.queue.SetKeyframeRequester(t.RequestKeyframe)
+	f.track = t
+	f.remove = t.AddSink(f.queue)
+	return true
+}
+
+func (f *trackFeed) current() *sfu.Track {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.track
+}
+
+// detach removes the feed from its track; no track will attach it again.
+func (f *trackFeed) detach() {
+	f.mu.Lock()
+	f.stopped = true
+	if f.remove != nil {
+		f.remove()
+		f.remove = nil
+	}
+	f.track = nil
+	f.mu.Unlock()
+}
+
+// run writes queued packets to the stream until ctx is done.
+func (f *trackFeed) run(ctx context.Context) {
+	defer f.queue.Drain()
+	clock := f.want.codec.ClockRate
 	for {
-		item, ok := rs.queue.Next(ctx)
+		item, ok := f.queue.Next(ctx)
 		if !ok {
 			return
 		}
-		for ok {
-			err := rs.send(item)
-			item.Packet.Release()
-			if err != nil {
-				return // the connection is closing
-			}
-			if !rs.tcp || len(rs.pending) >= maxBatch {
-				break
-			}
-			item, ok = rs.queue.TryNext()
+		p := item.Packet
+		switch item.Resync {
+		case sfu.ResyncDrop:
+			f.rw.ResyncSeq()
+		case sfu.ResyncSwitch:
+			f.rw.Resync()
 		}
-		if err := rs.flush(); err != nil {
-			return
+		seq, ts := f.rw.Rewrite(p.Header.SequenceNumber, p.Header.Timestamp, clock, p.ArrivalNanos)
+		// A copy: gortsplib sets its own SSRC in the packet it is given.
+		f.out.Header = rtp.Header{Version: 2, Marker: p.Header.Marker, PayloadType: f.pt, SequenceNumber: seq, Timestamp: ts}
+		f.out.Payload = p.Payload
+		n := len(p.Payload)
+		ntp := time.Now().Add(-time.Duration(sfu.Nanotime() - p.ArrivalNanos))
+		err := f.ps.stream.WritePacketRTPWithNTP(f.media, &f.out, ntp)
+		f.out.Payload = nil
+		p.Release()
+		if err != nil {
+			return // the stream is closed
 		}
+		stats := f.ps.hub.Stats()
+		stats.PacketsOut.Add(1)
+		stats.BytesOut.Add(uint64(n))
 	}
-}
-
-// flush writes the gathered TCP frames.
-func (rs *readerStream) flush() error {
-	if len(rs.pending) == 0 {
-		return nil
-	}
-	err := rs.writeTCP(rs.pending)
-	rs.pending = rs.pending[:0]
-	return err
-}
-
-func (rs *readerStream) send(item sfu.QueueItem) error {
-	p := item.Packet
-	rs.mu.Lock()
-	switch item.Resync {
-	case sfu.ResyncDrop:
-		rs.rw.ResyncSeq()
-	case sfu.ResyncSwitch:
-		rs.rw.Resync()
-	}
-	seq, ts := rs.rw.Rewrite(p.Header.SequenceNumber, p.Header.Timestamp, rs.clock, p.ArrivalNanos)
-	rs.mu.Unlock()
-
-	hdr := rtp.Header{Version: 2, Marker: p.Header.Marker, PayloadType: rs.pt, SequenceNumber: seq, Timestamp: ts, SSRC: rs.ssrc}
-	frame := rs.buf[:4+12+len(p.Payload)]
-	if _, err := hdr.MarshalTo(frame[4:16]); err != nil {
-		return nil
-	}
-	copy(frame[16:], p.Payload)
-	var err error
-	if rs.tcp {
-		frame[0], frame[1] = interleavedID, rs.channel
-		binary.BigEndian.PutUint16(frame[2:4], uint16(12+len(p.Payload)))
-		rs.pending = append(rs.pending, frame...)
-	} else {
-		_, err = rs.udpRTP.WriteToUDP(frame[4:], rs.rtpDst)
-		if err != nil && !isClosedErr(err) {
-			err = nil // e.g. ICMP unreachable reported late: UDP readers come and go
-		}
-	}
-	if err != nil {
-		return err
-	}
-	rs.packets++
-	rs.octets += uint32(len(p.Payload))
-	rs.lastTS, rs.lastNanos = ts, p.ArrivalNanos
-	rs.stats.PacketsOut.Add(1)
-	rs.stats.BytesOut.Add(uint64(len(p.Payload)))
-	if now := sfu.Nanotime(); rs.srAt == 0 || now-rs.srAt >= int64(srInterval) {
-		rs.srAt = now
-		return rs.sendSR(now)
-	}
-	return nil
-}
-
-// sendSR sends a sender report mapping the stream's RTP clock to wall-clock time.
-func (rs *readerStream) sendSR(now int64) error {
-	rtpNow := rs.lastTS + uint32(uint64(now-rs.lastNanos)*uint64(rs.clock)/uint64(time.Second))
-	sr := rtcp.SenderReport{SSRC: rs.ssrc, NTPTime: sfu.NTPTime(time.Now()), RTPTime: rtpNow, PacketCount: rs.packets, OctetCount: rs.octets}
-	b, err := sr.Marshal()
-	if err != nil {
-		return nil
-	}
-	if rs.tcp {
-		rs.pending = append(rs.pending, interleavedID, rs.channel+1, byte(len(b)>>8), byte(len(b)))
-		rs.pending = append(rs.pending, b...)
-		return nil
-	}
-	_, _ = rs.udpRTCP.WriteToUDP(b, rs.rtcpDst)
-	return nil
 }

@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"sync"
 	"time"
+
+	"github.com/bluenviron/gortsplib/v4"
 
 	"lectern/auth"
 	"lectern/sfu"
@@ -20,11 +23,11 @@ type Config struct {
 	// the kernel choose (see Server.Addr).
 	Address string
 	// UDPRTPAddress and UDPRTCPAddress are the server's UDP RTP and RTCP addresses
-	// for the UDP transport, e.g. ":8000" and ":8001"; without a host they bind to
-	// the host of Address (all interfaces when it has none). Empty (either) disables UDP:
-	// readers and publishers must then use TCP (interleaved). When both ports are 0
-	// the kernel chooses an even port for RTP and the next one for RTCP, as some
-	// clients assume.
+	// for the UDP transport, e.g. ":8000" and ":8001" (an even RTP port and the next
+	// one for RTCP, which gortsplib and many clients assume); without a host they
+	// bind to the host of Address (all interfaces when it has none). Empty (either)
+	// disables UDP: readers and publishers must then use TCP (interleaved). When both
+	// ports are 0 the kernel chooses an even port for RTP and the next one for RTCP.
 	UDPRTPAddress, UDPRTCPAddress string
 	// ServerCert and ServerKey are PEM files; when set the server speaks RTSPS (RTSP
 	// over TLS) and accepts only the TCP transport, as plain UDP would leak the media.
@@ -48,19 +51,22 @@ type Config struct {
 	// WriteTimeout closes a connection whose client does not take a response or
 	// packet for that long. Default 10 s.
 	WriteTimeout time.Duration
-	// SessionTimeout is announced to clients in the Session header; a UDP reader
-	// that sends no request (keep-alive) for that long is closed. Default 60 s.
+	// SessionTimeout bounds the silence of a connection that plays over UDP (its
+	// keep-alives come at least that often). Default 60 s, what gortsplib announces.
 	SessionTimeout time.Duration
-	// QueueSize is each reader stream's packet queue length. Default 1024, which holds
-	// the fast-start burst of a two-second GOP at 2.5 Mbit/s.
+	// QueueSize is the packet queue of each published track feeding the readers of a
+	// publication. Default 1024, which holds the fast-start burst of a two-second GOP
+	// at 2.5 Mbit/s.
 	QueueSize int
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
 
 // Server is the RTSP server: it serves session tracks to readers and takes
-// publishers' media into sessions. Create it with NewServer, then Start; Close stops
-// it and waits for every goroutine it started.
+// publishers' media into sessions. The protocol is gortsplib's; Lectern's part is
+// the handler (tokens, the /{session}[/{publication}] mapping, the trainer lease, the
+// H.264 bridge, one ServerStream per publication fed from sfu queues). Create it with
+// NewServer, then Start; Close stops it and waits for every goroutine it started.
 type Server struct {
 	cfg Config
 	log *slog.Logger
@@ -68,16 +74,23 @@ type Server struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	wg     sync.WaitGroup // stream feeders
+
+	gs  *gortsplib.Server
+	udp *udpPair // nil when UDP is off
 
 	mu      sync.Mutex
 	started bool
 	closed  bool
 	ln      net.Listener
-	conns   map[*serverConn]struct{}
-
-	udp *udpListener // nil when UDP is disabled
+	conns   map[*gortsplib.ServerConn]*connState
+	streams map[streamKey]*pubStream
 }
+
+// udpPair is the server's UDP RTP and RTCP sockets, opened by Lectern (so the
+// kernel may choose a free even/odd pair, bound to the RTSP host) and handed to
+// gortsplib through its ListenPacket hook.
+type udpPair struct{ rtp, rtcp *net.UDPConn }
 
 // NewServer checks cfg and fills its defaults; it opens no socket (see Start).
 func NewServer(cfg Config) (*Server, error) {
@@ -105,7 +118,8 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "rtsp"), conns: map[*serverConn]struct{}{}}
+	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "rtsp"),
+		conns: map[*gortsplib.ServerConn]*connState{}, streams: map[streamKey]*pubStream{}}
 	if (cfg.ServerCert == "") != (cfg.ServerKey == "") {
 		return nil, errors.New("rtsp: set both ServerCert and ServerKey, or neither")
 	}
@@ -116,8 +130,27 @@ func NewServer(cfg Config) (*Server, error) {
 		}
 		s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
+	if cfg.UDPRTPAddress != "" && cfg.UDPRTCPAddress != "" {
+		rp, err1 := portOf(cfg.UDPRTPAddress)
+		cp, err2 := portOf(cfg.UDPRTCPAddress)
+		switch {
+		case err1 != nil || err2 != nil:
+			return nil, fmt.Errorf("rtsp: bad UDP addresses %q, %q", cfg.UDPRTPAddress, cfg.UDPRTCPAddress)
+		case rp == 0 && cp == 0:
+		case rp%2 != 0 || cp != rp+1:
+			return nil, fmt.Errorf("rtsp: UDP ports %d and %d: the RTP port must be even and the RTCP port the next one", rp, cp)
+		}
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
+}
+
+func portOf(addr string) (int, error) {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(p)
 }
 
 // Start opens the listeners and starts serving. It returns once the sockets are
@@ -135,8 +168,17 @@ func (s *Server) Start() error {
 	if err != nil {
 		return fmt.Errorf("rtsp: listen %s: %w", s.cfg.Address, err)
 	}
-	if s.tls != nil {
-		ln = tls.NewListener(ln, s.tls)
+	gs := &gortsplib.Server{
+		Handler:      &handler{s: s},
+		RTSPAddress:  ln.Addr().String(),
+		ReadTimeout:  s.cfg.ReadTimeout,
+		WriteTimeout: s.cfg.WriteTimeout,
+		// The server's own TLS is done by Lectern's listener wrapper (below), so the
+		// connection wrapper sees plain RTSP and can answer bad input.
+		WriteQueueSize: 1024,
+		Listen: func(string, string) (net.Listener, error) {
+			return &lecternListener{Listener: ln, s: s}, nil
+		},
 	}
 	if s.cfg.UDPRTPAddress != "" && s.cfg.UDPRTCPAddress != "" && s.tls == nil {
 		// UDP addresses without a host (":8000") take the RTSP listen host, so
@@ -148,13 +190,27 @@ func (s *Server) Start() error {
 			return err
 		}
 		s.udp = u
-		s.wg.Add(2)
-		go func() { defer s.wg.Done(); u.readRTP(s.log) }()
-		go func() { defer s.wg.Done(); u.readRTCP() }()
+		gs.UDPRTPAddress, gs.UDPRTCPAddress = u.rtp.LocalAddr().String(), u.rtcp.LocalAddr().String()
+		gs.UDPReadBufferSize = 4 << 20
+		gs.ListenPacket = func(_, addr string) (net.PacketConn, error) {
+			switch addr {
+			case gs.UDPRTPAddress:
+				return u.rtp, nil
+			case gs.UDPRTCPAddress:
+				return u.rtcp, nil
+			}
+			return nil, fmt.Errorf("rtsp: unexpected UDP address %s", addr)
+		}
 	}
-	s.ln, s.started = ln, true
-	s.wg.Add(1)
-	go s.acceptLoop(ln)
+	if err := gs.Start(); err != nil {
+		_ = ln.Close()
+		if s.udp != nil {
+			s.udp.close()
+			s.udp = nil
+		}
+		return fmt.Errorf("rtsp: start: %w", err)
+	}
+	s.gs, s.ln, s.started = gs, ln, true
 	s.log.Info("rtsp server listening", "addr", ln.Addr().String(), "udp", s.udp != nil, "tls", s.tls != nil)
 	return nil
 }
@@ -176,7 +232,7 @@ func (s *Server) UDPPorts() (rtp, rtcp int) {
 	if s.udp == nil {
 		return 0, 0
 	}
-	return s.udp.ports()
+	return s.udp.rtp.LocalAddr().(*net.UDPAddr).Port, s.udp.rtcp.LocalAddr().(*net.UDPAddr).Port
 }
 
 // Close stops accepting, closes every connection (readers stop, publishers' leases
@@ -190,62 +246,23 @@ func (s *Server) Close() error {
 	}
 	s.closed = true
 	s.cancel()
-	if s.ln != nil {
-		_ = s.ln.Close()
+	gs := s.gs
+	s.mu.Unlock()
+	if gs != nil {
+		gs.Close() // closes the listener, the connections, the sessions and the UDP sockets
 	}
-	conns := make([]*serverConn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
+	s.mu.Lock()
+	streams := make([]*pubStream, 0, len(s.streams))
+	for k, ps := range s.streams {
+		streams = append(streams, ps)
+		delete(s.streams, k)
 	}
 	s.mu.Unlock()
-	for _, c := range conns {
-		c.close()
-	}
-	if s.udp != nil {
-		s.udp.close()
+	for _, ps := range streams {
+		ps.close()
 	}
 	s.wg.Wait()
 	return nil
-}
-
-func (s *Server) acceptLoop(ln net.Listener) {
-	defer s.wg.Done()
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if s.ctx.Err() != nil {
-				return
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			s.log.Warn("rtsp accept", "err", err)
-			select { // e.g. too many open files: do not spin
-			case <-time.After(100 * time.Millisecond):
-			case <-s.ctx.Done():
-				return
-			}
-			continue
-		}
-		c := newServerConn(s, nc)
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			_ = nc.Close()
-			return
-		}
-		s.conns[c] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
-		go func() {
-			defer s.wg.Done()
-			c.run()
-			s.mu.Lock()
-			delete(s.conns, c)
-			s.mu.Unlock()
-		}()
-	}
 }
 
 // Conns returns the number of open RTSP connections.
@@ -257,7 +274,7 @@ func (s *Server) Conns() int {
 
 // listenUDPPair opens the RTP and RTCP sockets. With port 0 for both, it looks for
 // an even RTP port whose successor is free.
-func listenUDPPair(rtpAddr, rtcpAddr string) (*udpListener, error) {
+func listenUDPPair(rtpAddr, rtcpAddr string) (*udpPair, error) {
 	_, rp, err1 := net.SplitHostPort(rtpAddr)
 	ch, cp, err2 := net.SplitHostPort(rtcpAddr)
 	if err1 != nil || err2 != nil {
@@ -289,12 +306,12 @@ func listenUDPPair(rtpAddr, rtcpAddr string) (*udpListener, error) {
 			_ = a.Close()
 			continue
 		}
-		return newUDPListener(a, b), nil
+		return &udpPair{rtp: a, rtcp: b}, nil
 	}
 	return nil, errors.New("rtsp: found no free even/odd UDP port pair")
 }
 
-func openUDP(rtpAddr, rtcpAddr string) (*udpListener, error) {
+func openUDP(rtpAddr, rtcpAddr string) (*udpPair, error) {
 	ra, err := net.ResolveUDPAddr("udp", rtpAddr)
 	if err != nil {
 		return nil, fmt.Errorf("rtsp: udp address %s: %w", rtpAddr, err)
@@ -312,7 +329,12 @@ func openUDP(rtpAddr, rtcpAddr string) (*udpListener, error) {
 		_ = a.Close()
 		return nil, fmt.Errorf("rtsp: udp listen %s: %w", rtcpAddr, err)
 	}
-	return newUDPListener(a, b), nil
+	return &udpPair{rtp: a, rtcp: b}, nil
+}
+
+func (u *udpPair) close() {
+	_ = u.rtp.Close()
+	_ = u.rtcp.Close()
 }
 
 // withDefaultHost returns addr with host filled in when addr names none.

@@ -1,217 +1,308 @@
 package rtsp
 
 import (
-	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/bluenviron/gortsplib/v4"
+	"github.com/bluenviron/gortsplib/v4/pkg/base"
+	"github.com/bluenviron/gortsplib/v4/pkg/liberrors"
 
 	"lectern/auth"
 	"lectern/sfu"
 )
 
-// serverConn is one RTSP connection. Its run goroutine reads requests and
-// interleaved frames and answers them in order; reader streams write interleaved
-// frames to it from their own goroutines, under wmu.
-type serverConn struct {
-	s      *Server
-	nc     net.Conn
-	br     *bufio.Reader
-	log    *slog.Logger
-	remote netip.AddrPort
-
-	ctx       context.Context
-	cancel    context.CancelFunc
-	closeOnce sync.Once
-
-	wmu sync.Mutex // serialises writes to nc
-
-	// Owned by the run goroutine.
-	authed   map[string]bool // "session|read" / "session|publish" proven on this connection
-	sess     *connSession
-	offer    *describedOffer // what the last DESCRIBE offered
-	frameBuf []byte
-	deadline time.Duration // the read deadline in force; -1 for none
+// lecternListener hands gortsplib connections wrapped in lecternConn (TLS done
+// here, so the wrapper sees plain RTSP). Accept never returns a temporary error:
+// gortsplib stops the whole server on any.
+type lecternListener struct {
+	net.Listener
+	s *Server
 }
 
-func newServerConn(s *Server, nc net.Conn) *serverConn {
-	ctx, cancel := context.WithCancel(s.ctx)
-	remote, _ := netip.ParseAddrPort(nc.RemoteAddr().String())
-	return &serverConn{
-		s: s, nc: nc, br: bufio.NewReaderSize(nc, maxLineLen), ctx: ctx, cancel: cancel,
-		remote: netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port()),
-		log:    s.log.With("remote", nc.RemoteAddr().String()),
-		authed: map[string]bool{},
-	}
-}
-
-// close ends the connection from any goroutine; run notices and cleans up.
-func (c *serverConn) close() {
-	c.closeOnce.Do(func() {
-		c.cancel()
-		_ = c.nc.Close()
-	})
-}
-
-// reply is a handler's answer: the response, and what to do once it is written.
-type reply struct {
-	res   *response
-	after func() // e.g. start streaming, after the PLAY response
-	close bool   // close the connection after writing
-}
-
-func (c *serverConn) run() {
-	defer c.cleanup()
-	c.log.Debug("rtsp connection opened")
+func (l *lecternListener) Accept() (net.Conn, error) {
 	for {
-		c.setReadDeadline()
-		b, err := c.br.Peek(1)
-		if err != nil {
-			c.logEnd(err)
-			return
-		}
-		if b[0] == interleavedID {
-			ch, payload, err := readInterleaved(c.br, c.frameBuf)
-			if err != nil {
-				c.logEnd(err)
-				return
+		nc, err := l.Listener.Accept()
+		if err == nil {
+			var inner net.Conn = nc
+			if l.s.tls != nil {
+				inner = tls.Server(nc, l.s.tls)
 			}
-			c.frameBuf = payload
-			c.handleFrame(ch, payload)
-			continue
+			return newConnState(l.s, inner).nc, nil
 		}
-		req, err := readRequest(c.br)
-		if err != nil {
-			if errors.Is(err, errMalformed) {
-				c.log.Info("rtsp: closing connection after bad input", "err", err)
-				_ = c.writeResponse(errorReply(nil, err).res)
-			} else {
-				c.logEnd(err)
-			}
-			return
+		if l.s.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+			return nil, err
 		}
-		rp := c.handle(req)
-		head := [][2]string{{"Server", "Lectern"}}
-		if cseq := req.header.get("CSeq"); validCSeq(cseq) { // echoed only when it is a number
-			head = [][2]string{{"CSeq", cseq}, {"Server", "Lectern"}}
-		}
-		rp.res.fields = append(head, rp.res.fields...)
-		if err := c.writeResponse(rp.res); err != nil {
-			c.logEnd(err)
-			return
-		}
-		if rp.after != nil {
-			rp.after()
-		}
-		if rp.close {
-			return
+		l.s.log.Warn("rtsp accept", "err", err)
+		select { // e.g. too many open files: do not spin
+		case <-time.After(100 * time.Millisecond):
+		case <-l.s.ctx.Done():
+			return nil, err
 		}
 	}
 }
 
-func (c *serverConn) logEnd(err error) {
-	switch {
-	case c.ctx.Err() != nil, errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
-		c.log.Debug("rtsp connection closed")
+// Read deadline modes of a connection (see lecternConn.Read).
+const (
+	modeRequests int32 = iota // waiting for requests: ReadTimeout
+	modePlayTCP               // playing over TCP: may say nothing for long; writes detect a dead peer
+	modeUDP                   // playing or publishing over UDP: keep-alives within SessionTimeout
+)
+
+// lecternConn is the net.Conn gortsplib reads and writes. It puts Lectern's read
+// deadlines on the connection (gortsplib sets none while a client is not streaming,
+// so a silent or stalled client would hold a connection forever), and defers the
+// real close to OnConnClose, which may first answer bad input with a 400.
+type lecternConn struct {
+	net.Conn
+	st       *connState
+	opened   atomic.Bool // OnConnOpen ran: OnConnClose will close
+	closing  atomic.Bool
+	mode     atomic.Int32
+	closeOne sync.Once
+}
+
+func (c *lecternConn) Read(b []byte) (int, error) {
+	if c.closing.Load() {
+		return 0, net.ErrClosed
+	}
+	switch c.mode.Load() {
+	case modeRequests:
+		_ = c.Conn.SetReadDeadline(time.Now().Add(c.st.s.cfg.ReadTimeout))
+	case modeUDP:
+		_ = c.Conn.SetReadDeadline(time.Now().Add(c.st.s.cfg.SessionTimeout))
 	default:
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			c.log.Info("rtsp connection timed out", "err", err)
-			return
-		}
-		c.log.Info("rtsp connection ended", "err", err)
+		_ = c.Conn.SetReadDeadline(time.Time{})
 	}
+	return c.Conn.Read(b)
 }
 
-// setReadDeadline bounds the wait for the client's next request or frame: always
-// (so a stalled or silent client is closed), except for a TCP reader that is
-// playing, which may legitimately send nothing for long (its writes detect a dead
-// peer), and a UDP publisher, whose liveness is its media (see watchUDP).
-func (c *serverConn) setReadDeadline() {
-	d := c.s.cfg.ReadTimeout
-	if ss := c.sess; ss != nil {
-		switch {
-		case ss.playing && !ss.anyUDP:
-			d = -1
-		case ss.playing, ss.recording && ss.anyUDP:
-			d = c.s.cfg.SessionTimeout
-		}
+func (c *lecternConn) Write(b []byte) (int, error) {
+	if c.closing.Load() {
+		return 0, net.ErrClosed
 	}
-	if d < 0 {
-		if c.deadline >= 0 {
-			_ = c.nc.SetReadDeadline(time.Time{})
-			c.deadline = -1
-		}
-		return
-	}
-	_ = c.nc.SetReadDeadline(time.Now().Add(d))
-	c.deadline = d
+	return c.Conn.Write(b)
 }
 
-func (c *serverConn) writeResponse(res *response) error {
-	return c.write(res.marshal())
+// SetReadDeadline is Lectern's (see Read); gortsplib's are ignored.
+func (c *lecternConn) SetReadDeadline(time.Time) error { return nil }
+
+// Close stops reads and writes at once; the socket is closed by OnConnClose.
+func (c *lecternConn) Close() error {
+	if !c.opened.Load() {
+		return c.closeNow()
+	}
+	c.closing.Store(true)
+	return c.Conn.SetReadDeadline(time.Unix(1, 0))
 }
 
-// write sends b whole, or closes the connection.
-func (c *serverConn) write(b []byte) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	_ = c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
-	if _, err := c.nc.Write(b); err != nil {
-		c.close()
-		return err
+func (c *lecternConn) closeNow() error {
+	var err error
+	c.closeOne.Do(func() { err = c.Conn.Close() })
+	return err
+}
+
+// connState is what Lectern keeps about one RTSP connection.
+type connState struct {
+	s      *Server
+	nc     *lecternConn
+	log    *slog.Logger
+	remote string // client IP, the key of the failed-authentication limiter
+
+	// Touched by the connection's request goroutine only (gortsplib handles one
+	// request at a time per connection).
+	authed    map[string]bool // "session|read" / "session|publish" proven on this connection
+	badInput  error           // the request was refused as malformed
+	override  *base.Response  // Lectern's answer, replacing gortsplib's
+	method    base.Method     // of the request being handled
+	noSession bool            // it carried no Session header
+	announce  *announced      // what the last ANNOUNCE checked
+}
+
+func newConnState(s *Server, inner net.Conn) *connState {
+	host, _, _ := net.SplitHostPort(inner.RemoteAddr().String())
+	st := &connState{s: s, remote: host, authed: map[string]bool{},
+		log: s.log.With("remote", inner.RemoteAddr().String())}
+	st.nc = &lecternConn{Conn: inner, st: st}
+	return st
+}
+
+// handler is the gortsplib ServerHandler: Lectern's side of every request.
+type handler struct{ s *Server }
+
+func (h *handler) state(sc *gortsplib.ServerConn) *connState {
+	if c, ok := sc.NetConn().(*lecternConn); ok {
+		return c.st
 	}
 	return nil
 }
 
-// handle answers one request. One function per method.
-func (c *serverConn) handle(req *request) reply {
-	switch cseq := req.header.get("CSeq"); {
-	case cseq == "":
-		return reply{res: &response{status: statusBadRequest, reason: "Bad Request: missing CSeq"}, close: true}
-	case !validCSeq(cseq):
-		return reply{res: &response{status: statusBadRequest, reason: "Bad Request: CSeq must be a number"}, close: true}
+// OnConnOpen implements gortsplib.ServerHandlerOnConnOpen.
+func (h *handler) OnConnOpen(ctx *gortsplib.ServerHandlerOnConnOpenCtx) {
+	st := h.state(ctx.Conn)
+	if st == nil {
+		return
 	}
-	if id := req.header.get("Session"); id != "" && req.method != "OPTIONS" && req.method != "GET_PARAMETER" {
-		id, _, _ = strings.Cut(id, ";")
-		if c.sess == nil || c.sess.id != strings.TrimSpace(id) {
-			return errorReply(req, fmt.Errorf("%w: unknown RTSP session on this connection", errSessionNotFound))
+	st.nc.opened.Store(true)
+	h.s.mu.Lock()
+	h.s.conns[ctx.Conn] = st
+	h.s.mu.Unlock()
+	st.log.Debug("rtsp connection opened")
+}
+
+// OnConnClose implements gortsplib.ServerHandlerOnConnClose: bad input is answered
+// (when gortsplib's parser refused it) and logged without credentials; then the
+// socket is closed.
+func (h *handler) OnConnClose(ctx *gortsplib.ServerHandlerOnConnCloseCtx) {
+	st := h.state(ctx.Conn)
+	if st == nil {
+		return
+	}
+	h.s.mu.Lock()
+	delete(h.s.conns, ctx.Conn)
+	h.s.mu.Unlock()
+	switch {
+	case st.badInput != nil: // answered 400 by gortsplib already
+		st.log.Info("rtsp: closing connection after bad input", "err", redactLine(st.badInput.Error()))
+	case h.s.ctx.Err() == nil && isParseError(ctx.Error):
+		st.log.Info("rtsp: closing connection after bad input", "err", redactLine(ctx.Error.Error()))
+		if _, isTLS := st.nc.Conn.(*tls.Conn); !isTLS {
+			msg := "Bad Request: malformed RTSP message: " + truncate(redactLine(ctx.Error.Error()), 200)
+			msg = strings.Map(func(r rune) rune {
+				if isCtl(r) {
+					return ' '
+				}
+				return r
+			}, msg)
+			_ = st.nc.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+			_, _ = st.nc.Conn.Write([]byte("RTSP/1.0 400 " + msg + "\r\nServer: Lectern\r\n\r\n"))
+		}
+	default:
+		logEnd(st.log, ctx.Error)
+	}
+	_ = st.nc.closeNow()
+}
+
+// isParseError reports whether err is gortsplib's parser refusing the input (or
+// the client stalling mid-request, which its parser reports alike), not I/O ending
+// or one of its protocol errors (which it answered itself).
+func isParseError(err error) bool {
+	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
+		return false
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return false
+	}
+	return !strings.HasSuffix(reflect.TypeOf(err).PkgPath(), "/liberrors") && err.Error() != "terminated"
+}
+
+func logEnd(log *slog.Logger, err error) {
+	var ne net.Error
+	var term liberrors.ErrServerTerminated
+	switch {
+	case err == nil, errors.As(err, &term), errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+		log.Debug("rtsp connection closed")
+	case errors.As(err, &ne) && ne.Timeout():
+		log.Info("rtsp connection timed out", "err", err)
+	default:
+		log.Info("rtsp connection ended", "err", redactLine(err.Error()))
+	}
+}
+
+// OnRequest implements gortsplib.ServerHandlerOnRequest. It refuses what could
+// reach the response's header (a CSeq that is not a number, control characters) and
+// what is not RTSP (header names with spaces): without a CSeq, gortsplib answers 400
+// and closes the connection. It also checks an ANNOUNCE whole, so its refusals say
+// why whatever gortsplib thinks of the SDP.
+func (h *handler) OnRequest(sc *gortsplib.ServerConn, req *base.Request) {
+	st := h.state(sc)
+	if st == nil {
+		return
+	}
+	st.override, st.method = nil, req.Method
+	_, hasSession := req.Header["Session"]
+	st.noSession = !hasSession
+	if err := validateRequest(req); err != nil {
+		st.badInput = err
+		delete(req.Header, "CSeq")
+		return
+	}
+	switch req.Method {
+	case base.Announce:
+		st.announce = nil
+		a, err := h.checkAnnounce(sc, st, req)
+		if err != nil {
+			st.override = errorResponse(err)
+			return
+		}
+		st.announce = a
+	case base.Teardown:
+		// A publisher's publication ends now, before the response (gortsplib closes
+		// the session after it).
+		if ps, ok := sessionData(sc.Session()).(*pubSession); ok && ps.lease != nil {
+			ps.teardown.Store(true)
+			ps.lease.End()
 		}
 	}
-	switch req.method {
-	case "OPTIONS":
-		return reply{res: &response{status: statusOK, fields: [][2]string{{"Public", "OPTIONS, DESCRIBE, ANNOUNCE, SETUP, PLAY, RECORD, GET_PARAMETER, SET_PARAMETER, TEARDOWN"}}}}
-	case "DESCRIBE":
-		return c.handleDescribe(req)
-	case "ANNOUNCE":
-		return c.handleAnnounce(req)
-	case "SETUP":
-		if c.sess != nil && c.sess.record {
-			return c.handleSetupRecord(req)
+}
+
+// validateRequest checks what gortsplib's parser lets through.
+func validateRequest(req *base.Request) error {
+	for k, vs := range req.Header {
+		if k == "" || strings.IndexFunc(k, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
+			return fmt.Errorf("%w: bad header name %q", errMalformed, truncate(redactLine(k), 40))
 		}
-		return c.handleSetupPlay(req)
-	case "PLAY":
-		return c.handlePlay(req)
-	case "RECORD":
-		return c.handleRecord(req)
-	case "GET_PARAMETER", "SET_PARAMETER": // keep-alives
-		return reply{res: c.sessionResponse(statusOK)}
-	case "TEARDOWN":
-		c.endSession(true)
-		return reply{res: &response{status: statusOK}}
-	case "PAUSE":
-		return errorReply(req, fmt.Errorf("%w: PAUSE (live sessions cannot be paused)", errNotImplemented))
+		for _, v := range vs {
+			if strings.IndexFunc(v, isCtl) >= 0 {
+				return fmt.Errorf("%w: control character in header %s", errMalformed, k)
+			}
+		}
 	}
-	return errorReply(req, fmt.Errorf("%w: %s", errNotImplemented, truncate(req.method, 20)))
+	if cseq, ok := req.Header["CSeq"]; ok && (len(cseq) != 1 || !validCSeq(cseq[0])) {
+		return fmt.Errorf("%w: CSeq must be a number", errMalformed)
+	}
+	if req.URL != nil && strings.IndexFunc(req.URL.String(), isCtl) >= 0 {
+		return fmt.Errorf("%w: control character in the URL", errMalformed)
+	}
+	return nil
+}
+
+// OnResponse implements gortsplib.ServerHandlerOnResponse: Lectern's answer replaces
+// gortsplib's where Lectern has one.
+func (h *handler) OnResponse(sc *gortsplib.ServerConn, res *base.Response) {
+	st := h.state(sc)
+	if st == nil {
+		return
+	}
+	switch {
+	case st.badInput != nil:
+		res.StatusCode = base.StatusBadRequest
+		res.StatusMessage = "Bad Request: " + truncate(redactLine(st.badInput.Error()), 200)
+	case st.override != nil:
+		o := st.override
+		res.StatusCode, res.StatusMessage, res.Body = o.StatusCode, o.StatusMessage, o.Body
+		for k, v := range o.Header {
+			res.Header[k] = v
+		}
+	case res.StatusCode == base.StatusNotImplemented && st.noSession && (st.method == base.Play || st.method == base.Record):
+		res.StatusCode = base.StatusMethodNotValidInThisState
+		res.StatusMessage = "Method Not Valid in This State: " + string(st.method) + " before SETUP"
+	}
+	st.override = nil
+	res.Header["Server"] = base.HeaderValue{"Lectern"}
 }
 
 // validCSeq reports whether v is a CSeq the server may echo: 1 to 10 digits (RFC
@@ -228,31 +319,6 @@ func validCSeq(v string) bool {
 	return true
 }
 
-// sessionResponse returns a response carrying the Session header, if any.
-func (c *serverConn) sessionResponse(status int) *response {
-	res := &response{status: status}
-	if c.sess != nil && c.sess.id != "" {
-		res.add("Session", fmt.Sprintf("%s;timeout=%d", c.sess.id, int(c.s.cfg.SessionTimeout/time.Second)))
-	}
-	return res
-}
-
-// handleFrame routes an interleaved frame: a publisher's RTP to its track; RTCP and
-// frames for channels nobody set up are dropped.
-func (c *serverConn) handleFrame(ch byte, payload []byte) {
-	ss := c.sess
-	if ss == nil || !ss.recording {
-		return
-	}
-	m, ok := ss.channels[ch]
-	switch {
-	case !ok:
-		ss.untracked++
-	case m != nil:
-		m.writeRaw(payload)
-	}
-}
-
 // target is what a request URL names.
 type target struct {
 	session     string
@@ -260,25 +326,9 @@ type target struct {
 	query       url.Values
 }
 
-// urlPathQuery returns what follows the authority of an rtsp:// or rtsps:// URL.
-func urlPathQuery(raw string) (string, error) {
-	scheme, rest, ok := strings.Cut(raw, "://")
-	if !ok || !strings.EqualFold(scheme, "rtsp") && !strings.EqualFold(scheme, "rtsps") {
-		return "", fmt.Errorf("%w: the request URL is not rtsp:// or rtsps://", errBadRequest)
-	}
-	i := strings.IndexAny(rest, "/?")
-	if i < 0 {
-		return "/", nil
-	}
-	if rest[i] == '?' {
-		return "/" + rest[i:], nil
-	}
-	return rest[i:], nil
-}
-
-// parseTarget reads "/{session}[/{publication}][?query]".
-func parseTarget(pathQuery string) (target, error) {
-	path, rawQuery, _ := strings.Cut(pathQuery, "?")
+// parseTarget reads the path ("/{session}[/{publication}]") and raw query gortsplib
+// extracted from a request URL.
+func parseTarget(path, rawQuery string) (target, error) {
 	q, err := url.ParseQuery(rawQuery)
 	if err != nil {
 		return target{}, fmt.Errorf("%w: bad query", errBadRequest)
@@ -297,27 +347,27 @@ func parseTarget(pathQuery string) (target, error) {
 // check authenticates req for op ("read" or "publish") on t.session. A connection
 // that proved a token once for that session and operation need not repeat it (some
 // clients mangle the query of later URLs).
-func (c *serverConn) check(req *request, t target, op string, roles ...auth.Role) error {
+func (st *connState) check(req *base.Request, t target, op string, roles ...auth.Role) error {
 	key := t.session + "|" + op
-	tok := presentedToken(req, t.query)
-	if tok == "" && c.authed[key] {
+	tok := presentedToken(req.Header, t.query)
+	if tok == "" && st.authed[key] {
 		return nil
 	}
-	if err := c.s.authorize(c.remote.Addr().String(), tok, t.session, roles...); err != nil {
+	if err := st.s.authorize(st.remote, tok, t.session, roles...); err != nil {
 		level := slog.LevelInfo
 		if errors.Is(err, auth.ErrMissingToken) {
 			level = slog.LevelDebug // clients ask without credentials first, then answer the 401
 		}
-		c.log.Log(c.ctx, level, "rtsp authentication refused", "session", t.session, "op", op, "err", err)
+		st.log.Log(context.Background(), level, "rtsp authentication refused", "session", t.session, "op", op, "err", err)
 		return err
 	}
-	c.authed[key] = true
+	st.authed[key] = true
 	return nil
 }
 
 // resolve returns the hub session of t.
-func (c *serverConn) resolve(t target) (*sfu.Session, error) {
-	sess, err := c.s.cfg.Sessions(t.session)
+func (s *Server) resolve(t target) (*sfu.Session, error) {
+	sess, err := s.cfg.Sessions(t.session)
 	if err != nil {
 		return nil, fmt.Errorf("session %q: %w", t.session, err)
 	}
@@ -327,76 +377,63 @@ func (c *serverConn) resolve(t target) (*sfu.Session, error) {
 	return sess, nil
 }
 
-// cleanup runs when the connection ends: streams stop, a publisher's lease is
-// released (it may reconnect within the grace period).
-func (c *serverConn) cleanup() {
-	c.close()
-	c.endSession(false)
-}
-
-// endSession stops the connection's RTSP session. teardown says whether the client
-// asked (TEARDOWN: a publisher's publication ends now) or the connection went away
-// (the publication pauses for the grace period).
-func (c *serverConn) endSession(teardown bool) {
-	ss := c.sess
-	if ss == nil {
-		return
-	}
-	c.sess = nil
-	ss.stop(teardown)
-}
-
 // Internal errors mapped to RTSP status codes by statusOf.
 var (
-	errBadRequest      = errors.New("bad request")
-	errNotFound        = errors.New("not found")
-	errState           = errors.New("method not valid in this state")
-	errNotImplemented  = errors.New("not implemented")
-	errSessionNotFound = errors.New("RTSP session not found")
+	errBadRequest     = errors.New("bad request")
+	errNotFound       = errors.New("not found")
+	errState          = errors.New("method not valid in this state")
+	errNotImplemented = errors.New("not implemented")
 )
 
 // statusOf maps an error to its RTSP status code; the one place that does.
-func statusOf(err error) int {
+func statusOf(err error) base.StatusCode {
 	switch {
 	case errors.Is(err, auth.ErrMissingToken), errors.Is(err, auth.ErrInvalidToken), errors.Is(err, auth.ErrExpiredToken):
-		return statusUnauthorized
+		return base.StatusUnauthorized
 	case errors.Is(err, auth.ErrWrongSession), errors.Is(err, auth.ErrWrongRole):
-		return statusForbidden
+		return base.StatusForbidden
 	case errors.Is(err, ErrSessionNotFound), errors.Is(err, sfu.ErrSessionClosed), errors.Is(err, errNotFound):
-		return statusNotFound
-	case errors.Is(err, errSessionNotFound):
-		return statusSessionNotFound
-	case errors.Is(err, errTooLarge):
-		return statusRequestTooLarge
+		return base.StatusNotFound
 	case errors.Is(err, ErrBadSDP), errors.Is(err, errMalformed), errors.Is(err, errBadRequest):
-		return statusBadRequest
+		return base.StatusBadRequest
 	case errors.Is(err, ErrUnsupportedCodec):
-		return statusUnsupportedMedia
-	case errors.Is(err, errTransport):
-		return statusUnsupportedTransport
+		return base.StatusUnsupportedMediaType
 	case errors.Is(err, errState):
-		return statusMethodNotValidHere
+		return base.StatusMethodNotValidInThisState
 	case errors.Is(err, errNotImplemented):
-		return statusNotImplemented
+		return base.StatusNotImplemented
 	case errors.Is(err, sfu.ErrTooManySubscribers), errors.Is(err, ErrClosed), errors.Is(err, auth.ErrTooManyFailures):
-		return statusServiceUnavailable
+		return base.StatusServiceUnavailable
 	}
-	return statusInternalError
+	return base.StatusInternalServerError
 }
 
-// errorReply answers with err's status; the reason phrase and a text body say what
-// was wrong (clients such as ffmpeg print the reason phrase).
-func errorReply(req *request, err error) reply {
+// errorResponse answers with err's status; the reason phrase and a text body say
+// what was wrong (clients such as ffmpeg print the reason phrase; gortsplib's
+// client reads at most 255 bytes of it).
+func errorResponse(err error) *base.Response {
 	code := statusOf(err)
 	msg := strings.NewReplacer("\r", " ", "\n", " ").Replace(err.Error())
-	res := &response{status: code, reason: reasonPhrase(code) + ": " + truncate(msg, 300), body: []byte(msg + "\n")}
-	res.add("Content-Type", "text/plain; charset=utf-8")
-	if code == statusUnauthorized {
-		res.add("WWW-Authenticate", `Basic realm="`+realm+`"`)
+	reason := base.StatusMessages[code]
+	if reason == "" {
+		reason = "Error"
+	}
+	res := &base.Response{StatusCode: code, StatusMessage: reason + ": " + truncate(msg, 200), Body: []byte(msg + "\n"),
+		Header: base.Header{"Content-Type": base.HeaderValue{"text/plain; charset=utf-8"}}}
+	if code == base.StatusUnauthorized {
+		res.Header["WWW-Authenticate"] = base.HeaderValue{`Basic realm="` + realm + `"`}
 	}
 	var tooMany *auth.TooManyFailuresError
 	if errors.As(err, &tooMany) {
-		res.add("Retry-After", strconv.Itoa(int(max(tooMany.RetryAfter(), time.Second)/time.Second)))
+		res.Header["Retry-After"] = base.HeaderValue{strconv.Itoa(int(max(tooMany.RetryAfter(), time.Second) / time.Second))}
 	}
-	return reply{res: res, close: req == nil || code == statusBadRequest && errors.Is(err, errMalformed)}
+	return res
+}
+
+// sessionData returns the Lectern state of a gortsplib session (nil for none).
+func sessionData(ss *gortsplib.ServerSession) any {
+	if ss == nil {
+		return nil
+	}
+	return ss.UserData()
 }

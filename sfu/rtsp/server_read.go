@@ -3,9 +3,11 @@ package rtsp
 import (
 	"errors"
 	"fmt"
-	"net"
-	"strconv"
-	"strings"
+	"sync/atomic"
+
+	"github.com/bluenviron/gortsplib/v4"
+	"github.com/bluenviron/gortsplib/v4/pkg/base"
+	"github.com/bluenviron/gortsplib/v4/pkg/liberrors"
 
 	"lectern/auth"
 	"lectern/sfu"
@@ -16,12 +18,6 @@ type readTrack struct {
 	name  string
 	kind  sfu.Kind
 	codec sfu.Codec // as declared to the reader (H.264 with its parameter sets)
-}
-
-// describedOffer is what DESCRIBE told a client, kept for its SETUPs.
-type describedOffer struct {
-	session, publication string
-	tracks               []readTrack
 }
 
 // readPlan lists the tracks a reader of t gets: the trainer's camera and audio for
@@ -98,181 +94,133 @@ func probeParams(t *sfu.Track) (sps, pps []byte) {
 	return p.sps, p.pps
 }
 
-// handleDescribe answers DESCRIBE: the SDP of the tracks the URL names.
-func (c *serverConn) handleDescribe(req *request) reply {
-	pq, err := urlPathQuery(req.url)
+// readerStream resolves, authenticates and finds (or makes) the publication stream
+// a DESCRIBE or a reader's SETUP names.
+func (h *handler) readerStream(st *connState, req *base.Request, path, query string) (*pubStream, error) {
+	t, err := parseTarget(path, query)
 	if err != nil {
-		return errorReply(req, err)
+		return nil, err
 	}
-	t, err := parseTarget(pq)
+	if err := st.check(req, t, "read", auth.LiveWatchRoles()...); err != nil {
+		return nil, err
+	}
+	hub, err := h.s.resolve(t)
 	if err != nil {
-		return errorReply(req, err)
+		return nil, err
 	}
-	if err := c.check(req, t, "read", auth.LiveWatchRoles()...); err != nil {
-		return errorReply(req, err)
-	}
-	hub, err := c.resolve(t)
-	if err != nil {
-		return errorReply(req, err)
-	}
-	tracks, err := readPlan(hub, t)
-	if err != nil {
-		return errorReply(req, err)
-	}
-	base := strings.TrimSuffix(req.url, "/") + "/"
-	desc := make([]sdpTrack, len(tracks))
-	for i, tr := range tracks {
-		desc[i] = sdpTrack{codec: tr.codec, kind: tr.kind, pt: payloadTypeFor(tr.codec, i), control: base + "trackID=" + strconv.Itoa(i)}
-	}
-	c.offer = &describedOffer{session: t.session, publication: t.publication, tracks: tracks}
-	res := &response{status: statusOK, body: buildSDP("Lectern", "", desc)}
-	res.add("Content-Base", base)
-	res.add("Content-Type", "application/sdp")
-	return reply{res: res}
+	return h.s.streamFor(hub, t)
 }
 
-// splitTrackControl cuts the "/trackID=N" our SDP's control URLs end with from a
-// SETUP URL's path and query: clients put it at the end of the path, or append it
-// to the whole URL, after the query.
-func splitTrackControl(pq string) (base string, idx int) {
-	path, query, hasQuery := strings.Cut(pq, "?")
-	if p, n, ok := cutTrackID(path); ok {
-		if hasQuery {
-			return p + "?" + query, n
+// OnDescribe implements gortsplib.ServerHandlerOnDescribe: the SDP of the tracks
+// the URL names.
+func (h *handler) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	st := h.state(ctx.Conn)
+	ps, err := h.readerStream(st, ctx.Request, ctx.Path, ctx.Query)
+	if err != nil {
+		return errorResponse(err), nil, nil
+	}
+	return &base.Response{StatusCode: base.StatusOK}, ps.stream, nil
+}
+
+// readSession is the Lectern state of a reader's gortsplib session.
+type readSession struct {
+	ps         *pubStream
+	releaseSub func()
+	t          target
+	kfAt       atomic.Int64 // sfu.Nanotime of the last keyframe request for a slow reader
+	decodeLog  rateLimitedLog
+}
+
+// OnSetup implements gortsplib.ServerHandlerOnSetup, for readers and publishers.
+func (h *handler) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	st := h.state(ctx.Conn)
+	if ctx.Session.State() == gortsplib.ServerSessionStatePreRecord {
+		return h.setupRecord(ctx)
+	}
+	if ctx.Transport != gortsplib.TransportTCP && h.s.udp == nil {
+		return &base.Response{StatusCode: base.StatusUnsupportedTransport}, nil, nil
+	}
+	ps, err := h.readerStream(st, ctx.Request, ctx.Path, ctx.Query)
+	if err != nil {
+		return errorResponse(err), nil, nil
+	}
+	rs, _ := ctx.Session.UserData().(*readSession)
+	switch {
+	case rs == nil:
+		t, _ := parseTarget(ctx.Path, ctx.Query)
+		rs = &readSession{ps: ps, t: t}
+		if !ps.addReader() {
+			return errorResponse(fmt.Errorf("%w: the stream changed; DESCRIBE again", errNotFound)), nil, nil
 		}
-		return p, n
+		ctx.Session.SetUserData(rs)
+	case rs.ps != ps:
+		return errorResponse(fmt.Errorf("%w: SETUP of another stream in this session", errState)), nil, nil
 	}
-	if q, n, ok := cutTrackID(query); ok && hasQuery {
-		return path + "?" + q, n
-	}
-	return pq, -1
+	return &base.Response{StatusCode: base.StatusOK}, ps.stream, nil
 }
 
-func cutTrackID(s string) (string, int, bool) {
-	i := strings.LastIndex(s, "/trackID=")
-	if i < 0 {
-		return s, -1, false
+// OnPlay implements gortsplib.ServerHandlerOnPlay.
+func (h *handler) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
+	st := h.state(ctx.Conn)
+	rs, ok := ctx.Session.UserData().(*readSession)
+	if !ok {
+		return errorResponse(fmt.Errorf("%w: PLAY before SETUP", errState)), nil
 	}
-	n, err := strconv.Atoi(s[i+len("/trackID="):])
-	if err != nil || n < 0 {
-		return s, -1, false
-	}
-	return s[:i], n, true
-}
-
-// handleSetupPlay answers a reader's SETUP of one track.
-func (c *serverConn) handleSetupPlay(req *request) reply {
-	pq, err := urlPathQuery(req.url)
-	if err != nil {
-		return errorReply(req, err)
-	}
-	base, idx := splitTrackControl(pq)
-	t, err := parseTarget(base)
-	if err != nil {
-		return errorReply(req, err)
-	}
-	if err := c.check(req, t, "read", auth.LiveWatchRoles()...); err != nil {
-		return errorReply(req, err)
-	}
-	ss := c.sess
-	if ss != nil && (ss.playing || ss.target.session != t.session || ss.target.publication != t.publication) {
-		return errorReply(req, fmt.Errorf("%w: SETUP of another stream while this session plays or reads another one", errState))
-	}
-	hub, err := c.resolve(t)
-	if err != nil {
-		return errorReply(req, err)
-	}
-	tracks, err := c.offerFor(hub, t)
-	if err != nil {
-		return errorReply(req, err)
-	}
-	if idx < 0 && len(tracks) == 1 {
-		idx = 0
-	}
-	if idx < 0 || idx >= len(tracks) {
-		return errorReply(req, fmt.Errorf("%w: no track %d (the SDP lists %d)", errNotFound, idx, len(tracks)))
-	}
-	tr, err := c.chooseTransport(req, false)
-	if err != nil {
-		return errorReply(req, err)
-	}
-	if ss == nil {
-		ss = newConnSession(c, t, hub, false)
-		ss.offer = tracks
-		ss.readers = make([]*readerStream, len(tracks))
-		c.sess = ss
-	}
-	if ss.readers[idx] != nil {
-		return errorReply(req, fmt.Errorf("%w: track %d is set up already", errState, idx))
-	}
-	if !tr.tcp {
-		ss.anyUDP = true
-	} else if tr.interleaved[0] < 0 {
-		tr.interleaved = [2]int{2 * idx, 2*idx + 1}
-	}
-	rs := newReaderStream(c, tracks[idx], payloadTypeFor(tracks[idx].codec, idx), tr, hub.Stats())
-	ss.readers[idx] = rs
-	tr.ssrc, tr.hasSSRC = rs.ssrc, true
-	res := c.sessionResponse(statusOK)
-	res.add("Transport", tr.String())
-	return reply{res: res}
-}
-
-// offerFor returns the tracks DESCRIBE offered on this connection for t, or what it
-// would offer now (a client may SETUP without DESCRIBE).
-func (c *serverConn) offerFor(hub *sfu.Session, t target) ([]readTrack, error) {
-	if o := c.offer; o != nil && o.session == t.session && o.publication == t.publication {
-		return o.tracks, nil
-	}
-	if c.sess != nil && c.sess.offer != nil {
-		return c.sess.offer, nil
-	}
-	return readPlan(hub, t)
-}
-
-// chooseTransport picks the first transport of the client's list the server can do
-// and fills in the server's side.
-func (c *serverConn) chooseTransport(req *request, record bool) (transport, error) {
-	list, err := parseTransports(req.header.get("Transport"))
-	if err != nil {
-		return transport{}, err
-	}
-	for _, tr := range list {
-		if tr.tcp {
-			return transport{tcp: true, interleaved: tr.interleaved, record: record}, nil
+	if rs.releaseSub == nil {
+		release, err := rs.ps.hub.AddSubscriber()
+		if err != nil {
+			return errorResponse(err), nil
 		}
-		if c.s.udp != nil && tr.clientPorts[0] > 0 {
-			rtpPort, rtcpPort := c.s.udp.ports()
-			return transport{interleaved: [2]int{-1, -1}, clientPorts: tr.clientPorts, serverPorts: [2]int{rtpPort, rtcpPort}, record: record}, nil
+		rs.releaseSub = release
+	}
+	if *ctx.Session.SetuppedTransport() == gortsplib.TransportTCP {
+		st.nc.mode.Store(modePlayTCP)
+	} else {
+		st.nc.mode.Store(modeUDP)
+	}
+	rs.ps.requestKeyframes() // a reader joining mid-GOP starts at the next keyframe: make it soon
+	st.log.Info("rtsp reader playing", "session", rs.t.session, "publication", rs.t.publication,
+		"transport", ctx.Session.SetuppedTransport().String())
+	return &base.Response{StatusCode: base.StatusOK}, nil
+}
+
+// OnPause implements gortsplib.ServerHandlerOnPause.
+func (h *handler) OnPause(*gortsplib.ServerHandlerOnPauseCtx) (*base.Response, error) {
+	return errorResponse(fmt.Errorf("%w: PAUSE (live sessions cannot be paused)", errNotImplemented)), nil
+}
+
+// OnSessionClose implements gortsplib.ServerHandlerOnSessionClose: a reader leaves
+// its stream; a publisher's lease ends (TEARDOWN) or is released (the connection
+// went away: the encoder may come back within the grace period).
+func (h *handler) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
+	switch d := ctx.Session.UserData().(type) {
+	case *readSession:
+		if d.releaseSub != nil {
+			d.releaseSub()
 		}
+		d.ps.removeReader()
+	case *pubSession:
+		d.stop(ctx.Error)
 	}
-	if c.s.udp == nil {
-		return transport{}, fmt.Errorf("%w: this server takes RTP/AVP/TCP (interleaved) only", errTransport)
-	}
-	return transport{}, fmt.Errorf("%w: want RTP/AVP/TCP, or RTP/AVP with client_port", errTransport)
 }
 
-// handlePlay starts the reader's streams, after the response is written.
-func (c *serverConn) handlePlay(req *request) reply {
-	ss := c.sess
-	if ss == nil || ss.record {
-		return errorReply(req, fmt.Errorf("%w: PLAY before SETUP", errState))
+// OnStreamWriteError implements gortsplib.ServerHandlerOnStreamWriteError: a
+// reader's write queue overflowed (it is slower than the stream), so it lost
+// packets; ask the publisher for a keyframe, at most once a second per reader, so
+// its picture recovers soon.
+func (h *handler) OnStreamWriteError(ctx *gortsplib.ServerHandlerOnStreamWriteErrorCtx) {
+	rs, ok := ctx.Session.UserData().(*readSession)
+	if !ok {
+		return
 	}
-	if ss.playing {
-		return reply{res: c.sessionResponse(statusOK)}
+	var full liberrors.ErrServerWriteQueueFull
+	if !errors.As(ctx.Error, &full) {
+		return
 	}
-	release, err := ss.hub.AddSubscriber()
-	if err != nil {
-		return errorReply(req, err)
+	now := sfu.Nanotime()
+	if last := rs.kfAt.Load(); now-last < int64(1e9) || !rs.kfAt.CompareAndSwap(last, now) {
+		return
 	}
-	ss.releaseSub, ss.playing = release, true
-	res := c.sessionResponse(statusOK)
-	res.add("Range", "npt=0.000-")
-	c.log.Info("rtsp reader playing", "session", ss.target.session, "publication", ss.target.publication, "udp", ss.anyUDP)
-	return reply{res: res, after: ss.startReaders}
-}
-
-// udpDest returns the reader's UDP destination for a client port.
-func (c *serverConn) udpDest(port int) *net.UDPAddr {
-	return &net.UDPAddr{IP: c.remote.Addr().AsSlice(), Port: port}
+	rs.ps.hub.Stats().QueueDrops.Add(1)
+	rs.ps.requestKeyframes()
 }

@@ -1,209 +1,271 @@
 package rtsp
 
 import (
+	"errors"
 	"fmt"
-	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
+
+	"github.com/bluenviron/gortsplib/v4"
+	"github.com/bluenviron/gortsplib/v4/pkg/base"
+	"github.com/bluenviron/gortsplib/v4/pkg/description"
+	"github.com/bluenviron/gortsplib/v4/pkg/format"
+	"github.com/bluenviron/gortsplib/v4/pkg/liberrors"
+	gsdp "github.com/bluenviron/gortsplib/v4/pkg/sdp"
+	"github.com/pion/rtp"
 
 	"lectern/auth"
 	"lectern/sfu"
 )
 
-// handleAnnounce takes a publisher's SDP. It only checks and remembers it: nothing
-// is created in the session before RECORD, so a publisher that fails half-way
-// leaves nothing behind.
-func (c *serverConn) handleAnnounce(req *request) reply {
-	pq, err := urlPathQuery(req.url)
-	if err != nil {
-		return errorReply(req, err)
+// announced is a publisher's ANNOUNCE, checked: nothing is created in the session
+// before RECORD, so a publisher that fails half-way leaves nothing behind.
+type announced struct {
+	t       target
+	hub     *sfu.Session
+	desc    *description.Session
+	plans   []mediaPlan
+	skipped []string
+}
+
+// checkAnnounce checks a publisher's ANNOUNCE (from OnRequest, before gortsplib
+// looks at it): the URL, the trainer token, the session and what the SDP offers.
+func (h *handler) checkAnnounce(_ *gortsplib.ServerConn, st *connState, req *base.Request) (*announced, error) {
+	if req.URL == nil {
+		return nil, fmt.Errorf("%w: no URL", errBadRequest)
 	}
-	t, err := parseTarget(pq)
+	t, err := parseTarget(req.URL.Path, req.URL.RawQuery)
 	if err != nil {
-		return errorReply(req, err)
+		return nil, err
 	}
 	if t.publication != "" {
-		return errorReply(req, fmt.Errorf("%w: publish to rtsp://host/%s (the encoder becomes the session's trainer)", errNotFound, t.session))
+		return nil, fmt.Errorf("%w: publish to rtsp://host/%s (the encoder becomes the session's trainer)", errNotFound, t.session)
 	}
-	if err := c.check(req, t, "publish", auth.RoleTrainer); err != nil {
-		return errorReply(req, err)
+	if err := st.check(req, t, "publish", auth.RoleTrainer); err != nil {
+		return nil, err
 	}
-	if c.sess != nil {
-		return errorReply(req, fmt.Errorf("%w: this connection already has an RTSP session", errState))
+	if ct := req.Header["Content-Type"]; len(ct) > 0 && !strings.HasPrefix(strings.ToLower(ct[0]), "application/sdp") {
+		return nil, fmt.Errorf("%w: ANNOUNCE body is %q, want application/sdp", ErrBadSDP, truncate(ct[0], 40))
 	}
-	if ct := req.header.get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/sdp") {
-		return errorReply(req, fmt.Errorf("%w: ANNOUNCE body is %q, want application/sdp", ErrBadSDP, truncate(ct, 40)))
-	}
-	hub, err := c.resolve(t)
+	hub, err := h.s.resolve(t)
 	if err != nil {
-		return errorReply(req, err)
+		return nil, err
 	}
-	desc, err := parseSDP(req.body)
+	desc, err := unmarshalSDP(req.Body)
 	if err != nil {
-		return errorReply(req, err)
+		return nil, err
 	}
-	plans, skipped, err := planMedias(desc)
+	plans, skipped, err := planDescription(desc)
 	if err != nil {
-		c.log.Info("rtsp publisher refused", "session", t.session, "err", err)
-		return errorReply(req, err)
+		st.log.Info("rtsp publisher refused", "session", t.session, "err", err)
+		return nil, err
 	}
-	ss := newConnSession(c, t, hub, true)
-	ss.desc, ss.skipped, ss.plans = desc, skipped, map[int]mediaPlan{}
-	for _, p := range plans {
-		ss.plans[p.index] = p
-	}
-	c.sess = ss
-	if len(skipped) > 0 {
-		c.log.Info("rtsp publisher: media not forwarded", "session", t.session, "skipped", skipped)
-	}
-	return reply{res: c.sessionResponse(statusOK)}
+	return &announced{t: t, hub: hub, desc: desc, plans: plans, skipped: skipped}, nil
 }
 
-// matchControl returns the index of the announced media section a SETUP URL names.
-func (ss *connSession) matchControl(pq string) int {
-	path, _, _ := strings.Cut(pq, "?")
-	for i, m := range ss.desc.medias {
-		ctl := m.control
-		switch {
-		case ctl == "" || ctl == "*":
-			if len(ss.desc.medias) == 1 {
-				return i
-			}
-		case strings.Contains(ctl, "://"):
-			cpq, err := urlPathQuery(ctl)
-			cpath, _, _ := strings.Cut(cpq, "?")
-			if err == nil && (cpq == pq || cpath == path) {
-				return i
-			}
-		default:
-			if strings.HasSuffix(pq, "/"+ctl) || strings.HasSuffix(path, "/"+ctl) {
-				return i
-			}
+// unmarshalSDP parses a session description with gortsplib. The error wraps
+// ErrBadSDP.
+func unmarshalSDP(body []byte) (*description.Session, error) {
+	var sd gsdp.SessionDescription
+	if err := sd.Unmarshal(body); err != nil {
+		if !strings.Contains(string(body), "m=") {
+			return nil, fmt.Errorf("%w: no media sections", ErrBadSDP)
 		}
+		return nil, fmt.Errorf("%w: %v", ErrBadSDP, err)
 	}
-	return -1
+	var desc description.Session
+	if err := desc.Unmarshal(&sd); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadSDP, err)
+	}
+	if len(desc.Medias) == 0 {
+		return nil, fmt.Errorf("%w: no media sections", ErrBadSDP)
+	}
+	return &desc, nil
 }
 
-// handleSetupRecord answers a publisher's SETUP of one announced media section. A
-// section Lectern does not forward may be set up too (the encoder insists on
-// sending it): its packets are dropped.
-func (c *serverConn) handleSetupRecord(req *request) reply {
-	ss := c.sess
-	if ss.recording {
-		return errorReply(req, fmt.Errorf("%w: SETUP while recording", errState))
+// OnAnnounce implements gortsplib.ServerHandlerOnAnnounce.
+func (h *handler) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.Response, error) {
+	st := h.state(ctx.Conn)
+	a := st.announce
+	if a == nil { // refused in OnRequest; OnResponse says why
+		return &base.Response{StatusCode: base.StatusBadRequest}, nil
 	}
-	pq, err := urlPathQuery(req.url)
-	if err != nil {
-		return errorReply(req, err)
+	st.announce = nil
+	ctx.Session.SetUserData(&pubSession{a: a, log: st.log, conn: st})
+	if len(a.skipped) > 0 {
+		st.log.Info("rtsp publisher: media not forwarded", "session", a.t.session, "skipped", a.skipped)
 	}
-	idx := ss.matchControl(pq)
-	if idx < 0 {
-		return errorReply(req, fmt.Errorf("%w: no announced media section has that control URL", errNotFound))
-	}
-	if _, ok := ss.setup[idx]; ok {
-		return errorReply(req, fmt.Errorf("%w: media section %d is set up already", errState, idx))
-	}
-	tr, err := c.chooseTransport(req, true)
-	if err != nil {
-		return errorReply(req, err)
-	}
-	if tr.tcp {
-		if tr.interleaved[0] < 0 {
-			tr.interleaved = [2]int{2 * idx, 2*idx + 1}
-		}
-		for _, other := range ss.setup {
-			if other.tcp && (other.interleaved[0] == tr.interleaved[0] || other.interleaved[1] == tr.interleaved[0]) {
-				return errorReply(req, fmt.Errorf("%w: interleaved channel %d is taken", errTransport, tr.interleaved[0]))
-			}
-		}
-	} else {
-		ss.anyUDP = true
-	}
-	ss.setup[idx] = tr
-	res := c.sessionResponse(statusOK)
-	res.add("Transport", tr.String())
-	return reply{res: res}
+	return &base.Response{StatusCode: base.StatusOK}, nil
 }
 
-// handleRecord makes the publisher the session's trainer: it claims the
-// publication (replacing a previous source) and creates or continues its tracks.
-func (c *serverConn) handleRecord(req *request) reply {
-	ss := c.sess
-	if ss == nil || !ss.record || ss.recording {
-		return errorReply(req, fmt.Errorf("%w: RECORD before ANNOUNCE and SETUP", errState))
+// setupRecord answers a publisher's SETUP of one announced media section; gortsplib
+// matches the URL to the section. A section Lectern does not forward may be set up
+// too (the encoder insists on sending it): its packets are dropped.
+func (h *handler) setupRecord(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	if _, ok := ctx.Session.UserData().(*pubSession); !ok {
+		return errorResponse(fmt.Errorf("%w: SETUP before ANNOUNCE", errState)), nil, nil
 	}
-	var idxs []int
-	for idx := range ss.setup {
-		if _, ok := ss.plans[idx]; ok {
-			idxs = append(idxs, idx)
+	if ctx.Transport != gortsplib.TransportTCP && h.s.udp == nil {
+		return &base.Response{StatusCode: base.StatusUnsupportedTransport}, nil, nil
+	}
+	return &base.Response{StatusCode: base.StatusOK}, nil, nil
+}
+
+// pubSession is the Lectern state of a publisher's gortsplib session.
+type pubSession struct {
+	a         *announced
+	log       interface{ Info(string, ...any) }
+	conn      *connState
+	lease     *sfu.Lease
+	media     []*ingestMedia
+	teardown  atomic.Bool // TEARDOWN ended the publication (see OnRequest)
+	decodeLog rateLimitedLog
+}
+
+// OnRecord implements gortsplib.ServerHandlerOnRecord: the publisher becomes the
+// session's trainer: it claims the publication (replacing a previous source) and
+// creates or continues its tracks.
+func (h *handler) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.Response, error) {
+	ps, ok := ctx.Session.UserData().(*pubSession)
+	if !ok || ps.lease != nil {
+		return errorResponse(fmt.Errorf("%w: RECORD before ANNOUNCE and SETUP", errState)), nil
+	}
+	setup := map[*description.Media]bool{}
+	for _, m := range ctx.Session.SetuppedMedias() {
+		setup[m] = true
+	}
+	desc := ctx.Session.AnnouncedDescription() // gortsplib's parse of the same SDP: same medias, in order
+	var plans []mediaPlan
+	for _, p := range ps.a.plans {
+		if p.index < len(desc.Medias) && setup[desc.Medias[p.index]] {
+			plans = append(plans, p)
 		}
 	}
-	if len(idxs) == 0 {
-		return errorReply(req, fmt.Errorf("%w: none of the media set up is forwarded (%s)", ErrUnsupportedCodec, strings.Join(ss.skipped, "; ")))
+	if len(plans) == 0 {
+		return errorResponse(fmt.Errorf("%w: none of the media set up is forwarded (%s)", ErrUnsupportedCodec, strings.Join(ps.a.skipped, "; "))), nil
 	}
-	slices.Sort(idxs)
-	lease, err := ss.hub.Claim(sfu.TrainerPublication, c.close)
+	session := ctx.Session
+	lease, err := ps.a.hub.Claim(sfu.TrainerPublication, session.Close)
 	if err != nil {
-		return errorReply(req, err)
+		return errorResponse(err), nil
 	}
-	for _, idx := range idxs {
-		plan := ss.plans[idx]
+	for _, plan := range plans {
 		track, err := lease.Track(plan.local, plan.kind, plan.codec, nil)
 		if err != nil {
 			lease.Release()
-			return errorReply(req, err)
+			return errorResponse(err), nil
 		}
-		m := newIngestMedia(plan, track, c.close)
-		ss.media = append(ss.media, m)
-		tr := ss.setup[idx]
-		if tr.tcp {
-			ss.channels[byte(tr.interleaved[0])] = m
-		} else {
-			from := netip.AddrPortFrom(c.remote.Addr(), uint16(tr.clientPorts[0]))
-			ss.udpUnreg = append(ss.udpUnreg, c.s.udp.register(from, m))
-		}
-	}
-	for idx, tr := range ss.setup { // set up but not forwarded, and RTCP: dropped quietly
-		if tr.tcp {
-			if _, ok := ss.plans[idx]; !ok {
-				ss.channels[byte(tr.interleaved[0])] = nil
+		m := newIngestMedia(plan, track, session.Close)
+		ps.media = append(ps.media, m)
+		medi := desc.Medias[plan.index]
+		for _, forma := range medi.Formats {
+			if forma.PayloadType() == plan.pt {
+				session.OnPacketRTP(medi, forma, func(pkt *rtp.Packet) { m.write(pkt) })
 			}
-			ss.channels[byte(tr.interleaved[1])] = nil
 		}
 	}
-	ss.lease, ss.recording = lease, true
-	if ss.anyUDP {
-		ss.wg.Add(1)
-		go func() {
-			defer ss.wg.Done()
-			ss.watchUDP()
-		}()
+	ps.lease = lease
+	if *session.SetuppedTransport() != gortsplib.TransportTCP {
+		ps.conn.nc.mode.Store(modeUDP)
 	}
-	c.log.Info("rtsp publisher recording", "session", ss.target.session, "tracks", len(ss.media), "udp", ss.anyUDP)
-	return reply{res: c.sessionResponse(statusOK)}
+	ps.log.Info("rtsp publisher recording", "session", ps.a.t.session, "tracks", len(ps.media),
+		"transport", session.SetuppedTransport().String())
+	return &base.Response{StatusCode: base.StatusOK}, nil
 }
 
-// watchUDP closes the connection of a UDP publisher whose media stopped: its TCP
-// connection may stay silent, so the media is its sign of life.
-func (ss *connSession) watchUDP() {
-	timeout := int64(ss.c.s.cfg.ReadTimeout)
-	tick := time.NewTicker(ss.c.s.cfg.ReadTimeout / 4)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ss.ctx.Done():
-			return
-		case <-tick.C:
-		}
-		var last int64
-		for _, m := range ss.media {
-			last = max(last, m.last.Load())
-		}
-		if sfu.Nanotime()-last > timeout {
-			ss.c.log.Info("rtsp publisher sent no media; closing", "session", ss.target.session, "timeout", ss.c.s.cfg.ReadTimeout)
-			ss.c.close()
-			return
-		}
+// stop ends the publisher's part: TEARDOWN ended the publication already; otherwise
+// the connection went away (or its media stopped) and the publication pauses for
+// the grace period, so the encoder may reconnect.
+func (ps *pubSession) stop(err error) {
+	if ps.lease == nil {
+		return
 	}
+	var torn liberrors.ErrServerSessionTornDown
+	teardown := ps.teardown.Load() || errors.As(err, &torn)
+	if teardown {
+		ps.lease.End()
+	} else {
+		ps.lease.Release()
+	}
+	ps.log.Info("rtsp publisher stopped", "session", ps.a.t.session, "teardown", teardown)
+}
+
+// planDescription decides which media of a gortsplib description Lectern forwards
+// (see planMedias, whose rules it applies).
+func planDescription(desc *description.Session) (plans []mediaPlan, skipped []string, err error) {
+	d := &sdpDesc{}
+	for _, m := range desc.Medias {
+		sm := sdpMedia{typ: string(m.Type), control: m.Control, rtpmap: map[string]string{}, fmtp: map[string]string{}}
+		for _, f := range m.Formats {
+			pt := fmt.Sprint(f.PayloadType())
+			sm.formats = append(sm.formats, pt)
+			if rm := f.RTPMap(); rm != "" {
+				sm.rtpmap[pt] = rm
+			}
+			if fm := fmtpString(f); fm != "" {
+				sm.fmtp[pt] = fm
+			}
+		}
+		d.medias = append(d.medias, sm)
+	}
+	return planMedias(d)
+}
+
+// fmtpString returns a format's fmtp parameters as an SDP fmtp value.
+func fmtpString(f format.Format) string {
+	m := f.FMTP()
+	if len(m) == 0 {
+		return ""
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + m[k]
+	}
+	return strings.Join(parts, ";")
+}
+
+// OnDecodeError implements gortsplib.ServerHandlerOnDecodeError: packets a peer
+// sends that gortsplib cannot take (an unknown payload type, a short RTCP packet)
+// are counted and logged at most once a second per session, never per packet.
+func (h *handler) OnDecodeError(ctx *gortsplib.ServerHandlerOnDecodeErrorCtx) {
+	var lim *rateLimitedLog
+	switch d := ctx.Session.UserData().(type) {
+	case *pubSession:
+		lim = &d.decodeLog
+	case *readSession:
+		lim = &d.decodeLog
+	default:
+		return
+	}
+	if n, ok := lim.tick(); ok {
+		h.s.log.Debug("rtsp: undecodable packets", "err", ctx.Error, "count", n)
+	}
+}
+
+// OnPacketsLost implements gortsplib.ServerHandlerOnPacketsLost (a publisher's
+// sequence gaps): the tracks count losses themselves, so nothing to do but keep
+// gortsplib from logging each one.
+func (h *handler) OnPacketsLost(*gortsplib.ServerHandlerOnPacketsLostCtx) {}
+
+// rateLimitedLog lets one log line through per second and counts the others.
+type rateLimitedLog struct {
+	at    atomic.Int64
+	count atomic.Uint64
+}
+
+func (l *rateLimitedLog) tick() (uint64, bool) {
+	n := l.count.Add(1)
+	now := sfu.Nanotime()
+	last := l.at.Load()
+	if now-last < int64(time.Second) || !l.at.CompareAndSwap(last, now) {
+		return n, false
+	}
+	return n, true
 }

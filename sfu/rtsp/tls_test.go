@@ -1,6 +1,7 @@
 package rtsp
 
 import (
+	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -80,10 +81,10 @@ func TestRTSPS(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c := &rawClient{t: t, nc: nc, br: newBufReader(nc)}
+		c := &rawClient{t: t, nc: nc, br: bufio.NewReader(nc)}
 		defer nc.Close()
 		res := c.do("SETUP", url+"/trackID=0", [][2]string{{"Transport", "RTP/AVP;unicast;client_port=5000-5001"}}, "")
-		if res.status != statusUnsupportedTransport {
+		if res.status != 461 {
 			t.Fatalf("UDP SETUP over RTSPS: %d %s", res.status, res.reason)
 		}
 	})
