@@ -10,8 +10,20 @@
 // for reading (DESCRIBE, SETUP, PLAY) over TCP-interleaved or UDP transport, and
 // accepts publishing (ANNOUNCE, SETUP, RECORD) to rtsp://host:8554/{session} with a
 // trainer token, which makes the encoder the session's trainer publication. Tokens
-// are Lectern's signed tokens, given as the Basic password (any user name) or as a
-// token query parameter.
+// are Lectern's signed tokens (or device access codes), given as the Basic password
+// (any user name), as a Bearer token or as a token query parameter.
+//
+// The protocol is gortsplib's (github.com/bluenviron/gortsplib/v4 v4.16.2, the last
+// real v4 release): its Server parses and answers requests, negotiates transports,
+// keeps RTSP sessions and sends RTCP sender reports. Lectern's handler does the rest:
+// authentication (with the failed-authentication limiter shared with HTTP), the URL
+// mapping, the learner policy, the trainer lease (TEARDOWN ends the publication, a
+// lost connection releases it for the grace period), and one gortsplib ServerStream
+// per (session, publication) URL, shared by its readers and fed from sfu queues
+// (video dropped until the next keyframe when the feed falls behind; a reader whose
+// own write queue overflows gets a keyframe request). A connection wrapper keeps
+// Lectern's read deadlines and answers malformed requests with a 400, logged without
+// credentials.
 //
 // [Sources] pulls IP cameras and encoders (DESCRIBE, SETUP, PLAY over TCP) into a
 // session as the trainer or a site publication and reconnects with backoff when they
@@ -24,7 +36,4 @@
 // before [sfu.Track.WriteRTP], so every consumer benefits. Opus, G.711 and AAC pass
 // through (AAC with its AudioSpecificConfig in the codec's fmtp); H.265 and other
 // video codecs are refused with a reason.
-//
-// The protocol code is Lectern's own: the gortsplib module that go.mod names
-// (v4.16.3) is a deprecation stub without code.
 package rtsp
