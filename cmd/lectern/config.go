@@ -366,6 +366,11 @@ func (c *config) check() []error {
 		c.PublicURL = urlForListenAddr(c.HTTPAddr)
 	}
 	errs = append(errs, c.checkRTSPSources()...)
+	if p := c.RTSPUDPRTPPort; p > 0 && (p%2 != 0 || c.RTSPUDPRTCPPort != p+1) {
+		// gortsplib's server takes the pair RFC 3550 §11 suggests, as many clients assume.
+		errs = append(errs, fmt.Errorf("%s: %d and %s: %d: want an even RTP port and the next one for RTCP",
+			settingName("rtsp-udp-rtp-port"), p, settingName("rtsp-udp-rtcp-port"), c.RTSPUDPRTCPPort))
+	}
 	return append(errs, c.checkStorage()...)
 }
 
