@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -371,15 +372,9 @@ func (p *replays) playlist(w http.ResponseWriter, r *http.Request, key string) {
 		p.fail(w, r, err)
 		return
 	}
-	body = withToken(body, token)
-	h := w.Header()
-	h.Set("Content-Type", info.ContentType)
-	h.Set("Cache-Control", "no-cache")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(http.StatusOK)
-	if r.Method != http.MethodHead {
-		_, _ = w.Write(body)
-	}
+	w.Header().Set("Content-Type", info.ContentType)
+	w.Header().Set("Cache-Control", "no-cache")
+	p.serveContent(w, r, info.ModTime, bytes.NewReader(withToken(body, token)))
 }
 
 // withToken appends ?token= to every URI of an HLS playlist.

@@ -535,6 +535,14 @@ func TestReplayConditionalsAndSpans(t *testing.T) {
 		})
 	}
 
+	// A playlist rewritten with the request's token is a representation too.
+	pl := cacheRecs[0] + "/index.m3u8?token=" + testAdmin
+	plWhole := f.get(f.uncached, "GET", pl)
+	plPart := f.get(f.uncached, "GET", pl, "Range", "bytes=0-6")
+	if plWhole.status != 200 || !strings.Contains(string(plWhole.body), "init.mp4?token=") || plPart.status != 206 || string(plPart.body) != "#EXTM3U" {
+		t.Errorf("playlist with a token: %d %q, range %d %q", plWhole.status, plWhole.body, plPart.status, plPart.body)
+	}
+
 	rec, d, id := newDownloadFixture(t, 3, 100_000)
 	logged := &keyLog{testStore: d}
 	_, base := replayServer(t, &ReplayConfig{Recorder: rec, Store: logged})
