@@ -233,9 +233,6 @@ func (c *contentWriter) Write(b []byte) (int, error) {
 // buffer rather than a fresh 32 KiB one per response.
 func (c *contentWriter) ReadFrom(src io.Reader) (int64, error) { return copyBig(c, src) }
 
-// Unwrap lets http.ResponseController reach the connection.
-func (c *contentWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
-
 // sendLength is the length of the body ServeContent sends: it sets
 // Content-Length before it seeks to the range and copies it.
 func (c *contentWriter) sendLength() int64 {
