@@ -1,286 +1,212 @@
 package rtsp
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
-	"strconv"
-	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/bluenviron/gortsplib/v4"
+	"github.com/bluenviron/gortsplib/v4/pkg/base"
+	"github.com/bluenviron/gortsplib/v4/pkg/headers"
+	"github.com/bluenviron/gortsplib/v4/pkg/liberrors"
 )
 
-// rtspClient is the small RTSP client a pull source uses to play a camera: OPTIONS,
-// DESCRIBE, SETUP with interleaved TCP transport (it passes NAT and firewalls, and
-// cameras all offer it), PLAY, then reading frames with keep-alives. It is used by
-// one goroutine; close may be called from any.
+// A pull source plays its camera with gortsplib.Client: OPTIONS, DESCRIBE, SETUP over
+// UDP with the fallback to TCP (interleaved) when the camera refuses UDP or nothing
+// arrives, PLAY, keep-alives as the camera's session timeout requires, and RTCP
+// receiver reports over UDP. What stays ours is where it may connect and what it
+// tells the camera and the API:
 //
-// Errors never contain the camera URL: it may hold credentials.
-type rtspClient struct {
-	wmu     sync.Mutex // guards writes and the fields send uses
-	nc      net.Conn
-	br      *bufio.Reader
-	uri     string // the camera URL without user information: what requests name
-	auth    clientAuth
-	cseq    int
-	session string
-	timeout time.Duration
+//   - the only address dialled is the one the source URL names, checked against the
+//     allow-list after name resolution, at every dial (the library dials again
+//     when it falls back to TCP);
+//   - redirects are not followed: the camera's Location header is dropped before
+//     the library sees it, so a 3xx answer is an error (credentials go only to the
+//     host the URL names, and only in answer to its 401);
+//   - UDP media go only to the camera's own address: a Transport "source=" naming
+//     another one is dropped (it would make the server send RTCP wherever a peer
+//     says);
+//   - a peer that does not answer "RTSP/" is cut at once (an HTTP server, say);
+//   - errors name the request and the status, never the peer's text nor the URL.
 
-	keepaliveMethod string
-	keepaliveEvery  time.Duration
-	lastKeepalive   time.Time
-	frameBuf        []byte
-}
-
-// errCamera wraps what a camera answered with an error status.
-var errCamera = errors.New("camera refused")
-
-// errNoTCP: the camera answered SETUP without RTP over TCP.
-var errNoTCP = fmt.Errorf("%w SETUP: the camera does not offer RTP over TCP", errCamera)
-
-// statusError is a camera's answer with an error status. Redirects (3xx) are not
-// followed: credentials go only to the host the source URL names.
+// statusError is a camera's answer with an error status to method. The reason
+// phrase, the peer's text, is not kept: errors reach the API as a source's last
+// error (see sourceErrorText).
 type statusError struct {
 	method string
 	status int
 }
 
 func (e *statusError) Error() string {
-	return fmt.Sprintf("%v %s: status %d", errCamera, e.method, e.status)
+	return fmt.Sprintf("camera refused %s: status %d", e.method, e.status)
 }
 
-func (e *statusError) Unwrap() error { return errCamera }
+// errNotRTSP: the peer's first bytes are not an RTSP response.
+var errNotRTSP = errors.New("the peer does not speak RTSP")
 
-// dialClient connects to the camera named by u (rtsp:// or rtsps://), if allow
-// admits the address its host resolves to.
-func dialClient(ctx context.Context, u *url.URL, allow *Destinations, tlsConf *tls.Config, timeout time.Duration) (*rtspClient, error) {
-	host := u.Host
-	if u.Port() == "" {
-		port := "554"
+// errOtherHost: the client was about to dial another address than the source URL's,
+// which only a redirect would make it do.
+var errOtherHost = fmt.Errorf("%w: only the host the source URL names is dialled (redirects are not followed)", ErrDestinationRefused)
+
+// requestError gives err, returned by the client's method call, the request's name
+// when the camera answered with an error status.
+func requestError(method string, err error) error {
+	var bad liberrors.ErrClientBadStatusCode
+	if errors.As(err, &bad) {
+		return &statusError{method: method, status: int(bad.Code)}
+	}
+	return fmt.Errorf("%s: %w", method, err)
+}
+
+// cameraLink is what one connection attempt of a source knows about its camera,
+// for the client's hooks.
+type cameraLink struct {
+	ctx   context.Context // the source's: once done, writes get a short deadline
+	addr  string          // host:port the source URL names: the only one dialled
+	host  string          // the URL host, as the allow-list sees it
+	allow *Destinations
+	sniff bool                       // check that the peer answers "RTSP/" (not under TLS: it sees ciphertext)
+	peer  atomic.Pointer[netip.Addr] // the address dialled last
+	log   *slog.Logger
+
+	lost, decodeErrors atomic.Uint64
+}
+
+// newCameraClient returns a client (not started) for one connection attempt to the
+// camera at u. transport nil lets the client try UDP first, then TCP.
+func newCameraClient(ctx context.Context, u *url.URL, cfg SourcesConfig, transport *gortsplib.Transport, log *slog.Logger) (*gortsplib.Client, *cameraLink) {
+	port := u.Port()
+	if port == "" {
+		port = "554"
 		if u.Scheme == "rtsps" {
 			port = "322"
 		}
-		host = net.JoinHostPort(u.Hostname(), port)
 	}
-	d := net.Dialer{Timeout: timeout, Control: allow.control(u.Hostname())}
-	nc, err := d.DialContext(ctx, "tcp", host)
+	link := &cameraLink{ctx: ctx, addr: net.JoinHostPort(u.Hostname(), port), host: u.Hostname(),
+		allow: cfg.Allow, sniff: u.Scheme == "rtsp", log: log}
+	var tlsConf *tls.Config
+	if u.Scheme == "rtsps" {
+		// A copy per client: the library writes ServerName into it.
+		tlsConf = &tls.Config{MinVersion: tls.VersionTLS12}
+		if cfg.TLSConfig != nil {
+			tlsConf = cfg.TLSConfig.Clone()
+		}
+	}
+	c := &gortsplib.Client{
+		Scheme:       u.Scheme,
+		Host:         u.Host,
+		ReadTimeout:  cfg.Timeout,
+		WriteTimeout: cfg.Timeout,
+		TLSConfig:    tlsConf,
+		Transport:    transport,
+		UserAgent:    "Lectern",
+		DialContext:  link.dial,
+		OnResponse:   link.sanitize,
+		OnTransportSwitch: func(err error) {
+			log.Info("rtsp source: switching to RTP over TCP", "reason", err)
+		},
+		// Per-packet events are counted, not logged: connect logs the totals.
+		OnPacketsLost: func(n uint64) { link.lost.Add(n) },
+		OnDecodeError: func(error) { link.decodeErrors.Add(1) },
+	}
+	return c, link
+}
+
+// dial connects to the camera, if address is the URL's and the allow-list admits
+// the address it resolves to.
+func (l *cameraLink) dial(ctx context.Context, network, address string) (net.Conn, error) {
+	if address != l.addr {
+		return nil, errOtherHost
+	}
+	d := net.Dialer{Control: l.allow.control(l.host)}
+	nc, err := d.DialContext(ctx, network, address)
 	if err != nil {
 		return nil, err
 	}
-	if u.Scheme == "rtsps" {
-		conf := &tls.Config{MinVersion: tls.VersionTLS12}
-		if tlsConf != nil {
-			conf = tlsConf.Clone()
-		}
-		if conf.ServerName == "" {
-			conf.ServerName = u.Hostname()
-		}
-		nc = tls.Client(nc, conf)
+	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		ip := ta.AddrPort().Addr().Unmap()
+		l.peer.Store(&ip)
 	}
-	clean := *u
-	clean.User = nil
-	c := &rtspClient{nc: nc, br: bufio.NewReaderSize(nc, maxLineLen), uri: clean.String(), timeout: timeout,
-		keepaliveMethod: "OPTIONS", keepaliveEvery: 30 * time.Second}
-	if u.User != nil {
-		c.auth.user = u.User.Username()
-		c.auth.pass, _ = u.User.Password()
-	}
-	return c, nil
+	return &cameraConn{Conn: nc, link: l, sniffing: l.sniff}, nil
 }
 
-func (c *rtspClient) close() { _ = c.nc.Close() }
-
-// send writes one request.
-func (c *rtspClient) send(method, uri string, fields [][2]string, body []byte) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.cseq++
-	all := append([][2]string{{"CSeq", strconv.Itoa(c.cseq)}, {"User-Agent", "Lectern"}}, fields...)
-	if a := c.auth.header(method, uri); a != "" {
-		all = append(all, [2]string{"Authorization", a})
+// sanitize runs on every response before the client reads it.
+func (l *cameraLink) sanitize(res *base.Response) {
+	if _, ok := res.Header["Location"]; ok {
+		// Without Location the client does not follow the redirect: the answer
+		// stays an error status.
+		delete(res.Header, "Location")
+		l.log.Info("rtsp source: the camera redirects; not followed", "status", int(res.StatusCode))
 	}
-	if c.session != "" {
-		all = append(all, [2]string{"Session", c.session})
+	v, ok := res.Header["Transport"]
+	if !ok {
+		return
 	}
-	req := &request{method: method, url: uri, body: body}
-	timeout := c.timeout
-	if method == "TEARDOWN" {
-		timeout = time.Second
+	var th headers.Transport
+	if th.Unmarshal(v) != nil || th.Source == nil {
+		return
 	}
-	_ = c.nc.SetWriteDeadline(time.Now().Add(timeout))
-	_, err := c.nc.Write(req.marshal(all))
-	return err
+	peer := l.peer.Load()
+	src, ok := netip.AddrFromSlice(*th.Source)
+	if ok && peer != nil && src.Unmap() == *peer {
+		return
+	}
+	// Without source= the client sends its UDP packets to the camera's address
+	// and accepts only packets from there (it falls back to TCP if none come).
+	th.Source = nil
+	res.Header["Transport"] = th.Marshal()
+	l.log.Info("rtsp source: the camera names another address for its media; ignored", "source", src)
 }
 
-// do sends a request and reads its response, answering one authentication challenge.
-func (c *rtspClient) do(method, uri string, fields ...[2]string) (*response, error) {
-	for attempt := 0; ; attempt++ {
-		if err := c.send(method, uri, fields, nil); err != nil {
-			return nil, err
-		}
-		res, err := c.readResponse()
-		if err != nil {
-			return nil, err
-		}
-		if res.status == statusUnauthorized && attempt == 0 && c.auth.user != "" {
-			c.wmu.Lock()
-			err := c.auth.challenge(res.header.values("WWW-Authenticate"))
-			c.wmu.Unlock()
-			if err != nil {
-				return nil, err
-			}
+// cameraConn is the camera's TCP connection as the client sees it.
+type cameraConn struct {
+	net.Conn
+	link     *cameraLink
+	sniffing bool // until "RTSP/" has been read
+	seen     int  // bytes of "RTSP/" matched
+	failed   bool
+}
+
+const rtspPrefix = "RTSP/"
+
+// Read cuts a peer whose first answer does not begin with "RTSP/": the library would
+// skip its bytes looking for one until the peer closes.
+func (c *cameraConn) Read(b []byte) (int, error) {
+	if c.failed {
+		return 0, errNotRTSP
+	}
+	n, err := c.Conn.Read(b)
+	if !c.sniffing {
+		return n, err
+	}
+	for _, ch := range b[:n] {
+		if c.seen == 0 && (ch == '\r' || ch == '\n') {
 			continue
 		}
-		if res.status != statusOK {
-			// The reason phrase is the peer's text: it stays out of errors, which
-			// reach the API as a source's last error (see sourceErrorText).
-			return nil, &statusError{method: method, status: res.status}
+		if ch != rtspPrefix[c.seen] {
+			c.failed = true
+			return 0, errNotRTSP
 		}
-		return res, nil
-	}
-}
-
-// readResponse reads the next response, skipping interleaved frames before it.
-func (c *rtspClient) readResponse() (*response, error) {
-	for {
-		_ = c.nc.SetReadDeadline(time.Now().Add(c.timeout))
-		b, err := c.br.Peek(1)
-		if err != nil {
-			return nil, err
-		}
-		if b[0] == interleavedID {
-			if _, c.frameBuf, err = readInterleaved(c.br, c.frameBuf); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		return readResponse(c.br)
-	}
-}
-
-// describe fetches and parses the camera's SDP; base is the URL its relative
-// control attributes are resolved against.
-func (c *rtspClient) describe() (desc *sdpDesc, base string, err error) {
-	if res, err := c.do("OPTIONS", c.uri); err == nil && strings.Contains(res.header.get("Public"), "GET_PARAMETER") {
-		c.keepaliveMethod = "GET_PARAMETER"
-	}
-	res, err := c.do("DESCRIBE", c.uri, [2]string{"Accept", "application/sdp"})
-	if err != nil {
-		return nil, "", err
-	}
-	desc, err = parseSDP(res.body)
-	if err != nil {
-		return nil, "", err
-	}
-	base = c.uri
-	for _, h := range []string{"Content-Base", "Content-Location"} {
-		if v := res.header.get(h); v != "" {
-			base = v
+		if c.seen++; c.seen == len(rtspPrefix) {
+			c.sniffing = false
 			break
 		}
 	}
-	if u, err := url.Parse(base); err == nil && u.User != nil {
-		u.User = nil
-		base = u.String()
-	}
-	return desc, base, nil
+	return n, err
 }
 
-// controlURL resolves a media control attribute against base the way RTSP clients
-// do (appending, also after a query, rather than RFC 3986 resolution).
-func controlURL(base, control string) string {
-	switch {
-	case strings.Contains(control, "://"):
-		return control
-	case control == "" || control == "*":
-		return base
-	case strings.HasSuffix(base, "/"):
-		return base + control
+// SetWriteDeadline shortens the deadline once the source is stopping: the goodbye
+// (TEARDOWN) to a camera that does not read must not hold up shutdown.
+func (c *cameraConn) SetWriteDeadline(t time.Time) error {
+	if c.link.ctx.Err() != nil {
+		t = time.Now().Add(time.Second)
 	}
-	return base + "/" + control
-}
-
-// setup asks for one media stream on the interleaved channels ch, ch+1 and returns
-// the RTP channel the camera chose.
-func (c *rtspClient) setup(uri string, ch int) (int, error) {
-	tr := transport{tcp: true, interleaved: [2]int{ch, ch + 1}}
-	res, err := c.do("SETUP", uri, [2]string{"Transport", tr.String()})
-	if err != nil {
-		return 0, err
-	}
-	if s := res.header.get("Session"); s != "" {
-		id, params, _ := strings.Cut(s, ";")
-		c.wmu.Lock()
-		c.session = strings.TrimSpace(id)
-		c.wmu.Unlock()
-		if _, v, ok := strings.Cut(params, "timeout="); ok {
-			if secs, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && secs > 0 {
-				c.keepaliveEvery = min(c.keepaliveEvery, time.Duration(secs)*time.Second/2)
-			}
-		}
-	}
-	if list, err := parseTransports(res.header.get("Transport")); err == nil && list[0].tcp && list[0].interleaved[0] >= 0 {
-		return list[0].interleaved[0], nil
-	}
-	if res.header.get("Transport") != "" && !strings.Contains(strings.ToUpper(res.header.get("Transport")), "TCP") {
-		return 0, errNoTCP
-	}
-	return ch, nil
-}
-
-// play starts the stream.
-func (c *rtspClient) play(uri string) error {
-	_, err := c.do("PLAY", uri, [2]string{"Range", "npt=0.000-"})
-	c.lastKeepalive = time.Now()
-	return err
-}
-
-// readFrames delivers interleaved frames to onFrame (payload valid during the call)
-// until the connection fails or the camera sends nothing for the timeout. It sends
-// keep-alives as the camera's session timeout requires.
-func (c *rtspClient) readFrames(onFrame func(ch byte, payload []byte)) error {
-	for {
-		if time.Since(c.lastKeepalive) >= c.keepaliveEvery {
-			c.lastKeepalive = time.Now()
-			if err := c.send(c.keepaliveMethod, c.uri, nil, nil); err != nil {
-				return err
-			}
-		}
-		_ = c.nc.SetReadDeadline(time.Now().Add(c.timeout))
-		b, err := c.br.Peek(1)
-		if err != nil {
-			return err
-		}
-		switch b[0] {
-		case interleavedID:
-			ch, payload, err := readInterleaved(c.br, c.frameBuf)
-			if err != nil {
-				return err
-			}
-			c.frameBuf = payload
-			onFrame(ch, payload)
-		case 'R': // the answer to a keep-alive
-			if _, err := readResponse(c.br); err != nil {
-				return err
-			}
-		default: // a request from the camera (rare): not answered
-			if _, err := readRequest(c.br); err != nil {
-				return err
-			}
-		}
-	}
-}
-
-// teardown says goodbye, best effort. It may run while another goroutine reads.
-func (c *rtspClient) teardown() {
-	c.wmu.Lock()
-	has := c.session != ""
-	c.wmu.Unlock()
-	if has {
-		_ = c.send("TEARDOWN", c.uri, nil, nil)
-	}
+	return c.Conn.SetWriteDeadline(t)
 }

@@ -10,6 +10,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bluenviron/gortsplib/v4/pkg/base"
+	"github.com/bluenviron/gortsplib/v4/pkg/description"
+	"github.com/bluenviron/gortsplib/v4/pkg/format"
+
 	"lectern/sfu"
 )
 
@@ -134,65 +138,78 @@ func (src *source) run() {
 
 // connect plays the camera once, until it drops. wasLive says whether media flowed.
 func (src *source) connect() (wasLive bool, err error) {
-	cfg := src.m.cfg
-	c, err := dialClient(src.ctx, src.u, cfg.Allow, cfg.TLSConfig, cfg.Timeout)
-	if err != nil {
-		return false, fmt.Errorf("connect: %w", err)
+	c, link := newCameraClient(src.ctx, src.u, src.m.cfg, nil, src.log)
+	if err := c.Start2(); err != nil {
+		return false, fmt.Errorf("client: %w", err)
 	}
-	// Stopping the source interrupts a blocked read: say goodbye (cameras have few
-	// session slots), then close. Wait for that before returning.
-	aborted := make(chan struct{})
-	stopAbort := context.AfterFunc(src.ctx, func() {
-		defer close(aborted)
-		c.teardown()
-		c.close()
-	})
+	// Stopping the source interrupts a blocked request or the stream: Close says
+	// goodbye (TEARDOWN: cameras have few session slots) and waits for the client's
+	// goroutines.
+	stopAbort := context.AfterFunc(src.ctx, c.Close)
 	defer func() {
-		if !stopAbort() {
-			<-aborted
+		stopAbort()
+		c.Close()
+		if lost, bad := link.lost.Load(), link.decodeErrors.Load(); lost > 0 || bad > 0 {
+			src.log.Info("rtsp source: stream quality", "packets_lost", lost, "undecodable_packets", bad)
 		}
-		c.close()
 	}()
-	desc, base, err := c.describe()
+	u, err := base.ParseURL(src.u.String())
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("%w: the URL does not parse", ErrInvalidSource)
 	}
-	plans, skipped, err := planMedias(desc)
+	desc, _, err := c.Describe(u)
+	if err != nil {
+		return false, requestError("DESCRIBE", err)
+	}
+	plans, skipped, err := planDescription(desc)
 	if err != nil {
 		return false, err
 	}
 	if len(skipped) > 0 {
 		src.log.Info("rtsp source: media not forwarded", "skipped", skipped)
 	}
-	ingest, err := src.tracks(plans, c)
+	medias := make([]*description.Media, len(plans))
+	formats := make([]format.Format, len(plans))
+	for i, plan := range plans {
+		if medias[i], formats[i] = mediaOf(desc, plan); formats[i] == nil {
+			return false, fmt.Errorf("%w: media section %d has no payload type %d", ErrBadSDP, plan.index, plan.pt)
+		}
+	}
+	ingest, err := src.tracks(plans)
 	if err != nil {
 		return false, err
 	}
-	media := map[byte]*ingestMedia{} // by interleaved RTP channel
-	for i, plan := range plans {
-		ch, err := c.setup(controlURL(base, plan.control), 2*i)
-		if err != nil {
-			return false, err
+	for i := range plans {
+		if _, err := c.Setup(desc.BaseURL, medias[i], 0, 0); err != nil {
+			return false, requestError("SETUP", err)
 		}
-		media[byte(ch)] = ingest[i]
+		c.OnPacketRTP(medias[i], formats[i], ingest[i].write)
 	}
-	aggregate := controlURL(base, desc.control)
-	if err := c.play(aggregate); err != nil {
-		return false, err
+	if _, err := c.Play(nil); err != nil {
+		return false, requestError("PLAY", err)
 	}
 	src.setState(StateLive, nil)
 	src.log.Info("rtsp source live", "tracks", len(plans))
-	err = c.readFrames(func(ch byte, payload []byte) {
-		if m := media[ch]; m != nil {
-			m.writeRaw(payload)
+	return true, fmt.Errorf("stream: %w", c.Wait())
+}
+
+// mediaOf finds the media section and format a plan is about.
+func mediaOf(desc *description.Session, plan mediaPlan) (*description.Media, format.Format) {
+	if plan.index >= len(desc.Medias) {
+		return nil, nil
+	}
+	m := desc.Medias[plan.index]
+	for _, f := range m.Formats {
+		if f.PayloadType() == plan.pt {
+			return m, f
 		}
-	})
-	return true, fmt.Errorf("stream: %w", err)
+	}
+	return m, nil
 }
 
 // tracks claims the publication on the first connection and creates or continues its
 // tracks, one per plan.
-func (src *source) tracks(plans []mediaPlan, c *rtspClient) ([]*ingestMedia, error) {
+func (src *source) tracks(plans []mediaPlan) ([]*ingestMedia, error) {
 	if src.lease == nil {
 		lease, err := src.hub.Claim(src.pub, func() { src.cancel(errReplaced) })
 		if err != nil {
@@ -209,10 +226,9 @@ func (src *source) tracks(plans []mediaPlan, c *rtspClient) ([]*ingestMedia, err
 		if err != nil {
 			return nil, err
 		}
-		media[i] = newIngestMedia(plan, track, func() {
-			src.cancel(errReplaced)
-			c.close()
-		})
+		// Cancelling the source closes its client (connect's AfterFunc); the
+		// client cannot be closed from its own callback.
+		media[i] = newIngestMedia(plan, track, func() { src.cancel(errReplaced) })
 	}
 	return media, nil
 }

@@ -12,6 +12,9 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/bluenviron/gortsplib/v4/pkg/base"
+	"github.com/bluenviron/gortsplib/v4/pkg/liberrors"
+
 	"lectern/sfu"
 )
 
@@ -30,6 +33,15 @@ func sourceErrorText(err error) string {
 		tlsHdr tls.RecordHeaderError
 		tlsAl  tls.AlertError
 		ne     net.Error
+
+		badStatus      liberrors.ErrClientBadStatusCode
+		authSetup      liberrors.ErrClientAuthSetup
+		sdpInvalid     liberrors.ErrClientSDPInvalid
+		noContentType  liberrors.ErrClientContentTypeMissing
+		badContentType liberrors.ErrClientContentTypeUnsupported
+		reqTimeout     liberrors.ErrClientRequestTimedOut
+		tcpTimeout     liberrors.ErrClientTCPTimeout
+		udpTimeout     liberrors.ErrClientUDPTimeout
 	)
 	switch {
 	case err == nil:
@@ -44,18 +56,24 @@ func sourceErrorText(err error) string {
 		return "stopped"
 	case errors.As(err, &status):
 		switch status.status {
-		case statusUnauthorized:
+		case int(base.StatusUnauthorized):
 			return fmt.Sprintf("unauthorized (%s answered 401): check the user name and password in the source URL", status.method)
-		case statusForbidden:
+		case int(base.StatusForbidden):
 			return fmt.Sprintf("forbidden (%s answered 403)", status.method)
-		case statusNotFound:
+		case int(base.StatusNotFound):
 			return fmt.Sprintf("stream not found (%s answered 404): check the path of the source URL", status.method)
 		}
 		return fmt.Sprintf("camera refused %s (status %d)", status.method, status.status)
-	case errors.Is(err, errNoTCP):
-		return "the camera does not offer RTP over TCP"
-	case errors.Is(err, errAuthScheme):
-		return "unauthorized: the camera asks for an authentication scheme Lectern does not speak (Basic and Digest MD5 are supported)"
+	case errors.As(err, &badStatus): // a request the client made on its own (a keep-alive, the switch to TCP)
+		return fmt.Sprintf("camera refused a request (status %d)", int(badStatus.Code))
+	case errors.As(err, &authSetup):
+		return "unauthorized: the camera asks for an authentication scheme Lectern does not speak (Basic and Digest are supported)"
+	case errors.Is(err, errNotRTSP):
+		return "not an RTSP server"
+	case errors.As(err, &sdpInvalid), errors.As(err, &noContentType), errors.As(err, &badContentType):
+		return "not an RTSP camera: its stream description (SDP) is unusable"
+	case errors.As(err, &reqTimeout), errors.As(err, &tcpTimeout), errors.As(err, &udpTimeout):
+		return "timeout"
 	case errors.Is(err, ErrUnsupportedCodec):
 		if strings.Contains(err.Error(), "H.265 is not supported") {
 			return "unsupported codec: H.265 is not supported; set the camera to H.264"
@@ -63,8 +81,6 @@ func sourceErrorText(err error) string {
 		return "unsupported codec: Lectern takes H.264 video with Opus, G.711 or AAC audio"
 	case errors.Is(err, ErrBadSDP):
 		return "not an RTSP camera: its stream description (SDP) is unusable"
-	case errors.Is(err, errMalformed):
-		return "not an RTSP server"
 	case errors.As(err, &dns):
 		if dns.IsNotFound {
 			return "host not found"

@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bluenviron/gortsplib/v4/pkg/base"
+	"github.com/bluenviron/gortsplib/v4/pkg/conn"
+
 	"lectern/sfu"
 )
 
@@ -73,6 +76,14 @@ func newFakePeer(t *testing.T, serve func(net.Conn)) *fakePeer {
 		p.wg.Wait()
 	})
 	return p
+}
+
+// cseqOf returns a request's CSeq, for a fake peer's answer.
+func cseqOf(req *base.Request) string {
+	if v := req.Header["CSeq"]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 func (p *fakePeer) port() string {
@@ -208,13 +219,13 @@ func TestPullSourceLastErrorVocabulary(t *testing.T) {
 		_, _ = nc.Write([]byte("HTTP/1.1 400 " + banner + "\r\nServer: " + banner + "\r\n\r\n{\"error\":\"" + banner + "\"}"))
 	})
 	rtspPeer := newFakePeer(t, func(nc net.Conn) {
-		br := bufio.NewReader(nc)
+		rc := conn.NewConn(nc)
 		for {
-			req, err := readRequest(br)
+			req, err := rc.ReadRequest()
 			if err != nil {
 				return
 			}
-			_, _ = nc.Write([]byte("RTSP/1.0 401 " + banner + "\r\nCSeq: " + req.header.get("CSeq") + "\r\nWWW-Authenticate: Basic realm=\"" + banner + "\"\r\n\r\n"))
+			_, _ = nc.Write([]byte("RTSP/1.0 401 " + banner + "\r\nCSeq: " + cseqOf(req) + "\r\nWWW-Authenticate: Basic realm=\"" + banner + "\"\r\n\r\n"))
 		}
 	})
 	silent := newFakePeer(t, func(nc net.Conn) { _, _ = io.Copy(io.Discard, nc) })
@@ -269,21 +280,24 @@ func TestPullSourceCredentialsOnlyOnChallenge(t *testing.T) {
 	var mu sync.Mutex
 	var seen []string // "METHOD auth?" per request
 	redirector := newFakePeer(t, func(nc net.Conn) {
-		br := bufio.NewReader(nc)
+		rc := conn.NewConn(nc)
 		for {
-			req, err := readRequest(br)
+			req, err := rc.ReadRequest()
 			if err != nil {
 				return
 			}
-			a := req.header.get("Authorization")
+			var a string
+			if v := req.Header["Authorization"]; len(v) > 0 {
+				a = v[0]
+			}
 			mu.Lock()
-			seen = append(seen, req.method+" "+strings.Fields(a + " -")[0])
+			seen = append(seen, string(req.Method)+" "+strings.Fields(a + " -")[0])
 			mu.Unlock()
-			cseq := "CSeq: " + req.header.get("CSeq") + "\r\n"
+			cseq := "CSeq: " + cseqOf(req) + "\r\n"
 			switch {
 			case a == "":
 				_, _ = nc.Write([]byte("RTSP/1.0 401 Unauthorized\r\n" + cseq + "WWW-Authenticate: Basic realm=\"cam\"\r\n\r\n"))
-			case req.method == "DESCRIBE":
+			case req.Method == base.Describe:
 				_, _ = nc.Write([]byte("RTSP/1.0 302 Moved\r\n" + cseq + "Location: rtsp://127.0.0.1:" + elsewhere.port() + "/cam\r\n\r\n"))
 			default:
 				_, _ = nc.Write([]byte("RTSP/1.0 200 OK\r\n" + cseq + "\r\n"))
