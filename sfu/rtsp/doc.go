@@ -25,10 +25,13 @@
 // Lectern's read deadlines and answers malformed requests with a 400, logged without
 // credentials.
 //
-// [Sources] pulls IP cameras and encoders (DESCRIBE, SETUP, PLAY over TCP) into a
-// session as the trainer or a site publication and reconnects with backoff when they
-// drop, keeping the publication and its tracks so classrooms resume on the same
-// streams.
+// [Sources] pulls IP cameras and encoders into a session as the trainer or a site
+// publication with gortsplib's Client (RTP over UDP with receiver reports, or over
+// TCP when the camera refuses UDP or nothing arrives; keep-alives as the camera's
+// session timeout asks) and reconnects with backoff when they drop, keeping the
+// publication and its tracks so classrooms resume on the same streams. Lectern
+// decides where it connects: only the URL's host, checked against the allow-list on
+// the address dialled (every dial), no redirects, UDP only to the camera's address.
 //
 // Media is never transcoded. H.264 from RTSP peers is re-fragmented so no packet
 // payload exceeds 1200 bytes (what WebRTC paths carry) and SPS/PPS are inserted
