@@ -429,3 +429,66 @@ func udpPortsOnTwoAddresses() (camRTP, camRTCP, elseRTP, elseRTCP *net.UDPConn, 
 	}
 	return camRTP, camRTCP, elseRTP, elseRTCP, nil
 }
+
+// TestPullSourceUDPSilentFallsBackToTCP: a camera that accepts RTP over UDP but
+// whose packets never arrive (a firewall in between) is played over TCP instead,
+// and the source goes on without an error.
+func TestPullSourceUDPSilentFallsBackToTCP(t *testing.T) {
+	f := newFixture(t, nil)
+	// Where the camera says it sends from: nothing is ever sent.
+	var silent []*net.UDPConn
+	for range 2 {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		silent = append(silent, c)
+	}
+	var mu sync.Mutex
+	var setups []string // the transport protocol of each SETUP
+	cam := newScriptedCamera(t, func(req *base.Request) *base.Response {
+		var th headers.Transport
+		if th.Unmarshal(req.Header["Transport"]) != nil {
+			return &base.Response{StatusCode: base.StatusBadRequest, Header: base.Header{}}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if th.Protocol == headers.TransportProtocolTCP {
+			setups = append(setups, "TCP")
+			return &base.Response{StatusCode: base.StatusOK, Header: base.Header{
+				"Transport": base.HeaderValue{"RTP/AVP/TCP;unicast;interleaved=0-1"}, "Session": base.HeaderValue{"a1"}}}
+		}
+		setups = append(setups, "UDP")
+		if th.ClientPorts == nil {
+			return &base.Response{StatusCode: base.StatusBadRequest, Header: base.Header{}}
+		}
+		return &base.Response{StatusCode: base.StatusOK, Header: base.Header{
+			"Transport": base.HeaderValue{fmt.Sprintf("RTP/AVP;unicast;client_port=%d-%d;server_port=%d-%d",
+				th.ClientPorts[0], th.ClientPorts[1], silent[0].LocalAddr().(*net.UDPAddr).Port, silent[1].LocalAddr().(*net.UDPAddr).Port)},
+			"Session": base.HeaderValue{"u1"}}}
+	}, func(ctx context.Context, writeFrame func(ch int, payload []byte) error) {
+		mu.Lock()
+		tcp := len(setups) > 0 && setups[len(setups)-1] == "TCP"
+		mu.Unlock()
+		if tcp {
+			opusFrames(ctx, writeFrame)
+		}
+	})
+	sources := NewSources(SourcesConfig{Sessions: sessionsOf(f.reg, testSession), Allow: loopbackAllowed(t),
+		BackoffMin: time.Hour, Timeout: 10 * time.Second, Logger: testLogger()})
+	defer sources.Close()
+	if _, err := sources.Add(testSession, SourceSpec{URL: cam.url(), Name: "cam", As: "site"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(f.ctx, t, "audio over TCP in the session", func() bool { return publicationPackets(f.sess, "site-cam")["audio"] > 20 })
+	mu.Lock()
+	got := strings.Join(setups, ",")
+	mu.Unlock()
+	if got != "UDP,TCP" {
+		t.Fatalf("SETUPs %s, want UDP then TCP", got)
+	}
+	if st := sourceState(sources, testSession); st.State != StateLive || st.LastError != "" {
+		t.Fatalf("source %+v", st)
+	}
+}
