@@ -306,7 +306,7 @@ func opusFrames(ctx context.Context, writeFrame func(ch int, payload []byte) err
 
 // TestPullSourceKeepAlives: a camera whose session times out after a second gets
 // keep-alives (GET_PARAMETER, which it lists in Public) while it plays, and the
-// source stays live.
+// source stays live; removing the source tears the camera's session down.
 func TestPullSourceKeepAlives(t *testing.T) {
 	f := newFixture(t, nil)
 	cam := newScriptedCamera(t, func(req *base.Request) *base.Response {
@@ -333,6 +333,11 @@ func TestPullSourceKeepAlives(t *testing.T) {
 	if n := publicationPackets(f.sess, "site-cam")["audio"]; n == 0 {
 		t.Fatal("no audio reached the session")
 	}
+	// Removing the source says goodbye: cameras have few session slots.
+	if err := sources.Remove(testSession, sourceState(sources, testSession).ID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(f.ctx, t, "a TEARDOWN at the camera", func() bool { return cam.count(base.Teardown) == 1 })
 }
 
 // TestPullSourceUDPOnlyToTheCamera: a camera's SETUP answer naming another address
