@@ -4,6 +4,8 @@ import (
 	"bytes"
 
 	"github.com/pion/rtp"
+
+	"lectern/sfu"
 )
 
 // H.264 NAL unit types (RFC 6184 §5.2, ITU-T H.264 Table 7-1).
@@ -133,14 +135,15 @@ func (b *h264Bridge) insertParams() error {
 
 // writeSTAP forwards a STAP-A, split into its NAL units when too large.
 func (b *h264Bridge) writeSTAP(p []byte, marker bool) error {
-	needParams := false
-	ok := forEachSTAP(p, func(nalu []byte) {
-		if nalu[0]&0x1f == naluIDR && !(b.auSPS && b.auPPS) {
+	needParams, n := false, 0
+	if err := sfu.WalkH264(p, func(u sfu.H264NALU) bool {
+		n++
+		if u.Data[0]&0x1f == naluIDR && !(b.auSPS && b.auPPS) {
 			needParams = true
 		}
-		b.noteParam(nalu)
-	})
-	if !ok {
+		b.noteParam(u.Data)
+		return true
+	}); err != nil {
 		b.dropped++
 		return nil
 	}
@@ -152,38 +155,14 @@ func (b *h264Bridge) writeSTAP(p []byte, marker bool) error {
 	if len(p) <= b.maxPayload {
 		return b.send(p, marker)
 	}
-	var n, i int
-	forEachSTAP(p, func([]byte) { n++ })
+	var i int
 	var err error
-	forEachSTAP(p, func(nalu []byte) {
+	_ = sfu.WalkH264(p, func(u sfu.H264NALU) bool {
 		i++
-		if err == nil {
-			err = b.writeNALU(nalu, marker && i == n)
-		}
+		err = b.writeNALU(u.Data, marker && i == n)
+		return err == nil
 	})
 	return err
-}
-
-// forEachSTAP calls fn for each NAL unit of a STAP-A payload; it reports whether the
-// payload was well formed (fn may have run for a prefix when it was not).
-func forEachSTAP(p []byte, fn func(nalu []byte)) bool {
-	rest := p[1:]
-	if len(rest) == 0 {
-		return false
-	}
-	for len(rest) > 0 {
-		if len(rest) < 3 {
-			return false
-		}
-		size := int(rest[0])<<8 | int(rest[1])
-		rest = rest[2:]
-		if size == 0 || size > len(rest) {
-			return false
-		}
-		fn(rest[:size])
-		rest = rest[size:]
-	}
-	return true
 }
 
 // writeFUA forwards an FU-A fragment, cut into smaller fragments when too large.
@@ -247,25 +226,4 @@ func (b *h264Bridge) send(payload []byte, marker bool) error {
 
 // paramsIn returns the SPS and PPS found in one H.264 RTP payload (a single NAL unit
 // or a STAP-A).
-func paramsIn(p []byte) (sps, pps []byte) {
-	if len(p) == 0 {
-		return nil, nil
-	}
-	note := func(n []byte) {
-		switch n[0] & 0x1f {
-		case naluSPS:
-			if len(n) >= 4 {
-				sps = n
-			}
-		case naluPPS:
-			pps = n
-		}
-	}
-	switch p[0] & 0x1f {
-	case naluSPS, naluPPS:
-		note(p)
-	case naluSTAPA:
-		forEachSTAP(p, note)
-	}
-	return sps, pps
-}
+func paramsIn(p []byte) (sps, pps []byte) { return sfu.H264ParameterSets(p) }

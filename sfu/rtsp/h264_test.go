@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/pion/rtp"
+
+	"lectern/sfu"
 )
 
 var (
@@ -80,7 +82,7 @@ func reassemble(out []outPkt) [][]byte {
 	for _, p := range out {
 		switch p.payload[0] & 0x1f {
 		case naluSTAPA:
-			forEachSTAP(p.payload, func(n []byte) { nalus = append(nalus, bytes.Clone(n)) })
+			_ = sfu.WalkH264(p.payload, func(n sfu.H264NALU) bool { nalus = append(nalus, bytes.Clone(n.Data)); return true })
 		case naluFUA:
 			if p.payload[1]&0x80 != 0 {
 				fu = []byte{p.payload[0]&0xe0 | p.payload[1]&0x1f}

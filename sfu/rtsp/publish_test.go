@@ -71,7 +71,7 @@ func (h *h264Collector) add(pkt *rtp.Packet) {
 	}
 	switch p[0] & 0x1f {
 	case naluSTAPA:
-		forEachSTAP(p, h.nalu)
+		_ = sfu.WalkH264(p, func(n sfu.H264NALU) bool { h.nalu(n.Data); return true })
 	case naluFUA:
 		switch {
 		case p[1]&0x80 != 0:
