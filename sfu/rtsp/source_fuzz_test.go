@@ -68,7 +68,8 @@ func FuzzCameraAnswer(f *testing.F) {
 		}()
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		c, link := newCameraClient(ctx, u, SourcesConfig{Timeout: 100 * time.Millisecond}, nil, testLogger())
+		// A short timeout: an answer that never completes costs each run that long.
+		c, link := newCameraClient(ctx, u, SourcesConfig{Timeout: 20 * time.Millisecond}, nil, testLogger())
 		c.DialContext = func(context.Context, string, string) (net.Conn, error) {
 			return &cameraConn{Conn: clientSide, link: link, sniffing: true}, nil
 		}
