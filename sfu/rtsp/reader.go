@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v4"
@@ -34,6 +35,8 @@ type pubStream struct {
 	tracks []readTrack
 	stream *gortsplib.ServerStream
 	feeds  []*trackFeed
+
+	playing atomic.Int64 // readers that played: what each packet is sent to, for the stats
 
 	mu          sync.Mutex
 	readers     int
@@ -357,8 +360,10 @@ func (f *trackFeed) run(ctx context.Context) {
 		if err != nil {
 			return // the stream is closed
 		}
-		stats := f.ps.hub.Stats()
-		stats.PacketsOut.Add(1)
-		stats.BytesOut.Add(uint64(n))
+		if readers := uint64(f.ps.playing.Load()); readers > 0 {
+			stats := f.ps.hub.Stats()
+			stats.PacketsOut.Add(readers)
+			stats.BytesOut.Add(readers * uint64(n))
+		}
 	}
 }

@@ -72,7 +72,23 @@ type lecternConn struct {
 	closing  atomic.Bool
 	mode     atomic.Int32
 	closeOne sync.Once
+
+	// Writes to a TCP reader go out from its own goroutine, which sends all that
+	// gathered while its previous system call ran in one: gortsplib writes each
+	// packet on its own, and the system call, not the copy, is most of a reader's
+	// cost. At most maxPending bytes wait; past that Write blocks, so gortsplib's
+	// queue for the reader fills and a slow reader is detected there.
+	wmu      sync.Mutex
+	wcond    sync.Cond // on wmu: pending drained, or an error
+	pending  []byte
+	spare    []byte
+	werr     error // the flusher's write failed, or the connection closed
+	flushing bool  // the flusher goroutine runs
+	kick     chan struct{}
+	done     chan struct{}
 }
+
+const maxPending = 64 << 10
 
 func (c *lecternConn) Read(b []byte) (int, error) {
 	if c.closing.Load() {
@@ -93,7 +109,63 @@ func (c *lecternConn) Write(b []byte) (int, error) {
 	if c.closing.Load() {
 		return 0, net.ErrClosed
 	}
-	return c.Conn.Write(b)
+	if c.mode.Load() != modePlayTCP { // responses, publishers' and UDP readers' connections
+		return c.Conn.Write(b)
+	}
+	c.wmu.Lock()
+	for len(c.pending) >= maxPending && c.werr == nil {
+		c.wcond.Wait()
+	}
+	if err := c.werr; err != nil {
+		c.wmu.Unlock()
+		return 0, err
+	}
+	c.pending = append(c.pending, b...)
+	if !c.flushing {
+		c.flushing = true
+		go c.flushLoop()
+	}
+	c.wmu.Unlock()
+	select {
+	case c.kick <- struct{}{}:
+	default: // the flusher will see these bytes anyway
+	}
+	return len(b), nil
+}
+
+// flushLoop sends the pending bytes until the connection closes.
+func (c *lecternConn) flushLoop() {
+	for {
+		select {
+		case <-c.kick:
+		case <-c.done:
+			return
+		}
+		c.wmu.Lock()
+		for len(c.pending) > 0 && c.werr == nil {
+			buf := c.pending
+			c.pending = c.spare[:0]
+			c.wmu.Unlock()
+			_ = c.Conn.SetWriteDeadline(time.Now().Add(c.st.s.cfg.WriteTimeout))
+			_, err := c.Conn.Write(buf)
+			c.wmu.Lock()
+			c.spare = buf[:0]
+			if err != nil && c.werr == nil {
+				c.werr = err
+			}
+			c.wcond.Broadcast()
+		}
+		c.wmu.Unlock()
+	}
+}
+
+// SetWriteDeadline passes gortsplib's deadline on, except for a TCP reader, whose
+// flusher sets one per batch rather than per packet (each one re-arms a timer).
+func (c *lecternConn) SetWriteDeadline(t time.Time) error {
+	if c.mode.Load() == modePlayTCP {
+		return nil
+	}
+	return c.Conn.SetWriteDeadline(t)
 }
 
 // SetReadDeadline is Lectern's (see Read); gortsplib's are ignored.
@@ -105,12 +177,25 @@ func (c *lecternConn) Close() error {
 		return c.closeNow()
 	}
 	c.closing.Store(true)
+	c.wmu.Lock()
+	if c.werr == nil {
+		c.werr = net.ErrClosed
+	}
+	c.wcond.Broadcast() // a writer waiting for room
+	c.wmu.Unlock()
 	return c.Conn.SetReadDeadline(time.Unix(1, 0))
 }
 
 func (c *lecternConn) closeNow() error {
 	var err error
-	c.closeOne.Do(func() { err = c.Conn.Close() })
+	c.closeOne.Do(func() {
+		c.wmu.Lock()
+		c.werr = net.ErrClosed
+		c.wcond.Broadcast()
+		c.wmu.Unlock()
+		close(c.done)
+		err = c.Conn.Close()
+	})
 	return err
 }
 
@@ -135,7 +220,8 @@ func newConnState(s *Server, inner net.Conn) *connState {
 	host, _, _ := net.SplitHostPort(inner.RemoteAddr().String())
 	st := &connState{s: s, remote: host, authed: map[string]bool{},
 		log: s.log.With("remote", inner.RemoteAddr().String())}
-	st.nc = &lecternConn{Conn: inner, st: st}
+	st.nc = &lecternConn{Conn: inner, st: st, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	st.nc.wcond.L = &st.nc.wmu
 	return st
 }
 

@@ -172,6 +172,7 @@ func (h *handler) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response,
 			return errorResponse(err), nil
 		}
 		rs.releaseSub = release
+		rs.ps.playing.Add(1)
 	}
 	if *ctx.Session.SetuppedTransport() == gortsplib.TransportTCP {
 		st.nc.mode.Store(modePlayTCP)
@@ -197,6 +198,7 @@ func (h *handler) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) 
 	case *readSession:
 		if d.releaseSub != nil {
 			d.releaseSub()
+			d.ps.playing.Add(-1)
 		}
 		d.ps.removeReader()
 	case *pubSession:
