@@ -10,9 +10,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bluenviron/gortsplib/v4"
 	"github.com/bluenviron/gortsplib/v4/pkg/base"
 	"github.com/bluenviron/gortsplib/v4/pkg/description"
 	"github.com/bluenviron/gortsplib/v4/pkg/format"
+	"github.com/bluenviron/gortsplib/v4/pkg/liberrors"
 
 	"lectern/sfu"
 )
@@ -48,6 +50,9 @@ type source struct {
 	done   chan struct{}
 
 	lease *sfu.Lease // owned by run; read by stop after done
+	// tcpOnly: the camera's answer to a SETUP over UDP was unusable, so every
+	// connection plays it over TCP (owned by run).
+	tcpOnly bool
 
 	mu      sync.Mutex
 	state   string
@@ -105,6 +110,11 @@ func (src *source) run() {
 	backoff := src.m.cfg.BackoffMin
 	for {
 		wasLive, err := src.connect()
+		if !src.tcpOnly && errors.Is(err, errUDPSetup) && src.ctx.Err() == nil {
+			src.tcpOnly = true
+			src.log.Info("rtsp source: the camera's answer to SETUP over UDP is unusable; playing it over TCP", "err", err)
+			continue // at once: nothing says the camera is away
+		}
 		if src.ctx.Err() != nil {
 			if cause := context.Cause(src.ctx); errors.Is(cause, errReplaced) {
 				src.log.Info("rtsp source stopped", "reason", cause)
@@ -138,7 +148,12 @@ func (src *source) run() {
 
 // connect plays the camera once, until it drops. wasLive says whether media flowed.
 func (src *source) connect() (wasLive bool, err error) {
-	c, link := newCameraClient(src.ctx, src.u, src.m.cfg, nil, src.log)
+	var transport *gortsplib.Transport // UDP first, then TCP
+	if src.tcpOnly {
+		tcp := gortsplib.TransportTCP
+		transport = &tcp
+	}
+	c, link := newCameraClient(src.ctx, src.u, src.m.cfg, transport, src.log)
 	if err := c.Start2(); err != nil {
 		return false, fmt.Errorf("client: %w", err)
 	}
@@ -181,6 +196,9 @@ func (src *source) connect() (wasLive bool, err error) {
 	}
 	for i := range plans {
 		if _, err := c.Setup(desc.BaseURL, medias[i], 0, 0); err != nil {
+			if transport == nil && udpSetupFailed(err) {
+				return false, fmt.Errorf("%w: %w", errUDPSetup, requestError("SETUP", err))
+			}
 			return false, requestError("SETUP", err)
 		}
 		c.OnPacketRTP(medias[i], formats[i], ingest[i].write)
@@ -191,6 +209,29 @@ func (src *source) connect() (wasLive bool, err error) {
 	src.setState(StateLive, nil)
 	src.log.Info("rtsp source live", "tracks", len(plans))
 	return true, fmt.Errorf("stream: %w", c.Wait())
+}
+
+// errUDPSetup: the camera's answer to a SETUP over UDP was unusable.
+var errUDPSetup = errors.New("unusable answer to SETUP over UDP")
+
+// udpSetupFailed reports whether err, from a SETUP the client sent over UDP (it
+// switches to TCP by itself when the camera answers 461 or asks for TCP), is about
+// the camera's UDP answer: no server ports, a multicast or malformed Transport, or
+// an error status other than the ones that would refuse TCP too.
+func udpSetupFailed(err error) bool {
+	var (
+		noPorts  liberrors.ErrClientServerPortsNotProvided
+		delivery liberrors.ErrClientTransportHeaderInvalidDelivery
+		badTH    liberrors.ErrClientTransportHeaderInvalid
+		status   liberrors.ErrClientBadStatusCode
+	)
+	switch {
+	case errors.As(err, &noPorts), errors.As(err, &delivery), errors.As(err, &badTH):
+		return true
+	case errors.As(err, &status):
+		return status.Code != base.StatusUnauthorized && status.Code != base.StatusForbidden && status.Code != base.StatusNotFound
+	}
+	return false
 }
 
 // mediaOf finds the media section and format a plan is about.

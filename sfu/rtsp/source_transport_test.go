@@ -497,3 +497,60 @@ func TestPullSourceUDPSilentFallsBackToTCP(t *testing.T) {
 		t.Fatalf("source %+v", st)
 	}
 }
+
+// TestPullSourceBadUDPAnswerFallsBackToTCP: a camera whose answer to a SETUP over
+// UDP is unusable (no server ports, or an error status) is played over TCP from the
+// next attempt on, at once, rather than retried over UDP for ever (the pull client
+// before gortsplib spoke only TCP, and such cameras worked).
+func TestPullSourceBadUDPAnswerFallsBackToTCP(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		answer *base.Response
+	}{
+		{"no-server-ports", &base.Response{StatusCode: base.StatusOK, Header: base.Header{
+			"Transport": base.HeaderValue{"RTP/AVP;unicast"}, "Session": base.HeaderValue{"u1"}}}},
+		{"status-500", &base.Response{StatusCode: base.StatusInternalServerError, Header: base.Header{}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, nil)
+			var mu sync.Mutex
+			var setups []string
+			cam := newScriptedCamera(t, func(req *base.Request) *base.Response {
+				var th headers.Transport
+				if th.Unmarshal(req.Header["Transport"]) != nil {
+					return &base.Response{StatusCode: base.StatusBadRequest, Header: base.Header{}}
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if th.Protocol == headers.TransportProtocolTCP {
+					setups = append(setups, "TCP")
+					return &base.Response{StatusCode: base.StatusOK, Header: base.Header{
+						"Transport": base.HeaderValue{"RTP/AVP/TCP;unicast;interleaved=0-1"}, "Session": base.HeaderValue{"a1"}}}
+				}
+				setups = append(setups, "UDP")
+				res := *tc.answer
+				res.Header = base.Header{}
+				for k, v := range tc.answer.Header {
+					res.Header[k] = v
+				}
+				return &res
+			}, opusFrames)
+			sources := NewSources(SourcesConfig{Sessions: sessionsOf(f.reg, testSession), Allow: loopbackAllowed(t),
+				BackoffMin: time.Hour, Timeout: 5 * time.Second, Logger: testLogger()})
+			defer sources.Close()
+			if _, err := sources.Add(testSession, SourceSpec{URL: cam.url(), Name: "cam", As: "site"}); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(f.ctx, t, "audio over TCP in the session", func() bool { return publicationPackets(f.sess, "site-cam")["audio"] > 20 })
+			mu.Lock()
+			got := strings.Join(setups, ",")
+			mu.Unlock()
+			if got != "UDP,TCP" {
+				t.Fatalf("SETUPs %s, want UDP then TCP", got)
+			}
+			if st := sourceState(sources, testSession); st.State != StateLive {
+				t.Fatalf("source %+v", st)
+			}
+		})
+	}
+}
