@@ -36,18 +36,14 @@ func isAAC(c sfu.Codec) bool { return strings.EqualFold(c.MimeType, sfu.MimeAAC)
 // parseAACFormat reads the fmtp of an MPEG4-GENERIC track ("streamtype=5;
 // mode=AAC-hbr; config=1190; sizelength=13; indexlength=3; indexdeltalength=3").
 func parseAACFormat(c sfu.Codec) (*aacFormat, error) {
-	params := map[string]string{}
-	for _, kv := range strings.Split(c.Fmtp, ";") {
-		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
-		params[strings.ToLower(strings.TrimSpace(k))] = strings.TrimSpace(v)
-	}
 	f := &aacFormat{}
-	raw, err := hex.DecodeString(params["config"])
+	config := c.FmtpParam("config")
+	raw, err := hex.DecodeString(config)
 	if err != nil || len(raw) == 0 {
-		return nil, fmt.Errorf("%w: AAC: missing or bad config %q", ErrUnsupportedCodec, params["config"])
+		return nil, fmt.Errorf("%w: AAC: missing or bad config %q", ErrUnsupportedCodec, config)
 	}
 	if err := f.config.Unmarshal(raw); err != nil {
-		return nil, fmt.Errorf("%w: AAC: config %q: %v", ErrUnsupportedCodec, params["config"], err)
+		return nil, fmt.Errorf("%w: AAC: config %q: %v", ErrUnsupportedCodec, config, err)
 	}
 	fields := []struct {
 		name string
@@ -57,8 +53,8 @@ func parseAACFormat(c sfu.Codec) (*aacFormat, error) {
 		{"sizelength", &f.sizeLength, 16}, {"indexlength", &f.indexLength, 16}, {"indexdeltalength", &f.indexDeltaLength, 16},
 	}
 	for _, fd := range fields {
-		v, ok := params[fd.name]
-		if !ok {
+		v := c.FmtpParam(fd.name)
+		if v == "" {
 			continue
 		}
 		n, err := strconv.Atoi(v)
@@ -75,7 +71,7 @@ func parseAACFormat(c sfu.Codec) (*aacFormat, error) {
 	// gortsplib's decoder does not read.
 	for _, name := range []string{"ctsdeltalength", "dtsdeltalength", "randomaccessindication",
 		"streamstateindication", "auxiliarydatasizelength"} {
-		if v, ok := params[name]; ok && v != "0" {
+		if v := c.FmtpParam(name); v != "" && v != "0" {
 			return nil, fmt.Errorf("%w: AAC: %s=%q (only the AU headers of AAC-hbr and AAC-lbr are supported)", ErrUnsupportedCodec, name, v)
 		}
 	}
@@ -105,7 +101,7 @@ func parseAACFormat(c sfu.Codec) (*aacFormat, error) {
 // beyond the packet, are reassembled here.
 type aacDepacketizer struct {
 	f   *aacFormat
-	dec *rtpmpeg4audio.Decoder
+	dec rtpmpeg4audio.Decoder
 	pkt rtp.Packet // what dec reads: the sfu packet's header and payload, not a copy
 
 	held  []*sfu.Packet // packets whose payloads dec refers to (the fragments of an AU)
@@ -126,7 +122,7 @@ func newAACDepacketizer(f *aacFormat) *aacDepacketizer {
 
 // reset drops what is being reassembled.
 func (d *aacDepacketizer) reset() {
-	d.dec = &rtpmpeg4audio.Decoder{SizeLength: d.f.sizeLength, IndexLength: d.f.indexLength, IndexDeltaLength: d.f.indexDeltaLength}
+	d.dec = rtpmpeg4audio.Decoder{SizeLength: d.f.sizeLength, IndexLength: d.f.indexLength, IndexDeltaLength: d.f.indexDeltaLength}
 	d.spent = append(d.spent, d.held...)
 	clear(d.held)
 	d.held = d.held[:0]

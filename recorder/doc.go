@@ -20,6 +20,12 @@
 //	    segment enters index.m3u8 only once stored, and its spool file is deleted
 //	    only then.
 //
+// The H.264 and AAC payload formats are gortsplib's decoders' (pkg/format/rtph264,
+// rtpmpeg4audio), with the quirks of the cameras they know; the reorderer, and the
+// policy after a loss (drop the damaged access unit and wait for a keyframe), are
+// the recorder's. The decoders keep slices of the pooled packets' payloads until
+// an access unit is whole: those packets stay retained until then.
+//
 // A segment that cannot reach the spool (it is full because the store is
 // unreachable, or the disk refuses writes) is lost, but keeps its place: the
 // playlist lists it as an EXT-X-GAP entry of its duration, so replay time stays

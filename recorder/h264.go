@@ -206,13 +206,16 @@ func (d *h264Depacketizer) decode(p *sfu.Packet, ticks int64) error {
 // packet that would make the decoder drop it silently (the access unit would
 // miss a NAL unit): a new start, or another packet, before its end.
 func (d *h264Depacketizer) trackFragments(payload []byte) error {
-	fu := len(payload) >= 2 && h264.NALUType(payload[0]&0x1f) == h264.NALUTypeFUA
-	if d.inFU && (!fu || payload[1]&0x80 != 0) {
+	var first sfu.H264NALU
+	err := sfu.WalkH264(payload, func(n sfu.H264NALU) bool { first = n; return false })
+	if err != nil && len(payload) > 0 && h264.NALUType(payload[0]&0x1f) == h264.NALUTypeFUA {
+		return fmt.Errorf("%w: %w", errBadPayload, err) // else a malformed payload is the decoder's to refuse
+	}
+	if d.inFU && (!first.Fragment || first.Start) {
 		return fmt.Errorf("%w: fragmented NAL unit left incomplete", errBadPayload)
 	}
-	if fu {
-		start, end := payload[1]&0x80 != 0, payload[1]&0x40 != 0
-		d.inFU = (start || d.inFU) && !end
+	if first.Fragment {
+		d.inFU = (first.Start || d.inFU) && !first.End
 	}
 	return nil
 }
