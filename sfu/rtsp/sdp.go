@@ -8,20 +8,17 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/bluenviron/gortsplib/v4/pkg/description"
+	"github.com/bluenviron/gortsplib/v4/pkg/format"
+	gsdp "github.com/bluenviron/gortsplib/v4/pkg/sdp"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 
 	"lectern/sfu"
 )
 
-// sdpDesc is what Lectern reads from a session description (RFC 4566): the media
-// sections with their formats and control URLs. The parser is lenient about line
-// order and unknown lines, as cameras' SDP often is unusual; it rejects what is not
-// SDP at all.
-type sdpDesc struct {
-	control string // session-level a=control
-	medias  []sdpMedia
-}
-
+// sdpMedia is one media section as Lectern's codec rules (planMedias) read it:
+// its type, formats (payload types, in order), control, and each format's rtpmap and
+// fmtp. It is made from gortsplib's description (see planDescription).
 type sdpMedia struct {
 	typ     string   // "video", "audio", "application", …
 	formats []string // payload types, as listed on the m= line
@@ -30,65 +27,63 @@ type sdpMedia struct {
 	fmtp    map[string]string // payload type -> "packetization-mode=1;…"
 }
 
-// parseSDP parses body. The error wraps ErrBadSDP.
-func parseSDP(body []byte) (*sdpDesc, error) {
-	text := strings.TrimSpace(string(body))
-	if !strings.HasPrefix(text, "v=0") {
-		return nil, fmt.Errorf("%w: does not start with v=0", ErrBadSDP)
+// unmarshalSDP parses a session description with gortsplib. The error wraps
+// ErrBadSDP.
+func unmarshalSDP(body []byte) (*description.Session, error) {
+	var sd gsdp.SessionDescription
+	if err := sd.Unmarshal(body); err != nil {
+		if !strings.Contains(string(body), "m=") {
+			return nil, fmt.Errorf("%w: no media sections", ErrBadSDP)
+		}
+		return nil, fmt.Errorf("%w: %v", ErrBadSDP, err)
 	}
-	d := &sdpDesc{}
-	var cur *sdpMedia
-	for i, line := range strings.Split(text, "\n") {
-		line = strings.TrimRight(line, "\r")
-		if line == "" {
-			continue
-		}
-		if len(line) < 2 || line[1] != '=' || line[0] < 'a' || line[0] > 'z' {
-			return nil, fmt.Errorf("%w: line %d %q is not type=value", ErrBadSDP, i+1, truncate(line, 40))
-		}
-		typ, value := line[0], line[2:]
-		switch typ {
-		case 'm':
-			f := strings.Fields(value)
-			if len(f) < 4 {
-				return nil, fmt.Errorf("%w: media line %q needs type, port, protocol and formats", ErrBadSDP, truncate(line, 60))
-			}
-			if _, err := strconv.Atoi(strings.Split(f[1], "/")[0]); err != nil {
-				return nil, fmt.Errorf("%w: media line %q has a bad port", ErrBadSDP, truncate(line, 60))
-			}
-			d.medias = append(d.medias, sdpMedia{typ: strings.ToLower(f[0]), formats: f[3:], rtpmap: map[string]string{}, fmtp: map[string]string{}})
-			cur = &d.medias[len(d.medias)-1]
-		case 'a':
-			key, val, _ := strings.Cut(value, ":")
-			if cur == nil {
-				if key == "control" {
-					d.control = strings.TrimSpace(val)
-				}
-				continue
-			}
-			switch key {
-			case "control":
-				cur.control = strings.TrimSpace(val)
-			case "rtpmap", "fmtp":
-				pt, rest, ok := strings.Cut(strings.TrimSpace(val), " ")
-				if !ok {
-					if key == "rtpmap" {
-						return nil, fmt.Errorf("%w: a=rtpmap line %q has no encoding", ErrBadSDP, truncate(line, 60))
-					}
-					continue // an empty fmtp
-				}
-				if key == "rtpmap" {
-					cur.rtpmap[pt] = strings.TrimSpace(rest)
-				} else {
-					cur.fmtp[pt] = strings.TrimSpace(rest)
-				}
-			}
-		}
+	var desc description.Session
+	if err := desc.Unmarshal(&sd); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadSDP, err)
 	}
-	if len(d.medias) == 0 {
+	if len(desc.Medias) == 0 {
 		return nil, fmt.Errorf("%w: no media sections", ErrBadSDP)
 	}
-	return d, nil
+	return &desc, nil
+}
+
+// planDescription decides which media of a gortsplib description Lectern forwards
+// (see planMedias).
+func planDescription(desc *description.Session) (plans []mediaPlan, skipped []string, err error) {
+	medias := make([]sdpMedia, 0, len(desc.Medias))
+	for _, m := range desc.Medias {
+		sm := sdpMedia{typ: string(m.Type), control: m.Control, rtpmap: map[string]string{}, fmtp: map[string]string{}}
+		for _, f := range m.Formats {
+			pt := strconv.Itoa(int(f.PayloadType()))
+			sm.formats = append(sm.formats, pt)
+			if rm := f.RTPMap(); rm != "" {
+				sm.rtpmap[pt] = rm
+			}
+			if fm := fmtpString(f); fm != "" {
+				sm.fmtp[pt] = fm
+			}
+		}
+		medias = append(medias, sm)
+	}
+	return planMedias(medias)
+}
+
+// fmtpString returns a format's fmtp parameters as an SDP fmtp value.
+func fmtpString(f format.Format) string {
+	m := f.FMTP()
+	if len(m) == 0 {
+		return ""
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + m[k]
+	}
+	return strings.Join(parts, ";")
 }
 
 // mediaPlan is how one media section of a peer's SDP becomes a session track.
@@ -103,14 +98,14 @@ type mediaPlan struct {
 	pps     []byte
 }
 
-// planMedias decides which media sections of d Lectern forwards: up to two H.264
+// planMedias decides which media sections Lectern forwards: up to two H.264
 // video sections (camera, then screen) and the first supported audio section. Any
 // other video codec refuses the whole description (a lecture without its picture is
 // no use, and silence about it would be worse); unsupported audio is left out and
 // reported in skipped. The error wraps ErrUnsupportedCodec.
-func planMedias(d *sdpDesc) (plans []mediaPlan, skipped []string, err error) {
+func planMedias(medias []sdpMedia) (plans []mediaPlan, skipped []string, err error) {
 	videos, audios := 0, 0
-	for i, m := range d.medias {
+	for i, m := range medias {
 		switch m.typ {
 		case "video":
 			p, reason := planVideo(m)

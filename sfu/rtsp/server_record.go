@@ -3,7 +3,6 @@ package rtsp
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -11,9 +10,7 @@ import (
 	"github.com/bluenviron/gortsplib/v4"
 	"github.com/bluenviron/gortsplib/v4/pkg/base"
 	"github.com/bluenviron/gortsplib/v4/pkg/description"
-	"github.com/bluenviron/gortsplib/v4/pkg/format"
 	"github.com/bluenviron/gortsplib/v4/pkg/liberrors"
-	gsdp "github.com/bluenviron/gortsplib/v4/pkg/sdp"
 	"github.com/pion/rtp"
 
 	"lectern/auth"
@@ -63,26 +60,6 @@ func (h *handler) checkAnnounce(_ *gortsplib.ServerConn, st *connState, req *bas
 		return nil, err
 	}
 	return &announced{t: t, hub: hub, desc: desc, plans: plans, skipped: skipped}, nil
-}
-
-// unmarshalSDP parses a session description with gortsplib. The error wraps
-// ErrBadSDP.
-func unmarshalSDP(body []byte) (*description.Session, error) {
-	var sd gsdp.SessionDescription
-	if err := sd.Unmarshal(body); err != nil {
-		if !strings.Contains(string(body), "m=") {
-			return nil, fmt.Errorf("%w: no media sections", ErrBadSDP)
-		}
-		return nil, fmt.Errorf("%w: %v", ErrBadSDP, err)
-	}
-	var desc description.Session
-	if err := desc.Unmarshal(&sd); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadSDP, err)
-	}
-	if len(desc.Medias) == 0 {
-		return nil, fmt.Errorf("%w: no media sections", ErrBadSDP)
-	}
-	return &desc, nil
 }
 
 // OnAnnounce implements gortsplib.ServerHandlerOnAnnounce.
@@ -190,45 +167,6 @@ func (ps *pubSession) stop(err error) {
 		ps.lease.Release()
 	}
 	ps.log.Info("rtsp publisher stopped", "session", ps.a.t.session, "teardown", teardown)
-}
-
-// planDescription decides which media of a gortsplib description Lectern forwards
-// (see planMedias, whose rules it applies).
-func planDescription(desc *description.Session) (plans []mediaPlan, skipped []string, err error) {
-	d := &sdpDesc{}
-	for _, m := range desc.Medias {
-		sm := sdpMedia{typ: string(m.Type), control: m.Control, rtpmap: map[string]string{}, fmtp: map[string]string{}}
-		for _, f := range m.Formats {
-			pt := fmt.Sprint(f.PayloadType())
-			sm.formats = append(sm.formats, pt)
-			if rm := f.RTPMap(); rm != "" {
-				sm.rtpmap[pt] = rm
-			}
-			if fm := fmtpString(f); fm != "" {
-				sm.fmtp[pt] = fm
-			}
-		}
-		d.medias = append(d.medias, sm)
-	}
-	return planMedias(d)
-}
-
-// fmtpString returns a format's fmtp parameters as an SDP fmtp value.
-func fmtpString(f format.Format) string {
-	m := f.FMTP()
-	if len(m) == 0 {
-		return ""
-	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = k + "=" + m[k]
-	}
-	return strings.Join(parts, ";")
 }
 
 // OnDecodeError implements gortsplib.ServerHandlerOnDecodeError: packets a peer
