@@ -554,3 +554,23 @@ func TestPullSourceBadUDPAnswerFallsBackToTCP(t *testing.T) {
 		})
 	}
 }
+
+// TestPullSourceRTSPSUntrusted: an RTSPS camera whose certificate the server does
+// not trust is refused with that reason (gortsplib's client is handed a copy of
+// SourcesConfig.TLSConfig, here nil: the system roots).
+func TestPullSourceRTSPSUntrusted(t *testing.T) {
+	certFile, keyFile, _ := selfSigned(t)
+	f := newFixture(t, func(c *Config) { c.ServerCert, c.ServerKey = certFile, keyFile })
+	other := sfu.NewRegistry(sfu.RegistryConfig{Logger: testLogger()})
+	defer other.CloseAll()
+	sources := NewSources(SourcesConfig{Sessions: sessionsOf(other, "copy"), Allow: loopbackAllowed(t), Logger: testLogger(),
+		BackoffMin: time.Hour, Timeout: 2 * time.Second})
+	defer sources.Close()
+	if _, err := sources.Add("copy", SourceSpec{URL: "rtsps://x:" + testAdmin + "@" + f.srv.Addr() + "/" + testSession, Name: "tls-cam", As: "site"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(f.ctx, t, "a last error", func() bool { return sourceState(sources, "copy").LastError != "" })
+	if got := sourceState(sources, "copy").LastError; got != "TLS: the camera's certificate is not trusted" {
+		t.Fatalf("last error %q", got)
+	}
+}
