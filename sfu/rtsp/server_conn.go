@@ -214,6 +214,8 @@ type connState struct {
 	method    base.Method     // of the request being handled
 	noSession bool            // it carried no Session header
 	announce  *announced      // what the last ANNOUNCE checked
+	// announceQuery is the query of the accepted ANNOUNCE's URL.
+	announceQuery string
 }
 
 func newConnState(s *Server, inner net.Conn) *connState {
@@ -335,6 +337,13 @@ func (h *handler) OnRequest(sc *gortsplib.ServerConn, req *base.Request) {
 			return
 		}
 		st.announce = a
+	case base.Setup:
+		// A publisher's SETUP names its media by the ANNOUNCE URL plus the control;
+		// gortsplib compares whole URLs, so a SETUP URL without the ANNOUNCE's query
+		// (the token, which some encoders give only once) gets it back.
+		if st.announceQuery != "" && req.URL != nil && req.URL.RawQuery == "" {
+			req.URL.RawQuery = st.announceQuery
+		}
 	case base.Teardown:
 		// A publisher's publication ends now, before the response (gortsplib closes
 		// the session after it).

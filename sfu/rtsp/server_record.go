@@ -69,7 +69,7 @@ func (h *handler) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.R
 	if a == nil { // refused in OnRequest; OnResponse says why
 		return &base.Response{StatusCode: base.StatusBadRequest}, nil
 	}
-	st.announce = nil
+	st.announce, st.announceQuery = nil, ctx.Query
 	ctx.Session.SetUserData(&pubSession{a: a, log: st.log, conn: st})
 	if len(a.skipped) > 0 {
 		st.log.Info("rtsp publisher: media not forwarded", "session", a.t.session, "skipped", a.skipped)
