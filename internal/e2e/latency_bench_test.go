@@ -154,13 +154,14 @@ func BenchmarkWHIPToRTSPReader(b *testing.B) {
 	defer rd.close()
 	url := s.rtspURL(benchToken(b, s, auth.RoleViewer))
 	var desc []byte
+	var contentBase string
 	for {
-		status, _, body, err := rd.do("DESCRIBE", url, [][2]string{{"Accept", "application/sdp"}}, nil)
+		status, hdr, body, err := rd.do("DESCRIBE", url, [][2]string{{"Accept", "application/sdp"}}, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
 		if status == 200 {
-			desc = body
+			desc, contentBase = body, hdr["content-base"]
 			break
 		}
 		select {
@@ -172,6 +173,9 @@ func BenchmarkWHIPToRTSPReader(b *testing.B) {
 	control := videoControl(desc)
 	if control == "" {
 		b.Fatalf("no video control in %s", desc)
+	}
+	if !strings.Contains(control, "://") { // relative to Content-Base (RFC 2326 C.1.1)
+		control = contentBase + control
 	}
 	rd.mustDo(b, "SETUP", control, [][2]string{{"Transport", "RTP/AVP/TCP;unicast;interleaved=0-1"}}, nil)
 	rd.mustDo(b, "PLAY", strings.TrimSuffix(url, "/")+"/", [][2]string{{"Range", "npt=0.000-"}}, nil)
