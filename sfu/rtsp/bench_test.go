@@ -39,16 +39,16 @@ const (
 
 // BenchmarkRTSPReaders measures the server's per-reader cost: one H.264 track
 // written through a lease (as a publisher's read goroutine does) is fanned out to N
-// RTSP readers that play it over TCP (interleaved) on loopback: per reader a queue,
-// its writer goroutine, the header rewrite and one socket write per packet.
+// RTSP readers that play it over TCP (interleaved) on loopback: one feed (queue,
+// goroutine, header rewrite) into the shared gortsplib stream, then per reader
+// gortsplib's write queue and writer goroutine and Lectern's batching connection.
 //
-// The readers are Lectern's RTSP client (the one pull sources use; gortsplib is not
-// available) in a separate process, the test binary run again, so the process CPU
-// measured here is the server's alone.
+// The readers are gortsplib clients in a separate process, the test binary run
+// again, so the process CPU measured here is the server's alone.
 //
 // One op is one 1200-byte packet written to the track, sent N times. Packets are
 // written in access-unit bursts (8 packets) and each burst waits until every
-// reader's copy was written to its socket, so no queue drops. Reported:
+// reader's copy was handed to gortsplib, so no queue drops. Reported:
 // ns/packet/reader (wall ÷ N), cpu-ns/packet/reader (server process CPU ÷ packets
 // sent). Then, untimed, the stream is paced at 2.5 Mbit/s for 3 s: cpu-%/reader is
 // the server's CPU per reader at that rate (% of one core), and p50-us / p99-us the
