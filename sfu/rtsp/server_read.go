@@ -3,10 +3,12 @@ package rtsp
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"sync/atomic"
 
 	"github.com/bluenviron/gortsplib/v4"
 	"github.com/bluenviron/gortsplib/v4/pkg/base"
+	"github.com/bluenviron/gortsplib/v4/pkg/description"
 	"github.com/bluenviron/gortsplib/v4/pkg/liberrors"
 
 	"lectern/auth"
@@ -119,7 +121,24 @@ func (h *handler) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.R
 	if err != nil {
 		return errorResponse(err), nil, nil
 	}
-	return &base.Response{StatusCode: base.StatusOK}, ps.stream, nil
+	if ctx.Query == "" {
+		return &base.Response{StatusCode: base.StatusOK}, ps.stream, nil
+	}
+	// A token in the query: gortsplib's relative controls ("trackID=0"), resolved
+	// against its Content-Base (rtsp://host/lecture?token=T/) as RFC 3986 says,
+	// lose both the session's path and the query (GStreamer's rtspsrc then SETUPs
+	// rtsp://host/trackID=0). Absolute controls keep them, in the form gortsplib's
+	// SETUP parses (rtsp://host/lecture?token=T/trackID=0), as ffmpeg builds too.
+	desc := &description.Session{Title: ps.stream.Desc.Title}
+	for i, m := range ps.stream.Desc.Medias {
+		desc.Medias = append(desc.Medias, &description.Media{Type: m.Type, ID: m.ID, Formats: m.Formats,
+			Control: ctx.Request.URL.String() + "/trackID=" + strconv.Itoa(i)})
+	}
+	body, err := desc.Marshal(false)
+	if err != nil {
+		return &base.Response{StatusCode: base.StatusInternalServerError}, nil, fmt.Errorf("rtsp: SDP of %s: %w", ctx.Path, err)
+	}
+	return &base.Response{StatusCode: base.StatusOK, Body: body}, nil, nil
 }
 
 // readSession is the Lectern state of a reader's gortsplib session.
