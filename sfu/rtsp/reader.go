@@ -38,13 +38,13 @@ type pubStream struct {
 
 	playing atomic.Int64 // readers that played: what each packet is sent to, for the stats
 
-	mu          sync.Mutex
-	readers     int
-	closed      bool
-	ctx         context.Context
-	cancel      context.CancelFunc
-	wg          sync.WaitGroup
-	cancelWatch func()
+	mu            sync.Mutex
+	readers       int
+	closed        bool
+	ctx           context.Context
+	cancel        context.CancelFunc
+	wg            sync.WaitGroup
+	stopFollowing func()
 }
 
 // streamFor returns the stream of t, making it (or remaking it, when the tracks or
@@ -116,8 +116,10 @@ func (s *Server) newPubStream(hub *sfu.Session, key streamKey, tracks []readTrac
 		}
 		medi := &description.Media{Type: description.MediaType(tr.kind.String()), Formats: []format.Format{forma}}
 		desc.Medias = append(desc.Medias, medi)
-		ps.feeds = append(ps.feeds, &trackFeed{ps: ps, want: tr, media: medi, pt: pt,
-			queue: sfu.NewQueue(sfu.QueueOptions{Size: s.cfg.QueueSize, Kind: tr.kind, Stats: hub.Stats()})})
+		f := &trackFeed{ps: ps, want: tr, media: medi, pt: pt,
+			queue: sfu.NewQueue(sfu.QueueOptions{Size: s.cfg.QueueSize, Kind: tr.kind, Stats: hub.Stats()})}
+		f.follow = sfu.NewFollower(tr.name, f.queue, f.accepts)
+		ps.feeds = append(ps.feeds, f)
 	}
 	ps.stream = &gortsplib.ServerStream{Server: s.gs, Desc: desc}
 	if err := ps.stream.Initialize(); err != nil {
@@ -213,13 +215,11 @@ func (ps *pubStream) startFeeds() {
 			f.run(ps.ctx)
 		}()
 	}
-	ps.cancelWatch = ps.hub.Watch(func(t *sfu.Track) {
-		for _, f := range ps.feeds {
-			if f.want.name == t.Name() && !f.attach(t) {
-				go ps.closeChanged(t) // not from inside Watch's callback
-			}
-		}
-	})
+	followers := make([]*sfu.Follower, len(ps.feeds))
+	for i, f := range ps.feeds {
+		followers[i] = f.follow
+	}
+	ps.stopFollowing = sfu.Follow(ps.hub, followers...)
 }
 
 // closeChanged closes the stream because track t's codec differs from the
@@ -243,13 +243,10 @@ func (ps *pubStream) close() {
 		return
 	}
 	ps.closed = true
-	cancel, cancelWatch := ps.cancel, ps.cancelWatch
+	cancel, stopFollowing := ps.cancel, ps.stopFollowing
 	ps.mu.Unlock()
-	if cancelWatch != nil {
-		cancelWatch()
-	}
-	for _, f := range ps.feeds {
-		f.detach()
+	if stopFollowing != nil {
+		stopFollowing()
 	}
 	if cancel != nil {
 		cancel()
@@ -264,7 +261,7 @@ func (ps *pubStream) close() {
 // requestKeyframes asks the video tracks for a keyframe.
 func (ps *pubStream) requestKeyframes() {
 	for _, f := range ps.feeds {
-		if t := f.current(); t != nil && f.want.kind == sfu.KindVideo {
+		if t := f.follow.Track(); t != nil && f.want.kind == sfu.KindVideo {
 			t.RequestKeyframe()
 		}
 	}
@@ -277,59 +274,25 @@ func (ps *pubStream) requestKeyframes() {
 // track) and hands the packet to gortsplib, which copies it into each reader's
 // queue before WritePacketRTP returns (so the pooled packet is released then).
 type trackFeed struct {
-	ps    *pubStream
-	want  readTrack
-	media *description.Media
-	pt    uint8
-	queue *sfu.Queue
-
-	mu      sync.Mutex // guards track, remove, stopped
-	track   *sfu.Track
-	remove  func()
-	stopped bool
+	ps     *pubStream
+	want   readTrack
+	media  *description.Media
+	pt     uint8
+	queue  *sfu.Queue
+	follow *sfu.Follower // the session track feeding queue
 
 	rw  sfu.Rewriter // feed goroutine only
 	out rtp.Packet
 }
 
-// attach makes t the feed's source. It reports false when t's codec is not the
-// declared one.
-func (f *trackFeed) attach(t *sfu.Track) bool {
-	c := t.Codec()
-	if c.MimeType != f.want.codec.MimeType || c.ClockRate != f.want.codec.ClockRate {
+// accepts is the follower's vetting of a source track: one whose codec is not the
+// declared one closes the stream, since readers cannot change codec mid-session.
+func (f *trackFeed) accepts(t *sfu.Track) bool {
+	if c := t.Codec(); c.MimeType != f.want.codec.MimeType || c.ClockRate != f.want.codec.ClockRate {
+		go f.ps.closeChanged(t) // not from inside the session's Watch callback
 		return false
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.track == t || f.stopped {
-		return true
-	}
-	if f.remove != nil {
-		f.remove()
-	}
-	f.queue.MarkSwitch()
-	f.queue.SetKeyframeRequester(t.RequestKeyframe)
-	f.track = t
-	f.remove = t.AddSink(f.queue)
 	return true
-}
-
-func (f *trackFeed) current() *sfu.Track {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.track
-}
-
-// detach removes the feed from its track; no track will attach it again.
-func (f *trackFeed) detach() {
-	f.mu.Lock()
-	f.stopped = true
-	if f.remove != nil {
-		f.remove()
-		f.remove = nil
-	}
-	f.track = nil
-	f.mu.Unlock()
 }
 
 // run writes queued packets to the stream until ctx is done.
