@@ -223,7 +223,3 @@ func (b *h264Bridge) send(payload []byte, marker bool) error {
 	b.out.Payload = payload
 	return b.emit(&b.out)
 }
-
-// paramsIn returns the SPS and PPS found in one H.264 RTP payload (a single NAL unit
-// or a STAP-A).
-func paramsIn(p []byte) (sps, pps []byte) { return sfu.H264ParameterSets(p) }

@@ -239,19 +239,6 @@ func TestH264Bridge(t *testing.T) {
 	}
 }
 
-func TestParamsIn(t *testing.T) {
-	sps, pps := paramsIn(stap(testSPS, testPPS, nalu(naluIDR, 10)))
-	if !bytes.Equal(sps, testSPS) || !bytes.Equal(pps, testPPS) {
-		t.Fatal("STAP-A parameter sets not found")
-	}
-	if sps, _ := paramsIn(testSPS); !bytes.Equal(sps, testSPS) {
-		t.Fatal("single SPS not found")
-	}
-	if sps, pps := paramsIn(nalu(1, 10)); sps != nil || pps != nil {
-		t.Fatal("found parameter sets in a slice")
-	}
-}
-
 func BenchmarkH264Bridge(b *testing.B) {
 	big := nalu(1, 1400)
 	br := newH264Bridge(testSPS, testPPS, func(*rtp.Packet) error { return nil })

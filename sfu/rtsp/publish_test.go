@@ -238,7 +238,7 @@ func TestFFmpegPublishesAAC(t *testing.T) {
 		return keys >= 2
 	})
 	c := trackCodecs(f.sess)["trainer/audio"]
-	if c.MimeType != sfu.MimeAAC || fmtpParam(c.Fmtp, "config") == "" || c.ClockRate != 48000 {
+	if c.MimeType != sfu.MimeAAC || sfu.FmtpParam(c.Fmtp, "config") == "" || c.ClockRate != 48000 {
 		t.Fatalf("audio codec %+v: want AAC with its config", c)
 	}
 	for _, pub := range f.sess.Publications() {

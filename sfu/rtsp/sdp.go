@@ -191,12 +191,12 @@ func planVideo(m sdpMedia) (mediaPlan, string) {
 		}
 		p := mediaPlan{kind: sfu.KindVideo, pt: n, control: m.control}
 		fmtp := m.fmtp[pt]
-		if mode := fmtpParam(fmtp, "packetization-mode"); mode == "2" {
+		if mode := sfu.FmtpParam(fmtp, "packetization-mode"); mode == "2" {
 			names = append(names, "H264 packetization-mode=2")
 			continue
 		}
-		p.sps, p.pps = parseSprop(fmtpParam(fmtp, "sprop-parameter-sets"))
-		p.codec = sfu.Codec{MimeType: sfu.MimeH264, ClockRate: 90000, Fmtp: h264Fmtp(fmtpParam(fmtp, "profile-level-id"), p.sps, p.pps)}
+		p.sps, p.pps = parseSprop(sfu.FmtpParam(fmtp, "sprop-parameter-sets"))
+		p.codec = sfu.Codec{MimeType: sfu.MimeH264, ClockRate: 90000, Fmtp: h264Fmtp(sfu.FmtpParam(fmtp, "profile-level-id"), p.sps, p.pps)}
 		return p, ""
 	}
 	switch {
@@ -246,7 +246,7 @@ func planAudio(m sdpMedia) (mediaPlan, string) {
 // aacCodec checks an MPEG4-GENERIC format (RFC 3640) and returns its codec, with the
 // fmtp kept whole: readers and the recorder need mode, sizelength and config.
 func aacCodec(rate, channels int, fmtp string) (sfu.Codec, error) {
-	cfgHex := fmtpParam(fmtp, "config")
+	cfgHex := sfu.FmtpParam(fmtp, "config")
 	raw, err := hex.DecodeString(cfgHex)
 	if cfgHex == "" || err != nil {
 		return sfu.Codec{}, fmt.Errorf("missing or bad config")
@@ -255,10 +255,10 @@ func aacCodec(rate, channels int, fmtp string) (sfu.Codec, error) {
 	if err := conf.Unmarshal(raw); err != nil {
 		return sfu.Codec{}, fmt.Errorf("bad config: %v", err)
 	}
-	if !strings.EqualFold(fmtpParam(fmtp, "mode"), "AAC-hbr") && !strings.EqualFold(fmtpParam(fmtp, "mode"), "AAC-lbr") {
-		return sfu.Codec{}, fmt.Errorf("mode %q, want AAC-hbr or AAC-lbr", fmtpParam(fmtp, "mode"))
+	if !strings.EqualFold(sfu.FmtpParam(fmtp, "mode"), "AAC-hbr") && !strings.EqualFold(sfu.FmtpParam(fmtp, "mode"), "AAC-lbr") {
+		return sfu.Codec{}, fmt.Errorf("mode %q, want AAC-hbr or AAC-lbr", sfu.FmtpParam(fmtp, "mode"))
 	}
-	if fmtpParam(fmtp, "sizelength") == "" {
+	if sfu.FmtpParam(fmtp, "sizelength") == "" {
 		return sfu.Codec{}, fmt.Errorf("missing sizelength")
 	}
 	if rate <= 0 {
@@ -268,17 +268,6 @@ func aacCodec(rate, channels int, fmtp string) (sfu.Codec, error) {
 		channels = conf.ChannelCount
 	}
 	return sfu.Codec{MimeType: sfu.MimeAAC, ClockRate: uint32(rate), Channels: uint16(channels), Fmtp: fmtp}, nil
-}
-
-// fmtpParam returns the value of key in an fmtp parameter list ("a=1; b=2").
-func fmtpParam(fmtp, key string) string {
-	for _, kv := range strings.Split(fmtp, ";") {
-		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
-		if strings.EqualFold(k, key) {
-			return strings.TrimSpace(v)
-		}
-	}
-	return ""
 }
 
 // parseSprop decodes sprop-parameter-sets (RFC 6184 §8.1) into the SPS and PPS.

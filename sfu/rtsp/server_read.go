@@ -57,11 +57,11 @@ func readerCodec(t *sfu.Track) sfu.Codec {
 	if c.MimeType != sfu.MimeH264 {
 		return c
 	}
-	sps, pps := parseSprop(fmtpParam(c.Fmtp, "sprop-parameter-sets"))
+	sps, pps := parseSprop(sfu.FmtpParam(c.Fmtp, "sprop-parameter-sets"))
 	if sps == nil || pps == nil {
 		sps, pps = probeParams(t)
 	}
-	c.Fmtp = h264Fmtp(fmtpParam(c.Fmtp, "profile-level-id"), sps, pps)
+	c.Fmtp = h264Fmtp(sfu.FmtpParam(c.Fmtp, "profile-level-id"), sps, pps)
 	return c
 }
 
@@ -73,7 +73,7 @@ type paramProbe struct{ sps, pps []byte }
 var errProbeDone = errors.New("parameter sets found")
 
 func (p *paramProbe) WriteRTP(pkt *sfu.Packet) error {
-	sps, pps := paramsIn(pkt.Payload)
+	sps, pps := sfu.H264ParameterSets(pkt.Payload)
 	if sps != nil && p.sps == nil {
 		p.sps = append([]byte(nil), sps...)
 	}
