@@ -289,7 +289,16 @@ type trackFeed struct {
 // declared one closes the stream, since readers cannot change codec mid-session.
 func (f *trackFeed) accepts(t *sfu.Track) bool {
 	if c := t.Codec(); c.MimeType != f.want.codec.MimeType || c.ClockRate != f.want.codec.ClockRate {
-		go f.ps.closeChanged(t) // not from inside the session's Watch callback
+		ps := f.ps
+		ps.s.mu.Lock()
+		if !ps.s.closed { // Close closes the stream itself, after this goroutine
+			ps.s.wg.Add(1)
+			go func() { // not from inside the session's Watch callback
+				defer ps.s.wg.Done()
+				ps.closeChanged(t)
+			}()
+		}
+		ps.s.mu.Unlock()
 		return false
 	}
 	return true
