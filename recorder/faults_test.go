@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"lectern/internal/testrec"
 	"lectern/sfu"
 	"lectern/storage"
 )
@@ -17,8 +18,8 @@ import (
 // starts it again: the recording ends complete, with every segment stored once.
 func TestMinIOOutage(t *testing.T) {
 	t.Parallel()
-	c := lectureClip(t)
-	store, minio := newMinIOStore(t)
+	c := testrec.LectureClip(t)
+	store, minio := testrec.MinIOStore(t)
 	r := newRecorder(t, store, t.TempDir(), nil)
 	defer closeRecorder(t, r)
 	reg := sfu.NewRegistry(sfu.RegistryConfig{Grace: -1, Logger: testLogger()})
@@ -68,8 +69,8 @@ func TestMinIOOutage(t *testing.T) {
 // every segment written before the kill.
 func TestCrashRecovery(t *testing.T) {
 	t.Parallel()
-	c := lectureClip(t)
-	store := &flakyStore{Store: newDirStore(t)}
+	c := testrec.LectureClip(t)
+	store := &flakyStore{Store: testrec.DirStore(t)}
 	spoolDir := t.TempDir()
 	r1 := newRecorder(t, store, spoolDir, nil)
 	reg := sfu.NewRegistry(sfu.RegistryConfig{Grace: -1, Logger: testLogger()})
@@ -120,8 +121,8 @@ func TestCrashRecovery(t *testing.T) {
 // same track) loses nothing, and the recording resumes when the store is back.
 func TestSpoolFull(t *testing.T) {
 	t.Parallel()
-	c := lectureClip(t)
-	store := &flakyStore{Store: newDirStore(t)}
+	c := testrec.LectureClip(t)
+	store := &flakyStore{Store: testrec.DirStore(t)}
 	var logs logBuffer
 	r := newRecorder(t, store, t.TempDir(), func(cfg *Config) {
 		cfg.MaxSpoolBytes = 1 << 20
@@ -184,8 +185,8 @@ func queued(q *sfu.Queue) int {
 // timestamp jump: the recording stays decodable and keeps its length.
 func TestDamagedStream(t *testing.T) {
 	t.Parallel()
-	c := lectureClip(t)
-	store := newDirStore(t)
+	c := testrec.LectureClip(t)
+	store := testrec.DirStore(t)
 	r := newRecorder(t, store, t.TempDir(), nil)
 	defer closeRecorder(t, r)
 	reg := sfu.NewRegistry(sfu.RegistryConfig{Grace: -1, Logger: testLogger()})
@@ -222,8 +223,8 @@ func TestDamagedStream(t *testing.T) {
 // same recording, with the pause recorded as a gap.
 func TestReconnectContinuesRecording(t *testing.T) {
 	t.Parallel()
-	c := lectureClip(t)
-	store := newDirStore(t)
+	c := testrec.LectureClip(t)
+	store := testrec.DirStore(t)
 	r := newRecorder(t, store, t.TempDir(), nil)
 	defer closeRecorder(t, r)
 	reg := sfu.NewRegistry(sfu.RegistryConfig{Grace: 5 * time.Second, Logger: testLogger()})
@@ -265,8 +266,8 @@ func TestReconnectContinuesRecording(t *testing.T) {
 // says it was in progress; its playlist lists every stored segment).
 func TestLostSpool(t *testing.T) {
 	t.Parallel()
-	c := lectureClip(t)
-	store := newDirStore(t)
+	c := testrec.LectureClip(t)
+	store := testrec.DirStore(t)
 	r1 := newRecorder(t, store, t.TempDir(), nil)
 	reg := sfu.NewRegistry(sfu.RegistryConfig{Grace: -1, Logger: testLogger()})
 	sess := reg.Session("lostspool1")
@@ -304,8 +305,8 @@ func TestLostSpool(t *testing.T) {
 // takes media again.
 func TestSpoolFullKeepsTimeline(t *testing.T) {
 	t.Parallel()
-	c := lectureClip(t)
-	store := &flakyStore{Store: newDirStore(t)}
+	c := testrec.LectureClip(t)
+	store := &flakyStore{Store: testrec.DirStore(t)}
 	r := newRecorder(t, store, t.TempDir(), func(cfg *Config) { cfg.MaxSpoolBytes = 1 << 20 })
 	defer closeRecorder(t, r)
 	reg := sfu.NewRegistry(sfu.RegistryConfig{Grace: -1, Logger: testLogger()})

@@ -25,61 +25,12 @@ import (
 	"lectern/storage"
 )
 
-var (
-	clipOnce sync.Once
-	clip20   *clip.Clip
-	clipErr  error
-)
-
-// lectureClip returns a 20 s 640x360 30 fps H.264 (keyframe every 2 s) + Opus clip
-// made by ffmpeg, cached across runs in the system temp directory.
-func lectureClip(t testing.TB) *clip.Clip {
-	t.Helper()
-	testenv.RequireTool(t, "ffmpeg", "apt-get install ffmpeg")
-	clipOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		clip20, clipErr = clip.Generate(ctx, filepath.Join(os.TempDir(), "lectern-test-clips"),
-			clip.Options{Width: 640, Height: 360, FPS: 30, Bitrate: 1_000_000, Duration: 20 * time.Second, GOP: 60})
-	})
-	if clipErr != nil {
-		t.Fatal(clipErr)
-	}
-	return clip20
-}
-
 // testLogger discards logs unless LECTERN_TEST_LOG is set.
 func testLogger() *slog.Logger {
 	if os.Getenv("LECTERN_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
-// newDirStore returns a local Dir store closed at the end of the test.
-func newDirStore(t *testing.T) *storage.Dir {
-	t.Helper()
-	d, err := storage.NewDir(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	return d
-}
-
-// newMinIOStore starts a real MinIO and returns an S3 store on a fresh bucket.
-func newMinIOStore(t *testing.T) (*storage.S3, *testenv.MinIO) {
-	t.Helper()
-	m := testenv.StartMinIO(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := storage.NewS3(ctx, storage.S3Config{Endpoint: m.Endpoint, Bucket: testenv.NewBucketName(t),
-		AccessKey: m.AccessKey, SecretKey: m.SecretKey, PathStyle: true, CreateBucket: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s, m
 }
 
 // newRecorder returns a recorder on store with fast retries for tests; the caller

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"lectern/internal/testrec"
 	"lectern/sfu"
 )
 
@@ -13,8 +14,8 @@ import (
 // second rendition on the same timeline; both decode.
 func TestScreenShareRendition(t *testing.T) {
 	t.Parallel()
-	c := lectureClip(t)
-	store := newDirStore(t)
+	c := testrec.LectureClip(t)
+	store := testrec.DirStore(t)
 	r := newRecorder(t, store, t.TempDir(), nil)
 	defer closeRecorder(t, r)
 	reg := sfu.NewRegistry(sfu.RegistryConfig{Grace: -1, Logger: testLogger()})
@@ -57,8 +58,8 @@ func TestScreenShareRendition(t *testing.T) {
 // the index object is lost.
 func TestIndexSurvivesRestart(t *testing.T) {
 	t.Parallel()
-	c := lectureClip(t)
-	store := newDirStore(t)
+	c := testrec.LectureClip(t)
+	store := testrec.DirStore(t)
 	r := newRecorder(t, store, t.TempDir(), nil)
 	reg := sfu.NewRegistry(sfu.RegistryConfig{Grace: -1, Logger: testLogger()})
 	sess := reg.Session("restart001")

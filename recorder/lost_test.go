@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"lectern/internal/testrec"
 	"lectern/sfu"
 )
 
@@ -69,8 +70,8 @@ func TestReplayJournalKeepsLostPlaces(t *testing.T) {
 // written again, Degraded is nil and the recording goes on.
 func TestSpoolUnwritable(t *testing.T) {
 	t.Parallel()
-	c := lectureClip(t)
-	store := newDirStore(t)
+	c := testrec.LectureClip(t)
+	store := testrec.DirStore(t)
 	spool := t.TempDir()
 	r := newRecorder(t, store, spool, nil)
 	defer closeRecorder(t, r)
@@ -135,7 +136,7 @@ func TestSpoolUnwritable(t *testing.T) {
 // lost, and Degraded is nil (readiness must not wait for a write that only a
 // new lecture would make).
 func TestDegradedClearsWhenNothingRecords(t *testing.T) {
-	r := newRecorder(t, newDirStore(t), t.TempDir(), nil)
+	r := newRecorder(t, testrec.DirStore(t), t.TempDir(), nil)
 	defer closeRecorder(t, r)
 	r.metrics.active.Add(1) // a recording in progress
 	r.noteSpoolError(1000, errors.New("no space left on device (test)"))

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"lectern/internal/testrec"
 )
 
 // TestSpoolWritable: the readiness probe creates and removes a file in the
@@ -13,7 +15,7 @@ import (
 // reports the spool; once the directory is back it succeeds and leaves nothing.
 func TestSpoolWritable(t *testing.T) {
 	spool := filepath.Join(t.TempDir(), "spool")
-	r := newRecorder(t, newDirStore(t), spool, nil)
+	r := newRecorder(t, testrec.DirStore(t), spool, nil)
 	defer closeRecorder(t, r)
 	if err := r.SpoolWritable(); err != nil {
 		t.Fatalf("a fresh spool: %v", err)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"lectern/internal/testrec"
 	"lectern/sfu"
 )
 
@@ -14,8 +15,8 @@ import (
 // checks with ffprobe that the HLS playlist and the MP4 download decode, with the
 // duration and frame count that were sent.
 func TestRecordToDir(t *testing.T) {
-	c := lectureClip(t)
-	store := newDirStore(t)
+	c := testrec.LectureClip(t)
+	store := testrec.DirStore(t)
 	reg := sfu.NewRegistry(sfu.RegistryConfig{Grace: -1, Logger: testLogger()})
 	r := newRecorder(t, store, t.TempDir(), nil)
 	defer closeRecorder(t, r)

@@ -18,6 +18,7 @@ import (
 	"lectern/auth"
 	"lectern/internal/clip"
 	"lectern/internal/testpeer"
+	"lectern/internal/testrec"
 	"lectern/recorder"
 	"lectern/web/ui"
 )
@@ -156,7 +157,7 @@ func startPortal(t *testing.T) (origin string, serve func(lecternURL string)) {
 // (DELETE), so a recording is finalised.
 func publishClip(t *testing.T, s *stack, session, trainer string) (stop func()) {
 	t.Helper()
-	c := lectureClip(t)
+	c := testrec.LectureClip(t)
 	var loc string
 	pub, err := testpeer.NewPublisher(s.ctx, testpeer.Options{}, false, s.signal("/whip/"+session, trainer, &loc))
 	if err != nil {

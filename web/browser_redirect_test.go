@@ -8,8 +8,7 @@ import (
 	"time"
 
 	"lectern/auth"
-	"lectern/internal/testenv"
-	"lectern/storage"
+	"lectern/internal/testrec"
 )
 
 // TestBrowserReplayRedirect: with replay redirects on (segments answered with a 302 to
@@ -17,15 +16,9 @@ import (
 // Content-Security-Policy lets hls.js follow the redirect to the store, and the
 // segments come from MinIO, not through Lectern. No CSP violation, no console error.
 func TestBrowserReplayRedirect(t *testing.T) {
-	m := testenv.StartMinIO(t)
+	s3, m := testrec.MinIOStore(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s3, err := storage.NewS3(ctx, storage.S3Config{Endpoint: m.Endpoint, Bucket: testenv.NewBucketName(t),
-		AccessKey: m.AccessKey, SecretKey: m.SecretKey, PathStyle: true, CreateBucket: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s3.Close() })
 	origin, err := PresignedOrigin(ctx, s3)
 	if err != nil || origin != "http://"+m.Endpoint {
 		t.Fatalf("PresignedOrigin = %q, %v; want http://%s", origin, err, m.Endpoint)

@@ -22,6 +22,7 @@ import (
 	"lectern/auth"
 	"lectern/catalog"
 	"lectern/events"
+	"lectern/internal/testrec"
 	"lectern/recorder"
 	"lectern/sfu"
 	"lectern/sfu/peer"
@@ -52,11 +53,7 @@ var (
 func newCacheFixture(t *testing.T, maxBytes, maxObject int64) *cacheFixture {
 	t.Helper()
 	ctx := context.Background()
-	d, err := storage.NewDir(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
+	d := testrec.DirStore(t)
 	f := &cacheFixture{t: t, logged: &keyLog{testStore: d}, objects: map[string][]byte{}}
 	rng := rand.New(rand.NewPCG(7, 7))
 	var metas []recorder.Meta
@@ -88,6 +85,7 @@ func newCacheFixture(t *testing.T, maxBytes, maxObject int64) *cacheFixture {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var err error
 	f.rec, err = recorder.New(ctx, recorder.Config{Store: f.logged, SpoolDir: t.TempDir(), Logger: log})
 	if err != nil {
 		t.Fatal(err)

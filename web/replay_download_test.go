@@ -18,6 +18,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4/seekablebuffer"
 
+	"lectern/internal/testrec"
 	"lectern/recorder"
 	"lectern/storage"
 )
@@ -28,11 +29,7 @@ import (
 func newDownloadFixture(t testing.TB, segs, segSize int) (*recorder.Recorder, *storage.Dir, string) {
 	t.Helper()
 	ctx := context.Background()
-	d, err := storage.NewDir(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
+	d := testrec.DirStore(t)
 	const sess = "downloads1"
 	id := sess + "-trainer-20260301-080000-00dd01"
 	prefix := "recordings/" + sess + "/" + id + "/"

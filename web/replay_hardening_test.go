@@ -16,8 +16,8 @@ import (
 	"lectern/auth"
 	"lectern/internal/clip"
 	"lectern/internal/testpeer"
+	"lectern/internal/testrec"
 	"lectern/recorder"
-	"lectern/storage"
 )
 
 // TestReplayRangeOverflow: "bytes=0-9223372036854775807" (the largest last
@@ -100,12 +100,8 @@ func TestReplayErrorsHideStoreKeys(t *testing.T) {
 // recording's own description tell the same segments and duration (the list
 // said 0 and 0 until the end).
 func TestReplayListWhileRecording(t *testing.T) {
-	c := lectureClip(t)
-	d, err := storage.NewDir(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
+	c := testrec.LectureClip(t)
+	d := testrec.DirStore(t)
 	s, _, _ := newReplayStack(t, d, nil)
 	id := s.createSession("Bài đang ghi")
 	trainer := s.token(id, auth.RoleTrainer, "trainer")
@@ -169,11 +165,7 @@ func TestReplayListWhileRecording(t *testing.T) {
 // media while recorded (the spool was full), with how much, in Chromium.
 func TestBrowserReplaysLostMedia(t *testing.T) {
 	ctx := context.Background()
-	d, err := storage.NewDir(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
+	d := testrec.DirStore(t)
 	start := time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
 	end := start.Add(20 * time.Second)
 	var metas []recorder.Meta

@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +25,7 @@ import (
 	"lectern/internal/clip"
 	"lectern/internal/testenv"
 	"lectern/internal/testpeer"
+	"lectern/internal/testrec"
 	"lectern/recorder"
 	"lectern/sfu"
 	"lectern/sfu/peer"
@@ -141,29 +141,6 @@ func newReplayStack(t *testing.T, store testStore, cache *ReplayCache) (*stack, 
 	return &stack{t: t, url: srv.URL, reg: reg, edge: edge, issuer: issuer, ctx: ctx}, rec, cat
 }
 
-var (
-	replayClipOnce sync.Once
-	replayClip     *clip.Clip
-	replayClipErr  error
-)
-
-// lectureClip is a 20 s 640x360 30 fps H.264 (keyframe every 2 s) + Opus clip
-// made by ffmpeg (cached in the system temp directory).
-func lectureClip(t *testing.T) *clip.Clip {
-	t.Helper()
-	testenv.RequireTool(t, "ffmpeg", "apt-get install ffmpeg")
-	replayClipOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		replayClip, replayClipErr = clip.Generate(ctx, filepath.Join(os.TempDir(), "lectern-test-clips"),
-			clip.Options{Width: 640, Height: 360, FPS: 30, Bitrate: 1_000_000, Duration: 20 * time.Second, GOP: 60})
-	})
-	if replayClipErr != nil {
-		t.Fatal(replayClipErr)
-	}
-	return replayClip
-}
-
 type probeResult struct {
 	Duration    float64
 	VideoFrames int
@@ -210,27 +187,15 @@ func ffprobe(t *testing.T, url string) probeResult {
 // segments served from the replay cache once read (the header checks then run
 // on cached segments).
 func TestReplayOverHTTP(t *testing.T) {
-	c := lectureClip(t)
+	c := testrec.LectureClip(t)
 	t.Run("dir", func(t *testing.T) {
 		t.Parallel()
-		d, err := storage.NewDir(t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { d.Close() })
+		d := testrec.DirStore(t)
 		testReplay(t, c, d, nil)
 	})
 	t.Run("minio", func(t *testing.T) {
 		t.Parallel()
-		m := testenv.StartMinIO(t)
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		s3, err := storage.NewS3(ctx, storage.S3Config{Endpoint: m.Endpoint, Bucket: testenv.NewBucketName(t),
-			AccessKey: m.AccessKey, SecretKey: m.SecretKey, PathStyle: true, CreateBucket: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s3.Close() })
+		s3, _ := testrec.MinIOStore(t)
 		cache := NewReplayCache(64<<20, 0)
 		testReplay(t, c, s3, cache)
 		if cache.hits.Load() == 0 || cache.fills.Load() == 0 {
@@ -248,24 +213,7 @@ func testReplay(t *testing.T, c *clip.Clip, store testStore, cache *ReplayCache)
 	learner := s.token(id, auth.RoleLearner, "hv1")
 	outsider := s.token(other, auth.RoleLearner, "hv2")
 
-	var loc string
-	pub, err := testpeer.NewPublisher(s.ctx, testpeer.Options{}, false, s.signal("/whip/"+id, trainer, &loc))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
-	err = c.Play(s.ctx, clip.PlayOptions{
-		WriteVideo: func(p *rtp.Packet) error { return pub.Video.WriteRTP(p) },
-		WriteAudio: func(p *rtp.Packet) error { return pub.Audio.WriteRTP(p) },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(200 * time.Millisecond) // the last packets cross the loopback
-	if resp, body := s.do("DELETE", loc, trainer, "", ""); resp.StatusCode != 200 {
-		t.Fatalf("WHIP DELETE: %d %s", resp.StatusCode, body)
-	}
-	rv := waitRecording(t, s, learner, id)
+	rv := recordWholeClip(t, s, c, id, trainer, learner)
 
 	base := s.url + "/replay/" + rv.ID
 	for _, u := range []string{base + "/index.m3u8?token=" + learner, base + "/download.mp4?token=" + learner} {
@@ -281,6 +229,31 @@ func testReplay(t *testing.T, c *clip.Clip, store testStore, cache *ReplayCache)
 }
 
 func near(got, want, tol float64) bool { return got >= want-tol && got <= want+tol }
+
+// recordWholeClip publishes the whole clip c once over WHIP (a pion peer) as the
+// trainer of session, ends the WHIP session (DELETE) and waits until its
+// recording is complete.
+func recordWholeClip(t *testing.T, s *stack, c *clip.Clip, session, trainer, learner string) recordingSummary {
+	t.Helper()
+	var loc string
+	pub, err := testpeer.NewPublisher(s.ctx, testpeer.Options{}, false, s.signal("/whip/"+session, trainer, &loc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	err = c.Play(s.ctx, clip.PlayOptions{
+		WriteVideo: func(p *rtp.Packet) error { return pub.Video.WriteRTP(p) },
+		WriteAudio: func(p *rtp.Packet) error { return pub.Audio.WriteRTP(p) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // the last packets cross the loopback
+	if resp, body := s.do("DELETE", loc, trainer, "", ""); resp.StatusCode != 200 {
+		t.Fatalf("WHIP DELETE: %d %s", resp.StatusCode, body)
+	}
+	return waitRecording(t, s, learner, session)
+}
 
 // waitRecording waits until the session's recording is complete.
 func waitRecording(t *testing.T, s *stack, token, session string) recordingSummary {

@@ -12,13 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/rtp"
-
 	"lectern/auth"
-	"lectern/internal/clip"
 	"lectern/internal/testenv"
-	"lectern/internal/testpeer"
-	"lectern/storage"
+	"lectern/internal/testrec"
 )
 
 // TestVLCPlaysReplay: VLC, what many classrooms and learners open a link with,
@@ -30,35 +26,14 @@ import (
 // ffmpeg and GStreamer instead.)
 func TestVLCPlaysReplay(t *testing.T) {
 	bin := testenv.RequireTool(t, "cvlc", "apt-get install vlc-bin vlc-plugin-base")
-	c := lectureClip(t)
-	d, err := storage.NewDir(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
+	c := testrec.LectureClip(t)
+	d := testrec.DirStore(t)
 	s, _, _ := newReplayStack(t, d, nil)
 	id := s.createSession("Chuyển đổi số - Bài 2")
 	trainer := s.token(id, auth.RoleTrainer, "trainer")
 	learner := s.token(id, auth.RoleLearner, "hv1")
 
-	var loc string
-	pub, err := testpeer.NewPublisher(s.ctx, testpeer.Options{}, false, s.signal("/whip/"+id, trainer, &loc))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
-	err = c.Play(s.ctx, clip.PlayOptions{
-		WriteVideo: func(p *rtp.Packet) error { return pub.Video.WriteRTP(p) },
-		WriteAudio: func(p *rtp.Packet) error { return pub.Audio.WriteRTP(p) },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(200 * time.Millisecond) // the last packets cross the loopback
-	if resp, body := s.do("DELETE", loc, trainer, "", ""); resp.StatusCode != 200 {
-		t.Fatalf("WHIP DELETE: %d %s", resp.StatusCode, body)
-	}
-	rv := waitRecording(t, s, learner, id)
+	rv := recordWholeClip(t, s, c, id, trainer, learner)
 
 	// VLC refuses to run as root: as root, it runs as nobody, in a directory
 	// nobody may write (its HOME, and the output).
