@@ -56,6 +56,67 @@ func post(t *testing.T, url, token, ct, body string) (int, string, http.Header) 
 	return resp.StatusCode, string(b), resp.Header
 }
 
+// createSession makes a session titled title with the admin token and returns
+// its id.
+func createSession(t *testing.T, base, admin, title string) string {
+	t.Helper()
+	code, body, _ := post(t, base+"/api/sessions", admin, "application/json", `{"title":"`+title+`"}`)
+	if code != 201 {
+		t.Fatalf("create session: %d %s", code, body)
+	}
+	var sess struct{ ID string }
+	_ = json.Unmarshal([]byte(body), &sess)
+	return sess.ID
+}
+
+// mintToken mints a token for role (named after it) in session.
+func mintToken(t *testing.T, base, admin, session, role string) string {
+	t.Helper()
+	code, body, _ := post(t, base+"/api/sessions/"+session+"/tokens", admin, "application/json", `{"role":"`+role+`","name":"`+role+`"}`)
+	if code != 201 {
+		t.Fatalf("mint: %d %s", code, body)
+	}
+	var m struct{ Token string }
+	_ = json.Unmarshal([]byte(body), &m)
+	return m.Token
+}
+
+// publishTo creates a session titled title and connects a trainer's pion
+// publisher to it over WHIP; the caller closes the publisher.
+func publishTo(ctx context.Context, t *testing.T, base, admin, title string) (sessID string, pub *testpeer.Publisher) {
+	t.Helper()
+	sessID = createSession(t, base, admin, title)
+	pub, err := testpeer.NewPublisher(ctx, testpeer.Options{}, false, sdpSignal(t, base+"/whip/"+sessID, mintToken(t, base, admin, sessID, "trainer")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sessID, pub
+}
+
+// sdpSignal is how the tests' pion peers reach the binary's WHIP and WHEP
+// endpoints: the offer is posted to url with tok, the answer is the body.
+func sdpSignal(t *testing.T, url, tok string) testpeer.Signal {
+	return func(offer string) (string, error) {
+		code, body, _ := post(t, url, tok, "application/sdp", offer)
+		if code != 201 {
+			return "", fmt.Errorf("%s: %d %s", url, code, body)
+		}
+		return body, nil
+	}
+}
+
+// playSynthetic plays a synthetic clip on pub until the returned stop is
+// called; stop waits for the player to end.
+func playSynthetic(ctx context.Context, pub *testpeer.Publisher) (stop func()) {
+	playCtx, stopPlay := context.WithCancel(ctx)
+	played := make(chan struct{})
+	go func() {
+		defer close(played)
+		_ = pub.Play(playCtx, testpeer.SyntheticClip(time.Second, 30, 30, 2000), nil)
+	}()
+	return func() { stopPlay(); <-played }
+}
+
 // TestRunServesAndShutsDownOnSIGTERM starts the server as `lectern` would, with a
 // live publisher and subscriber, then sends SIGTERM: it must close the peers and
 // return within a few seconds.
@@ -92,45 +153,12 @@ func TestRunServesAndShutsDownOnSIGTERM(t *testing.T) {
 		t.Fatal("banner did not show the admin token")
 	}
 	base := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
-	code, body, _ := post(t, base+"/api/sessions", admin, "application/json", `{"title":"Bài giảng"}`)
-	if code != 201 {
-		t.Fatalf("create session: %d %s", code, body)
-	}
-	var sess struct{ ID string }
-	_ = json.Unmarshal([]byte(body), &sess)
-	mint := func(role string) string {
-		code, body, _ := post(t, base+"/api/sessions/"+sess.ID+"/tokens", admin, "application/json", `{"role":"`+role+`","name":"`+role+`"}`)
-		if code != 201 {
-			t.Fatalf("mint: %d %s", code, body)
-		}
-		var m struct{ Token string }
-		_ = json.Unmarshal([]byte(body), &m)
-		return m.Token
-	}
-	signal := func(path, tok string) testpeer.Signal {
-		return func(offer string) (string, error) {
-			code, body, _ := post(t, base+path, tok, "application/sdp", offer)
-			if code != 201 {
-				return "", fmt.Errorf("%s: %d %s", path, code, body)
-			}
-			return body, nil
-		}
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	pub, err := testpeer.NewPublisher(ctx, testpeer.Options{}, false, signal("/whip/"+sess.ID, mint("trainer")))
-	if err != nil {
-		t.Fatal(err)
-	}
+	sessID, pub := publishTo(ctx, t, base, admin, "Bài giảng")
 	defer pub.Close()
-	playCtx, stopPlay := context.WithCancel(ctx)
-	played := make(chan struct{})
-	go func() {
-		defer close(played)
-		_ = pub.Play(playCtx, testpeer.SyntheticClip(time.Second, 30, 30, 2000), nil)
-	}()
-	defer func() { stopPlay(); <-played }()
-	sub, err := testpeer.NewSubscriber(ctx, testpeer.Options{}, 1, 1, signal("/whep/"+sess.ID, mint("viewer")), nil)
+	defer playSynthetic(ctx, pub)()
+	sub, err := testpeer.NewSubscriber(ctx, testpeer.Options{}, 1, 1, sdpSignal(t, base+"/whep/"+sessID, mintToken(t, base, admin, sessID, "viewer")), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +190,7 @@ func TestRunServesAndShutsDownOnSIGTERM(t *testing.T) {
 		}
 	}
 	// The session definition survives the restart.
-	if b, err := os.ReadFile(dataDir + "/sessions.json"); err != nil || !strings.Contains(string(b), sess.ID) {
+	if b, err := os.ReadFile(dataDir + "/sessions.json"); err != nil || !strings.Contains(string(b), sessID) {
 		t.Fatalf("session not persisted: %v", err)
 	}
 }

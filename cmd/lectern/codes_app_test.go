@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -11,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -49,29 +47,7 @@ func publishRTSP(t *testing.T, bin, url string) (stop func() string) {
 		"-f", "lavfi", "-i", "testsrc2=size=320x240:rate=15", "-t", "60",
 		"-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-profile:v", "baseline", "-pix_fmt", "yuv420p",
 		"-g", "15", "-f", "rtsp", "-rtsp_transport", "tcp", url)
-	var errb bytes.Buffer
-	cmd.Stderr = &errb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	stopped := false
-	stop = func() string {
-		if !stopped {
-			stopped = true
-			_ = cmd.Process.Signal(os.Interrupt)
-			select {
-			case <-done:
-			case <-time.After(5 * time.Second):
-				_ = cmd.Process.Kill()
-				<-done
-			}
-		}
-		return errb.String()
-	}
-	t.Cleanup(func() { stop() })
-	return stop
+	return testenv.StartBackground(t, cmd)
 }
 
 // readRTSP has ffmpeg read 15 video frames from url over TCP, trying again while

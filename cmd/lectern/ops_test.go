@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -22,7 +21,6 @@ import (
 
 	"lectern/catalog"
 	"lectern/internal/testenv"
-	"lectern/internal/testpeer"
 	"lectern/sfu/rtsp"
 )
 
@@ -491,38 +489,11 @@ func TestReadyzReportsLostMedia(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := "http://" + a.listener.Addr().String()
-	code, body, _ := post(t, base+"/api/sessions", a.adminToken, "application/json", `{"title":"Đĩa đầy"}`)
-	if code != 201 {
-		t.Fatalf("create session: %d %s", code, body)
-	}
-	var sess struct{ ID string }
-	_ = json.Unmarshal([]byte(body), &sess)
-	code, body, _ = post(t, base+"/api/sessions/"+sess.ID+"/tokens", a.adminToken, "application/json", `{"role":"trainer","name":"trainer"}`)
-	if code != 201 {
-		t.Fatalf("mint: %d %s", code, body)
-	}
-	var minted struct{ Token string }
-	_ = json.Unmarshal([]byte(body), &minted)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	pub, err := testpeer.NewPublisher(ctx, testpeer.Options{}, false, func(offer string) (string, error) {
-		code, body, _ := post(t, base+"/whip/"+sess.ID, minted.Token, "application/sdp", offer)
-		if code != 201 {
-			return "", fmt.Errorf("whip: %d %s", code, body)
-		}
-		return body, nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, pub := publishTo(ctx, t, base, a.adminToken, "Đĩa đầy")
 	defer pub.Close()
-	playCtx, stopPlay := context.WithCancel(ctx)
-	played := make(chan struct{})
-	go func() {
-		defer close(played)
-		_ = pub.Play(playCtx, testpeer.SyntheticClip(time.Second, 30, 30, 2000), nil)
-	}()
-	defer func() { stopPlay(); <-played }()
+	defer playSynthetic(ctx, pub)()
 	waitReadyz(t, a, 200, "ready")
 
 	// The recording's segments go to <spool>/<recording>/: with the spool

@@ -19,7 +19,6 @@ import (
 	"github.com/pion/rtp"
 
 	"lectern/internal/clip"
-	"lectern/internal/testpeer"
 )
 
 // TestSIGKILLMidRecording kills the real binary with SIGKILL while a trainer
@@ -53,27 +52,9 @@ func TestSIGKILLMidRecording(t *testing.T) {
 		return cmd
 	}
 	cmd := start()
-	code, body, _ := post(t, base+"/api/sessions", admin, "application/json", `{"title":"Kill test"}`)
-	if code != 201 {
-		t.Fatalf("create: %d %s", code, body)
-	}
-	var sess struct{ ID string }
-	_ = json.Unmarshal([]byte(body), &sess)
-	code, body, _ = post(t, base+"/api/sessions/"+sess.ID+"/tokens", admin, "application/json", `{"role":"trainer","name":"trainer"}`)
-	var tok struct{ Token string }
-	_ = json.Unmarshal([]byte(body), &tok)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	pub, err := testpeer.NewPublisher(ctx, testpeer.Options{}, false, func(offer string) (string, error) {
-		code, body, _ := post(t, base+"/whip/"+sess.ID, tok.Token, "application/sdp", offer)
-		if code != 201 {
-			return "", fmt.Errorf("whip %d %s", code, body)
-		}
-		return body, nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, pub := publishTo(ctx, t, base, admin, "Kill test")
 	defer pub.Close()
 	c, err := clip.Generate(ctx, filepath.Join(os.TempDir(), "lectern-test-clips"),
 		clip.Options{Width: 640, Height: 360, FPS: 30, Bitrate: 1_000_000, Duration: 20 * time.Second, GOP: 60})

@@ -54,7 +54,7 @@ func publishRTSP(t *testing.T, url, audioCodec string, d time.Duration) <-chan p
 	go func() {
 		defer close(done)
 		err := cmd.Wait()
-		frames, _ := strconv.Atoi(lastProgress(stdout.String(), "frame"))
+		frames, _ := strconv.Atoi(testenv.LastProgress(stdout.String(), "frame"))
 		out <- published{frames: frames, stderr: stderr.String(), err: err}
 	}()
 	t.Cleanup(func() {
@@ -66,17 +66,6 @@ func publishRTSP(t *testing.T, url, audioCodec string, d time.Duration) <-chan p
 		}
 	})
 	return out
-}
-
-// lastProgress returns the last value of key in ffmpeg -progress output.
-func lastProgress(out, key string) string {
-	v := ""
-	for _, line := range strings.Split(out, "\n") {
-		if k, val, ok := strings.Cut(strings.TrimSpace(line), "="); ok && k == key {
-			v = val
-		}
-	}
-	return v
 }
 
 // stream is one stream of a probed file.
@@ -236,16 +225,4 @@ func (a *annexB) write(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return path
-}
-
-// waitFor polls cond every 20 ms until it holds, or fails the test when ctx ends.
-func waitFor(ctx context.Context, t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting for %s", what)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
 }

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -38,7 +37,7 @@ const cameraFor = 60 * time.Second
 func startCamera(ctx context.Context, t *testing.T, s *stack, audioCodec string) {
 	t.Helper()
 	pub := publishRTSP(t, s.rtspURL(s.token(t, auth.RoleTrainer)), audioCodec, cameraFor)
-	waitFor(ctx, t, "the camera's video and audio in the session", func() bool {
+	testenv.WaitFor(ctx, t, "the camera's video and audio in the session", func() bool {
 		select {
 		case p := <-pub:
 			t.Fatalf("the ffmpeg camera ended early: %v\n%s", p.err, p.stderr)
@@ -250,24 +249,8 @@ func gstreamerRead(ctx context.Context, bin, url string, props []string, d time.
 	return res
 }
 
-// lockedBuffer is a bytes.Buffer a process's stdout and stderr copiers and the
-// test may share.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// lockedBuffer collects a process's output that its copiers and the test share.
+type lockedBuffer = testenv.LockedBuffer
 
 // TestFFmpegReadsAACBack: a camera publishes H.264 + AAC over RTSP; ffmpeg reads
 // the session back over RTSP for 8 s and copies what it gets into a file, whose AAC

@@ -13,6 +13,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"lectern/auth"
+	"lectern/internal/testenv"
 	"lectern/internal/testpeer"
 	"lectern/sfu/peer"
 )
@@ -49,7 +50,7 @@ func TestRTSPPublishReachesWebRTCAndRecording(t *testing.T) {
 			sub := subscribe(ctx, t, s, video)
 			pub := publishRTSP(t, s.rtspURL(s.token(t, auth.RoleTrainer)), tc.encoder, publishFor)
 
-			waitFor(ctx, t, "three keyframes at the WebRTC subscriber", func() bool { return video.keyframes() >= 3 })
+			testenv.WaitFor(ctx, t, "three keyframes at the WebRTC subscriber", func() bool { return video.keyframes() >= 3 })
 			if tc.toBrowser {
 				if err := sub.WaitPackets(ctx, sectionAudio, 100); err != nil {
 					t.Fatalf("Opus audio at the WebRTC subscriber: %v", err)

@@ -5,13 +5,13 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"lectern/auth"
+	"lectern/internal/testenv"
 	"lectern/recorder"
 	"lectern/sfu"
 	"lectern/sfu/peer"
@@ -21,14 +21,6 @@ import (
 
 // testSession is the only session the stack knows.
 const testSession = "lecture"
-
-// testLogger discards logs unless LECTERN_TEST_LOG is set.
-func testLogger() *slog.Logger {
-	if os.Getenv("LECTERN_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
 
 // stack is Lectern's media path in-process on loopback, wired as cmd/lectern wires
 // it: the registry's publication.added event attaches the recorder to the
@@ -54,20 +46,20 @@ func newStack(t testing.TB) *stack {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s.rec, err = recorder.New(ctx, recorder.Config{Store: s.store, SpoolDir: t.TempDir(), Logger: testLogger()})
+	s.rec, err = recorder.New(ctx, recorder.Config{Store: s.store, SpoolDir: t.TempDir(), Logger: testenv.Logger()})
 	if err != nil {
 		_ = s.store.Close()
 		t.Fatal(err)
 	}
-	s.reg = sfu.NewRegistry(sfu.RegistryConfig{Grace: -1, OnEvent: s.onEvent, Logger: testLogger()})
+	s.reg = sfu.NewRegistry(sfu.RegistryConfig{Grace: -1, OnEvent: s.onEvent, Logger: testenv.Logger()})
 	t.Cleanup(func() { s.close(t) })
-	if s.edge, err = peer.New(peer.Config{UDPAddr: "127.0.0.1:0", Logger: testLogger()}); err != nil {
+	if s.edge, err = peer.New(peer.Config{UDPAddr: "127.0.0.1:0", Logger: testenv.Logger()}); err != nil {
 		t.Fatal(err)
 	}
 	if s.issuer, err = auth.NewIssuer(bytes.Repeat([]byte("e"), 32)); err != nil {
 		t.Fatal(err)
 	}
-	s.rtsp, err = rtsp.NewServer(rtsp.Config{Address: "127.0.0.1:0", Sessions: s.session, Tokens: s.issuer, Logger: testLogger()})
+	s.rtsp, err = rtsp.NewServer(rtsp.Config{Address: "127.0.0.1:0", Sessions: s.session, Tokens: s.issuer, Logger: testenv.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,12 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -34,13 +31,12 @@ const (
 	testAdmin   = "admin-token-for-tests-0123456789"
 )
 
-// testLogger discards logs unless LECTERN_TEST_LOG is set.
-func testLogger() *slog.Logger {
-	if os.Getenv("LECTERN_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
+// testLogger, waitFor and lastProgress are the media tests' shared helpers.
+var (
+	testLogger   = testenv.Logger
+	waitFor      = testenv.WaitFor
+	lastProgress = testenv.LastProgress
+)
 
 // fixture is a registry with one session ("lecture") served by an RTSP server on
 // loopback with kernel-chosen TCP and UDP ports.
@@ -194,73 +190,11 @@ func ffmpeg(ctx context.Context, t *testing.T, args ...string) (stdout, stderr s
 func startFFmpeg(t *testing.T, args ...string) (stop func() string) {
 	t.Helper()
 	bin := testenv.RequireTool(t, "ffmpeg", "apt-get install ffmpeg")
-	cmd := exec.Command(bin, append([]string{"-hide_banner", "-nostdin"}, args...)...)
-	var errb lockedBuffer
-	cmd.Stderr = &errb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(done)
-	}()
-	var once sync.Once
-	stop = func() string {
-		once.Do(func() {
-			_ = cmd.Process.Signal(os.Interrupt)
-			select {
-			case <-done:
-			case <-time.After(5 * time.Second):
-				_ = cmd.Process.Kill()
-				<-done
-			}
-		})
-		return errb.String()
-	}
-	t.Cleanup(func() { stop() })
-	return stop
+	return testenv.StartBackground(t, exec.Command(bin, append([]string{"-hide_banner", "-nostdin"}, args...)...))
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// waitFor polls cond every 20 ms until it holds or ctx ends.
-func waitFor(ctx context.Context, t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting for %s", what)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
-// lastProgress returns the last value of key in ffmpeg -progress output.
-func lastProgress(out, key string) string {
-	v := ""
-	for _, line := range strings.Split(out, "\n") {
-		if k, val, ok := strings.Cut(strings.TrimSpace(line), "="); ok && k == key {
-			v = val
-		}
-	}
-	return v
-}
+// lockedBuffer collects logs that handlers and the test share.
+type lockedBuffer = testenv.LockedBuffer
 
 // execOutput runs bin and returns its combined output.
 func execOutput(ctx context.Context, bin string, args ...string) (string, error) {

@@ -435,6 +435,42 @@ func udpPortsOnTwoAddresses() (camRTP, camRTCP, elseRTP, elseRTCP *net.UDPConn, 
 	return camRTP, camRTCP, elseRTP, elseRTCP, nil
 }
 
+// newTCPOrUDPCamera is a scripted camera that accepts a SETUP over TCP
+// (interleaved 0-1), and plays Opus frames then, and answers one over UDP with
+// udpAnswer (and sends nothing); setups lists the transport of each SETUP so far
+// ("UDP,TCP").
+func newTCPOrUDPCamera(t *testing.T, udpAnswer func(headers.Transport) *base.Response) (cam *scriptedCamera, setups func() string) {
+	var mu sync.Mutex
+	var seen []string
+	cam = newScriptedCamera(t, func(req *base.Request) *base.Response {
+		var th headers.Transport
+		if th.Unmarshal(req.Header["Transport"]) != nil {
+			return &base.Response{StatusCode: base.StatusBadRequest, Header: base.Header{}}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if th.Protocol == headers.TransportProtocolTCP {
+			seen = append(seen, "TCP")
+			return &base.Response{StatusCode: base.StatusOK, Header: base.Header{
+				"Transport": base.HeaderValue{"RTP/AVP/TCP;unicast;interleaved=0-1"}, "Session": base.HeaderValue{"a1"}}}
+		}
+		seen = append(seen, "UDP")
+		return udpAnswer(th)
+	}, func(ctx context.Context, writeFrame func(ch int, payload []byte) error) {
+		mu.Lock()
+		tcp := len(seen) > 0 && seen[len(seen)-1] == "TCP"
+		mu.Unlock()
+		if tcp {
+			opusFrames(ctx, writeFrame)
+		}
+	})
+	return cam, func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Join(seen, ",")
+	}
+}
+
 // TestPullSourceUDPSilentFallsBackToTCP: a camera that accepts RTP over UDP but
 // whose packets never arrive (a firewall in between) is played over TCP instead,
 // and the source goes on without an error.
@@ -450,21 +486,7 @@ func TestPullSourceUDPSilentFallsBackToTCP(t *testing.T) {
 		defer c.Close()
 		silent = append(silent, c)
 	}
-	var mu sync.Mutex
-	var setups []string // the transport protocol of each SETUP
-	cam := newScriptedCamera(t, func(req *base.Request) *base.Response {
-		var th headers.Transport
-		if th.Unmarshal(req.Header["Transport"]) != nil {
-			return &base.Response{StatusCode: base.StatusBadRequest, Header: base.Header{}}
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if th.Protocol == headers.TransportProtocolTCP {
-			setups = append(setups, "TCP")
-			return &base.Response{StatusCode: base.StatusOK, Header: base.Header{
-				"Transport": base.HeaderValue{"RTP/AVP/TCP;unicast;interleaved=0-1"}, "Session": base.HeaderValue{"a1"}}}
-		}
-		setups = append(setups, "UDP")
+	cam, setups := newTCPOrUDPCamera(t, func(th headers.Transport) *base.Response {
 		if th.ClientPorts == nil {
 			return &base.Response{StatusCode: base.StatusBadRequest, Header: base.Header{}}
 		}
@@ -472,30 +494,32 @@ func TestPullSourceUDPSilentFallsBackToTCP(t *testing.T) {
 			"Transport": base.HeaderValue{fmt.Sprintf("RTP/AVP;unicast;client_port=%d-%d;server_port=%d-%d",
 				th.ClientPorts[0], th.ClientPorts[1], silent[0].LocalAddr().(*net.UDPAddr).Port, silent[1].LocalAddr().(*net.UDPAddr).Port)},
 			"Session": base.HeaderValue{"u1"}}}
-	}, func(ctx context.Context, writeFrame func(ch int, payload []byte) error) {
-		mu.Lock()
-		tcp := len(setups) > 0 && setups[len(setups)-1] == "TCP"
-		mu.Unlock()
-		if tcp {
-			opusFrames(ctx, writeFrame)
-		}
 	})
+	if st := pullFallsBackToTCP(t, f, cam, setups, 10*time.Second); st.LastError != "" {
+		t.Fatalf("source %+v", st)
+	}
+}
+
+// pullFallsBackToTCP pulls cam into the fixture's session and checks that its
+// audio comes, over TCP after one SETUP over UDP, and that the source is live; it
+// returns the source's state.
+func pullFallsBackToTCP(t *testing.T, f *fixture, cam *scriptedCamera, setups func() string, timeout time.Duration) SourceInfo {
+	t.Helper()
 	sources := NewSources(SourcesConfig{Sessions: sessionsOf(f.reg, testSession), Allow: loopbackAllowed(t),
-		BackoffMin: time.Hour, Timeout: 10 * time.Second, Logger: testLogger()})
+		BackoffMin: time.Hour, Timeout: timeout, Logger: testLogger()})
 	defer sources.Close()
 	if _, err := sources.Add(testSession, SourceSpec{URL: cam.url(), Name: "cam", As: "site"}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(f.ctx, t, "audio over TCP in the session", func() bool { return publicationPackets(f.sess, "site-cam")["audio"] > 20 })
-	mu.Lock()
-	got := strings.Join(setups, ",")
-	mu.Unlock()
-	if got != "UDP,TCP" {
+	if got := setups(); got != "UDP,TCP" {
 		t.Fatalf("SETUPs %s, want UDP then TCP", got)
 	}
-	if st := sourceState(sources, testSession); st.State != StateLive || st.LastError != "" {
+	st := sourceState(sources, testSession)
+	if st.State != StateLive {
 		t.Fatalf("source %+v", st)
 	}
+	return st
 }
 
 // TestPullSourceBadUDPAnswerFallsBackToTCP: a camera whose answer to a SETUP over
@@ -513,44 +537,15 @@ func TestPullSourceBadUDPAnswerFallsBackToTCP(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, nil)
-			var mu sync.Mutex
-			var setups []string
-			cam := newScriptedCamera(t, func(req *base.Request) *base.Response {
-				var th headers.Transport
-				if th.Unmarshal(req.Header["Transport"]) != nil {
-					return &base.Response{StatusCode: base.StatusBadRequest, Header: base.Header{}}
-				}
-				mu.Lock()
-				defer mu.Unlock()
-				if th.Protocol == headers.TransportProtocolTCP {
-					setups = append(setups, "TCP")
-					return &base.Response{StatusCode: base.StatusOK, Header: base.Header{
-						"Transport": base.HeaderValue{"RTP/AVP/TCP;unicast;interleaved=0-1"}, "Session": base.HeaderValue{"a1"}}}
-				}
-				setups = append(setups, "UDP")
+			cam, setups := newTCPOrUDPCamera(t, func(headers.Transport) *base.Response {
 				res := *tc.answer
 				res.Header = base.Header{}
 				for k, v := range tc.answer.Header {
 					res.Header[k] = v
 				}
 				return &res
-			}, opusFrames)
-			sources := NewSources(SourcesConfig{Sessions: sessionsOf(f.reg, testSession), Allow: loopbackAllowed(t),
-				BackoffMin: time.Hour, Timeout: 5 * time.Second, Logger: testLogger()})
-			defer sources.Close()
-			if _, err := sources.Add(testSession, SourceSpec{URL: cam.url(), Name: "cam", As: "site"}); err != nil {
-				t.Fatal(err)
-			}
-			waitFor(f.ctx, t, "audio over TCP in the session", func() bool { return publicationPackets(f.sess, "site-cam")["audio"] > 20 })
-			mu.Lock()
-			got := strings.Join(setups, ",")
-			mu.Unlock()
-			if got != "UDP,TCP" {
-				t.Fatalf("SETUPs %s, want UDP then TCP", got)
-			}
-			if st := sourceState(sources, testSession); st.State != StateLive {
-				t.Fatalf("source %+v", st)
-			}
+			})
+			pullFallsBackToTCP(t, f, cam, setups, 5*time.Second)
 		})
 	}
 }
