@@ -311,19 +311,7 @@ func TestTrainerReconnectKeepsSubscribers(t *testing.T) {
 
 func TestPeerThatNeverConnectsIsCleanedUp(t *testing.T) {
 	f := newFixture(t, Config{ICETimeout: 500 * time.Millisecond}, time.Second)
-	api, err := testpeer.NewAPI(testpeer.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
-		t.Fatal(err)
-	}
-	offer, _ := pc.CreateOffer(nil)
+	pc, offer := testpeer.NewOffer(t, testpeer.Options{}, webrtc.RTPTransceiverDirectionRecvonly)
 	_ = pc.SetLocalDescription(offer) // the answer is never applied: ICE never completes
 	r, _, err := f.edge.Subscribe(f.sess, trainerLayout, offer.SDP)
 	if err != nil {
@@ -341,11 +329,7 @@ func TestPeerThatNeverConnectsIsCleanedUp(t *testing.T) {
 
 func TestOfferValidation(t *testing.T) {
 	f := newFixture(t, Config{}, time.Second)
-	api, _ := testpeer.NewAPI(testpeer.Options{VP8Only: true})
-	pc, _ := api.NewPeerConnection(webrtc.Configuration{})
-	defer pc.Close()
-	pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
-	vp8, _ := pc.CreateOffer(nil)
+	_, vp8 := testpeer.NewOffer(t, testpeer.Options{VP8Only: true}, webrtc.RTPTransceiverDirectionSendonly)
 	for _, tc := range []struct {
 		name    string
 		offer   string

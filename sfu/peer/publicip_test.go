@@ -17,22 +17,7 @@ import (
 func TestPublicIPsAnnouncedAsHostCandidates(t *testing.T) {
 	const public = "203.0.113.7"
 	f := newFixture(t, Config{PublicIPs: []string{public}}, time.Second)
-	api, err := testpeer.NewAPI(testpeer.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
-		t.Fatal(err)
-	}
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, offer := testpeer.NewOffer(t, testpeer.Options{}, webrtc.RTPTransceiverDirectionSendonly)
 	_, answer, err := f.edge.Publish(f.sess, sfu.TrainerPublication, offer.SDP)
 	if err != nil {
 		t.Fatal(err)
