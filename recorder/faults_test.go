@@ -20,13 +20,7 @@ func TestMinIOOutage(t *testing.T) {
 	t.Parallel()
 	c := testrec.LectureClip(t)
 	store, minio := testrec.MinIOStore(t)
-	r := newRecorder(t, store, t.TempDir(), nil)
-	defer closeRecorder(t, r)
-	reg := sfu.NewRegistry(sfu.RegistryConfig{Grace: -1, Logger: testLogger()})
-	sess := reg.Session("outage0001")
-	r.Attach(sess)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
+	r, sess, ctx := recordSession(t, store, "outage0001", -1, 3*time.Minute, nil)
 	p := newPublisher(t, sess, sfu.TrainerPublication)
 
 	var stoppedAt time.Time
@@ -124,16 +118,10 @@ func TestSpoolFull(t *testing.T) {
 	c := testrec.LectureClip(t)
 	store := &flakyStore{Store: testrec.DirStore(t)}
 	var logs logBuffer
-	r := newRecorder(t, store, t.TempDir(), func(cfg *Config) {
+	r, sess, ctx := recordSession(t, store, "spoolfull1", -1, 2*time.Minute, func(cfg *Config) {
 		cfg.MaxSpoolBytes = 1 << 20
 		cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	})
-	defer closeRecorder(t, r)
-	reg := sfu.NewRegistry(sfu.RegistryConfig{Grace: -1, Logger: testLogger()})
-	sess := reg.Session("spoolfull1")
-	r.Attach(sess)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
 	p := newPublisher(t, sess, sfu.TrainerPublication)
 	live := sfu.NewQueue(sfu.QueueOptions{Size: 1 << 16, Kind: sfu.KindVideo})
 	remove := p.video.AddSink(live)
@@ -187,13 +175,7 @@ func TestDamagedStream(t *testing.T) {
 	t.Parallel()
 	c := testrec.LectureClip(t)
 	store := testrec.DirStore(t)
-	r := newRecorder(t, store, t.TempDir(), nil)
-	defer closeRecorder(t, r)
-	reg := sfu.NewRegistry(sfu.RegistryConfig{Grace: -1, Logger: testLogger()})
-	sess := reg.Session("damaged001")
-	r.Attach(sess)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	r, sess, ctx := recordSession(t, store, "damaged001", -1, time.Minute, nil)
 	p := newPublisher(t, sess, sfu.TrainerPublication)
 	p.feed(t, ctx, c, feedOptions{speed: 4, reorder: true, tsJump: 48000 * 3600,
 		drop: func(i int) bool { return i%397 == 0 }})
@@ -225,13 +207,7 @@ func TestReconnectContinuesRecording(t *testing.T) {
 	t.Parallel()
 	c := testrec.LectureClip(t)
 	store := testrec.DirStore(t)
-	r := newRecorder(t, store, t.TempDir(), nil)
-	defer closeRecorder(t, r)
-	reg := sfu.NewRegistry(sfu.RegistryConfig{Grace: 5 * time.Second, Logger: testLogger()})
-	sess := reg.Session("reconnect1")
-	r.Attach(sess)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	r, sess, ctx := recordSession(t, store, "reconnect1", 5*time.Second, time.Minute, nil)
 	p := newPublisher(t, sess, sfu.TrainerPublication)
 	p.feed(t, ctx, c, feedOptions{speed: 4})
 	p.lease.Release()
@@ -307,13 +283,7 @@ func TestSpoolFullKeepsTimeline(t *testing.T) {
 	t.Parallel()
 	c := testrec.LectureClip(t)
 	store := &flakyStore{Store: testrec.DirStore(t)}
-	r := newRecorder(t, store, t.TempDir(), func(cfg *Config) { cfg.MaxSpoolBytes = 1 << 20 })
-	defer closeRecorder(t, r)
-	reg := sfu.NewRegistry(sfu.RegistryConfig{Grace: -1, Logger: testLogger()})
-	sess := reg.Session("spoolgap01")
-	r.Attach(sess)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+	r, sess, ctx := recordSession(t, store, "spoolgap01", -1, 2*time.Minute, func(cfg *Config) { cfg.MaxSpoolBytes = 1 << 20 })
 	if err := r.Degraded(); err != nil {
 		t.Fatalf("Degraded before anything: %v", err)
 	}

@@ -60,6 +60,22 @@ func closeRecorder(t *testing.T, r *Recorder) {
 	}
 }
 
+// recordSession returns a recorder on store (its Config changed by mod), closed
+// at the end of the test, attached to the session id of a new registry with
+// that grace (-1: none), and a context for the test's feeds that ends with the
+// test or after timeout.
+func recordSession(t *testing.T, store Store, id string, grace, timeout time.Duration, mod func(*Config)) (*Recorder, *sfu.Session, context.Context) {
+	t.Helper()
+	r := newRecorder(t, store, t.TempDir(), mod)
+	t.Cleanup(func() { closeRecorder(t, r) })
+	reg := sfu.NewRegistry(sfu.RegistryConfig{Grace: grace, Logger: testLogger()})
+	sess := reg.Session(id)
+	r.Attach(sess)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	return r, sess, ctx
+}
+
 // publisher feeds a clip into a publication's tracks as a WHIP read loop would.
 type publisher struct {
 	lease        *sfu.Lease

@@ -16,13 +16,7 @@ func TestScreenShareRendition(t *testing.T) {
 	t.Parallel()
 	c := testrec.LectureClip(t)
 	store := testrec.DirStore(t)
-	r := newRecorder(t, store, t.TempDir(), nil)
-	defer closeRecorder(t, r)
-	reg := sfu.NewRegistry(sfu.RegistryConfig{Grace: -1, Logger: testLogger()})
-	sess := reg.Session("screenshar")
-	r.Attach(sess)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	r, sess, ctx := recordSession(t, store, "screenshar", -1, time.Minute, nil)
 	p := newPublisher(t, sess, sfu.TrainerPublication)
 	var err error
 	if p.screen, err = p.lease.Track("screen", sfu.KindVideo, h264Codec, nil); err != nil {

@@ -1,7 +1,6 @@
 package recorder
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -73,13 +72,7 @@ func TestSpoolUnwritable(t *testing.T) {
 	c := testrec.LectureClip(t)
 	store := testrec.DirStore(t)
 	spool := t.TempDir()
-	r := newRecorder(t, store, spool, nil)
-	defer closeRecorder(t, r)
-	reg := sfu.NewRegistry(sfu.RegistryConfig{Grace: -1, Logger: testLogger()})
-	sess := reg.Session("unwritable")
-	r.Attach(sess)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+	r, sess, ctx := recordSession(t, store, "unwritable", -1, 2*time.Minute, func(cfg *Config) { cfg.SpoolDir = spool })
 	p := newPublisher(t, sess, sfu.TrainerPublication)
 	var recDir string
 	var during error

@@ -245,21 +245,9 @@ func (r *Recorder) trackEnded(rt *recTrack) {
 // stored by the next [New] on the same spool. Close always waits for its
 // goroutines.
 func (r *Recorder) Close(ctx context.Context) error {
-	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
+	tracks, ok := r.shut()
+	if !ok {
 		return ErrClosed
-	}
-	r.closed = true
-	cancels := r.sessions
-	r.sessions = map[*sfu.Session]func(){}
-	var tracks []*recTrack
-	for _, rec := range r.active {
-		tracks = append(tracks, rec.tracks...)
-	}
-	r.mu.Unlock()
-	for _, c := range cancels {
-		c()
 	}
 	for _, rt := range tracks {
 		rt.detach()
@@ -289,10 +277,16 @@ func (r *Recorder) Close(ctx context.Context) error {
 	return err
 }
 
-// crash stops every goroutine at once without writing anything more, as a killed
-// process would (for tests of crash recovery).
-func (r *Recorder) crash() {
+// shut marks the recorder closed, so that it attaches nothing more, stops
+// watching its sessions and returns the tracks of the recordings in progress,
+// for the caller to detach. It returns false when the recorder was closed
+// already.
+func (r *Recorder) shut() ([]*recTrack, bool) {
 	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil, false
+	}
 	r.closed = true
 	cancels := r.sessions
 	r.sessions = map[*sfu.Session]func(){}
@@ -304,6 +298,13 @@ func (r *Recorder) crash() {
 	for _, c := range cancels {
 		c()
 	}
+	return tracks, true
+}
+
+// crash stops every goroutine at once without writing anything more, as a killed
+// process would (for tests of crash recovery).
+func (r *Recorder) crash() {
+	tracks, _ := r.shut()
 	r.hardCancel()
 	for _, rt := range tracks {
 		rt.detach()

@@ -1,7 +1,6 @@
 package recorder
 
 import (
-	"context"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,14 +16,7 @@ import (
 func TestRecordToDir(t *testing.T) {
 	c := testrec.LectureClip(t)
 	store := testrec.DirStore(t)
-	reg := sfu.NewRegistry(sfu.RegistryConfig{Grace: -1, Logger: testLogger()})
-	r := newRecorder(t, store, t.TempDir(), nil)
-	defer closeRecorder(t, r)
-	sess := reg.Session("abcdefghij")
-	r.Attach(sess)
-
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	r, sess, ctx := recordSession(t, store, "abcdefghij", -1, time.Minute, nil)
 	p := newPublisher(t, sess, sfu.TrainerPublication)
 	livePlaylist := ""
 	p.feed(t, ctx, c, feedOptions{speed: 4, between: func(sec int) {
