@@ -177,10 +177,23 @@ func TestH264DepacketizerReassembles(t *testing.T) {
 	key := clip.SyntheticKeyframe(5000)
 	var d h264Depacketizer
 	defer d.release()
-	var out [][]byte
 	seq := uint16(1)
-	for _, p := range h264Packets(key, 0, &seq) {
-		aus, err := pushH264(&d, p)
+	wantNALUs(t, pushAllH264(t, &d, h264Packets(key, 0, &seq)), key)
+	for i, bad := range [][]byte{{}, {28}, {24, 0, 9, 1}, {25, 1, 2}} {
+		hdr := rtp.Header{Timestamp: uint32(i+1) * 3000, Marker: true} // the rest of a damaged access unit is dropped silently
+		if _, err := pushH264(&d, rtp.Packet{Header: hdr, Payload: bad}); !errors.Is(err, errBadPayload) {
+			t.Errorf("payload %v: error %v", bad, err)
+		}
+	}
+}
+
+// pushAllH264 pushes pkts into d and returns (copies of) the NAL units of the
+// access units it completed.
+func pushAllH264(t *testing.T, d *h264Depacketizer, pkts []rtp.Packet) [][]byte {
+	t.Helper()
+	var out [][]byte
+	for _, p := range pkts {
+		aus, err := pushH264(d, p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -190,18 +203,18 @@ func TestH264DepacketizerReassembles(t *testing.T) {
 			}
 		}
 	}
-	if len(out) != len(key) {
-		t.Fatalf("%d NAL units out, want %d", len(out), len(key))
+	return out
+}
+
+// wantNALUs fails the test unless got holds the NAL units of want.
+func wantNALUs(t *testing.T, got, want [][]byte) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%d NAL units, want %d", len(got), len(want))
 	}
-	for i := range key {
-		if !bytes.Equal(out[i], key[i]) {
-			t.Fatalf("NAL unit %d differs", i)
-		}
-	}
-	for i, bad := range [][]byte{{}, {28}, {24, 0, 9, 1}, {25, 1, 2}} {
-		hdr := rtp.Header{Timestamp: uint32(i+1) * 3000, Marker: true} // the rest of a damaged access unit is dropped silently
-		if _, err := pushH264(&d, rtp.Packet{Header: hdr, Payload: bad}); !errors.Is(err, errBadPayload) {
-			t.Errorf("payload %v: error %v", bad, err)
+	for i := range want {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("NAL unit %d: % x, want % x", i, got[i][:min(8, len(got[i]))], want[i][:min(8, len(want[i]))])
 		}
 	}
 }
@@ -233,27 +246,12 @@ func TestH264DepacketizerCameraQuirks(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var d h264Depacketizer
 			defer d.release()
-			var got [][]byte
+			var pkts []rtp.Packet
 			for i, payload := range tc.payloads {
-				aus, err := pushH264(&d, rtp.Packet{Header: rtp.Header{SequenceNumber: uint16(i), Timestamp: 3000,
+				pkts = append(pkts, rtp.Packet{Header: rtp.Header{SequenceNumber: uint16(i), Timestamp: 3000,
 					Marker: i == len(tc.payloads)-1}, Payload: payload})
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, au := range aus {
-					for _, n := range au.nalus {
-						got = append(got, bytes.Clone(n))
-					}
-				}
 			}
-			if len(got) != len(key) {
-				t.Fatalf("%d NAL units, want %d", len(got), len(key))
-			}
-			for i := range key {
-				if !bytes.Equal(got[i], key[i]) {
-					t.Fatalf("NAL unit %d: % x, want % x", i, got[i][:min(8, len(got[i]))], key[i][:min(8, len(key[i]))])
-				}
-			}
+			wantNALUs(t, pushAllH264(t, &d, pkts), key)
 		})
 	}
 }
