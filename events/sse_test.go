@@ -86,6 +86,19 @@ func sseServer(t *testing.T, b *Broker, keepalive time.Duration) (*httptest.Serv
 	return srv, done
 }
 
+// streamS1 is a stream of session s1 from a new broker through ServeSSE with
+// that keepalive, disconnected (and the broker closed) at the end of the test;
+// done is sseServer's.
+func streamS1(t *testing.T, keepalive time.Duration) (*Broker, *bufio.Reader, <-chan error) {
+	t.Helper()
+	b := NewBroker(Options{})
+	t.Cleanup(b.Close)
+	srv, done := sseServer(t, b, keepalive)
+	_, r, disconnect := connect(t, srv, "s1")
+	t.Cleanup(disconnect)
+	return b, r, done
+}
+
 // connect opens a stream; cancel disconnects it.
 func connect(t *testing.T, srv *httptest.Server, session string) (*http.Response, *bufio.Reader, context.CancelFunc) {
 	t.Helper()
@@ -237,11 +250,7 @@ func TestServeSSESlowClientEvicted(t *testing.T) {
 }
 
 func TestServeSSEKeepalive(t *testing.T) {
-	b := NewBroker(Options{})
-	defer b.Close()
-	srv, _ := sseServer(t, b, time.Millisecond)
-	_, r, disconnect := connect(t, srv, "s1")
-	defer disconnect()
+	_, r, _ := streamS1(t, time.Millisecond)
 
 	for {
 		f, err := readFrame(r)
@@ -255,11 +264,7 @@ func TestServeSSEKeepalive(t *testing.T) {
 }
 
 func TestServeSSEBadData(t *testing.T) {
-	b := NewBroker(Options{})
-	defer b.Close()
-	srv, done := sseServer(t, b, time.Hour)
-	_, r, disconnect := connect(t, srv, "s1")
-	defer disconnect()
+	b, r, done := streamS1(t, time.Hour)
 	readEvent(t, r) // snapshot
 
 	b.Publish("s1", TypeHands, make(chan int)) // cannot be encoded as JSON
