@@ -19,6 +19,7 @@ import (
 	"github.com/pion/rtp"
 
 	"lectern/internal/clip"
+	"lectern/internal/testenv"
 )
 
 // TestSIGKILLMidRecording kills the real binary with SIGKILL while a trainer
@@ -56,11 +57,7 @@ func TestSIGKILLMidRecording(t *testing.T) {
 	defer cancel()
 	_, pub := publishTo(ctx, t, base, admin, "Kill test")
 	defer pub.Close()
-	c, err := clip.Generate(ctx, filepath.Join(os.TempDir(), "lectern-test-clips"),
-		clip.Options{Width: 640, Height: 360, FPS: 30, Bitrate: 1_000_000, Duration: 20 * time.Second, GOP: 60})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := testenv.Clip(t, clip.Options{Width: 640, Height: 360, FPS: 30, Bitrate: 1_000_000, Duration: 20 * time.Second, GOP: 60})
 	pctx, pcancel := context.WithTimeout(ctx, 15*time.Second)
 	_ = c.Play(pctx, clip.PlayOptions{
 		WriteVideo: func(p *rtp.Packet) error { return pub.Video.WriteRTP(p) },

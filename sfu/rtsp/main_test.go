@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -119,27 +117,11 @@ func (f *fixture) basicURL(path, password string) string {
 	return "rtsp://user:" + password + "@" + f.srv.Addr() + "/" + path
 }
 
-var (
-	clipOnce sync.Once
-	testClip *clip.Clip
-	clipErr  error
-)
-
 // loadClip returns a 4 s 640x360 30 fps H.264 + Opus clip made by ffmpeg (cached
 // across runs in the system temp directory).
 func loadClip(t testing.TB) *clip.Clip {
 	t.Helper()
-	testenv.RequireTool(t, "ffmpeg", "apt-get install ffmpeg")
-	clipOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		testClip, clipErr = clip.Generate(ctx, filepath.Join(os.TempDir(), "lectern-test-clips"),
-			clip.Options{Width: 640, Height: 360, FPS: 30, Bitrate: 1_000_000, Duration: 4 * time.Second, GOP: 30})
-	})
-	if clipErr != nil {
-		t.Fatal(clipErr)
-	}
-	return testClip
+	return testenv.Clip(t, clip.Options{Width: 640, Height: 360, FPS: 30, Bitrate: 1_000_000, Duration: 4 * time.Second, GOP: 30})
 }
 
 // playIntoSession publishes c into sess as the trainer (a looped clip written
