@@ -257,12 +257,7 @@ func floorCPU(b *testing.B) float64 {
 		out := make([]byte, 0, 1500)
 		cpu := startCPU()
 		for range packets {
-			hdr.SequenceNumber++
-			enc, err := encryptInto(ctx, out, plain, hdr)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if _, err := conn.Write(enc); err != nil {
+			if err := sendFloor(ctx, conn, out, plain, hdr); err != nil {
 				b.Fatal(err)
 			}
 		}

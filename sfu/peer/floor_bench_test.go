@@ -47,24 +47,13 @@ func BenchmarkFloor(b *testing.B) {
 			conn := dialDiscard(b)
 			hdr, plain := floorPacket()
 			out := make([]byte, 0, 1500)
-			runtime.LockOSThread()
-			defer runtime.UnlockOSThread()
-			b.ReportAllocs()
-			b.SetBytes(floorPayload)
-			cpu := startCPU()
-			b.ResetTimer()
+			stop := startFloorTimer(b)
 			for i := 0; i < b.N; i++ {
-				hdr.SequenceNumber++
-				enc, err := encryptInto(ctx, out, plain, hdr)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if _, err := conn.Write(enc); err != nil {
+				if err := sendFloor(ctx, conn, out, plain, hdr); err != nil {
 					b.Fatal(err)
 				}
 			}
-			b.StopTimer()
-			cpu.report(b, true)
+			stop()
 		})
 	}
 }
@@ -91,19 +80,13 @@ func BenchmarkFloorParts(b *testing.B) {
 	b.Run("write", func(b *testing.B) {
 		conn := dialDiscard(b)
 		pkt := make([]byte, floorPayload+12+16)
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		b.ReportAllocs()
-		b.SetBytes(floorPayload)
-		cpu := startCPU()
-		b.ResetTimer()
+		stop := startFloorTimer(b)
 		for i := 0; i < b.N; i++ {
 			if _, err := conn.Write(pkt); err != nil {
 				b.Fatal(err)
 			}
 		}
-		b.StopTimer()
-		cpu.report(b, true)
+		stop()
 	})
 	b.Run("writeto", func(b *testing.B) {
 		dst := listenDiscard(b)
@@ -114,19 +97,13 @@ func BenchmarkFloorParts(b *testing.B) {
 		b.Cleanup(func() { _ = conn.Close() })
 		to := dst.LocalAddr().(*net.UDPAddr).AddrPort()
 		pkt := make([]byte, floorPayload+12+16)
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		b.ReportAllocs()
-		b.SetBytes(floorPayload)
-		cpu := startCPU()
-		b.ResetTimer()
+		stop := startFloorTimer(b)
 		for i := 0; i < b.N; i++ {
 			if _, err := conn.WriteToUDPAddrPort(pkt, to); err != nil {
 				b.Fatal(err)
 			}
 		}
-		b.StopTimer()
-		cpu.report(b, true)
+		stop()
 	})
 	b.Run("encrypt+sendmmsg16", func(b *testing.B) {
 		const batch = 16
@@ -140,12 +117,7 @@ func BenchmarkFloorParts(b *testing.B) {
 			bufs[i] = make([]byte, 0, 1500)
 			msgs[i].Buffers = [][]byte{nil}
 		}
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		b.ReportAllocs()
-		b.SetBytes(floorPayload)
-		cpu := startCPU()
-		b.ResetTimer()
+		stop := startFloorTimer(b)
 		for i := 0; i < b.N; i += batch {
 			n := min(batch, b.N-i)
 			for j := 0; j < n; j++ {
@@ -164,8 +136,7 @@ func BenchmarkFloorParts(b *testing.B) {
 				sent += k
 			}
 		}
-		b.StopTimer()
-		cpu.report(b, true)
+		stop()
 	})
 }
 
@@ -208,6 +179,35 @@ func floorPacket() (*rtp.Header, []byte) {
 func encryptInto(ctx *srtp.Context, out, plain []byte, hdr *rtp.Header) ([]byte, error) {
 	plain[2], plain[3] = byte(hdr.SequenceNumber>>8), byte(hdr.SequenceNumber)
 	return ctx.EncryptRTP(out[:0], plain, hdr)
+}
+
+// sendFloor is one packet of the floor: the next sequence number, encrypted into
+// out and written on conn.
+func sendFloor(ctx *srtp.Context, conn *net.UDPConn, out, plain []byte, hdr *rtp.Header) error {
+	hdr.SequenceNumber++
+	enc, err := encryptInto(ctx, out, plain, hdr)
+	if err != nil {
+		return err
+	}
+	_, err = conn.Write(enc)
+	return err
+}
+
+// startFloorTimer starts a floor measurement: the goroutine locked to its thread
+// (the sender, whose CPU time sender-cpu-ns/op is), allocations and bytes
+// reported, the CPU marked and the timer reset. The returned stop stops the timer,
+// reports the CPU figures and unlocks the thread.
+func startFloorTimer(b *testing.B) (stop func()) {
+	runtime.LockOSThread()
+	b.ReportAllocs()
+	b.SetBytes(floorPayload)
+	cpu := startCPU()
+	b.ResetTimer()
+	return func() {
+		b.StopTimer()
+		cpu.report(b, true)
+		runtime.UnlockOSThread()
+	}
 }
 
 // listenDiscard opens a loopback UDP socket whose goroutine reads and discards
