@@ -15,13 +15,11 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
-	"github.com/pion/webrtc/v4"
 
 	"lectern/auth"
 	"lectern/internal/clip"
 	"lectern/internal/testpeer"
 	"lectern/sfu"
-	"lectern/sfu/peer"
 )
 
 // The latency benchmarks answer issue 4's speed question: the latency Lectern adds
@@ -59,21 +57,7 @@ func BenchmarkRTSPPublishToWebRTC(b *testing.B) {
 	s := newStack(b)
 	lat := &latencies{}
 
-	sess := s.reg.Session(testSession)
-	layout := peer.Layout{Video: []string{"trainer/video", "trainer/screen"}, Audio: []string{"trainer/audio"}}
-	signal := func(offer string) (string, error) {
-		_, answer, err := s.edge.Subscribe(sess, layout, offer)
-		return answer, err
-	}
-	sub, err := testpeer.NewSubscriber(ctx, testpeer.Options{}, 2, 1, signal, func(k webrtc.RTPCodecType, p *rtp.Packet) {
-		if k == webrtc.RTPCodecTypeVideo {
-			lat.add(p.Timestamp, p.Payload, time.Now())
-		}
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(sub.Close)
+	subscribe(ctx, b, s, func(p *rtp.Packet) { lat.add(p.Timestamp, p.Payload, time.Now()) })
 
 	pub := dialRTSP(b, s.rtsp.Addr())
 	defer pub.close()

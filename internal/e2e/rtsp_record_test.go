@@ -47,7 +47,7 @@ func TestRTSPPublishReachesWebRTCAndRecording(t *testing.T) {
 			defer cancel()
 			s := newStack(t)
 			video := &annexB{}
-			sub := subscribe(ctx, t, s, video)
+			sub := subscribe(ctx, t, s, video.add)
 			pub := publishRTSP(t, s.rtspURL(s.token(t, auth.RoleTrainer)), tc.encoder, publishFor)
 
 			testenv.WaitFor(ctx, t, "three keyframes at the WebRTC subscriber", func() bool { return video.keyframes() >= 3 })
@@ -94,8 +94,10 @@ func TestRTSPPublishReachesWebRTCAndRecording(t *testing.T) {
 }
 
 // subscribe connects a pion WHEP subscriber to the trainer's camera, screen and
-// audio, giving the camera's H.264 to video.
-func subscribe(ctx context.Context, t *testing.T, s *stack, video *annexB) *testpeer.Subscriber {
+// audio, giving each packet of the video sections to onVideo (the screen section
+// stays silent: the publishers in these tests send one video). It is closed when
+// the test ends.
+func subscribe(ctx context.Context, t testing.TB, s *stack, onVideo func(*rtp.Packet)) *testpeer.Subscriber {
 	t.Helper()
 	sess := s.reg.Session(testSession)
 	layout := peer.Layout{Video: []string{"trainer/video", "trainer/screen"}, Audio: []string{"trainer/audio"}}
@@ -104,8 +106,8 @@ func subscribe(ctx context.Context, t *testing.T, s *stack, video *annexB) *test
 		return answer, err
 	}
 	sub, err := testpeer.NewSubscriber(ctx, testpeer.Options{}, 2, 1, signal, func(k webrtc.RTPCodecType, p *rtp.Packet) {
-		if k == webrtc.RTPCodecTypeVideo { // the screen section stays silent: ffmpeg sends one video
-			video.add(p)
+		if k == webrtc.RTPCodecTypeVideo {
+			onVideo(p)
 		}
 	})
 	if err != nil {
