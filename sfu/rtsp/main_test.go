@@ -129,11 +129,19 @@ func loadClip(t testing.TB) *clip.Clip {
 // ends. videoFmtp is the H.264 codec's fmtp.
 func playIntoSession(t *testing.T, ctx context.Context, sess *sfu.Session, c *clip.Clip, videoFmtp string) (video, audio *sfu.Track) {
 	t.Helper()
+	return playClip(t, ctx, sess, c, sfu.Codec{MimeType: sfu.MimeH264, ClockRate: 90000, Fmtp: videoFmtp},
+		clip.PlayOptions{Loop: true, VideoSSRC: 1111, AudioSSRC: 2222})
+}
+
+// playClip publishes c into sess as the trainer, with videoCodec and Opus, played
+// with play (whose writers it sets) until the test ends.
+func playClip(t *testing.T, ctx context.Context, sess *sfu.Session, c *clip.Clip, videoCodec sfu.Codec, play clip.PlayOptions) (video, audio *sfu.Track) {
+	t.Helper()
 	lease, err := sess.Claim(sfu.TrainerPublication, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	video, err = lease.Track("video", sfu.KindVideo, sfu.Codec{MimeType: sfu.MimeH264, ClockRate: 90000, Fmtp: videoFmtp}, nil)
+	video, err = lease.Track("video", sfu.KindVideo, videoCodec, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,11 +149,12 @@ func playIntoSession(t *testing.T, ctx context.Context, sess *sfu.Session, c *cl
 	if err != nil {
 		t.Fatal(err)
 	}
+	play.WriteVideo, play.WriteAudio = video.WriteRTP, audio.WriteRTP
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = c.Play(ctx, clip.PlayOptions{Loop: true, VideoSSRC: 1111, AudioSSRC: 2222, WriteVideo: video.WriteRTP, WriteAudio: audio.WriteRTP})
+		_ = c.Play(ctx, play)
 	}()
 	t.Cleanup(func() {
 		cancel()

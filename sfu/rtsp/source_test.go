@@ -53,32 +53,11 @@ func newCamera(t *testing.T, ctx context.Context, videoMime string) *camera {
 	t.Helper()
 	cam := &camera{t: t, reg: sfu.NewRegistry(sfu.RegistryConfig{Logger: testLogger()})}
 	t.Cleanup(cam.reg.CloseAll)
-	sess := cam.reg.Session("cam")
-	lease, err := sess.Claim(sfu.TrainerPublication, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	c, sps, pps := stripParams(loadClip(t))
 	fmtp := "packetization-mode=1;profile-level-id=42e01f;sprop-parameter-sets=" +
 		base64.StdEncoding.EncodeToString(sps) + "," + base64.StdEncoding.EncodeToString(pps)
-	video, err := lease.Track("video", sfu.KindVideo, sfu.Codec{MimeType: videoMime, ClockRate: 90000, Fmtp: fmtp}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	audio, err := lease.Track("audio", sfu.KindAudio, sfu.Codec{MimeType: sfu.MimeOpus, ClockRate: 48000, Channels: 2}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = c.Play(ctx, clip.PlayOptions{Loop: true, MTU: 1400, WriteVideo: video.WriteRTP, WriteAudio: audio.WriteRTP})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	playClip(t, ctx, cam.reg.Session("cam"), c, sfu.Codec{MimeType: videoMime, ClockRate: 90000, Fmtp: fmtp},
+		clip.PlayOptions{Loop: true, MTU: 1400})
 	cam.start("127.0.0.1:0")
 	return cam
 }
