@@ -265,17 +265,10 @@ func (rec *recording) firstAudio() (*trackState, int) {
 	return nil, 0
 }
 
+// hasParams tells whether an access unit carries both an SPS and a PPS.
 func hasParams(nalus [][]byte) bool {
-	var sps, pps bool
-	for _, n := range nalus {
-		switch h264.NALUType(n[0] & 0x1f) {
-		case h264.NALUTypeSPS:
-			sps = true
-		case h264.NALUTypePPS:
-			pps = true
-		}
-	}
-	return sps && pps
+	sps, pps := paramSets(nalus)
+	return sps != nil && pps != nil
 }
 
 // replay feeds the buffered access units of every track, in time order.

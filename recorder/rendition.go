@@ -206,10 +206,9 @@ func (t *muxTrack) stableSPS(nalus [][]byte) [][]byte {
 	return nalus
 }
 
-// learnParams takes the SPS and PPS of a keyframe access unit; false when it has
-// none and none are known.
-func (t *muxTrack) learnParams(nalus [][]byte) bool {
-	var sps, pps []byte
+// paramSets returns the (last) SPS and PPS among an access unit's NAL units;
+// nil for those it has none of.
+func paramSets(nalus [][]byte) (sps, pps []byte) {
 	for _, n := range nalus {
 		switch h264.NALUType(n[0] & 0x1f) {
 		case h264.NALUTypeSPS:
@@ -218,6 +217,13 @@ func (t *muxTrack) learnParams(nalus [][]byte) bool {
 			pps = n
 		}
 	}
+	return sps, pps
+}
+
+// learnParams takes the SPS and PPS of a keyframe access unit; false when it has
+// none and none are known.
+func (t *muxTrack) learnParams(nalus [][]byte) bool {
+	sps, pps := paramSets(nalus)
 	if t.codec == nil && sps != nil && pps != nil {
 		// Later changes (a reconnect at another resolution) travel in-band: WebRTC
 		// and the RTSP edge send SPS and PPS before every IDR.
