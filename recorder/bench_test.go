@@ -166,13 +166,7 @@ func (pc *packetizedClip) play(ctx context.Context, videos, audios []*sfu.Track,
 	vi, ai := 0, 0
 	vseq, aseq := uint16(pass*20000), uint16(pass*2000)
 	for (vi < len(c.Video) || ai < len(c.Audio)) && ctx.Err() == nil {
-		isVideo := ai >= len(c.Audio) || (vi < len(c.Video) && c.Video[vi].PTS <= c.Audio[ai].PTS)
-		var pts time.Duration
-		if isVideo {
-			pts = c.Video[vi].PTS
-		} else {
-			pts = c.Audio[ai].PTS
-		}
+		isVideo, pts := nextFrame(c, vi, ai)
 		if d := time.Until(start.Add(time.Duration(float64(pts) / speed))); d > 0 {
 			time.Sleep(d)
 		}

@@ -76,6 +76,16 @@ func recordSession(t *testing.T, store Store, id string, grace, timeout time.Dur
 	return r, sess, ctx
 }
 
+// nextFrame tells which of the clip's frames comes next in time, the video
+// frame vi or the audio frame ai (the other stream may be done), and its PTS.
+func nextFrame(c *clip.Clip, vi, ai int) (video bool, pts time.Duration) {
+	video = ai >= len(c.Audio) || (vi < len(c.Video) && c.Video[vi].PTS <= c.Audio[ai].PTS)
+	if video {
+		return true, c.Video[vi].PTS
+	}
+	return false, c.Audio[ai].PTS
+}
+
 // publisher feeds a clip into a publication's tracks as a WHIP read loop would.
 type publisher struct {
 	lease        *sfu.Lease
@@ -134,13 +144,7 @@ func (p *publisher) feed(t *testing.T, ctx context.Context, c *clip.Clip, o feed
 	lastSec := 0
 	var held *rtp.Packet
 	for vi < len(c.Video) || ai < len(c.Audio) {
-		video := ai >= len(c.Audio) || (vi < len(c.Video) && c.Video[vi].PTS <= c.Audio[ai].PTS)
-		var pts time.Duration
-		if video {
-			pts = c.Video[vi].PTS
-		} else {
-			pts = c.Audio[ai].PTS
-		}
+		video, pts := nextFrame(c, vi, ai)
 		if sec := int(pts / time.Second); sec != lastSec && o.between != nil {
 			lastSec = sec
 			o.between(sec)
