@@ -11,11 +11,7 @@ import (
 // offer directly and never connect. The peer is closed when the test ends.
 func NewOffer(t testing.TB, o Options, dir webrtc.RTPTransceiverDirection) (*webrtc.PeerConnection, webrtc.SessionDescription) {
 	t.Helper()
-	api, err := NewAPI(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	pc, err := newPeerConnection(o)
 	if err != nil {
 		t.Fatal(err)
 	}

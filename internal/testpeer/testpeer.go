@@ -125,13 +125,18 @@ type Publisher struct {
 	wg   sync.WaitGroup
 }
 
-// NewPublisher connects a publisher. With screen, it sends a second video track.
-func NewPublisher(ctx context.Context, o Options, screen bool, signal Signal) (*Publisher, error) {
+// newPeerConnection makes a peer connection on NewAPI(o).
+func newPeerConnection(o Options) (*webrtc.PeerConnection, error) {
 	api, err := NewAPI(o)
 	if err != nil {
 		return nil, err
 	}
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	return api.NewPeerConnection(webrtc.Configuration{})
+}
+
+// NewPublisher connects a publisher. With screen, it sends a second video track.
+func NewPublisher(ctx context.Context, o Options, screen bool, signal Signal) (*Publisher, error) {
+	pc, err := newPeerConnection(o)
 	if err != nil {
 		return nil, err
 	}
@@ -243,11 +248,7 @@ type Subscriber struct {
 // recvonly sections. onPacket (may be nil) sees every packet, on the track's
 // reading goroutine.
 func NewSubscriber(ctx context.Context, o Options, videos, audios int, signal Signal, onPacket func(webrtc.RTPCodecType, *rtp.Packet)) (*Subscriber, error) {
-	api, err := NewAPI(o)
-	if err != nil {
-		return nil, err
-	}
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	pc, err := newPeerConnection(o)
 	if err != nil {
 		return nil, err
 	}
