@@ -15,8 +15,8 @@ import (
 
 	"lectern/internal/clip"
 	"lectern/internal/testenv"
+	"lectern/internal/testrec"
 	"lectern/sfu"
-	"lectern/storage"
 )
 
 // cpuTimes returns the user and system CPU time the process used so far.
@@ -73,7 +73,7 @@ func benchmarkRecordCPU(b *testing.B, streams int) {
 	pc := packetizeClip(c)
 	type cost struct{ user, sys time.Duration }
 	run := func(record bool) (cost, uint64) {
-		store := newDirStoreB(b)
+		store := testrec.DirStore(b)
 		r := newRecorderB(b, store)
 		reg := sfu.NewRegistry(sfu.RegistryConfig{Grace: -1, Logger: testLogger()})
 		var leases []*sfu.Lease
@@ -192,16 +192,6 @@ func (pc *packetizedClip) play(ctx context.Context, videos, audios []*sfu.Track,
 			ai++
 		}
 	}
-}
-
-func newDirStoreB(b *testing.B) Store {
-	b.Helper()
-	d, err := storage.NewDir(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { d.Close() })
-	return d
 }
 
 func newRecorderB(b *testing.B, store Store) *Recorder {
