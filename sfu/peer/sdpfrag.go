@@ -57,21 +57,13 @@ func parseFragment(body string) (fragment, error) {
 		name, value, _ := strings.Cut(val, ":")
 		switch name {
 		case "ice-ufrag":
-			if !iceString(value, 4) {
-				return fragment{}, fmt.Errorf("%w: line %d: ice-ufrag must be 4 to 256 letters, digits, + or /", ErrBadFragment, i+1)
+			if err := setICECredential(&f.ufrag, name, value, 4, i+1); err != nil {
+				return fragment{}, err
 			}
-			if f.ufrag != "" && f.ufrag != value {
-				return fragment{}, fmt.Errorf("%w: line %d: a second ice-ufrag; one ICE session per fragment (BUNDLE)", ErrBadFragment, i+1)
-			}
-			f.ufrag = value
 		case "ice-pwd":
-			if !iceString(value, 22) {
-				return fragment{}, fmt.Errorf("%w: line %d: ice-pwd must be 22 to 256 letters, digits, + or /", ErrBadFragment, i+1)
+			if err := setICECredential(&f.pwd, name, value, 22, i+1); err != nil {
+				return fragment{}, err
 			}
-			if f.pwd != "" && f.pwd != value {
-				return fragment{}, fmt.Errorf("%w: line %d: a second ice-pwd; one ICE session per fragment (BUNDLE)", ErrBadFragment, i+1)
-			}
-			f.pwd = value
 		case "candidate":
 			if len(val) > maxCandidateLen {
 				return fragment{}, fmt.Errorf("%w: line %d: candidate longer than %d bytes", ErrBadFragment, i+1, maxCandidateLen)
@@ -136,4 +128,19 @@ func localCredentials(sdp string) (ufrag, pwd string) {
 		}
 	}
 	return ufrag, pwd
+}
+
+// setICECredential checks the value of an ice-ufrag or ice-pwd attribute (name)
+// on line, at least minLen characters of the ICE alphabet, and stores it in *dst;
+// a second, different value is refused: a fragment carries one ICE session
+// (BUNDLE).
+func setICECredential(dst *string, name, value string, minLen, line int) error {
+	if !iceString(value, minLen) {
+		return fmt.Errorf("%w: line %d: %s must be %d to 256 letters, digits, + or /", ErrBadFragment, line, name, minLen)
+	}
+	if *dst != "" && *dst != value {
+		return fmt.Errorf("%w: line %d: a second %s; one ICE session per fragment (BUNDLE)", ErrBadFragment, line, name)
+	}
+	*dst = value
+	return nil
 }
