@@ -191,9 +191,14 @@ func (ps *pubStream) removeReader() {
 	ps.readers--
 	last := ps.readers == 0
 	ps.mu.Unlock()
-	if !last {
-		return
+	if last {
+		ps.remove()
 	}
+}
+
+// remove takes the stream out of the server's (if it is still there, not
+// already replaced by a newer one) and closes it.
+func (ps *pubStream) remove() {
 	ps.s.mu.Lock()
 	if ps.s.streams[ps.key] == ps {
 		delete(ps.s.streams, ps.key)
@@ -226,12 +231,7 @@ func (ps *pubStream) startFeeds() {
 // declared one: readers cannot change codec mid-session.
 func (ps *pubStream) closeChanged(t *sfu.Track) {
 	ps.s.log.Info("rtsp reader: track changed codec; its readers start again", "track", t.Name(), "codec", t.Codec().MimeType)
-	ps.s.mu.Lock()
-	if ps.s.streams[ps.key] == ps {
-		delete(ps.s.streams, ps.key)
-	}
-	ps.s.mu.Unlock()
-	ps.close()
+	ps.remove()
 }
 
 // close stops the feeds and closes the gortsplib stream, which closes its readers'
