@@ -114,14 +114,25 @@ func (s *Server) getSession(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.state(c))
 }
 
-func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request) {
+// adminSession is the session named in the path, for the admin only; when the
+// caller is not the admin or there is no such session, it has answered the
+// error and returns false.
+func (s *Server) adminSession(w http.ResponseWriter, r *http.Request) (catalog.Session, bool) {
 	if err := s.requireAdmin(r); err != nil {
 		s.httpError(w, r, err)
-		return
+		return catalog.Session{}, false
 	}
 	c, err := s.session(r)
 	if err != nil {
 		s.httpError(w, r, err)
+		return catalog.Session{}, false
+	}
+	return c, true
+}
+
+func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request) {
+	c, ok := s.adminSession(w, r)
+	if !ok {
 		return
 	}
 	if err := s.cfg.Catalog.Delete(c.ID); err != nil {
@@ -159,13 +170,8 @@ type mintResponse struct {
 }
 
 func (s *Server) mintToken(w http.ResponseWriter, r *http.Request) {
-	if err := s.requireAdmin(r); err != nil {
-		s.httpError(w, r, err)
-		return
-	}
-	c, err := s.session(r)
-	if err != nil {
-		s.httpError(w, r, err)
+	c, ok := s.adminSession(w, r)
+	if !ok {
 		return
 	}
 	var req mintRequest
@@ -175,6 +181,7 @@ func (s *Server) mintToken(w http.ResponseWriter, r *http.Request) {
 	}
 	ttl := 24 * time.Hour
 	if req.TTL != "" {
+		var err error
 		if ttl, err = time.ParseDuration(req.TTL); err != nil {
 			s.httpError(w, r, fmt.Errorf("%w: ttl %q is not a duration like \"12h\"", errBadRequest, req.TTL))
 			return

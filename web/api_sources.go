@@ -8,6 +8,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"lectern/auth"
+	"lectern/catalog"
 	"lectern/sfu/rtsp"
 )
 
@@ -27,17 +28,25 @@ func (s *Server) sourceRoutes(r chi.Router) {
 	r.Delete("/sources/{source}", s.removeSource)
 }
 
+// sourcesMember is member for the sources routes that change something: a
+// trainer of the session (or the admin), on a server with RTSP sources; when
+// not, it has answered the error and ok is false.
+func (s *Server) sourcesMember(w http.ResponseWriter, r *http.Request) (c catalog.Session, p principal, ok bool) {
+	c, p, ok = s.member(w, r, auth.RoleTrainer)
+	if ok && s.cfg.Sources == nil {
+		s.httpError(w, r, fmt.Errorf("%w: RTSP sources are disabled on this server", errNotFound))
+		ok = false
+	}
+	return c, p, ok
+}
+
 // addSource brings an RTSP camera or encoder into the session: POST
 // {"url":"rtsp://…","name":"…","as":"trainer"|"site"}. The admin, or the trainer
 // when the server lets trainers (then only within the admin's allow-list): a
 // source makes the server connect wherever its URL says.
 func (s *Server) addSource(w http.ResponseWriter, r *http.Request) {
-	c, p, ok := s.member(w, r, auth.RoleTrainer)
+	c, p, ok := s.sourcesMember(w, r)
 	if !ok {
-		return
-	}
-	if s.cfg.Sources == nil {
-		s.httpError(w, r, fmt.Errorf("%w: RTSP sources are disabled on this server", errNotFound))
 		return
 	}
 	if !p.admin && !s.cfg.Sources.TrainersMayAdd() {
@@ -75,12 +84,8 @@ func (s *Server) listSources(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) removeSource(w http.ResponseWriter, r *http.Request) {
-	c, _, ok := s.member(w, r, auth.RoleTrainer)
+	c, _, ok := s.sourcesMember(w, r)
 	if !ok {
-		return
-	}
-	if s.cfg.Sources == nil {
-		s.httpError(w, r, fmt.Errorf("%w: RTSP sources are disabled on this server", errNotFound))
 		return
 	}
 	if err := s.cfg.Sources.Remove(c.ID, chi.URLParam(r, "source")); err != nil {

@@ -55,17 +55,25 @@ func (f *floor) raise(session, participant, display string) {
 }
 
 func (f *floor) lower(session, participant string) bool {
+	return removeEntry(f, f.hands, session, events.TypeHands, func(h Hand) bool { return h.Participant == participant })
+}
+
+// removeEntry removes from m[session] (one of f's lists, guarded by f.mu) the
+// entry for which is says true, into a copy that replaces the list (earlier
+// snapshots may share its array), and publishes what is left as typ; false
+// when there was none.
+func removeEntry[T any](f *floor, m map[string][]T, session, typ string, is func(T) bool) bool {
 	f.mu.Lock()
-	list := f.hands[session]
-	i := slices.IndexFunc(list, func(h Hand) bool { return h.Participant == participant })
+	list := m[session]
+	i := slices.IndexFunc(list, is)
 	if i < 0 {
 		f.mu.Unlock()
 		return false
 	}
-	f.hands[session] = slices.Delete(slices.Clone(list), i, i+1)
-	snap := slices.Clone(f.hands[session])
+	m[session] = slices.Delete(slices.Clone(list), i, i+1)
+	snap := slices.Clone(m[session])
 	f.mu.Unlock()
-	f.publish(session, events.TypeHands, snap)
+	f.publish(session, typ, snap)
 	return true
 }
 
@@ -94,18 +102,7 @@ func (f *floor) grant(session, participant string) Speaker {
 }
 
 func (f *floor) revoke(session, participant string) bool {
-	f.mu.Lock()
-	list := f.speakers[session]
-	i := slices.IndexFunc(list, func(s Speaker) bool { return s.Participant == participant })
-	if i < 0 {
-		f.mu.Unlock()
-		return false
-	}
-	f.speakers[session] = slices.Delete(slices.Clone(list), i, i+1)
-	snap := slices.Clone(f.speakers[session])
-	f.mu.Unlock()
-	f.publish(session, events.TypeSpeakers, snap)
-	return true
+	return removeEntry(f, f.speakers, session, events.TypeSpeakers, func(s Speaker) bool { return s.Participant == participant })
 }
 
 func (f *floor) holds(session, participant string) bool {

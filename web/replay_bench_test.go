@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,9 +18,9 @@ import (
 
 	"lectern/internal/clip"
 	"lectern/internal/testenv"
+	"lectern/internal/testrec"
 	"lectern/recorder"
 	"lectern/sfu"
-	"lectern/storage"
 )
 
 // benchServer is a replay server over store, without WebRTC traffic; rec nil
@@ -29,16 +28,7 @@ import (
 func benchServer(b *testing.B, store testStore, rec *recorder.Recorder, redirect bool, cache *ReplayCache) (*recorder.Recorder, *sfu.Registry, string) {
 	b.Helper()
 	if rec == nil {
-		var err error
-		rec, err = recorder.New(context.Background(), recorder.Config{Store: store, SpoolDir: b.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			_ = rec.Close(ctx)
-		})
+		rec = newQuietRecorder(b, store)
 	}
 	reg, url := replayServer(b, &ReplayConfig{Recorder: rec, Store: store, Redirect: redirect, Cache: cache})
 	return rec, reg, url
@@ -105,13 +95,7 @@ func BenchmarkReplaySegments(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	m := testenv.StartMinIO(b)
-	s3, err := storage.NewS3(context.Background(), storage.S3Config{Endpoint: m.Endpoint, Bucket: testenv.NewBucketName(b),
-		AccessKey: m.AccessKey, SecretKey: m.SecretKey, PathStyle: true, CreateBucket: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { s3.Close() })
+	s3, _ := testrec.MinIOStore(b)
 	rec, reg, url := benchServer(b, s3, nil, false, nil)
 	meta := recordClip(b, rec, reg, c)
 	_, _, redirectURL := benchServer(b, s3, rec, true, nil)
@@ -231,13 +215,7 @@ func BenchmarkReplaySegments(b *testing.B) {
 // BenchmarkListRecordings lists 5,000 recordings: the index object is loaded
 // from MinIO at start (reported once), then pages are served from memory.
 func BenchmarkListRecordings(b *testing.B) {
-	m := testenv.StartMinIO(b)
-	s3, err := storage.NewS3(context.Background(), storage.S3Config{Endpoint: m.Endpoint, Bucket: testenv.NewBucketName(b),
-		AccessKey: m.AccessKey, SecretKey: m.SecretKey, PathStyle: true, CreateBucket: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { s3.Close() })
+	s3, _ := testrec.MinIOStore(b)
 	putIndex(b, s3, 5000)
 	start := time.Now()
 	rec, _, url := benchServer(b, s3, nil, false, nil)

@@ -65,16 +65,23 @@ func newDownloadFixture(t testing.TB, segs, segSize int) (*recorder.Recorder, *s
 	delete(meta["renditions"].([]map[string]any)[0], "segment_list")
 	ij, _ := json.Marshal(map[string]any{"version": 1, "recordings": []any{meta}})
 	put("recordings/index.json", ij)
-	rec, err := recorder.New(ctx, recorder.Config{Store: d, SpoolDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	return newQuietRecorder(t, d), d, id
+}
+
+// newQuietRecorder is a recorder on store that logs nothing, closed at the end
+// of the test.
+func newQuietRecorder(t testing.TB, store recorder.Store) *recorder.Recorder {
+	t.Helper()
+	rec, err := recorder.New(context.Background(), recorder.Config{Store: store, SpoolDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		_ = rec.Close(cctx)
+		_ = rec.Close(ctx)
 	})
-	return rec, d, id
+	return rec
 }
 
 // clientFrom returns an HTTP client whose connections come from the local

@@ -6,9 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"net/http/httptest"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -21,7 +18,6 @@ import (
 
 	"lectern/auth"
 	"lectern/catalog"
-	"lectern/events"
 	"lectern/internal/clip"
 	"lectern/internal/testenv"
 	"lectern/internal/testpeer"
@@ -88,15 +84,7 @@ func (k *keyLog) reset() []string {
 // appears, and the replay routes are mounted next to the server's.
 func newReplayStack(t *testing.T, store testStore, cache *ReplayCache) (*stack, *recorder.Recorder, *catalog.Catalog) {
 	t.Helper()
-	cat, err := catalog.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if os.Getenv("LECTERN_TEST_LOG") != "" {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	broker := events.NewBroker(events.Options{Logger: log})
+	cat, log, broker := newStackBase(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	rec, err := recorder.New(ctx, recorder.Config{Store: store, SpoolDir: t.TempDir(), Logger: log,
 		RetryMin: 50 * time.Millisecond, RetryMax: time.Second,
@@ -125,20 +113,14 @@ func newReplayStack(t *testing.T, store testStore, cache *ReplayCache) (*stack, 
 	router := chi.NewRouter()
 	h.replayRoutes(router, &ReplayConfig{Recorder: rec, Store: store, Cache: cache})
 	router.Handle("/*", h)
-	srv := httptest.NewServer(router)
-	t.Cleanup(func() {
-		cancel()
-		broker.Close()
-		srv.Close()
-		reg.CloseAll()
-		_ = edge.Close()
+	t.Cleanup(func() { // after serveStack's cleanup has closed the sessions
 		cctx, ccancel := context.WithTimeout(context.Background(), time.Minute)
 		defer ccancel()
 		if err := rec.Close(cctx); err != nil {
 			t.Error(err)
 		}
 	})
-	return &stack{t: t, url: srv.URL, reg: reg, edge: edge, issuer: issuer, ctx: ctx}, rec, cat
+	return serveStack(t, router, ctx, cancel, broker, reg, edge, issuer), rec, cat
 }
 
 type probeResult struct {

@@ -185,18 +185,12 @@ func (s *Server) routes() {
 
 	r.Route("/whip/{session}", func(r chi.Router) {
 		r.Post("/", s.whipPublish)
-		r.Options("/", s.whipOptions)
-		r.Patch("/{resource}", s.patchResource)
-		r.Delete("/{resource}", s.deleteResource)
-		r.Options("/{resource}", s.whipOptions)
+		s.resourceRoutes(r)
 	})
 	r.Route("/whep/{session}", func(r chi.Router) {
 		r.Post("/", s.whepSubscribe)
-		r.Options("/", s.whipOptions)
 		r.Post("/{publication}", s.whepSubscribe)
-		r.Patch("/{resource}", s.patchResource)
-		r.Delete("/{resource}", s.deleteResource)
-		r.Options("/{resource}", s.whipOptions)
+		s.resourceRoutes(r)
 	})
 	s.replayRoutes(r, s.cfg.Replays)
 	s.embedRoutes(r)
@@ -204,6 +198,16 @@ func (s *Server) routes() {
 		r.Handle("/*", s.cfg.Pages)
 	}
 	s.router = r
+}
+
+// resourceRoutes are what WHIP and WHEP share: the preflight of the endpoint,
+// and a resource's trickle ICE and ICE restarts (PATCH), its end (DELETE) and
+// preflight.
+func (s *Server) resourceRoutes(r chi.Router) {
+	r.Options("/", s.whipOptions)
+	r.Patch("/{resource}", s.patchResource)
+	r.Delete("/{resource}", s.deleteResource)
+	r.Options("/{resource}", s.whipOptions)
 }
 
 // corsMethods are the methods a page of another origin may use. A preflight lists

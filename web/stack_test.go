@@ -73,7 +73,9 @@ type stackOptions struct {
 	webrtcUDP string
 }
 
-func newStack(t *testing.T, o stackOptions) *stack {
+// newStackBase is what every test server starts from: a catalog in a temp
+// directory, a logger (silent unless LECTERN_TEST_LOG is set) and an event broker.
+func newStackBase(t *testing.T) (*catalog.Catalog, *slog.Logger, *events.Broker) {
 	t.Helper()
 	cat, err := catalog.Open(t.TempDir())
 	if err != nil {
@@ -83,7 +85,12 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	if os.Getenv("LECTERN_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	broker := events.NewBroker(events.Options{Logger: log})
+	return cat, log, events.NewBroker(events.Options{Logger: log})
+}
+
+func newStack(t *testing.T, o stackOptions) *stack {
+	t.Helper()
+	cat, log, broker := newStackBase(t)
 	if o.grace == 0 {
 		o.grace = -1
 	}
@@ -106,6 +113,7 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		}
 		rctx, rcancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer rcancel()
+		var err error
 		rec, err = recorder.New(rctx, recorder.Config{Store: store, SpoolDir: t.TempDir(), Logger: log,
 			SegmentDuration: 2 * time.Second, RetryMin: 50 * time.Millisecond, RetryMax: time.Second,
 			Title: func(id string) string { c, _ := cat.Get(id); return c.Title }})
@@ -165,8 +173,17 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		t.Cleanup(srcs.Close)
 		h.cfg.Sources = srcs
 	}
-	srv := httptest.NewServer(h)
 	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
+	return serveStack(t, h, ctx, cancel, broker, reg, edge, issuer)
+}
+
+// serveStack serves h on a test server; at the end of the test it cancels the
+// stack's ctx, then closes the broker, the server, the sessions and the WebRTC
+// edge.
+func serveStack(t *testing.T, h http.Handler, ctx context.Context, cancel context.CancelFunc,
+	broker *events.Broker, reg *sfu.Registry, edge *peer.Edge, issuer *auth.Issuer) *stack {
+	t.Helper()
+	srv := httptest.NewServer(h)
 	t.Cleanup(func() {
 		cancel()
 		broker.Close()

@@ -201,16 +201,7 @@ func TestWHIPToWHEPOverHTTP(t *testing.T) {
 }
 
 func TestTrickleAndICERestart(t *testing.T) {
-	s := newStack(t, stackOptions{})
-	id := s.createSession("Lecture")
-	viewer := s.token(id, auth.RoleViewer, "v")
-	var loc string
-	sub, err := testpeer.NewSubscriber(s.ctx, testpeer.Options{}, 1, 1, s.signal("/whep/"+id, viewer, &loc), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
-	res, _ := s.edge.Resource(loc[strings.LastIndex(loc, "/")+1:])
+	s, viewer, loc, _, res := newWHEPViewer(t)
 	etag := res.ETag()
 	frag := "a=ice-ufrag:" + "zzzz" + "\r\na=ice-pwd:" + "0123456789abcdefghijkl" + "\r\n"
 

@@ -13,6 +13,7 @@ import (
 
 	"lectern/auth"
 	"lectern/internal/testpeer"
+	"lectern/sfu/peer"
 )
 
 // lfOnly turns an SDP's CRLF line ends into LF, as some clients send them.
@@ -183,9 +184,11 @@ func TestICERestartLFOnly(t *testing.T) {
 	}
 }
 
-// TestPatchRefusesMalformedFragment: a PATCH body that is not a usable sdpfrag gets
-// 400 with the reason, and the resource keeps its ICE session (same ETag).
-func TestPatchRefusesMalformedFragment(t *testing.T) {
+// newWHEPViewer starts a stack with a session and a viewer watching it over
+// WHEP (a pion subscriber, closed at the end of the test), and returns the
+// viewer's token, its WHEP resource's URL and the resource.
+func newWHEPViewer(t *testing.T) (*stack, string, string, *testpeer.Subscriber, *peer.Resource) {
+	t.Helper()
 	s := newStack(t, stackOptions{})
 	id := s.createSession("Lecture")
 	viewer := s.token(id, auth.RoleViewer, "v")
@@ -194,8 +197,18 @@ func TestPatchRefusesMalformedFragment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sub.Close()
-	res, _ := s.edge.Resource(loc[strings.LastIndex(loc, "/")+1:])
+	t.Cleanup(sub.Close)
+	res, ok := s.edge.Resource(loc[strings.LastIndex(loc, "/")+1:])
+	if !ok {
+		t.Fatalf("no WHEP resource for %s", loc)
+	}
+	return s, viewer, loc, sub, res
+}
+
+// TestPatchRefusesMalformedFragment: a PATCH body that is not a usable sdpfrag gets
+// 400 with the reason, and the resource keeps its ICE session (same ETag).
+func TestPatchRefusesMalformedFragment(t *testing.T) {
+	s, viewer, loc, sub, res := newWHEPViewer(t)
 	etag := res.ETag()
 	for _, tc := range []struct{ name, body, reason string }{
 		{"lone CR line ends", "a=ice-ufrag:zzzz\ra=ice-pwd:0123456789abcdefghijkl\r", "control character"},
