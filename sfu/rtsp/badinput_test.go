@@ -80,6 +80,32 @@ func (c *rawClient) do(method, url string, fields [][2]string, body string) *raw
 	return &rawResponse{status: int(res.StatusCode), reason: res.StatusMessage, header: rawHeader(res.Header), body: res.Body}
 }
 
+// setup sends a SETUP of url with the Transport header transport (and Session
+// id, unless ""), fails the test unless it is answered 200, and returns the
+// session id.
+func (c *rawClient) setup(url, transport, id string) string {
+	c.t.Helper()
+	fields := [][2]string{{"Transport", transport}}
+	if id != "" {
+		fields = append(fields, [2]string{"Session", id})
+	}
+	res := c.do("SETUP", url, fields, "")
+	if res.status != 200 {
+		c.t.Fatalf("SETUP %s: %d %s", url, res.status, res.reason)
+	}
+	id, _, _ = strings.Cut(res.header.get("Session"), ";")
+	return id
+}
+
+// start sends method (PLAY or RECORD) for url in session id and fails the test
+// unless it is answered 200.
+func (c *rawClient) start(method, url, id string) {
+	c.t.Helper()
+	if res := c.do(method, url, [][2]string{{"Session", id}}, ""); res.status != 200 {
+		c.t.Fatalf("%s: %d %s", method, res.status, res.reason)
+	}
+}
+
 // closedWithin reports whether the server closes the connection within d (reading
 // and discarding whatever it sends first).
 func (c *rawClient) closedWithin(d time.Duration) bool {
@@ -209,18 +235,9 @@ func TestUntrackedMediaIgnored(t *testing.T) {
 	}
 	// gortsplib wants every announced section set up; the audio one (MPEG audio,
 	// not forwarded) is dropped.
-	res := c.do("SETUP", url+"/streamid=0", [][2]string{{"Transport", "RTP/AVP/TCP;unicast;interleaved=0-1;mode=record"}}, "")
-	if res.status != 200 {
-		t.Fatalf("SETUP: %d %s", res.status, res.reason)
-	}
-	sessionID, _, _ := strings.Cut(res.header.get("Session"), ";")
-	res = c.do("SETUP", url+"/streamid=1", [][2]string{{"Transport", "RTP/AVP/TCP;unicast;interleaved=2-3;mode=record"}, {"Session", sessionID}}, "")
-	if res.status != 200 {
-		t.Fatalf("SETUP audio: %d %s", res.status, res.reason)
-	}
-	if res := c.do("RECORD", url, [][2]string{{"Session", sessionID}}, ""); res.status != 200 {
-		t.Fatalf("RECORD: %d %s", res.status, res.reason)
-	}
+	sessionID := c.setup(url+"/streamid=0", "RTP/AVP/TCP;unicast;interleaved=0-1;mode=record", "")
+	c.setup(url+"/streamid=1", "RTP/AVP/TCP;unicast;interleaved=2-3;mode=record", sessionID)
+	c.start("RECORD", url, sessionID)
 	frame := func(ch byte, seq uint16) []byte {
 		pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, Timestamp: uint32(seq) * 3000, SSRC: 7, Marker: true},
 			Payload: []byte{0x65, 0x88, 0x84, 0x00}}

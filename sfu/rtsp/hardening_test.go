@@ -140,7 +140,7 @@ func TestLearnerCannotPlayLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := "rtsp://" + f.srv.Addr() + "/" + testSession
-	tcp := [][2]string{{"Transport", "RTP/AVP/TCP;unicast;interleaved=0-1"}}
+	const tcp = "RTP/AVP/TCP;unicast;interleaved=0-1"
 
 	learner := f.token(t, testSession, auth.RoleLearner)
 	c := dialRaw(t, f.srv.Addr())
@@ -148,7 +148,7 @@ func TestLearnerCannotPlayLive(t *testing.T) {
 		t.Fatalf("learner DESCRIBE: %d %s", res.status, res.reason)
 	}
 	c = dialRaw(t, f.srv.Addr())
-	if res := c.do("SETUP", base+"/trackID=0?token="+learner, tcp, ""); res.status != 403 {
+	if res := c.do("SETUP", base+"/trackID=0?token="+learner, [][2]string{{"Transport", tcp}}, ""); res.status != 403 {
 		t.Fatalf("learner SETUP: %d %s", res.status, res.reason)
 	}
 	c = dialRaw(t, f.srv.Addr())
@@ -162,14 +162,7 @@ func TestLearnerCannotPlayLive(t *testing.T) {
 	if res := c.do("DESCRIBE", base+"?token="+viewer, nil, ""); res.status != 200 {
 		t.Fatalf("viewer DESCRIBE: %d %s", res.status, res.reason)
 	}
-	res := c.do("SETUP", base+"/trackID=0?token="+viewer, tcp, "")
-	if res.status != 200 {
-		t.Fatalf("viewer SETUP: %d %s", res.status, res.reason)
-	}
-	id, _, _ := strings.Cut(res.header.get("Session"), ";")
-	if res := c.do("PLAY", base+"?token="+viewer, [][2]string{{"Session", id}}, ""); res.status != 200 {
-		t.Fatalf("viewer PLAY: %d %s", res.status, res.reason)
-	}
+	c.start("PLAY", base+"?token="+viewer, c.setup(base+"/trackID=0?token="+viewer, tcp, ""))
 	if got := auth.LiveWatchRoles(); len(got) != 3 {
 		t.Fatalf("live watch roles %v", got)
 	}

@@ -1,7 +1,6 @@
 package rtsp
 
 import (
-	"strings"
 	"testing"
 
 	"lectern/auth"
@@ -20,14 +19,8 @@ func TestPublisherSetupWithoutQuery(t *testing.T) {
 	if res := c.do("ANNOUNCE", base+"?token="+f.token(t, testSession, auth.RoleTrainer), [][2]string{{"Content-Type", "application/sdp"}}, sdp); res.status != 200 {
 		t.Fatalf("ANNOUNCE: %d %s", res.status, res.reason)
 	}
-	res := c.do("SETUP", base+"/trackID=0", [][2]string{{"Transport", "RTP/AVP/TCP;unicast;interleaved=0-1;mode=record"}}, "")
-	if res.status != 200 {
-		t.Fatalf("SETUP without the query: %d %s", res.status, res.reason)
-	}
-	id, _, _ := strings.Cut(res.header.get("Session"), ";")
-	if res := c.do("RECORD", base, [][2]string{{"Session", id}}, ""); res.status != 200 {
-		t.Fatalf("RECORD: %d %s", res.status, res.reason)
-	}
+	// The SETUP's URL has no query: the session is the ANNOUNCE's.
+	c.start("RECORD", base, c.setup(base+"/trackID=0", "RTP/AVP/TCP;unicast;interleaved=0-1;mode=record", ""))
 	if _, ok := f.sess.Publication(sfu.TrainerPublication); !ok {
 		t.Fatal("no trainer publication after RECORD")
 	}

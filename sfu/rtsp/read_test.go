@@ -84,11 +84,7 @@ func TestReaderLimit(t *testing.T) {
 	url := f.url(testSession, testAdmin)
 	play := func() *rawResponse {
 		c := dialRaw(t, f.srv.Addr())
-		res := c.do("SETUP", url+"/trackID=0", [][2]string{{"Transport", "RTP/AVP/TCP;unicast;interleaved=0-1"}}, "")
-		if res.status != 200 {
-			t.Fatalf("SETUP: %d %s", res.status, res.reason)
-		}
-		id, _, _ := strings.Cut(res.header.get("Session"), ";")
+		id := c.setup(url+"/trackID=0", "RTP/AVP/TCP;unicast;interleaved=0-1", "")
 		return c.do("PLAY", url, [][2]string{{"Session", id}}, "")
 	}
 	if res := play(); res.status != 200 {

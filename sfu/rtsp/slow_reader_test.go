@@ -3,7 +3,6 @@ package rtsp
 import (
 	"context"
 	"net"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -37,14 +36,7 @@ func TestSlowReaderRequestsKeyframe(t *testing.T) {
 	if res := c.do("DESCRIBE", url, nil, ""); res.status != 200 {
 		t.Fatalf("DESCRIBE: %d %s", res.status, res.reason)
 	}
-	res := c.do("SETUP", url+"/trackID=0", [][2]string{{"Transport", "RTP/AVP/TCP;unicast;interleaved=0-1"}}, "")
-	if res.status != 200 {
-		t.Fatalf("SETUP: %d %s", res.status, res.reason)
-	}
-	id, _, _ := strings.Cut(res.header.get("Session"), ";")
-	if res := c.do("PLAY", url, [][2]string{{"Session", id}}, ""); res.status != 200 {
-		t.Fatalf("PLAY: %d %s", res.status, res.reason)
-	}
+	c.start("PLAY", url, c.setup(url+"/trackID=0", "RTP/AVP/TCP;unicast;interleaved=0-1", ""))
 	atPlay := requests.Load()
 
 	// The publisher sends IDR pictures (each one a point where the reader's queue

@@ -41,14 +41,7 @@ func TestStreamRemadeOnCodecChange(t *testing.T) {
 	if res := reader.do("DESCRIBE", url, nil, ""); res.status != 200 {
 		t.Fatalf("DESCRIBE: %d", res.status)
 	}
-	res := reader.do("SETUP", url+"/trackID=1", [][2]string{{"Transport", "RTP/AVP/TCP;unicast;interleaved=0-1"}}, "")
-	if res.status != 200 {
-		t.Fatalf("SETUP: %d %s", res.status, res.reason)
-	}
-	id, _, _ := strings.Cut(res.header.get("Session"), ";")
-	if res := reader.do("PLAY", url, [][2]string{{"Session", id}}, ""); res.status != 200 {
-		t.Fatalf("PLAY: %d %s", res.status, res.reason)
-	}
+	reader.start("PLAY", url, reader.setup(url+"/trackID=1", "RTP/AVP/TCP;unicast;interleaved=0-1", ""))
 
 	// The audio changes codec: the track is replaced.
 	if _, err := lease.Track("audio", sfu.KindAudio, sfu.Codec{MimeType: sfu.MimePCMU, ClockRate: 8000, Channels: 1}, nil); err != nil {
