@@ -1,7 +1,6 @@
 package peer
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
@@ -65,23 +64,10 @@ func TestBundleOnlySections(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			f := newFixture(t, Config{}, time.Second)
 			pubSignal := f.publishSignal(sfu.TrainerPublication)
-			pub, err := testpeer.NewPublisher(f.ctx, testpeer.Options{}, false, func(offer string) (string, error) {
+			_, stopPub := f.startPublisherSignal(t, testpeer.Options{}, func(offer string) (string, error) {
 				return pubSignal(bundleOnly(t, offer, strict))
 			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(f.ctx)
-			played := make(chan struct{})
-			go func() {
-				defer close(played)
-				_ = pub.Play(ctx, testpeer.SyntheticClip(2*time.Second, 30, 30, 4000), nil)
-			}()
-			defer func() {
-				cancel()
-				<-played
-				pub.Close()
-			}()
+			defer stopPub()
 
 			subSignal := f.subscribeSignal(trainerLayout)
 			sub, err := testpeer.NewSubscriber(f.ctx, testpeer.Options{}, 1, 1, func(offer string) (string, error) {

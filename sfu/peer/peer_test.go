@@ -64,7 +64,14 @@ var trainerLayout = Layout{Video: []string{"trainer/video", "trainer/screen"}, A
 
 func (f *fixture) startPublisher(t *testing.T, o testpeer.Options) (*testpeer.Publisher, context.CancelFunc) {
 	t.Helper()
-	pub, err := testpeer.NewPublisher(f.ctx, o, false, f.publishSignal(sfu.TrainerPublication))
+	return f.startPublisherSignal(t, o, f.publishSignal(sfu.TrainerPublication))
+}
+
+// startPublisherSignal connects a trainer publisher through signal and plays a
+// synthetic clip on it until the returned stop, or the end of the test.
+func (f *fixture) startPublisherSignal(t *testing.T, o testpeer.Options, signal testpeer.Signal) (*testpeer.Publisher, context.CancelFunc) {
+	t.Helper()
+	pub, err := testpeer.NewPublisher(f.ctx, o, false, signal)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,6 +88,22 @@ func (f *fixture) startPublisher(t *testing.T, o testpeer.Options) (*testpeer.Pu
 	}
 	t.Cleanup(stop)
 	return pub, stop
+}
+
+// subscribers connects n subscribers to the trainer's sections, each with videos
+// video and audios audio sections; they are closed when the test ends.
+func (f *fixture) subscribers(t *testing.T, n, videos, audios int) []*testpeer.Subscriber {
+	t.Helper()
+	subs := make([]*testpeer.Subscriber, n)
+	for i := range subs {
+		s, err := testpeer.NewSubscriber(f.ctx, testpeer.Options{}, videos, audios, f.subscribeSignal(trainerLayout), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		subs[i] = s
+	}
+	return subs
 }
 
 // contiguous reports the largest forward gap between successive distinct sequence
@@ -109,15 +132,7 @@ func maxGap(seqs []uint16) int {
 func TestPublishToManySubscribers(t *testing.T) {
 	f := newFixture(t, Config{}, time.Second)
 	f.startPublisher(t, testpeer.Options{})
-	var subs []*testpeer.Subscriber
-	for i := 0; i < 4; i++ {
-		s, err := testpeer.NewSubscriber(f.ctx, testpeer.Options{}, 1, 1, f.subscribeSignal(trainerLayout), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
-		subs = append(subs, s)
-	}
+	subs := f.subscribers(t, 4, 1, 1)
 	for i, s := range subs {
 		if err := s.WaitPackets(f.ctx, 0, 100); err != nil {
 			t.Fatalf("subscriber %d video: %v", i, err)
@@ -254,15 +269,7 @@ func TestNACKsAnsweredFromTrackCache(t *testing.T) {
 func TestKeyframeRequestsCoalescedUpstream(t *testing.T) {
 	f := newFixture(t, Config{}, time.Second)
 	pub, _ := f.startPublisher(t, testpeer.Options{})
-	var subs []*testpeer.Subscriber
-	for i := 0; i < 20; i++ {
-		s, err := testpeer.NewSubscriber(f.ctx, testpeer.Options{}, 1, 0, f.subscribeSignal(trainerLayout), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
-		subs = append(subs, s)
-	}
+	subs := f.subscribers(t, 20, 1, 0)
 	for _, s := range subs {
 		if err := s.WaitPackets(f.ctx, 0, 1); err != nil {
 			t.Fatal(err)
