@@ -51,7 +51,7 @@ func TestMinIOOutage(t *testing.T) {
 	}
 	checkPlaylist(t, store, m.Prefix, m.Segments)
 	dl := writeDownload(t, r, m.ID, MainRendition)
-	got := ffprobe(t, dl)
+	got := testrec.FFprobe(t, dl)
 	if !near(got.Duration, 2*c.Duration.Seconds(), 0.5) || got.VideoFrames != 2*len(c.Video) {
 		t.Errorf("MP4 after outage: %+v, want %v and %d frames", got, 2*c.Duration, 2*len(c.Video))
 	}
@@ -101,7 +101,7 @@ func TestCrashRecovery(t *testing.T) {
 		t.Fatalf("recovered recording: interrupted %v, %d segments, want %d", m.Interrupted, m.Segments, written)
 	}
 	checkPlaylist(t, store, m.Prefix, written)
-	got := ffprobe(t, writeDownload(t, r2, m.ID, MainRendition))
+	got := testrec.FFprobe(t, writeDownload(t, r2, m.ID, MainRendition))
 	if !near(got.Duration, m.Duration, 0.1) || got.Duration < 11 || got.VideoFrames != int(m.Duration*30+0.5) {
 		t.Errorf("MP4 after recovery: %+v, meta says %v s", got, m.Duration)
 	}
@@ -188,7 +188,7 @@ func TestDamagedStream(t *testing.T) {
 	if errs := ffmpegDecodeErrors(t, path); errs != "" {
 		t.Errorf("HLS decode errors: %s", errs)
 	}
-	got := ffprobe(t, path)
+	got := testrec.FFprobe(t, path)
 	if got.VideoFrames == 0 || got.VideoFrames >= len(c.Video) || !near(got.Duration, c.Duration.Seconds(), 0.5) {
 		t.Errorf("HLS: %+v (lost frames must be skipped until the next keyframe)", got)
 	}
@@ -231,7 +231,7 @@ func TestReconnectContinuesRecording(t *testing.T) {
 	if errs := ffmpegDecodeErrors(t, path); errs != "" {
 		t.Errorf("decode errors: %s", errs)
 	}
-	got := ffprobe(t, path)
+	got := testrec.FFprobe(t, path)
 	if got.VideoFrames != 2*len(c.Video) || !near(got.Duration, 2*c.Duration.Seconds()+2, 0.8) {
 		t.Errorf("HLS: %+v, want %d frames over about %v s", got, 2*len(c.Video), 2*c.Duration.Seconds()+2)
 	}
@@ -267,7 +267,7 @@ func TestLostSpool(t *testing.T) {
 		t.Fatalf("finalised from the store: %+v, %d segments were stored", m, stored)
 	}
 	checkPlaylist(t, store, m.Prefix, stored)
-	got := ffprobe(t, writeDownload(t, r2, m.ID, MainRendition))
+	got := testrec.FFprobe(t, writeDownload(t, r2, m.ID, MainRendition))
 	if !near(got.Duration, m.Duration, 0.1) || got.VideoFrames != int(m.Duration*30+0.5) {
 		t.Errorf("MP4: %+v, meta says %v s", got, m.Duration)
 	}
@@ -351,7 +351,7 @@ func TestSpoolFullKeepsTimeline(t *testing.T) {
 	if n := len(storedSegments(t, store, m.Prefix)); n != m.Segments {
 		t.Errorf("%d segment objects for %d stored segments", n, m.Segments)
 	}
-	got := ffprobe(t, store.Store.(*storage.Dir).Root()+"/"+m.Prefix+playlistFile)
+	got := testrec.FFprobe(t, store.Store.(*storage.Dir).Root()+"/"+m.Prefix+playlistFile)
 	if got.VideoFrames == 0 || got.VideoFrames >= len(c.Video) {
 		t.Errorf("ffprobe of the playlist with gaps: %+v", got)
 	}

@@ -30,11 +30,11 @@ func TestScreenShareRendition(t *testing.T) {
 		t.Fatalf("renditions %+v", m.Renditions)
 	}
 	for _, tc := range []struct{ rendition, playlist string }{{MainRendition, "index.m3u8"}, {"screen", "screen/index.m3u8"}} {
-		got := ffprobe(t, store.Root()+"/"+m.Prefix+tc.playlist)
+		got := testrec.FFprobe(t, store.Root()+"/"+m.Prefix+tc.playlist)
 		if got.VideoFrames != len(c.Video) || !near(got.Duration, c.Duration.Seconds(), 0.5) {
 			t.Errorf("%s HLS: %+v", tc.rendition, got)
 		}
-		got = ffprobe(t, writeDownload(t, r, m.ID, tc.rendition))
+		got = testrec.FFprobe(t, writeDownload(t, r, m.ID, tc.rendition))
 		if got.VideoFrames != len(c.Video) || !near(got.Duration, c.Duration.Seconds(), 0.5) {
 			t.Errorf("%s MP4: %+v", tc.rendition, got)
 		}

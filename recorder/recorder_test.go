@@ -51,12 +51,12 @@ func TestRecordToDir(t *testing.T) {
 		t.Fatalf("meta %+v", m)
 	}
 	playlist := filepath.Join(store.Root(), m.Prefix, "index.m3u8")
-	got := ffprobe(t, playlist)
+	got := testrec.FFprobe(t, playlist)
 	if !near(got.Duration, c.Duration.Seconds(), 0.5) || got.VideoFrames != len(c.Video) {
 		t.Errorf("HLS: %+v, want %v and %d frames", got, c.Duration, len(c.Video))
 	}
 	dl := writeDownload(t, r, m.ID, MainRendition)
-	got = ffprobe(t, dl)
+	got = testrec.FFprobe(t, dl)
 	if !near(got.Duration, c.Duration.Seconds(), 0.5) || got.VideoFrames != len(c.Video) {
 		t.Errorf("MP4: %+v, want %v and %d frames", got, c.Duration, len(c.Video))
 	}
