@@ -229,20 +229,31 @@ func TestReadyzReportsStoreAndSpool(t *testing.T) {
 	waitReadyz(t, a, 200, "ready")
 
 	spool := filepath.Join(a.cfg.DataDir, "spool")
-	if err := os.Rename(spool, spool+".away"); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(spool, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	putBackSpool := replaceWithFile(t, spool)
 	waitReadyz(t, a, 503, "recording spool")
-	if err := os.Remove(spool); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(spool+".away", spool); err != nil {
-		t.Fatal(err)
-	}
+	putBackSpool()
 	waitReadyz(t, a, 200, "ready")
+}
+
+// replaceWithFile moves directory dir aside and puts an empty file in its place,
+// so that nothing can be written below it; putBack restores the directory.
+func replaceWithFile(t *testing.T, dir string) (putBack func()) {
+	t.Helper()
+	if err := os.Rename(dir, dir+".away"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		t.Helper()
+		if err := os.Remove(dir); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(dir+".away", dir); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // TestReadyzReportsAStoppedMinIO: with recordings in S3, /readyz is 503 while
@@ -515,18 +526,8 @@ func TestReadyzReportsLostMedia(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if err := os.Rename(spool, spool+".away"); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(spool, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	putBackSpool := replaceWithFile(t, spool)
 	waitReadyz(t, a, 503, "recordings are losing media")
-	if err := os.Remove(spool); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(spool+".away", spool); err != nil {
-		t.Fatal(err)
-	}
+	putBackSpool()
 	waitReadyz(t, a, 200, "ready")
 }
