@@ -14,6 +14,7 @@ import (
 
 	"lectern/auth"
 	"lectern/internal/testenv"
+	"lectern/internal/testrec"
 	"lectern/recorder"
 )
 
@@ -384,7 +385,7 @@ func TestBrowserReplay(t *testing.T) {
 	if err := os.WriteFile(file, mp4, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	got := ffprobe(t, file)
+	got := testrec.FFprobe(t, file)
 	if !near(got.Duration, rec.Duration, 1) || float64(got.VideoFrames) < 5*rec.Duration {
 		t.Errorf("downloaded MP4: %.2f s and %d frames, recording %.2f s", got.Duration, got.VideoFrames, rec.Duration)
 	}

@@ -3,10 +3,8 @@ package web
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,7 +17,6 @@ import (
 	"lectern/auth"
 	"lectern/catalog"
 	"lectern/internal/clip"
-	"lectern/internal/testenv"
 	"lectern/internal/testpeer"
 	"lectern/internal/testrec"
 	"lectern/recorder"
@@ -123,44 +120,6 @@ func newReplayStack(t *testing.T, store testStore, cache *ReplayCache) (*stack, 
 	return serveStack(t, router, ctx, cancel, broker, reg, edge, issuer), rec, cat
 }
 
-type probeResult struct {
-	Duration    float64
-	VideoFrames int
-}
-
-// ffprobe decodes every frame of url and reports the duration and video frames.
-func ffprobe(t *testing.T, url string) probeResult {
-	t.Helper()
-	bin := testenv.RequireTool(t, "ffprobe", "apt-get install ffmpeg")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, "-v", "error", "-count_frames", "-select_streams", "v:0",
-		"-show_entries", "format=duration:stream=nb_read_frames", "-of", "json", url).Output()
-	if err != nil {
-		stderr := ""
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			stderr = string(ee.Stderr)
-		}
-		t.Fatalf("ffprobe %s: %v %s", url, err, stderr)
-	}
-	var res struct {
-		Format struct {
-			Duration string `json:"duration"`
-		} `json:"format"`
-		Streams []struct {
-			NbReadFrames string `json:"nb_read_frames"`
-		} `json:"streams"`
-	}
-	if err := json.Unmarshal(out, &res); err != nil || len(res.Streams) != 1 {
-		t.Fatalf("ffprobe output %s: %v", out, err)
-	}
-	var p probeResult
-	p.Duration, _ = strconv.ParseFloat(res.Format.Duration, 64)
-	p.VideoFrames, _ = strconv.Atoi(res.Streams[0].NbReadFrames)
-	return p
-}
-
 // TestReplayOverHTTP records ~20 s from a real pion WHIP publisher sending an
 // H.264 + Opus clip, then replays it over HTTP: ffprobe decodes the HLS playlist
 // and the MP4 download with the duration and frame count that were sent; segments
@@ -199,7 +158,7 @@ func testReplay(t *testing.T, c *clip.Clip, store testStore, cache *ReplayCache)
 
 	base := s.url + "/replay/" + rv.ID
 	for _, u := range []string{base + "/index.m3u8?token=" + learner, base + "/download.mp4?token=" + learner} {
-		got := ffprobe(t, u)
+		got := testrec.FFprobe(t, u)
 		if !near(got.Duration, c.Duration.Seconds(), 0.5) || got.VideoFrames != len(c.Video) {
 			t.Errorf("%s: %+v, want %v and %d frames", strings.Split(u, "?")[0], got, c.Duration, len(c.Video))
 		}

@@ -60,7 +60,7 @@ func TestVLCPlaysReplay(t *testing.T) {
 	if err != nil {
 		t.Fatalf("cvlc: %v\n%s", err, log)
 	}
-	got := ffprobe(t, out)
+	got := testrec.FFprobe(t, out)
 	// VLC's Matroska muxer drops the very last frame (it has no duration); its TS
 	// muxer would leave up to a second unwritten at the end, hence Matroska.
 	if !near(got.Duration, c.Duration.Seconds(), 0.5) || got.VideoFrames < len(c.Video)-2 {
