@@ -1,0 +1,299 @@
+package turnserver_test
+
+import (
+	"context"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/turn/v5"
+	"github.com/pion/webrtc/v4"
+	"go.uber.org/goleak"
+
+	"lectern/internal/testpeer"
+	"lectern/turnserver"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var secret = []byte("test-turn-secret")
+
+func startServer(t *testing.T) *turnserver.Server {
+	t.Helper()
+	s, err := turnserver.Start(turnserver.Config{
+		UDPAddr:  "127.0.0.1:0",
+		TCPAddr:  "127.0.0.1:0",
+		RelayIP:  net.IPv4(127, 0, 0, 1),
+		MediaIPs: []net.IP{net.IPv4(127, 0, 0, 1)},
+		Secret:   secret,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// turnClient opens a pion TURN client (UDP) on the server with the given credentials.
+func turnClient(t *testing.T, s *turnserver.Server, user, pass string) *turn.Client {
+	t.Helper()
+	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := turn.NewClient(&turn.ClientConfig{
+		TURNServerAddr: s.UDPAddr().String(), STUNServerAddr: s.UDPAddr().String(),
+		Username: user, Password: pass, Realm: turnserver.Realm, Conn: conn, RTO: 100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(); _ = conn.Close() })
+	return c
+}
+
+func TestCredentialsRefusedWhenWrongOrExpired(t *testing.T) {
+	s := startServer(t)
+	now := time.Now()
+	goodUser, goodPass := turnserver.MintCredentials(secret, "classroom-1", now, now.Add(time.Hour))
+	expUser, expPass := turnserver.MintCredentials(secret, "classroom-1", now.Add(-2*time.Hour), now.Add(-time.Hour))
+	otherUser, otherPass := turnserver.MintCredentials([]byte("another secret"), "classroom-1", now, now.Add(time.Hour))
+	cases := []struct {
+		name, user, pass string
+		ok               bool
+	}{
+		{"wrong password", goodUser, "bm90IHRoZSBwYXNzd29yZA==", false},
+		{"other secret", otherUser, otherPass, false},
+		{"expired", expUser, expPass, false},
+		{"extended expiry, same password", strings.Replace(goodUser, goodUser[:strings.Index(goodUser, ":")], "9999999999", 1), goodPass, false},
+		{"valid", goodUser, goodPass, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := s.Refusals()
+			c := turnClient(t, s, tc.user, tc.pass)
+			relay, err := c.Allocate()
+			if tc.ok {
+				if err != nil {
+					t.Fatalf("valid credentials refused: %v", err)
+				}
+				_ = relay.Close()
+				return
+			}
+			if err == nil {
+				_ = relay.Close()
+				t.Fatal("allocation granted")
+			}
+			if s.Refusals() <= before {
+				t.Errorf("refusal not counted")
+			}
+		})
+	}
+}
+
+func TestMintCredentialsCapsLifetime(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	user, _ := turnserver.MintCredentials(secret, "a:b", now, now.Add(30*24*time.Hour))
+	if want := "1800043200:ab"; user != want {
+		t.Errorf("username %q, want %q (expiry capped at 12 h, ':' removed from the participant)", user, want)
+	}
+	user, _ = turnserver.MintCredentials(secret, "x", now, now.Add(time.Minute))
+	if want := "1800000060:x"; user != want {
+		t.Errorf("username %q, want %q (the token's earlier expiry kept)", user, want)
+	}
+}
+
+func TestRelayOnlyToOwnMediaAddresses(t *testing.T) {
+	s := startServer(t)
+	user, pass := s.Credentials("classroom-1", time.Now().Add(time.Hour))
+	c := turnClient(t, s, user, pass)
+	relay, err := c.Allocate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relay.Close()
+	for _, foreign := range []string{"192.0.2.1:9", "10.1.2.3:3478", "8.8.8.8:53"} {
+		addr, _ := net.ResolveUDPAddr("udp4", foreign)
+		before := s.Refusals()
+		if err := c.CreatePermission(addr); err == nil {
+			t.Errorf("permission to %s granted: open relay", foreign)
+		}
+		if s.Refusals() <= before {
+			t.Errorf("refusal for %s not counted", foreign)
+		}
+	}
+	// This server's own media address stays reachable.
+	media, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer media.Close()
+	if err := c.CreatePermission(media.LocalAddr()); err != nil {
+		t.Fatalf("permission to own media address refused: %v", err)
+	}
+	if _, err := relay.WriteTo([]byte("hello"), media.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	_ = media.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, from, err := media.ReadFrom(buf)
+	if err != nil || string(buf[:n]) != "hello" {
+		t.Fatalf("relayed datagram: %q, %v", buf[:n], err)
+	}
+	if from.String() != relay.LocalAddr().String() {
+		t.Errorf("datagram from %s, want relay %s", from, relay.LocalAddr())
+	}
+}
+
+// TestRelayOnlySubscriberReceivesMedia: a pion peer that may use only relay
+// candidates reaches a media sender on this host through TURN over UDP and over
+// TCP and receives its RTP.
+func TestRelayOnlySubscriberReceivesMedia(t *testing.T) {
+	for _, transport := range []string{"udp", "tcp"} {
+		t.Run(transport, func(t *testing.T) {
+			s := startServer(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+
+			api, err := testpeer.NewAPI(testpeer.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sender, err := api.NewPeerConnection(webrtc.Configuration{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sender.Close()
+			track, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000}, "video", "lecture")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := sender.AddTrack(track); err != nil {
+				t.Fatal(err)
+			}
+
+			var ice []webrtc.ICEServer
+			for _, srv := range s.ICEServers("127.0.0.1", "classroom-1", time.Now().Add(time.Hour)) {
+				var urls []string
+				for _, u := range srv.URLs {
+					if strings.HasPrefix(u, "turn:") && strings.HasSuffix(u, "transport="+transport) {
+						urls = append(urls, u)
+					}
+				}
+				srv.URLs = urls
+				ice = append(ice, srv)
+			}
+			if len(ice) != 1 || len(ice[0].URLs) != 1 {
+				t.Fatalf("ICE servers for %s: %+v", transport, ice)
+			}
+			recvAPI := relayAPI(t)
+			receiver, err := recvAPI.NewPeerConnection(webrtc.Configuration{ICEServers: ice, ICETransportPolicy: webrtc.ICETransportPolicyRelay})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer receiver.Close()
+			if _, err := receiver.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+				t.Fatal(err)
+			}
+			got := make(chan struct{})
+			var once sync.Once
+			var readers sync.WaitGroup
+			receiver.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+				readers.Add(1)
+				defer readers.Done()
+				for {
+					if _, _, err := tr.ReadRTP(); err != nil {
+						return
+					}
+					once.Do(func() { close(got) })
+				}
+			})
+
+			offer, err := receiver.CreateOffer(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			gathered := webrtc.GatheringCompletePromise(receiver)
+			if err := receiver.SetLocalDescription(offer); err != nil {
+				t.Fatal(err)
+			}
+			<-gathered
+			if !strings.Contains(receiver.LocalDescription().SDP, "typ relay") {
+				t.Fatalf("no relay candidate gathered over TURN-%s:\n%s", transport, receiver.LocalDescription().SDP)
+			}
+			if err := sender.SetRemoteDescription(*receiver.LocalDescription()); err != nil {
+				t.Fatal(err)
+			}
+			answer, err := sender.CreateAnswer(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sgathered := webrtc.GatheringCompletePromise(sender)
+			if err := sender.SetLocalDescription(answer); err != nil {
+				t.Fatal(err)
+			}
+			<-sgathered
+			if err := receiver.SetRemoteDescription(*sender.LocalDescription()); err != nil {
+				t.Fatal(err)
+			}
+
+			var writer sync.WaitGroup
+			writer.Add(1)
+			go func() {
+				defer writer.Done()
+				tick := time.NewTicker(20 * time.Millisecond)
+				defer tick.Stop()
+				for seq := uint16(0); ; seq++ {
+					select {
+					case <-ctx.Done():
+						return
+					case <-got:
+						return
+					case <-tick.C:
+					}
+					// An IDR NAL unit, enough for the receiver to see RTP.
+					_ = track.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: uint32(seq) * 3000, Marker: true}, Payload: []byte{0x65, 0x88, 0x84, 0x00}})
+				}
+			}()
+			select {
+			case <-got:
+			case <-ctx.Done():
+				t.Fatalf("no media through TURN-%s (state %s)", transport, receiver.ICEConnectionState())
+			}
+			writer.Wait()
+			pair, err := receiver.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+			if err != nil || pair == nil {
+				t.Fatalf("selected pair: %v", err)
+			}
+			if pair.Local.Typ != webrtc.ICECandidateTypeRelay {
+				t.Errorf("receiver's local candidate is %s, want relay", pair.Local.Typ)
+			}
+			if s.Allocations() < 1 {
+				t.Errorf("allocations gauge %d, want ≥ 1", s.Allocations())
+			}
+			_ = receiver.Close()
+			_ = sender.Close()
+			readers.Wait()
+		})
+	}
+}
+
+// relayAPI is a pion API for a peer that reaches the server only through TURN.
+func relayAPI(t *testing.T) *webrtc.API {
+	t.Helper()
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}, PayloadType: 102}, webrtc.RTPCodecTypeVideo); err != nil {
+		t.Fatal(err)
+	}
+	se := webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeTCP4})
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se))
+}
