@@ -51,6 +51,11 @@ type Config struct {
 	// RTSPURL is the rtsp:// base URL devices use (RTSPBaseURL), for the device
 	// codes' rtsp_url; "" when RTSP is off.
 	RTSPURL string
+	// TURNServers, when set (the embedded TURN server is on), returns its URLs with
+	// credentials minted for one participant, valid until expiry at most; the
+	// WHIP/WHEP answers advertise them in Link headers beside the static ICE
+	// servers. host is the name the client reached this server at.
+	TURNServers func(host, participant string, expiry time.Time) []webrtc.ICEServer
 	// Metrics is where /metrics reads from; nil disables the endpoint.
 	Metrics prometheus.Gatherer
 	// Ready reports readiness for /readyz; nil means always ready.

@@ -2,8 +2,10 @@ package web
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -43,7 +45,7 @@ func (s *Server) whipPublish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("whip publish", "session", c.ID, "publication", publication, "participant", p.name(), "resource", res.ID())
-	s.writeAnswer(w, "/whip/"+c.ID+"/"+res.ID(), res, answer)
+	s.writeAnswer(w, r, c.ID, p, "/whip/"+c.ID+"/"+res.ID(), res, answer)
 }
 
 // whepSubscribe handles POST /whep/{session} (the trainer's tracks) and
@@ -101,16 +103,17 @@ func (s *Server) whepSubscribe(w http.ResponseWriter, r *http.Request) {
 		s.httpError(w, r, err)
 		return
 	}
-	s.writeAnswer(w, "/whep/"+c.ID+"/"+res.ID(), res, answer)
+	s.writeAnswer(w, r, c.ID, p, "/whep/"+c.ID+"/"+res.ID(), res, answer)
 }
 
-func (s *Server) writeAnswer(w http.ResponseWriter, location string, res *peer.Resource, answer string) {
+func (s *Server) writeAnswer(w http.ResponseWriter, r *http.Request, session string, p principal, location string, res *peer.Resource, answer string) {
 	h := w.Header()
 	h.Set("Location", location)
 	h.Set("ETag", res.ETag())
 	h.Set("Content-Type", mimeSDP)
 	h.Set("Accept-Patch", mimeSDPFrag)
 	s.linkICEServers(h)
+	s.linkTURNServers(h, r, session, p)
 	w.WriteHeader(http.StatusCreated)
 	_, _ = w.Write([]byte(answer))
 }
@@ -125,6 +128,30 @@ func (s *Server) linkICEServers(h http.Header) {
 				link += fmt.Sprintf(`; username="%s"; credential="%s"; credential-type="password"`, quoteSafe(srv.Username), quoteSafe(cred))
 			}
 			h.Add("Link", link)
+		}
+	}
+}
+
+// linkTURNServers advertises the embedded TURN server with credentials minted
+// for this participant (the TURN REST API scheme), expiring with its token at the
+// latest. Only answers to an authenticated offer carry them: OPTIONS is open to
+// anyone and gets the static servers only.
+func (s *Server) linkTURNServers(h http.Header, r *http.Request, session string, p principal) {
+	if s.cfg.TURNServers == nil {
+		return
+	}
+	host := r.Host
+	if hh, _, err := net.SplitHostPort(host); err == nil {
+		host = hh
+	}
+	var expiry time.Time
+	if p.claims != nil && p.claims.ExpiresAt != nil {
+		expiry = p.claims.ExpiresAt.Time
+	}
+	for _, srv := range s.cfg.TURNServers(host, session+"/"+p.name(), expiry) {
+		cred, _ := srv.Credential.(string)
+		for _, u := range srv.URLs {
+			h.Add("Link", fmt.Sprintf(`<%s>; rel="ice-server"; username="%s"; credential="%s"; credential-type="password"`, u, quoteSafe(srv.Username), quoteSafe(cred)))
 		}
 	}
 }
