@@ -156,6 +156,10 @@ func (a *app) open() error {
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		web.NewCollector(a.registry, a.edge.Resources), a.conns.refused)
+	turnServers, err := a.openTURN(metrics)
+	if err != nil {
+		return err
+	}
 	var replays *web.ReplayConfig
 	if a.recorder != nil {
 		metrics.MustRegister(a.recorder.Collector())
@@ -195,7 +199,7 @@ func (a *app) open() error {
 		Ready: a.ready, RequestTimeout: cfg.HTTPRequestTimeout, LobbyPublic: cfg.LobbyPublic,
 		EventStreamsPerToken: noLimitIfZero(cfg.EventsPerToken), EventStreamsPerAddress: noLimitIfZero(cfg.EventsPerIP),
 		WHEPConnectingPerToken: noLimitIfZero(cfg.WHEPConnectingPerToken), WHEPConnectingPerAddress: noLimitIfZero(cfg.WHEPConnectingPerIP),
-		ViewerConnections: cfg.MaxViewerConnections,
+		ViewerConnections: cfg.MaxViewerConnections, TURNServers: turnServers,
 	})
 	if err != nil {
 		return err

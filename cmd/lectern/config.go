@@ -73,6 +73,17 @@ type config struct {
 
 	ReplayDownloadsPerIP int // MP4 downloads one client address may receive at once; 0 = no limit
 
+	// Embedded TURN server (config_turn.go, app_turn.go): off unless TURN is set.
+	TURN         bool   // serve TURN for classrooms that cannot reach the WebRTC ports
+	TURNPort     int    // TURN over UDP and TCP
+	TURNTLSPort  int    // TURN over TLS (turns:); 0 = off; needs TURNCert and TURNKey
+	TURNCert     string // PEM certificate file of TURN over TLS
+	TURNKey      string // PEM private key file of TURNCert
+	TURNSecret   string // "" = generated once and persisted in DataDir
+	TURNRelayIP  string // local address relays bind to; "" = WebRTCIP, else 127.0.0.1
+	TURNPerIP    int    // concurrent allocations per client address
+	TURNLifetime time.Duration
+
 	// HTTPS (tls.go): on when TLSCert or ACMEDomains is set; -http then only redirects.
 	HTTPSAddr     string   // HTTPS listen address, used when HTTPS is on
 	TLSCert       string   // PEM certificate chain file, with TLSKey
@@ -226,6 +237,33 @@ func settings() []setting {
 		{flag: "rtsp-udp-rtcp-port", env: "LECTERN_RTSP_UDP_RTCP_PORT", def: "8001",
 			help:  "UDP port for RTSP control over UDP (RTCP)",
 			parse: intVal(func(c *config) *int { return &c.RTSPUDPRTCPPort }, 0, 65535, "a port")},
+		{flag: "turn", env: "LECTERN_TURN", def: "false",
+			help:  "serve TURN (UDP and TCP on -turn-port, TLS on -turn-tls-port) for classrooms whose firewall blocks the WebRTC ports; relays only to this server's own media addresses",
+			parse: boolVal(func(c *config) *bool { return &c.TURN })},
+		{flag: "turn-port", env: "LECTERN_TURN_PORT", def: "3478",
+			help:  "UDP and TCP port of the embedded TURN server",
+			parse: intVal(func(c *config) *int { return &c.TURNPort }, 1, 65535, "a port")},
+		{flag: "turn-tls-port", env: "LECTERN_TURN_TLS_PORT", def: "0",
+			help:  "TLS port of the embedded TURN server (turns:, e.g. 443 for classrooms that reach nothing else); needs -turn-cert and -turn-key; 0 disables",
+			parse: intVal(func(c *config) *int { return &c.TURNTLSPort }, 0, 65535, "a port")},
+		{flag: "turn-cert", env: "LECTERN_TURN_CERT",
+			help:  "PEM certificate file for TURN over TLS",
+			parse: stringVal(func(c *config) *string { return &c.TURNCert }, nil)},
+		{flag: "turn-key", env: "LECTERN_TURN_KEY",
+			help:  "PEM private key file of -turn-cert",
+			parse: stringVal(func(c *config) *string { return &c.TURNKey }, nil)},
+		{flag: "turn-secret", env: "LECTERN_TURN_SECRET", defHelp: "generated once, kept in the data dir",
+			help:  "secret of the short-lived TURN credentials (TURN REST API scheme); at least 32 characters",
+			parse: stringVal(func(c *config) *string { return &c.TURNSecret }, checkTURNSecret)},
+		{flag: "turn-relay-ip", env: "LECTERN_TURN_RELAY_IP", defHelp: "-webrtc-ip, else 127.0.0.1",
+			help:  "local IP address TURN relays bind to; the WebRTC edge must reach it",
+			parse: stringVal(func(c *config) *string { return &c.TURNRelayIP }, checkBindIP)},
+		{flag: "turn-allocations-per-ip", env: "LECTERN_TURN_ALLOCATIONS_PER_IP", def: "20",
+			help:  "TURN allocations one client address may hold at once (1-10000); a classroom's screens behind one NAT share an address",
+			parse: intVal(func(c *config) *int { return &c.TURNPerIP }, 1, 10000, "an allocation limit")},
+		{flag: "turn-allocation-lifetime", env: "LECTERN_TURN_ALLOCATION_LIFETIME", def: "10m",
+			help:  "longest lifetime of a TURN allocation between refreshes (1m-1h)",
+			parse: durationVal(func(c *config) *time.Duration { return &c.TURNLifetime }, time.Minute, time.Hour)},
 		{flag: "rtsp-cert", env: "LECTERN_RTSP_CERT",
 			help:  "PEM certificate file: the RTSP server speaks RTSPS (TLS) when set with -rtsp-key",
 			parse: stringVal(func(c *config) *string { return &c.RTSPCert }, nil)},
@@ -366,6 +404,7 @@ func (c *config) check() []error {
 		c.PublicURL = urlForListenAddr(c.HTTPAddr)
 	}
 	errs = append(errs, c.checkRTSPSources()...)
+	errs = append(errs, c.checkTURN()...)
 	if p := c.RTSPUDPRTPPort; p > 0 && (p%2 != 0 || c.RTSPUDPRTCPPort != p+1) {
 		// gortsplib's server takes the pair RFC 3550 §11 suggests, as many clients assume.
 		errs = append(errs, fmt.Errorf("%s: %d and %s: %d: want an even RTP port and the next one for RTCP",

@@ -59,6 +59,10 @@ func defaultConfig() config {
 		ACMEDirectory:   "https://acme-v02.api.letsencrypt.org/directory",
 
 		ReplayDownloadsPerIP: 4,
+
+		TURNPort:     3478,
+		TURNPerIP:    20,
+		TURNLifetime: 10 * time.Minute,
 	}
 }
 
@@ -132,6 +136,16 @@ var allEnv = map[string]string{
 	"LECTERN_MAX_VIEWER_CONNECTIONS":    "12",
 
 	"LECTERN_REPLAY_DOWNLOADS_PER_IP": "16",
+
+	"LECTERN_TURN":                     "on",
+	"LECTERN_TURN_PORT":                "3479",
+	"LECTERN_TURN_TLS_PORT":            "5349",
+	"LECTERN_TURN_CERT":                "/etc/lectern/turn.crt",
+	"LECTERN_TURN_KEY":                 "/etc/lectern/turn.key",
+	"LECTERN_TURN_SECRET":              "fedcba9876543210fedcba9876543210",
+	"LECTERN_TURN_RELAY_IP":            "127.0.0.1",
+	"LECTERN_TURN_ALLOCATIONS_PER_IP":  "5",
+	"LECTERN_TURN_ALLOCATION_LIFETIME": "5m",
 }
 
 func TestParseConfigEnvOnly(t *testing.T) {
@@ -198,6 +212,9 @@ func TestParseConfigEnvOnly(t *testing.T) {
 		RTSPSourceTrainers: true,
 
 		ReplayDownloadsPerIP: 16,
+
+		TURN: true, TURNPort: 3479, TURNTLSPort: 5349, TURNCert: "/etc/lectern/turn.crt", TURNKey: "/etc/lectern/turn.key",
+		TURNSecret: "fedcba9876543210fedcba9876543210", TURNRelayIP: "127.0.0.1", TURNPerIP: 5, TURNLifetime: 5 * time.Minute,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("from env:\n got %+v\nwant %+v", got, want)

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"lectern/auth"
+	"lectern/turnserver"
+)
+
+// openTURN starts the embedded TURN server when -turn is on, registers its
+// metrics, and returns what mints its ICE servers for one participant (nil when
+// off: the WHIP/WHEP answers then advertise only -ice-server).
+func (a *app) openTURN(metrics *prometheus.Registry) (func(host, participant string, expiry time.Time) []webrtc.ICEServer, error) {
+	cfg := a.cfg
+	if !cfg.TURN {
+		return nil, nil
+	}
+	secret, err := turnSecret(cfg)
+	if err != nil {
+		return nil, err
+	}
+	relayIP := cfg.TURNRelayIP
+	if relayIP == "" {
+		relayIP = cfg.WebRTCIP
+	}
+	if ip := net.ParseIP(relayIP); ip == nil || ip.IsUnspecified() {
+		relayIP = "127.0.0.1"
+	}
+	media, err := mediaIPs(cfg)
+	if err != nil {
+		return nil, err
+	}
+	port := strconv.Itoa(cfg.TURNPort)
+	tc := turnserver.Config{
+		UDPAddr: net.JoinHostPort(cfg.WebRTCIP, port), TCPAddr: net.JoinHostPort(cfg.WebRTCIP, port),
+		RelayIP: net.ParseIP(relayIP), MediaIPs: media, Secret: secret,
+		MaxPerClient: cfg.TURNPerIP, AllocationLifetime: cfg.TURNLifetime, Logger: a.log,
+	}
+	if cfg.TURNTLSPort > 0 {
+		cert, err := tls.LoadX509KeyPair(cfg.TURNCert, cfg.TURNKey)
+		if err != nil {
+			return nil, fmt.Errorf("turn tls: %w", err)
+		}
+		tc.TLSAddr = net.JoinHostPort(cfg.WebRTCIP, strconv.Itoa(cfg.TURNTLSPort))
+		tc.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	srv, err := turnserver.Start(tc)
+	if err != nil {
+		return nil, err
+	}
+	a.cleanup.push("turn", func(context.Context) error { return srv.Close() })
+	metrics.MustRegister(srv.Collector())
+	return srv.ICEServers, nil
+}
+
+// mediaIPs are the addresses the WebRTC edge may be reached at: its bind address,
+// or every local address when it binds all, plus the announced public ones. TURN
+// relays to nothing else.
+func mediaIPs(cfg config) ([]net.IP, error) {
+	var out []net.IP
+	if ip := net.ParseIP(cfg.WebRTCIP); ip != nil && !ip.IsUnspecified() {
+		out = append(out, ip)
+	} else {
+		addrs, err := net.InterfaceAddrs()
+		if err != nil {
+			return nil, fmt.Errorf("turn: local addresses: %w", err)
+		}
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok {
+				out = append(out, n.IP)
+			}
+		}
+	}
+	for _, p := range cfg.PublicIPs {
+		if ip := net.ParseIP(p); ip != nil {
+			out = append(out, ip)
+		}
+	}
+	return out, nil
+}
+
+// turnSecret returns -turn-secret, or the one persisted in the data dir,
+// generated on first start so credentials handed out survive a restart.
+func turnSecret(cfg config) ([]byte, error) {
+	if cfg.TURNSecret != "" {
+		return []byte(cfg.TURNSecret), nil
+	}
+	path := filepath.Join(cfg.DataDir, "turn-secret")
+	if b, err := os.ReadFile(path); err == nil {
+		if len(b) < 32 {
+			return nil, fmt.Errorf("%s holds %d bytes, need 32: delete it to generate a new one", path, len(b))
+		}
+		return b, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("read turn secret: %w", err)
+	}
+	secret, err := auth.GenerateSecret(32)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(path, secret, 0o600); err != nil {
+		return nil, fmt.Errorf("persist turn secret: %w", err)
+	}
+	return secret, nil
+}

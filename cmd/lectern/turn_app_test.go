@@ -1,0 +1,62 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/pion/webrtc/v4"
+
+	"lectern/internal/testpeer"
+)
+
+// TestTURNWiring: with -turn on, the binary serves TURN on -turn-port, persists a
+// generated secret, hands each WHEP answer TURN URLs with that participant's
+// credentials beside -ice-server, and exports the TURN metrics.
+func TestTURNWiring(t *testing.T) {
+	const admin = "turn-admin-token-0123456789"
+	port := freePort(t, "udp")
+	a := testApp(t, "-admin-token", admin, "-turn", "on", "-turn-port", strconv.Itoa(port),
+		"-ice-server", "stun:stun.example.org:3478")
+	if err := a.start(); err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + a.listener.Addr().String()
+	sess := createSession(t, base, admin, "Bài giảng")
+	site := mintToken(t, base, admin, sess, "site")
+	pc, offer := testpeer.NewOffer(t, testpeer.Options{}, webrtc.RTPTransceiverDirectionRecvonly)
+	_ = pc
+	code, body, hdr := post(t, base+"/whep/"+sess, site, "application/sdp", offer.SDP)
+	if code != http.StatusCreated {
+		t.Fatalf("WHEP: %d %s", code, body)
+	}
+	links := strings.Join(hdr.Values("Link"), "\n")
+	for _, want := range []string{
+		`<stun:stun.example.org:3478>; rel="ice-server"`,
+		"<turn:127.0.0.1:" + strconv.Itoa(port) + `?transport=udp>; rel="ice-server"; username="`,
+		"<turn:127.0.0.1:" + strconv.Itoa(port) + `?transport=tcp>; rel="ice-server"; username="`,
+		":" + sess + `/site"; credential="`,
+	} {
+		if !strings.Contains(links, want) {
+			t.Errorf("Link headers lack %q:\n%s", want, links)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(a.cfg.DataDir, "turn-secret")); err != nil || len(b) < 32 {
+		t.Errorf("turn secret not persisted: %v", err)
+	}
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, m := range []string{"lectern_turn_allocations 0", "lectern_turn_refusals_total 0"} {
+		if !strings.Contains(string(metrics), m) {
+			t.Errorf("/metrics lacks %q", m)
+		}
+	}
+}
