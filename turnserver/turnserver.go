@@ -46,6 +46,11 @@ type Config struct {
 	// MediaIPs are this server's own media addresses (the edge's host and
 	// public addresses): the only peers an allocation may reach.
 	MediaIPs []net.IP
+	// MediaPorts, when set, are the edge's UDP and TCP ports: a relay then sends
+	// only to those, so a client cannot reach other services on this host's
+	// addresses (DNS, a database on loopback) through it. Empty allows any port
+	// of MediaIPs.
+	MediaPorts []int
 	// Secret is the shared secret of the TURN REST API credentials.
 	Secret []byte
 	// MaxPerClient caps concurrent allocations per client IP (0 = 20).
@@ -92,7 +97,8 @@ func Start(cfg Config) (*Server, error) {
 		}
 	}
 	gen := func() turn.RelayAddressGenerator {
-		return &turn.RelayAddressGeneratorStatic{RelayAddress: cfg.RelayIP, Address: cfg.RelayIP.String()}
+		return &portFilter{inner: &turn.RelayAddressGeneratorStatic{RelayAddress: cfg.RelayIP, Address: cfg.RelayIP.String()},
+			ports: cfg.MediaPorts, refused: &s.refusals}
 	}
 	var closers []func() error
 	fail := func(err error) (*Server, error) {

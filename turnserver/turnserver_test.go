@@ -297,3 +297,57 @@ func relayAPI(t *testing.T) *webrtc.API {
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeTCP4})
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se))
 }
+
+// TestRelayOnlyToMediaPorts: with MediaPorts set, a relay cannot reach other
+// ports of this server's own addresses (another service on loopback): those
+// datagrams are dropped and counted, the media port still gets its own.
+func TestRelayOnlyToMediaPorts(t *testing.T) {
+	media, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer media.Close()
+	other, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	s, err := turnserver.Start(turnserver.Config{UDPAddr: "127.0.0.1:0", RelayIP: net.IPv4(127, 0, 0, 1),
+		MediaIPs: []net.IP{net.IPv4(127, 0, 0, 1)}, MediaPorts: []int{media.LocalAddr().(*net.UDPAddr).Port}, Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	user, pass := s.Credentials("classroom-1", time.Now().Add(time.Hour))
+	c := turnClient(t, s, user, pass)
+	relay, err := c.Allocate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relay.Close()
+	if err := c.CreatePermission(media.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	before := s.Refusals()
+	if _, err := relay.WriteTo([]byte("to another service"), other.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := relay.WriteTo([]byte("media"), media.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	_ = media.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, _, err := media.ReadFrom(buf); err != nil || string(buf[:n]) != "media" {
+		t.Fatalf("media port got %q, %v", buf[:n], err)
+	}
+	// The relay handled the first datagram before the second, and loopback
+	// delivers at send time: had it been relayed, it would be queued already
+	// (the short deadline only ends the read of an empty socket).
+	_ = other.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if n, _, err := other.ReadFrom(buf); err == nil {
+		t.Fatalf("another port of this host got %q through the relay", buf[:n])
+	}
+	if s.Refusals() <= before {
+		t.Error("dropped datagram not counted")
+	}
+}

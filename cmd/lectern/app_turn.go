@@ -42,10 +42,14 @@ func (a *app) openTURN(metrics *prometheus.Registry) (func(host, participant str
 		return nil, err
 	}
 	port := strconv.Itoa(cfg.TURNPort)
+	// Relays reach only the edge's media ports (ICE-TCP too, for TURN-TCP relays).
 	tc := turnserver.Config{
 		UDPAddr: net.JoinHostPort(cfg.WebRTCIP, port), TCPAddr: net.JoinHostPort(cfg.WebRTCIP, port),
-		RelayIP: net.ParseIP(relayIP), MediaIPs: media, Secret: secret,
+		RelayIP: net.ParseIP(relayIP), MediaIPs: media, MediaPorts: []int{cfg.UDPPort}, Secret: secret,
 		MaxPerClient: cfg.TURNPerIP, AllocationLifetime: cfg.TURNLifetime, Logger: a.log,
+	}
+	if cfg.TCPPort > 0 {
+		tc.MediaPorts = append(tc.MediaPorts, cfg.TCPPort)
 	}
 	if cfg.TURNTLSPort > 0 {
 		cert, err := tls.LoadX509KeyPair(cfg.TURNCert, cfg.TURNKey)
