@@ -19,7 +19,9 @@ type portFilter struct {
 
 func (p *portFilter) Validate() error { return p.inner.Validate() }
 
-func (p *portFilter) allowed(port int) bool { return len(p.ports) == 0 || slices.Contains(p.ports, port) }
+func (p *portFilter) allowed(port int) bool {
+	return len(p.ports) == 0 || slices.Contains(p.ports, port)
+}
 
 func (p *portFilter) AllocatePacketConn(c turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
 	conn, addr, err := p.inner.AllocatePacketConn(c)
