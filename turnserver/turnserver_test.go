@@ -351,3 +351,53 @@ func TestRelayOnlyToMediaPorts(t *testing.T) {
 		t.Error("dropped datagram not counted")
 	}
 }
+
+// TestAllocationsCappedPerClientAddress: one address (a classroom behind NAT)
+// holds at most MaxPerClient relays; the next is refused (486) and counted.
+func TestAllocationsCappedPerClientAddress(t *testing.T) {
+	s, err := turnserver.Start(turnserver.Config{UDPAddr: "127.0.0.1:0", RelayIP: net.IPv4(127, 0, 0, 1),
+		MediaIPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Secret: secret, MaxPerClient: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	user, pass := s.Credentials("classroom-1", time.Now().Add(time.Hour))
+	for i := range 2 {
+		relay, err := turnClient(t, s, user, pass).Allocate()
+		if err != nil {
+			t.Fatalf("allocation %d: %v", i+1, err)
+		}
+		defer relay.Close()
+	}
+	before := s.Refusals()
+	if relay, err := turnClient(t, s, user, pass).Allocate(); err == nil {
+		_ = relay.Close()
+		t.Fatal("third allocation from one address granted with a cap of 2")
+	}
+	if s.Refusals() <= before {
+		t.Error("quota refusal not counted")
+	}
+	if got := s.Allocations(); got != 2 {
+		t.Errorf("allocations gauge %d, want 2", got)
+	}
+}
+
+// FuzzMintCredentials: whatever the participant name, the minted username is
+// "<expiry>:<id>" with one colon and pion's TURN REST handler accepts the pair.
+func FuzzMintCredentials(f *testing.F) {
+	for _, seed := range []string{"classroom-1", "abc/ha-noi", "a:b:c", "", "Hà Nội", "\x00:\xff"} {
+		f.Add(seed)
+	}
+	check := turn.LongTermTURNRESTAuthHandler(string(secret), nil)
+	f.Fuzz(func(t *testing.T, participant string) {
+		now := time.Now()
+		user, pass := turnserver.MintCredentials(secret, participant, now, now.Add(time.Hour))
+		if strings.Count(user, ":") != 1 {
+			t.Fatalf("username %q has not exactly one ':'", user)
+		}
+		_, key, ok := check(&turn.RequestAttributes{Username: user, Realm: turnserver.Realm, SrcAddr: &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}})
+		if !ok || string(key) != string(turn.GenerateAuthKey(user, turnserver.Realm, pass)) {
+			t.Fatalf("pion refuses minted %q", user)
+		}
+	})
+}
