@@ -5,8 +5,10 @@ import (
 	"net"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/pion/turn/v5"
+	"golang.org/x/time/rate"
 )
 
 // portFilter wraps the relay address generator so that relays reach only the
@@ -15,6 +17,10 @@ type portFilter struct {
 	inner   turn.RelayAddressGenerator
 	ports   []int
 	refused *atomic.Int64
+	// bytesPerSec caps each UDP relay in each direction (0 = no cap): one
+	// allocation cannot turn this server into a bandwidth amplifier.
+	bytesPerSec int
+	dropped     *atomic.Int64
 }
 
 func (p *portFilter) Validate() error { return p.inner.Validate() }
@@ -28,7 +34,13 @@ func (p *portFilter) AllocatePacketConn(c turn.AllocateListenerConfig) (net.Pack
 	if err != nil {
 		return nil, nil, err
 	}
-	return &filteredConn{PacketConn: conn, f: p}, addr, nil
+	fc := &filteredConn{PacketConn: conn, f: p}
+	if p.bytesPerSec > 0 {
+		// One second of traffic as the burst: a keyframe passes whole.
+		fc.out = rate.NewLimiter(rate.Limit(p.bytesPerSec), p.bytesPerSec)
+		fc.in = rate.NewLimiter(rate.Limit(p.bytesPerSec), p.bytesPerSec)
+	}
+	return fc, addr, nil
 }
 
 func (p *portFilter) AllocateListener(c turn.AllocateListenerConfig) (net.Listener, net.Addr, error) {
@@ -47,7 +59,8 @@ func (p *portFilter) AllocateConn(c turn.AllocateConnConfig) (net.Conn, error) {
 // relayed packet: a slice scan, no allocation, no log.
 type filteredConn struct {
 	net.PacketConn
-	f *portFilter
+	f       *portFilter
+	out, in *rate.Limiter // nil without a cap
 }
 
 func (c *filteredConn) WriteTo(b []byte, addr net.Addr) (int, error) {
@@ -55,5 +68,21 @@ func (c *filteredConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 		c.f.refused.Add(1)
 		return len(b), nil // dropped, as a firewall would: the client learns nothing
 	}
+	if c.out != nil && !c.out.AllowN(time.Now(), len(b)) {
+		c.f.dropped.Add(1)
+		return len(b), nil // over the relay's budget: dropped like a policer
+	}
 	return c.PacketConn.WriteTo(b, addr)
+}
+
+// ReadFrom drops what the peer sends beyond the relay's budget before pion
+// forwards it to the client.
+func (c *filteredConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := c.PacketConn.ReadFrom(b)
+		if err != nil || c.in == nil || c.in.AllowN(time.Now(), n) {
+			return n, addr, err
+		}
+		c.f.dropped.Add(1)
+	}
 }

@@ -55,6 +55,9 @@ type Config struct {
 	Secret []byte
 	// MaxPerClient caps concurrent allocations per client IP (0 = 20).
 	MaxPerClient int
+	// RelayBitrate caps each UDP relay, in bits per second in each direction
+	// (0 = no cap); packets beyond it are dropped and counted.
+	RelayBitrate int
 	// AllocationLifetime caps how long an allocation lives without a refresh
 	// (0 = 10 minutes, pion's default).
 	AllocationLifetime time.Duration
@@ -74,6 +77,7 @@ type Server struct {
 	perIP    map[netip.Addr]int
 	allocs   atomic.Int64
 	refusals atomic.Int64 // failed authentications, quota and permission refusals
+	dropped  atomic.Int64 // relayed packets dropped over RelayBitrate
 }
 
 // Start opens the listeners and starts serving.
@@ -98,7 +102,7 @@ func Start(cfg Config) (*Server, error) {
 	}
 	gen := func() turn.RelayAddressGenerator {
 		return &portFilter{inner: &turn.RelayAddressGeneratorStatic{RelayAddress: cfg.RelayIP, Address: cfg.RelayIP.String()},
-			ports: cfg.MediaPorts, refused: &s.refusals}
+			ports: cfg.MediaPorts, refused: &s.refusals, bytesPerSec: cfg.RelayBitrate / 8, dropped: &s.dropped}
 	}
 	var closers []func() error
 	fail := func(err error) (*Server, error) {
@@ -187,6 +191,9 @@ func (s *Server) Allocations() int64 { return s.allocs.Load() }
 
 // Refusals counts refused authentications, quotas and permissions.
 func (s *Server) Refusals() int64 { return s.refusals.Load() }
+
+// Dropped counts relayed packets dropped over the relay bitrate cap.
+func (s *Server) Dropped() int64 { return s.dropped.Load() }
 
 // Credentials mints a TURN REST API credential for participant, valid until
 // expiry but never more than MaxCredentialTTL from now.
@@ -299,15 +306,21 @@ func (s *Server) Collector() prometheus.Collector { return collector{s} }
 
 var (
 	allocDesc   = prometheus.NewDesc("lectern_turn_allocations", "Live TURN allocations on the embedded TURN server.", nil, nil)
+	droppedDesc = prometheus.NewDesc("lectern_turn_relay_dropped_packets_total", "Relayed packets dropped over the per-allocation bitrate cap.", nil, nil)
 	refusalDesc = prometheus.NewDesc("lectern_turn_refusals_total", "TURN requests refused: bad or expired credentials, allocation quota, relay to a foreign address.", nil, nil)
 )
 
 type collector struct{ s *Server }
 
-func (c collector) Describe(ch chan<- *prometheus.Desc) { ch <- allocDesc; ch <- refusalDesc }
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- allocDesc
+	ch <- refusalDesc
+	ch <- droppedDesc
+}
 func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(allocDesc, prometheus.GaugeValue, float64(c.s.Allocations()))
 	ch <- prometheus.MustNewConstMetric(refusalDesc, prometheus.CounterValue, float64(c.s.Refusals()))
+	ch <- prometheus.MustNewConstMetric(droppedDesc, prometheus.CounterValue, float64(c.s.Dropped()))
 }
 
 // quietLoggerFactory keeps pion's own logs at error level: Lectern logs the

@@ -401,3 +401,53 @@ func FuzzMintCredentials(f *testing.F) {
 		}
 	})
 }
+
+// TestRelayBitrateCap: one allocation cannot push more than its budget through
+// the relay: beyond the one-second burst, datagrams are dropped and counted.
+func TestRelayBitrateCap(t *testing.T) {
+	const bitrate = 80_000 // 10 000 bytes a second, the burst too
+	s, err := turnserver.Start(turnserver.Config{UDPAddr: "127.0.0.1:0", RelayIP: net.IPv4(127, 0, 0, 1),
+		MediaIPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Secret: secret, RelayBitrate: bitrate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	user, pass := s.Credentials("classroom-1", time.Now().Add(time.Hour))
+	c := turnClient(t, s, user, pass)
+	relay, err := c.Allocate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relay.Close()
+	media, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer media.Close()
+	if err := c.CreatePermission(media.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	const sent, size = 100, 1000 // 100 kB at once: ten times the budget
+	payload := make([]byte, size)
+	for range sent {
+		if _, err := relay.WriteTo(payload, media.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	received := 0
+	buf := make([]byte, 2*size)
+	for {
+		// The read deadline only ends the count once the relay has gone quiet.
+		_ = media.SetReadDeadline(time.Now().Add(time.Second))
+		if _, _, err := media.ReadFrom(buf); err != nil {
+			break
+		}
+		received++
+	}
+	if received == 0 || received > 2*bitrate/8/size {
+		t.Errorf("received %d of %d datagrams of %d bytes through a %d bit/s relay", received, sent, size, bitrate)
+	}
+	if dropped := s.Dropped(); dropped == 0 || int(dropped)+received > sent {
+		t.Errorf("dropped %d, received %d, sent %d", dropped, received, sent)
+	}
+}

@@ -18,6 +18,11 @@ import (
 	"lectern/turnserver"
 )
 
+// turnRelayBitrate caps one relay in each direction: a classroom's stream (a
+// top layer of ~2.5 Mbit/s, a screen, audio, retransmissions) fits many times;
+// a client abusing the relay as a bandwidth source does not.
+const turnRelayBitrate = 20_000_000
+
 // openTURN starts the embedded TURN server when -turn is on, registers its
 // metrics, and returns what mints its ICE servers for one participant (nil when
 // off: the WHIP/WHEP answers then advertise only -ice-server).
@@ -47,6 +52,7 @@ func (a *app) openTURN(metrics *prometheus.Registry) (func(host, participant str
 		UDPAddr: net.JoinHostPort(cfg.WebRTCIP, port), TCPAddr: net.JoinHostPort(cfg.WebRTCIP, port),
 		RelayIP: net.ParseIP(relayIP), MediaIPs: media, MediaPorts: []int{cfg.UDPPort}, Secret: secret,
 		MaxPerClient: cfg.TURNPerIP, AllocationLifetime: cfg.TURNLifetime, Logger: a.log,
+		RelayBitrate: turnRelayBitrate,
 	}
 	if cfg.TCPPort > 0 {
 		tc.MediaPorts = append(tc.MediaPorts, cfg.TCPPort)
