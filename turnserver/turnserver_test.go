@@ -2,7 +2,10 @@ package turnserver_test
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -17,7 +20,29 @@ import (
 	"lectern/turnserver"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain makes the test certificate a trusted root (SSL_CERT_FILE, read when
+// Go first loads the system roots): pion's ICE agent checks a turns: server
+// against those, with no way to pass a pool.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "turnserver-test")
+	if err != nil {
+		panic(err)
+	}
+	cert, pemCert, err := newCert()
+	if err != nil {
+		panic(err)
+	}
+	testCert = cert
+	path := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(path, pemCert, 0o600); err != nil {
+		panic(err)
+	}
+	os.Setenv("SSL_CERT_FILE", path)
+	defer os.RemoveAll(dir)
+	goleak.VerifyTestMain(m)
+}
+
+var testCert tls.Certificate
 
 var secret = []byte("test-turn-secret")
 
@@ -26,6 +51,8 @@ func startServer(t *testing.T) *turnserver.Server {
 	s, err := turnserver.Start(turnserver.Config{
 		UDPAddr:  "127.0.0.1:0",
 		TCPAddr:  "127.0.0.1:0",
+		TLSAddr:  "127.0.0.1:0",
+		TLS:      &tls.Config{Certificates: []tls.Certificate{testCert}},
 		RelayIP:  net.IPv4(127, 0, 0, 1),
 		MediaIPs: []net.IP{net.IPv4(127, 0, 0, 1)},
 		Secret:   secret,
@@ -152,10 +179,10 @@ func TestRelayOnlyToOwnMediaAddresses(t *testing.T) {
 }
 
 // TestRelayOnlySubscriberReceivesMedia: a pion peer that may use only relay
-// candidates reaches a media sender on this host through TURN over UDP and over
-// TCP and receives its RTP.
+// candidates reaches a media sender on this host through TURN over UDP, over
+// TCP and over TLS, and receives its RTP.
 func TestRelayOnlySubscriberReceivesMedia(t *testing.T) {
-	for _, transport := range []string{"udp", "tcp"} {
+	for _, transport := range []string{"udp", "tcp", "tls"} {
 		t.Run(transport, func(t *testing.T) {
 			s := startServer(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -182,7 +209,12 @@ func TestRelayOnlySubscriberReceivesMedia(t *testing.T) {
 			for _, srv := range s.ICEServers("127.0.0.1", "classroom-1", time.Now().Add(time.Hour)) {
 				var urls []string
 				for _, u := range srv.URLs {
-					if strings.HasPrefix(u, "turn:") && strings.HasSuffix(u, "transport="+transport) {
+					want := "turn:" + "*transport=" + transport
+					if transport == "tls" {
+						want = "turns:*transport=tcp"
+					}
+					prefix, suffix, _ := strings.Cut(want, "*")
+					if strings.HasPrefix(u, prefix) && strings.HasSuffix(u, suffix) {
 						urls = append(urls, u)
 					}
 				}
