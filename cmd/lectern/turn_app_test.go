@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pion/webrtc/v4"
 
@@ -45,6 +47,23 @@ func TestTURNWiring(t *testing.T) {
 			t.Errorf("Link headers lack %q:\n%s", want, links)
 		}
 	}
+	// A classroom that reaches the server only through the embedded TURN (UDP)
+	// receives the trainer's video: the relay reaches the edge's media port.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, pub := publishToSession(ctx, t, base, admin, sess)
+	defer pub.Close()
+	defer playSynthetic(ctx, pub)()
+	sub, _, err := testpeer.NewRelaySubscriber(ctx, base+"/whep/"+sess, site, func(u string) bool { return strings.HasSuffix(u, "transport=udp") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	select {
+	case <-sub.Video:
+	case <-ctx.Done():
+		t.Fatalf("no video through the binary's TURN server (ICE %s)", sub.PC.ICEConnectionState())
+	}
 	if b, err := os.ReadFile(filepath.Join(a.cfg.DataDir, "turn-secret")); err != nil || len(b) < 32 {
 		t.Errorf("turn secret not persisted: %v", err)
 	}
@@ -54,9 +73,19 @@ func TestTURNWiring(t *testing.T) {
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, m := range []string{"lectern_turn_allocations 0", "lectern_turn_refusals_total 0"} {
+	for _, m := range []string{"lectern_turn_allocations 1", "lectern_turn_refusals_total 0"} {
 		if !strings.Contains(string(metrics), m) {
 			t.Errorf("/metrics lacks %q", m)
 		}
 	}
+}
+
+// publishToSession publishes as the trainer of an existing session.
+func publishToSession(ctx context.Context, t *testing.T, base, admin, sess string) (string, *testpeer.Publisher) {
+	t.Helper()
+	pub, err := testpeer.NewPublisher(ctx, testpeer.Options{}, false, sdpSignal(t, base+"/whip/"+sess, mintToken(t, base, admin, sess, "trainer")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sess, pub
 }
