@@ -120,10 +120,12 @@ func Start(cfg Config) (*Server, error) {
 		EventHandler: turn.EventHandler{
 			// A known username with the wrong password passes the AuthHandler
 			// (it only derives the key) and fails the integrity check here.
+			// Refusals are logged at debug level only: anyone may send them, the
+			// counter shows a flood.
 			OnAuth: func(src, _ net.Addr, _, username, _, _ string, verdict bool) {
 				if !verdict {
 					s.refusals.Add(1)
-					cfg.Logger.Info("turn: credentials refused", "client", src, "username", username)
+					cfg.Logger.Debug("turn: credentials refused", "client", src, "username", username)
 				}
 			},
 			OnAllocationCreated: func(src, _ net.Addr, _, _, _ string, _ net.Addr, _ int) { s.allocs.Add(1) },
@@ -248,7 +250,7 @@ func (s *Server) auth() turn.AuthHandler {
 		user, key, ok := inner(ra)
 		if !ok {
 			s.refusals.Add(1)
-			s.cfg.Logger.Info("turn: credentials refused", "client", ra.SrcAddr, "username", ra.Username)
+			s.cfg.Logger.Debug("turn: credentials refused", "client", ra.SrcAddr, "username", ra.Username)
 		}
 		return user, key, ok
 	}
