@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -39,12 +40,20 @@ func (a *app) openTURN(metrics *prometheus.Registry) (func(host, participant str
 	if relayIP == "" {
 		relayIP = cfg.WebRTCIP
 	}
-	if ip := net.ParseIP(relayIP); ip == nil || ip.IsUnspecified() {
-		relayIP = "127.0.0.1"
-	}
 	media, err := mediaIPs(cfg)
 	if err != nil {
 		return nil, err
+	}
+	if ip := net.ParseIP(relayIP); ip == nil || ip.IsUnspecified() {
+		// The edge binds every interface: relay from one of its ordinary
+		// addresses, so relay candidates look like any host's to it.
+		relayIP = "127.0.0.1"
+		for _, m := range media {
+			if m.To4() != nil && !m.IsLoopback() && !m.IsLinkLocalUnicast() && !slices.ContainsFunc(cfg.PublicIPs, func(p string) bool { return net.ParseIP(p).Equal(m) }) {
+				relayIP = m.String()
+				break
+			}
+		}
 	}
 	port := strconv.Itoa(cfg.TURNPort)
 	// Relays reach only the edge's media ports (ICE-TCP too, for TURN-TCP relays).

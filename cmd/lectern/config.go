@@ -80,7 +80,7 @@ type config struct {
 	TURNCert     string // PEM certificate file of TURN over TLS
 	TURNKey      string // PEM private key file of TURNCert
 	TURNSecret   string // "" = generated once and persisted in DataDir
-	TURNRelayIP  string // local address relays bind to; "" = WebRTCIP, else 127.0.0.1
+	TURNRelayIP  string // local address relays bind to; "" = WebRTCIP, else the first local IPv4
 	TURNPerIP    int    // concurrent allocations per client address
 	TURNLifetime time.Duration
 
@@ -255,7 +255,7 @@ func settings() []setting {
 		{flag: "turn-secret", env: "LECTERN_TURN_SECRET", defHelp: "generated once, kept in the data dir",
 			help:  "secret of the short-lived TURN credentials (TURN REST API scheme); at least 32 characters",
 			parse: stringVal(func(c *config) *string { return &c.TURNSecret }, checkTURNSecret)},
-		{flag: "turn-relay-ip", env: "LECTERN_TURN_RELAY_IP", defHelp: "-webrtc-ip, else 127.0.0.1",
+		{flag: "turn-relay-ip", env: "LECTERN_TURN_RELAY_IP", defHelp: "-webrtc-ip, else the first local IPv4 address",
 			help:  "local IP address TURN relays bind to; the WebRTC edge must reach it",
 			parse: stringVal(func(c *config) *string { return &c.TURNRelayIP }, checkBindIP)},
 		{flag: "turn-allocations-per-ip", env: "LECTERN_TURN_ALLOCATIONS_PER_IP", def: "20",

@@ -19,11 +19,17 @@ import (
 // TestTURNWiring: with -turn on, the binary serves TURN on -turn-port, persists a
 // generated secret, hands each WHEP answer TURN URLs with that participant's
 // credentials beside -ice-server, and exports the TURN metrics.
-func TestTURNWiring(t *testing.T) {
+func TestTURNWiring(t *testing.T) { testTURNWiring(t, "127.0.0.1") }
+
+// TestTURNWiringAllInterfaces: the same with the edge on every interface, where
+// the relays bind the first ordinary local address and reach the edge there.
+func TestTURNWiringAllInterfaces(t *testing.T) { testTURNWiring(t, "") }
+
+func testTURNWiring(t *testing.T, webrtcIP string) {
 	const admin = "turn-admin-token-0123456789"
 	port := freePort(t, "udp")
 	a := testApp(t, "-admin-token", admin, "-turn", "on", "-turn-port", strconv.Itoa(port),
-		"-ice-server", "stun:stun.example.org:3478")
+		"-ice-server", "stun:stun.example.org:3478", "-webrtc-ip", webrtcIP)
 	if err := a.start(); err != nil {
 		t.Fatal(err)
 	}
