@@ -128,7 +128,12 @@ func Start(cfg Config) (*Server, error) {
 					cfg.Logger.Debug("turn: credentials refused", "client", src, "username", username)
 				}
 			},
-			OnAllocationCreated: func(src, _ net.Addr, _, _, _ string, _ net.Addr, _ int) { s.allocs.Add(1) },
+			// Counted when made, not when the quota passed: an allocation that
+			// fails after the quota check (no relay port) must not hold a slot.
+			OnAllocationCreated: func(src, _ net.Addr, _, _, _ string, _ net.Addr, _ int) {
+				s.allocs.Add(1)
+				s.hold(src)
+			},
 			OnAllocationDeleted: func(src, _ net.Addr, _, _, _ string) {
 				s.allocs.Add(-1)
 				s.release(src)
@@ -281,8 +286,14 @@ func (s *Server) quota(_, _ string, src net.Addr) bool {
 		s.cfg.Logger.Info("turn: allocation quota reached", "client", src)
 		return false
 	}
-	s.perIP[ip]++
 	return true
+}
+
+func (s *Server) hold(src net.Addr) {
+	ip := addrIP(src)
+	s.mu.Lock()
+	s.perIP[ip]++
+	s.mu.Unlock()
 }
 
 func (s *Server) release(src net.Addr) {
