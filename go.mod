@@ -23,7 +23,7 @@ require (
 	golang.org/x/text v0.42.0
 )
 
-require github.com/bluenviron/gortsplib/v4 v4.16.2 // indirect
+require github.com/bluenviron/gortsplib/v4 v4.16.2
 
 require (
 	github.com/abema/go-mp4 v1.4.1 // indirect
@@ -47,7 +47,7 @@ require (
 	github.com/pion/sctp v1.12.0 // indirect
 	github.com/pion/stun/v4 v4.0.1 // indirect
 	github.com/pion/transport/v5 v5.1.4 // indirect
-	github.com/pion/turn/v5 v5.1.3 // indirect
+	github.com/pion/turn/v5 v5.1.3
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
