@@ -52,8 +52,13 @@ func startCamera(ctx context.Context, t *testing.T, s *stack, audioCodec string)
 	})
 }
 
+// gstReadFor is how long each GStreamer reader plays. It must decode ≥ 5 s of
+// media: on a loaded 2-core CI machine three gst-launch processes starting at once
+// took up to ~5.5 s to decode their first frame, so 10 s was not enough.
+const gstReadFor = 20 * time.Second
+
 // TestGStreamerReadsRTSP: GStreamer's rtspsrc, the RTSP client of many hall
-// players and decoders, reads a live session over TCP for 10 s and decodes both
+// players and decoders, reads a live session over TCP for 20 s and decodes both
 // its video and its audio, with the token in the URL's query and as the Basic
 // password (rtspsrc's user-id/user-pw, sent once the server asks); a wrong
 // password is refused. Both audio
@@ -88,7 +93,7 @@ func TestGStreamerReadsRTSP(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					results[i] = gstreamerRead(ctx, bin, r.url, r.props, 10*time.Second)
+					results[i] = gstreamerRead(ctx, bin, r.url, r.props, gstReadFor)
 				}()
 			}
 			wg.Wait()
