@@ -191,6 +191,9 @@ func (r *Recorder) Detach(sess *sfu.Session) {
 // addTrack runs on the goroutine adding the track (a publisher's): it must not
 // block.
 func (r *Recorder) addTrack(sess *sfu.Session, t *sfu.Track) {
+	if t.Layer() > 0 {
+		return // a lower simulcast layer: the recording keeps the top one
+	}
 	if err := recordable(t.Codec()); err != nil {
 		r.log.Warn("track not recorded", "session", sess.ID(), "track", t.Name(), "err", err)
 		return

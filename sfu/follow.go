@@ -73,10 +73,18 @@ func (f *Follower) Stop() {
 	f.current.Store(nil)
 }
 
+// Attacher is what [Follow] drives: a [Follower] or a [LayerFollower].
+type Attacher interface {
+	// Attach offers a track of the session; it takes it or ignores it.
+	Attach(t *Track) bool
+	// Stop detaches from every track.
+	Stop()
+}
+
 // Follow attaches each follower to the session's track of its name, now and whenever
 // a publication brings a new one, until the returned stop, which also stops the
 // followers.
-func Follow(s *Session, followers ...*Follower) (stop func()) {
+func Follow[A Attacher](s *Session, followers ...A) (stop func()) {
 	cancel := s.Watch(func(t *Track) {
 		for _, f := range followers {
 			f.Attach(t)

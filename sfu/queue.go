@@ -24,6 +24,11 @@ type QueueItem struct {
 	Resync Resync
 	// Retransmission is set on packets queued by Retransmit.
 	Retransmission bool
+	// Layer is the simulcast rank of the track the packet came from (0 for a
+	// single-layer track). After a ResyncSwitch item, a consumer drops items of
+	// another layer: a packet the previous layer's publisher goroutine queued just
+	// after the switch.
+	Layer uint8
 }
 
 // QueueOptions configure a [Queue].
@@ -57,6 +62,9 @@ const queueMinCap = 32
 // the next keyframe (anything in between would not decode), and asks for a keyframe.
 // Only that consumer notices.
 //
+// WriteRTP is called by one track at a time; a [LayerFollower] may write from two
+// layers' tracks while it switches.
+//
 // The queue is a ring that grows on demand up to Size and shrinks back when it
 // empties, so an idle or keeping-up consumer costs a few hundred bytes.
 type Queue struct {
@@ -73,7 +81,8 @@ type Queue struct {
 	head int
 	n    int
 
-	// Written only on the publisher's goroutine (under the track's lock).
+	// Guarded by mu: a [LayerFollower] writes from two tracks' goroutines while it
+	// switches layers.
 	waitKeyframe bool
 	resync       Resync
 }
@@ -95,9 +104,19 @@ func NewQueue(o QueueOptions) *Queue {
 // push appends an item unless the queue is full.
 func (q *Queue) push(item QueueItem) bool {
 	q.mu.Lock()
+	ok := q.pushLocked(item)
+	n := q.n
+	q.mu.Unlock()
+	if ok {
+		q.signal(item, n)
+	}
+	return ok
+}
+
+// pushLocked appends an item unless the queue is full; q.mu held.
+func (q *Queue) pushLocked(item QueueItem) bool {
 	if q.n == len(q.ring) {
 		if q.n >= q.size {
-			q.mu.Unlock()
 			return false
 		}
 		q.grow()
@@ -108,11 +127,14 @@ func (q *Queue) push(item QueueItem) bool {
 	}
 	q.ring[i] = item
 	q.n++
-	n := q.n
-	q.mu.Unlock()
+	return true
+}
+
+// signal tells the consumer that an item was queued, n now queued; without q.mu.
+func (q *Queue) signal(item QueueItem, n int) {
 	if q.notify != nil {
 		q.notify(item, n)
-		return true
+		return
 	}
 	if n == 1 {
 		// Only a consumer that found the queue empty waits for a signal; while
@@ -122,7 +144,6 @@ func (q *Queue) push(item QueueItem) bool {
 		default:
 		}
 	}
-	return true
 }
 
 // grow doubles the ring (up to size), keeping the order; q.mu held.
@@ -166,45 +187,69 @@ func (q *Queue) Len() int {
 	return q.n
 }
 
-// WriteRTP implements [Sink]. It is called by one track at a time.
+// WriteRTP implements [Sink].
 func (q *Queue) WriteRTP(p *Packet) error {
+	q.write(p, 0, false)
+	return nil
+}
+
+// write queues p from the layer of that rank; switchLayer marks it as the first
+// packet of a new source (a layer switch).
+func (q *Queue) write(p *Packet, layer uint8, switchLayer bool) {
+	q.mu.Lock()
+	if switchLayer {
+		q.resync, q.waitKeyframe = ResyncSwitch, false
+	}
 	if q.waitKeyframe {
 		if !p.KeyframeStart {
+			q.mu.Unlock()
 			q.drop()
-			return nil
+			return
 		}
 		q.waitKeyframe = false
 	}
+	item := QueueItem{Packet: p, Resync: q.resync, Layer: layer}
 	p.Retain()
-	if q.push(QueueItem{Packet: p, Resync: q.resync}) {
+	if q.pushLocked(item) {
 		q.resync = ResyncNone
-		return nil
+		n := q.n
+		q.mu.Unlock()
+		q.signal(item, n)
+		return
 	}
-	p.Release()
-	q.drop()
 	if q.resync == ResyncNone {
 		q.resync = ResyncDrop
 	}
+	keyReq := q.keyReq
 	if q.kind == KindVideo {
 		q.waitKeyframe = true
-		if q.keyReq != nil {
-			q.keyReq()
-		}
+	} else {
+		keyReq = nil
 	}
-	return nil
+	q.mu.Unlock()
+	p.Release()
+	q.drop()
+	if keyReq != nil {
+		keyReq()
+	}
 }
 
 // MarkSwitch flags the next packet written as the start of a new source (the
 // consumer moves to another track). Call it before attaching the queue to the new
 // track.
 func (q *Queue) MarkSwitch() {
+	q.mu.Lock()
 	q.resync = ResyncSwitch
 	q.waitKeyframe = q.kind == KindVideo
+	q.mu.Unlock()
 }
 
-// SetKeyframeRequester changes the function called when video is dropped. Call it
-// only while the queue is not attached to a track.
-func (q *Queue) SetKeyframeRequester(fn func()) { q.keyReq = fn }
+// SetKeyframeRequester changes the function called when video is dropped.
+func (q *Queue) SetKeyframeRequester(fn func()) {
+	q.mu.Lock()
+	q.keyReq = fn
+	q.mu.Unlock()
+}
 
 // Retransmit queues a cached packet (from Track.Retransmit, already retained; the
 // queue takes over that reference). It returns false, releasing p, when the queue is

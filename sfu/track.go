@@ -78,6 +78,8 @@ const keyframeInterval = 500 * time.Millisecond
 // the track and its sinks stay.
 type Track struct {
 	name  string
+	base  string // name without the layer suffix
+	layer int    // simulcast rank: 0 the best (and only, for a single-layer source)
 	kind  Kind
 	codec Codec
 	stats *Stats
@@ -95,6 +97,8 @@ type Track struct {
 	requestKeyframe atomic.Pointer[func()]
 	lastKeyRequest  atomic.Int64 // Nanotime of the last upstream request
 	packets         atomic.Uint64
+	bytes           atomic.Uint64 // payload bytes written, for layer bitrates
+	lastArrival     atomic.Int64  // Nanotime of the last packet written
 }
 
 // TrackOptions tunes a track's caches.
@@ -118,13 +122,29 @@ func newTrack(name string, kind Kind, codec Codec, stats *Stats, o TrackOptions)
 	if o.GOPLimit <= 0 {
 		o.GOPLimit = 1024
 	}
-	t := &Track{name: name, kind: kind, codec: codec, stats: stats, cache: newPacketCache(o.CacheSize)}
+	base, layer := SplitLayer(name)
+	t := &Track{name: name, base: base, layer: layer, kind: kind, codec: codec, stats: stats, cache: newPacketCache(o.CacheSize)}
 	t.gop.limit = o.GOPLimit
 	return t
 }
 
 // Name returns the track's stable name within its session, e.g. "trainer/video".
 func (t *Track) Name() string { return t.name }
+
+// Base returns the name without the layer suffix: the same for every simulcast
+// layer of one source's stream ("trainer/video").
+func (t *Track) Base() string { return t.base }
+
+// Layer returns the track's simulcast rank: 0 for the best layer and for a
+// single-layer stream, 1 and 2 for lower ones (see [LayerName]).
+func (t *Track) Layer() int { return t.layer }
+
+// Bytes returns the payload bytes written so far; consumers sample it to measure
+// the track's bitrate.
+func (t *Track) Bytes() uint64 { return t.bytes.Load() }
+
+// LastArrival returns the [Nanotime] of the last packet written, 0 before any.
+func (t *Track) LastArrival() int64 { return t.lastArrival.Load() }
 
 // Kind returns audio or video.
 func (t *Track) Kind() Kind { return t.kind }
@@ -208,6 +228,8 @@ func (t *Track) WriteRTP(in *rtp.Packet) error {
 	t.mu.Unlock()
 
 	t.packets.Add(1)
+	t.bytes.Add(uint64(len(in.Payload)))
+	t.lastArrival.Store(now)
 	t.stats.PacketsIn.Add(1)
 	t.stats.BytesIn.Add(uint64(len(in.Payload)))
 	return nil
@@ -235,7 +257,15 @@ func (t *Track) removeSinkAt(i int) {
 // keyframe (a fast start), or, when there is none, the track asks its source for a
 // keyframe. The returned function detaches s; it is idempotent and must not be called
 // from s.WriteRTP.
-func (t *Track) AddSink(s Sink) (remove func()) {
+func (t *Track) AddSink(s Sink) (remove func()) { return t.addSink(s, true) }
+
+// AddSinkLive attaches s without the fast start: it gets packets from now on and
+// the track asks its source for a keyframe. A consumer switching layers uses it:
+// the cached packets since the last keyframe are old, and would arrive as a burst
+// that the receiver plays late.
+func (t *Track) AddSinkLive(s Sink) (remove func()) { return t.addSink(s, false) }
+
+func (t *Track) addSink(s Sink, fastStart bool) (remove func()) {
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
@@ -246,7 +276,9 @@ func (t *Track) AddSink(s Sink) (remove func()) {
 	}
 	needKeyframe := false
 	if t.kind == KindVideo {
-		if len(t.gop.pkts) > 0 {
+		if !fastStart {
+			needKeyframe = true
+		} else if len(t.gop.pkts) > 0 {
 			for _, p := range t.gop.pkts {
 				if s.WriteRTP(p) != nil {
 					break
