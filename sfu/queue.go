@@ -254,8 +254,9 @@ func (q *Queue) SetKeyframeRequester(fn func()) {
 // Retransmit queues a cached packet (from Track.Retransmit, already retained; the
 // queue takes over that reference). It returns false, releasing p, when the queue is
 // full: a retransmission to a congested consumer would only add to its congestion.
-func (q *Queue) Retransmit(p *Packet) bool {
-	if q.push(QueueItem{Packet: p, Retransmission: true}) {
+// layer is the rank of the track p comes from ([Track.Layer]).
+func (q *Queue) Retransmit(p *Packet, layer int) bool {
+	if q.push(QueueItem{Packet: p, Retransmission: true, Layer: uint8(layer)}) {
 		return true
 	}
 	p.Release()

@@ -39,14 +39,22 @@ type downTrack struct {
 	// mime) to its payload type and clock rate; written once before bound closes.
 	negotiated map[string]negotiatedCodec
 
-	follow *sfu.Follower // the session track feeding queue
+	// follow feeds queue: a Follower for audio, for video a LayerFollower (layers
+	// is the same follower) whose layer the subscriber's estimate chooses.
+	follow interface {
+		sfu.Attacher
+		Track() *sfu.Track
+	}
+	layers *sfu.LayerFollower
 
 	mu sync.Mutex // guards rw
 	rw sfu.Rewriter
 
-	// The source codec's payload type and clock; the egress worker only.
+	// The source codec's payload type and clock, and the layer being sent; the
+	// egress worker only.
 	pt        uint8
 	clockRate uint32
+	layer     uint8
 
 	hdr rtp.Header // reused by the egress worker
 
@@ -85,7 +93,12 @@ func newDownTrack(r *Resource, w *egressWorker, kind sfu.Kind, want string, queu
 	}
 	d := &downTrack{r: r, worker: w, kind: kind, want: want, mime: mime, stats: stats, bound: make(chan struct{})}
 	d.queue = sfu.NewQueue(sfu.QueueOptions{Size: queueSize, Kind: kind, Stats: stats, Notify: d.queued})
-	d.follow = sfu.NewFollower(want, d.queue, d.accepts)
+	if kind == sfu.KindVideo {
+		d.layers = sfu.NewLayerFollower(want, d.queue, d.accepts)
+		d.follow = d.layers
+	} else {
+		d.follow = sfu.NewFollower(want, d.queue, d.accepts)
+	}
 	return d
 }
 
@@ -234,11 +247,17 @@ func (d *downTrack) sendOne() bool {
 		d.queue.Drain()
 		return false
 	}
+	if item.Resync != sfu.ResyncSwitch && item.Layer != d.layer {
+		// Queued by the previous layer's publisher just after a switch.
+		p.Release()
+		return true
+	}
 	d.mu.Lock()
 	switch item.Resync {
 	case sfu.ResyncDrop:
 		d.rw.ResyncSeq()
 	case sfu.ResyncSwitch:
+		d.layer = item.Layer
 		d.rw.Resync()
 		var c negotiatedCodec
 		ok := false
@@ -342,7 +361,7 @@ func (d *downTrack) retransmit(outSeq uint16) {
 		d.stats.NACKsMissed.Add(1)
 		return
 	}
-	if d.queue.Retransmit(p) {
+	if d.queue.Retransmit(p, t.Layer()) {
 		d.stats.NACKsAnswered.Add(1)
 	}
 }

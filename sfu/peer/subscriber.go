@@ -138,7 +138,7 @@ func (e *Edge) SubscribeWith(sess *sfu.Session, layout Layout, offer string, opt
 		case <-r.ctx.Done():
 			return
 		}
-		var live []*sfu.Follower
+		var live []sfu.Attacher
 		for _, dt := range downs {
 			if dt.start() {
 				live = append(live, dt.follow)
