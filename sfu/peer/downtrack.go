@@ -38,6 +38,9 @@ type downTrack struct {
 	// negotiated maps each codec the subscriber accepted on this section (canonical
 	// mime) to its payload type and clock rate; written once before bound closes.
 	negotiated map[string]negotiatedCodec
+	// red makes RED packets (red.go) for an audio downtrack whose subscriber
+	// accepted audio/red; nil otherwise. Set before bound closes.
+	red *redEncoder
 
 	// follow feeds queue: a Follower for audio, for video a LayerFollower (layers
 	// is the same follower) whose layer the subscriber's estimate chooses.
@@ -139,7 +142,12 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	if chosen == nil {
 		return webrtc.RTPCodecParameters{}, webrtc.ErrUnsupportedCodec
 	}
+	var red *redEncoder
+	if d.kind == sfu.KindAudio {
+		*chosen, red = bindRED(ctx.CodecParameters(), *chosen)
+	}
 	d.bindOnce.Do(func() {
+		d.red = red
 		d.ssrc = uint32(ctx.SSRC())
 		d.writer = ctx.WriteStream()
 		d.negotiated = map[string]negotiatedCodec{}
@@ -281,8 +289,9 @@ func (d *downTrack) sendOne() bool {
 		Version: 2, Marker: p.Header.Marker, PayloadType: d.pt,
 		SequenceNumber: seq, Timestamp: ts, SSRC: d.ssrc,
 	}
-	written, err := d.writer.WriteRTP(&d.hdr, p.Payload)
-	n := len(p.Payload)
+	payload := d.encodeRED(p.Payload, item.Retransmission)
+	written, err := d.writer.WriteRTP(&d.hdr, payload)
+	n := len(payload)
 	p.Release()
 	if err != nil || written == 0 {
 		return true // closed transport: the resource is going away
