@@ -1,7 +1,7 @@
 // A classroom: watch the lecture (slides large, trainer small, swappable), raise a hand,
 // speak when given the floor, hear the other classrooms that have it, and reconnect by
 // itself after a network drop.
-import { t, onLangChange } from './i18n.js';
+import { t, onLangChange, fmtNumber } from './i18n.js';
 import { initShell, takeToken, forgetToken, claims, api, errorText, showFatal, notify, pathParam, webrtcSupported } from './common.js';
 import { watchSession, publication } from './events.js';
 import { Publisher, Viewer, statusOf } from './rtc.js';
@@ -28,6 +28,8 @@ const st = {
   session: null, // the session's definition (title, schedule)
   wasLive: false, // the lecture was live while this page was open
   replay: null, // the newest recording of the session, once it has ended
+  layer: null, // the server's layer state for this classroom (GET of the WHEP layer extension), when it has one
+  pinning: false, // a pin request is on its way: the next poll must not undo the selector
 };
 
 main();
@@ -65,6 +67,7 @@ async function main() {
   $('fullscreen').addEventListener('click', toggleFullscreen);
   document.addEventListener('fullscreenchange', renderFullscreen);
   $('enable-sound').addEventListener('click', enableSound);
+  $('layer-pin').addEventListener('change', pinLayer);
   onLangChange(() => { render(); st.tiles.relabel(); renderFullscreen(); });
   window.addEventListener('pagehide', () => {
     if (st.publisher) st.publisher.stop({ remote: false }); // back after a reload, within the grace
@@ -98,6 +101,7 @@ async function main() {
     onConnection: (ok) => { st.eventsOK = ok; render(); },
   });
   setInterval(sample, 1000);
+  setInterval(pollLayer, 2000);
   render();
 }
 
@@ -122,6 +126,7 @@ function stageState() {
   if (s && !s.live) return ended() ? 'ended' : 'waiting';
   if (trainer && trainer.paused) return 'paused';
   if (st.viewerState === 'connecting' || !s) return 'connecting';
+  if (videoPaused()) return 'video-paused';
   if (!st.active[0] && !st.active[1]) return 'no-video';
   return 'playing';
 }
@@ -153,8 +158,10 @@ async function findReplay(again = true) {
 function render() {
   const state = stageState();
   $('stage').dataset.state = state;
-  $('overlay').hidden = state === 'playing';
+  // A video pause leaves the last picture under a notice: the sound goes on.
+  $('overlay').hidden = state === 'playing' || state === 'video-paused';
   if (overlayText[state]) $('overlay-text').textContent = t(overlayText[state]);
+  renderLayer(state);
   const link = $('replay-link');
   link.hidden = state !== 'ended' || !st.replay;
   if (!link.hidden) link.href = '/replays/' + encodeURIComponent(st.replay.id) + '?token=' + encodeURIComponent(st.token);
@@ -289,6 +296,88 @@ function toggleMute() {
   render();
 }
 
+// Layers: the server sends each classroom the camera layer its link carries (or pauses
+// the video and keeps the sound); the page shows which, and lets the classroom pin one.
+// Both go through the WHEP layer extension the server advertises in its answer; a
+// server without it (an older Lectern) leaves the controls hidden.
+
+function videoPaused() {
+  return !!(st.layer && (st.layer.paused || st.layer.layer === 'paused') && st.viewerState === 'connected');
+}
+
+// Every 2 s while connected: the layer this classroom gets.
+async function pollLayer() {
+  const v = st.viewer;
+  if (!v || v.stopped || st.viewerState !== 'connected' || !v.layerURL) {
+    if (st.layer) { st.layer = null; render(); }
+    else renderLayer(stageState());
+    return;
+  }
+  const url = v.layerURL;
+  let layer = null;
+  try {
+    layer = await v.layer();
+  } catch {
+    layer = null; // the resource has just ended, or the server is unreachable: the next poll tells
+  }
+  if (url !== v.layerURL) return; // reconnected meanwhile: that answer is about the old resource
+  st.layer = layer && typeof layer === 'object' ? layer : null;
+  render();
+}
+
+async function pinLayer() {
+  const select = $('layer-pin');
+  const want = select.value;
+  st.pinning = true;
+  try {
+    await st.viewer.pinLayer(want);
+  } catch (err) {
+    notify(t('layer.pinFailed', { detail: errorText({ status: err.status || 0 }) }), 'warn');
+  } finally {
+    st.pinning = false;
+  }
+  await pollLayer();
+}
+
+// The names of the layers the stream has now ("high", "medium", "low"), from the state's
+// "layers" list (names, or objects naming one).
+function layerNames(state) {
+  const list = state && Array.isArray(state.layers) ? state.layers : [];
+  return list.map((l) => (typeof l === 'string' ? l : l && (l.layer || l.name || l.rid || l.encodingId))).filter(Boolean);
+}
+
+function renderLayer(state) {
+  const v = st.viewer;
+  const supported = !!(v && v.layerURL);
+  $('layer-pin-box').hidden = !supported;
+  const l = supported ? st.layer : null;
+  const box = $('layer');
+  box.hidden = !l;
+  const paused = state === 'video-paused';
+  const notice = $('video-paused');
+  notice.hidden = !paused;
+  if (paused) {
+    const chosen = l && l.pin === 'audio';
+    notice.dataset.reason = chosen ? 'audio' : 'weak';
+    $('video-paused-title').textContent = t(chosen ? 'room.audioOnly' : 'room.weakLink');
+    $('video-paused-detail').textContent = t(chosen ? 'room.audioOnlyDetail' : 'room.weakLinkDetail');
+  }
+  if (!l) return;
+  const name = l.paused ? 'paused' : ['high', 'medium', 'low', 'paused'].includes(l.layer) ? l.layer : 'unknown';
+  const value = $('layer-value');
+  value.dataset.layer = name;
+  const text = t('layer.' + name);
+  value.textContent = l.pin && l.pin !== 'auto' ? t('layer.pinned', { layer: text }) : text;
+  box.title = Number.isFinite(l.estimate_bps) && l.estimate_bps > 0 ? fmtNumber(l.estimate_bps / 1000) + ' kbit/s' : '';
+  const select = $('layer-pin');
+  if (!st.pinning && l.pin && select.value !== l.pin && document.activeElement !== select) select.value = l.pin;
+  // Layers the stream lacks (a single-layer encoder) cannot be pinned.
+  const have = layerNames(l);
+  for (const opt of select.options) {
+    if (['high', 'medium', 'low'].includes(opt.value)) opt.disabled = have.length > 0 && !have.includes(opt.value) && opt.value !== l.pin;
+  }
+}
+
 function toggleFullscreen() {
   if (document.fullscreenElement) document.exitFullscreen();
   else $('stage').requestFullscreen().catch(() => {});
@@ -328,5 +417,7 @@ async function health() {
     onAir: !!st.pubLive,
     publisher: st.publisher ? await st.publisher.health() : null,
     speakers: await st.tiles.health(),
+    layer: st.layer,
+    layerURL: st.viewer ? st.viewer.layerURL : '',
   };
 }

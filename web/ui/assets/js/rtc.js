@@ -27,6 +27,23 @@ class QuietWHEP extends WHEPClient {
 const pcConfig = { bundlePolicy: 'max-bundle' };
 
 /**
+ * The camera's simulcast layers (RFC 8853): the server ranks h > m > l and gives each
+ * classroom the best one its link carries. The bitrates are ceilings; the browser's
+ * congestion control (fed by the server's TWCC feedback) decides what it really sends,
+ * and starts with the lowest layer only.
+ */
+export const cameraLayers = [
+  { rid: 'h', maxBitrate: 2_500_000 },
+  { rid: 'm', scaleResolutionDownBy: 2, maxBitrate: 800_000 },
+  { rid: 'l', scaleResolutionDownBy: 4, maxBitrate: 250_000 },
+];
+
+// Errors of the browser's own WebRTC stack (not of the HTTP exchange): a browser that
+// cannot send simulcast, or an answer it refuses for simulcast (a server without the
+// mid and rid header extensions), gets one encoding instead.
+const rtcErrors = ['InvalidAccessError', 'InvalidModificationError', 'OperationError', 'NotSupportedError', 'TypeError', 'RangeError'];
+
+/**
  * Ends a WHIP/WHEP session: DELETE of its resource first (RFC 9725 §4.2), then the
  * connection closes. (Closing first lets the server notice the closed connection and
  * drop the resource before the DELETE arrives.) remote=false only closes: the server
@@ -104,9 +121,13 @@ class Reconnecting {
  * cannot renegotiate: sharing the screen later is a replaceTrack on the second.
  */
 export class Publisher extends Reconnecting {
-  /** url: the WHIP endpoint; onState(state) gets "connecting", "connected", "reconnecting", "failed", "closed". */
-  constructor({ url, token, screen = true, onState = () => {} }) {
+  /**
+   * url: the WHIP endpoint; onState(state) gets "connecting", "connected", "reconnecting", "failed", "closed".
+   * simulcast: send the camera as three layers (cameraLayers) when the browser and the server can.
+   */
+  constructor({ url, token, screen = true, simulcast = false, onState = () => {} }) {
     super();
+    this.simulcast = simulcast;
     this.fatal = [401, 403, 404];
     this.lostDelay = 4000;
     this.url = url;
@@ -135,13 +156,32 @@ export class Publisher extends Reconnecting {
   }
 
   async connect() {
+    if (!this.simulcast) return this.connectWith(false);
+    try {
+      return await this.connectWith(true);
+    } catch (err) {
+      if (statusOf(err) || !rtcErrors.includes(err && err.name)) throw err;
+      // Refused by the browser or in the server's answer: one layer from now on.
+      console.warn('Lectern: simulcast unavailable, sending one layer:', err.message || err);
+      this.simulcast = false;
+      return this.connectWith(false);
+    }
+  }
+
+  async connectWith(simulcast) {
     const pc = new RTCPeerConnection(pcConfig);
     this.pc = pc;
-    this.senders = {
-      camera: pc.addTransceiver(this.tracks.camera || 'video', { direction: 'sendonly' }).sender,
-      screen: this.withScreen ? pc.addTransceiver(this.tracks.screen || 'video', { direction: 'sendonly' }).sender : null,
-      mic: pc.addTransceiver(this.tracks.mic || 'audio', { direction: 'sendonly' }).sender,
-    };
+    try {
+      this.senders = {
+        camera: this.addCamera(pc, simulcast),
+        screen: this.withScreen ? pc.addTransceiver(this.tracks.screen || 'video', { direction: 'sendonly' }).sender : null,
+        mic: pc.addTransceiver(this.tracks.mic || 'audio', { direction: 'sendonly' }).sender,
+      };
+    } catch (err) {
+      pc.close();
+      if (this.pc === pc) this.pc = null;
+      throw err;
+    }
     // A section created from a kind has no track: it sends nothing until replace().
     this.onState('connecting');
     const client = new QuietWHIP();
@@ -156,6 +196,21 @@ export class Publisher extends Reconnecting {
     }
     // whip-whep sets onconnectionstatechange; listen beside it.
     pc.addEventListener('connectionstatechange', () => this.watch(pc));
+  }
+
+  // The camera's section: simulcast layers when asked (the screen share stays one layer:
+  // slides need their full resolution, and a classroom on a weak link pauses them rather
+  // than blur the text).
+  addCamera(pc, simulcast) {
+    const init = { direction: 'sendonly' };
+    if (simulcast) init.sendEncodings = cameraLayers.map((l) => ({ ...l }));
+    const tr = pc.addTransceiver(this.tracks.camera || 'video', init);
+    if (simulcast) {
+      // A browser that ignores sendEncodings (or keeps only one) sends a plain stream.
+      const n = tr.sender.getParameters().encodings.length;
+      if (n < 2) console.warn('Lectern: the browser keeps', n, 'camera encoding(s) of', cameraLayers.length);
+    }
+    return tr.sender;
   }
 
   /** Replaces the camera, screen or microphone track (null stops sending it). */
@@ -240,8 +295,49 @@ export class Viewer extends Reconnecting {
       throw err;
     }
     pc.addEventListener('connectionstatechange', () => this.watch(pc));
+    // A pin belongs to a resource: a new connection (after a network drop) asks again.
+    if (this.pin && this.pin !== 'auto' && client.layerUrl) this.pinLayer(this.pin).catch(() => {});
     this.onTracks({ videos: transceivers.map((tr) => tr.receiver.track), audio: audio.receiver.track });
   }
+
+  /**
+   * The URL of the layer extension of the current WHEP resource (the answer's
+   * `Link: <…>; rel="urn:ietf:params:whep:ext:core:layer"`), or "" when the server
+   * offers none (an older server, another WHEP server) or before the answer.
+   */
+  get layerURL() { return this.client && this.client.layerUrl ? String(this.client.layerUrl) : ''; }
+
+  /**
+   * The layer this player gets: {pin, layer: "high"|"medium"|"low"|"paused"|"", paused,
+   * estimate_bps, layers}, or null without a layer extension. Rejects with an Error
+   * carrying .status when the server refuses.
+   */
+  async layer() {
+    const url = this.layerURL;
+    if (!url) return null;
+    const r = await fetch(url, { headers: this.authHeaders(), cache: 'no-store' });
+    if (!r.ok) throw httpError(r.status);
+    return r.json();
+  }
+
+  /**
+   * Pins a layer: "auto" (the server chooses by the link), "high", "medium", "low" or
+   * "audio" (video paused). It is kept and asked for again after a reconnection.
+   * Rejects with an Error carrying .status (400: a layer the server does not know).
+   */
+  async pinLayer(layer) {
+    this.pin = layer;
+    const url = this.layerURL;
+    if (!url) throw httpError(404);
+    const r = await fetch(url, {
+      method: 'POST',
+      headers: { ...this.authHeaders(), 'Content-Type': 'application/json' },
+      body: JSON.stringify({ layer }),
+    });
+    if (!r.ok) throw httpError(r.status);
+  }
+
+  authHeaders() { return this.token ? { Authorization: 'Bearer ' + this.token } : {}; }
 
   /** Ends playback (DELETE of the WHEP resource). */
   async stop() {
@@ -254,7 +350,7 @@ export class Viewer extends Reconnecting {
     await end(client, pc, true);
   }
 
-  /** Health of the incoming media: {kbps, loss, rtt, fps, framesDecoded, audioPackets, videos: [{framesDecoded}]}. */
+  /** Health of the incoming media: {kbps, loss, rtt, fps, framesDecoded, audioPackets, width, height, videos: [{framesDecoded, width, height}]}. */
   async health() {
     if (!this.pc) return null;
     const h = await this.stats.sample(this.pc);
@@ -262,15 +358,26 @@ export class Viewer extends Reconnecting {
     h.resource = this.client ? String(this.client.resourceURL || '') : '';
     h.videos = [];
     for (const r of this.receivers.videos) {
-      let frames = 0;
-      (await r.getStats()).forEach((s) => { if (s.type === 'inbound-rtp') frames += s.framesDecoded || 0; });
-      h.videos.push({ framesDecoded: frames });
+      let frames = 0, width = 0, height = 0;
+      (await r.getStats()).forEach((s) => {
+        if (s.type !== 'inbound-rtp') return;
+        frames += s.framesDecoded || 0;
+        width = Math.max(width, s.frameWidth || 0);
+        height = Math.max(height, s.frameHeight || 0);
+      });
+      h.videos.push({ framesDecoded: frames, width, height });
     }
     return h;
   }
 }
 
 function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
+
+function httpError(status) {
+  const err = new Error('Request rejected with status ' + status);
+  err.status = status;
+  return err;
+}
 
 /**
  * Turns getStats totals into rates between two samples: bitrate, packet loss (percent of
@@ -285,7 +392,7 @@ export class StatsMeter {
   async sample(pc) {
     const report = await pc.getStats();
     const now = performance.now();
-    const cur = { bytes: 0, packets: 0, lost: 0, framesDecoded: 0, framesEncoded: 0, audioPackets: 0, fps: 0, rtt: NaN, width: 0, height: 0 };
+    const cur = { bytes: 0, packets: 0, lost: 0, framesDecoded: 0, framesEncoded: 0, audioPackets: 0, fps: 0, rtt: NaN, width: 0, height: 0, layers: [] };
     let pairId = '';
     report.forEach((s) => {
       if (s.type === 'transport' && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId;
@@ -311,6 +418,8 @@ export class StatsMeter {
             cur.fps = Math.max(cur.fps, s.framesPerSecond || 0);
             cur.width = Math.max(cur.width, s.frameWidth || 0);
             cur.height = Math.max(cur.height, s.frameHeight || 0);
+            // Simulcast: one outbound-rtp per layer, told apart by its rid.
+            if (s.rid) cur.layers.push({ rid: s.rid, width: s.frameWidth || 0, height: s.frameHeight || 0, packets: s.packetsSent || 0, active: s.active !== false, limitation: s.qualityLimitationReason || '' });
           }
         }
         if (s.type === 'remote-inbound-rtp') cur.lost += Math.max(0, s.packetsLost || 0);

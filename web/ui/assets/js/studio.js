@@ -145,7 +145,8 @@ function setTrack(kind, track) {
 async function goLive() {
   $('golive').disabled = true;
   $('golive').textContent = t('studio.connecting');
-  const pub = new Publisher({ url: location.origin + '/whip/' + id, token: st.token, onState: onPublisherState });
+  // The camera goes out as three simulcast layers, so each classroom gets the best its link carries.
+  const pub = new Publisher({ url: location.origin + '/whip/' + id, token: st.token, simulcast: true, onState: onPublisherState });
   st.publisher = pub;
   try {
     await pub.start({ camera: st.camera, screen: st.screen, mic: st.mic });
