@@ -153,6 +153,10 @@ func New(cfg Config) (*Edge, error) {
 		e.closeSockets()
 		return nil, err
 	}
+	if err := registerRED(subMedia); err != nil { // subscribers only: publishers send plain Opus
+		e.closeSockets()
+		return nil, err
+	}
 	pubInterceptors, err := publisherInterceptors(pubMedia)
 	if err != nil {
 		e.closeSockets()
