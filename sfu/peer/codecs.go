@@ -37,7 +37,7 @@ func registerCodecs(m *webrtc.MediaEngine) error {
 	err := m.RegisterCodec(webrtc.RTPCodecParameters{
 		RTPCodecCapability: webrtc.RTPCodecCapability{
 			MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2,
-			SDPFmtpLine:  "minptime=10;useinbandfec=1",
+			SDPFmtpLine:  opusFmtp,
 			RTCPFeedback: []webrtc.RTCPFeedback{{Type: webrtc.TypeRTCPFBTransportCC}},
 		},
 		PayloadType: 111,

@@ -47,6 +47,40 @@ const (
 	redOutSize = 1500 + 1
 )
 
+// opusFmtp is Opus's fmtp in Lectern's media engines and answers: in-band FEC
+// wanted (RFC 7587 §6.1: an encoder adds it only when the receiver's fmtp says
+// useinbandfec=1, so this is what turns it on in a browser publisher), 10 ms
+// frames the shortest; no stereo=1, so a browser sends its microphone mono, as
+// voice needs. An answer's fmtp says what the answerer wants to receive.
+const opusFmtp = "minptime=10;useinbandfec=1"
+
+// answerOpusFmtp makes the coming answer of pc (its remote offer applied) carry
+// opusFmtp for Opus in every audio section. pion's answer would repeat the offer's
+// fmtp, which from an encoder that does not offer useinbandfec=1 (GStreamer's
+// webrtcbin, some hardware encoders) or that offers stereo would not ask for FEC.
+func answerOpusFmtp(pc *webrtc.PeerConnection) error {
+	for _, tr := range pc.GetTransceivers() {
+		if tr.Kind() != webrtc.RTPCodecTypeAudio || tr.Receiver() == nil {
+			continue
+		}
+		codecs := tr.Receiver().GetParameters().Codecs
+		changed := false
+		for i, c := range codecs {
+			if strings.EqualFold(c.MimeType, webrtc.MimeTypeOpus) && c.SDPFmtpLine != opusFmtp {
+				codecs[i].SDPFmtpLine = opusFmtp
+				changed = true
+			}
+		}
+		if !changed {
+			continue
+		}
+		if err := tr.SetCodecPreferences(codecs); err != nil {
+			return fmt.Errorf("opus fmtp of the answer: %w", err)
+		}
+	}
+	return nil
+}
+
 // registerRED offers audio/red on a subscribers' media engine, its blocks Opus
 // (payload type 111, as registerCodecs registers it).
 func registerRED(m *webrtc.MediaEngine) error {

@@ -278,6 +278,9 @@ func answer(pc *webrtc.PeerConnection, offer string) (string, error) {
 
 // localAnswer creates and applies the answer once the remote offer is set.
 func localAnswer(pc *webrtc.PeerConnection) (string, error) {
+	if err := answerOpusFmtp(pc); err != nil { // red.go
+		return "", err
+	}
 	ans, err := pc.CreateAnswer(nil)
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", ErrBadOffer, err)
