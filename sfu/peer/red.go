@@ -156,29 +156,32 @@ func newREDEncoder(pt, blockPT uint8, distance int) *redEncoder {
 // one-byte header (F=0, block PT), the redundant blocks oldest first, then the
 // primary. A previous frame is left out when it is empty, its offset does not fit
 // 14 bits (or is not positive: a gap, a reordering), or it would take the payload
-// over redMaxPayload. With record, primary is kept for the next packets, unless it
-// is not newer than the last frame kept (a retransmission or a late packet).
+// over redMaxPayload (the newest are kept first). With record, primary is kept
+// for the next packets, unless it is not newer than the last frame kept (a
+// retransmission or a late packet).
 // encode returns nil when primary cannot fit the output buffer at all; the caller
 // then sends it as plain Opus. The result is valid until the next call.
 func (e *redEncoder) encode(ts uint32, primary []byte, record bool) []byte {
 	if 1+len(primary) > len(e.out) {
 		return nil
 	}
+	// The newest previous frames are chosen first (one copy of the last frame
+	// recovers any single loss), written oldest first.
 	budget := redMaxPayload - 1 - len(primary)
 	var chosen [redMaxDistance]*redFrame
-	k := 0
-	for i := range e.distance {
+	k := redMaxDistance
+	for i := e.distance - 1; i >= 0; i-- {
 		f := &e.hist[(e.next+i)%e.distance]
 		off := ts - f.ts
 		if f.n == 0 || off == 0 || off > redMaxTSOffset || 4+f.n > budget {
 			continue
 		}
 		budget -= 4 + f.n
+		k--
 		chosen[k] = f
-		k++
 	}
 	p := 0
-	for _, f := range chosen[:k] {
+	for _, f := range chosen[k:] {
 		off := ts - f.ts
 		e.out[p] = 0x80 | e.blockPT
 		e.out[p+1] = byte(off >> 6)
@@ -188,7 +191,7 @@ func (e *redEncoder) encode(ts uint32, primary []byte, record bool) []byte {
 	}
 	e.out[p] = e.blockPT & 0x7f
 	p++
-	for _, f := range chosen[:k] {
+	for _, f := range chosen[k:] {
 		p += copy(e.out[p:], f.data[:f.n])
 	}
 	p += copy(e.out[p:], primary)
