@@ -66,8 +66,11 @@ const maxMediaSections = 8
 
 // offerSection is one m-line of an offer, as far as the edge cares.
 type offerSection struct {
-	mid  string
-	kind sfu.Kind
+	mid   string
+	kind  sfu.Kind
+	index int // among the offer's media sections
+	// simulcast describes a video section's RFC 8853 layers; nil without simulcast.
+	simulcast *simulcastOffer
 }
 
 // parseOffer checks an SDP offer before pion sees it: it must parse, carry at least
@@ -103,7 +106,15 @@ func parseOffer(offer string) ([]offerSection, error) {
 		if offered, ok := sectionCodecOK(md, kind); !ok {
 			return nil, fmt.Errorf("%w; the offer's %s section %q offers %s", ErrUnsupportedCodec, kind, mid, strings.Join(offered, ", "))
 		}
-		sections = append(sections, offerSection{mid: mid, kind: kind})
+		section := offerSection{mid: mid, kind: kind, index: i}
+		if kind == sfu.KindVideo {
+			sim, err := parseSimulcast(md, mid)
+			if err != nil {
+				return nil, err
+			}
+			section.simulcast = sim
+		}
+		sections = append(sections, section)
 	}
 	if len(sections) == 0 {
 		return nil, fmt.Errorf("%w: no audio or video section", ErrBadOffer)

@@ -185,8 +185,13 @@ func subscriberInterceptors() (*interceptor.Registry, error) {
 
 // publisherInterceptors returns what a WHIP connection needs: NACK generation and
 // receiver reports towards the publisher, and TWCC feedback so a browser's congestion
-// control can raise the trainer's bitrate.
+// control can raise the trainer's bitrate. It also registers the header extensions
+// of RFC 8853 simulcast on the publisher's media engine (see
+// registerSimulcastExtensions).
 func publisherInterceptors(m *webrtc.MediaEngine) (*interceptor.Registry, error) {
+	if err := registerSimulcastExtensions(m); err != nil {
+		return nil, err
+	}
 	ir := &interceptor.Registry{}
 	gen, err := nack.NewGeneratorInterceptor()
 	if err != nil {

@@ -54,13 +54,26 @@ func (e *Edge) Publish(sess *sfu.Session, publication, offer string) (*Resource,
 	if err != nil {
 		return nil, "", err
 	}
+	// Layers the edge ignores are taken out of the offer, so the answer tells the
+	// publisher not to send them; the resource keeps the edited offer for ICE restarts.
+	offer = withoutIgnoredRids(offer, sections)
 	pc, err := e.pubAPI.NewPeerConnection(e.pcConfig)
 	if err != nil {
 		return nil, "", fmt.Errorf("new peer connection: %w", err)
 	}
 	r := e.newResource(KindWHIP, sess.ID(), pc, offer)
 	r.log = r.log.With("publication", publication)
-	p := &publisher{r: r, names: names, plis: make(chan uint32, 8), leaseReady: make(chan struct{})}
+	p := &publisher{r: r, names: names, ranks: map[string]map[string]int{}, plis: make(chan uint32, 8), leaseReady: make(chan struct{})}
+	for _, s := range sections {
+		if s.simulcast == nil {
+			continue
+		}
+		p.ranks[s.mid] = s.simulcast.ranks
+		for _, ig := range s.simulcast.ignored {
+			r.log.Info("simulcast layer ignored", "mid", s.mid, "rid", ig.rid, "reason", ig.reason)
+		}
+		r.log.Info("simulcast offered", "mid", s.mid, "layers", s.simulcast.ranks)
+	}
 	pc.OnTrack(p.onTrack)
 
 	ans, err := answer(pc, offer)
@@ -95,8 +108,9 @@ func (e *Edge) Publish(sess *sfu.Session, publication, offer string) (*Resource,
 // publisher is the WHIP side of a resource.
 type publisher struct {
 	r          *Resource
-	names      map[string]string // mid -> local track name
-	plis       chan uint32       // SSRCs that need a keyframe
+	names      map[string]string         // mid -> local track name
+	ranks      map[string]map[string]int // mid -> rid -> layer rank, for simulcast sections
+	plis       chan uint32               // SSRCs that need a keyframe
 	lease      *sfu.Lease
 	leaseReady chan struct{}
 }
@@ -119,6 +133,16 @@ func (p *publisher) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPRece
 		p.r.log.Warn("stream for an unknown media section", "mid", mid)
 		return
 	}
+	if rid := remote.RID(); rid != "" {
+		// One layer of a simulcast section: pion only reports rids the (edited)
+		// offer declares, but a paused one has no rank.
+		rank, ok := p.ranks[mid][rid]
+		if !ok {
+			p.r.log.Warn("simulcast stream for a layer not taken; ignored", "mid", mid, "rid", rid)
+			return
+		}
+		local = sfu.LayerName(local, rank)
+	}
 	kind := sfu.KindVideo
 	if remote.Kind() == webrtc.RTPCodecTypeAudio {
 		kind = sfu.KindAudio
@@ -135,9 +159,10 @@ func (p *publisher) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPRece
 		p.r.cancel()
 		return
 	}
-	p.r.log.Info("track started", "track", track.Name(), "codec", remote.Codec().MimeType, "ssrc", ssrc)
+	p.r.log.Info("track started", "track", track.Name(), "codec", remote.Codec().MimeType, "ssrc", ssrc, "rid", remote.RID())
 	p.r.goFn(func() { p.forward(remote, track) })
-	p.r.goFn(func() { drainRTCP(receiver) })
+	rid := remote.RID()
+	p.r.goFn(func() { drainRTCP(receiver, rid) })
 }
 
 // forward copies the remote stream into the track until the connection ends. It
@@ -183,11 +208,18 @@ func (p *publisher) sendKeyframeRequests() {
 }
 
 // drainRTCP reads a receiver's incoming RTCP (sender reports) so the interceptors see
-// it; pion requires someone to read it.
-func drainRTCP(receiver *webrtc.RTPReceiver) {
+// it; pion requires someone to read it. A simulcast receiver has one RTCP stream per
+// rid.
+func drainRTCP(receiver *webrtc.RTPReceiver, rid string) {
 	buf := make([]byte, 1500)
 	for {
-		if _, _, err := receiver.Read(buf); err != nil {
+		var err error
+		if rid == "" {
+			_, _, err = receiver.Read(buf)
+		} else {
+			_, _, err = receiver.ReadSimulcast(buf, rid)
+		}
+		if err != nil {
 			return
 		}
 	}
