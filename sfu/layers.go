@@ -131,14 +131,18 @@ func (f *LayerFollower) retarget() {
 	}
 	f.target.Store(tgt)
 	cur := f.current.Load()
-	if tgt >= 0 && f.gates[tgt] == nil {
+	// A gate that ended itself (the video paused at a frame end) is replaced.
+	if tgt >= 0 && (f.gates[tgt] == nil || f.gates[tgt].dead.Load()) {
 		t := f.layers[tgt]
 		g := &layerGate{f: f, track: t, rank: tgt}
 		f.gates[tgt] = g
 		if cur < 0 && f.switches.Load() == 0 {
 			g.remove = t.AddSink(g) // the first picture: start from the cached keyframe
 		} else {
+			// A switch or a resumed video starts at this layer's next keyframe:
+			// ask for it now rather than wait for the publisher's interval.
 			g.remove = t.AddSinkLive(g)
+			t.RequestKeyframe()
 		}
 	}
 	for r, g := range f.gates {

@@ -60,7 +60,8 @@ func statusOf(err error) int {
 	case errors.Is(err, peer.ErrUnsupportedCodec):
 		return http.StatusUnprocessableEntity
 	case errors.Is(err, catalog.ErrInvalid), errors.Is(err, auth.ErrInvalidClaims), errors.Is(err, peer.ErrBadOffer),
-		errors.Is(err, peer.ErrBadFragment), errors.Is(err, errBadRequest), errors.Is(err, rtsp.ErrInvalidSource):
+		errors.Is(err, peer.ErrBadFragment), errors.Is(err, errBadRequest), errors.Is(err, rtsp.ErrInvalidSource),
+		errors.Is(err, peer.ErrBadLayer):
 		return http.StatusBadRequest
 	case errors.Is(err, sfu.ErrTooManySubscribers), errors.Is(err, peer.ErrClosed), errors.Is(err, sfu.ErrSessionClosed),
 		errors.Is(err, rtsp.ErrClosed):

@@ -196,6 +196,9 @@ func (s *Server) routes() {
 		r.Post("/", s.whepSubscribe)
 		r.Post("/{publication}", s.whepSubscribe)
 		s.resourceRoutes(r)
+		r.Get("/{resource}/layer", s.getLayer)
+		r.Post("/{resource}/layer", s.setLayer)
+		r.Options("/{resource}/layer", s.layerOptions)
 	})
 	s.replayRoutes(r, s.cfg.Replays)
 	s.embedRoutes(r)
@@ -220,8 +223,12 @@ func (s *Server) resourceRoutes(r chi.Router) {
 // decide whether trickle ICE (PATCH) is supported.
 var corsMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
-// whipMethods are what WHIP/WHEP URLs answer to, PATCH being trickle ICE.
-const whipMethods = "POST, PATCH, DELETE, OPTIONS"
+// whipMethods are what WHIP/WHEP URLs answer to, PATCH being trickle ICE;
+// layerMethods what a WHEP resource's layer URL answers to.
+const (
+	whipMethods  = "POST, PATCH, DELETE, OPTIONS"
+	layerMethods = "GET, POST, OPTIONS"
+)
 
 // answerOptions runs after the CORS middleware (which, with OptionsPassthrough,
 // only adds headers). It ends every CORS preflight with 204: the router has OPTIONS
@@ -240,8 +247,12 @@ func answerOptions(next http.Handler) http.Handler {
 		}
 		h := w.Header()
 		if strings.HasPrefix(r.URL.Path, "/whip/") || strings.HasPrefix(r.URL.Path, "/whep/") {
-			h.Set("Access-Control-Allow-Methods", whipMethods)
-			h.Set("Allow", whipMethods)
+			methods := whipMethods
+			if strings.HasPrefix(r.URL.Path, "/whep/") && strings.HasSuffix(r.URL.Path, "/layer") && strings.Count(r.URL.Path, "/") == 4 {
+				methods = layerMethods
+			}
+			h.Set("Access-Control-Allow-Methods", methods)
+			h.Set("Allow", methods)
 			next.ServeHTTP(w, r)
 			return
 		}

@@ -103,6 +103,7 @@ func (s *Server) whepSubscribe(w http.ResponseWriter, r *http.Request) {
 		s.httpError(w, r, err)
 		return
 	}
+	w.Header().Add("Link", fmt.Sprintf(`</whep/%s/%s/layer>; rel="%s"`, c.ID, res.ID(), whepLayerRel))
 	s.writeAnswer(w, r, c.ID, p, "/whep/"+c.ID+"/"+res.ID(), res, answer)
 }
 
@@ -225,4 +226,69 @@ func (s *Server) deleteResource(w http.ResponseWriter, r *http.Request) {
 	}
 	res.Delete()
 	w.WriteHeader(http.StatusOK)
+}
+
+// whepLayerRel is the link relation of the WHEP draft's layer extension: the
+// resource's URL for choosing the layer a subscriber gets.
+const whepLayerRel = "urn:ietf:params:whep:ext:core:layer"
+
+// layerRequest is the body of POST .../layer: {"layer": "auto|high|medium|low|audio"},
+// or the WHEP layer extension's {"encodingId": ...} with the same names or the
+// usual simulcast rids (f, h, q).
+type layerRequest struct {
+	Layer      *string `json:"layer"`
+	EncodingID *string `json:"encodingId"`
+}
+
+// encodingLayers maps the common simulcast rids to layer names.
+var encodingLayers = map[string]string{"f": peer.PinHigh, "h": peer.PinMedium, "q": peer.PinLow}
+
+// getLayer handles GET /whep/{session}/{resource}/layer: the layer the
+// subscriber gets, its pin and estimate (peer.LayerState).
+func (s *Server) getLayer(w http.ResponseWriter, r *http.Request) {
+	res, err := s.resource(r)
+	if err != nil {
+		s.httpError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res.LayerState())
+}
+
+// setLayer handles POST /whep/{session}/{resource}/layer: the subscriber pins a
+// layer (or goes back to auto). It answers with the new state.
+func (s *Server) setLayer(w http.ResponseWriter, r *http.Request) {
+	res, err := s.resource(r)
+	if err != nil {
+		s.httpError(w, r, err)
+		return
+	}
+	var req layerRequest
+	if err := s.decodeJSON(w, r, &req); err != nil {
+		s.httpError(w, r, err)
+		return
+	}
+	var pin string
+	switch {
+	case req.Layer != nil:
+		pin = *req.Layer
+	case req.EncodingID != nil:
+		pin = *req.EncodingID
+		if l, ok := encodingLayers[pin]; ok {
+			pin = l
+		}
+	default:
+		s.httpError(w, r, fmt.Errorf("%w: the body names no layer: want {\"layer\": \"auto|high|medium|low|audio\"}", errBadRequest))
+		return
+	}
+	if err := res.SetLayerPin(pin); err != nil {
+		s.httpError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res.LayerState())
+}
+
+// layerOptions answers OPTIONS on a resource's layer URL (CORS preflight; the
+// headers are set by the CORS middleware and answerOptions).
+func (s *Server) layerOptions(w http.ResponseWriter, _ *http.Request) {
+	w.WriteHeader(http.StatusNoContent)
 }

@@ -71,6 +71,15 @@ type downTrack struct {
 	srTS                uint32 // RTP timestamp of the last frame sent
 	srArrival           int64  // sfu.Nanotime at which that frame reached the SFU
 	srNext              int64  // when the next report is due
+
+	// kfTS is the source timestamp of the last keyframe sent: its packets are
+	// retransmitted first (written by the egress worker, read on the RTCP goroutine).
+	kfTS atomic.Uint32
+	// The RTCP goroutine's: recent retransmissions, and the extended highest
+	// sequence number of the previous receiver report.
+	rtx       rtxRing
+	rrHighest uint32
+	rrHave    bool
 }
 
 // srInterval is the time between sender reports to a subscriber.
@@ -291,17 +300,21 @@ func (d *downTrack) sendOne() bool {
 	}
 	payload := d.encodeRED(p.Payload, item.Retransmission)
 	written, err := d.writer.WriteRTP(&d.hdr, payload)
-	n := len(payload)
+	n, arrival, key, srcTS := len(payload), p.ArrivalNanos, p.KeyframeStart, p.Header.Timestamp
 	p.Release()
 	if err != nil || written == 0 {
 		return true // closed transport: the resource is going away
 	}
 	d.stats.PacketsOut.Add(1)
 	d.stats.BytesOut.Add(uint64(n))
+	d.r.adapt.sent(n, item.Retransmission)
+	if key && !item.Retransmission {
+		d.kfTS.Store(srcTS)
+	}
 	d.srPackets++
 	d.srOctets += uint32(n)
 	if ts != d.srTS || d.srPackets == 1 {
-		d.srTS, d.srArrival = ts, p.ArrivalNanos
+		d.srTS, d.srArrival = ts, arrival
 	}
 	if now >= d.srNext {
 		d.srNext = now + int64(srInterval)
@@ -326,7 +339,8 @@ func (d *downTrack) sendReport(now int64) {
 }
 
 // rtcpLoop handles the subscriber's feedback: NACKs are answered from the track's
-// cache, PLI/FIR become (coalesced) keyframe requests.
+// cache within the retransmission budget, PLI/FIR become (coalesced) keyframe
+// requests, receiver reports and NACKs feed the subscriber's estimate.
 func (d *downTrack) rtcpLoop() {
 	buf := make([]byte, 1500)
 	for {
@@ -338,15 +352,21 @@ func (d *downTrack) rtcpLoop() {
 		if err != nil {
 			continue
 		}
+		now := sfu.Nanotime()
 		for _, pkt := range pkts {
 			switch pkt := pkt.(type) {
 			case *rtcp.TransportLayerNack:
 				for _, pair := range pkt.Nacks {
 					pair.Range(func(seq uint16) bool {
-						d.retransmit(seq)
+						d.retransmit(seq, now)
 						return true
 					})
 				}
+				d.r.adapt.onNack(now)
+			case *rtcp.ReceiverReport:
+				d.receiverReports(now, pkt.Reports)
+			case *rtcp.SenderReport: // a subscriber that also sends reports this way
+				d.receiverReports(now, pkt.Reports)
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				if t := d.follow.Track(); t != nil {
 					t.RequestKeyframe()
@@ -356,7 +376,61 @@ func (d *downTrack) rtcpLoop() {
 	}
 }
 
-func (d *downTrack) retransmit(outSeq uint16) {
+// receiverReports takes the report blocks about this downtrack's stream.
+func (d *downTrack) receiverReports(now int64, reports []rtcp.ReceptionReport) {
+	for _, rr := range reports {
+		if rr.SSRC == d.ssrc {
+			d.r.adapt.onReport(d, now, rr)
+		}
+	}
+}
+
+// rrExpected returns how many packets the receiver expected since its previous
+// report (the weight of its loss fraction); on the RTCP goroutine.
+func (d *downTrack) rrExpected(rr rtcp.ReceptionReport) float64 {
+	prev, have := d.rrHighest, d.rrHave
+	d.rrHighest, d.rrHave = rr.LastSequenceNumber, true
+	if !have {
+		return firstReportWeight
+	}
+	n := int32(rr.LastSequenceNumber - prev)
+	if n <= 0 {
+		return 0
+	}
+	return float64(n)
+}
+
+// firstReportWeight weighs a stream's first report, whose interval is unknown:
+// about a second of video.
+const firstReportWeight = 100
+
+// Retransmission rules (with adaptation on): a packet is resent at most
+// rtxMaxTries times, not twice within a round trip, and not when older than
+// 2 RTT + 100 ms kept within [rtxMinAge, rtxMaxAge]: the receiver has given up on
+// it by then.
+const (
+	rtxDefaultRTT = 100 * time.Millisecond
+	rtxMinAge     = 300 * time.Millisecond
+	rtxMaxAge     = time.Second
+)
+
+func (d *downTrack) retransmit(outSeq uint16, now int64) {
+	a := d.r.adapt
+	var e *rtxEntry
+	if a.enabled {
+		if d.rtx == nil {
+			d.rtx = make(rtxRing, rtxRingSize(d.kind))
+		}
+		e = d.rtx.entry(outSeq)
+		if !e.nacked {
+			e.nacked = true
+			a.nacked.Add(1)
+		}
+		if e.count >= rtxMaxTries || e.sent != 0 && now-e.sent < int64(a.rtt(rtxDefaultRTT)) {
+			d.r.edge.adaptStats.refused.Add(1)
+			return
+		}
+	}
 	t := d.follow.Track()
 	d.mu.Lock()
 	in, ok := d.rw.Invert(outSeq)
@@ -370,7 +444,31 @@ func (d *downTrack) retransmit(outSeq uint16) {
 		d.stats.NACKsMissed.Add(1)
 		return
 	}
+	if e != nil {
+		rtt := a.rtt(0)
+		maxAge := rtxMaxAge
+		if rtt > 0 {
+			maxAge = min(max(2*rtt+100*time.Millisecond, rtxMinAge), rtxMaxAge)
+		}
+		priority := d.kind == sfu.KindAudio || p.Header.Timestamp == d.kfTS.Load()
+		if now-p.ArrivalNanos > int64(maxAge) || !a.allowRetransmit(now, len(p.Payload), priority) {
+			p.Release()
+			d.r.edge.adaptStats.refused.Add(1)
+			return
+		}
+		e.count++
+		e.sent = now
+	}
 	if d.queue.Retransmit(p, t.Layer()) {
 		d.stats.NACKsAnswered.Add(1)
 	}
+}
+
+// rtxRingSize covers about a second of packets of a kind at the bitrates Lectern
+// forwards.
+func rtxRingSize(k sfu.Kind) int {
+	if k == sfu.KindAudio {
+		return 64
+	}
+	return 512
 }

@@ -43,6 +43,10 @@ type Config struct {
 	QueueSize int
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// DisableAdaptation turns off the per-subscriber bandwidth estimate (adapt.go):
+	// every subscriber then gets the best layer unless it pins one, and every NACK is
+	// answered while the packet is cached. For comparisons (lectern -adaptation=false).
+	DisableAdaptation bool
 }
 
 // Edge owns the WebRTC side: the shared API and sockets, and every WHIP/WHEP
@@ -67,6 +71,8 @@ type Edge struct {
 	resources map[string]*Resource
 	keyed     map[string]*Resource // by SubscribeOptions.Key: the newest holder of each place
 	wg        sync.WaitGroup
+
+	adaptStats adaptStats
 }
 
 // New opens the edge's sockets and builds its webrtc.API.

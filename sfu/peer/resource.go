@@ -50,6 +50,9 @@ type Resource struct {
 	// onSettled runs once, when the connection is up or the resource ends before.
 	onSettled func()
 	settled   bool
+	// adapt is a WHEP connection's estimate and layer choice (adapt.go); nil for
+	// WHIP. Set before the resource starts.
+	adapt *adapter
 }
 
 func (e *Edge) newResource(kind, session string, pc *webrtc.PeerConnection, offer string) *Resource {

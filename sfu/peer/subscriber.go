@@ -63,6 +63,7 @@ func (e *Edge) SubscribeWith(sess *sfu.Session, layout Layout, offer string, opt
 		return nil, "", fmt.Errorf("new peer connection: %w", err)
 	}
 	r := e.newResource(KindWHEP, sess.ID(), pc, offer)
+	r.adapt = newAdapter(r, !e.cfg.DisableAdaptation)
 	r.mu.Lock()
 	r.key, r.onSettled = opts.Key, opts.OnSettled
 	r.mu.Unlock()
@@ -96,6 +97,7 @@ func (e *Edge) SubscribeWith(sess *sfu.Session, layout Layout, offer string, opt
 		}
 		dt.sender = sender
 		downs = append(downs, dt)
+		r.adapt.add(dt)
 	}
 	ans, err := localAnswer(pc)
 	if err != nil {
@@ -146,6 +148,7 @@ func (e *Edge) SubscribeWith(sess *sfu.Session, layout Layout, offer string, opt
 				r.log.Info("downtrack not bound; it stays silent", "track", dt.want)
 			}
 		}
+		r.adapt.begin(sfu.Nanotime())
 		stopFollowing := sfu.Follow(sess, live...)
 		r.addCloseHook(func() {
 			stopFollowing()
