@@ -4,14 +4,35 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"lectern/sfu"
+	"lectern/sfu/peer"
 )
 
 // Collector exports the hub's counters as Prometheus metrics, read at scrape time
 // (the packet path only increments atomics).
 type Collector struct {
-	reg       *sfu.Registry
-	resources func() int
-	descs     map[string]*prometheus.Desc
+	reg        *sfu.Registry
+	resources  func() int
+	adaptation func() peer.AdaptationStats
+	descs      map[string]*prometheus.Desc
+}
+
+// adaptationDescs are the metrics of the subscribers' layer adaptation.
+var adaptationDescs = map[string]*prometheus.Desc{
+	"layer":    prometheus.NewDesc("lectern_subscriber_layers", "WHEP connections by the simulcast layer of their main picture (high, medium, low, or paused: audio only).", []string{"layer"}, nil),
+	"estimate": prometheus.NewDesc("lectern_subscriber_estimate_bps", "Bandwidth estimates of WHEP connections, bits/s.", nil, nil),
+	"switches": prometheus.NewDesc("lectern_layer_switches_total", "Layer changes chosen for WHEP connections (by their estimate or a pin), pauses included.", nil, nil),
+	"pauses":   prometheus.NewDesc("lectern_video_pauses_total", "Videos paused because a connection's estimate could not carry the lowest layer, or pinned to audio.", nil, nil),
+	"refused":  prometheus.NewDesc("lectern_nacks_refused_total", "NACKed packets not resent: over the retransmission budget, resent 3 times already, again within a round trip, or too old.", nil, nil),
+}
+
+// estimateBuckets are the estimate histogram's upper bounds, bits/s.
+var estimateBuckets = []float64{250e3, 500e3, 750e3, 1e6, 1.5e6, 2e6, 3e6, 5e6}
+
+// WithAdaptation adds the metrics of the subscribers' layer adaptation
+// (peer.Edge.AdaptationStats) and returns c.
+func (c *Collector) WithAdaptation(stats func() peer.AdaptationStats) *Collector {
+	c.adaptation = stats
+	return c
 }
 
 // NewCollector returns a collector for reg; resources (may be nil) counts live
@@ -40,6 +61,11 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range c.descs {
 		ch <- d
 	}
+	if c.adaptation != nil {
+		for _, d := range adaptationDescs {
+			ch <- d
+		}
+	}
 }
 
 // Collect implements prometheus.Collector.
@@ -67,6 +93,29 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter("nacks_missed", st.NACKsMissed.Load())
 	counter("keyframe_requests", st.KeyframeRequests.Load())
 	counter("queue_drops", st.QueueDrops.Load())
+	if c.adaptation != nil {
+		c.collectAdaptation(ch, c.adaptation())
+	}
+}
+
+func (c *Collector) collectAdaptation(ch chan<- prometheus.Metric, st peer.AdaptationStats) {
+	for layer, n := range st.ByLayer {
+		ch <- prometheus.MustNewConstMetric(adaptationDescs["layer"], prometheus.GaugeValue, float64(n), layer)
+	}
+	buckets := make(map[float64]uint64, len(estimateBuckets))
+	sum := 0.0
+	for _, e := range st.Estimates {
+		sum += e
+		for _, b := range estimateBuckets {
+			if e <= b {
+				buckets[b]++
+			}
+		}
+	}
+	ch <- prometheus.MustNewConstHistogram(adaptationDescs["estimate"], uint64(len(st.Estimates)), sum, buckets)
+	ch <- prometheus.MustNewConstMetric(adaptationDescs["switches"], prometheus.CounterValue, float64(st.Switches))
+	ch <- prometheus.MustNewConstMetric(adaptationDescs["pauses"], prometheus.CounterValue, float64(st.Pauses))
+	ch <- prometheus.MustNewConstMetric(adaptationDescs["refused"], prometheus.CounterValue, float64(st.NACKsRefused))
 }
 
 // replayCacheDescs are the metrics of a ReplayCache.

@@ -113,6 +113,8 @@ func (a *app) open() error {
 		ICETimeout: cfg.ICETimeout,
 		ICEServers: iceServers(cfg),
 		Logger:     log,
+		// Off only for comparisons (the load tool runs both).
+		DisableAdaptation: !cfg.Adaptation,
 	}
 	if cfg.TCPPort > 0 {
 		edgeCfg.TCPAddr = net.JoinHostPort(cfg.WebRTCIP, strconv.Itoa(cfg.TCPPort))
@@ -155,7 +157,7 @@ func (a *app) open() error {
 	a.conns = newConnCap(cfg.MaxConnsPerIP, log)
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		web.NewCollector(a.registry, a.edge.Resources), a.conns.refused)
+		web.NewCollector(a.registry, a.edge.Resources).WithAdaptation(a.edge.AdaptationStats), a.conns.refused)
 	turnServers, err := a.openTURN(metrics)
 	if err != nil {
 		return err

@@ -35,6 +35,7 @@ type config struct {
 	ReconnectGrace time.Duration // how long a dropped publisher's tracks wait for it to return
 	ICETimeout     time.Duration // a peer not connected by then is closed
 	MaxSubscribers int           // WHEP subscribers per session
+	Adaptation     bool          // per-classroom bandwidth estimate, layer choice and retransmission budget
 	LogLevel       string        // debug, info, warn or error (lower case)
 	LogFormat      string        // text or json
 	PublicURL      string        // base URL for the banner and invitations, without trailing "/"
@@ -189,6 +190,9 @@ func settings() []setting {
 		{flag: "max-viewer-connections", env: "LECTERN_MAX_VIEWER_CONNECTIONS", def: "0",
 			help:  "live WHEP connections one viewer token may hold (0-10000); more get 429; 0: no limit (a viewer link is often shared by a hall's screens)",
 			parse: intVal(func(c *config) *int { return &c.MaxViewerConnections }, 0, 10000, "a connection limit")},
+		{flag: "adaptation", env: "LECTERN_ADAPTATION", def: "on",
+			help:  "per-classroom bandwidth estimate: each WHEP viewer gets the simulcast layer its link carries, video paused before audio suffers, retransmissions within the estimate; off sends every viewer the best layer and answers every NACK (for comparisons): on or off",
+			parse: boolVal(func(c *config) *bool { return &c.Adaptation })},
 		{flag: "log-level", env: "LECTERN_LOG_LEVEL", def: "info",
 			help:  "log level: debug, info, warn or error",
 			parse: enumVal(func(c *config) *string { return &c.LogLevel }, "debug", "info", "warn", "error")},

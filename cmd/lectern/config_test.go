@@ -33,6 +33,7 @@ func defaultConfig() config {
 		ReconnectGrace: 30 * time.Second,
 		ICETimeout:     15 * time.Second,
 		MaxSubscribers: 500,
+		Adaptation:     true,
 		LogLevel:       "info",
 		LogFormat:      "text",
 		PublicURL:      "http://localhost:8080",
@@ -91,6 +92,7 @@ var allEnv = map[string]string{
 	"LECTERN_RECONNECT_GRACE": "1m30s",
 	"LECTERN_ICE_TIMEOUT":     "20s",
 	"LECTERN_MAX_SUBSCRIBERS": "64",
+	"LECTERN_ADAPTATION":      "off",
 	"LECTERN_LOG_LEVEL":       "DEBUG",
 	"LECTERN_LOG_FORMAT":      "json",
 
@@ -166,6 +168,7 @@ func TestParseConfigEnvOnly(t *testing.T) {
 		ReconnectGrace: 90 * time.Second,
 		ICETimeout:     20 * time.Second,
 		MaxSubscribers: 64,
+		Adaptation:     false,
 		LogLevel:       "debug",
 		LogFormat:      "json",
 		PublicURL:      "https://lectern.example.edu",

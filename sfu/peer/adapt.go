@@ -384,8 +384,11 @@ func (a *adapter) choose(now int64) {
 		}
 		if want < 0 {
 			a.r.edge.adaptStats.pauses.Add(1)
-			a.r.log.Info("video paused: the link cannot carry the lowest layer", "track", d.want,
-				"estimate_bps", int64(a.est.bps), "pin", a.pin)
+			reason := "the link cannot carry the lowest layer"
+			if a.pin == PinAudio {
+				reason = "pinned to audio"
+			}
+			a.r.log.Info("video paused", "reason", reason, "track", d.want, "estimate_bps", int64(a.est.bps))
 		} else if a.want[i] < 0 {
 			a.r.log.Info("video resumed", "track", d.want, "layer", layerNames[want], "estimate_bps", int64(a.est.bps))
 		}
