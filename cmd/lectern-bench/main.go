@@ -25,8 +25,46 @@
 //
 // The server's pid is found from the process listening on -url's port, or given
 // with -server-pid. The tool runs on the same machine as the server. Subscribers
-// are lean pion peers (no interceptors unless -nack) that read into a reused buffer
-// and parse only the RTP header.
+// are lean pion peers (no interceptors unless -nack or -reports) that read into a
+// reused buffer and parse only the RTP header.
+//
+// Links and simulcast (issue 10). -simulcast publishes as a studio page does: three
+// H.264 layers (1280x720 2.5 Mbit/s, 640x360 0.8, 320x180 0.25, a keyframe every
+// second, each its own ffmpeg clip) that answer keyframe requests. -reports makes
+// subscribers send RTCP receiver reports (the server's bandwidth estimate is
+// loss-based and needs them) and -nack NACKs, as browsers do. -cap R puts each
+// subscriber behind its own in-process UDP relay (internal/udprelay: a tbf-like
+// token bucket with a bounded queue, plus -relay-loss and -relay-delay) that
+// limits server -> subscriber to R bit/s; the server sees the relay's socket as the
+// subscriber (a peer-reflexive ICE candidate). With -simulcast, forwarding latency
+// is not measured (the layers' timestamps are not logged), and publisher_kbps and
+// received_per_sent count the top layer's video only.
+//
+// Modes (-mode):
+//
+//   - steps (default): the measurements above, per step.
+//   - adapt: a simulcast publisher and -subscribers (default 50) browser-like
+//     subscribers (receiver reports, NACKs), each capped at -cap-high (3 Mbit/s);
+//     after -high-hold every cap drops to -cap-low (700 kbit/s) for -low-hold,
+//     then lifts. Per subscriber, from its WHEP resource's layer endpoint
+//     (GET <resource>/layer, polled every -poll): time from the drop until on a
+//     layer that fits the low cap (nominal bitrate + 100 kbit/s for audio and
+//     overhead; "paused" does not count), the longest gap between video frames and
+//     the audio packets lost while the cap is low, and time from the lift until
+//     back on the top layer; reported as p50/p90/max with issue 10's targets
+//     (≤ 2 s, ≤ 500 ms, 0, ≤ 12 s), plus the server's queue drops and NACKs and
+//     the relays' drops over the low phase.
+//   - cost: one step of -subscribers (default 100) browser-like subscribers of a
+//     simulcast publisher (uncapped unless -cap): server CPU and RSS per
+//     subscriber, targets ≤ 0.25 % of a core and ≤ 300 KB. Run it twice, against
+//     the server with and without -adaptation=false, to see what the estimate and
+//     layer choice cost.
+//
+// For example:
+//
+//	lectern-bench -mode adapt -url http://127.0.0.1:8080 -admin-token TOKEN -subscribers 50 [-json]
+//	lectern-bench -mode cost  -url http://127.0.0.1:8080 -admin-token TOKEN -subscribers 100 -hold 30s [-json]
+//	lectern-bench -simulcast -reports -nack -cap 700000 -steps 10 -hold 10s ...   # capped steps
 package main
 
 import (
@@ -47,6 +85,7 @@ import (
 	"time"
 
 	"lectern/internal/clip"
+	"lectern/internal/udprelay"
 )
 
 // config is the tool's configuration, from flags.
@@ -64,6 +103,39 @@ type config struct {
 	Clip        clip.Options  // the lecture
 	NACK        bool          // subscribers send NACKs (loss is then what was never repaired)
 	JSON        bool          // JSON report on stdout (table on stderr)
+
+	Mode      string // modeSteps, modeAdapt or modeCost
+	Simulcast bool   // the publisher sends three layers
+	Reports   bool   // subscribers send RTCP receiver reports (the server's estimate needs them)
+	// Cap puts each subscriber behind its own in-process relay limiting server ->
+	// subscriber to Cap bit/s (0: no relay), with RelayLoss and RelayDelay.
+	Cap        int64
+	RelayLoss  float64
+	RelayDelay time.Duration
+	// The adapt and cost modes.
+	Subscribers int
+	CapHigh     int64         // adapt: the cap before the drop and after the lift
+	CapLow      int64         // adapt: the cap during the drop
+	HighHold    time.Duration // adapt: time at CapHigh before the drop
+	LowHold     time.Duration // adapt: time at CapLow
+	LiftTimeout time.Duration // adapt: how long to wait for the top layer after the lift
+	Poll        time.Duration // adapt: how often each subscriber's layer is asked
+}
+
+// The tool's modes.
+const (
+	modeSteps = "steps"
+	modeAdapt = "adapt"
+	modeCost  = "cost"
+)
+
+// subOptions is how the configuration's subscribers behave.
+func (c config) subOptions() subOptions {
+	o := subOptions{nack: c.NACK, reports: c.Reports}
+	if c.Cap > 0 || c.RelayLoss > 0 || c.RelayDelay > 0 {
+		o.link = &udprelay.Shape{RateBps: c.Cap, Loss: c.RelayLoss, Delay: c.RelayDelay}
+	}
+	return o
 }
 
 func main() {
@@ -115,6 +187,19 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	gop := fs.Duration("keyframe-interval", 2*time.Second, "time between keyframes")
 	fs.BoolVar(&cfg.NACK, "nack", false, "subscribers send NACKs as browsers do (off: every gap counts as loss)")
 	fs.BoolVar(&cfg.JSON, "json", false, "write a JSON report to stdout (the table goes to stderr)")
+	fs.StringVar(&cfg.Mode, "mode", modeSteps, "steps: CPU/RSS/loss/latency per step; adapt: layer adaptation to a cap drop and lift; cost: steps at -subscribers with simulcast and browser-like subscribers")
+	fs.BoolVar(&cfg.Simulcast, "simulcast", false, "publish three H.264 layers (720p 2.5 Mbit/s, 360p 0.8, 180p 0.25) as a studio page does")
+	fs.BoolVar(&cfg.Reports, "reports", false, "subscribers send RTCP receiver reports, as browsers do (the server's bandwidth estimate needs them)")
+	fs.Int64Var(&cfg.Cap, "cap", 0, "put each subscriber behind its own in-process relay limiting what it receives to this many bit/s (0: no relay)")
+	fs.Float64Var(&cfg.RelayLoss, "relay-loss", 0, "random loss fraction (0..1) on each subscriber's relay, server -> subscriber")
+	fs.DurationVar(&cfg.RelayDelay, "relay-delay", 0, "one-way delay on each subscriber's relay, server -> subscriber")
+	fs.IntVar(&cfg.Subscribers, "subscribers", 0, "adapt and cost modes: subscribers (default 50 in adapt, 100 in cost)")
+	fs.Int64Var(&cfg.CapHigh, "cap-high", 3_000_000, "adapt: each subscriber's cap before the drop and after the lift, bit/s")
+	fs.Int64Var(&cfg.CapLow, "cap-low", 700_000, "adapt: each subscriber's cap during the drop, bit/s")
+	fs.DurationVar(&cfg.HighHold, "high-hold", 10*time.Second, "adapt: time at -cap-high before the drop")
+	fs.DurationVar(&cfg.LowHold, "low-hold", 15*time.Second, "adapt: time at -cap-low")
+	fs.DurationVar(&cfg.LiftTimeout, "lift-timeout", 30*time.Second, "adapt: how long to wait for the top layer after the lift")
+	fs.DurationVar(&cfg.Poll, "poll", 100*time.Millisecond, "adapt: how often each subscriber asks the server for its layer")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
@@ -131,6 +216,34 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	var err error
 	if cfg.Steps, err = parseSteps(*steps); err != nil {
 		problems = append(problems, fmt.Errorf("-steps: %w", err))
+	}
+	switch cfg.Mode {
+	case modeSteps:
+	case modeAdapt:
+		cfg.Simulcast, cfg.Reports, cfg.NACK = true, true, true
+		if cfg.Subscribers == 0 {
+			cfg.Subscribers = 50
+		}
+		if cfg.CapLow <= 0 || cfg.CapHigh <= cfg.CapLow {
+			problems = append(problems, fmt.Errorf("-cap-low %d, -cap-high %d: want 0 < low < high", cfg.CapLow, cfg.CapHigh))
+		}
+		if cfg.Poll < 10*time.Millisecond {
+			problems = append(problems, fmt.Errorf("-poll %v: at least 10ms", cfg.Poll))
+		}
+	case modeCost:
+		cfg.Simulcast, cfg.Reports, cfg.NACK = true, true, true
+		if cfg.Subscribers == 0 {
+			cfg.Subscribers = 100
+		}
+		cfg.Steps = []int{cfg.Subscribers}
+	default:
+		problems = append(problems, fmt.Errorf("-mode %q: want steps, adapt or cost", cfg.Mode))
+	}
+	if cfg.Subscribers < 0 {
+		problems = append(problems, fmt.Errorf("-subscribers %d: want a positive count", cfg.Subscribers))
+	}
+	if cfg.Cap < 0 || cfg.RelayLoss < 0 || cfg.RelayLoss > 1 || cfg.RelayDelay < 0 {
+		problems = append(problems, fmt.Errorf("-cap %d, -relay-loss %g, -relay-delay %v: want a rate >= 0, a fraction 0..1, a delay >= 0", cfg.Cap, cfg.RelayLoss, cfg.RelayDelay))
 	}
 	if cfg.Hold < time.Second {
 		problems = append(problems, fmt.Errorf("-hold %v: at least 1s", cfg.Hold))

@@ -29,7 +29,7 @@ func (b *bench) snapshot(ctx context.Context) (snapshot, error) {
 	s.toolCPU, errs[2] = procCPU("self")
 	s.sys, errs[3] = readSystemCPU()
 	s.udpErrs, errs[4] = udpRcvbufErrors()
-	s.pubPackets, s.pubBytes = b.pub.packets.Load(), b.pub.bytes.Load()
+	s.pubPackets, s.pubBytes = b.pub.sentCounts()
 	for _, sub := range b.subs {
 		s.recv = append(s.recv, sub.video.packets.Load()+sub.audio.packets.Load())
 		s.lost = append(s.lost, sub.video.lost.Load()+sub.audio.lost.Load())

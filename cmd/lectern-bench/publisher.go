@@ -15,8 +15,13 @@ import (
 // publisher is the trainer: one WHIP connection streaming a clip in a loop. Like an
 // RTSP camera it ignores keyframe requests (it counts them): keyframes come every GOP
 // whatever the server asks, so joiners depend on the server's keyframe cache.
+//
+// With -simulcast it is instead a studio page: three H.264 layers (testpeer's
+// SimulcastPublisher, each layer its own clip), answering keyframe requests per
+// layer as a browser's encoder does, so the server can switch subscribers' layers.
 type publisher struct {
 	peer     *testpeer.Publisher
+	sim      *testpeer.SimulcastPublisher
 	resource string
 	token    string
 	sent     *sendLog
@@ -47,8 +52,41 @@ func startPublisher(ctx context.Context, api *apiClient, session, token string, 
 	return p, nil
 }
 
-// play streams c in a loop until ctx is done.
+// startSimulcastPublisher connects a three-layer publisher over WHIP; it sends from
+// then on (play only waits).
+func startSimulcastPublisher(ctx context.Context, api *apiClient, session, token string, sent *sendLog, layers []*clip.Clip) (*publisher, error) {
+	p := &publisher{token: token, sent: sent}
+	signal := func(offer string) (string, error) {
+		answer, resource, err := api.offer(ctx, "/whip/"+session, token, offer)
+		p.resource = resource
+		return answer, err
+	}
+	sim, err := testpeer.NewSimulcastPublisher(ctx, signal, testpeer.SimulcastOptions{Layers: layers})
+	if err != nil {
+		_ = api.remove(context.WithoutCancel(ctx), p.resource, token)
+		return nil, err
+	}
+	p.sim = sim
+	return p, nil
+}
+
+// sentCounts returns the packets and payload bytes sent: video and audio, or
+// with simulcast the top layer's video only (what a subscriber on it gets, less
+// audio).
+func (p *publisher) sentCounts() (packets, bytes uint64) {
+	if p.sim != nil {
+		return p.sim.Sent(testpeer.SimulcastRIDs[0])
+	}
+	return p.packets.Load(), p.bytes.Load()
+}
+
+// play streams c in a loop until ctx is done (a simulcast publisher sends by
+// itself: play waits).
 func (p *publisher) play(ctx context.Context, c *clip.Clip) error {
+	if p.sim != nil {
+		<-ctx.Done()
+		return nil
+	}
 	err := c.Play(ctx, clip.PlayOptions{Loop: true, WriteVideo: p.writeVideo, WriteAudio: p.writeAudio})
 	if errors.Is(err, context.Canceled) {
 		return nil
@@ -80,11 +118,24 @@ func (p *publisher) writeAudio(pkt *rtp.Packet) error {
 }
 
 // keyframeRequests returns how many PLI/FIR the server sent (and the publisher
-// ignored).
-func (p *publisher) keyframeRequests() int32 { return p.peer.PLIs.Load() }
+// ignored; a simulcast publisher answers them).
+func (p *publisher) keyframeRequests() int32 {
+	if p.sim != nil {
+		var n int64
+		for _, rid := range testpeer.SimulcastRIDs {
+			n += p.sim.PLIs(rid)
+		}
+		return int32(n)
+	}
+	return p.peer.PLIs.Load()
+}
 
 // close ends the publication (WHIP DELETE) and the connection.
 func (p *publisher) close(ctx context.Context, api *apiClient) {
 	_ = api.remove(ctx, p.resource, p.token)
+	if p.sim != nil {
+		p.sim.Close()
+		return
+	}
 	p.peer.Close()
 }

@@ -84,6 +84,8 @@ type target struct {
 // report is the whole run.
 type report struct {
 	Server                  int          `json:"server_pid"`
+	Mode                    string       `json:"mode"`
+	Simulcast               bool         `json:"simulcast"`
 	Session                 string       `json:"session"`
 	Clip                    clip.Options `json:"clip"`
 	Hold                    string       `json:"hold"`
@@ -108,9 +110,15 @@ func (r *report) evaluate() {
 		}
 	}
 	r.TargetsAt = at.Subscribers
+	// Simulcast with the bandwidth estimate on (the cost mode) may cost a little more
+	// (issue 10): 0.25 % and 300 KB.
+	cpu, rss := 0.2, 250.0
+	if r.Mode == modeCost {
+		cpu, rss = 0.25, 300
+	}
 	r.Targets = []target{
-		{"server CPU per subscriber (% of one core)", "≤ 0.2", at.CPUPerSubPct, at.CPUPerSubPct <= 0.2},
-		{"server RSS per subscriber (KB)", "≤ 250", at.RSSPerSubKB, at.RSSPerSubKB <= 250},
+		{"server CPU per subscriber (% of one core)", fmt.Sprintf("≤ %g", cpu), at.CPUPerSubPct, at.CPUPerSubPct <= cpu},
+		{"server RSS per subscriber (KB)", fmt.Sprintf("≤ %g", rss), at.RSSPerSubKB, at.RSSPerSubKB <= rss},
 		{"loss (%)", "0", at.LossPct, at.LossPct <= 0 && at.JoinFailed == 0},
 		{"forwarding latency p99 (ms)", "≤ 10", at.LatencyP99ms, at.LatencyP99ms <= 10 && at.LatencyN > 0},
 		{"join p50, POST → first keyframe (ms)", "≤ 150", at.JoinP50ms, at.JoinP50ms <= 150 && at.Joins > 0},

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"lectern/internal/clip"
+	"lectern/internal/testpeer"
 )
 
 // bench is one run: a session, its publisher and the subscribers so far.
@@ -31,32 +32,16 @@ type bench struct {
 
 // run measures every step and prints a table row per step to table.
 func run(ctx context.Context, cfg config, log *slog.Logger, table io.Writer) (*report, error) {
-	b := &bench{cfg: cfg, log: log, api: newAPIClient(cfg.URL, cfg.AdminToken), sh: &shared{sent: newSendLog()}}
-	pid, err := serverPID(cfg)
+	if cfg.Mode == modeAdapt {
+		return nil, runAdapt(ctx, cfg, log, table)
+	}
+	b, pid, done, err := open(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	b.pid = strconv.Itoa(pid)
-	log.Info("generating (or loading) the lecture clip", "dir", cfg.CacheDir, "size", fmt.Sprintf("%dx%d", cfg.Clip.Width, cfg.Clip.Height),
-		"fps", cfg.Clip.FPS, "bitrate", cfg.Clip.Bitrate, "gop", cfg.Clip.GOP)
-	c, err := clip.Generate(ctx, cfg.CacheDir, cfg.Clip)
-	if err != nil {
-		return nil, err
-	}
-	if err := b.start(ctx); err != nil {
-		b.stop()
-		return nil, err
-	}
-	defer b.stop()
-	playCtx, stopPlay := context.WithCancel(ctx)
-	played := make(chan error, 1)
-	go func() { played <- b.pub.play(playCtx, c) }()
-	defer func() {
-		stopPlay()
-		<-played
-	}()
+	defer done()
 
-	rep := &report{Server: pid, Session: b.session, Clip: cfg.Clip, Hold: cfg.Hold.String()}
+	rep := &report{Server: pid, Session: b.session, Clip: cfg.Clip, Hold: cfg.Hold.String(), Mode: cfg.Mode, Simulcast: cfg.Simulcast}
 	// The server's keyframe cache needs one keyframe before anyone joins.
 	if err := sleep(ctx, max(cfg.Settle, time.Duration(cfg.Clip.GOP)*time.Second/time.Duration(cfg.Clip.FPS))); err != nil {
 		return rep, err
@@ -82,6 +67,47 @@ func run(ctx context.Context, cfg config, log *slog.Logger, table io.Writer) (*r
 	rep.evaluate()
 	printSummary(table, rep)
 	return rep, nil
+}
+
+// open finds the server, makes the lecture's clips, starts the publisher and its
+// playing; done stops them and every subscriber.
+func open(ctx context.Context, cfg config, log *slog.Logger) (b *bench, pid int, done func(), err error) {
+	b = &bench{cfg: cfg, log: log, api: newAPIClient(cfg.URL, cfg.AdminToken), sh: &shared{sent: newSendLog()}}
+	if pid, err = serverPID(cfg); err != nil {
+		return nil, 0, nil, err
+	}
+	b.pid = strconv.Itoa(pid)
+	var c *clip.Clip
+	var layers []*clip.Clip
+	if cfg.Simulcast {
+		for _, o := range testpeer.SimulcastClipOptions(cfg.Clip.Duration) {
+			log.Info("generating (or loading) a simulcast layer's clip", "dir", cfg.CacheDir, "size", fmt.Sprintf("%dx%d", o.Width, o.Height),
+				"fps", o.FPS, "bitrate", o.Bitrate, "gop", o.GOP)
+			l, err := clip.Generate(ctx, cfg.CacheDir, o)
+			if err != nil {
+				return nil, 0, nil, err
+			}
+			layers = append(layers, l)
+		}
+	} else {
+		log.Info("generating (or loading) the lecture clip", "dir", cfg.CacheDir, "size", fmt.Sprintf("%dx%d", cfg.Clip.Width, cfg.Clip.Height),
+			"fps", cfg.Clip.FPS, "bitrate", cfg.Clip.Bitrate, "gop", cfg.Clip.GOP)
+		if c, err = clip.Generate(ctx, cfg.CacheDir, cfg.Clip); err != nil {
+			return nil, 0, nil, err
+		}
+	}
+	if err := b.start(ctx, layers); err != nil {
+		b.stop()
+		return nil, 0, nil, err
+	}
+	playCtx, stopPlay := context.WithCancel(ctx)
+	played := make(chan error, 1)
+	go func() { played <- b.pub.play(playCtx, c) }()
+	return b, pid, func() {
+		stopPlay()
+		<-played
+		b.stop()
+	}, nil
 }
 
 // step brings the subscribers up to n, lets them settle and measures.
@@ -138,8 +164,9 @@ func serverPID(cfg config) (int, error) {
 	return pid, nil
 }
 
-// start creates the session (unless given) and connects the publisher.
-func (b *bench) start(ctx context.Context) error {
+// start creates the session (unless given) and connects the publisher: a simulcast
+// one if layers are given.
+func (b *bench) start(ctx context.Context, layers []*clip.Clip) error {
 	b.session = b.cfg.Session
 	if b.session == "" {
 		id, err := b.api.createSession(ctx, "lectern-bench "+time.Now().Format(time.RFC3339))
@@ -152,7 +179,11 @@ func (b *bench) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("trainer token: %w", err)
 	}
-	b.pub, err = startPublisher(ctx, b.api, b.session, tok, b.sh.sent)
+	if len(layers) > 0 {
+		b.pub, err = startSimulcastPublisher(ctx, b.api, b.session, tok, b.sh.sent, layers)
+	} else {
+		b.pub, err = startPublisher(ctx, b.api, b.session, tok, b.sh.sent)
+	}
 	if err != nil {
 		return fmt.Errorf("publish over WHIP: %w", err)
 	}
@@ -243,7 +274,7 @@ func (b *bench) grow(ctx context.Context, n int) ([]join, int, error) {
 // connected but got no keyframe in time is returned with the error, so it is closed
 // with the others.
 func (b *bench) join(ctx context.Context, token string) (*subscriber, time.Duration, error) {
-	s, err := joinSubscriber(ctx, b.api, b.session, token, b.cfg.NACK, b.sh)
+	s, err := joinSubscriber(ctx, b.api, b.session, token, b.cfg.subOptions(), b.sh)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -13,6 +13,7 @@ import (
 	pionnack "github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/webrtc/v4"
 
+	"lectern/internal/udprelay"
 	"lectern/sfu"
 )
 
@@ -77,6 +78,7 @@ type shared struct {
 type subscriber struct {
 	pc       *webrtc.PeerConnection
 	mux      ice.UDPMux
+	relay    *udprelay.Relay // the subscriber's shaped link, nil without -cap
 	resource string
 	token    string
 
@@ -86,6 +88,11 @@ type subscriber struct {
 	joinedAt atomic.Int64 // first keyframe packet
 	video    seqCounter
 	audio    seqCounter
+	// Arrival of the latest video frame's first packet, and the longest wait between
+	// two frames since the last resetGap (the adaptation run's frame gap).
+	lastFrameAt atomic.Int64
+	maxFrameGap atomic.Int64
+	frameTS     uint32 // video reader only
 
 	// Video reader goroutine only.
 	cursor     sendCursor
@@ -98,10 +105,20 @@ type subscriber struct {
 	wg     sync.WaitGroup
 }
 
+// subOptions are how subscribers behave.
+type subOptions struct {
+	nack    bool // send NACKs, as browsers do
+	reports bool // send RTCP receiver reports, as browsers do (the server's estimate needs them)
+	// link, if set, puts each subscriber behind its own udprelay with this shape
+	// (the server -> subscriber direction).
+	link *udprelay.Shape
+}
+
 // newSubscriberAPI returns a pion API for one subscriber: H.264 and Opus, loopback
 // UDP only through a socket of its own with a large receive buffer, and no
-// interceptors unless nack (then NACK generation, as a browser does).
-func newSubscriberAPI(nack bool, sh *shared) (*webrtc.API, ice.UDPMux, error) {
+// interceptors unless asked (NACK generation and receiver reports, as a browser
+// does).
+func newSubscriberAPI(o subOptions, sh *shared) (*webrtc.API, ice.UDPMux, error) {
 	m := &webrtc.MediaEngine{}
 	if err := m.RegisterCodec(webrtc.RTPCodecParameters{
 		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
@@ -118,7 +135,12 @@ func newSubscriberAPI(nack bool, sh *shared) (*webrtc.API, ice.UDPMux, error) {
 		return nil, nil, err
 	}
 	ir := &interceptor.Registry{} // empty: pion adds its defaults when given none
-	if nack {
+	if o.reports {
+		if err := webrtc.ConfigureRTCPReports(ir); err != nil {
+			return nil, nil, err
+		}
+	}
+	if o.nack {
 		gen, err := pionnack.NewGeneratorInterceptor()
 		if err != nil {
 			return nil, nil, err
@@ -147,14 +169,26 @@ func newSubscriberAPI(nack bool, sh *shared) (*webrtc.API, ice.UDPMux, error) {
 
 // joinSubscriber connects one subscriber: offer, WHEP POST, answer. It returns once
 // the answer is applied; media (and the join time) follow.
-func joinSubscriber(ctx context.Context, api *apiClient, session, token string, nack bool, sh *shared) (*subscriber, error) {
-	wapi, mux, err := newSubscriberAPI(nack, sh)
+func joinSubscriber(ctx context.Context, api *apiClient, session, token string, o subOptions, sh *shared) (*subscriber, error) {
+	wapi, mux, err := newSubscriberAPI(o, sh)
 	if err != nil {
 		return nil, err
 	}
 	s := &subscriber{mux: mux, token: token}
+	signal := func(offer string) (string, error) {
+		answer, resource, err := api.offer(ctx, "/whep/"+session, token, offer)
+		s.resource = resource
+		return answer, err
+	}
+	if o.link != nil {
+		if s.relay, err = udprelay.New(udprelay.Config{Down: *o.link}); err != nil {
+			_ = mux.Close()
+			return nil, err
+		}
+		signal = s.relay.WrapSignal(signal)
+	}
 	if s.pc, err = wapi.NewPeerConnection(webrtc.Configuration{}); err != nil {
-		_ = mux.Close()
+		s.close(ctx, api)
 		return nil, err
 	}
 	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
@@ -194,12 +228,11 @@ func joinSubscriber(ctx context.Context, api *apiClient, session, token string, 
 	}
 	<-gathered
 	s.postAt = sh.sent.now()
-	answer, resource, err := api.offer(ctx, "/whep/"+session, token, s.pc.LocalDescription().SDP)
+	answer, err := signal(s.pc.LocalDescription().SDP)
 	if err != nil {
 		s.close(ctx, api)
 		return nil, err
 	}
-	s.resource = resource
 	if err := s.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
 		s.close(ctx, api)
 		return nil, fmt.Errorf("apply WHEP answer: %w", err)
@@ -235,6 +268,12 @@ func (s *subscriber) readVideo(tr *webrtc.TrackRemote, sh *shared) {
 			continue
 		}
 		s.video.add(h.seq)
+		if h.ts != s.frameTS || s.lastFrameAt.Load() == 0 {
+			s.frameTS = h.ts
+			if last := s.lastFrameAt.Swap(now); last != 0 && now-last > s.maxFrameGap.Load() {
+				s.maxFrameGap.Store(now - last)
+			}
+		}
 		if s.firstAt.Load() == 0 {
 			s.firstKey.Store(sfu.H264IsKeyframe(h.payload))
 			s.firstAt.Store(now)
@@ -294,6 +333,20 @@ func (s *subscriber) readAudio(tr *webrtc.TrackRemote) {
 	}
 }
 
+// resetFrameGap starts a new frame gap window at now.
+func (s *subscriber) resetFrameGap(now int64) {
+	s.maxFrameGap.Store(0)
+	if s.lastFrameAt.Load() != 0 {
+		s.lastFrameAt.Store(now)
+	}
+}
+
+// frameGap returns the longest wait between video frames since resetFrameGap,
+// counting the one still open at now.
+func (s *subscriber) frameGap(now int64) time.Duration {
+	return time.Duration(max(s.maxFrameGap.Load(), now-s.lastFrameAt.Load()))
+}
+
 // drainRTCP reads (and drops) the server's sender reports until the connection
 // closes, so pion's buffers never fill.
 func drainRTCP(recv *webrtc.RTPReceiver) {
@@ -318,4 +371,7 @@ func (s *subscriber) close(ctx context.Context, api *apiClient) {
 	}
 	s.wg.Wait()
 	_ = s.mux.Close()
+	if s.relay != nil {
+		_ = s.relay.Close()
+	}
 }
