@@ -81,15 +81,21 @@ func newBrowser(t *testing.T) *browser {
 	if err != nil {
 		t.Fatalf("chromium not found (%v): install it with `apt-get install chromium` or run scripts/test-deps.sh", err)
 	}
-	return newBrowserAt(t, path)
+	return newBrowserAt(t, path, nil)
 }
 
 // newBrowserAt starts the Chromium that path runs (e.g. a script that runs it in a
-// network namespace: chromedp talks to it over a pipe, which such a wrapper keeps).
-func newBrowserAt(t *testing.T, path string) *browser {
+// network namespace: chromedp talks to it over a pipe, which such a wrapper keeps),
+// with chromiumFlags and extra (which wins).
+func newBrowserAt(t *testing.T, path string, extra map[string]any) *browser {
 	t.Helper()
 	opts := []chromedp.ExecAllocatorOption{chromedp.ExecPath(path), chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1366, 768)}
 	for name, v := range chromiumFlags {
+		if _, ok := extra[name]; !ok {
+			opts = append(opts, chromedp.Flag(name, v))
+		}
+	}
+	for name, v := range extra {
 		opts = append(opts, chromedp.Flag(name, v))
 	}
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
