@@ -130,6 +130,30 @@ type rtxRing []rtxEntry
 // on the way is a link that needs a lower layer, not more retransmissions.
 const rtxMaxTries = 3
 
+// Retransmission rules (with adaptation on): a packet is resent at most
+// rtxMaxTries times, not twice within a round trip (rtxDefaultRTT while unknown),
+// and not when older than 2 RTT + 100 ms kept within [rtxMinAge, rtxMaxAge]: the
+// receiver has given up on it by then.
+const (
+	rtxDefaultRTT = 100 * time.Millisecond
+	rtxMinAge     = 300 * time.Millisecond
+	rtxMaxAge     = time.Second
+)
+
+// due reports whether the packet may be resent now.
+func (e *rtxEntry) due(now int64, rtt time.Duration) bool {
+	return e.count < rtxMaxTries && (e.sent == 0 || now-e.sent >= int64(rtt))
+}
+
+// rtxMaxAgeFor is the age beyond which a packet is not resent, given the round
+// trip (0 unknown).
+func rtxMaxAgeFor(rtt time.Duration) time.Duration {
+	if rtt <= 0 {
+		return rtxMaxAge
+	}
+	return min(max(2*rtt+100*time.Millisecond, rtxMinAge), rtxMaxAge)
+}
+
 // entry returns seq's slot, reset when it held another sequence number.
 func (r rtxRing) entry(seq uint16) *rtxEntry {
 	e := &r[int(seq)%len(r)]

@@ -404,16 +404,6 @@ func (d *downTrack) rrExpected(rr rtcp.ReceptionReport) float64 {
 // about a second of video.
 const firstReportWeight = 100
 
-// Retransmission rules (with adaptation on): a packet is resent at most
-// rtxMaxTries times, not twice within a round trip, and not when older than
-// 2 RTT + 100 ms kept within [rtxMinAge, rtxMaxAge]: the receiver has given up on
-// it by then.
-const (
-	rtxDefaultRTT = 100 * time.Millisecond
-	rtxMinAge     = 300 * time.Millisecond
-	rtxMaxAge     = time.Second
-)
-
 func (d *downTrack) retransmit(outSeq uint16, now int64) {
 	a := d.r.adapt
 	var e *rtxEntry
@@ -426,7 +416,7 @@ func (d *downTrack) retransmit(outSeq uint16, now int64) {
 			e.nacked = true
 			a.nacked.Add(1)
 		}
-		if e.count >= rtxMaxTries || e.sent != 0 && now-e.sent < int64(a.rtt(rtxDefaultRTT)) {
+		if !e.due(now, a.rtt(rtxDefaultRTT)) {
 			d.r.edge.adaptStats.refused.Add(1)
 			return
 		}
@@ -445,13 +435,8 @@ func (d *downTrack) retransmit(outSeq uint16, now int64) {
 		return
 	}
 	if e != nil {
-		rtt := a.rtt(0)
-		maxAge := rtxMaxAge
-		if rtt > 0 {
-			maxAge = min(max(2*rtt+100*time.Millisecond, rtxMinAge), rtxMaxAge)
-		}
 		priority := d.kind == sfu.KindAudio || p.Header.Timestamp == d.kfTS.Load()
-		if now-p.ArrivalNanos > int64(maxAge) || !a.allowRetransmit(now, len(p.Payload), priority) {
+		if now-p.ArrivalNanos > int64(rtxMaxAgeFor(a.rtt(0))) || !a.allowRetransmit(now, len(p.Payload), priority) {
 			p.Release()
 			d.r.edge.adaptStats.refused.Add(1)
 			return
