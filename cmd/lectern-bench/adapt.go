@@ -107,6 +107,7 @@ type adaptReport struct {
 	CapHigh     int64  `json:"cap_high_bps"`
 	CapLow      int64  `json:"cap_low_bps"`
 	LowHold     string `json:"low_hold"`
+	RelayQueue  string `json:"relay_queue"`
 	OnTopBefore int    `json:"on_top_layer_before_drop"`
 	PausedSeen  int    `json:"paused_during_drop"`
 
@@ -151,7 +152,7 @@ func runAdapt(ctx context.Context, cfg config, log *slog.Logger, table io.Writer
 		return errors.New("no subscriber joined")
 	}
 	rep := &adaptReport{Server: pid, Session: b.session, Subscribers: len(subs), JoinFailed: failed,
-		CapHigh: cfg.CapHigh, CapLow: cfg.CapLow, LowHold: cfg.LowHold.String()}
+		CapHigh: cfg.CapHigh, CapLow: cfg.CapLow, LowHold: cfg.LowHold.String(), RelayQueue: cfg.RelayQueue.String()}
 	res := make([]adaptSub, len(subs))
 	poll := newLayerPoller(cfg.URL, len(subs))
 	defer poll.close()
@@ -268,8 +269,8 @@ func (r *adaptReport) evaluate() {
 }
 
 func printAdapt(w io.Writer, r *adaptReport) {
-	fmt.Fprintf(w, "adaptation: %d subscribers (%d failed to join), cap %d → %d bit/s for %s → %d; %d on the top layer before the drop, %d paused during it\n",
-		r.Subscribers, r.JoinFailed, r.CapHigh, r.CapLow, r.LowHold, r.CapHigh, r.OnTopBefore, r.PausedSeen)
+	fmt.Fprintf(w, "adaptation: %d subscribers (%d failed to join), cap %d → %d bit/s for %s → %d (relay queue %s); %d on the top layer before the drop, %d paused during it\n",
+		r.Subscribers, r.JoinFailed, r.CapHigh, r.CapLow, r.LowHold, r.CapHigh, r.RelayQueue, r.OnTopBefore, r.PausedSeen)
 	fmt.Fprintf(w, "%-40s %9s %9s %9s %8s\n", "", "p50", "p90", "max", "missing")
 	for _, row := range []struct {
 		name string

@@ -34,7 +34,7 @@
 // subscribers send RTCP receiver reports (the server's bandwidth estimate is
 // loss-based and needs them) and -nack NACKs, as browsers do. -cap R puts each
 // subscriber behind its own in-process UDP relay (internal/udprelay: a tbf-like
-// token bucket with a bounded queue, plus -relay-loss and -relay-delay) that
+// token bucket with a -relay-queue long queue, plus -relay-loss and -relay-delay) that
 // limits server -> subscriber to R bit/s; the server sees the relay's socket as the
 // subscriber (a peer-reflexive ICE candidate). With -simulcast, forwarding latency
 // is not measured (the layers' timestamps are not logged), and publisher_kbps and
@@ -112,6 +112,7 @@ type config struct {
 	Cap        int64
 	RelayLoss  float64
 	RelayDelay time.Duration
+	RelayQueue time.Duration // the relay's queue, as tbf's latency
 	// The adapt and cost modes.
 	Subscribers int
 	CapHigh     int64         // adapt: the cap before the drop and after the lift
@@ -133,7 +134,7 @@ const (
 func (c config) subOptions() subOptions {
 	o := subOptions{nack: c.NACK, reports: c.Reports}
 	if c.Cap > 0 || c.RelayLoss > 0 || c.RelayDelay > 0 {
-		o.link = &udprelay.Shape{RateBps: c.Cap, Loss: c.RelayLoss, Delay: c.RelayDelay}
+		o.link = &udprelay.Shape{RateBps: c.Cap, Loss: c.RelayLoss, Delay: c.RelayDelay, QueueDelay: c.RelayQueue}
 	}
 	return o
 }
@@ -193,6 +194,7 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	fs.Int64Var(&cfg.Cap, "cap", 0, "put each subscriber behind its own in-process relay limiting what it receives to this many bit/s (0: no relay)")
 	fs.Float64Var(&cfg.RelayLoss, "relay-loss", 0, "random loss fraction (0..1) on each subscriber's relay, server -> subscriber")
 	fs.DurationVar(&cfg.RelayDelay, "relay-delay", 0, "one-way delay on each subscriber's relay, server -> subscriber")
+	fs.DurationVar(&cfg.RelayQueue, "relay-queue", 250*time.Millisecond, "the relay's queue, as the longest wait at the cap (tbf's latency); more is dropped. A home router holds about this")
 	fs.IntVar(&cfg.Subscribers, "subscribers", 0, "adapt and cost modes: subscribers (default 50 in adapt, 100 in cost)")
 	fs.Int64Var(&cfg.CapHigh, "cap-high", 3_000_000, "adapt: each subscriber's cap before the drop and after the lift, bit/s")
 	fs.Int64Var(&cfg.CapLow, "cap-low", 700_000, "adapt: each subscriber's cap during the drop, bit/s")
@@ -242,7 +244,7 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	if cfg.Subscribers < 0 {
 		problems = append(problems, fmt.Errorf("-subscribers %d: want a positive count", cfg.Subscribers))
 	}
-	if cfg.Cap < 0 || cfg.RelayLoss < 0 || cfg.RelayLoss > 1 || cfg.RelayDelay < 0 {
+	if cfg.Cap < 0 || cfg.RelayLoss < 0 || cfg.RelayLoss > 1 || cfg.RelayDelay < 0 || cfg.RelayQueue < 0 {
 		problems = append(problems, fmt.Errorf("-cap %d, -relay-loss %g, -relay-delay %v: want a rate >= 0, a fraction 0..1, a delay >= 0", cfg.Cap, cfg.RelayLoss, cfg.RelayDelay))
 	}
 	if cfg.Hold < time.Second {

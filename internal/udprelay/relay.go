@@ -33,8 +33,11 @@ type Shape struct {
 	// link was idle. 0 = 20 ms of RateBps, at least 4000 bytes.
 	Bucket int
 	// Limit is the queue in bytes waiting for tokens; a packet that would exceed it
-	// is dropped. 0 = 100 ms of RateBps, at least 6000 bytes.
+	// is dropped. 0 = QueueDelay of RateBps, at least 6000 bytes.
 	Limit int
+	// QueueDelay sizes the queue when Limit is 0, as tbf's "latency": the longest
+	// a packet waits for tokens. 0 = 100 ms.
+	QueueDelay time.Duration
 	// Loss is the fraction (0..1) of packets dropped at random, before the queue.
 	Loss float64
 	// Delay is added to every packet (one way), after the queue.
@@ -75,6 +78,9 @@ type Relay struct {
 	closeMu  sync.Once
 }
 
+// socketBuffer is each relay socket's kernel buffer size.
+const socketBuffer = 1 << 20
+
 // bufSize is larger than any datagram a WebRTC peer sends (pion's MTU is 1200,
 // browsers' about 1200-1500).
 const bufSize = 2048
@@ -94,6 +100,12 @@ func New(cfg Config) (*Relay, error) {
 	if err != nil {
 		_ = c.Close()
 		return nil, fmt.Errorf("udprelay: upstream socket on %s: %w", upLocal.Addr(), err)
+	}
+	// A relay descheduled for a moment on a busy machine must not turn into loss
+	// that is not the link's: give both sockets room (capped by net.core.rmem_max).
+	for _, conn := range []*net.UDPConn{c, u} {
+		_ = conn.SetReadBuffer(socketBuffer)
+		_ = conn.SetWriteBuffer(socketBuffer)
 	}
 	seed := cfg.Seed
 	if seed == 0 {
@@ -209,7 +221,8 @@ type packet struct {
 // Link is one shaped direction.
 type Link struct {
 	mu     sync.Mutex
-	shape  Shape
+	spec   Shape // as given: SetRate keeps an explicit Bucket, Limit or QueueDelay
+	shape  Shape // spec with the defaults filled in
 	rng    *rand.Rand
 	queue  []*packet // FIFO from head, departure times non-decreasing
 	head   int
@@ -221,7 +234,7 @@ type Link struct {
 }
 
 func newLink(s Shape, rng *rand.Rand) *Link {
-	l := &Link{rng: rng, wakeCh: make(chan struct{}, 1)}
+	l := &Link{rng: rng, wakeCh: make(chan struct{}, 1), spec: s}
 	l.shape = normalize(s)
 	l.tokens = float64(l.shape.Bucket)
 	return l
@@ -233,8 +246,11 @@ func normalize(s Shape) Shape {
 		if s.Bucket <= 0 {
 			s.Bucket = max(4000, int(s.RateBps/8/50))
 		}
+		if s.QueueDelay <= 0 {
+			s.QueueDelay = 100 * time.Millisecond
+		}
 		if s.Limit <= 0 {
-			s.Limit = max(6000, int(s.RateBps/8/10))
+			s.Limit = max(6000, int(float64(s.RateBps)/8*s.QueueDelay.Seconds()))
 		}
 	}
 	s.Loss = min(max(s.Loss, 0), 1)
@@ -249,7 +265,7 @@ func (l *Link) wake() {
 	}
 }
 
-// Shape returns the direction's current shape (with defaults filled in).
+// Shape returns the direction's current shape (with the defaults filled in).
 func (l *Link) Shape() Shape {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -260,20 +276,21 @@ func (l *Link) Shape() Shape {
 // rescheduled at the new rate.
 func (l *Link) SetShape(s Shape) {
 	l.mu.Lock()
-	l.shape = normalize(s)
+	l.spec, l.shape = s, normalize(s)
+	l.tokens = min(l.tokens, float64(l.shape.Bucket))
 	l.reschedule(time.Now())
 	l.mu.Unlock()
 	l.wake()
 }
 
-// SetRate changes the rate (bit/s, 0 = unlimited); Bucket and Limit become the
-// defaults for the new rate (use SetShape to choose them). Packets still waiting
-// for tokens are rescheduled at the new rate.
+// SetRate changes the rate (bit/s, 0 = unlimited), as `tc qdisc change ... rate`:
+// a Bucket or Limit given explicitly stays, defaults follow the new rate (a
+// QueueDelay keeps the queue that long). Packets still waiting for tokens are
+// rescheduled at the new rate.
 func (l *Link) SetRate(bps int64) {
 	l.mu.Lock()
-	s := l.shape
-	s.RateBps, s.Bucket, s.Limit = bps, 0, 0
-	l.shape = normalize(s)
+	l.spec.RateBps = bps
+	l.shape = normalize(l.spec)
 	l.tokens = min(l.tokens, float64(l.shape.Bucket))
 	l.reschedule(time.Now())
 	l.mu.Unlock()
@@ -283,6 +300,7 @@ func (l *Link) SetRate(bps int64) {
 // SetLoss changes the random loss fraction.
 func (l *Link) SetLoss(fraction float64) {
 	l.mu.Lock()
+	l.spec.Loss = fraction
 	l.shape.Loss = min(max(fraction, 0), 1)
 	l.mu.Unlock()
 }
@@ -290,6 +308,7 @@ func (l *Link) SetLoss(fraction float64) {
 // SetDelay changes the one-way delay of packets arriving from now on.
 func (l *Link) SetDelay(d time.Duration) {
 	l.mu.Lock()
+	l.spec.Delay = d
 	l.shape.Delay = max(d, 0)
 	l.mu.Unlock()
 }

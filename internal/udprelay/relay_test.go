@@ -252,3 +252,17 @@ func TestRewriteCandidates(t *testing.T) {
 		t.Error("UpstreamFromSDP without candidates: no error")
 	}
 }
+
+// SetRate keeps what was given explicitly (as tc's "change" does) and lets the
+// defaults follow the new rate.
+func TestSetRateKeepsGivenShape(t *testing.T) {
+	r := newRelay(t, Config{Down: Shape{RateBps: 3_000_000, QueueDelay: 300 * time.Millisecond, Bucket: 20_000}, Up: Shape{RateBps: 1_000_000}})
+	r.Down.SetRate(800_000)
+	if s := r.Down.Shape(); s.Bucket != 20_000 || s.Limit != 30_000 || s.QueueDelay != 300*time.Millisecond {
+		t.Errorf("after SetRate(800k): %+v, want the given bucket and a 300 ms queue (30000 B)", s)
+	}
+	r.Up.SetRate(4_000_000)
+	if s := r.Up.Shape(); s.Bucket != 10_000 || s.Limit != 50_000 {
+		t.Errorf("defaults after SetRate(4M): %+v, want a 20 ms bucket (10000 B) and a 100 ms queue (50000 B)", s)
+	}
+}
