@@ -317,8 +317,12 @@ async function pollLayer() {
   let layer = null;
   try {
     layer = await v.layer();
-  } catch {
-    layer = null; // the resource has just ended, or the server is unreachable: the next poll tells
+  } catch (err) {
+    layer = null; // the server is unreachable, or the resource has ended
+    // 404: the server has ended this resource (e.g. it restarted, or an operator
+    // dropped the classroom) while the connection still looks up: connect again now
+    // rather than wait for ICE to notice.
+    if (err.status === 404 && url === v.layerURL && !v.stopped) v.reconnect();
   }
   if (url !== v.layerURL) return; // reconnected meanwhile: that answer is about the old resource
   st.layer = layer && typeof layer === 'object' ? layer : null;
