@@ -1,8 +1,21 @@
 package peer
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
 
 	"lectern/internal/clip"
 	"lectern/internal/testenv"
@@ -97,4 +110,296 @@ func keys[V any](m map[string]V) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// frameSizes records the picture size of each SPS a subscriber's video carries.
+type frameSizes struct {
+	mu    sync.Mutex
+	sizes []string
+}
+
+// onPacket reads SPS NAL units (single, or in a STAP-A as the clips send them).
+func (s *frameSizes) onPacket(kind webrtc.RTPCodecType, p *rtp.Packet) {
+	if kind != webrtc.RTPCodecTypeVideo || len(p.Payload) == 0 {
+		return
+	}
+	var nalus [][]byte
+	switch p.Payload[0] & 0x1f {
+	case 7:
+		nalus = [][]byte{p.Payload}
+	case 24:
+		for b := p.Payload[1:]; len(b) > 2; {
+			n := int(b[0])<<8 | int(b[1])
+			if n > len(b)-2 {
+				break
+			}
+			nalus = append(nalus, b[2:2+n])
+			b = b[2+n:]
+		}
+	}
+	for _, nalu := range nalus {
+		if len(nalu) == 0 || nalu[0]&0x1f != 7 {
+			continue
+		}
+		var sps h264.SPS
+		if err := sps.Unmarshal(nalu); err != nil {
+			continue
+		}
+		s.mu.Lock()
+		s.sizes = append(s.sizes, fmt.Sprintf("%dx%d", sps.Width(), sps.Height()))
+		s.mu.Unlock()
+	}
+}
+
+func (s *frameSizes) get() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.sizes)
+}
+
+// settlesOn waits for three SPS of size want and checks the subscriber got that
+// size from its first or second keyframe on: it may start on the layer whose track
+// its downtrack met first (the fast start replays that one's cached keyframe) and
+// switch at the wanted layer's next keyframe, but must then stay there.
+func (s *frameSizes) settlesOn(ctx context.Context, t *testing.T, want string) []string {
+	t.Helper()
+	testenv.WaitFor(ctx, t, "three SPS of "+want, func() bool {
+		return len(slices.DeleteFunc(s.get(), func(got string) bool { return got != want })) >= 3
+	})
+	got := s.get()
+	first := slices.Index(got, want)
+	if first > 1 || slices.ContainsFunc(got[first:], func(s string) bool { return s != want }) {
+		t.Fatalf("subscriber got SPS %v, want %s from the first or second keyframe on", got, want)
+	}
+	return got
+}
+
+// waitLayers waits until the trainer's video has the tracks of n layers, each with
+// packets.
+func (f *fixture) waitLayers(t *testing.T, n int) {
+	t.Helper()
+	testenv.WaitFor(f.ctx, t, fmt.Sprintf("%d video layers with packets", n), func() bool {
+		tracks := f.trainerTracks()
+		for rank := range n {
+			if tr := tracks[sfu.LayerName("trainer/video", rank)]; tr == nil || tr.Bytes() == 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// TestSimulcastSubscriberGetsTopLayer: a WHEP subscriber joining a simulcast
+// trainer receives the best layer (its keyframes' SPS say 1280x720), and audio.
+func TestSimulcastSubscriberGetsTopLayer(t *testing.T) {
+	f := newFixture(t, Config{}, time.Second)
+	f.startSimulcast(t, testpeer.SimulcastOptions{Layers: simulcastClips(t)})
+	// pion reports the layers in the order their first packets come; a classroom
+	// joining in between would start on a lower one and switch up at a keyframe.
+	f.waitLayers(t, 3)
+	var sizes frameSizes
+	sub, err := testpeer.NewSubscriber(f.ctx, testpeer.Options{}, 1, 1, f.subscribeSignal(trainerLayout), sizes.onPacket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sub.Close)
+	got := sizes.settlesOn(f.ctx, t, "1280x720") // the top layer
+	t.Logf("SPS received: %v", got)
+	if err := sub.WaitPackets(f.ctx, 1, 50); err != nil {
+		t.Fatalf("audio: %v", err)
+	}
+}
+
+// TestSimulcastSilentLayer: a layer that is negotiated but never sends (here the
+// top one) is not waited for: subscribers get the next layer, 640x360; the
+// publication still has the tracks of the layers that send.
+func TestSimulcastSilentLayer(t *testing.T) {
+	f := newFixture(t, Config{}, time.Second)
+	pub := f.startSimulcast(t, testpeer.SimulcastOptions{Layers: simulcastClips(t), Silent: []string{"h"}})
+	var sizes frameSizes
+	sub, err := testpeer.NewSubscriber(f.ctx, testpeer.Options{}, 1, 1, f.subscribeSignal(trainerLayout), sizes.onPacket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sub.Close)
+	sizes.settlesOn(f.ctx, t, "640x360") // the best layer that sends
+	if p, _ := pub.Sent("h"); p != 0 {
+		t.Fatalf("the silent layer sent %d packets", p)
+	}
+	if tr := f.trainerTracks()["trainer/video"]; tr != nil && tr.Bytes() > 0 {
+		t.Fatalf("trainer/video carried %d bytes from a silent layer", tr.Bytes())
+	}
+}
+
+// chromiumSimulcastOffer is a Chromium WHIP offer with three H.264 simulcast layers
+// (rids q, h, f: quarter, half, full), its video section edited by edit (nil: as is).
+func chromiumSimulcastOffer(t *testing.T, edit func(video []string) []string) string {
+	t.Helper()
+	b, err := os.ReadFile("testdata/chromium-simulcast-offer.sdp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\r\n"), "\r\n")
+	video := slices.IndexFunc(lines, func(l string) bool { return strings.HasPrefix(l, "m=video") })
+	if edit != nil {
+		lines = append(lines[:video:video], edit(lines[video:])...)
+	}
+	return strings.Join(lines, "\r\n") + "\r\n"
+}
+
+// replaceLines replaces each line equal to a key by its value (several lines
+// when it holds \r\n; none when empty).
+func replaceLines(repl map[string]string) func([]string) []string {
+	return func(lines []string) []string {
+		var out []string
+		for _, l := range lines {
+			if r, ok := repl[l]; ok {
+				if r != "" {
+					out = append(out, strings.Split(r, "\r\n")...)
+				}
+				continue
+			}
+			out = append(out, l)
+		}
+		return out
+	}
+}
+
+// section returns the lines of the media section of an SDP whose m-line starts
+// with prefix.
+func section(sdp, prefix string) string {
+	_, rest, ok := strings.Cut(sdp, "\r\n"+prefix)
+	if !ok {
+		return ""
+	}
+	if i := strings.Index(rest, "\r\nm="); i >= 0 {
+		rest = rest[:i]
+	}
+	return prefix + rest
+}
+
+// TestSimulcastChromiumOfferAnswered: the answer to Chromium's simulcast offer
+// negotiates what Chromium requires to send its layers (the mid and rtp-stream-id
+// header extensions, a=simulcast:recv with the rids, TWCC for its bandwidth
+// estimate), and the layers are ranked by their conventional names (f best).
+func TestSimulcastChromiumOfferAnswered(t *testing.T) {
+	offer := chromiumSimulcastOffer(t, nil)
+	sections, err := parseOffer(offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := sections[1].simulcast.ranks, map[string]int{"f": 0, "h": 1, "q": 2}; !maps.Equal(got, want) {
+		t.Fatalf("ranks %v, want %v", got, want)
+	}
+	f := newFixture(t, Config{}, time.Second)
+	_, answer, err := f.edge.Publish(f.sess, sfu.TrainerPublication, offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	video := section(answer, "m=video")
+	for _, want := range []string{
+		"a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid",
+		"a=extmap:10 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id",
+		"a=extmap:11 urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id",
+		"a=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01",
+		"a=rid:q recv", "a=rid:h recv", "a=rid:f recv",
+		"a=simulcast:recv q;h;f",
+		"a=rtcp-fb:108 transport-cc",
+	} {
+		if !strings.Contains(video, want+"\r\n") {
+			t.Errorf("answer's video section lacks %q:\n%s", want, video)
+		}
+	}
+	if audio := section(answer, "m=audio"); !strings.Contains(audio, "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\n") {
+		t.Errorf("answer's audio section lacks the mid extension:\n%s", audio)
+	}
+}
+
+// TestSimulcastBadOffers: simulcast offers the edge cannot take are refused with
+// ErrBadOffer (WHIP answers 400) and a reason naming the problem.
+func TestSimulcastBadOffers(t *testing.T) {
+	f := newFixture(t, Config{}, time.Second)
+	for _, tc := range []struct {
+		name   string
+		repl   map[string]string
+		reason string
+	}{
+		{"four layers", map[string]string{"a=simulcast:send q;h;f": "a=rid:x send\r\na=simulcast:send q;h;f;x"}, "4 simulcast streams, at most 3"},
+		{"duplicate rid", map[string]string{"a=rid:f send": "a=rid:f send\r\na=rid:f send max-width=1280"}, `rid "f" declared twice`},
+		{"unknown rid", map[string]string{"a=simulcast:send q;h;f": "a=simulcast:send q;h;z"}, `unknown rid "z"`},
+		{"rid listed twice", map[string]string{"a=simulcast:send q;h;f": "a=simulcast:send q;h;q"}, `rid "q" listed twice`},
+		{"malformed rid", map[string]string{"a=rid:q send": "a=rid:q/x send"}, "malformed rid"},
+		{"bad restriction", map[string]string{"a=rid:q send": "a=rid:q send max-width=wide"}, `max-width="wide" is not a positive number`},
+		{"every layer another codec", map[string]string{"a=rid:q send": "a=rid:q send pt=96", "a=rid:h send": "a=rid:h send pt=96", "a=rid:f send": "a=rid:f send pt=45"}, "no simulcast stream the edge can take"},
+		{"two simulcast lines", map[string]string{"a=simulcast:send q;h;f": "a=simulcast:send q;h;f\r\na=simulcast:send q"}, "2 a=simulcast lines"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := f.edge.Publish(f.sess, sfu.TrainerPublication, chromiumSimulcastOffer(t, replaceLines(tc.repl)))
+			if !errors.Is(err, ErrBadOffer) || !strings.Contains(err.Error(), tc.reason) {
+				t.Fatalf("got %v, want ErrBadOffer with %q", err, tc.reason)
+			}
+		})
+	}
+}
+
+// TestSimulcastLayerOfAnotherCodecIgnored: a rid restricted to VP8 (mixed-codec
+// simulcast) is left out of the answer, so the publisher does not send it; the H.264
+// layers are taken. A paused rid is answered paused and not ranked.
+func TestSimulcastLayerOfAnotherCodecIgnored(t *testing.T) {
+	offer := chromiumSimulcastOffer(t, replaceLines(map[string]string{
+		"a=rid:q send": "a=rid:q send pt=96", "a=simulcast:send q;h;f": "a=simulcast:send q;~h;f"}))
+	sections, err := parseOffer(offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim := sections[1].simulcast
+	if !maps.Equal(sim.ranks, map[string]int{"f": 0}) || len(sim.ignored) != 1 || sim.ignored[0].rid != "q" {
+		t.Fatalf("ranks %v, ignored %v; want f:0, q ignored", sim.ranks, sim.ignored)
+	}
+	f := newFixture(t, Config{}, time.Second)
+	_, answer, err := f.edge.Publish(f.sess, sfu.TrainerPublication, offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	video := section(answer, "m=video")
+	if !strings.Contains(video, "a=simulcast:recv ~h;f\r\n") || strings.Contains(video, "a=rid:q") {
+		t.Fatalf("answer should receive ~h;f only:\n%s", video)
+	}
+}
+
+func TestParseSimulcastRanks(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		attrs []string
+		want  map[string]int
+	}{
+		{"no simulcast", nil, nil},
+		{"sizes win over names", []string{"rid:h send max-width=320;max-height=180", "rid:m send max-width=1280;max-height=720", "rid:l send max-height=360", "simulcast:send h;m;l"}, map[string]int{"m": 0, "l": 1, "h": 2}},
+		{"bitrates", []string{"rid:a send max-br=250000", "rid:b send max-br=2500000", "simulcast:send a;b"}, map[string]int{"b": 0, "a": 1}},
+		{"h m l", []string{"rid:l send", "rid:h send", "rid:m send", "simulcast:send l;m;h"}, map[string]int{"h": 0, "m": 1, "l": 2}},
+		{"f h q", []string{"rid:q send", "rid:h send", "rid:f send", "simulcast:send q;h;f"}, map[string]int{"f": 0, "h": 1, "q": 2}},
+		{"h and l only", []string{"rid:l send", "rid:h send", "simulcast:send l;h"}, map[string]int{"h": 0, "l": 1}},
+		{"other names: simulcast order", []string{"rid:1 send", "rid:2 send", "rid:0 send", "simulcast:send 2;0;1"}, map[string]int{"2": 0, "0": 1, "1": 2}},
+		{"rids without a=simulcast", []string{"rid:x send", "rid:y send"}, map[string]int{"x": 0, "y": 1}},
+		{"recv rids ignored", []string{"rid:x recv", "simulcast:recv x"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			md := &sdp.MediaDescription{MediaName: sdp.MediaName{Media: "video", Formats: []string{"102"}}}
+			for _, a := range append([]string{"rtpmap:102 H264/90000", "fmtp:102 packetization-mode=1"}, tc.attrs...) {
+				key, value, _ := strings.Cut(a, ":")
+				md.Attributes = append(md.Attributes, sdp.Attribute{Key: key, Value: value})
+			}
+			sim, err := parseSimulcast(md, "1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got map[string]int
+			if sim != nil {
+				got = sim.ranks
+			}
+			if !maps.Equal(got, tc.want) {
+				t.Fatalf("ranks %v, want %v", got, tc.want)
+			}
+		})
+	}
 }
