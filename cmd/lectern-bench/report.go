@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -123,6 +124,9 @@ func (r *report) evaluate() {
 		{"forwarding latency p99 (ms)", "≤ 10", at.LatencyP99ms, at.LatencyP99ms <= 10 && at.LatencyN > 0},
 		{"join p50, POST → first keyframe (ms)", "≤ 150", at.JoinP50ms, at.JoinP50ms <= 150 && at.Joins > 0},
 	}
+	if r.Simulcast { // the layers' send times are not logged: no latency samples
+		r.Targets = slices.DeleteFunc(r.Targets, func(t target) bool { return strings.HasPrefix(t.Name, "forwarding latency") })
+	}
 }
 
 func abs(n int) int { return max(n, -n) }
@@ -180,8 +184,13 @@ func printRow(w io.Writer, s step) {
 }
 
 func printSummary(w io.Writer, r *report) {
-	fmt.Fprintf(w, "\nclip %dx%d %d fps, video %d bit/s, keyframe every %d frames; publisher ignored %d keyframe requests; %d subscribers saw shifted timestamps\n",
-		r.Clip.Width, r.Clip.Height, r.Clip.FPS, r.Clip.Bitrate, r.Clip.GOP, r.KeyframeRequestsIgnored, r.TimestampOffsets)
+	if r.Simulcast {
+		fmt.Fprintf(w, "\nsimulcast: 1280x720 2.5 Mbit/s, 640x360 0.8, 320x180 0.25, 30 fps, a keyframe a second; the publisher answered %d keyframe requests; latency not measured\n",
+			r.KeyframeRequestsIgnored)
+	} else {
+		fmt.Fprintf(w, "\nclip %dx%d %d fps, video %d bit/s, keyframe every %d frames; publisher ignored %d keyframe requests; %d subscribers saw shifted timestamps\n",
+			r.Clip.Width, r.Clip.Height, r.Clip.FPS, r.Clip.Bitrate, r.Clip.GOP, r.KeyframeRequestsIgnored, r.TimestampOffsets)
+	}
 	fmt.Fprintf(w, "baseline (publisher only): server %.1f%% of a core, RSS %.1f MB\n", r.Baseline.ServerCPU, r.Baseline.RSSMB)
 	if len(r.Targets) == 0 {
 		return
