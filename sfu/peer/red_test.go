@@ -242,3 +242,41 @@ func BenchmarkREDEncode(b *testing.B) {
 		e.encode(ts, frame, true)
 	}
 }
+
+// TestDownTrackEncodeRED: an audio downtrack sends RED only while its source is
+// Opus; a camera's PCMU goes out unchanged, and without RED nothing changes.
+func TestDownTrackEncodeRED(t *testing.T) {
+	frame := testFrame(1, 80)
+	for _, tc := range []struct {
+		name   string
+		red    bool
+		pt     uint8 // the source codec's payload type for the subscriber
+		wantPT uint8
+	}{
+		{"opus with red", true, 111, 63},
+		{"pcmu with red", true, 0, 0},
+		{"opus without red", false, 111, 111},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := &downTrack{pt: tc.pt}
+			if tc.red {
+				d.red = newREDEncoder(63, 111, redDistance)
+			}
+			d.hdr.PayloadType, d.hdr.Timestamp = tc.pt, 960
+			out := d.encodeRED(frame, false)
+			if d.hdr.PayloadType != tc.wantPT {
+				t.Fatalf("payload type %d, want %d", d.hdr.PayloadType, tc.wantPT)
+			}
+			if tc.wantPT != 63 {
+				if !bytes.Equal(out, frame) {
+					t.Fatal("payload changed")
+				}
+				return
+			}
+			blocks, err := decodeRED(960, out)
+			if err != nil || len(blocks) != 1 || !bytes.Equal(blocks[0].data, frame) {
+				t.Fatalf("RED payload %d blocks (%v), want the frame alone", len(blocks), err)
+			}
+		})
+	}
+}
