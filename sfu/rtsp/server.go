@@ -76,8 +76,9 @@ type Server struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // stream feeders
 
-	gs  *gortsplib.Server
-	udp *udpPair // nil when UDP is off
+	gs      *gortsplib.Server
+	udp     *udpPair     // nil when UDP is off
+	writers *connWriters // send TCP readers' packets; nil before Start
 
 	mu      sync.Mutex
 	started bool
@@ -202,7 +203,10 @@ func (s *Server) Start() error {
 			return nil, fmt.Errorf("rtsp: unexpected UDP address %s", addr)
 		}
 	}
+	s.writers = newConnWriters()
 	if err := gs.Start(); err != nil {
+		s.writers.close()
+		s.writers = nil
 		_ = ln.Close()
 		if s.udp != nil {
 			s.udp.close()
@@ -246,10 +250,13 @@ func (s *Server) Close() error {
 	}
 	s.closed = true
 	s.cancel()
-	gs := s.gs
+	gs, writers := s.gs, s.writers
 	s.mu.Unlock()
 	if gs != nil {
 		gs.Close() // closes the listener, the connections, the sessions and the UDP sockets
+	}
+	if writers != nil {
+		writers.close()
 	}
 	s.mu.Lock()
 	streams := make([]*pubStream, 0, len(s.streams))

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v4"
@@ -73,19 +74,29 @@ type lecternConn struct {
 	mode     atomic.Int32
 	closeOne sync.Once
 
-	// Writes to a TCP reader go out from its own goroutine, which sends all that
-	// gathered while its previous system call ran in one: gortsplib writes each
-	// packet on its own, and the system call, not the copy, is most of a reader's
-	// cost. At most maxPending bytes wait; past that Write blocks, so gortsplib's
-	// queue for the reader fills and a slow reader is detected there.
+	// Writes to a TCP reader gather in pending; the server's shared writers
+	// (connWriters) send what gathered with one system call: gortsplib writes
+	// each packet on its own, and the system call, not the copy, is most of a
+	// reader's cost. At most maxPending bytes wait; past that Write blocks, so
+	// gortsplib's queue for the reader fills and a slow reader is detected there.
 	wmu      sync.Mutex
 	wcond    sync.Cond // on wmu: pending drained, or an error
 	pending  []byte
 	spare    []byte
-	werr     error // the flusher's write failed, or the connection closed
-	flushing bool  // the flusher goroutine runs
-	kick     chan struct{}
-	done     chan struct{}
+	werr     error // a write failed, or the connection closed
+	queued   bool  // on its worker's list (or being sent by it)
+	blocking bool  // sendBlocking runs: the reader stalled, or the connection is TLS
+	writer   *connWriter
+
+	// raw sends without blocking, for the worker (nil for TLS, whose records a
+	// non-blocking write cannot cut: sendBlocking sends those). rawBuf, rawN and
+	// rawErr are rawWrite's arguments and results (worker only; a method value
+	// made once, so a send allocates nothing).
+	raw        syscall.RawConn
+	rawWriteFn func(fd uintptr) bool
+	rawBuf     []byte
+	rawN       int
+	rawErr     error
 }
 
 const maxPending = 64 << 10
@@ -121,46 +132,125 @@ func (c *lecternConn) Write(b []byte) (int, error) {
 		return 0, err
 	}
 	c.pending = append(c.pending, b...)
-	if !c.flushing {
-		c.flushing = true
-		go c.flushLoop()
+	notify := false
+	switch {
+	case c.queued || c.blocking: // whoever sends will see these bytes
+	case c.raw == nil || c.writer == nil:
+		c.blocking = true
+		go c.sendBlocking(nil)
+	default:
+		c.queued, notify = true, true
 	}
 	c.wmu.Unlock()
-	select {
-	case c.kick <- struct{}{}:
-	default: // the flusher will see these bytes anyway
+	if notify {
+		c.writer.notify(c)
 	}
 	return len(b), nil
 }
 
-// flushLoop sends the pending bytes until the connection closes.
-func (c *lecternConn) flushLoop() {
-	for {
-		select {
-		case <-c.kick:
-		case <-c.done:
-			return
+// sendSome is the worker's turn on c: it sends the pending bytes without
+// blocking and reports whether c has more to send. A partial send means the
+// reader's socket buffer is full: the rest goes to sendBlocking, which waits.
+func (c *lecternConn) sendSome() bool {
+	c.wmu.Lock()
+	if c.werr != nil || len(c.pending) == 0 {
+		c.queued = false
+		c.wmu.Unlock()
+		return false
+	}
+	buf := c.pending
+	c.pending = c.spare[:0]
+	c.spare = nil
+	c.wcond.Broadcast() // a writer waiting for room
+	c.wmu.Unlock()
+
+	c.rawBuf, c.rawN, c.rawErr = buf, 0, nil
+	err := c.raw.Write(c.rawWriteFn)
+	n := c.rawN
+	if err == nil {
+		err = c.rawErr
+	}
+	c.rawBuf = nil
+
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if err != nil {
+		if c.werr == nil {
+			c.werr = err
 		}
-		c.wmu.Lock()
-		for len(c.pending) > 0 && c.werr == nil {
-			buf := c.pending
+		c.wcond.Broadcast()
+		c.queued = false
+		return false
+	}
+	if n < len(buf) {
+		c.queued, c.blocking = false, true
+		go c.sendBlocking(buf[n:])
+		return false
+	}
+	c.spare = buf[:0]
+	if len(c.pending) == 0 {
+		c.queued = false
+		return false
+	}
+	return true
+}
+
+// rawWrite writes c.rawBuf[c.rawN:] to the socket until it would block; it is
+// the callback of RawConn.Write, returning true so the poller never waits.
+func (c *lecternConn) rawWrite(fd uintptr) bool {
+	for c.rawN < len(c.rawBuf) {
+		n, err := syscall.Write(int(fd), c.rawBuf[c.rawN:])
+		if n > 0 {
+			c.rawN += n
+		}
+		switch {
+		case err == syscall.EINTR:
+		case err == syscall.EAGAIN:
+			return true
+		case err != nil:
+			c.rawErr = fmt.Errorf("rtsp: write: %w", err)
+			return true
+		case n <= 0:
+			return true
+		}
+	}
+	return true
+}
+
+// sendBlocking sends first (what a worker could not) and then the pending bytes
+// with blocking writes, each batch within WriteTimeout, until nothing is pending:
+// then the connection goes back to its worker. It runs for a TLS connection's
+// every batch, and for a plain one's only while its reader lags.
+func (c *lecternConn) sendBlocking(first []byte) {
+	buf := first
+	c.wmu.Lock()
+	for c.werr == nil && (len(buf) > 0 || len(c.pending) > 0) {
+		if len(buf) == 0 {
+			buf = c.pending
 			c.pending = c.spare[:0]
-			c.wmu.Unlock()
-			_ = c.Conn.SetWriteDeadline(time.Now().Add(c.st.s.cfg.WriteTimeout))
-			_, err := c.Conn.Write(buf)
-			c.wmu.Lock()
-			c.spare = buf[:0]
-			if err != nil && c.werr == nil {
-				c.werr = err
-			}
+			c.spare = nil
 			c.wcond.Broadcast()
 		}
 		c.wmu.Unlock()
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(c.st.s.cfg.WriteTimeout))
+		_, err := c.Conn.Write(buf)
+		c.wmu.Lock()
+		if c.spare == nil {
+			c.spare = buf[:0]
+		}
+		buf = nil
+		if err != nil && c.werr == nil {
+			c.werr = err
+		}
+		c.wcond.Broadcast()
 	}
+	c.blocking = false
+	c.wmu.Unlock()
 }
 
-// SetWriteDeadline passes gortsplib's deadline on, except for a TCP reader, whose
-// flusher sets one per batch rather than per packet (each one re-arms a timer).
+// SetWriteDeadline passes gortsplib's deadline on, except for a TCP reader: its
+// writes do not wait (a worker's), or set one per batch (sendBlocking) rather
+// than per packet (each one re-arms a timer).
 func (c *lecternConn) SetWriteDeadline(t time.Time) error {
 	if c.mode.Load() == modePlayTCP {
 		return nil
@@ -193,7 +283,6 @@ func (c *lecternConn) closeNow() error {
 		c.werr = net.ErrClosed
 		c.wcond.Broadcast()
 		c.wmu.Unlock()
-		close(c.done)
 		err = c.Conn.Close()
 	})
 	return err
@@ -222,8 +311,14 @@ func newConnState(s *Server, inner net.Conn) *connState {
 	host, _, _ := net.SplitHostPort(inner.RemoteAddr().String())
 	st := &connState{s: s, remote: host, authed: map[string]bool{},
 		log: s.log.With("remote", inner.RemoteAddr().String())}
-	st.nc = &lecternConn{Conn: inner, st: st, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	st.nc = &lecternConn{Conn: inner, st: st}
 	st.nc.wcond.L = &st.nc.wmu
+	if sc, ok := inner.(syscall.Conn); ok && s.writers != nil {
+		if raw, err := sc.SyscallConn(); err == nil {
+			st.nc.raw, st.nc.writer = raw, s.writers.assign()
+			st.nc.rawWriteFn = st.nc.rawWrite
+		}
+	}
 	return st
 }
 

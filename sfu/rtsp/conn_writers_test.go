@@ -1,0 +1,158 @@
+package rtsp
+
+import (
+	"bufio"
+	"encoding/binary"
+	"io"
+	"net"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+
+	"lectern/sfu"
+)
+
+// TestStalledTCPReaderStreamIntact: a TCP reader that stops reading fills its
+// socket, so the shared writer's non-blocking send comes back short and the rest
+// goes to the connection's own blocking sender; when the reader reads again it gets
+// every packet once, in order, with no interleaved frame cut, and later packets
+// reach it through the shared writer again.
+func TestStalledTCPReaderStreamIntact(t *testing.T) {
+	f := newFixture(t, nil)
+	lease, err := f.sess.Claim(sfu.TrainerPublication, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	video, err := lease.Track("video", sfu.KindVideo, sfu.Codec{MimeType: sfu.MimeH264, ClockRate: 90000,
+		Fmtp: "packetization-mode=1;profile-level-id=42e01f"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := make([]byte, 1100)
+	payload[0] = 0x65 // an IDR slice: every packet is a point a reader may start at
+	pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 1, Marker: true}, Payload: payload}
+	next := uint32(0)
+	write := func(n int) {
+		t.Helper()
+		for range n {
+			pkt.SequenceNumber, pkt.Timestamp = uint16(next), next*3000
+			binary.BigEndian.PutUint32(payload[1:5], next)
+			next++
+			if err := video.WriteRTP(&pkt); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	write(1) // the keyframe cache, for DESCRIBE
+
+	url := f.url(testSession, testAdmin)
+	// A small receive buffer set before connecting (after, the window was already
+	// offered), so the server's socket fills soon.
+	d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4<<10)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	nc, err := d.DialContext(f.ctx, "tcp", f.srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = nc.Close() })
+	c := &rawClient{t: t, nc: nc, br: bufio.NewReader(nc)}
+	if res := c.do("DESCRIBE", url, nil, ""); res.status != 200 {
+		t.Fatalf("DESCRIBE: %d %s", res.status, res.reason)
+	}
+	c.start("PLAY", url, c.setup(url+"/trackID=0", "RTP/AVP/TCP;unicast;interleaved=0-1", ""))
+	var sc *lecternConn
+	f.srv.mu.Lock()
+	for _, st := range f.srv.conns {
+		sc = st.nc
+	}
+	f.srv.mu.Unlock()
+	if sc == nil || sc.raw == nil {
+		t.Fatal("the reader's connection is not sent by the shared writers")
+	}
+	// And a small send buffer on the server's side: over loopback the kernel would
+	// otherwise size it to megabytes (loopback's MSS is 64 KB).
+	if err := sc.Conn.(*net.TCPConn).SetWriteBuffer(16 << 10); err != nil {
+		t.Fatal(err)
+	}
+	blocking := func() bool {
+		sc.wmu.Lock()
+		defer sc.wmu.Unlock()
+		return sc.blocking
+	}
+
+	// Write while the reader reads nothing, until its connection waits on the socket.
+	const batch = 20
+	for !blocking() {
+		if f.ctx.Err() != nil || next > 800 { // well within the queues: nothing may drop
+			t.Fatalf("after %d packets the reader's connection never waited for its socket", next)
+		}
+		write(batch)
+		time.Sleep(time.Millisecond) // let the feed and the writers run
+	}
+	stalledAt := next
+	write(batch)
+
+	// Read it all: every packet once, in order, frames whole.
+	want := next
+	seen := uint32(0)
+	first := true
+	readUntil := func(last uint32) {
+		t.Helper()
+		_ = c.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		var hdr [4]byte
+		for first || seen < last {
+			if _, err := io.ReadFull(c.br, hdr[:]); err != nil {
+				t.Fatalf("reading frame header after packet %d: %v", seen, err)
+			}
+			if hdr[0] != '$' {
+				t.Fatalf("after packet %d: not an interleaved frame: % x", seen, hdr)
+			}
+			body := make([]byte, binary.BigEndian.Uint16(hdr[2:4]))
+			if _, err := io.ReadFull(c.br, body); err != nil {
+				t.Fatalf("reading frame after packet %d: %v", seen, err)
+			}
+			if hdr[1] == 1 { // RTCP: a sender report
+				continue
+			}
+			if hdr[1] != 0 {
+				t.Fatalf("frame on channel %d", hdr[1])
+			}
+			var p rtp.Packet
+			if err := p.Unmarshal(body); err != nil {
+				t.Fatalf("RTP packet after %d: %v", seen, err)
+			}
+			if len(p.Payload) != len(payload) {
+				t.Fatalf("RTP payload of %d bytes, want %d", len(p.Payload), len(payload))
+			}
+			i := binary.BigEndian.Uint32(p.Payload[1:5])
+			switch {
+			case first: // the cached keyframe or the first packet written after PLAY
+				first = false
+			case i != seen+1:
+				t.Fatalf("packet %d after packet %d", i, seen)
+			}
+			seen = i
+		}
+	}
+	readUntil(want - 1)
+	if stalledAt < batch || seen != want-1 {
+		t.Fatalf("read up to packet %d, want %d (stalled after %d)", seen, want-1, stalledAt)
+	}
+
+	// Caught up: the connection is the shared writers' again.
+	waitFor(f.ctx, t, "the blocking sender to finish", func() bool { return !blocking() })
+	write(batch)
+	readUntil(next - 1)
+	if d := f.reg.Stats().QueueDrops.Load(); d != 0 {
+		t.Fatalf("%d packets dropped", d)
+	}
+}
