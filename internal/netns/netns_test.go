@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"strings"
@@ -55,6 +56,36 @@ func TestNamespaceSocketsAndCommand(t *testing.T) {
 	if c, err := n.DialTCP(ctx, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(ln.Addr().(*net.TCPAddr).Port)).String()); err == nil {
 		_ = c.Close()
 		t.Error("dialled the host's port on 127.0.0.1 from inside the namespace")
+	}
+	// HTTP from inside: the server sees the namespace's address.
+	hln, err := net.Listen("tcp", netip.AddrPortFrom(n.HostIP, 0).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, r.RemoteAddr) })}
+	go func() { _ = srv.Serve(hln) }()
+	defer srv.Close()
+	resp, err := n.HTTPClient().Get("http://" + hln.Addr().String() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if from, err := netip.ParseAddrPort(string(body)); err != nil || from.Addr() != n.NSIP {
+		t.Errorf("HTTP request arrived from %q, want %v", body, n.NSIP)
+	}
+	// The up direction can be limited too, and unlimited again.
+	if err := n.SetUpRate(1_000_000); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := n.Command(ctx, "tc", "qdisc", "show", "dev", n.NSIf).CombinedOutput(); err != nil || !strings.Contains(string(out), "tbf") || !strings.Contains(string(out), "1Mbit") {
+		t.Errorf("after SetUpRate(1M): %v: %s", err, out)
+	}
+	if err := n.SetUpRate(0); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := n.Command(ctx, "tc", "qdisc", "show", "dev", n.NSIf).CombinedOutput(); strings.Contains(string(out), "tbf") {
+		t.Errorf("after SetUpRate(0) a tbf is left: %s", out)
 	}
 	out, err := n.Command(ctx, "ip", "-4", "-o", "addr", "show").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), n.NSIP.String()+"/30") || strings.Contains(string(out), n.HostIP.String()+"/30") {
