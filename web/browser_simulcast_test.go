@@ -2,6 +2,10 @@ package web
 
 import (
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -178,6 +182,9 @@ func TestBrowserLayerPin(t *testing.T) {
 		t.Errorf("English notice %q", got)
 	}
 	low.screenshot("room-audio-only")
+	low.viewport(390, 844, true)
+	low.screenshot("room-audio-only-phone")
+	low.viewport(1366, 768, false)
 	low.click("#lang-switch")
 	top.waitRising("main.framesDecoded", 20, 10*time.Second) // the other classroom is untouched
 
@@ -186,6 +193,65 @@ func TestBrowserLayerPin(t *testing.T) {
 	low.waitJS("notice gone", `document.getElementById('video-paused').hidden`, 20*time.Second)
 	low.waitRising("main.framesDecoded", 20, 20*time.Second)
 	for _, tb := range []*tab{studio, low, top} {
+		tb.noConsoleErrors()
+	}
+}
+
+// TestBrowserLayerWithoutExtension: against a server whose WHEP answers carry no
+// layer extension (an older Lectern, another WHEP server: here a proxy drops the
+// Link), the classroom plays as before and shows no layer controls.
+func TestBrowserLayerWithoutExtension(t *testing.T) {
+	s := pagesStack(t)
+	id := s.createSession("Older server")
+	target, err := url.Parse(s.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.ModifyResponse = func(r *http.Response) error {
+		var keep []string
+		for _, l := range r.Header.Values("Link") {
+			for _, one := range strings.Split(l, ", <") {
+				if !strings.Contains(one, whepLayerRel) {
+					if !strings.HasPrefix(one, "<") {
+						one = "<" + one
+					}
+					keep = append(keep, one)
+				}
+			}
+		}
+		r.Header.Del("Link")
+		for _, l := range keep {
+			r.Header.Add("Link", l)
+		}
+		return nil
+	}
+	older := httptest.NewServer(proxy)
+	t.Cleanup(older.Close)
+
+	b := newBrowser(t)
+	studio := b.tab("studio")
+	studio.open(s.url + "/studio/" + id + "?token=" + s.token(id, auth.RoleTrainer, "trainer"))
+	studio.waitJS("camera and microphone ready", `!document.getElementById('golive').disabled`, 20*time.Second)
+	studio.click("#golive")
+	studio.waitRising("publisher.framesEncoded", 10, 20*time.Second)
+
+	room := b.tab("room")
+	room.open(older.URL + "/room/" + id + "?token=" + s.token(id, auth.RoleSite, "hue"))
+	room.waitRising("main.framesDecoded", 20, 30*time.Second)
+	room.waitRising("main.audioPackets", 20, 10*time.Second)
+	room.waitJS("stage playing", `document.getElementById('stage').dataset.state === 'playing'`, 10*time.Second)
+	var layerURL string
+	if err := room.eval(`window.lectern.health().then(h => h.layerURL)`, &layerURL); err != nil || layerURL != "" {
+		t.Errorf("layer URL %q without the extension (%v)", layerURL, err)
+	}
+	time.Sleep(2500 * time.Millisecond) // a layer poll's time: it must not show anything
+	for _, sel := range []string{"#layer", "#layer-pin-box", "#video-paused"} {
+		if !room.hidden(sel) {
+			t.Errorf("%s shown without the layer extension", sel)
+		}
+	}
+	for _, tb := range []*tab{studio, room} {
 		tb.noConsoleErrors()
 	}
 }
