@@ -60,6 +60,11 @@ type SimulcastOptions struct {
 	// EditOffer, if set, rewrites the offer before it is signalled (tests of
 	// offers the edge refuses or trims).
 	EditOffer func(offer string) string
+	// OnAccessUnit, if set, is called on the layer's sending goroutine after the
+	// packets of each access unit were handed to pion, with the layer's rid, the
+	// unit's RTP timestamp, whether it is a keyframe, and the time just before its
+	// first packet was written (for latency measurement). It must not block.
+	OnAccessUnit func(rid string, ts uint32, keyframe bool, sentAt time.Time)
 }
 
 // SimulcastPublisher is a pion WHIP publisher sending one H.264 video in up to
@@ -83,6 +88,7 @@ type SimulcastPublisher struct {
 type simLayer struct {
 	rid     string
 	track   *webrtc.TrackLocalStaticRTP
+	onAU    func(rid string, ts uint32, keyframe bool, sentAt time.Time)
 	fps     int
 	frames  [][]rtp.Packet // packets of each access unit, without seq/ts
 	keys    []bool
@@ -129,7 +135,7 @@ func NewSimulcastPublisher(ctx context.Context, signal Signal, o SimulcastOption
 			_ = pc.Close()
 			return nil, err
 		}
-		l := &simLayer{rid: rids[i], track: track, fps: c.FPS}
+		l := &simLayer{rid: rids[i], track: track, fps: c.FPS, onAU: o.OnAccessUnit}
 		for _, au := range c.Video {
 			l.frames = append(l.frames, au.Packetize(1200))
 			l.keys = append(l.keys, au.Keyframe)
@@ -315,6 +321,7 @@ func (l *simLayer) run(ctx context.Context) {
 			i = l.nextKeyframe(i)
 		}
 		ts := tsBase + uint32(int64(frame)*90000/int64(l.fps))
+		sentAt := time.Now()
 		for k := range l.frames[i] {
 			pkt = l.frames[i][k]
 			pkt.SequenceNumber = seq
@@ -328,6 +335,9 @@ func (l *simLayer) run(ctx context.Context) {
 			}
 			l.packets.Add(1)
 			l.bytes.Add(uint64(len(pkt.Payload)))
+		}
+		if l.onAU != nil {
+			l.onAU(l.rid, ts, l.keys[i], sentAt)
 		}
 	}
 }

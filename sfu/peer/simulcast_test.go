@@ -403,3 +403,41 @@ func TestParseSimulcastRanks(t *testing.T) {
 		})
 	}
 }
+
+// TestSimulcastKeyframeRequestsPerLayer: a subscriber's PLI reaches the publisher
+// on the SSRC of the layer it receives (rid h), and the publisher's answer, a
+// keyframe of that layer, reaches the subscriber.
+func TestSimulcastKeyframeRequestsPerLayer(t *testing.T) {
+	f := newFixture(t, Config{}, time.Second)
+	pub := f.startSimulcast(t, testpeer.SimulcastOptions{Layers: simulcastClips(t)})
+	f.waitLayers(t, 3)
+	var sizes frameSizes
+	sub, err := testpeer.NewSubscriber(f.ctx, testpeer.Options{}, 1, 1, f.subscribeSignal(trainerLayout), sizes.onPacket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sub.Close)
+	sizes.settlesOn(f.ctx, t, "1280x720")
+	before := map[string]int64{}
+	for _, rid := range testpeer.SimulcastRIDs {
+		before[rid] = pub.PLIs(rid)
+	}
+	_, keys, _ := sub.Track(0).Snapshot()
+	// The track coalesces requests (one per keyframe interval at most): ask until
+	// one goes through.
+	testenv.WaitFor(f.ctx, t, "a PLI on layer h", func() bool {
+		if err := sub.SendPLI(0); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+		return pub.PLIs("h") > before["h"]
+	})
+	testenv.WaitFor(f.ctx, t, "the answering keyframe", func() bool {
+		_, k, _ := sub.Track(0).Snapshot()
+		return k > keys
+	})
+	t.Logf("PLIs by layer before %v, after h=%d m=%d l=%d", before, pub.PLIs("h"), pub.PLIs("m"), pub.PLIs("l"))
+	if pub.PLIs("m") != before["m"] || pub.PLIs("l") != before["l"] {
+		t.Fatalf("PLIs reached the layers the subscriber does not receive: before %v, after m=%d l=%d", before, pub.PLIs("m"), pub.PLIs("l"))
+	}
+}
