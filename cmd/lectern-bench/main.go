@@ -46,14 +46,16 @@
 //   - adapt: a simulcast publisher and -subscribers (default 50) browser-like
 //     subscribers (receiver reports, NACKs), each capped at -cap-high (3 Mbit/s);
 //     after -high-hold every cap drops to -cap-low (700 kbit/s) for -low-hold,
-//     then lifts. Per subscriber, from its WHEP resource's layer endpoint
-//     (GET <resource>/layer, polled every -poll): time from the drop until on a
-//     layer that fits the low cap (nominal bitrate + 100 kbit/s for audio and
-//     overhead; "paused" does not count), the longest gap between video frames and
-//     the audio packets lost while the cap is low, and time from the lift until
-//     back on the top layer; reported as p50/p90/max with issue 10's targets
-//     (≤ 2 s, ≤ 500 ms, 0, ≤ 12 s), plus the server's queue drops and NACKs and
-//     the relays' drops over the low phase.
+//     then lifts. Per subscriber: time from the drop until on a layer that fits
+//     the low cap (nominal bitrate + 100 kbit/s for audio and overhead; "paused"
+//     does not count), the longest gap between video frames and the audio
+//     packets lost while the cap is low, and time from the lift until back on the
+//     top layer. The layer is taken both from the server (its WHEP resource's
+//     layer endpoint, GET <resource>/layer, polled every -poll) and from what the
+//     subscriber receives (the picture width in each keyframe's SPS); the targets
+//     use the latter. Reported as p50/p90/max with issue 10's targets (≤ 2 s,
+//     ≤ 500 ms, 0, ≤ 12 s), plus the server's queue drops and NACKs and the
+//     relays' drops over the low phase.
 //   - cost: one step of -subscribers (default 100) browser-like subscribers of a
 //     simulcast publisher (uncapped unless -cap): server CPU and RSS per
 //     subscriber, targets ≤ 0.25 % of a core and ≤ 300 KB. Run it twice, against

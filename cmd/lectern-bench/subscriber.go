@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -8,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	mch264 "github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	pionnack "github.com/pion/interceptor/pkg/nack"
@@ -93,6 +95,12 @@ type subscriber struct {
 	lastFrameAt atomic.Int64
 	maxFrameGap atomic.Int64
 	frameTS     uint32 // video reader only
+	// The picture widths received (from the SPS of each keyframe), as they change:
+	// which simulcast layer arrives, as the classroom sees it.
+	widthMu  sync.Mutex
+	widths   []widthChange
+	lastSPS  []byte // video reader only
+	curWidth int    // video reader only
 
 	// Video reader goroutine only.
 	cursor     sendCursor
@@ -274,12 +282,16 @@ func (s *subscriber) readVideo(tr *webrtc.TrackRemote, sh *shared) {
 				s.maxFrameGap.Store(now - last)
 			}
 		}
+		isKey := sfu.H264IsKeyframe(h.payload)
+		if isKey {
+			s.noteSPS(h.payload, now)
+		}
 		if s.firstAt.Load() == 0 {
-			s.firstKey.Store(sfu.H264IsKeyframe(h.payload))
+			s.firstKey.Store(isKey)
 			s.firstAt.Store(now)
 		}
 		if s.joinedAt.Load() == 0 {
-			if !sfu.H264IsKeyframe(h.payload) {
+			if !isKey {
 				continue
 			}
 			s.joinedAt.Store(now)
@@ -331,6 +343,44 @@ func (s *subscriber) readAudio(tr *webrtc.TrackRemote) {
 			s.audio.add(h.seq)
 		}
 	}
+}
+
+// widthChange is the picture width received from at on (UnixNano).
+type widthChange struct {
+	at    int64
+	width int
+}
+
+// noteSPS records the picture width of a keyframe's SPS when it changes.
+func (s *subscriber) noteSPS(payload []byte, now int64) {
+	sps, _ := sfu.H264ParameterSets(payload)
+	if sps == nil || bytes.Equal(sps, s.lastSPS) {
+		return
+	}
+	s.lastSPS = append(s.lastSPS[:0], sps...)
+	var p mch264.SPS
+	if err := p.Unmarshal(sps); err != nil || p.Width() == s.curWidth {
+		return
+	}
+	s.curWidth = p.Width()
+	s.widthMu.Lock()
+	s.widths = append(s.widths, widthChange{at: now, width: p.Width()})
+	s.widthMu.Unlock()
+}
+
+// widthAt returns the width received at t (0 before any) and the first change
+// after t for which ok returns true (at 0 if none).
+func (s *subscriber) widthAt(t int64, ok func(width int) bool) (width int, first widthChange) {
+	s.widthMu.Lock()
+	defer s.widthMu.Unlock()
+	for _, c := range s.widths {
+		if c.at <= t {
+			width = c.width
+		} else if first.at == 0 && ok(c.width) {
+			first = c
+		}
+	}
+	return width, first
 }
 
 // resetFrameGap starts a new frame gap window at now.
