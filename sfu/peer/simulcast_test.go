@@ -441,3 +441,58 @@ func TestSimulcastKeyframeRequestsPerLayer(t *testing.T) {
 		t.Fatalf("PLIs reached the layers the subscriber does not receive: before %v, after m=%d l=%d", before, pub.PLIs("m"), pub.PLIs("l"))
 	}
 }
+
+// FuzzSimulcastOffer: on any offer, parseOffer does not panic; an accepted
+// simulcast section ranks 1 to MaxLayers layers 0..n-1; the offer with its ignored
+// rids removed parses to the same ranks with nothing left to ignore.
+func FuzzSimulcastOffer(f *testing.F) {
+	b, err := os.ReadFile("testdata/chromium-simulcast-offer.sdp")
+	if err != nil {
+		f.Fatal(err)
+	}
+	offer := string(b)
+	f.Add(offer)
+	f.Add(strings.ReplaceAll(offer, "\r\n", "\n"))
+	f.Add(strings.Replace(offer, "a=rid:q send", "a=rid:q send pt=96;max-width=320", 1))
+	f.Add(strings.Replace(offer, "a=simulcast:send q;h;f", "a=simulcast:send q,h;~f recv x", 1))
+	f.Add(strings.Replace(offer, "a=rid:h send", "a=rid:h send max-br=800000;max-height=360", 1))
+	f.Fuzz(func(t *testing.T, offer string) {
+		sections, err := parseOffer(offer)
+		if err != nil {
+			if !errors.Is(err, ErrBadOffer) && !errors.Is(err, ErrUnsupportedCodec) {
+				t.Fatalf("error %v is neither ErrBadOffer nor ErrUnsupportedCodec", err)
+			}
+			return
+		}
+		edited := withoutIgnoredRids(offer, sections)
+		again, err := parseOffer(edited)
+		if err != nil {
+			t.Fatalf("the edited offer is refused: %v\n%s", err, edited)
+		}
+		if len(again) != len(sections) {
+			t.Fatalf("%d sections, %d after the edit", len(sections), len(again))
+		}
+		for i, s := range sections {
+			if s.simulcast == nil {
+				if again[i].simulcast != nil {
+					t.Fatalf("section %d: simulcast after the edit only", i)
+				}
+				continue
+			}
+			n := len(s.simulcast.ranks)
+			if n < 1 || n > sfu.MaxLayers {
+				t.Fatalf("section %d: %d layers", i, n)
+			}
+			seen := make([]bool, n)
+			for _, r := range s.simulcast.ranks {
+				if r < 0 || r >= n || seen[r] {
+					t.Fatalf("section %d: ranks %v", i, s.simulcast.ranks)
+				}
+				seen[r] = true
+			}
+			if a := again[i].simulcast; a == nil || len(a.ignored) != 0 || !maps.Equal(a.ranks, s.simulcast.ranks) {
+				t.Fatalf("section %d: ranks %v; after the edit %+v", i, s.simulcast.ranks, a)
+			}
+		}
+	})
+}
