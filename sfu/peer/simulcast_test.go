@@ -496,3 +496,22 @@ func FuzzSimulcastOffer(f *testing.F) {
 		}
 	})
 }
+
+// TestSimulcastPausedLayerIgnored: a layer the offer marks paused (~l) gets no
+// rank; when the publisher sends it anyway, the edge logs and ignores it: the
+// publication has the two other layers' tracks only.
+func TestSimulcastPausedLayerIgnored(t *testing.T) {
+	f := newFixture(t, Config{}, time.Second)
+	pub := f.startSimulcast(t, testpeer.SimulcastOptions{Layers: simulcastClips(t), EditOffer: func(offer string) string {
+		return strings.Replace(offer, "a=simulcast:send h;m;l", "a=simulcast:send h;m;~l", 1)
+	}})
+	f.waitLayers(t, 2)
+	testenv.WaitFor(f.ctx, t, "the paused layer to have sent a second", func() bool {
+		p, _ := pub.Sent("l")
+		return p > 60
+	})
+	tracks := f.trainerTracks()
+	if len(tracks) != 3 || tracks["trainer/video~2"] != nil {
+		t.Fatalf("tracks %v, want trainer/video, trainer/video~1 and trainer/audio", keys(tracks))
+	}
+}
