@@ -52,6 +52,32 @@ window.audioStats = async () => {
 };
 </script></body></html>`
 
+// relayPage serves html at / and takes the page's WHIP or WHEP offer as a POST
+// to any other path, signalled through signal (e.g. a udprelay's WrapSignal): the
+// page and its signalling share an origin, and its media goes through the relay.
+// It returns the page's URL.
+func relayPage(t *testing.T, html string, signal testpeer.Signal) string {
+	t.Helper()
+	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Content-Type", "text/html")
+			_, _ = io.WriteString(w, html)
+			return
+		}
+		offer, _ := io.ReadAll(r.Body)
+		answer, err := signal(string(offer))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		w.Header().Set("Content-Type", "application/sdp")
+		w.WriteHeader(http.StatusCreated)
+		_, _ = io.WriteString(w, answer)
+	}))
+	t.Cleanup(page.Close)
+	return page.URL
+}
+
 type browserAudioStats struct {
 	Codec                    string
 	PacketsReceived          float64
@@ -99,26 +125,9 @@ func TestBrowserAudioREDUnderLoss(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = relay.Close() })
-		signal := relay.WrapSignal(s.signal("/whep/"+id, s.token(id, auth.RoleSite, "site-"+v.name), nil))
-		page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.Method != http.MethodPost {
-				w.Header().Set("Content-Type", "text/html")
-				_, _ = io.WriteString(w, redPage)
-				return
-			}
-			offer, _ := io.ReadAll(r.Body)
-			answer, err := signal(string(offer))
-			if err != nil {
-				http.Error(w, err.Error(), http.StatusBadGateway)
-				return
-			}
-			w.Header().Set("Content-Type", "application/sdp")
-			w.WriteHeader(http.StatusCreated)
-			_, _ = io.WriteString(w, answer)
-		}))
-		t.Cleanup(page.Close)
+		page := relayPage(t, redPage, relay.WrapSignal(s.signal("/whep/"+id, s.token(id, auth.RoleSite, "site-"+v.name), nil)))
 		tb := b.tab(v.name)
-		tb.open(page.URL)
+		tb.open(page)
 		if err := tb.eval(fmt.Sprintf("window.start(%v)", v.red), nil); err != nil {
 			t.Fatalf("%s: %v", v.name, err)
 		}
