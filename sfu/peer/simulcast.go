@@ -68,7 +68,7 @@ type ridLine struct {
 // parseSimulcast checks the RFC 8853 simulcast description of a video section and
 // ranks its layers. It returns nil for a section without send rids. Offers that
 // cannot be answered sensibly are refused with ErrBadOffer: more than MaxLayers
-// streams, a rid declared twice, a rid in a=simulcast that no a=rid line declares,
+// streams (or a=rid send lines), a rid declared twice, a rid in a=simulcast that no a=rid line declares,
 // a malformed rid or a=simulcast. A rid whose pt= restriction allows no H.264
 // (packetization-mode 1) payload of the section is ignored rather than refused (a
 // browser doing mixed-codec simulcast keeps its H.264 layers), as is one not listed in
@@ -123,15 +123,18 @@ func parseSimulcast(md *sdp.MediaDescription, mid string) (*simulcastOffer, erro
 		}
 		return nil, nil
 	}
-	if simulcast == "" {
-		// a=rid without a=simulcast: pion (and this edge) take the a=rid lines as
-		// the stream list, in their order.
+	if len(send) == 0 {
+		// a=rid without a=simulcast send: pion (and this edge) take the a=rid lines
+		// as the stream list, in their order.
 		for _, r := range rids {
 			send = append(send, r.id)
 		}
 	}
 	if len(send) > sfu.MaxLayers {
 		return nil, bad("%d simulcast streams, at most %d", len(send), sfu.MaxLayers)
+	}
+	if len(rids) > sfu.MaxLayers {
+		return nil, bad("%d a=rid send lines, at most %d simulcast streams", len(rids), sfu.MaxLayers)
 	}
 	for i, entry := range send {
 		id, paused := strings.CutPrefix(entry, "~")

@@ -331,6 +331,7 @@ func TestSimulcastBadOffers(t *testing.T) {
 		{"malformed rid", map[string]string{"a=rid:q send": "a=rid:q/x send"}, "malformed rid"},
 		{"bad restriction", map[string]string{"a=rid:q send": "a=rid:q send max-width=wide"}, `max-width="wide" is not a positive number`},
 		{"every layer another codec", map[string]string{"a=rid:q send": "a=rid:q send pt=96", "a=rid:h send": "a=rid:h send pt=96", "a=rid:f send": "a=rid:f send pt=45"}, "no simulcast stream the edge can take"},
+		{"four rid lines", map[string]string{"a=rid:f send": "a=rid:f send\r\na=rid:x send"}, "4 a=rid send lines, at most 3"},
 		{"two simulcast lines", map[string]string{"a=simulcast:send q;h;f": "a=simulcast:send q;h;f\r\na=simulcast:send q"}, "2 a=simulcast lines"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -381,6 +382,7 @@ func TestParseSimulcastRanks(t *testing.T) {
 		{"h and l only", []string{"rid:l send", "rid:h send", "simulcast:send l;h"}, map[string]int{"h": 0, "l": 1}},
 		{"other names: simulcast order", []string{"rid:1 send", "rid:2 send", "rid:0 send", "simulcast:send 2;0;1"}, map[string]int{"2": 0, "0": 1, "1": 2}},
 		{"rids without a=simulcast", []string{"rid:x send", "rid:y send"}, map[string]int{"x": 0, "y": 1}},
+		{"a=simulcast with a recv list only", []string{"rid:x send", "rid:y send", "simulcast:recv z"}, map[string]int{"x": 0, "y": 1}},
 		{"recv rids ignored", []string{"rid:x recv", "simulcast:recv x"}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
