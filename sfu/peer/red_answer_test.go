@@ -102,11 +102,15 @@ func TestOpusAnswerFEC(t *testing.T) {
 			t.Logf("answer opus fmtp %q", codecs["opus"].Fmtp)
 		})
 	}
-	for _, order := range []string{"opus first", "red first"} {
+	for _, order := range []string{"opus first", "red first", "opus at 109"} {
 		t.Run("whep "+order, func(t *testing.T) {
 			offer := chromiumOffer(t, "chromium-whep-offer.sdp")
-			if order == "red first" {
+			switch order {
+			case "red first":
 				offer = redFirst(t, offer)
+			case "opus at 109": // another payload type for Opus, RED's blocks naming it
+				offer = strings.NewReplacer("SAVPF 111 63 ", "SAVPF 109 63 ", "a=rtpmap:111 opus", "a=rtpmap:109 opus",
+					"a=rtcp-fb:111 ", "a=rtcp-fb:109 ", "a=fmtp:111 ", "a=fmtp:109 ", "a=fmtp:63 111/111", "a=fmtp:63 109/109").Replace(offer)
 			}
 			_, ans, err := f.edge.Subscribe(f.sess, trainerLayout, offer)
 			if err != nil {

@@ -201,6 +201,8 @@ func TestREDEncodeNoAllocation(t *testing.T) {
 
 func TestBindRED(t *testing.T) {
 	opus := webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, PayloadType: 111}
+	opus109 := opus
+	opus109.PayloadType = 109
 	red := func(pt webrtc.PayloadType, fmtp string) webrtc.RTPCodecParameters {
 		return webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "audio/RED", ClockRate: 48000, Channels: 2, SDPFmtpLine: fmtp}, PayloadType: pt}
 	}
@@ -213,18 +215,25 @@ func TestBindRED(t *testing.T) {
 		{"red after opus", []webrtc.RTPCodecParameters{opus, red(63, "111/111")}, 63},
 		{"distance 3 fmtp", []webrtc.RTPCodecParameters{opus, red(96, "111/111/111")}, 96},
 		{"no red", []webrtc.RTPCodecParameters{opus}, 0},
+		{"red of another payload type", []webrtc.RTPCodecParameters{red(63, "109/109"), opus109}, 63},
 		{"red of another codec", []webrtc.RTPCodecParameters{opus, red(63, "109/109")}, 0},
 		{"red without fmtp", []webrtc.RTPCodecParameters{opus, red(63, "")}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, e := bindRED(tc.codecs, opus)
+			chosen := opus // what Bind chose before: the section's Opus
+			for _, c := range tc.codecs {
+				if c.MimeType == webrtc.MimeTypeOpus {
+					chosen = c
+				}
+			}
+			c, e := bindRED(tc.codecs, chosen)
 			if tc.want == 0 {
-				if e != nil || c.PayloadType != 111 {
+				if e != nil || c.PayloadType != chosen.PayloadType {
 					t.Fatalf("bound %s %d with encoder %v, want opus alone", c.MimeType, c.PayloadType, e != nil)
 				}
 				return
 			}
-			if e == nil || c.PayloadType != tc.want || e.pt != uint8(tc.want) || e.blockPT != 111 || e.distance != redDistance {
+			if e == nil || c.PayloadType != tc.want || e.pt != uint8(tc.want) || e.blockPT != uint8(chosen.PayloadType) || e.distance != redDistance {
 				t.Fatalf("bound %s %d, encoder %+v; want red %d", c.MimeType, c.PayloadType, e, tc.want)
 			}
 		})
