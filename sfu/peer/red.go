@@ -14,8 +14,12 @@ import (
 // frame from either of the next two packets, with no round trip (a NACK costs one,
 // and audio that waits for it is late). Opus in-band FEC (useinbandfec=1) recovers
 // only a lower-quality version of the previous frame, and only once the publisher's
-// encoder, which sees the loss of its own link and not a classroom's, turns it on:
-// RED is what protects the server-to-classroom hop.
+// encoder, which sees the loss of its own link and not a classroom's, turns it on
+// (Chromium does some 15 s after its link starts losing, TestBrowserPublisherOpusFEC):
+// RED is what protects the server-to-classroom hop. Measured at 10 % random loss
+// (TestREDRecoversLoss): 10 % of the frames lost without RED, 1.1 % with one copy,
+// 0.07 % with two; Chromium conceals 0.4-0.7 % of the samples with RED, 9 % without
+// (TestBrowserAudioREDUnderLoss).
 //
 // Publishers keep sending plain Opus (RED is registered on the subscribers' media
 // engine only): the SFU makes the RED packets per subscriber, so one classroom's
