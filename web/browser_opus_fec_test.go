@@ -168,7 +168,7 @@ func TestBrowserPublisherOpusFEC(t *testing.T) {
 		t.Fatalf("publish: %v", err)
 	}
 
-	type counts struct{ packets, silk, lbrr int }
+	type counts struct{ packets, silk, lbrr, firstLBRR int }
 	var mu sync.Mutex
 	phase := "clean"
 	seen := map[string]*counts{"clean": {}, "lossy": {}}
@@ -187,6 +187,9 @@ func TestBrowserPublisherOpusFEC(t *testing.T) {
 			}
 			if lbrr {
 				c.lbrr++
+				if c.firstLBRR == 0 {
+					c.firstLBRR = c.packets
+				}
 			}
 		})
 	if err != nil {
@@ -221,9 +224,9 @@ func TestBrowserPublisherOpusFEC(t *testing.T) {
 	from := get("lossy")
 	wait("5 s more", 30*time.Second, func() bool { return get("lossy").packets-from.packets >= 250 })
 	clean, lossy := get("clean"), get("lossy")
-	window := counts{lossy.packets - from.packets, lossy.silk - from.silk, lossy.lbrr - from.lbrr}
-	t.Logf("clean link: %d packets, %d SILK or hybrid, %d with FEC; 10 %% loss: %d packets, %d with FEC, then of %d packets %d SILK or hybrid, %d with FEC (%.0f %%); answer's opus fmtp %q",
-		clean.packets, clean.silk, clean.lbrr, lossy.packets, lossy.lbrr, window.packets, window.silk, window.lbrr,
+	window := counts{lossy.packets - from.packets, lossy.silk - from.silk, lossy.lbrr - from.lbrr, 0}
+	t.Logf("clean link: %d packets, %d SILK or hybrid, %d with FEC; 10 %% loss: first FEC in packet %d, %d packets, %d with FEC, then of %d packets %d SILK or hybrid, %d with FEC (%.0f %%); answer's opus fmtp %q",
+		clean.packets, clean.silk, clean.lbrr, lossy.firstLBRR, lossy.packets, lossy.lbrr, window.packets, window.silk, window.lbrr,
 		100*float64(window.lbrr)/float64(max(1, window.packets)), opusFmtpOf(answer))
 	// On a clean link the encoder mostly codes CELT (no FEC possible); with FEC on
 	// it moves to SILK and hybrid, whose frames carry it when they hold speech.
