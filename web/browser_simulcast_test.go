@@ -120,6 +120,7 @@ func TestBrowserSimulcastStudio(t *testing.T) {
 	if txt := room.text("#layer-value"); txt != "Cao" {
 		t.Errorf("layer text %q, want Cao", txt)
 	}
+	studio.waitJS("studio lists the layers it sends", `document.getElementById('h-layers').textContent.includes('1280×720 · 640×360 · 320×180')`, 20*time.Second)
 	room.screenshot("room-simulcast-high")
 	studio.screenshot("studio-simulcast")
 	for _, tb := range []*tab{studio, room} {

@@ -30,6 +30,7 @@ const st = {
   replay: null, // the newest recording of the session, once it has ended
   layer: null, // the server's layer state for this classroom (GET of the WHEP layer extension), when it has one
   pinning: false, // a pin request is on its way: the next poll must not undo the selector
+  layerGone: '', // the layer URL of a resource the server has ended
 };
 
 main();
@@ -314,15 +315,18 @@ async function pollLayer() {
     return;
   }
   const url = v.layerURL;
+  // The server ended this resource (DTLS closed, or the layer URL answered 404): its
+  // state is of no use, and the connection watch connects again.
+  if (url === st.layerGone || !v.transportOpen()) {
+    if (st.layer) { st.layer = null; render(); }
+    return;
+  }
   let layer = null;
   try {
     layer = await v.layer();
   } catch (err) {
     layer = null; // the server is unreachable, or the resource has ended
-    // 404: the server has ended this resource (e.g. it restarted, or an operator
-    // dropped the classroom) while the connection still looks up: connect again now
-    // rather than wait for ICE to notice.
-    if (err.status === 404 && url === v.layerURL && !v.stopped) v.reconnect();
+    if (err.status === 404) st.layerGone = url;
   }
   if (url !== v.layerURL) return; // reconnected meanwhile: that answer is about the old resource
   st.layer = layer && typeof layer === 'object' ? layer : null;

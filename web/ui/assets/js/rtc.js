@@ -339,6 +339,15 @@ export class Viewer extends Reconnecting {
 
   authHeaders() { return this.token ? { Authorization: 'Bearer ' + this.token } : {}; }
 
+  /**
+   * Whether the media transport is still up: a server that ends the resource closes
+   * DTLS (close_notify) at once, while ICE takes seconds to call it disconnected.
+   */
+  transportOpen() {
+    const tr = this.receivers && this.receivers.audio && this.receivers.audio.transport;
+    return !tr || tr.state === 'connected';
+  }
+
   /** Ends playback (DELETE of the WHEP resource). */
   async stop() {
     this.stopped = true;
@@ -355,6 +364,7 @@ export class Viewer extends Reconnecting {
     if (!this.pc) return null;
     const h = await this.stats.sample(this.pc);
     h.state = this.pc.connectionState;
+    h.transport = this.receivers.audio.transport ? this.receivers.audio.transport.state : '';
     h.resource = this.client ? String(this.client.resourceURL || '') : '';
     h.videos = [];
     for (const r of this.receivers.videos) {

@@ -379,6 +379,11 @@ async function tick() {
   $('h-bitrate').textContent = h ? fmtNumber(h.kbps) + ' kbit/s' : '–';
   $('h-loss').textContent = h ? fmtNumber(h.loss, 1) + ' %' : '–';
   $('h-rtt').textContent = h && Number.isFinite(h.rtt) ? fmtNumber(h.rtt) + ' ms' : '–';
+  // The camera's simulcast layers that are sending, best first (one: nothing to say).
+  const layers = h ? h.layers.filter((l) => l.width > 0 && l.active).sort((a, b) => b.width - a.width) : [];
+  $('h-layers').hidden = layers.length < 2;
+  $('h-layers').textContent = layers.length < 2 ? ''
+    : t('studio.layers', { n: layers.length, list: layers.map((l) => l.width + '×' + l.height).join(' · ') });
 }
 
 /** For support staff and tests: what this page sends and receives. */
