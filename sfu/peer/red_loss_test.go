@@ -16,8 +16,8 @@ import (
 	"lectern/sfu"
 )
 
-// lossySubscriber is a pion subscriber to the trainer's audio that loses a
-// fraction of the packets it receives (seeded, so two subscribers with the same
+// lossySubscriber is a pion subscriber to the trainer's audio that loses some of
+// the packets it receives (a seeded loss model, so two subscribers with the same
 // seed lose the same packets) and notes which Opus frames it could rebuild:
 // from the primary, from the newest redundant block only (what RED with one copy
 // would give), and from any block.
@@ -57,7 +57,30 @@ func lossFrame(i uint32) []byte {
 	return b
 }
 
-func newLossySubscriber(t *testing.T, f *fixture, offerRED bool, loss float64, seed uint64) *lossySubscriber {
+// randomLoss loses each packet with probability p.
+func randomLoss(p float64, seed uint64) func() bool {
+	rng := rand.New(rand.NewPCG(seed, seed))
+	return func() bool { return rng.Float64() < p }
+}
+
+// burstLoss is a Gilbert model: packets are lost in bursts of mean length burst,
+// a fraction p of them in all, as on a shared link whose queue overflows.
+func burstLoss(p, burst float64, seed uint64) func() bool {
+	rng := rand.New(rand.NewPCG(seed, seed))
+	leave := 1 / burst           // bad -> good
+	enter := p * leave / (1 - p) // good -> bad, so that bad lasts a fraction p
+	bad := false
+	return func() bool {
+		if bad {
+			bad = rng.Float64() >= leave
+		} else {
+			bad = rng.Float64() < enter
+		}
+		return bad
+	}
+}
+
+func newLossySubscriber(t *testing.T, f *fixture, offerRED bool, lose func() bool) *lossySubscriber {
 	t.Helper()
 	m := &webrtc.MediaEngine{}
 	if offerRED { // listed before Opus, as Chromium did from M96
@@ -88,7 +111,6 @@ func newLossySubscriber(t *testing.T, f *fixture, offerRED bool, loss float64, s
 	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
 		t.Fatal(err)
 	}
-	rng := rand.New(rand.NewPCG(seed, seed))
 	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		s.wg.Add(1)
 		defer s.wg.Done()
@@ -97,7 +119,7 @@ func newLossySubscriber(t *testing.T, f *fixture, offerRED bool, loss float64, s
 			if err != nil {
 				return
 			}
-			s.receive(p, rng.Float64() < loss)
+			s.receive(p, lose())
 		}
 	})
 	offer, err := pc.CreateOffer(nil)
@@ -191,23 +213,46 @@ func lostFrames(got map[uint32]bool, from, to uint32) int {
 }
 
 // TestREDRecoversLoss sends 20 ms audio frames through the edge to two
-// subscribers that both lose the same 10 % of the packets they receive: one
-// offers RED (and gets redDistance previous frames in every packet), one does
-// not (plain Opus, as before). It counts the frames neither the packet nor any
-// later packet's redundancy brought. The one with RED must lose far fewer.
+// subscribers that both lose the same 10 % of the packets they receive, at random
+// or in bursts of two on average: one offers RED (and gets redDistance previous
+// frames in every packet), one does not (plain Opus, as before). It counts the
+// frames neither the packet nor any later packet's redundancy brought. The one
+// with RED must lose far fewer; and two copies must do better than one.
 func TestREDRecoversLoss(t *testing.T) {
-	const (
-		loss   = 0.10
-		frames = 1500 // 30 s of audio, sent faster than real time
-	)
+	for _, tc := range []struct {
+		name   string
+		frames uint32
+		burst  float64 // mean length of a loss burst; 0: independent losses
+		// The frames lost with RED (one copy, two copies) must be at most these
+		// fractions of those lost without.
+		max1, max2 float64
+	}{
+		// Expected: 10 %, p² = 1 %, p³ = 0.1 %.
+		{"random", 1500, 0, 1.0 / 3, 1.0 / 10},
+		// Expected: 10 %, 10 % x 1/2 = 5 %, 10 % x 1/4 = 2.5 %.
+		{"bursts", 2000, 2, 0.8, 0.5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lose := func() func() bool {
+				if tc.burst == 0 {
+					return randomLoss(0.10, 7)
+				}
+				return burstLoss(0.10, tc.burst, 7)
+			}
+			measureREDLoss(t, tc.frames, lose, tc.max1, tc.max2)
+		})
+	}
+}
+
+func measureREDLoss(t *testing.T, frames uint32, lose func() func() bool, max1, max2 float64) {
 	f := newFixture(t, Config{}, time.Second)
 	pub, err := testpeer.NewPublisher(f.ctx, testpeer.Options{}, false, f.publishSignal(sfu.TrainerPublication))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(pub.Close)
-	red := newLossySubscriber(t, f, true, loss, 7)
-	plain := newLossySubscriber(t, f, false, loss, 7)
+	red := newLossySubscriber(t, f, true, lose())
+	plain := newLossySubscriber(t, f, false, lose())
 
 	var next uint32
 	send := func() {
@@ -217,7 +262,7 @@ func TestREDRecoversLoss(t *testing.T) {
 			t.Fatal(err)
 		}
 		next++
-		time.Sleep(2 * time.Millisecond) // the subscribers' audio queues are 256 packets
+		time.Sleep(2 * time.Millisecond) // faster than real time; the subscribers' audio queues are 256 packets
 	}
 	// Until both subscribers receive, then the measured frames, then until both
 	// have every measured frame's successors (their redundancy).
@@ -257,12 +302,12 @@ func TestREDRecoversLoss(t *testing.T) {
 	if plain.pts[111] == 0 || len(plain.pts) != 1 {
 		t.Errorf("plain subscriber got payload types %v, want Opus (111) only", plain.pts)
 	}
-	pct := func(n int) float64 { return 100 * float64(n) / frames }
+	pct := func(n int) float64 { return 100 * float64(n) / float64(frames) }
 	lostPlain := lostFrames(plain.primary, from, to)
 	lostRED1 := lostFrames(red.newest, from, to)
 	lostRED2 := lostFrames(red.any, from, to)
-	t.Logf("%d frames, %.0f %% packet loss: lost without RED %d (%.2f %%), RED primary only %d (%.2f %%), "+
-		"RED 1 copy %d (%.2f %%), RED %d copies %d (%.2f %%)", frames, 100*loss,
+	t.Logf("%d frames: lost without RED %d (%.2f %%), RED primary only %d (%.2f %%), "+
+		"RED 1 copy %d (%.2f %%), RED %d copies %d (%.2f %%)", frames,
 		lostPlain, pct(lostPlain), lostFrames(red.primary, from, to), pct(lostFrames(red.primary, from, to)),
 		lostRED1, pct(lostRED1), redDistance, lostRED2, pct(lostRED2))
 	packets := func(s *lossySubscriber) int {
@@ -273,10 +318,11 @@ func TestREDRecoversLoss(t *testing.T) {
 		return n
 	}
 	t.Logf("mean payload: %d bytes with RED, %d without", red.bytes/packets(red), plain.bytes/packets(plain))
-	if lostPlain < frames*6/100 || lostPlain > frames*14/100 {
+	if lostPlain < int(frames)*6/100 || lostPlain > int(frames)*14/100 {
 		t.Errorf("without RED %d frames lost, want about 10 %% of %d", lostPlain, frames)
 	}
-	if lostRED2 > lostRED1 || lostRED1*3 > lostPlain || lostRED2*10 > lostPlain {
-		t.Errorf("RED lost %d (one copy %d) of the %d frames lost without", lostRED2, lostRED1, lostPlain)
+	if lostRED2 > lostRED1 || float64(lostRED1) > max1*float64(lostPlain) || float64(lostRED2) > max2*float64(lostPlain) {
+		t.Errorf("RED lost %d (one copy %d) of the %d frames lost without; want at most %.2f (one copy %.2f) of them",
+			lostRED2, lostRED1, lostPlain, max2, max1)
 	}
 }
