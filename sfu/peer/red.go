@@ -32,9 +32,11 @@ const (
 	// redDistance is how many previous frames each packet repeats. Two: at 10 %
 	// random loss a frame is then lost only when three packets in a row are
 	// (~0.1 %, against ~1 % with one copy), and a burst of two lost packets, common
-	// on shared links, is fully recovered. It costs two more copies of a voice frame
-	// (about 2 x 32 kbit/s at Chromium's default Opus rate), small beside even the
-	// lowest video layer, and audio is what must never stop.
+	// on shared links, is fully recovered (10 % lost in bursts of two on average:
+	// 2.8 % of the frames lost, 5.5 % with one copy; TestREDRecoversLoss). It
+	// costs two more copies of a voice frame (about 2 x 32 kbit/s at Chromium's
+	// default Opus rate), small beside even the lowest video layer, and audio is
+	// what must never stop.
 	redDistance = 2
 	// redMaxDistance bounds redDistance and the encoders' fixed history.
 	redMaxDistance = 2
