@@ -107,29 +107,8 @@ func TestStalledTCPReaderStreamIntact(t *testing.T) {
 	first := true
 	readUntil := func(last uint32) {
 		t.Helper()
-		_ = c.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
-		var hdr [4]byte
 		for first || seen < last {
-			if _, err := io.ReadFull(c.br, hdr[:]); err != nil {
-				t.Fatalf("reading frame header after packet %d: %v", seen, err)
-			}
-			if hdr[0] != '$' {
-				t.Fatalf("after packet %d: not an interleaved frame: % x", seen, hdr)
-			}
-			body := make([]byte, binary.BigEndian.Uint16(hdr[2:4]))
-			if _, err := io.ReadFull(c.br, body); err != nil {
-				t.Fatalf("reading frame after packet %d: %v", seen, err)
-			}
-			if hdr[1] == 1 { // RTCP: a sender report
-				continue
-			}
-			if hdr[1] != 0 {
-				t.Fatalf("frame on channel %d", hdr[1])
-			}
-			var p rtp.Packet
-			if err := p.Unmarshal(body); err != nil {
-				t.Fatalf("RTP packet after %d: %v", seen, err)
-			}
+			p := readRTP(t, c, seen)
 			if len(p.Payload) != len(payload) {
 				t.Fatalf("RTP payload of %d bytes, want %d", len(p.Payload), len(payload))
 			}
@@ -154,5 +133,82 @@ func TestStalledTCPReaderStreamIntact(t *testing.T) {
 	readUntil(next - 1)
 	if d := f.reg.Stats().QueueDrops.Load(); d != 0 {
 		t.Fatalf("%d packets dropped", d)
+	}
+}
+
+// readRTP reads interleaved frames until an RTP packet on channel 0 (skipping
+// RTCP on channel 1); after names the packet read before, for the failures.
+func readRTP(t *testing.T, c *rawClient, after uint32) rtp.Packet {
+	t.Helper()
+	_ = c.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var hdr [4]byte
+	for {
+		if _, err := io.ReadFull(c.br, hdr[:]); err != nil {
+			t.Fatalf("reading frame header after packet %d: %v", after, err)
+		}
+		if hdr[0] != '$' {
+			t.Fatalf("after packet %d: not an interleaved frame: % x", after, hdr)
+		}
+		body := make([]byte, binary.BigEndian.Uint16(hdr[2:4]))
+		if _, err := io.ReadFull(c.br, body); err != nil {
+			t.Fatalf("reading frame after packet %d: %v", after, err)
+		}
+		if hdr[1] == 1 { // RTCP: a sender report
+			continue
+		}
+		if hdr[1] != 0 {
+			t.Fatalf("frame on channel %d", hdr[1])
+		}
+		var p rtp.Packet
+		if err := p.Unmarshal(body); err != nil {
+			t.Fatalf("RTP packet after %d: %v", after, err)
+		}
+		return p
+	}
+}
+
+// TestTCPReaderOutlivesWriteTimeout: a TCP reader that keeps up plays on well
+// past WriteTimeout after its PLAY (the deadline of the responses before it must
+// not end the shared writers' sends, as it ended GStreamer readers after 10 s).
+func TestTCPReaderOutlivesWriteTimeout(t *testing.T) {
+	const writeTimeout = 200 * time.Millisecond
+	f := newFixture(t, func(c *Config) { c.WriteTimeout = writeTimeout })
+	lease, err := f.sess.Claim(sfu.TrainerPublication, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	video, err := lease.Track("video", sfu.KindVideo, sfu.Codec{MimeType: sfu.MimeH264, ClockRate: 90000,
+		Fmtp: "packetization-mode=1;profile-level-id=42e01f"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := make([]byte, 500)
+	payload[0] = 0x65
+	pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 1, Marker: true}, Payload: payload}
+	write := func(i uint32) {
+		t.Helper()
+		pkt.SequenceNumber, pkt.Timestamp = uint16(i), i*3000
+		binary.BigEndian.PutUint32(payload[1:5], i)
+		if err := video.WriteRTP(&pkt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(0) // the keyframe cache, for DESCRIBE
+
+	url := f.url(testSession, testAdmin)
+	c := dialRaw(t, f.srv.Addr())
+	if res := c.do("DESCRIBE", url, nil, ""); res.status != 200 {
+		t.Fatalf("DESCRIBE: %d %s", res.status, res.reason)
+	}
+	c.start("PLAY", url, c.setup(url+"/trackID=0", "RTP/AVP/TCP;unicast;interleaved=0-1", ""))
+	played := time.Now()
+	for i := uint32(1); time.Since(played) < 5*writeTimeout; i++ {
+		time.Sleep(writeTimeout / 10)
+		write(i)
+		for { // the cached keyframe may come first
+			if p := readRTP(t, c, i-1); binary.BigEndian.Uint32(p.Payload[1:5]) == i {
+				break
+			}
+		}
 	}
 }

@@ -93,6 +93,7 @@ type lecternConn struct {
 	// rawErr are rawWrite's arguments and results (worker only; a method value
 	// made once, so a send allocates nothing).
 	raw        syscall.RawConn
+	deadline   atomic.Bool // a write deadline may be on the socket: the worker clears it
 	rawWriteFn func(fd uintptr) bool
 	rawBuf     []byte
 	rawN       int
@@ -164,6 +165,11 @@ func (c *lecternConn) sendSome() bool {
 	c.wcond.Broadcast() // a writer waiting for room
 	c.wmu.Unlock()
 
+	// A deadline left on the socket (from a response written before PLAY, or by
+	// sendBlocking) would fail this write once it passed, however ready the socket.
+	if c.deadline.Swap(false) {
+		_ = c.Conn.SetWriteDeadline(time.Time{})
+	}
 	c.rawBuf, c.rawN, c.rawErr = buf, 0, nil
 	err := c.raw.Write(c.rawWriteFn)
 	n := c.rawN
@@ -232,6 +238,7 @@ func (c *lecternConn) sendBlocking(first []byte) {
 			c.wcond.Broadcast()
 		}
 		c.wmu.Unlock()
+		c.deadline.Store(true)
 		_ = c.Conn.SetWriteDeadline(time.Now().Add(c.st.s.cfg.WriteTimeout))
 		_, err := c.Conn.Write(buf)
 		c.wmu.Lock()
@@ -255,6 +262,7 @@ func (c *lecternConn) SetWriteDeadline(t time.Time) error {
 	if c.mode.Load() == modePlayTCP {
 		return nil
 	}
+	c.deadline.Store(true)
 	return c.Conn.SetWriteDeadline(t)
 }
 
