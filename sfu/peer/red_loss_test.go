@@ -233,6 +233,9 @@ func TestREDRecoversLoss(t *testing.T) {
 		{"bursts", 2000, 2, 0.8, 0.5},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.burst > 0 && testing.Short() {
+				t.Skip("the random case covers RED in -short")
+			}
 			lose := func() func() bool {
 				if tc.burst == 0 {
 					return randomLoss(0.10, 7)
