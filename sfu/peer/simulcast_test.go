@@ -281,7 +281,8 @@ func section(sdp, prefix string) string {
 // TestSimulcastChromiumOfferAnswered: the answer to Chromium's simulcast offer
 // negotiates what Chromium requires to send its layers (the mid and rtp-stream-id
 // header extensions, a=simulcast:recv with the rids, TWCC for its bandwidth
-// estimate), and the layers are ranked by their conventional names (f best).
+// estimate, no REMB), and the layers are ranked by their conventional names (f
+// best).
 func TestSimulcastChromiumOfferAnswered(t *testing.T) {
 	offer := chromiumSimulcastOffer(t, nil)
 	sections, err := parseOffer(offer)
@@ -308,6 +309,14 @@ func TestSimulcastChromiumOfferAnswered(t *testing.T) {
 	} {
 		if !strings.Contains(video, want+"\r\n") {
 			t.Errorf("answer's video section lacks %q:\n%s", want, video)
+		}
+	}
+	// Congestion feedback is TWCC alone: Chromium's send-side estimate runs on it
+	// (TestBrowserSimulcastStudio sees all three layers sent, limitation "none"); REMB
+	// and abs-send-time, for receive-side estimation, are not negotiated.
+	for _, unwanted := range []string{"goog-remb", "abs-send-time"} {
+		if strings.Contains(answer, unwanted) {
+			t.Errorf("answer negotiates %s:\n%s", unwanted, answer)
 		}
 	}
 	if audio := section(answer, "m=audio"); !strings.Contains(audio, "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\n") {
