@@ -67,6 +67,7 @@ type adapter struct {
 	bytes    atomic.Uint64
 	packets  atomic.Uint64
 	rtxBytes atomic.Uint64
+	rtxPkts  atomic.Uint64
 	nacked   atomic.Uint64 // packets NACKed for the first time
 	rttNanos atomic.Int64  // smoothed round-trip time; 0 unknown
 
@@ -74,6 +75,7 @@ type adapter struct {
 	video     []*downTrack // layout order: Video[0], the main picture, first
 	audio     []*downTrack
 	want      []int // per video downtrack: the rank asked of its follower; -1 paused
+	steps     []layerStep
 	samples   [][sfu.MaxLayers]layerSample
 	audioRate []layerSample
 	pin       string
@@ -82,8 +84,11 @@ type adapter struct {
 
 	lastRun                      int64
 	lastBytes, lastPkts, lastRtx uint64
-	lastNacked                   uint64
+	lastRtxPkts, lastNacked      uint64
 	lossSum, lossWeight          float64
+	prevMedia                    uint64  // media packets sent in the interval before the last
+	prevSent                     float64 // bits/s sent in the interval before the last
+	begun                        int64   // when the downtracks started sending
 }
 
 // layerSample measures the bitrate of one layer's track from its byte counter.
@@ -109,9 +114,19 @@ func newAdapter(r *Resource, enabled bool) *adapter {
 func (a *adapter) add(d *downTrack) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.enabled {
+		// A few seconds of packets: receiver reports come every second or so
+		// (browsers report audio less often: then only video measures).
+		n := 1024
+		if d.kind == sfu.KindAudio {
+			n = 256
+		}
+		d.sendTimes = make([]atomic.Int64, n)
+	}
 	if d.kind == sfu.KindVideo {
 		a.video = append(a.video, d)
 		a.want = append(a.want, 0)
+		a.steps = append(a.steps, layerStep{})
 		a.samples = append(a.samples, [sfu.MaxLayers]layerSample{})
 		return
 	}
@@ -126,6 +141,7 @@ func (a *adapter) sent(payload int, rtx bool) {
 	a.packets.Add(1)
 	if rtx {
 		a.rtxBytes.Add(n)
+		a.rtxPkts.Add(1)
 	}
 }
 
@@ -205,27 +221,28 @@ func (a *adapter) onReport(d *downTrack, now int64, rr rtcp.ReceptionReport) {
 	if rr.LastSenderReport != 0 {
 		// RFC 3550 §6.4.1: the round trip is the arrival time minus LSR minus DLSR,
 		// in the middle 32 bits of NTP time (1/65536 s).
+		// On a short path rounding can make it slightly negative.
 		mid := uint32(sfu.NTPTime(time.Now()) >> 16)
-		if rtt := mid - rr.LastSenderReport - rr.Delay; rtt < 65536*5 {
-			ns := int64(rtt) * int64(time.Second) / 65536
+		if rtt := int32(mid - rr.LastSenderReport - rr.Delay); rtt > -65536/100 && rtt < 65536*5 {
+			ns := int64(max(rtt, 0)) * int64(time.Second) / 65536
 			if old := a.rttNanos.Load(); old != 0 {
 				ns = (7*old + ns) / 8
 			}
 			a.rttNanos.Store(max(ns, int64(time.Millisecond)))
 		}
 	}
-	weight := d.rrExpected(rr)
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	weight := d.rrInterval(now, rr)
 	a.lossSum += float64(rr.FractionLost) / 256 * weight
 	a.lossWeight += weight
 	if now-a.lastRun >= int64(adaptMinInterval) {
-		a.run(now, -1)
+		a.run(now)
 	}
 }
 
-// nackEarly is the share of the packets sent since the last run that, once NACKed,
-// moves the estimate before the next receiver report does.
+// nackEarly is the loss, from NACKs since the last run, that moves the estimate
+// before the next receiver report does.
 const nackEarly = 0.10
 
 // onNack runs the controller early when many packets were NACKed since its last
@@ -236,40 +253,113 @@ func (a *adapter) onNack(now int64) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if now-a.lastRun < int64(adaptMinInterval)/2 || a.lossWeight > 0 {
-		return
+	if now-a.lastRun >= int64(adaptMinInterval)/2 && a.nackLoss() >= nackEarly {
+		a.run(now)
 	}
-	sent := a.packets.Load() - a.lastPkts
-	nacked := a.nacked.Load() - a.lastNacked
-	if sent < 20 || float64(nacked) < nackEarly*float64(sent) {
-		return
+}
+
+// nackLoss is the share of the media packets sent since the last run that were
+// NACKed (first NACKs only); 0 with too few packets to tell. Receiver reports
+// count a packet recovered by a retransmission as received, so on a link that
+// loses what exceeds its rate and gets it back by NACK they show little loss
+// while the link is saturated: NACKs show it. a.mu held.
+func (a *adapter) nackLoss() float64 {
+	// NACKs come a round trip after the packets they name, which may be those of
+	// the previous interval when the rate just fell.
+	media := max((a.packets.Load()-a.lastPkts)-(a.rtxPkts.Load()-a.lastRtxPkts), a.prevMedia)
+	if media < 20 {
+		return 0
 	}
-	a.run(now, min(float64(nacked)/float64(sent), 0.5))
+	return min(float64(a.nacked.Load()-a.lastNacked)/float64(media), 1)
 }
 
 // run updates the estimate from what was sent and lost since the previous run, and
-// chooses the layers; a.mu held. nackLoss >= 0 is a loss fraction from NACKs when
-// no receiver report came.
-func (a *adapter) run(now int64, nackLoss float64) {
-	bytes, pkts, rtx := a.bytes.Load(), a.packets.Load(), a.rtxBytes.Load()
+// chooses the layers; a.mu held.
+func (a *adapter) run(now int64) {
+	bytes, pkts, rtx, rtxPkts := a.bytes.Load(), a.packets.Load(), a.rtxBytes.Load(), a.rtxPkts.Load()
 	dt := float64(now-a.lastRun) / float64(time.Second)
-	loss := nackLoss
+	rrCarried, fresh := a.received(now)
+	nackLoss, rrLoss := a.nackLoss(), 0.0
 	if a.lossWeight > 0 {
-		loss = a.lossSum / a.lossWeight
+		rrLoss = a.lossSum / a.lossWeight
 	}
+	a.prevMedia = (pkts - a.lastPkts) - (rtxPkts - a.lastRtxPkts)
 	sentBps := float64(bytes-a.lastBytes) * 8 / dt
 	mediaBps := float64((bytes-a.lastBytes)-(rtx-a.lastRtx)) * 8 / dt
-	a.lastRun, a.lastBytes, a.lastPkts, a.lastRtx = now, bytes, pkts, rtx
+	a.lastRun, a.lastBytes, a.lastPkts, a.lastRtx, a.lastRtxPkts = now, bytes, pkts, rtx, rtxPkts
 	a.lastNacked = a.nacked.Load()
 	a.lossSum, a.lossWeight = 0, 0
 	a.sample(now)
 	if !a.enabled || dt <= 0 {
 		return
 	}
+	// Two views of the loss and of what the link carried. Receiver reports: the
+	// loss of a range of sequence numbers and the rate its packets arrived at (over
+	// the time they took to send), a report interval and a round trip late. NACKs:
+	// the loss of the packets sent since the last run, within a round trip, and
+	// what was sent less that loss, taking the higher of the last two intervals
+	// (NACKs come a round trip after their packets, whose rate may have been
+	// higher: before a pause). NACKs and reports count packets recovered by a
+	// retransmission as received, so on a saturated link the NACK view is high;
+	// the next report corrects it. The more pessimistic view that shows loss wins.
+	nackCarried := max(sentBps, a.prevSent) * (1 - nackLoss)
+	a.prevSent = sentBps
+	loss, carried := max(nackLoss, rrLoss), nackCarried
+	switch high := a.lossHigh(now); {
+	case fresh && rrLoss > high && nackLoss > high:
+		carried = min(rrCarried, nackCarried)
+	case fresh && rrLoss > high:
+		loss, carried = rrLoss, rrCarried
+	case nackLoss > high:
+		loss = nackLoss
+	default:
+		loss = min(loss, lossHigh) // the start's burst: judged by heavy loss only
+	}
 	a.est.ceiling = a.ceiling()
-	a.est.update(now, sentBps, loss)
+	before := a.est.bps
+	a.est.update(now, carried, loss)
+	if a.est.bps < before && loss > lossHigh {
+		a.upgradeFailed(now)
+	}
+	a.r.log.Debug("estimate", "sent_bps", int64(sentBps), "loss", loss, "nack_loss", nackLoss, "report_loss", rrLoss,
+		"carried_bps", int64(carried), "estimate_bps", int64(a.est.bps), "rtt", a.rtt(0))
 	a.budget.setRate(a.est.bps, mediaBps)
 	a.choose(now)
+}
+
+// startGrace is how long after the first packet only heavy loss (startLossHigh)
+// counts: the fast-start burst (the packets since the last keyframe, sent at once)
+// loses some on any link, even loopback.
+const (
+	startGrace    = 2 * time.Second
+	startLossHigh = 0.25
+)
+
+// lossHigh is the loss above which the estimate drops at now. a.mu held.
+func (a *adapter) lossHigh(now int64) float64 {
+	if now-a.begun < int64(startGrace) {
+		return startLossHigh
+	}
+	return lossHigh
+}
+
+// received sums the rates the subscriber received its streams at, from their last
+// two receiver reports (within 2 s); fresh when a video stream's came since the
+// last run (audio alone says little about what the link carries). a.mu held,
+// before lastRun moves.
+func (a *adapter) received(now int64) (bps float64, fresh bool) {
+	for _, d := range a.video {
+		if d.rrRecvAt != 0 && now-d.rrRecvAt < int64(2*time.Second) {
+			bps += d.rrRecvBps
+			fresh = fresh || d.rrRecvAt > a.lastRun
+		}
+	}
+	for _, d := range a.audio {
+		if d.rrRecvAt != 0 && now-d.rrRecvAt < int64(2*time.Second) {
+			bps += d.rrRecvBps
+		}
+	}
+	return bps, fresh
 }
 
 // begin starts the first measuring interval: the subscriber's downtracks start
@@ -277,8 +367,8 @@ func (a *adapter) run(now int64, nackLoss float64) {
 func (a *adapter) begin(now int64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.lastRun = now
-	a.lastBytes, a.lastPkts, a.lastRtx = a.bytes.Load(), a.packets.Load(), a.rtxBytes.Load()
+	a.lastRun, a.begun = now, now
+	a.lastBytes, a.lastPkts, a.lastRtx, a.lastRtxPkts = a.bytes.Load(), a.packets.Load(), a.rtxBytes.Load(), a.rtxPkts.Load()
 	a.sample(now)
 }
 
@@ -393,8 +483,45 @@ func (a *adapter) choose(now int64) {
 			a.r.log.Info("video resumed", "track", d.want, "layer", layerNames[want], "estimate_bps", int64(a.est.bps))
 		}
 		a.r.edge.adaptStats.switches.Add(1)
+		if a.pin == PinAuto && want >= 0 && (a.want[i] < 0 || want < a.want[i]) {
+			a.steps[i].upAt, a.steps[i].upFrom = now, int64(a.want[i])
+		}
 		a.want[i] = want
 		d.layers.SetTarget(want)
+	}
+}
+
+// layerStep remembers a video downtrack's last step up, and how far up it may go
+// until when after that step failed.
+type layerStep struct {
+	upAt, upFrom int64 // when it stepped up, and from which rank (-1 paused)
+	capUntil     int64
+	capRank      int // the best rank allowed until capUntil; MaxLayers: none (paused)
+}
+
+// upgradeFailWindow: a loss-driven drop this soon after a step up says the step
+// was too far.
+const upgradeFailWindow = 3 * time.Second
+
+// upgradeFailed runs after a loss-driven drop: a video that stepped up just before
+// may not step up again past where it was until the estimate's hold-off ends. The
+// estimate alone would let it: it is judged from NACKs and reports that count
+// recovered packets as received, and can stay above what the link carries for a
+// few seconds, long enough to probe the same layer again. a.mu held.
+func (a *adapter) upgradeFailed(now int64) {
+	for i := range a.steps {
+		st := &a.steps[i]
+		if st.upAt == 0 || now-st.upAt > int64(upgradeFailWindow) {
+			continue
+		}
+		st.capRank = int(st.upFrom)
+		if st.upFrom < 0 {
+			st.capRank = sfu.MaxLayers
+		}
+		st.capUntil = max(a.est.probeUntil, now+int64(holdOffMin))
+		st.upAt = 0
+		a.r.log.Debug("layer step up failed", "track", a.video[i].want, "back_to", LayerName(int(st.upFrom)),
+			"until", time.Duration(st.capUntil-now))
 	}
 }
 
@@ -402,12 +529,16 @@ func (a *adapter) choose(now int64) {
 // when none does, -2 when no layer's bitrate is known; a.mu held.
 func (a *adapter) fit(i int, remaining float64, now int64) int {
 	known := false
+	st := a.steps[i]
 	for rank := range sfu.MaxLayers {
 		s := a.samples[i][rank]
 		if s.bps == 0 || !layerAlive(s.track, now) {
 			continue
 		}
 		known = true
+		if now < st.capUntil && rank < st.capRank {
+			continue
+		}
 		need := s.bps
 		if a.want[i] < 0 || rank < a.want[i] {
 			need *= upgradeMargin

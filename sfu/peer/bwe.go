@@ -32,11 +32,11 @@ const (
 	growFastAfter = 3 * time.Second
 	// After a loss-driven drop the estimate may not exceed what the link carried
 	// (the probe ceiling) for a hold-off that doubles with each drop that follows a
-	// failed probe (5 s, 10 s, 20 s, 40 s), so a link just below a layer's rate does
+	// failed probe (5 s, 10 s, 20 s), so a link just below a layer's rate does
 	// not flap between two layers every few seconds; it is forgotten after
 	// holdOffReset without a drop.
 	holdOffMin   = 5 * time.Second
-	holdOffMax   = 40 * time.Second
+	holdOffMax   = 20 * time.Second
 	holdOffReset = 30 * time.Second
 )
 
@@ -57,10 +57,10 @@ type lossEstimate struct {
 	lastDrop   int64
 }
 
-// update applies one report interval ending at now: sentBps is what was sent to the
-// subscriber over it (media and retransmissions), loss the fraction the subscriber
-// lost. It returns the new estimate.
-func (e *lossEstimate) update(now int64, sentBps, loss float64) float64 {
+// update applies one report interval ending at now: carried is the rate the
+// subscriber received (media and retransmissions), loss the fraction it lost. It
+// returns the new estimate.
+func (e *lossEstimate) update(now int64, carried, loss float64) float64 {
 	if e.bps == 0 {
 		e.bps = initialEstimate
 	}
@@ -72,7 +72,6 @@ func (e *lossEstimate) update(now int64, sentBps, loss float64) float64 {
 	switch {
 	case loss > lossHigh:
 		e.lossFreeSince = 0
-		carried := sentBps * (1 - loss)
 		target := max(lossBackoff*carried, minEstimate)
 		if target >= e.bps {
 			break

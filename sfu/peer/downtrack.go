@@ -75,11 +75,29 @@ type downTrack struct {
 	// kfTS is the source timestamp of the last keyframe sent: its packets are
 	// retransmitted first (written by the egress worker, read on the RTCP goroutine).
 	kfTS atomic.Uint32
-	// The RTCP goroutine's: recent retransmissions, and the extended highest
-	// sequence number of the previous receiver report.
-	rtx       rtxRing
+	// The RTCP goroutine's: recent retransmissions.
+	rtx rtxRing
+	// sendTimes holds when each recent output sequence number was sent (see
+	// sendStamp), so a receiver report's range of sequence numbers maps to the time
+	// it took to send; nil with adaptation off. Written by the egress worker.
+	sendTimes []atomic.Int64
+	// switchedAt is when the egress worker sent the first packet of a new layer
+	// (the first picture included), switches how often it did.
+	switchedAt atomic.Int64
+	switches   atomic.Uint32
+	// firstSeq is 1<<16 | the first output sequence number sent (0 before).
+	firstSeq atomic.Uint32
+	// The previous receiver report (guarded by the adapter's lock): its arrival,
+	// extended highest sequence number and cumulative loss; and the rate the
+	// subscriber received this stream at between the last two reports.
+	rrAt      int64
 	rrHighest uint32
-	rrHave    bool
+	rrLost    int32
+	rrRecvBps float64
+	rrRecvAt  int64
+	// rrPacketSize is the mean payload of the stream's packets (from the source
+	// track's counters; kept while none is forwarded).
+	rrPacketSize float64
 }
 
 // srInterval is the time between sender reports to a subscriber.
@@ -276,6 +294,8 @@ func (d *downTrack) sendOne() bool {
 	case sfu.ResyncSwitch:
 		d.layer = item.Layer
 		d.rw.Resync()
+		d.switchedAt.Store(sfu.Nanotime())
+		d.switches.Add(1)
 		var c negotiatedCodec
 		ok := false
 		if t := d.follow.Track(); t != nil {
@@ -308,10 +328,16 @@ func (d *downTrack) sendOne() bool {
 	d.stats.PacketsOut.Add(1)
 	d.stats.BytesOut.Add(uint64(n))
 	d.r.adapt.sent(n, item.Retransmission)
+	if d.sendTimes != nil && !item.Retransmission {
+		d.sendTimes[int(seq)%len(d.sendTimes)].Store(sendStamp(now, seq))
+	}
 	if key && !item.Retransmission {
 		d.kfTS.Store(srcTS)
 	}
 	d.srPackets++
+	if d.srPackets == 1 {
+		d.firstSeq.Store(1<<16 | uint32(seq))
+	}
 	d.srOctets += uint32(n)
 	if ts != d.srTS || d.srPackets == 1 {
 		d.srTS, d.srArrival = ts, arrival
@@ -385,24 +411,67 @@ func (d *downTrack) receiverReports(now int64, reports []rtcp.ReceptionReport) {
 	}
 }
 
-// rrExpected returns how many packets the receiver expected since its previous
-// report (the weight of its loss fraction); on the RTCP goroutine.
-func (d *downTrack) rrExpected(rr rtcp.ReceptionReport) float64 {
-	prev, have := d.rrHighest, d.rrHave
-	d.rrHighest, d.rrHave = rr.LastSequenceNumber, true
-	if !have {
-		return firstReportWeight
+// rrInterval takes a receiver report: it returns how many packets the receiver
+// expected since its previous report (the weight of its loss fraction), and
+// measures the rate it received them at (rrRecvBps): the packets that arrived
+// (retransmissions included) at the stream's mean packet size. The adapter's lock
+// is held.
+func (d *downTrack) rrInterval(now int64, rr rtcp.ReceptionReport) float64 {
+	prevAt, prevHighest, prevLost := d.rrAt, d.rrHighest, d.rrLost
+	d.rrAt, d.rrHighest, d.rrLost = now, rr.LastSequenceNumber, int32(rr.TotalLost)
+	if prevAt == 0 {
+		// The first report covers the stream from its first packet.
+		first := d.firstSeq.Load()
+		if first == 0 {
+			return 0
+		}
+		prevHighest = rr.LastSequenceNumber - uint32(uint16(rr.LastSequenceNumber)-uint16(first)) - 1
 	}
-	n := int32(rr.LastSequenceNumber - prev)
-	if n <= 0 {
+	expected := int32(rr.LastSequenceNumber - prevHighest)
+	if expected <= 0 {
 		return 0
 	}
-	return float64(n)
+	received := max(expected-(int32(rr.TotalLost)-prevLost), 0)
+	// The packets after the previous report's highest sequence number up to this
+	// one's were sent from the first's sending to the last's: that, not the time
+	// between the reports, is what they arrived in (the stream may have paused or
+	// resumed meanwhile).
+	from, ok1 := d.sentAt(uint16(prevHighest + 1))
+	to, ok2 := d.sentAt(uint16(rr.LastSequenceNumber))
+	if ok1 && from < d.switchedAt.Load() || !ok1 && d.switches.Load() > 1 {
+		// The report covers packets of the layer before a switch: its loss and
+		// rate are about a rate that is no longer sent (reports lag a round trip
+		// and an interval), and the choice has already moved.
+		return 0
+	}
+	if span := to - from; ok1 && ok2 && expected >= rrMinPackets && span >= int64(100*time.Millisecond) {
+		if t := d.follow.Track(); t != nil && t.Packets() > 0 {
+			d.rrPacketSize = float64(t.Bytes()) / float64(t.Packets())
+		}
+		d.rrRecvBps = float64(received) * (d.rrPacketSize + packetOverhead) * 8 / (float64(span) / float64(time.Second))
+		d.rrRecvAt = now
+	}
+	return float64(expected)
 }
 
-// firstReportWeight weighs a stream's first report, whose interval is unknown:
-// about a second of video.
-const firstReportWeight = 100
+// rrMinPackets is the fewest packets between two reports that measure a rate.
+const rrMinPackets = 10
+
+// sendStamp packs a send time (sfu.Nanotime, in 1.024 µs units: 48 bits last
+// nine years) with the sequence number it is for.
+func sendStamp(now int64, seq uint16) int64 { return now>>10<<16 | int64(seq) }
+
+// sentAt returns when output sequence number seq was sent, if it is recent.
+func (d *downTrack) sentAt(seq uint16) (int64, bool) {
+	if d.sendTimes == nil {
+		return 0, false
+	}
+	v := d.sendTimes[int(seq)%len(d.sendTimes)].Load()
+	if v == 0 || uint16(v) != seq {
+		return 0, false
+	}
+	return v >> 16 << 10, true
+}
 
 func (d *downTrack) retransmit(outSeq uint16, now int64) {
 	a := d.r.adapt
