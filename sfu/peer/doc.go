@@ -12,4 +12,17 @@
 // NACKs from subscribers are answered from the track's shared packet cache rather
 // than from a retransmission buffer per connection, and their keyframe requests are
 // coalesced by the track before they reach the publisher.
+//
+// Each WHEP connection has a bandwidth estimate (adapt.go, bwe.go) that chooses the
+// simulcast layer of each of its pictures (audio reserved first, the main picture
+// next; video paused when not even the lowest layer fits) and bounds its
+// retransmissions. It is loss-based, from the subscriber's RTCP receiver reports
+// (loss, and the packets that arrived over the time they took to send; the round
+// trip from LSR/DLSR against the downtracks' own sender reports) with NACKs as the
+// early signal. Every receiver sends those (browsers, pion, decoders' gateways),
+// they need no header extension on every packet, and the controller runs on the
+// downtracks' RTCP goroutines when they arrive: no goroutine, timer or lock per
+// packet. A send-side estimate from TWCC feedback (pion's gcc interceptor) would
+// add a pacer goroutine and allocations per packet to every connection, more than
+// the forwarding path itself costs at a hundred classrooms.
 package peer
