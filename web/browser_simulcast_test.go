@@ -139,7 +139,8 @@ func TestBrowserLayerPin(t *testing.T) {
 	studio := liveSimulcastStudio(t, s, b, id, trainer)
 
 	low := b.tab("room-low")
-	low.open(s.url + "/room/" + id + "?token=" + s.token(id, auth.RoleSite, "lao-cai"))
+	lowURL := s.url + "/room/" + id + "?token=" + s.token(id, auth.RoleSite, "lao-cai")
+	low.open(lowURL)
 	top := b.tab("room-top")
 	top.open(s.url + "/room/" + id + "?token=" + s.token(id, auth.RoleSite, "ha-noi"))
 	for _, room := range []*tab{low, top} {
@@ -162,6 +163,11 @@ func TestBrowserLayerPin(t *testing.T) {
 		t.Errorf("pinned layer text %q", txt)
 	}
 	low.screenshot("room-pinned-low")
+
+	// The choice holds across a reload of the page (with its own link: the tabs of
+	// one browser share the remembered token).
+	low.open(lowURL)
+	low.waitJS("pin kept after a reload", `window.lectern && window.lectern.health ? window.lectern.health().then(h => !!h.layer && h.layer.pin === 'low' && h.main.videos[0].width > 0 && h.main.videos[0].width < 1280 && document.getElementById('layer-pin').value === 'low') : false`, 30*time.Second)
 
 	// Audio only: the notice, no new frames, the sound goes on.
 	low.pin("audio")

@@ -87,6 +87,13 @@ async function main() {
       render();
     },
   });
+  // A classroom's choice of picture quality holds for the session on this computer,
+  // across reloads (its viewer asks for it again after every connection).
+  const pin = savedPin();
+  if (pin !== 'auto') {
+    st.viewer.pin = pin;
+    $('layer-pin').value = pin;
+  }
   st.viewer.start();
   watchSession(id, token, {
     onState: (s) => {
@@ -339,12 +346,27 @@ async function pinLayer() {
   st.pinning = true;
   try {
     await st.viewer.pinLayer(want);
+    savePin(want);
   } catch (err) {
     notify(t('layer.pinFailed', { detail: errorText({ status: err.status || 0 }) }), 'warn');
   } finally {
     st.pinning = false;
   }
   await pollLayer();
+}
+
+const pinKey = 'lectern.pin.' + id;
+function savedPin() {
+  try {
+    const p = localStorage.getItem(pinKey);
+    return ['high', 'medium', 'low', 'audio'].includes(p) ? p : 'auto';
+  } catch { return 'auto'; }
+}
+function savePin(p) {
+  try {
+    if (p === 'auto') localStorage.removeItem(pinKey);
+    else localStorage.setItem(pinKey, p);
+  } catch { /* storage blocked */ }
 }
 
 // The names of the layers the stream has now ("high", "medium", "low"), from the state's
