@@ -526,3 +526,29 @@ func TestSimulcastPausedLayerIgnored(t *testing.T) {
 		t.Fatalf("tracks %v, want trainer/video, trainer/video~1 and trainer/audio", keys(tracks))
 	}
 }
+
+// TestSimulcastLayerStops: when the top layer stops (a publisher's uplink drops
+// it), its subscribers move to the next layer, and back when it returns.
+func TestSimulcastLayerStops(t *testing.T) {
+	f := newFixture(t, Config{}, time.Second)
+	pub := f.startSimulcast(t, testpeer.SimulcastOptions{Layers: simulcastClips(t)})
+	f.waitLayers(t, 3)
+	var sizes frameSizes
+	sub, err := testpeer.NewSubscriber(f.ctx, testpeer.Options{}, 1, 1, f.subscribeSignal(trainerLayout), sizes.onPacket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sub.Close)
+	sizes.settlesOn(f.ctx, t, "1280x720")
+	pub.SetLayerActive("h", false)
+	n := len(sizes.get())
+	testenv.WaitFor(f.ctx, t, "a 640x360 keyframe after the top layer stopped", func() bool {
+		return slices.Contains(sizes.get()[n:], "640x360")
+	})
+	pub.SetLayerActive("h", true)
+	n = len(sizes.get())
+	testenv.WaitFor(f.ctx, t, "a 1280x720 keyframe after the top layer returned", func() bool {
+		return slices.Contains(sizes.get()[n:], "1280x720")
+	})
+	t.Logf("SPS received: %v", sizes.get())
+}
