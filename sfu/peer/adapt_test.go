@@ -2,8 +2,12 @@ package peer
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
 
 	"lectern/internal/testenv"
 	"lectern/internal/testpeer"
@@ -14,7 +18,7 @@ import (
 // shapedSubscriber connects a pion subscriber (one video, one audio section) to the
 // trainer's main picture and microphone, through a relay whose server -> client
 // direction is down (nil relay: direct). It returns the server's resource.
-func (f *fixture) shapedSubscriber(t *testing.T, ctx context.Context, down *udprelay.Shape) (*testpeer.Subscriber, *Resource, *udprelay.Relay) {
+func (f *fixture) shapedSubscriber(t *testing.T, ctx context.Context, down *udprelay.Shape, onPacket func(webrtc.RTPCodecType, *rtp.Packet)) (*testpeer.Subscriber, *Resource, *udprelay.Relay) {
 	t.Helper()
 	var res *Resource
 	signal := func(offer string) (string, error) {
@@ -32,7 +36,7 @@ func (f *fixture) shapedSubscriber(t *testing.T, ctx context.Context, down *udpr
 		t.Cleanup(func() { _ = relay.Close() })
 		signal = relay.WrapSignal(signal)
 	}
-	sub, err := testpeer.NewSubscriber(ctx, testpeer.Options{}, 1, 1, signal, nil)
+	sub, err := testpeer.NewSubscriber(ctx, testpeer.Options{}, 1, 1, signal, onPacket)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,8 +83,8 @@ func TestAdaptationPicksLayerPerLink(t *testing.T) {
 		return len(tracks) == 4 && tracks["trainer/video~2"].Bytes() > 10_000
 	})
 
-	limited, limRes, relay := f.shapedSubscriber(t, ctx, &udprelay.Shape{RateBps: 600_000})
-	_, fullRes, _ := f.shapedSubscriber(t, ctx, nil)
+	limited, limRes, relay := f.shapedSubscriber(t, ctx, &udprelay.Shape{RateBps: 600_000}, nil)
+	_, fullRes, _ := f.shapedSubscriber(t, ctx, nil, nil)
 	start := time.Now()
 	testenv.WaitFor(ctx, t, "the limited subscriber on the low layer", func() bool {
 		return limRes.LayerState().Layer == "low"
@@ -148,7 +152,7 @@ func TestRetransmissionsWithinLink(t *testing.T) {
 	t.Cleanup(func() { stop(); <-done })
 
 	const capBps = 700_000
-	sub, res, relay := f.shapedSubscriber(t, ctx, &udprelay.Shape{RateBps: capBps})
+	sub, res, relay := f.shapedSubscriber(t, ctx, &udprelay.Shape{RateBps: capBps}, nil)
 	testenv.WaitFor(ctx, t, "the video paused", func() bool { return res.LayerState().Paused })
 	sent := func() int64 {
 		st := relay.Down.Stats()
@@ -175,5 +179,77 @@ func TestRetransmissionsWithinLink(t *testing.T) {
 	}
 	if a-audio < 8*40 {
 		t.Errorf("%d audio packets in 8 s of paused video, want about 400", a-audio)
+	}
+}
+
+// TestLayerPinSimulcast: a subscriber of a simulcast stream pins each layer in turn
+// and gets it (the layer state, and video at that layer's bitrate); pinned to
+// audio, its video stops and audio goes on; back to auto, it gets the top layer.
+// An unknown pin is refused and changes nothing. With adaptation off, the pin
+// still works and there is no estimate.
+func TestLayerPinSimulcast(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real layers for several seconds")
+	}
+	for _, off := range []bool{false, true} {
+		t.Run(map[bool]string{false: "adaptation", true: "adaptation off"}[off], func(t *testing.T) {
+			f := newFixture(t, Config{DisableAdaptation: off}, time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+			f.startSimulcast(t, testpeer.SimulcastOptions{Layers: simulcastClips(t)})
+			var video atomic.Int64
+			sub, res, _ := f.shapedSubscriber(t, ctx, nil, func(k webrtc.RTPCodecType, p *rtp.Packet) {
+				if k == webrtc.RTPCodecTypeVideo {
+					video.Add(int64(len(p.Payload)))
+				}
+			})
+			videoBytes := func(*testpeer.Subscriber) int64 { return video.Load() }
+			testenv.WaitFor(ctx, t, "the top layer", func() bool { return res.LayerState().Layer == "high" })
+			rate := func() float64 { // video payload bit/s over 2 s
+				before := videoBytes(sub)
+				time.Sleep(2 * time.Second)
+				return float64(videoBytes(sub)-before) * 8 / 2
+			}
+			for _, tc := range []struct {
+				pin      string
+				min, max float64
+			}{
+				{PinLow, 120e3, 450e3}, {PinMedium, 450e3, 1.4e6}, {PinHigh, 1.4e6, 4e6},
+			} {
+				if err := res.SetLayerPin(tc.pin); err != nil {
+					t.Fatal(err)
+				}
+				testenv.WaitFor(ctx, t, "layer "+tc.pin, func() bool { return res.LayerState().Layer == tc.pin })
+				time.Sleep(300 * time.Millisecond) // the switch's keyframe
+				if r := rate(); r < tc.min || r > tc.max {
+					t.Errorf("pinned %s: video at %.0f bit/s, want %.0f..%.0f", tc.pin, r, tc.min, tc.max)
+				}
+				if st := res.LayerState(); st.Pin != tc.pin || st.Layer != tc.pin || len(st.Layers) != 3 {
+					t.Errorf("pinned %s: state %+v", tc.pin, st)
+				}
+			}
+			if err := res.SetLayerPin("ultra"); err == nil || res.LayerState().Pin != PinHigh {
+				t.Errorf("pin ultra: %v, state %+v", err, res.LayerState())
+			}
+			if err := res.SetLayerPin(PinAudio); err != nil {
+				t.Fatal(err)
+			}
+			testenv.WaitFor(ctx, t, "paused", func() bool { st := res.LayerState(); return st.Layer == "paused" && st.Paused })
+			v := videoBytes(sub)
+			a, _, _ := sub.Track(1).Snapshot()
+			if err := sub.WaitPackets(ctx, 1, a+50); err != nil {
+				t.Fatalf("audio while paused: %v", err)
+			}
+			if got := videoBytes(sub); got != v {
+				t.Errorf("video went on while pinned to audio: %d bytes", got-v)
+			}
+			if err := res.SetLayerPin(PinAuto); err != nil {
+				t.Fatal(err)
+			}
+			testenv.WaitFor(ctx, t, "back to the top layer", func() bool { return res.LayerState().Layer == "high" })
+			if est := res.LayerState().EstimateBps; off != (est == 0) {
+				t.Errorf("estimate %d with adaptation off=%v", est, off)
+			}
+		})
 	}
 }
