@@ -2,11 +2,14 @@ package web
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -257,6 +260,79 @@ func TestBrowserLayerWithoutExtension(t *testing.T) {
 		if !room.hidden(sel) {
 			t.Errorf("%s shown without the layer extension", sel)
 		}
+	}
+	for _, tb := range []*tab{studio, room} {
+		tb.noConsoleErrors()
+	}
+}
+
+// TestBrowserSimulcastRefused: a server whose WHIP answer lacks the rid header
+// extension (an older Lectern: here a proxy drops it) makes Chromium refuse the
+// simulcast answer; the studio ends that resource (DELETE) and publishes one layer,
+// which the classrooms play.
+func TestBrowserSimulcastRefused(t *testing.T) {
+	s := pagesStack(t)
+	id := s.createSession("Older server, simulcast")
+	target, err := url.Parse(s.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var deletes []int // statuses of DELETEs of WHIP resources
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.ModifyResponse = func(r *http.Response) error {
+		req := r.Request
+		if req.Method == http.MethodDelete && strings.HasPrefix(req.URL.Path, "/whip/") {
+			mu.Lock()
+			deletes = append(deletes, r.StatusCode)
+			mu.Unlock()
+		}
+		if req.Method != http.MethodPost || !strings.HasPrefix(req.URL.Path, "/whip/") || r.StatusCode != http.StatusCreated {
+			return nil
+		}
+		body, err := io.ReadAll(r.Body)
+		r.Body.Close()
+		if err != nil {
+			return err
+		}
+		var keep []string
+		for _, line := range strings.SplitAfter(string(body), "\n") {
+			if !strings.Contains(line, "rtp-stream-id") {
+				keep = append(keep, line)
+			}
+		}
+		answer := strings.Join(keep, "")
+		r.Body = io.NopCloser(strings.NewReader(answer))
+		r.ContentLength = int64(len(answer))
+		r.Header.Set("Content-Length", strconv.Itoa(len(answer)))
+		return nil
+	}
+	older := httptest.NewServer(proxy)
+	t.Cleanup(older.Close)
+
+	b := newBrowser(t)
+	studio := b.tab("studio")
+	studio.open(older.URL + "/studio/" + id + "?token=" + s.token(id, auth.RoleTrainer, "trainer"))
+	studio.waitJS("camera and microphone ready", `!document.getElementById('golive').disabled`, 20*time.Second)
+	studio.click("#golive")
+	studio.waitJS("live badge", `document.getElementById('live-badge').dataset.live === 'on'`, 20*time.Second)
+	studio.waitRising("publisher.framesEncoded", 10, 20*time.Second)
+	if rids := sendingRids(studio); len(rids) != 0 {
+		t.Errorf("Chromium sends rids %v after the refusal, want one plain encoding", rids)
+	}
+	room := b.tab("room")
+	room.open(s.url + "/room/" + id + "?token=" + s.token(id, auth.RoleSite, "hue"))
+	room.waitRising("main.framesDecoded", 20, 30*time.Second)
+	if layers := layerPackets(t, s, id); len(layers) != 1 || layers["video"] == 0 {
+		t.Errorf("camera tracks on the server: %v, want video alone", layers)
+	}
+	mu.Lock()
+	if len(deletes) != 1 || deletes[0] != http.StatusOK {
+		t.Errorf("DELETEs of refused WHIP resources: %v, want one answered 200", deletes)
+	}
+	mu.Unlock()
+	if !studio.hidden("#h-layers") {
+		t.Errorf("the studio lists layers while sending one: %q", studio.text("#h-layers"))
 	}
 	for _, tb := range []*tab{studio, room} {
 		tb.noConsoleErrors()

@@ -40,8 +40,10 @@ export const cameraLayers = [
 
 // Errors of the browser's own WebRTC stack (not of the HTTP exchange): a browser that
 // cannot send simulcast, or an answer it refuses for simulcast (a server without the
-// mid and rid header extensions), gets one encoding instead.
+// mid and rid header extensions), gets one encoding instead. So does a server that
+// refuses the simulcast offer itself (400, 422: too many or unknown layers).
 const rtcErrors = ['InvalidAccessError', 'InvalidModificationError', 'OperationError', 'NotSupportedError', 'TypeError', 'RangeError'];
+const simulcastRefused = [400, 422];
 
 /**
  * Ends a WHIP/WHEP session: DELETE of its resource first (RFC 9725 §4.2), then the
@@ -160,7 +162,8 @@ export class Publisher extends Reconnecting {
     try {
       return await this.connectWith(true);
     } catch (err) {
-      if (statusOf(err) || !rtcErrors.includes(err && err.name)) throw err;
+      const status = statusOf(err);
+      if (status ? !simulcastRefused.includes(status) : !rtcErrors.includes(err && err.name)) throw err;
       // Refused by the browser or in the server's answer: one layer from now on.
       console.warn('Lectern: simulcast unavailable, sending one layer:', err.message || err);
       this.simulcast = false;
@@ -189,7 +192,9 @@ export class Publisher extends Reconnecting {
     try {
       await client.publish(pc, this.url, this.token);
     } catch (err) {
-      pc.close();
+      // Refused after the server made the resource (e.g. the browser could not take
+      // its answer): end it now, or it would hold the publication until it timed out.
+      await end(client, pc, !!client.resourceURL);
       if (this.pc === pc) this.pc = null;
       this.client = null;
       throw err;
