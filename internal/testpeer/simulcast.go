@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
@@ -114,7 +113,9 @@ func NewSimulcastPublisher(ctx context.Context, signal Signal, o SimulcastOption
 	if audioClip == nil {
 		audioClip = o.Layers[0]
 	}
-	api, err := newSimulcastAPI(o.Options)
+	apiOptions := o.Options
+	apiOptions.simulcast = true
+	api, err := NewAPI(apiOptions)
 	if err != nil {
 		return nil, err
 	}
@@ -238,30 +239,6 @@ func NewSimulcastPublisher(ctx context.Context, signal Signal, o SimulcastOption
 		go func() { defer p.wg.Done(); _ = player.Run(runCtx) }()
 	}
 	return p, nil
-}
-
-// newSimulcastAPI is NewAPI(o) with the simulcast header extensions, which pion
-// puts on a simulcast sender's packets once negotiated.
-func newSimulcastAPI(o Options) (*webrtc.API, error) {
-	// NewAPI builds its own media engine; rebuild the same with the extensions.
-	m := &webrtc.MediaEngine{}
-	fb := []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}}
-	if err := m.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
-		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", RTCPFeedback: fb}, PayloadType: 102}, webrtc.RTPCodecTypeVideo); err != nil {
-		return nil, err
-	}
-	if err := m.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{
-		MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"}, PayloadType: 111}, webrtc.RTPCodecTypeAudio); err != nil {
-		return nil, err
-	}
-	if err := webrtc.ConfigureSimulcastExtensionHeaders(m); err != nil {
-		return nil, err
-	}
-	ir, err := interceptorRegistry(m, o)
-	if err != nil {
-		return nil, err
-	}
-	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(loopbackSettings(o))), nil
 }
 
 // readRTCP reads the RTCP of one encoding: PLIs and FIRs ask for a keyframe.
@@ -423,30 +400,4 @@ func WHIPSignal(ctx context.Context, url, token string) Signal {
 		}
 		return string(body), nil
 	}
-}
-
-// interceptorRegistry is NewAPI's interceptor chain: o's interceptors, NACK and
-// RTCP reports.
-func interceptorRegistry(m *webrtc.MediaEngine, o Options) (*interceptor.Registry, error) {
-	ir := &interceptor.Registry{}
-	for _, f := range o.Interceptors {
-		ir.Add(f)
-	}
-	if err := webrtc.ConfigureNack(m, ir); err != nil {
-		return nil, err
-	}
-	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
-		return nil, err
-	}
-	return ir, nil
-}
-
-// loopbackSettings are NewAPI's settings: loopback UDP only.
-func loopbackSettings(o Options) webrtc.SettingEngine {
-	se := webrtc.SettingEngine{}
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.DisableSRTPReplayProtection(o.NoReplayProtection)
-	return se
 }

@@ -31,6 +31,9 @@ type Options struct {
 	NoReplayProtection bool
 	// VP8Only makes the peer offer VP8 instead of H.264 (to test refusal).
 	VP8Only bool
+	// simulcast registers the header extensions a simulcast sender tags its
+	// packets with (NewSimulcastPublisher).
+	simulcast bool
 }
 
 // NewAPI returns a pion API restricted to loopback UDP, with H.264 and Opus.
@@ -53,6 +56,11 @@ func NewAPI(o Options) (*webrtc.API, error) {
 	if err := m.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{
 		MimeType: webrtc.MimeTypePCMU, ClockRate: 8000, Channels: 1}, PayloadType: 0}, webrtc.RTPCodecTypeAudio); err != nil {
 		return nil, err
+	}
+	if o.simulcast {
+		if err := webrtc.ConfigureSimulcastExtensionHeaders(m); err != nil {
+			return nil, err
+		}
 	}
 	ir := &interceptor.Registry{}
 	for _, f := range o.Interceptors {
