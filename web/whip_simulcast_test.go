@@ -1,11 +1,19 @@
 package web
 
 import (
+	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/pion/webrtc/v4"
 
 	"lectern/auth"
+	"lectern/internal/clip"
+	"lectern/internal/testenv"
+	"lectern/internal/testpeer"
 )
 
 // TestWHIPSimulcastOffers: over HTTP, Chromium's simulcast offer is answered 201
@@ -51,4 +59,77 @@ func TestWHIPSimulcastOffers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestWHIPSimulcastICERestart: a simulcast publisher (a studio whose network
+// changed) restarts ICE with a PATCH; the server re-applies the offer it kept, the
+// publisher reconnects, and all three layers go on arriving.
+func TestWHIPSimulcastICERestart(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	id := s.createSession("Lecture")
+	trainer := s.token(id, auth.RoleTrainer, "trainer")
+	var layers []*clip.Clip
+	for _, o := range testpeer.SimulcastClipOptions(4 * time.Second) {
+		layers = append(layers, testenv.Clip(t, o))
+	}
+	var loc string
+	pub, err := testpeer.NewSimulcastPublisher(s.ctx, s.signal("/whip/"+id, trainer, &loc), testpeer.SimulcastOptions{Layers: layers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	allLayersGrow := func(what string) {
+		t.Helper()
+		base := layerPackets(t, s, id)
+		testenv.WaitFor(s.ctx, t, what, func() bool {
+			now := layerPackets(t, s, id)
+			for _, l := range []string{"video", "video~1", "video~2"} {
+				if now[l] < base[l]+30 {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	allLayersGrow("three layers arriving")
+
+	states := make(chan webrtc.ICEConnectionState, 16)
+	pub.PC.OnICEConnectionStateChange(func(st webrtc.ICEConnectionState) {
+		select {
+		case states <- st:
+		default:
+		}
+	})
+	restart, err := pub.PC.CreateOffer(&webrtc.OfferOptions{ICERestart: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pub.PC)
+	if err := pub.PC.SetLocalDescription(restart); err != nil {
+		t.Fatal(err)
+	}
+	<-gathered
+	resp, reply := s.do("PATCH", loc, trainer, "application/trickle-ice-sdpfrag", restartFragment(pub.PC.LocalDescription().SDP))
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("ICE restart: %d %s", resp.StatusCode, reply)
+	}
+	answer := restartAnswer(pub.PC.RemoteDescription().SDP, reply)
+	if err := pub.PC.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		t.Fatalf("apply the restart answer: %v", err)
+	}
+	var seen []string
+	testenv.WaitFor(s.ctx, t, "reconnection on the new credentials", func() bool {
+		for {
+			select {
+			case st := <-states:
+				seen = append(seen, st.String())
+				if st == webrtc.ICEConnectionStateFailed {
+					t.Fatalf("ICE failed after the restart: %v", seen)
+				}
+			default:
+				return slices.Contains(seen, "checking") && seen[len(seen)-1] == "connected"
+			}
+		}
+	})
+	allLayersGrow("three layers arriving after the restart")
 }
