@@ -552,3 +552,39 @@ func TestSimulcastLayerStops(t *testing.T) {
 	})
 	t.Logf("SPS received: %v", sizes.get())
 }
+
+// TestSimulcastPublisherReconnects: a simulcast trainer that drops and comes back
+// within the grace period feeds the same tracks; a subscriber that stayed gets the
+// top layer of the new connection.
+func TestSimulcastPublisherReconnects(t *testing.T) {
+	f := newFixture(t, Config{}, 10*time.Second)
+	clips := simulcastClips(t)
+	pub := f.startSimulcast(t, testpeer.SimulcastOptions{Layers: clips})
+	f.waitLayers(t, 3)
+	var sizes frameSizes
+	sub, err := testpeer.NewSubscriber(f.ctx, testpeer.Options{}, 1, 1, f.subscribeSignal(trainerLayout), sizes.onPacket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sub.Close)
+	sizes.settlesOn(f.ctx, t, "1280x720")
+	before := f.trainerTracks()
+	pub.Close()
+	packets, _, _ := sub.Track(0).Snapshot()
+	f.startSimulcast(t, testpeer.SimulcastOptions{Layers: clips})
+	testenv.WaitFor(f.ctx, t, "video from the new connection", func() bool {
+		p, _, _ := sub.Track(0).Snapshot()
+		return p > packets+200
+	})
+	after := f.trainerTracks()
+	for name, tr := range before {
+		if after[name] != tr {
+			t.Errorf("track %s replaced on reconnection", name)
+		}
+	}
+	n := len(sizes.get())
+	testenv.WaitFor(f.ctx, t, "a 1280x720 keyframe of the new connection", func() bool {
+		return slices.Contains(sizes.get()[n:], "1280x720")
+	})
+	t.Logf("SPS received: %v", sizes.get())
+}
