@@ -588,3 +588,34 @@ func TestSimulcastPublisherReconnects(t *testing.T) {
 	})
 	t.Logf("SPS received: %v", sizes.get())
 }
+
+// TestSimulcastThenSingleLayer: a simulcast trainer that comes back with one layer
+// (a client that fell back) feeds trainer/video; a staying subscriber follows it,
+// though the old lower layers' tracks are still there, silent.
+func TestSimulcastThenSingleLayer(t *testing.T) {
+	f := newFixture(t, Config{}, 10*time.Second)
+	clips := simulcastClips(t)
+	pub := f.startSimulcast(t, testpeer.SimulcastOptions{Layers: clips})
+	f.waitLayers(t, 3)
+	var sizes frameSizes
+	sub, err := testpeer.NewSubscriber(f.ctx, testpeer.Options{}, 1, 1, f.subscribeSignal(trainerLayout), sizes.onPacket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sub.Close)
+	sizes.settlesOn(f.ctx, t, "1280x720")
+	pub.Close()
+	single, err := testpeer.NewPublisher(f.ctx, testpeer.Options{}, false, f.publishSignal(sfu.TrainerPublication))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(f.ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = single.Play(ctx, clips[1], nil) }() // 640x360
+	t.Cleanup(func() { cancel(); <-done; single.Close() })
+	n := len(sizes.get())
+	testenv.WaitFor(f.ctx, t, "the single layer's keyframes", func() bool {
+		return len(slices.DeleteFunc(sizes.get()[n:], func(s string) bool { return s != "640x360" })) >= 2
+	})
+	t.Logf("SPS received: %v; tracks %v", sizes.get(), keys(f.trainerTracks()))
+}
