@@ -348,6 +348,7 @@ async function pinLayer() {
     await st.viewer.pinLayer(want);
     savePin(want);
   } catch (err) {
+    select.value = (st.layer && st.layer.pin) || 'auto'; // what the server still applies
     notify(t('layer.pinFailed', { detail: errorText({ status: err.status || 0 }) }), 'warn');
   } finally {
     st.pinning = false;
