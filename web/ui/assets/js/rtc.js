@@ -331,15 +331,18 @@ export class Viewer extends Reconnecting {
    * Rejects with an Error carrying .status (400: a layer the server does not know).
    */
   async pinLayer(layer) {
-    this.pin = layer;
     const url = this.layerURL;
-    if (!url) throw httpError(404);
+    if (!url) {
+      this.pin = layer; // asked for when connected
+      throw httpError(404);
+    }
     const r = await fetch(url, {
       method: 'POST',
       headers: { ...this.authHeaders(), 'Content-Type': 'application/json' },
       body: JSON.stringify({ layer }),
     });
     if (!r.ok) throw httpError(r.status);
+    this.pin = layer;
   }
 
   authHeaders() { return this.token ? { Authorization: 'Bearer ' + this.token } : {}; }
