@@ -64,8 +64,8 @@ func (s *Session) emit(typ string, data any) {
 	}
 }
 
-// Watch calls fn for every track of the session, now and as tracks are added, until
-// cancel is called. fn runs on the goroutine that added the track (for existing
+// Watch calls fn for every track of the session, now (best simulcast layers first)
+// and as tracks are added, until cancel is called. fn runs on the goroutine that added the track (for existing
 // tracks, the caller's) without sfu locks held; it must not block.
 func (s *Session) Watch(fn func(*Track)) (cancel func()) {
 	s.mu.Lock()
@@ -81,6 +81,9 @@ func (s *Session) Watch(fn func(*Track)) (cancel func()) {
 		existing = append(existing, p.tracks...)
 	}
 	s.mu.Unlock()
+	// Best simulcast layers first: a consumer that joins starts on the top layer
+	// rather than on whichever layer's first packet happened to arrive first.
+	slices.SortStableFunc(existing, func(a, b *Track) int { return a.layer - b.layer })
 	for _, t := range existing {
 		fn(t)
 	}
