@@ -241,6 +241,9 @@ func (a *adapter) onReport(d *downTrack, now int64, rr rtcp.ReceptionReport) {
 	}
 }
 
+// nackLossMax bounds the loss read from NACKs.
+const nackLossMax = 0.6
+
 // nackEarly is the loss, from NACKs since the last run, that moves the estimate
 // before the next receiver report does.
 const nackEarly = 0.10
@@ -270,7 +273,9 @@ func (a *adapter) nackLoss() float64 {
 	if media < 20 {
 		return 0
 	}
-	return min(float64(a.nacked.Load()-a.lastNacked)/float64(media), 1)
+	// More NACKed than sent is a confused receiver (NACKs of long-gone packets),
+	// not a link that carries nothing.
+	return min(float64(a.nacked.Load()-a.lastNacked)/float64(media), nackLossMax)
 }
 
 // run updates the estimate from what was sent and lost since the previous run, and
@@ -489,6 +494,13 @@ func (a *adapter) choose(now int64) {
 		a.want[i] = want
 		d.layers.SetTarget(want)
 	}
+}
+
+// wanted returns the rank asked of video downtrack i's follower (-1 paused).
+func (a *adapter) wanted(i int) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.want[i]
 }
 
 // layerStep remembers a video downtrack's last step up, and how far up it may go

@@ -61,8 +61,10 @@ type downTrack struct {
 
 	hdr rtp.Header // reused by the egress worker
 
-	worker    *egressWorker
-	holdSince int64       // arrival of the oldest packet held for its frame; the publisher's goroutine only
+	worker *egressWorker
+	// holdSince is the arrival of the oldest packet held for its frame; written by
+	// the publisher's goroutine, or two of them while a LayerFollower switches layers.
+	holdSince atomic.Int64
 	started   atomic.Bool // sending may begin (see start)
 	ready     atomic.Bool // on the worker's lists (see egressWorker.notify)
 
@@ -247,15 +249,16 @@ func (d *downTrack) queued(item sfu.QueueItem, queued int) {
 		return
 	}
 	if p := item.Packet; d.kind == sfu.KindVideo && !p.Header.Marker && queued < burstMax {
-		if d.holdSince == 0 {
-			d.holdSince = p.ArrivalNanos
+		since := d.holdSince.Load()
+		if since == 0 {
+			d.holdSince.Store(p.ArrivalNanos)
 			return
 		}
-		if p.ArrivalNanos-d.holdSince < int64(holdMax) {
+		if p.ArrivalNanos-since < int64(holdMax) {
 			return
 		}
 	}
-	d.holdSince = 0
+	d.holdSince.Store(0)
 	d.worker.notify(d)
 }
 
