@@ -115,11 +115,12 @@ func (a *adapter) add(d *downTrack) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.enabled {
-		// A few seconds of packets: receiver reports come every second or so
-		// (browsers report audio less often: then only video measures).
-		n := 1024
+		// Two seconds of packets at the best layer's rate: receiver reports come
+		// every second or so (browsers report audio less often: then only video
+		// measures). 5 KB a subscriber.
+		n := 512
 		if d.kind == sfu.KindAudio {
-			n = 256
+			n = 128
 		}
 		d.sendTimes = make([]atomic.Int64, n)
 	}
