@@ -311,6 +311,14 @@ func (l *linkSub) fetchLayer(s *stack) (peer.LayerState, error) {
 	return st, json.NewDecoder(resp.Body).Decode(&st)
 }
 
+// describe says what the classroom received, for failures.
+func (l *linkSub) describe() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return fmt.Sprintf("received %d video packets (last %v ago, last keyframe %dx%d), %d audio packets (last %v ago)",
+		l.videoPkts, time.Since(l.lastVideo).Round(time.Millisecond), l.lastW, l.lastH, l.audioPkts, time.Since(l.lastAudio).Round(time.Millisecond))
+}
+
 // retransmitted returns the video packets that arrived behind the highest
 // sequence number: answers to NACKs.
 func (l *linkSub) retransmitted() int {
@@ -494,6 +502,41 @@ func requireLinks(t *testing.T) {
 	netns.Require(t)
 }
 
+// linkNS makes a namespace behind a shaped veth whose two ends know each other's
+// MAC address for good: otherwise the host's ARP probes and replies queue behind
+// the media in the tbf and, on a link kept full, are dropped until the neighbour
+// entry fails and the link carries nothing at all (a classroom's router is not
+// behind its own bottleneck).
+func linkNS(t *testing.T, o netns.Options) *netns.NS {
+	t.Helper()
+	ns := netns.New(t, o)
+	mac := func(args ...string) string {
+		out, err := exec.Command("ip", args...).Output()
+		if err != nil {
+			t.Fatalf("ip %s: %v", strings.Join(args, " "), err)
+		}
+		f := strings.Fields(string(out))
+		for i := range f {
+			if f[i] == "link/ether" && i+1 < len(f) {
+				return f[i+1]
+			}
+		}
+		t.Fatalf("no MAC address in: %s", out)
+		return ""
+	}
+	hostMAC := mac("-o", "link", "show", ns.HostIf)
+	nsMAC := mac("-n", ns.Name, "-o", "link", "show", ns.NSIf)
+	for _, args := range [][]string{
+		{"neigh", "replace", ns.NSIP.String(), "lladdr", nsMAC, "dev", ns.HostIf, "nud", "permanent"},
+		{"-n", ns.Name, "neigh", "replace", ns.HostIP.String(), "lladdr", hostMAC, "dev", ns.NSIf, "nud", "permanent"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	return ns
+}
+
 // linkStack is a stack whose WebRTC edge listens on every interface, so that
 // classrooms in namespaces (made before it: the edge lists the host's addresses
 // when it starts) reach it through their veth.
@@ -510,14 +553,18 @@ func waitLayer(t *testing.T, s *stack, l *linkSub, layer string, w, h int, withi
 	defer cancel()
 	var st peer.LayerState
 	for {
-		st = l.layer(t, s)
+		var err error
+		st, err = l.fetchLayer(s)
 		gw, gh := l.picture()
+		if err != nil {
+			t.Fatalf("%s: %v (connection %s; %s)", l.name, err, l.pc.ConnectionState(), l.describe())
+		}
 		if st.Layer == layer && (w == 0 || gw == w && gh == h) {
 			return
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("not on layer %s (%dx%d) within %v: layer state %+v, last keyframe %dx%d", layer, w, h, within, st, gw, gh)
+			t.Fatalf("%s not on layer %s (%dx%d) within %v: layer state %+v; %s", l.name, layer, w, h, within, st, l.describe())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -650,8 +697,8 @@ func waitWithin(t *testing.T, s *stack, what string, within time.Duration, cond 
 func TestAdaptationSimulcastKernelLinks(t *testing.T) {
 	requireLinks(t)
 	const weakBps = 600_000
-	weakNS := netns.New(t, netns.Options{DownBps: 3_000_000})
-	strongNS := netns.New(t, netns.Options{})
+	weakNS := linkNS(t, netns.Options{DownBps: 3_000_000})
+	strongNS := linkNS(t, netns.Options{})
 	s := linkStack(t)
 	id := s.createSession("Provincial links")
 	simulcastTrainer(t, s, id)
@@ -727,7 +774,7 @@ func TestAdaptationSimulcastKernelLinks(t *testing.T) {
 func TestAdaptationRetransmissionBudget(t *testing.T) {
 	requireLinks(t)
 	const capBps = 700_000
-	ns := netns.New(t, netns.Options{DownBps: capBps})
+	ns := linkNS(t, netns.Options{DownBps: capBps})
 	s := linkStack(t)
 	id := s.createSession("Retransmission budget")
 	trainer := s.token(id, auth.RoleTrainer, "trainer")
@@ -789,7 +836,7 @@ func TestAdaptationRetransmissionBudget(t *testing.T) {
 // top layer.
 func TestAdaptationAudioFirst(t *testing.T) {
 	requireLinks(t)
-	ns := netns.New(t, netns.Options{DownBps: 150_000})
+	ns := linkNS(t, netns.Options{DownBps: 150_000})
 	s := linkStack(t)
 	id := s.createSession("Audio first")
 	simulcastTrainer(t, s, id)
