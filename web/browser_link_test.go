@@ -207,3 +207,41 @@ func forwardTCP(t *testing.T, stackURL, host string) string {
 	})
 	return "http://" + ln.Addr().String()
 }
+
+// TestBrowserStudioWeakUplink: a studio whose uplink carries 700 kbit/s (Chromium in
+// a network namespace, tbf on the namespace's end) sends only its lower layers; the
+// studio page says the classrooms get a less sharp picture, and a classroom plays a
+// lower layer.
+func TestBrowserStudioWeakUplink(t *testing.T) {
+	ns := netns.New(t, netns.Options{UpBps: 700_000})
+	pages, err := NewPages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newStack(t, stackOptions{pages: pages, timeout: 5 * time.Minute, webrtcUDP: ":0"})
+	studioURL := forwardTCP(t, s.url, ns.HostIP.String())
+	id := s.createSession("Weak uplink")
+
+	// Cameras and microphones need a secure origin: the studio's address in the
+	// namespace is plain http, so Chromium is told to treat it as secure.
+	sb := newBrowserAt(t, chromiumIn(t, ns), map[string]any{
+		"use-file-for-fake-video-capture":          busyCamera(t),
+		"unsafely-treat-insecure-origin-as-secure": studioURL,
+	})
+	studio := sb.tab("studio-weak-uplink")
+	studio.open(studioURL + "/studio/" + id + "?token=" + s.token(id, auth.RoleTrainer, "trainer"))
+	studio.waitJS("camera and microphone ready", `!document.getElementById('golive').disabled`, 30*time.Second)
+	studio.click("#golive")
+	studio.waitRising("publisher.framesEncoded", 10, 20*time.Second)
+	studio.waitJS("uplink notice", `document.getElementById('h-layers').textContent.includes('chưa đủ cho mức cao nhất')`, 60*time.Second)
+	t.Logf("studio behind 700 kbit/s: %q; layers %v", studio.text("#h-layers"), studio.health()["publisher"])
+	studio.screenshot("studio-weak-uplink")
+
+	room := newBrowser(t).tab("room")
+	room.open(s.url + "/room/" + id + "?token=" + s.token(id, auth.RoleViewer, "hue"))
+	room.waitRising("main.framesDecoded", 20, 30*time.Second)
+	room.waitJS("a lower layer", `window.lectern.health().then(h => h.main.videos[0].width > 0 && h.main.videos[0].width < 1280)`, 20*time.Second)
+	for _, tb := range []*tab{studio, room} {
+		tb.noConsoleErrors()
+	}
+}

@@ -379,11 +379,23 @@ async function tick() {
   $('h-bitrate').textContent = h ? fmtNumber(h.kbps) + ' kbit/s' : '–';
   $('h-loss').textContent = h ? fmtNumber(h.loss, 1) + ' %' : '–';
   $('h-rtt').textContent = h && Number.isFinite(h.rtt) ? fmtNumber(h.rtt) + ' ms' : '–';
-  // The camera's simulcast layers that are sending, best first (one: nothing to say).
-  const layers = h ? h.layers.filter((l) => l.width > 0 && l.active).sort((a, b) => b.width - a.width) : [];
-  $('h-layers').hidden = layers.length < 2;
-  $('h-layers').textContent = layers.length < 2 ? ''
-    : t('studio.layers', { n: layers.length, list: layers.map((l) => l.width + '×' + l.height).join(' · ') });
+  renderLayers(h ? h.layers : []);
+}
+
+// The camera's simulcast layers that sent since the last look, best first (a layer the
+// browser holds back keeps its last frame size in the stats, but sends nothing). With
+// fewer than all, the browser's estimate of the trainer's uplink holds the upper ones
+// back: say so, since every classroom then gets a lower picture.
+const layerPackets = {};
+function renderLayers(all) {
+  const sending = all.filter((l) => l.width > 0 && l.active && l.packets > (layerPackets[l.rid] || 0)).sort((a, b) => b.width - a.width);
+  for (const l of all) layerPackets[l.rid] = l.packets;
+  const box = $('h-layers');
+  box.hidden = all.length < 2 || sending.length === 0;
+  if (box.hidden) return;
+  let text = t('studio.layers', { n: sending.length, list: sending.map((l) => l.width + '×' + l.height).join(' · ') });
+  if (sending.length < all.length && all.some((l) => l.limitation === 'bandwidth')) text += '. ' + t('studio.layersLimited');
+  box.textContent = text;
 }
 
 /** For support staff and tests: what this page sends and receives. */
