@@ -26,10 +26,15 @@ const (
 	lossLow     = 0.02
 	lossBackoff = 0.85
 	// growSlow is the growth per second right after loss; growFast after
-	// growFastAfter without any.
-	growSlow      = 0.12
-	growFast      = 0.35
-	growFastAfter = 3 * time.Second
+	// growFastAfter without any, growFaster after growFasterAfter: a link that
+	// has carried everything for that long is probed quickly (a failed probe is
+	// bounded by the hold-off, not by slow growth), so a classroom whose link
+	// recovers gets the best layer back within seconds.
+	growSlow        = 0.12
+	growFast        = 0.35
+	growFastAfter   = 3 * time.Second
+	growFaster      = 0.6
+	growFasterAfter = 6 * time.Second
 	// After a loss-driven drop the estimate may not exceed what the link carried
 	// (the probe ceiling) for a hold-off that doubles with each drop that follows a
 	// failed probe (5 s, 10 s, 20 s), so a link just below a layer's rate does
@@ -96,7 +101,10 @@ func (e *lossEstimate) update(now int64, carried, loss float64) float64 {
 			e.lossFreeSince = now
 		}
 		rate := growSlow
-		if now-e.lossFreeSince >= int64(growFastAfter) {
+		switch quiet := now - e.lossFreeSince; {
+		case quiet >= int64(growFasterAfter):
+			rate = growFaster
+		case quiet >= int64(growFastAfter):
 			rate = growFast
 		}
 		next := e.bps * (1 + rate*dt)
