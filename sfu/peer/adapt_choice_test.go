@@ -1,0 +1,138 @@
+package peer
+
+import (
+	"log/slog"
+	"testing"
+
+	"github.com/pion/rtp"
+
+	"lectern/sfu"
+)
+
+// choiceFixture is an adapter over a camera with three layers, a one-layer screen
+// share and audio, whose layer bitrates are set by hand.
+type choiceFixture struct {
+	a             *adapter
+	camera, slide *downTrack
+}
+
+func newChoiceFixture(t *testing.T) *choiceFixture {
+	t.Helper()
+	reg := sfu.NewRegistry(sfu.RegistryConfig{})
+	t.Cleanup(reg.CloseAll)
+	lease, err := reg.Session("lecture").Claim(sfu.TrainerPublication, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Resource{log: slog.New(slog.DiscardHandler), edge: &Edge{}}
+	a := newAdapter(r, true)
+	r.adapt = a
+	h264 := sfu.Codec{MimeType: sfu.MimeH264, ClockRate: 90000}
+	f := &choiceFixture{a: a}
+	f.camera = newDownTrack(r, nil, sfu.KindVideo, "trainer/video", 64, nil)
+	f.slide = newDownTrack(r, nil, sfu.KindVideo, "trainer/screen", 64, nil)
+	audio := newDownTrack(r, nil, sfu.KindAudio, "trainer/audio", 64, nil)
+	for _, d := range []*downTrack{f.camera, f.slide, audio} {
+		a.add(d)
+	}
+	// Tracks that have sent a packet (so they count as alive).
+	track := func(name string, kind sfu.Kind, codec sfu.Codec) *sfu.Track {
+		tr, err := lease.Track(name, kind, codec, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tr.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: 1, SSRC: 1}, Payload: []byte{0x41, 0x9a}}); err != nil {
+			t.Fatal(err)
+		}
+		return tr
+	}
+	for rank, bps := range []float64{2.6e6, 850e3, 280e3} {
+		tr := track(sfu.LayerName("video", rank), sfu.KindVideo, h264)
+		f.camera.layers.Attach(tr)
+		a.samples[0][rank] = layerSample{track: tr, bps: bps}
+	}
+	tr := track("screen", sfu.KindVideo, h264)
+	f.slide.layers.Attach(tr)
+	a.samples[1][0] = layerSample{track: tr, bps: 300e3}
+	a.audioRate[0] = layerSample{bps: 50e3}
+	return f
+}
+
+// choose runs the choice at an estimate and returns the layers the camera's and
+// the screen share's followers then target (a pinned layer a stream lacks resolves
+// to the nearest one it has).
+func (f *choiceFixture) choose(estimate float64) (camera, slide int) {
+	f.a.mu.Lock()
+	defer f.a.mu.Unlock()
+	f.a.est.bps = estimate
+	f.a.choose(sfu.Nanotime())
+	return f.camera.layers.Target(), f.slide.layers.Target()
+}
+
+// TestLayerChoice: audio is reserved first, then the camera takes the best layer
+// whose bitrate x 1.1 fits, then the screen share what remains; a video that fits
+// no layer is paused. A layer already chosen stays while its bitrate alone fits.
+// Pins override the estimate. A step up that failed is not retried before the
+// hold-off ends.
+func TestLayerChoice(t *testing.T) {
+	f := newChoiceFixture(t)
+	for _, tc := range []struct {
+		estimate       float64
+		camera, screen int
+	}{
+		{3.5e6, 0, 0},   // 50k audio + 2.86M camera + 330k screen
+		{3.1e6, 0, 0},   // both stay: 2.6M + 300k without margins
+		{2.8e6, 0, -1},  // the camera fits, the screen share does not
+		{1.3e6, 1, 0},   // medium; 1.25M - 850k leaves room for the screen
+		{1.2e6, 1, 0},   // medium stays at 850k + 300k (no margin for what is chosen)
+		{1.0e6, 1, -1},  // medium stays; the screen cannot come back without its margin
+		{0.85e6, 2, 0},  // low (280k), then the screen (330k)
+		{0.3e6, -1, -1}, // below the lowest layer with audio: video paused, audio goes on
+		{0.38e6, 2, -1}, // back with a margin: 50k + 308k
+	} {
+		camera, screen := f.choose(tc.estimate)
+		if camera != tc.camera || screen != tc.screen {
+			t.Errorf("estimate %.0f: camera %d, screen %d; want %d, %d", tc.estimate, camera, screen, tc.camera, tc.screen)
+		}
+	}
+
+	// Pins: whatever the estimate.
+	for _, tc := range []struct {
+		pin            string
+		camera, screen int
+	}{{PinLow, 2, 0}, {PinHigh, 0, 0}, {PinAudio, -1, -1}, {PinMedium, 1, 0}} {
+		f.a.mu.Lock()
+		f.a.pin = tc.pin
+		f.a.mu.Unlock()
+		if camera, screen := f.choose(0.5e6); camera != tc.camera || screen != tc.screen {
+			t.Errorf("pinned %s: camera %d, screen %d; want %d, %d", tc.pin, camera, screen, tc.camera, tc.screen)
+		}
+	}
+	f.a.mu.Lock()
+	f.a.pin = PinAuto
+	f.a.mu.Unlock()
+
+	// A step up from low to medium that loss follows at once: medium is not tried
+	// again before the hold-off ends, however high the estimate says.
+	f.choose(0.85e6)
+	if camera, _ := f.choose(1.3e6); camera != 1 {
+		t.Fatalf("step up to medium: camera %d", camera)
+	}
+	now := sfu.Nanotime()
+	f.a.mu.Lock()
+	f.a.est.probeUntil = now + int64(holdOffMin)
+	f.a.upgradeFailed(now)
+	f.a.mu.Unlock()
+	if camera, _ := f.choose(0.85e6); camera != 2 {
+		t.Fatalf("after the failed step: camera %d, want 2", camera)
+	}
+	if camera, _ := f.choose(3.5e6); camera != 2 {
+		t.Errorf("within the hold-off: camera %d, want it kept on low", camera)
+	}
+	f.a.mu.Lock()
+	f.a.steps[0].capUntil = now // the hold-off is over
+	f.a.mu.Unlock()
+	if camera, _ := f.choose(3.5e6); camera != 0 {
+		t.Errorf("after the hold-off: camera %d, want 0", camera)
+	}
+}
