@@ -647,15 +647,14 @@ func (w *watcher) run() {
 	}
 }
 
-// since returns l's layer changes from t0 on, with the state it was in at t0 first.
+// since returns l's layer changes the watcher saw after t0. The watcher polls on
+// its own, so a change the test itself just saw may be among them.
 func (w *watcher) since(l *linkSub, t0 time.Time) []layerChange {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var out []layerChange
 	for _, c := range w.changes[l] {
-		if c.at.Before(t0) {
-			out = append(out[:0], c)
-		} else {
+		if c.at.After(t0) {
 			out = append(out, c)
 		}
 	}
@@ -756,7 +755,7 @@ func TestAdaptationSimulcastKernelLinks(t *testing.T) {
 	if ch := w.since(weak, recovered); layersOf(ch)["paused"] {
 		t.Errorf("the video paused on the way back up after the link recovered to 3 Mbit/s: %v", ch)
 	}
-	if ch := w.since(strong, start); len(ch) != 1 || ch[0].layer != "high" {
+	if ch := w.since(strong, start); len(layersOf(ch)) > 1 || len(ch) > 0 && ch[0].layer != "high" {
 		t.Errorf("the unlimited classroom left the top layer while the other's link changed: %v (its socket dropped %d datagrams)", ch, udpDrops(t, strongNS))
 	}
 	if pw, ph := strong.picture(); pw != 1280 || ph != 720 {
@@ -863,20 +862,23 @@ func TestAdaptationAudioFirst(t *testing.T) {
 		t.Errorf("%d audio packets in %.1f s of video pause, want at least %d", audio1-audio0, secs, want)
 	}
 
+	raised := time.Now()
 	if err := ns.SetRate(3_000_000); err != nil {
 		t.Fatal(err)
 	}
-	var resumed time.Time
 	waitWithin(t, s, "video resumed after the link recovered", 60*time.Second, func() bool {
 		v, _ := sub.counts()
 		st := sub.layer(t, s)
-		if !st.Paused && st.Layer != "" && st.Layer != "paused" && resumed.IsZero() {
-			resumed = time.Now()
-		}
-		return !resumed.IsZero() && v > video1+60
+		return !st.Paused && st.Layer != "" && st.Layer != "paused" && v > video1+60
 	})
 	waitLayer(t, s, sub, "high", 1280, 720, 60*time.Second)
-	if ch := w.since(sub, resumed); layersOf(ch)["paused"] {
-		t.Errorf("the video paused again after it resumed on the recovered 3 Mbit/s link: %v (video sequence jumps %v)", ch, sub.gaps())
+	ch := w.since(sub, raised)
+	for i, c := range ch {
+		if c.layer != "paused" && c.layer != "" {
+			if layersOf(ch[i:])["paused"] {
+				t.Errorf("the video paused again after it resumed on the recovered 3 Mbit/s link: %v (video sequence jumps %v)", ch, sub.gaps())
+			}
+			break
+		}
 	}
 }
