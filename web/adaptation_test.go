@@ -503,10 +503,8 @@ func requireLinks(t *testing.T) {
 }
 
 // linkNS makes a namespace behind a shaped veth whose two ends know each other's
-// MAC address for good: otherwise the host's ARP probes and replies queue behind
-// the media in the tbf and, on a link kept full, are dropped until the neighbour
-// entry fails and the link carries nothing at all (a classroom's router is not
-// behind its own bottleneck).
+// MAC address for good, so that no ARP has to cross the tbf behind the media, where
+// a full queue may drop it (a classroom's router is not behind its own bottleneck).
 func linkNS(t *testing.T, o netns.Options) *netns.NS {
 	t.Helper()
 	ns := netns.New(t, o)
