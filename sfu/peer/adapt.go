@@ -89,6 +89,8 @@ type adapter struct {
 	prevMedia                    uint64  // media packets sent in the interval before the last
 	prevSent                     float64 // bits/s sent in the interval before the last
 	begun                        int64   // when the downtracks started sending
+	lastMediaBps                 float64 // media sent in the last interval
+	chosenBps                    float64 // what the chosen layers and the audio take
 }
 
 // layerSample measures the bitrate of one layer's track from its byte counter.
@@ -167,6 +169,7 @@ func (r *Resource) SetLayerPin(pin string) error {
 	}
 	a.pin = pin
 	a.choose(sfu.Nanotime())
+	a.budget.setRate(a.est.bps, max(a.lastMediaBps, a.chosenBps))
 	return nil
 }
 
@@ -257,9 +260,28 @@ func (a *adapter) onNack(now int64) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if now-a.lastRun >= int64(adaptMinInterval)/2 && a.nackLoss() >= nackEarly {
+	wait := int64(adaptMinInterval) / 2
+	if a.probing(now) {
+		wait = int64(probeReaction)
+	}
+	if now-a.lastRun >= wait && a.nackLoss() >= nackEarly {
 		a.run(now)
 	}
+}
+
+// probeReaction is how soon after the last run NACKs move the estimate while a
+// step up is being tried: a resume or a higher layer that the link cannot carry
+// starts with a keyframe burst, and every millisecond of it is sent in vain.
+const probeReaction = 50 * time.Millisecond
+
+// probing reports whether a video stepped up within upgradeFailWindow. a.mu held.
+func (a *adapter) probing(now int64) bool {
+	for _, st := range a.steps {
+		if st.upAt != 0 && now-st.upAt < int64(upgradeFailWindow) {
+			return true
+		}
+	}
+	return false
 }
 
 // nackLoss is the share of the media packets sent since the last run that were
@@ -329,8 +351,9 @@ func (a *adapter) run(now int64) {
 	}
 	a.r.log.Debug("estimate", "sent_bps", int64(sentBps), "loss", loss, "nack_loss", nackLoss, "report_loss", rrLoss,
 		"carried_bps", int64(carried), "estimate_bps", int64(a.est.bps), "rtt", a.rtt(0))
-	a.budget.setRate(a.est.bps, mediaBps)
 	a.choose(now)
+	a.lastMediaBps = mediaBps
+	a.budget.setRate(a.est.bps, max(mediaBps, a.chosenBps))
 }
 
 // startGrace is how long after the first packet only heavy loss (startLossHigh)
@@ -374,6 +397,11 @@ func (a *adapter) begin(now int64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.lastRun, a.begun = now, now
+	// The start on the best layer is a step up from the lowest: if the link
+	// refuses it at once, the lowest layer (or a pause) is kept for a while.
+	for i := range a.steps {
+		a.steps[i] = layerStep{upAt: now, upFrom: sfu.MaxLayers - 1}
+	}
 	a.lastBytes, a.lastPkts, a.lastRtx, a.lastRtxPkts = a.bytes.Load(), a.packets.Load(), a.rtxBytes.Load(), a.rtxPkts.Load()
 	a.sample(now)
 }
@@ -451,6 +479,14 @@ func (a *adapter) ceiling() float64 {
 // layout order, each the best layer that fits what remains of the estimate; a.mu
 // held.
 func (a *adapter) choose(now int64) {
+	defer func() { // what the choice takes, for the retransmission budget
+		a.chosenBps = a.audioReserve()
+		for i, w := range a.want {
+			if w >= 0 {
+				a.chosenBps += a.samples[i][w].bps
+			}
+		}
+	}()
 	remaining := a.est.bps - a.audioReserve()
 	for i, d := range a.video {
 		want := a.want[i]
@@ -510,7 +546,20 @@ type layerStep struct {
 	upAt, upFrom int64 // when it stepped up, and from which rank (-1 paused)
 	capUntil     int64
 	capRank      int // the best rank allowed until capUntil; MaxLayers: none (paused)
+	// Failed resumes of a paused video (and the optimistic start) hold off longer:
+	// such a probe sends a whole keyframe and a layer the link could not carry.
+	resumeFails    int
+	lastResumeFail int64
 }
+
+// resumeHoldOff is how long a video whose resume failed stays paused (and a start
+// on the best layer that failed stays on the lowest): doubling with each failure
+// within resumeFailMemory, up to resumeHoldOffMax.
+const (
+	resumeHoldOff    = 15 * time.Second
+	resumeHoldOffMax = 60 * time.Second
+	resumeFailMemory = 2 * time.Minute
+)
 
 // upgradeFailWindow: a loss-driven drop this soon after a step up says the step
 // was too far.
@@ -528,10 +577,18 @@ func (a *adapter) upgradeFailed(now int64) {
 			continue
 		}
 		st.capRank = int(st.upFrom)
-		if st.upFrom < 0 {
-			st.capRank = sfu.MaxLayers
-		}
 		st.capUntil = max(a.est.probeUntil, now+int64(holdOffMin))
+		if st.upFrom < 0 || st.upAt == a.begun {
+			if st.upFrom < 0 {
+				st.capRank = sfu.MaxLayers
+			}
+			if now-st.lastResumeFail > int64(resumeFailMemory) {
+				st.resumeFails = 0
+			}
+			st.resumeFails++
+			st.lastResumeFail = now
+			st.capUntil = max(st.capUntil, now+int64(min(resumeHoldOff<<(st.resumeFails-1), resumeHoldOffMax)))
+		}
 		st.upAt = 0
 		a.r.log.Debug("layer step up failed", "track", a.video[i].want, "back_to", LayerName(int(st.upFrom)),
 			"until", time.Duration(st.capUntil-now))

@@ -488,7 +488,8 @@ func (d *downTrack) retransmit(outSeq uint16, now int64) {
 			e.nacked = true
 			a.nacked.Add(1)
 		}
-		if !e.due(now, a.rtt(rtxDefaultRTT)) {
+		// A paused video's packets are no use to the receiver: it gets none.
+		if !e.due(now, a.rtt(rtxDefaultRTT)) || d.layers != nil && d.layers.Target() < 0 {
 			d.r.edge.adaptStats.refused.Add(1)
 			return
 		}
