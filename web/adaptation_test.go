@@ -42,6 +42,7 @@ import (
 // section, NACKs (pion's generator) and receiver reports, as a browser sends them.
 type linkSub struct {
 	name     string // for logs
+	ns       *netns.NS
 	pc       *webrtc.PeerConnection
 	layerURL string // the resource's layer URL (the WHEP layer extension's link)
 	token    string
@@ -98,7 +99,7 @@ func newLinkSub(t *testing.T, s *stack, ns *netns.NS, id, name, token string) *l
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &linkSub{name: name, pc: pc, token: token}
+	l := &linkSub{name: name, ns: ns, pc: pc, token: token}
 	t.Cleanup(l.close)
 	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
 		if _, err := pc.AddTransceiverFromKind(kind, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
@@ -311,12 +312,19 @@ func (l *linkSub) fetchLayer(s *stack) (peer.LayerState, error) {
 	return st, json.NewDecoder(resp.Body).Decode(&st)
 }
 
-// describe says what the classroom received, for failures.
+// describe says what the classroom received and what its link did, for failures.
+// A link whose tbf keeps a backlog it never sends (seen under -race on a loaded
+// machine: the veth's queue stopped) carries nothing either way, ARP replies
+// included.
 func (l *linkSub) describe() string {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	return fmt.Sprintf("received %d video packets (last %v ago, last keyframe %dx%d), %d audio packets (last %v ago)",
+	got := fmt.Sprintf("received %d video packets (last %v ago, last keyframe %dx%d), %d audio packets (last %v ago)",
 		l.videoPkts, time.Since(l.lastVideo).Round(time.Millisecond), l.lastW, l.lastH, l.audioPkts, time.Since(l.lastAudio).Round(time.Millisecond))
+	l.mu.Unlock()
+	qdisc, _ := exec.Command("tc", "-s", "qdisc", "show", "dev", l.ns.HostIf, "root").CombinedOutput()
+	neigh, _ := exec.Command("ip", "-n", l.ns.Name, "neigh", "show").CombinedOutput()
+	return fmt.Sprintf("%s; link: %s; the namespace's neighbours: %s", got,
+		strings.Join(strings.Fields(string(qdisc)), " "), strings.Join(strings.Fields(string(neigh)), " "))
 }
 
 // retransmitted returns the video packets that arrived behind the highest
