@@ -220,6 +220,10 @@ func (n *NS) applyTBF(up bool, bps int64) error {
 	if queue <= 0 {
 		queue = 100 * time.Millisecond
 	}
+	// A tbf keeps its queue across a replace, and a queued packet (the edge sends
+	// GSO trains) longer than a smaller new bucket never gets the tokens to leave:
+	// nothing would cross the link again. The new rate starts with an empty queue.
+	_ = exec.Command("tc", append(prefix, "qdisc", "del", "dev", dev, "root")...).Run()
 	args := append(prefix, "qdisc", "replace", "dev", dev, "root", "tbf",
 		"rate", strconv.FormatInt(bps, 10)+"bit", "burst", strconv.Itoa(burst),
 		"latency", strconv.FormatInt(queue.Milliseconds(), 10)+"ms")
