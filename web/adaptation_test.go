@@ -313,9 +313,8 @@ func (l *linkSub) fetchLayer(s *stack) (peer.LayerState, error) {
 }
 
 // describe says what the classroom received and what its link did, for failures.
-// A link whose tbf keeps a backlog it never sends (seen under -race on a loaded
-// machine: the veth's queue stopped) carries nothing either way, ARP replies
-// included.
+// A link whose tbf keeps a backlog it never sends carries nothing either way, ARP
+// replies included (TestSetRateWithQueuedTrains in internal/netns).
 func (l *linkSub) describe() string {
 	l.mu.Lock()
 	got := fmt.Sprintf("received %d video packets (last %v ago, last keyframe %dx%d), %d audio packets (last %v ago)",
