@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bluenviron/gortsplib/v4/pkg/base"
+	"github.com/bluenviron/gortsplib/v4/pkg/headers"
 	"github.com/pion/rtp"
 
 	"lectern/sfu"
@@ -210,5 +212,60 @@ func TestTCPReaderOutlivesWriteTimeout(t *testing.T) {
 				break
 			}
 		}
+	}
+}
+
+// TestTCPReaderRTPInfo: a TCP reader's PLAY answer says where each stream starts
+// (RTP-Info seq and rtptime), which the packets that follow continue, so clients
+// line audio and video up from the first packet.
+func TestTCPReaderRTPInfo(t *testing.T) {
+	f := newFixture(t, nil)
+	lease, err := f.sess.Claim(sfu.TrainerPublication, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	video, err := lease.Track("video", sfu.KindVideo, sfu.Codec{MimeType: sfu.MimeH264, ClockRate: 90000,
+		Fmtp: "packetization-mode=1;profile-level-id=42e01f"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := make([]byte, 500)
+	payload[0] = 0x65
+	pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 1, Marker: true, SequenceNumber: 7, Timestamp: 9000}, Payload: payload}
+	if err := video.WriteRTP(&pkt); err != nil {
+		t.Fatal(err)
+	}
+	url := f.url(testSession, testAdmin)
+	c := dialRaw(t, f.srv.Addr())
+	if res := c.do("DESCRIBE", url, nil, ""); res.status != 200 {
+		t.Fatalf("DESCRIBE: %d %s", res.status, res.reason)
+	}
+	id := c.setup(url+"/trackID=0", "RTP/AVP/TCP;unicast;interleaved=0-1", "")
+	waitFor(f.ctx, t, "the feed to send the cached keyframe", func() bool {
+		f.srv.mu.Lock()
+		defer f.srv.mu.Unlock()
+		for _, ps := range f.srv.streams {
+			return ps.feeds[0].sr.Stats() != nil
+		}
+		return false
+	})
+	res := c.do("PLAY", url, [][2]string{{"Session", id}}, "")
+	if res.status != 200 {
+		t.Fatalf("PLAY: %d %s", res.status, res.reason)
+	}
+	var ri headers.RTPInfo
+	if err := ri.Unmarshal(base.HeaderValue{res.header.get("RTP-Info")}); err != nil || len(ri) != 1 {
+		t.Fatalf("RTP-Info %q: %v", res.header.get("RTP-Info"), err)
+	}
+	if ri[0].SequenceNumber == nil || ri[0].Timestamp == nil {
+		t.Fatalf("RTP-Info %q has no seq or rtptime", res.header.get("RTP-Info"))
+	}
+	pkt.SequenceNumber, pkt.Timestamp = 8, 12000
+	if err := video.WriteRTP(&pkt); err != nil {
+		t.Fatal(err)
+	}
+	p := readRTP(t, c, 0)
+	if d := p.SequenceNumber - *ri[0].SequenceNumber; d > 1 {
+		t.Fatalf("first packet seq %d, RTP-Info seq %d", p.SequenceNumber, *ri[0].SequenceNumber)
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"github.com/bluenviron/gortsplib/v4"
 	"github.com/bluenviron/gortsplib/v4/pkg/description"
 	"github.com/bluenviron/gortsplib/v4/pkg/format"
+	"github.com/bluenviron/gortsplib/v4/pkg/rtcpsender"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	psdp "github.com/pion/sdp/v3"
 
@@ -34,7 +36,11 @@ type pubStream struct {
 	hub    *sfu.Session
 	tracks []readTrack
 	stream *gortsplib.ServerStream
-	feeds  []*trackFeed
+	// tcpStream is what TCP readers are set up on: gortsplib answers their
+	// requests and sends their RTCP; their RTP is appended by the feeds (direct).
+	tcpStream *gortsplib.ServerStream
+	direct    atomic.Pointer[[]*directReader]
+	feeds     []*trackFeed
 
 	playing atomic.Int64 // readers that played: what each packet is sent to, for the stats
 
@@ -116,7 +122,7 @@ func (s *Server) newPubStream(hub *sfu.Session, key streamKey, tracks []readTrac
 		}
 		medi := &description.Media{Type: description.MediaType(tr.kind.String()), Formats: []format.Format{forma}}
 		desc.Medias = append(desc.Medias, medi)
-		f := &trackFeed{ps: ps, want: tr, media: medi, pt: pt,
+		f := &trackFeed{ps: ps, want: tr, media: medi, pt: pt, idx: i,
 			queue: sfu.NewQueue(sfu.QueueOptions{Size: s.cfg.QueueSize, Kind: tr.kind, Stats: hub.Stats()})}
 		f.follow = sfu.NewFollower(tr.name, f.queue, f.accepts)
 		ps.feeds = append(ps.feeds, f)
@@ -124,6 +130,16 @@ func (s *Server) newPubStream(hub *sfu.Session, key streamKey, tracks []readTrac
 	ps.stream = &gortsplib.ServerStream{Server: s.gs, Desc: desc}
 	if err := ps.stream.Initialize(); err != nil {
 		return nil, fmt.Errorf("rtsp: stream: %w", err)
+	}
+	ps.tcpStream = &gortsplib.ServerStream{Server: s.gs, Desc: desc}
+	if err := ps.tcpStream.Initialize(); err != nil {
+		ps.stream.Close()
+		return nil, fmt.Errorf("rtsp: stream: %w", err)
+	}
+	for _, f := range ps.feeds {
+		f.sr = &rtcpsender.RTCPSender{ClockRate: int(f.want.codec.ClockRate), Period: 10 * time.Second, TimeNow: time.Now,
+			WritePacketRTCP: func(pkt rtcp.Packet) { _ = ps.tcpStream.WritePacketRTCP(f.media, pkt) }}
+		f.sr.Initialize()
 	}
 	return ps, nil
 }
@@ -256,6 +272,10 @@ func (ps *pubStream) close() {
 		f.queue.Drain()
 	}
 	ps.stream.Close()
+	ps.tcpStream.Close()
+	for _, f := range ps.feeds {
+		f.sr.Close()
+	}
 }
 
 // requestKeyframes asks the video tracks for a keyframe.
@@ -280,6 +300,11 @@ type trackFeed struct {
 	pt     uint8
 	queue  *sfu.Queue
 	follow *sfu.Follower // the session track feeding queue
+
+	idx     int                    // of media in the stream
+	tcpSSRC atomic.Uint32          // of tcpStream's format, learnt from a SETUP answer
+	sr      *rtcpsender.RTCPSender // TCP readers' sender reports, and their RTP-Info
+	frame   []byte                 // the interleaved frame of out (feed goroutine only)
 
 	rw  sfu.Rewriter // feed goroutine only
 	out rtp.Packet
@@ -327,6 +352,9 @@ func (f *trackFeed) run(ctx context.Context) {
 		n := len(p.Payload)
 		ntp := time.Now().Add(-time.Duration(sfu.Nanotime() - p.ArrivalNanos))
 		err := f.ps.stream.WritePacketRTPWithNTP(f.media, &f.out, ntp)
+		if err == nil {
+			f.writeDirect(p.KeyframeStart, ntp)
+		}
 		f.out.Payload = nil
 		p.Release()
 		if err != nil {

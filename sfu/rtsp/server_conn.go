@@ -87,6 +87,7 @@ type lecternConn struct {
 	queued   bool  // on its worker's list (or being sent by it)
 	blocking bool  // sendBlocking runs: the reader stalled, or the connection is TLS
 	writer   *connWriter
+	played   bool // a write after PLAY (its response) was queued: direct frames may follow
 
 	// raw sends without blocking, for the worker (nil for TLS, whose records a
 	// non-blocking write cannot cut: sendBlocking sends those). rawBuf, rawN and
@@ -133,6 +134,7 @@ func (c *lecternConn) Write(b []byte) (int, error) {
 		return 0, err
 	}
 	c.pending = append(c.pending, b...)
+	c.played = true
 	notify := false
 	switch {
 	case c.queued || c.blocking: // whoever sends will see these bytes
@@ -305,12 +307,13 @@ type connState struct {
 
 	// Touched by the connection's request goroutine only (gortsplib handles one
 	// request at a time per connection).
-	authed    map[string]bool // "session|read" / "session|publish" proven on this connection
-	badInput  error           // the request was refused as malformed
-	override  *base.Response  // Lectern's answer, replacing gortsplib's
-	method    base.Method     // of the request being handled
-	noSession bool            // it carried no Session header
-	announce  *announced      // what the last ANNOUNCE checked
+	authed     map[string]bool // "session|read" / "session|publish" proven on this connection
+	badInput   error           // the request was refused as malformed
+	override   *base.Response  // Lectern's answer, replacing gortsplib's
+	method     base.Method     // of the request being handled
+	noSession  bool            // it carried no Session header
+	announce   *announced      // what the last ANNOUNCE checked
+	setupMedia int             // TCP reader's SETUP being answered: its media index
 	// announceQuery is the query of the accepted ANNOUNCE's URL.
 	announceQuery string
 }
@@ -498,6 +501,14 @@ func (h *handler) OnResponse(sc *gortsplib.ServerConn, res *base.Response) {
 	case res.StatusCode == base.StatusNotImplemented && st.noSession && (st.method == base.Play || st.method == base.Record):
 		res.StatusCode = base.StatusMethodNotValidInThisState
 		res.StatusMessage = "Method Not Valid in This State: " + string(st.method) + " before SETUP"
+	}
+	if rs, ok := sessionData(sc.Session()).(*readSession); ok && res.StatusCode == base.StatusOK {
+		switch {
+		case st.method == base.Setup:
+			rs.learnSetup(st.setupMedia, res)
+		case st.method == base.Play && rs.direct != nil:
+			rs.fillRTPInfo(res)
+		}
 	}
 	st.override = nil
 	res.Header["Server"] = base.HeaderValue{"Lectern"}

@@ -146,7 +146,10 @@ type readSession struct {
 	ps         *pubStream
 	releaseSub func()
 	t          target
-	kfAt       atomic.Int64 // sfu.Nanotime of the last keyframe request for a slow reader
+	kfAt       atomic.Int64            // sfu.Nanotime of the last keyframe request for a slow reader
+	tcp        *gortsplib.ServerStream // TCP: the stream set up on (tcpStream: direct)
+	channels   []int                   // TCP: interleaved RTP channel per media (-1: none)
+	direct     *directReader
 	decodeLog  rateLimitedLog
 }
 
@@ -175,6 +178,18 @@ func (h *handler) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Respons
 	case rs.ps != ps:
 		return errorResponse(fmt.Errorf("%w: SETUP of another stream in this session", errState)), nil, nil
 	}
+	if ctx.Transport == gortsplib.TransportTCP {
+		// Direct (tcpStream) unless the first SETUP names no media Lectern can
+		// tell: then gortsplib writes this reader's RTP, as for UDP readers.
+		st.setupMedia = mediaOfSetup(ctx.Request, len(ps.feeds))
+		if rs.tcp == nil {
+			rs.tcp = ps.tcpStream
+			if st.setupMedia < 0 {
+				rs.tcp = ps.stream
+			}
+		}
+		return &base.Response{StatusCode: base.StatusOK}, rs.tcp, nil
+	}
 	return &base.Response{StatusCode: base.StatusOK}, ps.stream, nil
 }
 
@@ -195,6 +210,10 @@ func (h *handler) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response,
 	}
 	if *ctx.Session.SetuppedTransport() == gortsplib.TransportTCP {
 		st.nc.mode.Store(modePlayTCP)
+		if rs.direct == nil && rs.channels != nil {
+			rs.direct = &directReader{c: st.nc, rs: rs, ch: rs.channels, needKey: make([]bool, len(rs.channels))}
+			rs.ps.addDirect(rs.direct)
+		}
 	} else {
 		st.nc.mode.Store(modeUDP)
 	}
@@ -215,6 +234,9 @@ func (h *handler) OnPause(*gortsplib.ServerHandlerOnPauseCtx) (*base.Response, e
 func (h *handler) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
 	switch d := ctx.Session.UserData().(type) {
 	case *readSession:
+		if d.direct != nil {
+			d.ps.removeDirect(d.direct)
+		}
 		if d.releaseSub != nil {
 			d.releaseSub()
 			d.ps.playing.Add(-1)

@@ -1,0 +1,212 @@
+package rtsp
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v4/pkg/base"
+	"github.com/bluenviron/gortsplib/v4/pkg/headers"
+
+	"lectern/sfu"
+)
+
+// directReader is a TCP reader whose RTP the feeds append to its connection as
+// interleaved frames, instead of through gortsplib's per-reader write queue and
+// goroutine (a closure, a queue push and a goroutine wake-up per packet and
+// reader). gortsplib still answers its requests and sends its RTCP: it is set up
+// on the publication's tcpStream, to which no RTP is written.
+type directReader struct {
+	c       *lecternConn
+	rs      *readSession
+	ch      []int  // interleaved RTP channel per stream media; -1: not set up
+	needKey []bool // per media: dropped, waiting for a keyframe (its feed only)
+}
+
+// maxDirectPending is what may wait for a direct reader before its packets are
+// dropped (about gortsplib's write queue of 1024 packets).
+const maxDirectPending = 1 << 20
+
+// mediaOfSetup returns the media index a SETUP URL names (…/trackID=N, the
+// controls gortsplib gives and Lectern's absolute ones end so); a URL without one
+// names the only media of a one-media stream.
+func mediaOfSetup(req *base.Request, medias int) int {
+	if req.URL == nil {
+		return -1
+	}
+	u := req.URL.String()
+	i := strings.LastIndex(u, "trackID=")
+	if i < 0 {
+		if medias == 1 {
+			return 0
+		}
+		return -1
+	}
+	n, err := strconv.Atoi(u[i+len("trackID="):])
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// learnSetup records the interleaved channel and the SSRC a TCP reader's SETUP
+// was answered with.
+func (rs *readSession) learnSetup(media int, res *base.Response) {
+	if media < 0 || media >= len(rs.ps.feeds) {
+		return
+	}
+	var th headers.Transport
+	if err := th.Unmarshal(res.Header["Transport"]); err != nil || th.InterleavedIDs == nil {
+		return
+	}
+	if rs.channels == nil {
+		rs.channels = make([]int, len(rs.ps.feeds))
+		for i := range rs.channels {
+			rs.channels[i] = -1
+		}
+	}
+	rs.channels[media] = th.InterleavedIDs[0]
+	if th.SSRC != nil {
+		rs.ps.feeds[media].tcpSSRC.Store(*th.SSRC)
+	}
+}
+
+// addDirect makes a playing TCP reader direct.
+func (ps *pubStream) addDirect(d *directReader) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	var l []*directReader
+	if old := ps.direct.Load(); old != nil {
+		l = append(l, *old...)
+	}
+	l = append(l, d)
+	ps.direct.Store(&l)
+}
+
+func (ps *pubStream) removeDirect(d *directReader) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	old := ps.direct.Load()
+	if old == nil {
+		return
+	}
+	l := make([]*directReader, 0, len(*old))
+	for _, x := range *old {
+		if x != d {
+			l = append(l, x)
+		}
+	}
+	ps.direct.Store(&l)
+}
+
+// writeDirect sends f.out to the direct readers: marshalled once, appended to each
+// connection. Every packet counts in the sender reports (so a reader's RTP-Info
+// can be told from the first). Feed goroutine only.
+func (f *trackFeed) writeDirect(keyStart bool, ntp time.Time) {
+	f.out.SSRC = f.tcpSSRC.Load()
+	f.sr.ProcessPacket(&f.out, ntp, true)
+	lp := f.ps.direct.Load()
+	if lp == nil || len(*lp) == 0 {
+		return
+	}
+	l := *lp
+	n := f.out.MarshalSize()
+	if cap(f.frame) < 4+n {
+		f.frame = make([]byte, 4+n, 4+max(n, 1500))
+	}
+	f.frame = f.frame[:4+n]
+	f.frame[0], f.frame[2], f.frame[3] = '$', byte(n>>8), byte(n)
+	if _, err := f.out.MarshalTo(f.frame[4:]); err != nil {
+		return
+	}
+	video := f.want.kind == sfu.KindVideo
+	for _, d := range l {
+		if f.idx >= len(d.ch) || d.ch[f.idx] < 0 {
+			continue
+		}
+		f.frame[1] = byte(d.ch[f.idx])
+		if !d.c.appendFrame(f.frame, d, f.idx, video, keyStart) {
+			d.rs.slowReader()
+		}
+	}
+}
+
+// appendFrame appends one frame for the shared writers; false when it was dropped
+// because too much waits (video then waits for a keyframe).
+func (c *lecternConn) appendFrame(frame []byte, d *directReader, media int, video, keyStart bool) bool {
+	c.wmu.Lock()
+	if c.werr != nil || !c.played {
+		c.wmu.Unlock()
+		return true
+	}
+	if d.needKey[media] {
+		if !keyStart {
+			c.wmu.Unlock()
+			return true
+		}
+		d.needKey[media] = false
+	}
+	if len(c.pending)+len(frame) > maxDirectPending {
+		d.needKey[media] = video
+		c.wmu.Unlock()
+		return false
+	}
+	c.pending = append(c.pending, frame...)
+	notify := false
+	switch {
+	case c.queued || c.blocking:
+	case c.raw == nil || c.writer == nil:
+		c.blocking = true
+		go c.sendBlocking(nil)
+	default:
+		c.queued, notify = true, true
+	}
+	c.wmu.Unlock()
+	if notify {
+		c.writer.notify(c)
+	}
+	return true
+}
+
+// slowReader counts a direct reader's drop and asks for a keyframe, at most once
+// a second per reader (as OnStreamWriteError does for gortsplib's queue).
+func (rs *readSession) slowReader() {
+	rs.ps.hub.Stats().QueueDrops.Add(1)
+	now := sfu.Nanotime()
+	if last := rs.kfAt.Load(); now-last < int64(1e9) || !rs.kfAt.CompareAndSwap(last, now) {
+		return
+	}
+	rs.ps.requestKeyframes()
+}
+
+// fillRTPInfo completes the RTP-Info of a direct reader's PLAY answer: gortsplib
+// knows no packet of tcpStream, so it gives only the URLs; the sequence number and
+// RTP time each stream starts at let clients line audio and video up from the
+// first packet (as gortsplib does for the readers it writes to).
+func (rs *readSession) fillRTPInfo(res *base.Response) {
+	var ri headers.RTPInfo
+	if err := ri.Unmarshal(res.Header["RTP-Info"]); err != nil {
+		return
+	}
+	now := time.Now()
+	for _, e := range ri {
+		i := strings.LastIndex(e.URL, "trackID=")
+		if i < 0 || e.SequenceNumber != nil {
+			continue
+		}
+		n, err := strconv.Atoi(e.URL[i+len("trackID="):])
+		if err != nil || n < 0 || n >= len(rs.ps.feeds) {
+			continue
+		}
+		f := rs.ps.feeds[n]
+		st := f.sr.Stats()
+		if st == nil {
+			continue
+		}
+		clock := uint64(f.want.codec.ClockRate)
+		seq := st.LastSequenceNumber + 1
+		ts := uint32(uint64(st.LastRTP) + uint64(now.Sub(st.LastNTP).Seconds()*float64(clock)) - clock/10)
+		e.SequenceNumber, e.Timestamp = &seq, &ts
+	}
+	res.Header["RTP-Info"] = ri.Marshal()
+}
