@@ -443,11 +443,17 @@ func measure(s *layerSample, t *sfu.Track, now int64) {
 }
 
 // audioReserve is what the audio of the subscriber takes: measured, at least a
-// voice Opus stream's worth.
+// voice Opus stream's worth, times the RED copies it carries.
 func (a *adapter) audioReserve() float64 {
 	sum := 0.0
-	for i := range a.audio {
-		sum += max(a.audioRate[i].bps, 40e3)
+	for i, d := range a.audio {
+		bps := max(a.audioRate[i].bps, 40e3)
+		if d.red != nil {
+			// RED repeats the previous frames in each packet: the sent rate is about
+			// (1 + distance) times the source's.
+			bps *= 1 + redDistance
+		}
+		sum += bps
 	}
 	return sum
 }
