@@ -50,7 +50,33 @@ type Meta struct {
 	LostMedia *LostMedia `json:"lost_media,omitempty"`
 	// Prefix is the store key prefix of the recording's objects.
 	Prefix string `json:"prefix"`
+	// Timeline is what happened in the lecture while it was recorded (floor
+	// grants, hands, slides), in order; only on the session's main recording
+	// (the trainer publication's), at most maxTimeline entries.
+	Timeline []TimelineEntry `json:"timeline,omitempty"`
 }
+
+// Timeline entry types.
+const (
+	TimelineFloor     = "floor"      // a participant was given the floor
+	TimelineFloorEnd  = "floor_end"  // the floor was taken back (or given up)
+	TimelineHand      = "hand"       // a participant raised a hand
+	TimelineHandDown  = "hand_down"  // a raised hand was lowered
+	TimelineSlides    = "slides"     // the trainer's screen share started
+	TimelineSlidesEnd = "slides_end" // the trainer's screen share ended
+)
+
+// TimelineEntry is one event of the lecture, kept in meta.json for the replay's chapters.
+type TimelineEntry struct {
+	At          float64 `json:"at"`                    // seconds from the recording's start (its StartedAt, wall clock)
+	Type        string  `json:"type"`                  // "floor", "floor_end", "hand", "hand_down", "slides", "slides_end"
+	Participant string  `json:"participant,omitempty"` // the site's participant id, e.g. "hue"
+	Name        string  `json:"name,omitempty"`        // its display name, e.g. "Huế"
+}
+
+// maxTimeline bounds a recording's timeline: a lecture with more events than this
+// keeps the first ones (meta.json stays small).
+const maxTimeline = 1000
 
 // LostMedia is what a recording (or a rendition) lost.
 type LostMedia struct {
