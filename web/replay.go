@@ -114,6 +114,7 @@ func (s *Server) replayRoutes(r chi.Router, cfg *ReplayConfig) {
 	r.Head("/replay/{id}/download.mp4", p.download)
 	r.Get("/replay/{id}/{rendition}/download.mp4", p.download)
 	r.Head("/replay/{id}/{rendition}/download.mp4", p.download)
+	p.chapterRoutes(r) // before the catch-all: made, not stored
 	r.Get("/replay/{id}/*", p.file)
 	r.Head("/replay/{id}/*", p.file)
 }
@@ -122,6 +123,9 @@ func (s *Server) replayRoutes(r chi.Router, cfg *ReplayConfig) {
 type recordingView struct {
 	recorder.Meta
 	Links map[string]string `json:"links"`
+	// Chapters are the lecture's chapters by its timeline (replay_chapters.go);
+	// absent when it has none.
+	Chapters []Chapter `json:"chapters,omitempty"`
 }
 
 func view(m recorder.Meta) recordingView {
@@ -133,7 +137,12 @@ func view(m recorder.Meta) recordingView {
 			links[rd.Name+"_download"] = base + rd.Dir + "download.mp4"
 		}
 	}
-	return recordingView{Meta: m, Links: links}
+	chapters := Chapters(m.Timeline, m.Duration)
+	if len(chapters) > 0 { // only then: the links of a replay without a timeline stay as they were
+		links["master"] = base + "master.m3u8"
+		links["chapters"] = base + "chapters.vtt"
+	}
+	return recordingView{Meta: m, Links: links, Chapters: chapters}
 }
 
 // recordingSummary is a recording in a list: what a catalogue page shows. The
