@@ -23,6 +23,7 @@ const (
 	opStored  = "stored"  // Rendition, File: the object is in the store; its spool file may go
 	opLost    = "lost"    // Name, Segment: a segment lost before the spool (its place in the timeline)
 	opEnd     = "end"     // Time, Gaps: the recording ended normally
+	opMark    = "mark"    // Mark: an entry of the lecture's timeline
 )
 
 // journalEntry is one line of the journal.
@@ -35,6 +36,7 @@ type journalEntry struct {
 	File      string         `json:"file,omitempty"`
 	Time      time.Time      `json:"time,omitzero"`
 	Gaps      []gap          `json:"gaps,omitempty"`
+	Mark      *TimelineEntry `json:"mark,omitempty"`
 }
 
 // journal appends entries to a recording's journal, each written and fsynced before

@@ -217,6 +217,7 @@ func (r *Recorder) addTrack(sess *sfu.Session, t *sfu.Track) {
 	}
 	rt := rec.newTrack(t, local)
 	r.mu.Unlock()
+	rec.markTrack(local, true)
 
 	remove := t.AddSink(rt) // may end rt at once when the track is already closed
 	rt.setRemove(remove)
@@ -239,6 +240,7 @@ func (r *Recorder) trackEnded(rt *recTrack) {
 		}
 	}
 	r.mu.Unlock()
+	rec.markTrack(rt.local, false)
 	rt.cancel()
 }
 

@@ -65,6 +65,16 @@ type recording struct {
 	disc            map[*rendition]bool
 	badInit         map[*rendition]bool
 	drops           int
+
+	// The timeline (marks), guarded by markMu: held until the recording begins,
+	// then journaled and handed to the uploader until it finishes.
+	markMu      sync.Mutex
+	markPending []pendingMark
+	markUp      *uploader
+	markJour    *journal
+	markStart   time.Time
+	markDone    bool
+	marks       int
 }
 
 // trackState is the mux's view of one track.
@@ -389,6 +399,7 @@ func (rec *recording) finish() {
 		return
 	}
 	end := time.Now()
+	rec.endMarks()
 	if err := rec.jour.append(journalEntry{Op: opEnd, Time: end, Gaps: gaps}); err != nil {
 		rec.log.Warn("journal", "err", err)
 	}
@@ -429,6 +440,7 @@ func (rec *recording) begin() {
 	rec.r.startUploader(rec.id, rec.up)
 	rec.r.index.put(meta.summary())
 	rec.up.enqueue(upItem{kind: upMeta})
+	rec.beginMarks(start)
 	rec.r.metrics.active.Add(1)
 	rec.log.Info("recording started")
 }

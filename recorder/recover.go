@@ -102,6 +102,8 @@ func replayJournal(dir string, entries []journalEntry) (Meta, []upItem) {
 			} else {
 				items = append(items, upItem{kind: upLost, name: e.Name, seg: *e.Segment})
 			}
+		case e.Op == opMark && e.Mark != nil:
+			meta.Timeline = addMark(meta.Timeline, *e.Mark)
 		case e.Op == opEnd:
 			final.end, final.gaps, ended = e.Time, e.Gaps, true
 		}

@@ -363,6 +363,7 @@ func (u *uploader) snapshot() Meta {
 	}
 	m.Codecs = append([]string(nil), u.meta.Codecs...)
 	m.Gaps = append([]gap(nil), u.meta.Gaps...)
+	m.Timeline = append([]TimelineEntry(nil), u.meta.Timeline...)
 	return m
 }
 

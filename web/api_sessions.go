@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -102,7 +103,12 @@ func (s *Server) state(c catalog.Session) sessionState {
 		st.Publications = ls.Publications()
 		st.Subscribers = ls.Subscribers()
 	}
-	st.Hands, st.Speakers = s.floor.snapshot(c.ID)
+	var err error
+	st.Hands, st.Speakers, err = s.floor.Snapshot(context.Background(), c.ID)
+	if err != nil { // a clustered floor's backend is down: the rest of the state still serves
+		s.log.Warn("floor snapshot", "session", c.ID, "err", err)
+		st.Hands, st.Speakers = []Hand{}, []Speaker{}
+	}
 	return st
 }
 
@@ -148,7 +154,9 @@ func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request) {
 	// then reaches nobody (it was sent twice).
 	s.cfg.Events.End(c.ID, events.TypeSessionEnded, map[string]bool{"deleted": true})
 	s.cfg.Registry.Close(c.ID) // ends publications; their connections close
-	s.floor.forget(c.ID)
+	if err := s.floor.Forget(r.Context(), c.ID); err != nil {
+		s.log.Warn("floor: forget a deleted session", "session", c.ID, "err", err)
+	}
 	s.log.Info("session deleted", "session", c.ID)
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -236,8 +244,15 @@ func (s *Server) raiseHand(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	s.floor.raise(c.ID, site.Name, site.Display)
-	hands, _ := s.floor.snapshot(c.ID)
+	if err := s.floor.Raise(r.Context(), c.ID, site.Name, site.Display); err != nil {
+		s.httpError(w, r, fmt.Errorf("floor: %w", err))
+		return
+	}
+	hands, _, err := s.floor.Snapshot(r.Context(), c.ID)
+	if err != nil {
+		s.httpError(w, r, fmt.Errorf("floor: %w", err))
+		return
+	}
 	writeJSON(w, http.StatusOK, hands)
 }
 
@@ -246,7 +261,10 @@ func (s *Server) lowerHand(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	s.floor.lower(c.ID, site.Name)
+	if _, err := s.floor.Lower(r.Context(), c.ID, site.Name); err != nil {
+		s.httpError(w, r, fmt.Errorf("floor: %w", err))
+		return
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -260,7 +278,11 @@ func (s *Server) grantFloor(w http.ResponseWriter, r *http.Request) {
 		s.httpError(w, r, fmt.Errorf("%w: %q is not a participant name", errBadRequest, participant))
 		return
 	}
-	sp := s.floor.grant(c.ID, participant)
+	sp, err := s.floor.Grant(r.Context(), c.ID, participant)
+	if err != nil {
+		s.httpError(w, r, fmt.Errorf("floor: %w", err))
+		return
+	}
 	s.log.Info("floor granted", "session", c.ID, "participant", participant)
 	writeJSON(w, http.StatusOK, sp)
 }
@@ -271,7 +293,12 @@ func (s *Server) revokeFloor(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	participant := chi.URLParam(r, "participant")
-	if !s.floor.revoke(c.ID, participant) {
+	revoked, err := s.floor.Revoke(r.Context(), c.ID, participant)
+	if err != nil {
+		s.httpError(w, r, fmt.Errorf("floor: %w", err))
+		return
+	}
+	if !revoked {
 		s.httpError(w, r, fmt.Errorf("%w: %q does not have the floor", errUnknownParticipant, participant))
 		return
 	}

@@ -22,6 +22,7 @@ import (
 	"lectern/auth"
 	"lectern/catalog"
 	"lectern/events"
+	"lectern/floor"
 	"lectern/internal/limit"
 	"lectern/sfu"
 	"lectern/sfu/peer"
@@ -98,7 +99,7 @@ type Server struct {
 	cfg    Config
 	log    *slog.Logger
 	router chi.Router
-	floor  *floor
+	floor  floor.Floor
 	authn  *auth.Authenticator
 	// streams counts the open event streams per token and per address.
 	streams *streamLimits
@@ -131,7 +132,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "http")}
 	s.authn = &auth.Authenticator{Issuer: cfg.Tokens, AdminToken: cfg.AdminToken, Failures: cfg.AuthFailures}
-	s.floor = newFloor(func(session, typ string, data any) { cfg.Events.Publish(session, typ, data) })
+	s.floor = floor.NewMemory(s.floorChanged)
 	s.streams = newStreamLimits(cfg.EventStreamsPerToken, cfg.EventStreamsPerAddress)
 	s.whep = newWHEPLimits(cfg.WHEPConnectingPerToken, cfg.WHEPConnectingPerAddress, cfg.ViewerConnections)
 	s.routes()

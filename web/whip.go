@@ -28,7 +28,12 @@ func (s *Server) whipPublish(w http.ResponseWriter, r *http.Request) {
 	}
 	publication := sfu.TrainerPublication
 	if !p.admin && p.claims.Role == auth.RoleSite {
-		if !s.floor.holds(c.ID, p.claims.Name) {
+		holds, err := s.floor.Holds(r.Context(), c.ID, p.claims.Name)
+		if err != nil {
+			s.httpError(w, r, fmt.Errorf("floor: %w", err))
+			return
+		}
+		if !holds {
 			s.httpError(w, r, errNoFloor)
 			return
 		}
