@@ -217,6 +217,7 @@ func TestImportRules(t *testing.T) {
 		"lectern/auth":     {"lectern/"},
 		"lectern/catalog":  {"lectern/"},
 		"lectern/events":   {"lectern/"},
+		"lectern/floor":    {"lectern/"},
 		"lectern/sfu/peer": {"lectern/web", "lectern/recorder", "lectern/storage", "lectern/catalog"},
 		"lectern/sfu/rtsp": {"lectern/web", "lectern/recorder", "lectern/storage", "lectern/catalog"},
 		"lectern/recorder": {"lectern/web", "lectern/sfu/peer", "lectern/sfu/rtsp"},
