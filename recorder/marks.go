@@ -55,7 +55,7 @@ func (rec *recording) mark(at time.Time, e TimelineEntry) {
 	rec.markMu.Lock()
 	defer rec.markMu.Unlock()
 	switch {
-	case rec.markDone || rec.marks >= maxTimeline:
+	case rec.markDone || rec.marks >= maxTimeline || rec.r.hard.Err() != nil: // a hard stop writes nothing more
 		return
 	case rec.markUp == nil:
 		rec.markPending = append(rec.markPending, pendingMark{at, e})

@@ -1,0 +1,148 @@
+package recorder
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"lectern/internal/testrec"
+	"lectern/sfu"
+)
+
+// checkTimeline fails unless got has the types of want, in order, at times that
+// never go back and lie within [0, within] seconds.
+func checkTimeline(t *testing.T, got []TimelineEntry, want []string, within float64) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("timeline %+v, want types %v", got, want)
+	}
+	last := 0.0
+	for i, e := range got {
+		if e.Type != want[i] || e.At < last || e.At > within {
+			t.Fatalf("timeline entry %d %+v: want type %s at %.3f..%.3f s (timeline %+v)", i, e, want[i], last, within, got)
+		}
+		last = e.At
+	}
+}
+
+// storedTimeline reads the timeline of a recording's meta.json in the store.
+func storedTimeline(t *testing.T, st Store, m Meta) []TimelineEntry {
+	t.Helper()
+	var stored Meta
+	if err := json.Unmarshal([]byte(readStored(t, st, m.Prefix+metaFile)), &stored); err != nil {
+		t.Fatal(err)
+	}
+	return stored.Timeline
+}
+
+// TestTimelineMarks records the trainer's publication while the floor changes and
+// the slides (a screen-share track) start: the entries are in the main
+// recording's meta.json, in order; those before and after it are dropped.
+func TestTimelineMarks(t *testing.T) {
+	t.Parallel()
+	c := testrec.LectureClip(t)
+	store := testrec.DirStore(t)
+	const id = "timeline01"
+	r, sess, ctx := recordSession(t, store, id, -1, time.Minute, nil)
+	r.Mark(id, time.Now(), TimelineEntry{Type: TimelineHand, Participant: "early"}) // no recording yet
+	p := newPublisher(t, sess, sfu.TrainerPublication)
+	begun := time.Now()
+	p.feed(t, ctx, c, feedOptions{speed: 4, between: func(sec int) {
+		switch sec {
+		case 4:
+			r.Mark(id, time.Now(), TimelineEntry{Type: TimelineHand, Participant: "hue", Name: "Huế"})
+			r.Mark("other00001", time.Now(), TimelineEntry{Type: TimelineHand, Participant: "x"}) // another session
+		case 6:
+			r.Mark(id, time.Now(), TimelineEntry{Type: TimelineFloor, Participant: "hue", Name: "Huế"})
+		case 8:
+			var err error
+			if p.screen, err = p.lease.Track("screen", sfu.KindVideo, h264Codec, nil); err != nil {
+				t.Error(err)
+			}
+		case 12:
+			r.Mark(id, time.Now(), TimelineEntry{Type: TimelineFloorEnd, Participant: "hue", Name: "Huế"})
+		}
+	}})
+	p.lease.End()
+	m := waitComplete(t, r, 1, 30*time.Second)[0]
+	r.Mark(id, time.Now(), TimelineEntry{Type: TimelineHand, Participant: "late"}) // the recording ended
+	elapsed := time.Since(begun).Seconds()
+	want := []string{TimelineHand, TimelineFloor, TimelineSlides, TimelineFloorEnd, TimelineSlidesEnd}
+	checkTimeline(t, m.Timeline, want, elapsed)
+	checkTimeline(t, storedTimeline(t, store, m), want, elapsed)
+	if e := m.Timeline[0]; e.Participant != "hue" || e.Name != "Huế" || e.At < 0.5 {
+		t.Fatalf("the hand: %+v, want hue, Huế, about 1 s in (sec 4 of the clip at 4x)", e)
+	}
+	if again := storedTimeline(t, store, m); len(again) != len(want) {
+		t.Fatalf("a mark after the end changed meta.json: %+v", again)
+	}
+}
+
+// TestTimelineSurvivesCrash: a recorder dies (as SIGKILL would) after timeline
+// entries were marked; the next one finalises the recording from the spool's
+// journal with those entries.
+func TestTimelineSurvivesCrash(t *testing.T) {
+	t.Parallel()
+	c := testrec.LectureClip(t)
+	store := testrec.DirStore(t)
+	spoolDir := t.TempDir()
+	r1 := newRecorder(t, store, spoolDir, nil)
+	reg := sfu.NewRegistry(sfu.RegistryConfig{Grace: -1, Logger: testLogger()})
+	const id = "timeline02"
+	sess := reg.Session(id)
+	r1.Attach(sess)
+	p := newPublisher(t, sess, sfu.TrainerPublication)
+	ctx := t.Context()
+	crashed := false
+	p.feed(t, ctx, c, feedOptions{speed: 4, between: func(sec int) {
+		switch sec {
+		case 4:
+			r1.Mark(id, time.Now(), TimelineEntry{Type: TimelineHand, Participant: "hue"})
+		case 6:
+			r1.Mark(id, time.Now(), TimelineEntry{Type: TimelineFloor, Participant: "hue"})
+		case 10:
+			r1.crash()
+			crashed = true
+		}
+	}})
+	if !crashed {
+		t.Fatal("no crash")
+	}
+	p.lease.End()
+	r2 := newRecorder(t, store, spoolDir, nil)
+	defer closeRecorder(t, r2)
+	m := waitComplete(t, r2, 1, time.Minute)[0]
+	if !m.Interrupted {
+		t.Fatalf("recovered recording not marked interrupted: %+v", m)
+	}
+	want := []string{TimelineHand, TimelineFloor}
+	checkTimeline(t, m.Timeline, want, 10)
+	checkTimeline(t, storedTimeline(t, store, m), want, 10)
+}
+
+// TestAddMark keeps a timeline in time order and within its bound, and never
+// writes into the array of a list handed out before.
+func TestAddMark(t *testing.T) {
+	var list []TimelineEntry
+	for _, at := range []float64{1, 3, 2, 3, 0} {
+		list = addMark(list, TimelineEntry{At: at, Type: TimelineHand})
+	}
+	shared := list
+	list = addMark(list, TimelineEntry{At: 0.5, Type: TimelineFloor})
+	var ats []float64
+	for _, e := range list {
+		ats = append(ats, e.At)
+	}
+	if want := []float64{0, 0.5, 1, 2, 3, 3}; len(ats) != len(want) || ats[1] != 0.5 || ats[5] != 3 || ats[2] != 1 {
+		t.Fatalf("times %v, want %v", ats, want)
+	}
+	if shared[1].At != 1 {
+		t.Fatalf("an insertion changed a list handed out before: %+v", shared)
+	}
+	for range 2 * maxTimeline {
+		list = addMark(list, TimelineEntry{At: 9, Type: TimelineHand})
+	}
+	if len(list) != maxTimeline {
+		t.Fatalf("%d entries, want at most %d", len(list), maxTimeline)
+	}
+}
