@@ -12,7 +12,9 @@ import (
 // TestChapters: the chapter rule of a timeline, case by case.
 func TestChapters(t *testing.T) {
 	type e = recorder.TimelineEntry
-	floor := func(at float64, id, name string) e { return e{At: at, Type: recorder.TimelineFloor, Participant: id, Name: name} }
+	floor := func(at float64, id, name string) e {
+		return e{At: at, Type: recorder.TimelineFloor, Participant: id, Name: name}
+	}
 	floorEnd := func(at float64, id string) e { return e{At: at, Type: recorder.TimelineFloorEnd, Participant: id} }
 	lecture := func(s, end float64) Chapter { return Chapter{Start: s, End: end, Kind: ChapterLecture} }
 	question := func(s, end float64, id, name string) Chapter {

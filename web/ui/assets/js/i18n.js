@@ -247,6 +247,10 @@ const vi = {
   'player.openFull': 'Mở trong Lectern',
   'player.noSlides': 'Lúc này giảng viên không chia sẻ màn hình.',
   'player.recording': 'Đang ghi — bài giảng chưa kết thúc.',
+  'chapter.heading': 'Các phần của bài giảng',
+  'chapter.lecture': 'Bài giảng',
+  'chapter.question': 'Câu hỏi từ {name}',
+  'chapter.slides': 'Trình chiếu',
 
   'notice.dismiss': 'Đóng thông báo',
 };
@@ -495,6 +499,10 @@ const en = {
   'player.openFull': 'Open in Lectern',
   'player.noSlides': 'The trainer was not sharing the screen at this point.',
   'player.recording': 'Still recording — the lecture has not ended.',
+  'chapter.heading': 'Chapters of the lecture',
+  'chapter.lecture': 'Lecture',
+  'chapter.question': 'Question from {name}',
+  'chapter.slides': 'Slides',
 
   'notice.dismiss': 'Dismiss',
 };

@@ -38,8 +38,57 @@ async function main() {
   }
   const Hls = await loadHls();
   if (Hls === undefined) return;
-  st.hls = play($('video'), (links.playlist || base + 'index.m3u8') + q, Hls, true);
+  // The master playlist (there when the lecture has chapters) names the chapters track too.
+  st.hls = play($('video'), (links.master || links.playlist || base + 'index.m3u8') + q, Hls, true);
+  if (st.hls) {
+    // The light hls.js build shows no subtitles, but it parses the master's tracks: kept
+    // for whoever inspects the player (and the tests).
+    st.hls.on(Hls.Events.MANIFEST_LOADED, (_, data) => {
+      window.lectern.player.subtitles = (data.subtitles || []).map((s) => ({ name: s.name, lang: s.lang, group: s.groupId, url: s.url }));
+    });
+  }
   if (!embed && links.screen_playlist) followSlides(links.screen_playlist + q, Hls);
+  if (!embed) setupChapters();
+}
+
+/**
+ * The lecture's chapters (made by the server from the recording's timeline: the lecture,
+ * each classroom's question, the slides): a list beside the player; a click seeks there,
+ * and the chapter playing is highlighted (aria-current).
+ */
+function setupChapters() {
+  const chapters = Array.isArray(st.rec.chapters) ? st.rec.chapters : [];
+  if (!chapters.length) return;
+  const video = $('video'), list = $('chapter-list');
+  const title = (c) => c.kind === 'question' ? t('chapter.question', { name: c.name || c.participant || '' })
+    : t(c.kind === 'slides' ? 'chapter.slides' : 'chapter.lecture');
+  const render = () => {
+    list.replaceChildren(...chapters.map((c, i) => el('li', {},
+      el('button', { type: 'button', class: 'chapter', dataset: { chapter: String(i), start: String(c.start) },
+        onclick: () => {
+          video.currentTime = c.start;
+          if (video.paused) video.play().catch(() => {});
+        } },
+      el('span', { class: 'chapter-time' }, fmtDuration(c.start)), ' ', el('span', { class: 'chapter-title' }, title(c))))));
+    highlight();
+  };
+  let currentIdx = -1;
+  const highlight = () => {
+    const now = video.currentTime;
+    let idx = chapters.findIndex((c) => now >= c.start && now < c.end);
+    if (idx < 0 && now >= chapters[chapters.length - 1].start) idx = chapters.length - 1;
+    const buttons = list.querySelectorAll('button.chapter');
+    if (idx === currentIdx && buttons[idx] && buttons[idx].hasAttribute('aria-current')) return;
+    currentIdx = idx;
+    buttons.forEach((b, i) => {
+      if (i === idx) b.setAttribute('aria-current', 'true');
+      else b.removeAttribute('aria-current');
+    });
+  };
+  for (const ev of ['timeupdate', 'seeked', 'loadedmetadata']) video.addEventListener(ev, highlight);
+  onLangChange(render);
+  render();
+  $('chapters').hidden = false;
 }
 
 async function recordingError(err) {
