@@ -80,6 +80,10 @@ type Config struct {
 	WHEPConnectingPerToken, WHEPConnectingPerAddress, ViewerConnections int
 	// Replays, when set, serves the recordings (/api/recordings, /replay/...).
 	Replays *ReplayConfig
+	// NewFloor makes the talk-back state (hands, the floor), reporting its
+	// changes to hook, which serves them as events and marks the recording's
+	// timeline. Nil: floor.NewMemory, one node's state.
+	NewFloor func(hook func(floor.Event)) floor.Floor
 	// Sources manages RTSP pull sources; nil disables /api/sessions/{id}/sources.
 	Sources rtspSources
 	// Pages, when set, serves the web pages (everything not matched by the API).
@@ -132,7 +136,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "http")}
 	s.authn = &auth.Authenticator{Issuer: cfg.Tokens, AdminToken: cfg.AdminToken, Failures: cfg.AuthFailures}
-	s.floor = floor.NewMemory(s.floorChanged)
+	if cfg.NewFloor == nil {
+		cfg.NewFloor = func(hook func(floor.Event)) floor.Floor { return floor.NewMemory(hook) }
+	}
+	s.floor = cfg.NewFloor(s.floorChanged)
 	s.streams = newStreamLimits(cfg.EventStreamsPerToken, cfg.EventStreamsPerAddress)
 	s.whep = newWHEPLimits(cfg.WHEPConnectingPerToken, cfg.WHEPConnectingPerAddress, cfg.ViewerConnections)
 	s.routes()
