@@ -90,6 +90,7 @@ type replays struct {
 //	GET    /replay/{id}/download.mp4              the whole main rendition as one MP4
 //	GET    /replay/{id}/{rendition}/download.mp4  another rendition (e.g. screen) as one MP4
 //	GET    /replay/{id}/index.m3u8 (and init.mp4, seg-NNNNNN.m4s, screen/index.m3u8, ...)
+//	GET    /replay/{id}/master.m3u8, chapters.vtt, ...  made from the timeline (replay_chapters.go)
 //
 // Access: the admin token; a token of the recording's session (any role: a
 // learner, a classroom, the trainer); or none when the session has public replays.

@@ -246,15 +246,17 @@ func masterPlaylist(m recorder.Meta, chapters []Chapter, query string) []byte {
 
 // chapterRoutes registers the chapters of a replay:
 //
-//	GET /replay/{id}/master.m3u8        the master playlist (main rendition + chapters tracks)
-//	GET /replay/{id}/chapters-{vi,en}.m3u8  the chapters track's media playlist
-//	GET /replay/{id}/chapters-{vi,en}.vtt   the chapters as WebVTT
+//	GET /replay/{id}/master.m3u8              the master playlist (main rendition + chapters tracks)
+//	GET /replay/{id}/chapters-{vi,en}.m3u8    the chapters track's media playlist
+//	GET /replay/{id}/chapters-{vi,en}.vtt     the chapters as WebVTT
 //	GET /replay/{id}/chapters.vtt?lang=vi|en  the same (default vi)
 //
 // Access is the replay's. They are made from meta (the index), never stored.
 func (p *replays) chapterRoutes(r chi.Router) {
-	r.Get("/replay/{id}/master.m3u8", p.master)
-	r.Get("/replay/{id}/chapters.vtt", func(w http.ResponseWriter, r *http.Request) {
+	// HEAD as GET: net/http sends the headers and drops the body.
+	get := func(pattern string, h http.HandlerFunc) { r.Get(pattern, h); r.Head(pattern, h) }
+	get("/replay/{id}/master.m3u8", p.master)
+	get("/replay/{id}/chapters.vtt", func(w http.ResponseWriter, r *http.Request) {
 		lang := r.URL.Query().Get("lang")
 		if lang == "" {
 			lang = chapterLangs[0]
@@ -266,8 +268,8 @@ func (p *replays) chapterRoutes(r chi.Router) {
 		p.chaptersFile(w, r, lang, false)
 	})
 	for _, lang := range chapterLangs {
-		r.Get("/replay/{id}/chapters-"+lang+".vtt", func(w http.ResponseWriter, r *http.Request) { p.chaptersFile(w, r, lang, false) })
-		r.Get("/replay/{id}/chapters-"+lang+".m3u8", func(w http.ResponseWriter, r *http.Request) { p.chaptersFile(w, r, lang, true) })
+		get("/replay/{id}/chapters-"+lang+".vtt", func(w http.ResponseWriter, r *http.Request) { p.chaptersFile(w, r, lang, false) })
+		get("/replay/{id}/chapters-"+lang+".m3u8", func(w http.ResponseWriter, r *http.Request) { p.chaptersFile(w, r, lang, true) })
 	}
 }
 

@@ -127,6 +127,9 @@ func TestReplayChapters(t *testing.T) {
 			t.Errorf("%s: %d %s\n%s\nwant it to hold %q", c.path, code, ctype, body, c.has)
 		}
 	}
+	if resp, _ := s.do("HEAD", base+"master.m3u8", learner, "", ""); resp.StatusCode != http.StatusOK {
+		t.Errorf("HEAD master.m3u8: %d", resp.StatusCode)
+	}
 	if code, _, body := get(base + "chapters.vtt?lang=fr"); code != http.StatusBadRequest {
 		t.Errorf("lang=fr: %d %s", code, body)
 	}
