@@ -177,12 +177,16 @@ func ChaptersVTT(chapters []Chapter, lang string) []byte {
 	var b strings.Builder
 	b.WriteString("WEBVTT\n")
 	for i, c := range chapters {
-		// A cue's text may hold no "-->" and no blank line; names are one line.
-		title := strings.ReplaceAll(strings.Join(strings.Fields(c.Title(lang)), " "), "-->", "→")
+		// A cue's text may hold no "-->" and no blank line (names become one
+		// line), and & < > are markup there (a name is text, never a tag).
+		title := vttText.Replace(strings.ReplaceAll(strings.Join(strings.Fields(c.Title(lang)), " "), "-->", "→"))
 		fmt.Fprintf(&b, "\n%d\n%s --> %s\n%s\n", i+1, vttTime(c.Start), vttTime(c.End), title)
 	}
 	return []byte(b.String())
 }
+
+// vttText escapes cue text (WebVTT §4.2.2: & and < start markup; > too, to be safe).
+var vttText = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
 
 // vttTime formats seconds as a WebVTT timestamp, hh:mm:ss.ttt.
 func vttTime(s float64) string {

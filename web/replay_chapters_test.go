@@ -76,6 +76,9 @@ func TestChaptersFiles(t *testing.T) {
 	if got := string(ChaptersVTT([]Chapter{{End: 1, Kind: ChapterQuestion, Name: "A --> B\n\nC"}}, "vi")); !strings.HasSuffix(got, "\nCâu hỏi từ A → B C\n") {
 		t.Errorf("a name that would break the cue: %q", got)
 	}
+	if got := string(ChaptersVTT([]Chapter{{End: 1, Kind: ChapterQuestion, Name: "<b>Huế</b> & co"}}, "en")); !strings.HasSuffix(got, "\nQuestion from &lt;b&gt;Huế&lt;/b&gt; &amp; co\n") {
+		t.Errorf("a name with markup: %q", got)
+	}
 	pl := string(chaptersPlaylist(4000.4, "en", "?token=x"))
 	for _, want := range []string{"#EXT-X-TARGETDURATION:4001\n", "#EXTINF:4000.400,\nchapters-en.vtt?token=x\n#EXT-X-ENDLIST\n"} {
 		if !strings.Contains(pl, want) {
