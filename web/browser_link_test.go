@@ -56,21 +56,36 @@ func TestBrowserWeakLinkLayer(t *testing.T) {
 	strong.waitJS("unlimited classroom decodes 1280", `window.lectern.health().then(h => h.main.videos[0].width === 1280)`, 30*time.Second)
 
 	// Settled: over 5 s the weak classroom never gets the top layer and receives no
-	// more than its link carries; the other one keeps it.
-	weakBytes, strongBytes := number(weak.health(), "main.bytes"), number(strong.health(), "main.bytes")
-	start := time.Now()
-	maxWeak, minStrong := 0.0, 1e9
-	for time.Since(start) < 5*time.Second {
-		maxWeak = max(maxWeak, number(weak.health(), "main.videos.0.width"))
-		minStrong = min(minStrong, number(strong.health(), "main.videos.0.width"))
-		time.Sleep(500 * time.Millisecond)
+	// more than its link carries; the other one keeps it. That holds only while the
+	// studio's Chromium sends its top layer above the weak link: on a loaded machine
+	// its encoder can fall to a few hundred kbit/s, and then the top layer fits the
+	// weak link too and the server rightly sends it. So a window is judged when the
+	// unlimited classroom received well above 500 kbit/s over it and over the window
+	// before (time for the weak one to step down once the top layer grew).
+	var maxWeak, minStrong, weakKbps, strongKbps float64
+	var wh map[string]any
+	judged, warm := false, false
+	for attempt := 1; attempt <= 6 && !judged; attempt++ {
+		weakBytes, strongBytes := number(weak.health(), "main.bytes"), number(strong.health(), "main.bytes")
+		start := time.Now()
+		maxWeak, minStrong = 0, 1e9
+		for time.Since(start) < 5*time.Second {
+			maxWeak = max(maxWeak, number(weak.health(), "main.videos.0.width"))
+			minStrong = min(minStrong, number(strong.health(), "main.videos.0.width"))
+			time.Sleep(500 * time.Millisecond)
+		}
+		secs := time.Since(start).Seconds()
+		wh = weak.health()
+		weakKbps = (number(wh, "main.bytes") - weakBytes) * 8 / 1000 / secs
+		strongKbps = (number(strong.health(), "main.bytes") - strongBytes) * 8 / 1000 / secs
+		t.Logf("behind 500 kbit/s: at most %v px wide, %.0f kbit/s received, layer %v; unlimited: at least %v px, %.0f kbit/s",
+			maxWeak, weakKbps, wh["layer"], minStrong, strongKbps)
+		judged = warm && strongKbps >= 800
+		warm = strongKbps >= 800
 	}
-	secs := time.Since(start).Seconds()
-	wh := weak.health()
-	weakKbps := (number(wh, "main.bytes") - weakBytes) * 8 / 1000 / secs
-	strongKbps := (number(strong.health(), "main.bytes") - strongBytes) * 8 / 1000 / secs
-	t.Logf("behind 500 kbit/s: at most %v px wide, %.0f kbit/s received, layer %v; unlimited: at least %v px, %.0f kbit/s",
-		maxWeak, weakKbps, wh["layer"], minStrong, strongKbps)
+	if !judged {
+		t.Fatalf("the studio's top layer never went above 800 kbit/s (unlimited classroom: %.0f kbit/s): the weak link could not be told apart", strongKbps)
+	}
 	if maxWeak >= 1280 || minStrong < 1280 {
 		t.Errorf("frame widths: weak link up to %v, unlimited down to %v", maxWeak, minStrong)
 	}
