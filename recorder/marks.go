@@ -72,11 +72,7 @@ func (rec *recording) storeMark(at time.Time, e TimelineEntry) {
 	if err := rec.markJour.append(journalEntry{Op: opMark, Mark: &e}); err != nil {
 		rec.log.Warn("journal", "err", err)
 	}
-	up := rec.markUp
-	up.metaMu.Lock()
-	up.meta.Timeline = addMark(up.meta.Timeline, e)
-	up.metaMu.Unlock()
-	up.enqueue(upItem{kind: upMeta}) // live meta.json has it: a lost server's recording keeps it
+	rec.markUp.enqueue(upItem{kind: upMark, mark: e}) // the uploader alone changes its meta
 }
 
 // beginMarks runs on the mux goroutine when the recording begins (its uploader

@@ -26,6 +26,7 @@ const (
 	upSegment                   // a media segment, then the rendition's playlist
 	upFinal                     // VOD playlists, meta.json, index; then the spool goes
 	upLost                      // a segment lost before the spool: its place in the playlist
+	upMark                      // a timeline entry: into meta, then meta.json
 )
 
 // upItem is one entry of a recording's upload queue.
@@ -34,8 +35,9 @@ type upItem struct {
 	rend *RenditionInfo // upInit: the rendition's header
 	name string         // upSegment: rendition name
 	seg  segmentRecord
-	end  time.Time // upFinal: wall-clock end
-	gaps []gap     // upFinal
+	end  time.Time     // upFinal: wall-clock end
+	gaps []gap         // upFinal
+	mark TimelineEntry // upMark
 }
 
 // uploader stores one recording's spooled objects in order, retrying each with
@@ -139,6 +141,11 @@ func (u *uploader) process(ctx context.Context, it upItem) error {
 		}
 		u.metaMu.Unlock()
 		return nil // the playlist shows the gap with the next stored segment, or at the end
+	case upMark:
+		u.metaMu.Lock()
+		u.meta.Timeline = addMark(u.meta.Timeline, it.mark)
+		u.metaMu.Unlock()
+		return u.putMeta(ctx) // live meta.json has it: a lost server's recording keeps it
 	case upFinal:
 		return u.finalise(ctx, it)
 	}
