@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what Lectern's tests use, idempotently: ffmpeg/ffprobe, Chromium, GStreamer
-# and VLC from Debian, MinIO from the Go module proxy, Pebble (an ACME server), the web
+# and VLC from Debian, iproute2 (ip, tc) for the link-shaping tests, MinIO from the Go module proxy, Pebble (an ACME server), the web
 # pages' npm packages. Safe to run on every test run: each step is skipped when its tool is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +24,9 @@ command -v chromium >/dev/null 2>&1 || apt_missing+=(chromium)
   apt_missing+=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav)
 # VLC plays HLS replays (web/vlc_replay_test.go); Debian's VLC cannot open rtsp:// (no live555).
 command -v cvlc >/dev/null 2>&1 || apt_missing+=(vlc-bin vlc-plugin-base)
+# ip and tc: classrooms behind kernel-limited links (network namespaces, veth, tbf) in the
+# adaptation tests (internal/netns).
+{ command -v ip && command -v tc; } >/dev/null 2>&1 || apt_missing+=(iproute2)
 if [ ${#apt_missing[@]} -gt 0 ]; then
   echo "test-deps: installing ${apt_missing[*]} (Debian packages)"
   $sudo_cmd apt-get update -qq
