@@ -66,7 +66,7 @@ type downTrack struct {
 	// the publisher's goroutine, or two of them while a LayerFollower switches layers.
 	holdSince atomic.Int64
 	started   atomic.Bool // sending may begin (see start)
-	ready     atomic.Bool // on the worker's lists (see egressWorker.notify)
+	ready     atomic.Bool // on the worker's lists (see notifyWorker)
 
 	// Sender report state (RFC 3550 §6.4.1); the egress worker only.
 	srPackets, srOctets uint32
@@ -224,7 +224,7 @@ func (d *downTrack) start() bool {
 		return false
 	}
 	d.started.Store(true)
-	d.worker.notify(d) // anything queued before
+	d.notifyWorker() // anything queued before
 	return true
 }
 
@@ -245,7 +245,7 @@ func (d *downTrack) queued(item sfu.QueueItem, queued int) {
 		return
 	}
 	if item.Retransmission { // on the subscriber's RTCP goroutine: holdSince is not ours
-		d.worker.notify(d)
+		d.notifyWorker()
 		return
 	}
 	if p := item.Packet; d.kind == sfu.KindVideo && !p.Header.Marker && queued < burstMax {
@@ -259,7 +259,7 @@ func (d *downTrack) queued(item sfu.QueueItem, queued int) {
 		}
 	}
 	d.holdSince.Store(0)
-	d.worker.notify(d)
+	d.notifyWorker()
 }
 
 // sendBurst writes up to n queued packets, on the downtrack's egress worker. It

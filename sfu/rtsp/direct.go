@@ -163,7 +163,7 @@ func (c *lecternConn) appendFrame(frame []byte, d *directReader, media int, vide
 	}
 	c.wmu.Unlock()
 	if notify {
-		c.writer.notify(c)
+		c.writer.Notify(c)
 	}
 	return true
 }

@@ -146,7 +146,7 @@ func (c *lecternConn) Write(b []byte) (int, error) {
 	}
 	c.wmu.Unlock()
 	if notify {
-		c.writer.notify(c)
+		c.writer.Notify(c)
 	}
 	return len(b), nil
 }
