@@ -1,13 +1,15 @@
 # Lectern server image (used by docker-compose.yml).
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
+# libopus through cgo: the programme's audio mix encodes and decodes Opus.
+RUN apt-get update && apt-get install -y --no-install-recommends libopus-dev libopusfile-dev pkg-config && rm -rf /var/lib/apt/lists/*
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -o /lectern ./cmd/lectern
+RUN CGO_ENABLED=1 go build -trimpath -o /lectern ./cmd/lectern
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/*
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libopus0 libopusfile0 && rm -rf /var/lib/apt/lists/*
 # An unprivileged user: the server needs no root (its ports are above 1024; compose maps
 # 80 and 443 onto them). /data is created owned by it, so a new volume is writable.
 RUN useradd --system --uid 10001 --user-group --home-dir /data --shell /usr/sbin/nologin lectern \

@@ -6,6 +6,7 @@ export PATH := $(shell $(GO) env GOPATH)/bin:$(PATH)
 
 ## run: start Lectern with embedded defaults (data in ./data, HTTP on :8080)
 run: ui
+	./scripts/build-deps.sh
 	$(GO) run ./cmd/lectern
 
 ## test: install what the tests need (idempotent), run every test with the race detector, then each fuzz target briefly
@@ -17,6 +18,7 @@ test:
 
 ## build: the server and the load tool into ./bin
 build: ui
+	./scripts/build-deps.sh
 	$(GO) build -o bin/lectern ./cmd/lectern
 	$(GO) build -o bin/lectern-bench ./cmd/lectern-bench
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what Lectern's tests use, idempotently: ffmpeg/ffprobe, Chromium, GStreamer
+# Installs what Lectern's tests use, idempotently: libopus (the server's build), Redis, ffmpeg/ffprobe, Chromium, GStreamer
 # and VLC from Debian, iproute2 (ip, tc) for the link-shaping tests, MinIO from the Go module proxy, Pebble (an ACME server), the web
 # pages' npm packages. Safe to run on every test run: each step is skipped when its tool is there.
 set -euo pipefail
@@ -27,6 +27,11 @@ command -v cvlc >/dev/null 2>&1 || apt_missing+=(vlc-bin vlc-plugin-base)
 # ip and tc: classrooms behind kernel-limited links (network namespaces, veth, tbf) in the
 # adaptation tests (internal/netns).
 { command -v ip && command -v tc; } >/dev/null 2>&1 || apt_missing+=(iproute2)
+# The server itself links libopus through cgo (the programme's audio mix): see build-deps.sh.
+pkg-config --exists opus opusfile >/dev/null 2>&1 && command -v gcc >/dev/null 2>&1 ||
+  apt_missing+=(gcc libc6-dev pkg-config libopus-dev libopusfile-dev)
+# Redis: the coordinator of a cluster of nodes (cluster tests start their own on loopback).
+command -v redis-server >/dev/null 2>&1 || apt_missing+=(redis-server)
 if [ ${#apt_missing[@]} -gt 0 ]; then
   echo "test-deps: installing ${apt_missing[*]} (Debian packages)"
   $sudo_cmd apt-get update -qq
