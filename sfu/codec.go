@@ -19,3 +19,17 @@ func FmtpParam(fmtp, key string) string {
 
 // FmtpParam returns the value of key in the codec's fmtp line (see [FmtpParam]).
 func (c Codec) FmtpParam(key string) string { return FmtpParam(c.Fmtp, key) }
+
+// OpusVariantSuffix marks a track that carries another track's audio transcoded to
+// Opus (AAC from a studio encoder, G.711 from a camera): "trainer/audio.opus" beside
+// "trainer/audio". Browsers and the recorder take the variant when they cannot use
+// the original; RTSP readers keep the original.
+const OpusVariantSuffix = ".opus"
+
+// OpusVariant returns the name of the Opus variant of the track named name.
+func OpusVariant(name string) string { return name + OpusVariantSuffix }
+
+// IsOpusVariant reports whether name is an Opus variant's name, and of which track.
+func IsOpusVariant(name string) (original string, ok bool) {
+	return strings.CutSuffix(name, OpusVariantSuffix)
+}
