@@ -65,6 +65,9 @@ func (c *Catalog) Create(n NewSession) (Session, error) {
 		ScheduledAt:   n.ScheduledAt,
 		PublicReplays: n.PublicReplays,
 		Listed:        n.Listed,
+		// "" stays "": the default (the trainer) is read by VideoMode, so a
+		// session created before the setting existed reads the same.
+		ProgrammeVideo: n.ProgrammeVideo,
 	}
 	if err := s.normalize(); err != nil {
 		return Session{}, err

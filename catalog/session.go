@@ -36,8 +36,29 @@ type Session struct {
 	// Listed shows the session (title, schedule) in the public lobby list. Unlisted
 	// sessions are shown only to the admin and to holders of their tokens.
 	Listed bool `json:"listed"`
+	// ProgrammeVideo is what the programme's picture shows (what /whep/{session},
+	// RTSP readers and the main recording get): ProgrammeVideoTrainer, the
+	// trainer's camera, or ProgrammeVideoSpeaker, the classroom that holds the floor
+	// while it speaks. "" (omitted) means the trainer.
+	ProgrammeVideo string `json:"programme_video,omitempty"`
 	// CreatedAt is set by Create, in UTC, and never changes.
 	CreatedAt time.Time `json:"created_at"`
+}
+
+// The values of Session.ProgrammeVideo. They are the programme package's video
+// modes (programme.VideoTrainer, programme.VideoSpeaker).
+const (
+	ProgrammeVideoTrainer = "trainer"
+	ProgrammeVideoSpeaker = "speaker"
+)
+
+// VideoMode returns the session's programme video mode, with "" read as the
+// trainer.
+func (s Session) VideoMode() string {
+	if s.ProgrammeVideo == "" {
+		return ProgrammeVideoTrainer
+	}
+	return s.ProgrammeVideo
 }
 
 // NewSession is the input of Catalog.Create: the fields of a Session that a caller chooses.
@@ -48,6 +69,8 @@ type NewSession struct {
 	ScheduledAt   *time.Time
 	PublicReplays bool
 	Listed        bool
+	// ProgrammeVideo is Session.ProgrammeVideo: "", "trainer" or "speaker".
+	ProgrammeVideo string
 }
 
 // sortKey is the time List orders by: the scheduled start if there is one, else the creation
@@ -85,6 +108,11 @@ func (s *Session) normalize() error {
 	at, err := cleanTime("scheduled_at", s.ScheduledAt)
 	if err != nil {
 		return err
+	}
+	switch s.ProgrammeVideo {
+	case "", ProgrammeVideoTrainer, ProgrammeVideoSpeaker:
+	default:
+		return invalid("programme_video", "must be %q or %q, got %q", ProgrammeVideoTrainer, ProgrammeVideoSpeaker, truncateRunes(s.ProgrammeVideo, 40))
 	}
 	s.Title, s.Description, s.ScheduledAt = title, desc, at
 	return nil
@@ -133,4 +161,15 @@ func cleanTime(field string, t *time.Time) (*time.Time, error) {
 		return nil, invalid(field, "must have a year between 1 and 9999, got %d", y)
 	}
 	return &u, nil
+}
+
+// truncateRunes cuts v to at most n runes, for quoting input in an error.
+func truncateRunes(v string, n int) string {
+	if !utf8.ValidString(v) {
+		return "(not UTF-8)"
+	}
+	if r := []rune(v); len(r) > n {
+		return string(r[:n]) + "…"
+	}
+	return v
 }

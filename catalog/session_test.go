@@ -35,6 +35,11 @@ func TestCreateValidation(t *testing.T) {
 		{"description not UTF-8", NewSession{Title: "T", Description: "\xff"}, "description"},
 		{"zero schedule", NewSession{Title: "T", ScheduledAt: &zero}, "scheduled_at"},
 		{"schedule past year 9999", NewSession{Title: "T", ScheduledAt: &farFuture}, "scheduled_at"},
+		{"programme video trainer", NewSession{Title: "T", ProgrammeVideo: "trainer"}, ""},
+		{"programme video speaker", NewSession{Title: "T", ProgrammeVideo: "speaker"}, ""},
+		{"programme video unknown", NewSession{Title: "T", ProgrammeVideo: "grid"}, "programme_video"},
+		{"programme video in capitals", NewSession{Title: "T", ProgrammeVideo: "Speaker"}, "programme_video"},
+		{"programme video not UTF-8", NewSession{Title: "T", ProgrammeVideo: "\xff"}, "programme_video"},
 	}
 	c := openTemp(t)
 	for _, tt := range tests {
@@ -83,5 +88,35 @@ func TestCreateNormalizes(t *testing.T) {
 	}
 	if s.ScheduledAt == &at {
 		t.Error("ScheduledAt aliases the caller's time")
+	}
+}
+
+// TestProgrammeVideo: the setting survives a reopen and an update; "" reads as the
+// trainer; an update to an unknown mode changes nothing.
+func TestProgrammeVideo(t *testing.T) {
+	c := openTemp(t)
+	s, err := c.Create(NewSession{Title: "T"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.ProgrammeVideo != "" || s.VideoMode() != ProgrammeVideoTrainer {
+		t.Fatalf("default: %q, mode %q; want \"\" and trainer", s.ProgrammeVideo, s.VideoMode())
+	}
+	if _, err := c.Update(s.ID, func(s *Session) error { s.ProgrammeVideo = ProgrammeVideoSpeaker; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Update(s.ID, func(s *Session) error { s.ProgrammeVideo = "both"; return nil }); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("update to \"both\": %v, want ErrInvalid", err)
+	}
+	re, err := Open(c.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := re.Get(s.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.VideoMode() != ProgrammeVideoSpeaker {
+		t.Fatalf("after reopen: mode %q, want speaker", got.VideoMode())
 	}
 }
