@@ -25,4 +25,7 @@ var (
 	ErrUnsupportedCodec = errors.New("unsupported codec: Lectern accepts H.264 video (no H.265) and Opus, G.711 (PCMU/PCMA) or AAC audio")
 	// ErrClosed: the server or the sources manager is closed.
 	ErrClosed = errors.New("rtsp edge closed")
+	// ErrUnavailable: what a reader asked for is live elsewhere and could not be
+	// brought here now (Config.Prepare failed); retry later (503).
+	ErrUnavailable = errors.New("unavailable on this node now")
 )

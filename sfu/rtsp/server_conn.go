@@ -611,7 +611,8 @@ func statusOf(err error) base.StatusCode {
 		return base.StatusMethodNotValidInThisState
 	case errors.Is(err, errNotImplemented):
 		return base.StatusNotImplemented
-	case errors.Is(err, sfu.ErrTooManySubscribers), errors.Is(err, ErrClosed), errors.Is(err, auth.ErrTooManyFailures):
+	case errors.Is(err, sfu.ErrTooManySubscribers), errors.Is(err, ErrClosed), errors.Is(err, auth.ErrTooManyFailures),
+		errors.Is(err, ErrUnavailable):
 		return base.StatusServiceUnavailable
 	}
 	return base.StatusInternalServerError
@@ -635,6 +636,9 @@ func errorResponse(err error) *base.Response {
 	var tooMany *auth.TooManyFailuresError
 	if errors.As(err, &tooMany) {
 		res.Header["Retry-After"] = base.HeaderValue{strconv.Itoa(int(max(tooMany.RetryAfter(), time.Second) / time.Second))}
+	}
+	if errors.Is(err, ErrUnavailable) {
+		res.Header["Retry-After"] = base.HeaderValue{"5"}
 	}
 	return res
 }

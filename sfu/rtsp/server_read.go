@@ -1,10 +1,12 @@
 package rtsp
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	"github.com/bluenviron/gortsplib/v4"
 	"github.com/bluenviron/gortsplib/v4/pkg/base"
@@ -110,7 +112,34 @@ func (h *handler) readerStream(st *connState, req *base.Request, path, query str
 	if err != nil {
 		return nil, err
 	}
+	if err := h.s.prepare(hub, t); err != nil {
+		return nil, err
+	}
 	return h.s.streamFor(hub, t)
+}
+
+// prepareTimeout bounds Config.Prepare: readers such as ffmpeg give up on an
+// unanswered request after about 10 s.
+const prepareTimeout = 8 * time.Second
+
+// prepare runs Config.Prepare when the publication t names is not live here.
+func (s *Server) prepare(hub *sfu.Session, t target) error {
+	pub := t.publication
+	if pub == "" {
+		pub = sfu.TrainerPublication
+	}
+	if s.cfg.Prepare == nil {
+		return nil
+	}
+	if _, ok := hub.Publication(pub); ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, prepareTimeout)
+	defer cancel()
+	if err := s.cfg.Prepare(ctx, t.session, pub); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return nil
 }
 
 // OnDescribe implements gortsplib.ServerHandlerOnDescribe: the SDP of the tracks
