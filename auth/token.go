@@ -59,7 +59,15 @@ const (
 	// embedded in another site. Its token names the recording (Claims.Recording), and the
 	// server also checks that it was not revoked.
 	RoleEmbed Role = "embed"
+	// RoleNode is a cluster node's credential towards another node (the media relay):
+	// minted by MintNode, checked by VerifyNode, never valid as a participant's token
+	// (Verify refuses it, and it names no session). Not a Valid role: Mint refuses it.
+	RoleNode Role = "node"
 )
+
+// NodeTokenTTL is the lifetime of a node credential: a node mints one per request to
+// another node, so a leaked one is of use for minutes only.
+const NodeTokenTTL = 5 * time.Minute
 
 // Valid reports whether r is one of the known roles.
 func (r Role) Valid() bool {
@@ -230,6 +238,29 @@ func (i *Issuer) Mint(req MintRequest) (token string, expires time.Time, err err
 //
 // Verify does not check which session the token is used for: call Claims.Allows.
 func (i *Issuer) Verify(token string) (*Claims, error) {
+	c, err := i.parse(token)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case c.Role == RoleNode:
+		return nil, fmt.Errorf("%w: a node credential is not a participant's token", ErrInvalidToken)
+	case !ValidName(c.Session):
+		return nil, fmt.Errorf("%w: session id %q is not a valid name", ErrInvalidToken, c.Session)
+	case !c.Role.Valid():
+		return nil, fmt.Errorf("%w: unknown role %q", ErrInvalidToken, c.Role)
+	case !ValidName(c.Name):
+		return nil, fmt.Errorf("%w: participant name %q is not a valid name", ErrInvalidToken, c.Name)
+	case c.Role == RoleEmbed && !ValidRecording(c.Recording):
+		return nil, fmt.Errorf("%w: embed token for recording %q", ErrInvalidToken, c.Recording)
+	case c.Role != RoleEmbed && c.Recording != "":
+		return nil, fmt.Errorf("%w: a %s token names a recording", ErrInvalidToken, c.Role)
+	}
+	return c, nil
+}
+
+// parse checks token's signature, algorithm, issuer and expiry (see Verify).
+func (i *Issuer) parse(token string) (*Claims, error) {
 	parser := jwt.NewParser(
 		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
 		jwt.WithIssuer(issuerName),
@@ -248,19 +279,54 @@ func (i *Issuer) Verify(token string) (*Claims, error) {
 	case err != nil:
 		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}
-	switch {
-	case !ValidName(c.Session):
-		return nil, fmt.Errorf("%w: session id %q is not a valid name", ErrInvalidToken, c.Session)
-	case !c.Role.Valid():
-		return nil, fmt.Errorf("%w: unknown role %q", ErrInvalidToken, c.Role)
-	case !ValidName(c.Name):
-		return nil, fmt.Errorf("%w: participant name %q is not a valid name", ErrInvalidToken, c.Name)
-	case c.Role == RoleEmbed && !ValidRecording(c.Recording):
-		return nil, fmt.Errorf("%w: embed token for recording %q", ErrInvalidToken, c.Recording)
-	case c.Role != RoleEmbed && c.Recording != "":
-		return nil, fmt.Errorf("%w: a %s token names a recording", ErrInvalidToken, c.Role)
-	}
 	return &c, nil
+}
+
+// MintNode signs a node credential for nodeID (a ValidName), valid NodeTokenTTL: what
+// one cluster node presents to another (they share the token secret).
+func (i *Issuer) MintNode(nodeID string) (string, error) {
+	if !ValidName(nodeID) {
+		return "", fmt.Errorf("%w: node id %q is not a valid name (%s)", ErrInvalidClaims, nodeID, nameRule)
+	}
+	jti, err := randomString(16)
+	if err != nil {
+		return "", err
+	}
+	now := i.now()
+	claims := Claims{
+		Role: RoleNode,
+		Name: nodeID,
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer:    issuerName,
+			IssuedAt:  jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(now.Add(NodeTokenTTL)),
+			ID:        jti,
+		},
+	}
+	token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(i.secret)
+	if err != nil {
+		return "", fmt.Errorf("auth: sign node token: %w", err)
+	}
+	return token, nil
+}
+
+// VerifyNode checks a node credential as Verify checks a participant's token, and
+// that it is one: role node, a valid node id, no session. It returns the node id. The
+// error matches ErrExpiredToken, ErrInvalidToken or (a participant's token) ErrWrongRole.
+func (i *Issuer) VerifyNode(token string) (nodeID string, err error) {
+	c, err := i.parse(token)
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case c.Role != RoleNode:
+		return "", fmt.Errorf("%w: a %q token is not a node credential", ErrWrongRole, c.Role)
+	case c.Session != "" || c.Recording != "" || c.Display != "":
+		return "", fmt.Errorf("%w: a node credential names no session", ErrInvalidToken)
+	case !ValidName(c.Name):
+		return "", fmt.Errorf("%w: node id %q is not a valid name", ErrInvalidToken, c.Name)
+	}
+	return c.Name, nil
 }
 
 // key is the jwt.Keyfunc. The method was already checked by WithValidMethods; checking the

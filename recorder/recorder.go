@@ -199,6 +199,9 @@ func (r *Recorder) addTrack(sess *sfu.Session, t *sfu.Track) {
 		return
 	}
 	pub, local := localName(t.Name())
+	if p, ok := sess.Publication(pub); ok && p.Relayed() {
+		return // a relay of another cluster node's publication: recorded there, once
+	}
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()

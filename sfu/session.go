@@ -263,6 +263,18 @@ func (s *Session) Live() bool {
 // and its lease stops counting. The tracks of the publication stay: the new source
 // continues them.
 func (s *Session) Claim(name string, onReplaced func()) (*Lease, error) {
+	return s.claim(name, onReplaced, false)
+}
+
+// ClaimRelay is Claim for a relay from another cluster node: the publication is
+// marked Relayed (its source is the copy of a publication live on another node), so
+// the recorder and the programme leave it to the origin. A later Claim (a publisher
+// connected here) clears the mark.
+func (s *Session) ClaimRelay(name string, onReplaced func()) (*Lease, error) {
+	return s.claim(name, onReplaced, true)
+}
+
+func (s *Session) claim(name string, onReplaced func(), relayed bool) (*Lease, error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -280,6 +292,17 @@ func (s *Session) Claim(name string, onReplaced func()) (*Lease, error) {
 	}
 	l := &Lease{pub: p, gen: p.gen, onReplaced: onReplaced}
 	p.owner = l
+	// A relayed publication whose publisher now connects here (this node became its
+	// origin) is shown again to the watchers: the recorder skipped its tracks.
+	var localised []*Track
+	var watchers []func(*Track)
+	if p.relayed && !relayed {
+		localised = slices.Clone(p.tracks)
+		for _, fn := range s.watchers {
+			watchers = append(watchers, fn)
+		}
+	}
+	p.relayed = relayed
 	wasPaused := p.paused
 	p.paused = false
 	if p.graceTimer != nil {
@@ -290,6 +313,11 @@ func (s *Session) Claim(name string, onReplaced func()) (*Lease, error) {
 
 	if replaced != nil {
 		replaced()
+	}
+	for _, t := range localised {
+		for _, fn := range watchers {
+			fn(t)
+		}
 	}
 	switch {
 	case !existed:
@@ -385,6 +413,15 @@ type Publication struct {
 	paused     bool
 	graceTimer *time.Timer
 	tracks     []*Track
+	relayed    bool // the source is a relay from another node (ClaimRelay)
+}
+
+// Relayed reports whether the publication's current source is a relay of the same
+// publication live on another cluster node: recording happens there, once.
+func (p *Publication) Relayed() bool {
+	p.session.mu.Lock()
+	defer p.session.mu.Unlock()
+	return p.relayed
 }
 
 // Name returns the publication's name, e.g. "trainer" or "site-ha-noi".
@@ -403,6 +440,8 @@ type PublicationInfo struct {
 	Paused  bool        `json:"paused"`
 	Started time.Time   `json:"started"`
 	Tracks  []TrackInfo `json:"tracks,omitempty"`
+	// Relayed is true when the source is a relay from another cluster node.
+	Relayed bool `json:"relayed,omitempty"`
 }
 
 // TrackInfo is a track's state for APIs and events.
@@ -419,7 +458,7 @@ type TrackInfo struct {
 // Info returns the publication's current state.
 func (p *Publication) Info() PublicationInfo {
 	p.session.mu.Lock()
-	info := PublicationInfo{Name: p.name, Paused: p.paused, Started: p.started}
+	info := PublicationInfo{Name: p.name, Paused: p.paused, Started: p.started, Relayed: p.relayed}
 	tracks := slices.Clone(p.tracks)
 	p.session.mu.Unlock()
 	for _, t := range tracks {
