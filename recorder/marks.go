@@ -15,34 +15,58 @@ type pendingMark struct {
 	e  TimelineEntry
 }
 
-// Mark adds an entry to the timeline of the session's main recording (the
-// trainer publication's) in progress: e.At is set from at, in seconds from the
-// recording's start. It does nothing when there is no such recording, or when the
-// recording already holds maxTimeline entries. An entry that comes while the
-// recording waits for its first keyframe is placed at its start (0).
+// Mark adds an entry to the timeline of the session's main recording in progress:
+// the programme's, or the trainer publication's while there is no programme
+// recording (a server without the programme, or the moment before it begins).
+// e.At is set from at, in seconds from the recording's start. It does nothing when
+// there is no such recording, or when the recording already holds maxTimeline
+// entries. An entry that comes while the recording waits for its first keyframe
+// is placed at its start (0).
 //
 // Each entry is journaled (a crash keeps it) and stored in meta.json, also while
 // the recording is live. It writes to the spool: call it for human-paced events
 // (the floor, slides), never per packet.
 func (r *Recorder) Mark(session string, at time.Time, e TimelineEntry) {
 	r.mu.Lock()
-	var rec *recording
-	for k, c := range r.active {
-		if k.pub == sfu.TrainerPublication && c.session == session && !c.ending.Load() {
-			rec = c
-			break
-		}
-	}
+	rec := r.mainLocked(session)
 	r.mu.Unlock()
 	if rec != nil {
 		rec.mark(at, e)
 	}
 }
 
-// markTrack marks the trainer's slides (its screen share) starting or ending.
+// mainLocked returns the session's main recording in progress (see Mark), or nil.
+// r.mu is held.
+func (r *Recorder) mainLocked(session string) *recording {
+	var trainer *recording
+	for k, c := range r.active {
+		if c.session != session || c.ending.Load() {
+			continue
+		}
+		switch k.pub {
+		case ProgrammePublication:
+			return c
+		case sfu.TrainerPublication:
+			trainer = c
+		}
+	}
+	return trainer
+}
+
+// markTrack marks the slides (the screen share) starting or ending, on the main
+// recording only: the programme's screen track, or the trainer's while the
+// session has no programme recording.
 func (rec *recording) markTrack(local string, started bool) {
-	if rec.pub != sfu.TrainerPublication || local != "screen" {
+	if local != "screen" || rec.pub != ProgrammePublication && rec.pub != sfu.TrainerPublication {
 		return
+	}
+	if rec.pub == sfu.TrainerPublication {
+		rec.r.mu.Lock()
+		main := rec.r.mainLocked(rec.session)
+		rec.r.mu.Unlock()
+		if main != nil && main != rec {
+			return // the programme's recording marks its own screen track
+		}
 	}
 	typ := TimelineSlidesEnd
 	if started {

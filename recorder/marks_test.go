@@ -146,3 +146,71 @@ func TestAddMark(t *testing.T) {
 		t.Fatalf("%d entries, want at most %d", len(list), maxTimeline)
 	}
 }
+
+// TestTimelineProgramme records a session with both the trainer's publication and
+// the programme: the programme's recording is the main one (role "programme", the
+// floor and its slides in its timeline); the trainer's is a source, without them.
+func TestTimelineProgramme(t *testing.T) {
+	t.Parallel()
+	c := testrec.LectureClip(t)
+	store := testrec.DirStore(t)
+	const id = "timeline03"
+	r, sess, ctx := recordSession(t, store, id, -1, time.Minute, nil)
+	trainer := newPublisher(t, sess, sfu.TrainerPublication)
+	prog := newPublisher(t, sess, ProgrammePublication)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		trainer.feed(t, ctx, c, feedOptions{speed: 4})
+	}()
+	prog.feed(t, ctx, c, feedOptions{speed: 4, between: func(sec int) {
+		switch sec {
+		case 4:
+			r.Mark(id, time.Now(), TimelineEntry{Type: TimelineFloor, Participant: "hue", Name: "Huế"})
+		case 6:
+			var err error
+			if prog.screen, err = prog.lease.Track("screen", sfu.KindVideo, h264Codec, nil); err != nil {
+				t.Error(err)
+			}
+		case 10:
+			r.Mark(id, time.Now(), TimelineEntry{Type: TimelineFloorEnd, Participant: "hue", Name: "Huế"})
+		}
+	}})
+	<-done
+	prog.lease.End()
+	trainer.lease.End()
+	recs := waitComplete(t, r, 2, 30*time.Second)
+	var main, own Meta
+	for _, m := range recs {
+		switch m.Publication {
+		case ProgrammePublication:
+			main = m
+		case sfu.TrainerPublication:
+			own = m
+		}
+	}
+	if main.Role != RoleProgramme || own.Role != RoleSource {
+		t.Fatalf("roles: programme %q, trainer %q; want %q and %q (%+v)", main.Role, own.Role, RoleProgramme, RoleSource, recs)
+	}
+	want := []string{TimelineFloor, TimelineSlides, TimelineFloorEnd, TimelineSlidesEnd}
+	checkTimeline(t, main.Timeline, want, main.Duration+5)
+	checkTimeline(t, storedTimeline(t, store, main), want, main.Duration+5)
+	if len(own.Timeline) != 0 || len(storedTimeline(t, store, own)) != 0 {
+		t.Fatalf("the trainer's own recording has a timeline %+v: it belongs to the programme's", own.Timeline)
+	}
+	var stored Meta
+	if err := json.Unmarshal([]byte(readStored(t, store, own.Prefix+metaFile)), &stored); err != nil || stored.Role != RoleSource {
+		t.Fatalf("the trainer's meta.json: role %q (%v), want %q", stored.Role, err, RoleSource)
+	}
+}
+
+// TestRoleOrSource: a recording made before roles existed reads as a source.
+func TestRoleOrSource(t *testing.T) {
+	var m Meta
+	if err := json.Unmarshal([]byte(`{"id":"x","publication":"trainer"}`), &m); err != nil {
+		t.Fatal(err)
+	}
+	if m.RoleOrSource() != RoleSource || roleOf(ProgrammePublication) != RoleProgramme || roleOf("site-hue") != RoleSource {
+		t.Fatalf("RoleOrSource %q, roleOf(programme) %q, roleOf(site-hue) %q", m.RoleOrSource(), roleOf(ProgrammePublication), roleOf("site-hue"))
+	}
+}

@@ -25,7 +25,12 @@ type Meta struct {
 	Session     string `json:"session"`
 	Title       string `json:"title"`
 	Publication string `json:"publication"`
-	Status      string `json:"status"`
+	// Role says what the recording is to the session: RoleProgramme, the lecture as
+	// everyone saw and heard it (the session's main recording), or RoleSource, one
+	// publication's own (the trainer's, a classroom's). Recordings made before
+	// roles existed have none: read them with [Meta.RoleOrSource].
+	Role   string `json:"role,omitempty"`
+	Status string `json:"status"`
 	// Interrupted is set on recordings finalised after a crash: they hold every
 	// segment stored before it.
 	Interrupted bool       `json:"interrupted,omitempty"`
@@ -52,8 +57,37 @@ type Meta struct {
 	Prefix string `json:"prefix"`
 	// Timeline is what happened in the lecture while it was recorded (floor
 	// grants, hands, slides), in order; only on the session's main recording
-	// (the trainer publication's), at most maxTimeline entries.
+	// (the programme's; the trainer publication's when there is no programme
+	// recording), at most maxTimeline entries.
 	Timeline []TimelineEntry `json:"timeline,omitempty"`
+}
+
+// Recording roles (Meta.Role).
+const (
+	RoleProgramme = "programme"
+	RoleSource    = "source"
+)
+
+// ProgrammePublication is the name of the publication the server makes of every
+// session's programme (programme.Publication): its recording is the session's main
+// one.
+const ProgrammePublication = "programme"
+
+// roleOf is the role of a recording of the publication named pub.
+func roleOf(pub string) string {
+	if pub == ProgrammePublication {
+		return RoleProgramme
+	}
+	return RoleSource
+}
+
+// RoleOrSource returns m.Role, or RoleSource for a recording made before roles
+// existed (every one of those was a publication's own).
+func (m Meta) RoleOrSource() string {
+	if m.Role == "" {
+		return RoleSource
+	}
+	return m.Role
 }
 
 // Timeline entry types.

@@ -418,7 +418,7 @@ func (rec *recording) begin() {
 	if rec.r.cfg.Title != nil {
 		title = rec.r.cfg.Title(rec.session)
 	}
-	meta := Meta{ID: rec.id, Session: rec.session, Title: title, Publication: rec.pub, Status: StatusRecording,
+	meta := Meta{ID: rec.id, Session: rec.session, Title: title, Publication: rec.pub, Role: roleOf(rec.pub), Status: StatusRecording,
 		StartedAt: start, Prefix: rec.prefix, Renditions: []RenditionInfo{}, Codecs: []string{}}
 	if err := os.MkdirAll(rec.dir, 0o755); err != nil {
 		rec.fail(err)
