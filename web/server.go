@@ -21,6 +21,8 @@ import (
 
 	"lectern/auth"
 	"lectern/catalog"
+	"lectern/cluster"
+	"lectern/cluster/relay"
 	"lectern/events"
 	"lectern/floor"
 	"lectern/internal/limit"
@@ -84,6 +86,14 @@ type Config struct {
 	// changes to hook, which serves them as events and marks the recording's
 	// timeline. Nil: floor.NewMemory, one node's state.
 	NewFloor func(hook func(floor.Event)) floor.Floor
+	// Cluster, when set, is this node's membership of a cluster (issue 13):
+	// publications claimed, placement, other nodes. Nil: a single node.
+	Cluster *cluster.Cluster
+	// Relays pulls other nodes' publications here (the edge side); RelayOrigin
+	// serves this node's publications to other nodes at /cluster/relay/. Both set
+	// exactly when Cluster is.
+	Relays      *relay.Manager
+	RelayOrigin *relay.Handler
 	// Sources manages RTSP pull sources; nil disables /api/sessions/{id}/sources.
 	Sources rtspSources
 	// Pages, when set, serves the web pages (everything not matched by the API).
