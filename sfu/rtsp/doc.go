@@ -4,7 +4,11 @@
 //
 // The [Server] serves
 //
-//	rtsp://host:8554/{session}                the trainer's video and audio
+//	rtsp://host:8554/{session}                the programme's video and audio (the
+//	                                          trainer with the classrooms that hold
+//	                                          the floor; the trainer's own until the
+//	                                          programme is made)
+//	rtsp://host:8554/{session}/trainer        the trainer's own video, screen and audio
 //	rtsp://host:8554/{session}/{publication}  one publication (e.g. site-ha-noi)
 //
 // for reading (DESCRIBE, SETUP, PLAY) over TCP-interleaved or UDP transport, and

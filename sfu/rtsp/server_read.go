@@ -24,13 +24,23 @@ type readTrack struct {
 	codec sfu.Codec // as declared to the reader (H.264 with its parameter sets)
 }
 
-// readPlan lists the tracks a reader of t gets: the trainer's camera and audio for
-// /{session}, every track of the publication (camera, screen, audio) for
-// /{session}/{publication}.
+// ProgrammePublication is the publication the server makes of a session's
+// programme (programme.Publication): what everyone should see and hear, the
+// trainer mixed with the classrooms that hold the floor.
+const ProgrammePublication = "programme"
+
+// readPlan lists the tracks a reader of t gets: the programme's picture and sound
+// for /{session} (the trainer's camera and audio where the session has no
+// programme: a server without one, or the moment before it is made), every track of
+// the publication (camera, screen, audio) for /{session}/{publication}, so
+// /{session}/trainer is the trainer's own.
 func readPlan(hub *sfu.Session, t target) ([]readTrack, error) {
 	pub, locals := t.publication, []string{"video", "screen", "audio"}
 	if pub == "" {
 		pub, locals = sfu.TrainerPublication, []string{"video", "audio"}
+		if p, ok := hub.Publication(ProgrammePublication); ok && len(p.Tracks()) > 0 {
+			pub = ProgrammePublication
+		}
 	}
 	p, ok := hub.Publication(pub)
 	if !ok {
