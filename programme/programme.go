@@ -4,10 +4,19 @@
 // video is the trainer's camera or, in speaker mode, the camera of the classroom
 // that holds the floor; its screen is the trainer's slides. WHEP, RTSP and the
 // recorder consume it like any other publication.
+//
+// Each session's programme runs on one goroutine. Sinks on the source tracks only
+// retain the packet and hand it over (they run under the source track's lock on the
+// publisher's read goroutine); decoding, mixing and encoding happen on the
+// programme goroutine, and only while someone with the floor speaks: otherwise the
+// trainer's audio packets are written through untouched.
 package programme
 
 import (
+	"context"
 	"log/slog"
+	"slices"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -23,6 +32,9 @@ const (
 	VideoSpeaker = "speaker"
 )
 
+// MaxMixed is the most floor holders mixed at once: the first ones granted.
+const MaxMixed = 4
+
 // Config configures a [Manager].
 type Config struct {
 	// VideoMode returns the session's programme_video setting; nil or "" means VideoTrainer.
@@ -32,26 +44,96 @@ type Config struct {
 
 // Manager makes the programme of every session it is attached to.
 type Manager struct {
-	cfg Config
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+	wg      sync.WaitGroup
+
+	mu       sync.Mutex
+	closed   bool
+	progs    map[string]*prog    // by session id
+	speakers map[string][]string // by session id, in grant order
 }
 
-// New returns a manager; Close stops it.
+// New returns a manager; it starts nothing until Attach. Close stops it.
 func New(cfg Config) *Manager {
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
 	}
-	return &Manager{cfg: cfg}
+	return &Manager{
+		cfg: cfg, log: log.With("component", "programme"), metrics: newMetrics(),
+		progs: map[string]*prog{}, speakers: map[string][]string{},
+	}
 }
 
 // Attach makes the programme of s while its trainer publishes; idempotent; safe to
-// call on every sfu.EventPublicationAdded.
-func (m *Manager) Attach(s *sfu.Session) {}
+// call on every sfu.EventPublicationAdded. It does nothing while s has no trainer
+// publication: the programme exists while the trainer's does.
+func (m *Manager) Attach(s *sfu.Session) {
+	if !s.Live() {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return
+	}
+	if old := m.progs[s.ID()]; old != nil {
+		if old.sess == s && !old.isStopping() {
+			return
+		}
+		// A programme of an earlier incarnation of the session (closed and made
+		// again) or one that is ending: a new one takes its place.
+		old.stop()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p := newProg(m, s, cancel, slices.Clone(m.speakers[s.ID()]))
+	m.progs[s.ID()] = p
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		p.run(ctx)
+		m.mu.Lock()
+		if m.progs[s.ID()] == p {
+			delete(m.progs, s.ID())
+		}
+		m.mu.Unlock()
+	}()
+}
 
-// SetSpeakers says which publications hold the floor in session, in grant order.
-func (m *Manager) SetSpeakers(session string, publications []string) {}
+// SetSpeakers says which publications hold the floor in session, in grant order
+// (web calls it on every floor change with floor.SitePublication(participant) of
+// each speaker). The first MaxMixed of them whose audio decodes are mixed; in
+// speaker mode the programme shows the camera of the last one that sends video.
+func (m *Manager) SetSpeakers(session string, publications []string) {
+	pubs := slices.Clone(publications)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(pubs) == 0 {
+		delete(m.speakers, session)
+	} else {
+		m.speakers[session] = pubs
+	}
+	if p := m.progs[session]; p != nil {
+		p.post(event{speakers: pubs, setSpeakers: true})
+	}
+}
 
-// Collector exposes the programme metrics.
-func (m *Manager) Collector() prometheus.Collector { return prometheus.NewRegistry() }
+// Collector exposes the metrics: lectern_programme_mixing_sessions,
+// lectern_programme_mix_seconds_total, lectern_programme_switches_total{kind} and
+// lectern_programme_excluded_total{reason}.
+func (m *Manager) Collector() prometheus.Collector { return m.metrics }
 
-// Close stops every session's programme goroutine.
-func (m *Manager) Close() error { return nil }
+// Close stops every session's programme goroutine and ends the programme
+// publications. Attach does nothing afterwards.
+func (m *Manager) Close() error {
+	m.mu.Lock()
+	m.closed = true
+	for _, p := range m.progs {
+		p.stop()
+	}
+	m.mu.Unlock()
+	m.wg.Wait()
+	return nil
+}
