@@ -5,6 +5,9 @@
 // are rare (an admin creating or deleting a lecture), so each one rewrites the whole file while
 // holding the catalog's mutex; reads never touch the disk.
 //
+// A cluster of nodes shares one catalogue in Redis instead (OpenRedis, redis.go): every node
+// reads the others' changes at once, and concurrent changes from two nodes never lose one.
+//
 // The catalog knows nothing of live state (publishers, hands, recordings): it is the list the
 // web layer shows and the edges check a session id against. It imports no project package.
 //
@@ -18,6 +21,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -30,11 +34,13 @@ const maxIDAttempts = 8
 type Catalog struct {
 	dir string
 	now func() time.Time // tests replace it
+	red *redisStore      // nil: the file in dir is the store
 
-	mu       sync.Mutex
-	sessions map[string]Session
-	embeds   map[string]Embed // by id (the token's jti)
-	codes    map[string]Code  // device codes, by hash
+	// mu serialises changes (and, with Redis, reloads); it is held across the
+	// store's I/O, which only changes and reloads pay. Reads take cur, an
+	// immutable snapshot replaced whole by each change, without locking.
+	mu  sync.Mutex
+	cur atomic.Pointer[contents]
 }
 
 // Open loads the catalog stored in dir (creating dir if needed). A missing sessions.json is an
@@ -52,7 +58,40 @@ func Open(dir string) (*Catalog, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Catalog{dir: dir, now: time.Now, sessions: f.sessions, embeds: f.embeds, codes: f.codes}, nil
+	c := &Catalog{dir: dir, now: time.Now}
+	c.cur.Store(&f)
+	return c, nil
+}
+
+// mutate applies fn to a copy of the current contents and stores the result: the
+// file is rewritten, or (Redis) the changes are written in one transaction, and fn
+// runs again on fresh contents if another node changed the catalogue meanwhile. An
+// error from fn is returned as it is, and nothing changes; so does a failed write.
+func (c *Catalog) mutate(fn func(ct *contents, now time.Time) error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.red != nil {
+		return c.red.mutate(c, fn)
+	}
+	next := c.cur.Load().clone()
+	if err := fn(next, c.now()); err != nil {
+		return err
+	}
+	if err := saveFile(c.dir, next); err != nil {
+		return err
+	}
+	c.cur.Store(next)
+	return nil
+}
+
+// view returns the current contents, which the caller must not change. With
+// Redis it is the shared catalogue as of now, or the last one read when Redis
+// cannot be reached (an error matching ErrUnavailable only before any was read).
+func (c *Catalog) view() (*contents, error) {
+	if c.red != nil {
+		return c.red.view(c)
+	}
+	return c.cur.Load(), nil
 }
 
 // Create validates n, gives it a fresh id and creation time, stores it and returns it. An
@@ -73,41 +112,44 @@ func (c *Catalog) Create(n NewSession) (Session, error) {
 		return Session{}, err
 	}
 
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	id, err := c.freshIDLocked()
+	err := c.mutate(func(ct *contents, now time.Time) error {
+		id, err := freshID(ct.sessions)
+		if err != nil {
+			return err
+		}
+		s.ID = id
+		s.CreatedAt = now.UTC().Round(0)
+		ct.sessions[id] = s
+		return nil
+	})
 	if err != nil {
-		return Session{}, err
-	}
-	s.ID = id
-	s.CreatedAt = c.now().UTC().Round(0)
-	c.sessions[id] = s
-	if err := c.saveLocked(); err != nil {
-		delete(c.sessions, id)
 		return Session{}, err
 	}
 	return s.clone(), nil
 }
 
-// freshIDLocked draws ids until one is not taken. c.mu must be held.
-func (c *Catalog) freshIDLocked() (string, error) {
+// freshID draws ids until one is not in sessions.
+func freshID(sessions map[string]Session) (string, error) {
 	for range maxIDAttempts {
 		id, err := newID()
 		if err != nil {
 			return "", err
 		}
-		if _, taken := c.sessions[id]; !taken {
+		if _, taken := sessions[id]; !taken {
 			return id, nil
 		}
 	}
 	return "", fmt.Errorf("catalog: no free id after %d attempts", maxIDAttempts)
 }
 
-// Get returns the session with the given id, or an error matching ErrNotFound.
+// Get returns the session with the given id, or an error matching ErrNotFound (or,
+// with Redis, ErrUnavailable when the catalogue could never be read).
 func (c *Catalog) Get(id string) (Session, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	s, ok := c.sessions[id]
+	ct, err := c.view()
+	if err != nil {
+		return Session{}, err
+	}
+	s, ok := ct.sessions[id]
 	if !ok {
 		return Session{}, fmt.Errorf("%w: %q", ErrNotFound, id)
 	}
@@ -115,14 +157,17 @@ func (c *Catalog) Get(id string) (Session, error) {
 }
 
 // List returns all sessions ordered by start: ScheduledAt if set, else CreatedAt, ascending,
-// ties broken by id. The slice is the caller's.
+// ties broken by id. The slice is the caller's. With Redis, a catalogue that could
+// never be read lists nothing (and says so in the log).
 func (c *Catalog) List() []Session {
-	c.mu.Lock()
-	out := make([]Session, 0, len(c.sessions))
-	for _, s := range c.sessions {
+	ct, err := c.view()
+	if err != nil {
+		return []Session{}
+	}
+	out := make([]Session, 0, len(ct.sessions))
+	for _, s := range ct.sessions {
 		out = append(out, s.clone())
 	}
-	c.mu.Unlock()
 	slices.SortFunc(out, func(a, b Session) int {
 		if d := a.sortKey().Compare(b.sortKey()); d != 0 {
 			return d
@@ -135,38 +180,23 @@ func (c *Catalog) List() []Session {
 // Delete removes the session with the given id, its embed tokens and device codes, or returns an error matching ErrNotFound. A
 // failed write leaves the catalog unchanged.
 func (c *Catalog) Delete(id string) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	s, ok := c.sessions[id]
-	if !ok {
-		return fmt.Errorf("%w: %q", ErrNotFound, id)
-	}
-	delete(c.sessions, id)
-	var gone []Embed // a session's embed tokens go with it
-	for k, e := range c.embeds {
-		if e.Session == id {
-			gone = append(gone, e)
-			delete(c.embeds, k)
+	return c.mutate(func(ct *contents, _ time.Time) error {
+		if _, ok := ct.sessions[id]; !ok {
+			return fmt.Errorf("%w: %q", ErrNotFound, id)
 		}
-	}
-	goneCodes := map[string]Code{} // and its device codes
-	for k, code := range c.codes {
-		if code.Session == id {
-			goneCodes[k] = code
-			delete(c.codes, k)
+		delete(ct.sessions, id)
+		for k, e := range ct.embeds { // a session's embed tokens go with it
+			if e.Session == id {
+				delete(ct.embeds, k)
+			}
 		}
-	}
-	if err := c.saveLocked(); err != nil {
-		c.sessions[id] = s
-		for _, e := range gone {
-			c.embeds[e.ID] = e
+		for k, code := range ct.codes { // and its device codes
+			if code.Session == id {
+				delete(ct.codes, k)
+			}
 		}
-		for k, code := range goneCodes {
-			c.codes[k] = code
-		}
-		return err
-	}
-	return nil
+		return nil
+	})
 }
 
 // Update changes the session with the given id: fn receives a copy to modify, and the result
@@ -175,34 +205,37 @@ func (c *Catalog) Delete(id string) error {
 // ErrNotFound.
 //
 // fn runs on the caller's goroutine with the catalog locked: it must be quick and must not call
-// the Catalog.
+// the Catalog. With Redis it runs again on the fresh session when another node changed the
+// catalogue meanwhile, so it must change nothing but its *Session.
 func (c *Catalog) Update(id string, fn func(*Session) error) (Session, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	old, ok := c.sessions[id]
-	if !ok {
-		return Session{}, fmt.Errorf("%w: %q", ErrNotFound, id)
-	}
-	s := old.clone()
-	if err := fn(&s); err != nil {
+	var out Session
+	err := c.mutate(func(ct *contents, _ time.Time) error {
+		old, ok := ct.sessions[id]
+		if !ok {
+			return fmt.Errorf("%w: %q", ErrNotFound, id)
+		}
+		s := old.clone()
+		if err := fn(&s); err != nil {
+			return err
+		}
+		if s.ID != old.ID {
+			return invalid("id", "cannot be changed")
+		}
+		if !s.CreatedAt.Equal(old.CreatedAt) {
+			return invalid("created_at", "cannot be changed")
+		}
+		s.CreatedAt = old.CreatedAt
+		if err := s.normalize(); err != nil { // also copies ScheduledAt away from fn's pointer
+			return err
+		}
+		ct.sessions[id] = s
+		out = s
+		return nil
+	})
+	if err != nil {
 		return Session{}, err
 	}
-	if s.ID != old.ID {
-		return Session{}, invalid("id", "cannot be changed")
-	}
-	if !s.CreatedAt.Equal(old.CreatedAt) {
-		return Session{}, invalid("created_at", "cannot be changed")
-	}
-	s.CreatedAt = old.CreatedAt
-	if err := s.normalize(); err != nil { // also copies ScheduledAt away from fn's pointer
-		return Session{}, err
-	}
-	c.sessions[id] = s
-	if err := c.saveLocked(); err != nil {
-		c.sessions[id] = old
-		return Session{}, err
-	}
-	return s.clone(), nil
+	return out.clone(), nil
 }
 
 // Dir returns the directory the catalog is stored in.

@@ -72,40 +72,34 @@ func (c *Catalog) AddCode(code Code) (Code, error) {
 	if err := code.check(); err != nil {
 		return Code{}, err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.sessions[code.Session]; !ok {
-		return Code{}, fmt.Errorf("%w: %q", ErrNotFound, code.Session)
-	}
-	now := c.now()
-	n := 0
-	for _, old := range c.codes {
-		if old.ID == code.ID {
-			return Code{}, invalid("code id", "is taken")
+	err := c.mutate(func(ct *contents, now time.Time) error {
+		if _, ok := ct.sessions[code.Session]; !ok {
+			return fmt.Errorf("%w: %q", ErrNotFound, code.Session)
 		}
-		if old.Session == code.Session && old.ExpiresAt.After(now) {
-			n++
+		n := 0
+		for _, old := range ct.codes {
+			if old.ID == code.ID {
+				return invalid("code id", "is taken")
+			}
+			if old.Session == code.Session && old.ExpiresAt.After(now) {
+				n++
+			}
 		}
-	}
-	if n >= MaxCodesPerSession {
-		return Code{}, invalid("codes", "at most %d per session: revoke one first", MaxCodesPerSession)
-	}
-	if _, dup := c.codes[code.Hash]; dup {
-		return Code{}, invalid("code hash", "is taken")
-	}
-	expired := map[string]Code{}
-	for k, old := range c.codes {
-		if !old.ExpiresAt.After(now) {
-			expired[k] = old
-			delete(c.codes, k)
+		if n >= MaxCodesPerSession {
+			return invalid("codes", "at most %d per session: revoke one first", MaxCodesPerSession)
 		}
-	}
-	c.codes[code.Hash] = code
-	if err := c.saveLocked(); err != nil {
-		delete(c.codes, code.Hash)
-		for k, old := range expired {
-			c.codes[k] = old
+		if _, dup := ct.codes[code.Hash]; dup {
+			return invalid("code hash", "is taken")
 		}
+		for k, old := range ct.codes {
+			if !old.ExpiresAt.After(now) {
+				delete(ct.codes, k)
+			}
+		}
+		ct.codes[code.Hash] = code
+		return nil
+	})
+	if err != nil {
 		return Code{}, err
 	}
 	return code, nil
@@ -114,23 +108,27 @@ func (c *Catalog) AddCode(code Code) (Code, error) {
 // CodeByHash returns the record of the code whose hex SHA-256 is hash, expired or
 // not (the caller tells "expired" from "unknown").
 func (c *Catalog) CodeByHash(hash string) (Code, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	code, ok := c.codes[hash]
+	ct, err := c.view()
+	if err != nil {
+		return Code{}, false
+	}
+	code, ok := ct.codes[hash]
 	return code, ok
 }
 
 // Codes lists the unexpired device codes of a session, oldest first.
 func (c *Catalog) Codes(session string) []Code {
-	c.mu.Lock()
+	ct, err := c.view()
+	if err != nil {
+		return nil
+	}
 	now := c.now()
 	var out []Code
-	for _, code := range c.codes {
+	for _, code := range ct.codes {
 		if code.Session == session && code.ExpiresAt.After(now) {
 			out = append(out, code)
 		}
 	}
-	c.mu.Unlock()
 	slices.SortFunc(out, func(a, b Code) int {
 		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))
 	})
@@ -140,18 +138,13 @@ func (c *Catalog) Codes(session string) []Code {
 // DeleteCode revokes the device code id of session: its record is removed, and the
 // code stops working. An unknown id (or one of another session) is ErrCodeNotFound.
 func (c *Catalog) DeleteCode(session, id string) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for k, code := range c.codes {
-		if code.ID != id || code.Session != session {
-			continue
+	return c.mutate(func(ct *contents, _ time.Time) error {
+		for k, code := range ct.codes {
+			if code.ID == id && code.Session == session {
+				delete(ct.codes, k)
+				return nil
+			}
 		}
-		delete(c.codes, k)
-		if err := c.saveLocked(); err != nil {
-			c.codes[k] = code
-			return err
-		}
-		return nil
-	}
-	return fmt.Errorf("%w: %q", ErrCodeNotFound, id)
+		return fmt.Errorf("%w: %q", ErrCodeNotFound, id)
+	})
 }

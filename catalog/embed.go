@@ -60,37 +60,31 @@ func (c *Catalog) AddEmbed(e Embed) (Embed, error) {
 	if err := e.check(); err != nil {
 		return Embed{}, err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.sessions[e.Session]; !ok {
-		return Embed{}, fmt.Errorf("%w: %q", ErrNotFound, e.Session)
-	}
-	now := c.now()
-	n := 0
-	for _, old := range c.embeds {
-		if old.Recording == e.Recording && old.ExpiresAt.After(now) {
-			n++
+	err := c.mutate(func(ct *contents, now time.Time) error {
+		if _, ok := ct.sessions[e.Session]; !ok {
+			return fmt.Errorf("%w: %q", ErrNotFound, e.Session)
 		}
-	}
-	if n >= MaxEmbedsPerRecording {
-		return Embed{}, invalid("embeds", "at most %d per recording: revoke one first", MaxEmbedsPerRecording)
-	}
-	if _, dup := c.embeds[e.ID]; dup {
-		return Embed{}, invalid("embed id", "is taken")
-	}
-	expired := map[string]Embed{}
-	for k, old := range c.embeds {
-		if !old.ExpiresAt.After(now) {
-			expired[k] = old
-			delete(c.embeds, k)
+		n := 0
+		for _, old := range ct.embeds {
+			if old.Recording == e.Recording && old.ExpiresAt.After(now) {
+				n++
+			}
 		}
-	}
-	c.embeds[e.ID] = e
-	if err := c.saveLocked(); err != nil {
-		delete(c.embeds, e.ID)
-		for k, old := range expired {
-			c.embeds[k] = old
+		if n >= MaxEmbedsPerRecording {
+			return invalid("embeds", "at most %d per recording: revoke one first", MaxEmbedsPerRecording)
 		}
+		if _, dup := ct.embeds[e.ID]; dup {
+			return invalid("embed id", "is taken")
+		}
+		for k, old := range ct.embeds {
+			if !old.ExpiresAt.After(now) {
+				delete(ct.embeds, k)
+			}
+		}
+		ct.embeds[e.ID] = e
+		return nil
+	})
+	if err != nil {
 		return Embed{}, err
 	}
 	return e, nil
@@ -98,9 +92,11 @@ func (c *Catalog) AddEmbed(e Embed) (Embed, error) {
 
 // Embed returns the record of the embed token id, if it is stored and unexpired.
 func (c *Catalog) Embed(id string) (Embed, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.embeds[id]
+	ct, err := c.view()
+	if err != nil {
+		return Embed{}, false
+	}
+	e, ok := ct.embeds[id]
 	if !ok || !e.ExpiresAt.After(c.now()) {
 		return Embed{}, false
 	}
@@ -109,15 +105,17 @@ func (c *Catalog) Embed(id string) (Embed, bool) {
 
 // Embeds lists the unexpired embed tokens of a recording, oldest first.
 func (c *Catalog) Embeds(recording string) []Embed {
-	c.mu.Lock()
+	ct, err := c.view()
+	if err != nil {
+		return nil
+	}
 	now := c.now()
 	var out []Embed
-	for _, e := range c.embeds {
+	for _, e := range ct.embeds {
 		if e.Recording == recording && e.ExpiresAt.After(now) {
 			out = append(out, e)
 		}
 	}
-	c.mu.Unlock()
 	slices.SortFunc(out, func(a, b Embed) int {
 		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))
 	})
@@ -128,16 +126,12 @@ func (c *Catalog) Embeds(recording string) []Embed {
 // the token stops working. An unknown id (or one of another recording) is
 // ErrEmbedNotFound.
 func (c *Catalog) DeleteEmbed(recording, id string) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.embeds[id]
-	if !ok || e.Recording != recording {
-		return fmt.Errorf("%w: %q", ErrEmbedNotFound, id)
-	}
-	delete(c.embeds, id)
-	if err := c.saveLocked(); err != nil {
-		c.embeds[id] = e
-		return err
-	}
-	return nil
+	return c.mutate(func(ct *contents, _ time.Time) error {
+		e, ok := ct.embeds[id]
+		if !ok || e.Recording != recording {
+			return fmt.Errorf("%w: %q", ErrEmbedNotFound, id)
+		}
+		delete(ct.embeds, id)
+		return nil
+	})
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -33,11 +34,20 @@ type fileFormat struct {
 	Codes []Code `json:"codes,omitempty"`
 }
 
-// contents is what a catalogue file holds, as maps.
+// contents is what a catalogue holds, as maps. A *contents a Catalog has published
+// (Catalog.cur) is never changed again: changes are made to a clone.
 type contents struct {
 	sessions map[string]Session
-	embeds   map[string]Embed
-	codes    map[string]Code // by hash
+	embeds   map[string]Embed // by id (the token's jti)
+	codes    map[string]Code  // device codes, by hash
+	version  int64            // Redis: the catalogue's change counter when read; 0 for the file
+}
+
+// clone returns a copy whose maps can be changed. Entries are replaced whole, never
+// changed in place, so the maps' values are shared.
+func (ct *contents) clone() *contents {
+	return &contents{sessions: maps.Clone(ct.sessions), embeds: maps.Clone(ct.embeds), codes: maps.Clone(ct.codes),
+		version: ct.version}
 }
 
 // load reads the sessions stored in path. A missing file is an empty catalog; anything else
@@ -99,21 +109,21 @@ func checkStored(s *Session, seen map[string]Session) error {
 	return s.normalize()
 }
 
-// saveLocked writes the catalogue to dir/FileName atomically: a temporary file in the same
+// saveFile writes ct to dir/FileName atomically: a temporary file in the same
 // directory is written and fsynced, renamed over the old file, and the directory is fsynced,
 // so that after a crash the file holds either the old or the new catalog, never a mix.
-// c.mu must be held.
-func (c *Catalog) saveLocked() error {
-	f := fileFormat{Version: fileVersion, Sessions: make([]Session, 0, len(c.sessions))}
-	for _, s := range c.sessions {
+// The Catalog's mu must be held.
+func saveFile(dir string, ct *contents) error {
+	f := fileFormat{Version: fileVersion, Sessions: make([]Session, 0, len(ct.sessions))}
+	for _, s := range ct.sessions {
 		f.Sessions = append(f.Sessions, s)
 	}
 	slices.SortFunc(f.Sessions, func(a, b Session) int { return strings.Compare(a.ID, b.ID) })
-	for _, e := range c.embeds {
+	for _, e := range ct.embeds {
 		f.Embeds = append(f.Embeds, e)
 	}
 	slices.SortFunc(f.Embeds, func(a, b Embed) int { return strings.Compare(a.ID, b.ID) })
-	for _, code := range c.codes {
+	for _, code := range ct.codes {
 		f.Codes = append(f.Codes, code)
 	}
 	slices.SortFunc(f.Codes, func(a, b Code) int { return strings.Compare(a.ID, b.ID) })
@@ -122,8 +132,8 @@ func (c *Catalog) saveLocked() error {
 		return fmt.Errorf("catalog: encoding sessions: %w", err)
 	}
 	data = append(data, '\n')
-	if err := writeAtomic(c.dir, FileName, data); err != nil {
-		return fmt.Errorf("catalog: saving %s: %w", filepath.Join(c.dir, FileName), err)
+	if err := writeAtomic(dir, FileName, data); err != nil {
+		return fmt.Errorf("catalog: saving %s: %w", filepath.Join(dir, FileName), err)
 	}
 	return nil
 }
