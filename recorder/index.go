@@ -38,6 +38,10 @@ type Query struct {
 	// Allow, when set, keeps only recordings of sessions it returns true for (the
 	// web layer's access rule).
 	Allow func(session string) bool
+	// Lectures keeps the lectures: programme recordings, and the recordings of
+	// publications (RoleSource) that no programme recording of their session
+	// overlaps in time (see [Recorder.Related] for the others).
+	Lectures bool
 	// Limit is the page size: DefaultPageSize when 0, at most MaxPageSize.
 	Limit int
 	// Cursor continues a previous List: its Page.Next.
@@ -225,9 +229,13 @@ func (ix *index) list(q Query) (Page, error) {
 		}
 	}
 	page := Page{Recordings: []Meta{}}
+	lecture := func(Meta) bool { return true }
+	if q.Lectures {
+		lecture = lectureFilter(all)
+	}
 	for i := start; i < len(all); i++ {
 		m := all[i]
-		if !q.matches(m) {
+		if !q.matches(m) || !lecture(m) {
 			continue
 		}
 		if len(page.Recordings) == limit {

@@ -2,6 +2,7 @@ package recorder
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -201,6 +202,42 @@ func TestTimelineProgramme(t *testing.T) {
 	var stored Meta
 	if err := json.Unmarshal([]byte(readStored(t, store, own.Prefix+metaFile)), &stored); err != nil || stored.Role != RoleSource {
 		t.Fatalf("the trainer's meta.json: role %q (%v), want %q", stored.Role, err, RoleSource)
+	}
+	page, err := r.List(Query{Lectures: true})
+	if err != nil || len(page.Recordings) != 1 || page.Recordings[0].ID != main.ID {
+		t.Fatalf("the lectures: %+v (%v), want the programme's recording alone", page.Recordings, err)
+	}
+	if rel := r.Related(main); len(rel) != 1 || rel[0].ID != own.ID {
+		t.Fatalf("the programme's related recordings: %+v, want the trainer's", rel)
+	}
+	if rel := r.Related(own); len(rel) != 1 || rel[0].ID != main.ID {
+		t.Fatalf("the trainer's related recordings: %+v, want the programme's", rel)
+	}
+}
+
+// TestLectureFilter: a programme recording is a lecture; a source is one unless a
+// programme recording of its session overlaps it in time.
+func TestLectureFilter(t *testing.T) {
+	at := func(min int) time.Time { return time.Date(2026, 12, 7, 9, min, 0, 0, time.UTC) }
+	ended := func(min int) *time.Time { e := at(min); return &e }
+	all := []Meta{
+		{ID: "p1", Session: "s1", Role: RoleProgramme, StartedAt: at(0), EndedAt: ended(50)},
+		{ID: "t1", Session: "s1", Role: RoleSource, StartedAt: at(0), EndedAt: ended(50)},
+		{ID: "h1", Session: "s1", Role: RoleSource, StartedAt: at(20), EndedAt: ended(25)},
+		{ID: "t1late", Session: "s1", Role: RoleSource, StartedAt: at(51), EndedAt: ended(55)}, // after the programme
+		{ID: "t2", Session: "s2", StartedAt: at(10), EndedAt: ended(20)},                        // before roles, no programme
+		{ID: "p3", Session: "s3", Role: RoleProgramme, StartedAt: at(30)},                       // still recording
+		{ID: "t3", Session: "s3", Role: RoleSource, StartedAt: at(29)},
+	}
+	keep := lectureFilter(all)
+	var got []string
+	for _, m := range all {
+		if keep(m) {
+			got = append(got, m.ID)
+		}
+	}
+	if want := "p1,t1late,t2,p3"; strings.Join(got, ",") != want {
+		t.Fatalf("lectures %v, want %s", got, want)
 	}
 }
 
