@@ -225,8 +225,8 @@ func TestLectureFilter(t *testing.T) {
 		{ID: "t1", Session: "s1", Role: RoleSource, StartedAt: at(0), EndedAt: ended(50)},
 		{ID: "h1", Session: "s1", Role: RoleSource, StartedAt: at(20), EndedAt: ended(25)},
 		{ID: "t1late", Session: "s1", Role: RoleSource, StartedAt: at(51), EndedAt: ended(55)}, // after the programme
-		{ID: "t2", Session: "s2", StartedAt: at(10), EndedAt: ended(20)},                        // before roles, no programme
-		{ID: "p3", Session: "s3", Role: RoleProgramme, StartedAt: at(30)},                       // still recording
+		{ID: "t2", Session: "s2", StartedAt: at(10), EndedAt: ended(20)},                       // before roles, no programme
+		{ID: "p3", Session: "s3", Role: RoleProgramme, StartedAt: at(30)},                      // still recording
 		{ID: "t3", Session: "s3", Role: RoleSource, StartedAt: at(29)},
 	}
 	keep := lectureFilter(all)
