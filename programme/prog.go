@@ -163,7 +163,7 @@ func newProg(m *Manager, s *sfu.Session, cancel context.CancelFunc, speakers []s
 		in: make(chan item, inboxSize), wake: make(chan struct{}, 1),
 		tracks: map[string]*sfu.Track{}, speakers: speakers, excluded: map[string]string{},
 		noOpusSince: map[string]int64{},
-		ownSSRC: rand.Uint32() | 1, ownSeq: uint16(rand.Uint32()), ownTS: rand.Uint32(),
+		ownSSRC:     rand.Uint32() | 1, ownSeq: uint16(rand.Uint32()), ownTS: rand.Uint32(),
 	}
 }
 
