@@ -12,9 +12,11 @@ import (
 // and receivers see one continuous stream, and its keyframe requests go to the new
 // track. A WebRTC downtrack and an RTSP reader stream each follow their track this way.
 type Follower struct {
-	name   string
-	queue  *Queue
-	accept func(*Track) bool
+	name  string
+	queue *Queue
+	// variant, when not "", is the Opus variant's name (see NewVariantFollower).
+	variant string
+	accept  func(*Track) bool
 
 	mu      sync.Mutex // serialises Attach and Stop; guards remove and stopped
 	remove  func()
@@ -29,6 +31,15 @@ func NewFollower(name string, q *Queue, accept func(*Track) bool) *Follower {
 	return &Follower{name: name, queue: q, accept: accept}
 }
 
+// NewVariantFollower is NewFollower for an audio consumer that plays Opus best:
+// it follows the track named name or, when that track is not Opus (AAC, G.711), its
+// Opus variant ([OpusVariant]) from when the variant exists. An original that is
+// not Opus is taken (if accept takes it) only while no live variant is followed:
+// a new publication's original may be offered before or after its variant.
+func NewVariantFollower(name string, q *Queue, accept func(*Track) bool) *Follower {
+	return &Follower{name: name, variant: OpusVariant(name), queue: q, accept: accept}
+}
+
 // Name returns the followed track name.
 func (f *Follower) Name() string { return f.name }
 
@@ -36,7 +47,8 @@ func (f *Follower) Name() string { return f.name }
 // followed name, accept takes it and the follower is not stopped. It reports whether
 // t is the source afterwards.
 func (f *Follower) Attach(t *Track) bool {
-	if t.Name() != f.name || f.accept != nil && !f.accept(t) {
+	name := t.Name()
+	if name != f.name && (f.variant == "" || name != f.variant) || f.accept != nil && !f.accept(t) {
 		return false
 	}
 	f.mu.Lock()
@@ -44,8 +56,13 @@ func (f *Follower) Attach(t *Track) bool {
 	if f.stopped {
 		return false
 	}
-	if f.current.Load() == t {
+	cur := f.current.Load()
+	if cur == t {
 		return true
+	}
+	if f.variant != "" && name == f.name && t.Codec().MimeType != MimeOpus &&
+		cur != nil && cur.Name() == f.variant && !cur.Closed() {
+		return false // keep the live Opus variant
 	}
 	if f.remove != nil {
 		f.remove()

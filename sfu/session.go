@@ -434,6 +434,70 @@ func (p *Publication) Tracks() []*Track {
 	return slices.Clone(p.tracks)
 }
 
+// DerivedTrack returns the publication's track with the given local name that the
+// server itself feeds, e.g. the Opus variant of a camera's G.711 audio (see
+// [OpusVariant]), creating it when needed and showing a new one to the session's
+// watchers. It leaves the publication's source and lease alone: the track lives and
+// ends with the publication, or earlier by [Publication.RemoveDerived]. A track of
+// that name with another kind or codec is replaced. It fails with ErrNotPublishing
+// once the publication was removed.
+func (p *Publication) DerivedTrack(local string, kind Kind, codec Codec) (*Track, error) {
+	s := p.session
+	name := p.name + "/" + local
+	s.mu.Lock()
+	if s.pubs[p.name] != p {
+		s.mu.Unlock()
+		return nil, ErrNotPublishing
+	}
+	var old *Track
+	for i, t := range p.tracks {
+		if t.name != name {
+			continue
+		}
+		if t.kind == kind && t.codec.MimeType == codec.MimeType && t.codec.ClockRate == codec.ClockRate {
+			s.mu.Unlock()
+			t.SetSource(nil)
+			return t, nil
+		}
+		old = t
+		// A new slice: removePublication may be walking the old one.
+		p.tracks = slices.Concat(p.tracks[:i], p.tracks[i+1:])
+		break
+	}
+	t := newTrack(name, kind, codec, s.registry.stats, s.registry.cfg.TrackOptions)
+	p.tracks = append(p.tracks, t)
+	watchers := make([]func(*Track), 0, len(s.watchers))
+	for _, fn := range s.watchers {
+		watchers = append(watchers, fn)
+	}
+	s.mu.Unlock()
+	if old != nil {
+		old.close()
+	}
+	for _, fn := range watchers {
+		fn(t)
+	}
+	return t, nil
+}
+
+// RemoveDerived ends a track made by [Publication.DerivedTrack] before its
+// publication ends (what fed it stopped): its sinks are told, and it leaves the
+// publication. It does nothing for a track that is not the publication's.
+func (p *Publication) RemoveDerived(t *Track) {
+	s := p.session
+	s.mu.Lock()
+	i := slices.Index(p.tracks, t)
+	if i < 0 {
+		s.mu.Unlock()
+		return
+	}
+	// A new slice: removePublication may be walking the old one (this can run
+	// from a sink's TrackEnded while it closes the publication's tracks).
+	p.tracks = slices.Concat(p.tracks[:i], p.tracks[i+1:])
+	s.mu.Unlock()
+	t.close()
+}
+
 // PublicationInfo is a publication's state for APIs and events.
 type PublicationInfo struct {
 	Name    string      `json:"name"`

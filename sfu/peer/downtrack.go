@@ -129,7 +129,9 @@ func newDownTrack(r *Resource, w *egressWorker, kind sfu.Kind, want string, queu
 		d.layers = sfu.NewLayerFollower(want, d.queue, d.accepts)
 		d.follow = d.layers
 	} else {
-		d.follow = sfu.NewFollower(want, d.queue, d.accepts)
+		// AAC from a studio encoder, or G.711, is played through its Opus
+		// variant (package transcode) once there is one.
+		d.follow = sfu.NewVariantFollower(want, d.queue, d.accepts)
 	}
 	return d
 }
@@ -202,7 +204,7 @@ func (d *downTrack) Unbind(webrtc.TrackLocalContext) error { return nil }
 // subscriber can play is not attached.
 func (d *downTrack) accepts(t *sfu.Track) bool {
 	if !d.playable(t.Codec().MimeType) {
-		d.r.log.Info("track not playable by WebRTC subscribers", "track", t.Name(), "codec", t.Codec().MimeType)
+		d.r.log.Info("track not playable by WebRTC subscribers; its Opus variant plays when there is one", "track", t.Name(), "codec", t.Codec().MimeType)
 		return false
 	}
 	return true
