@@ -97,6 +97,12 @@ type config struct {
 	// RTSP pull sources' policy (config_rtsp.go).
 	RTSPSourceAllow    []string // where pull sources may connect (CIDRs, addresses, host names); empty = not loopback/link-local
 	RTSPSourceTrainers bool     // trainers may add pull sources (within RTSPSourceAllow), not only the admin
+
+	// Cluster (config_cluster.go, issue 13): a single node unless RedisURL is set.
+	RedisURL           string // the coordinator; "" = a single node, as without this setting
+	NodeID             string // this node's id in the cluster; default: the host name
+	Region             string // this node's region, for placement; default "default"
+	NodeMaxSubscribers int    // subscribers this node takes before placement prefers others; 0 = CPU only
 }
 
 // setting is one row of the configuration table: where a value comes from, its default, what
@@ -316,6 +322,18 @@ func settings() []setting {
 		{flag: "acme-ca", env: "LECTERN_ACME_CA",
 			help:  "PEM file of extra root certificates trusted for -acme-directory (a private CA)",
 			parse: stringVal(func(c *config) *string { return &c.ACMECA }, nil)},
+		{flag: "redis-url", env: "LECTERN_REDIS_URL", defHelp: "none: a single node",
+			help:  "Redis that makes nodes a cluster (redis://[:password@]host:6379/0, rediss:// for TLS): any node serves any session, relaying it from the node its trainer publishes on; needs -public-url and -token-secret, the same secret on every node",
+			parse: stringVal(func(c *config) *string { return &c.RedisURL }, checkRedisURL)},
+		{flag: "node-id", env: "LECTERN_NODE_ID", defHelp: "the host name, as a-z, 0-9, '-'",
+			help:  "this node's id in the cluster: 1-32 characters of a-z, 0-9 and '-', unique among the nodes",
+			parse: stringVal(func(c *config) *string { return &c.NodeID }, checkNodeName)},
+		{flag: "region", env: "LECTERN_REGION", defHelp: "default",
+			help:  "this node's region (north, centre, south ...): 1-32 characters of a-z, 0-9 and '-'; clients naming a region are sent to a node of it",
+			parse: stringVal(func(c *config) *string { return &c.Region }, checkNodeName)},
+		{flag: "node-max-subscribers", env: "LECTERN_NODE_MAX_SUBSCRIBERS", def: "0",
+			help:  "subscribers (WHEP and RTSP) this node takes before new ones are sent to a less loaded node (0-1000000); 0: by CPU only",
+			parse: intVal(func(c *config) *int { return &c.NodeMaxSubscribers }, 0, 1000000, "a subscriber limit")},
 	}
 }
 
@@ -403,7 +421,8 @@ func (c *config) check() []error {
 	case !hasTURN && c.TURNCredential != "":
 		errs = append(errs, fmt.Errorf("%s: set but %s has no turn: or turns: URL", cred, settingName("ice-server")))
 	}
-	errs = append(errs, c.checkHTTPS()...) // before the default below: HTTPS has its own
+	errs = append(errs, c.checkCluster()...) // before the defaults below: a cluster node must be told its URL
+	errs = append(errs, c.checkHTTPS()...)   // before the default below: HTTPS has its own
 	if c.PublicURL == "" && c.HTTPAddr != "" {
 		c.PublicURL = urlForListenAddr(c.HTTPAddr)
 	}

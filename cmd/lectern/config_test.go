@@ -148,6 +148,11 @@ var allEnv = map[string]string{
 	"LECTERN_TURN_RELAY_IP":            "127.0.0.1",
 	"LECTERN_TURN_ALLOCATIONS_PER_IP":  "5",
 	"LECTERN_TURN_ALLOCATION_LIFETIME": "5m",
+
+	"LECTERN_REDIS_URL":            "redis://redis.example.edu:6379/1",
+	"LECTERN_NODE_ID":              "edge-hue-1",
+	"LECTERN_REGION":               "centre",
+	"LECTERN_NODE_MAX_SUBSCRIBERS": "400",
 }
 
 func TestParseConfigEnvOnly(t *testing.T) {
@@ -218,6 +223,8 @@ func TestParseConfigEnvOnly(t *testing.T) {
 
 		TURN: true, TURNPort: 3479, TURNTLSPort: 5349, TURNCert: "/etc/lectern/turn.crt", TURNKey: "/etc/lectern/turn.key",
 		TURNSecret: "fedcba9876543210fedcba9876543210", TURNRelayIP: "127.0.0.1", TURNPerIP: 5, TURNLifetime: 5 * time.Minute,
+
+		RedisURL: "redis://redis.example.edu:6379/1", NodeID: "edge-hue-1", Region: "centre", NodeMaxSubscribers: 400,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("from env:\n got %+v\nwant %+v", got, want)
