@@ -1,0 +1,532 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/pion/interceptor"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+	"go.uber.org/goleak"
+
+	"lectern/auth"
+	"lectern/internal/clip"
+	"lectern/internal/testpeer"
+	"lectern/sfu"
+	"lectern/sfu/peer"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const session = "lecture"
+
+var secret = []byte("0123456789abcdef0123456789abcdef-cluster")
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// node is one in-process Lectern node as far as relays go: a registry, a WebRTC
+// edge, the origin handler on an HTTP server, and an edge-side Manager.
+type node struct {
+	id   string
+	reg  *sfu.Registry
+	edge *peer.Edge
+	h    *Handler
+	m    *Manager
+	srv  *httptest.Server
+	ctx  context.Context
+
+	closeOnce sync.Once
+	cancel    context.CancelFunc
+}
+
+type nodeOptions struct {
+	grace, linger, poll time.Duration
+}
+
+func newNode(t *testing.T, id string, o nodeOptions) *node {
+	t.Helper()
+	if o.grace == 0 {
+		o.grace = 30 * time.Second
+	}
+	if o.poll == 0 {
+		o.poll = 100 * time.Millisecond
+	}
+	if o.linger == 0 {
+		o.linger = time.Minute
+	}
+	iss, err := auth.NewIssuer(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := peer.New(peer.Config{UDPAddr: "127.0.0.1:0", Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := sfu.NewRegistry(sfu.RegistryConfig{Grace: o.grace, Logger: quiet})
+	n := &node{id: id, reg: reg, edge: e}
+	n.h = NewHandler(ServerConfig{Registry: reg, Edge: e, Issuer: iss, Logger: quiet})
+	mux := http.NewServeMux()
+	mux.Handle("/cluster/relay/", n.h)
+	n.srv = httptest.NewServer(mux)
+	n.m = New(Config{Registry: reg, Edge: e, Issuer: iss, NodeID: id, Logger: quiet, Linger: o.linger, PollInterval: o.poll})
+	n.ctx, n.cancel = context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(n.close)
+	return n
+}
+
+// close stops the node: what a node's death looks like to the others.
+func (n *node) close() {
+	n.closeOnce.Do(func() {
+		n.cancel()
+		_ = n.m.Close()
+		_ = n.h.Close()
+		n.srv.Close()
+		_ = n.edge.Close()
+		n.reg.CloseAll()
+	})
+}
+
+func (n *node) sess() *sfu.Session { return n.reg.Session(session) }
+
+// publish connects a trainer publisher to n and plays a synthetic clip until the
+// returned stop (or the test's end).
+func (n *node) publish(t *testing.T, screen bool) (*testpeer.Publisher, func()) {
+	t.Helper()
+	pub, err := testpeer.NewPublisher(n.ctx, testpeer.Options{}, screen, func(offer string) (string, error) {
+		_, ans, err := n.edge.Publish(n.sess(), sfu.TrainerPublication, offer)
+		return ans, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(n.ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c := testpeer.SyntheticClip(2*time.Second, 30, 30, 4000)
+		_ = c.Play(ctx, clip.PlayOptions{
+			Loop: true,
+			WriteVideo: func(pkt *rtp.Packet) error {
+				if pub.Screen != nil {
+					if err := pub.Screen.WriteRTP(pkt); err != nil {
+						return err
+					}
+				}
+				return pub.Video.WriteRTP(pkt)
+			},
+			WriteAudio: func(pkt *rtp.Packet) error { return pub.Audio.WriteRTP(pkt) },
+		})
+	}()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			<-done
+			pub.Close()
+		})
+	}
+	t.Cleanup(stop)
+	return pub, stop
+}
+
+// waitTracks waits until n's trainer publication has n tracks with packets.
+func (n *node) waitTracks(t *testing.T, want int) {
+	t.Helper()
+	eventually(t, n.ctx, "trainer tracks on "+n.id, func() bool {
+		p, ok := n.sess().Publication(sfu.TrainerPublication)
+		if !ok {
+			return false
+		}
+		got := 0
+		for _, tr := range p.Tracks() {
+			if tr.Packets() > 0 {
+				got++
+			}
+		}
+		return got >= want
+	})
+}
+
+var trainerLayout = peer.Layout{Video: []string{"trainer/video", "trainer/screen"}, Audio: []string{"trainer/audio"}}
+
+// subscribe connects a subscriber to n's trainer video (and screen) and audio.
+func (n *node) subscribe(t *testing.T, o testpeer.Options, videos int) *testpeer.Subscriber {
+	t.Helper()
+	s, err := testpeer.NewSubscriber(n.ctx, o, videos, 1, func(offer string) (string, error) {
+		_, ans, err := n.edge.Subscribe(n.sess(), trainerLayout, offer)
+		return ans, err
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// maxGap is the largest forward step between successive distinct sequence numbers
+// in arrival order (late retransmissions are skipped).
+func maxGap(seqs []uint16) int {
+	gap := 0
+	seen := map[uint16]bool{}
+	var last uint16
+	for i, s := range seqs {
+		if seen[s] {
+			continue
+		}
+		seen[s] = true
+		if i > 0 {
+			if d := int(s - last); d < 0x8000 && d > gap {
+				gap = d
+			}
+		}
+		if i == 0 || s-last < 0x8000 {
+			last = s
+		}
+	}
+	return gap
+}
+
+// eventually polls cond until it holds or ctx ends.
+func eventually(t *testing.T, ctx context.Context, what string, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s: %v", what, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func TestRelayFansOutOnceAtTheEdge(t *testing.T) {
+	a, b := newNode(t, "a", nodeOptions{}), newNode(t, "b", nodeOptions{})
+	a.publish(t, false)
+	a.waitTracks(t, 2)
+	// Concurrent pulls share one attempt.
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = b.m.Pull(b.ctx, session, sfu.TrainerPublication, a.srv.URL)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, ok := b.sess().Publication(sfu.TrainerPublication)
+	if !ok || !p.Relayed() || !p.Info().Relayed {
+		t.Fatalf("B's trainer publication: present %v, relayed %v", ok, ok && p.Relayed())
+	}
+	subs := []*testpeer.Subscriber{b.subscribe(t, testpeer.Options{}, 1), b.subscribe(t, testpeer.Options{}, 1), b.subscribe(t, testpeer.Options{}, 1)}
+	for i, s := range subs {
+		if err := s.WaitPackets(b.ctx, 0, 150); err != nil {
+			t.Fatalf("subscriber %d video: %v", i, err)
+		}
+		if err := s.WaitPackets(b.ctx, 1, 100); err != nil {
+			t.Fatalf("subscriber %d audio: %v", i, err)
+		}
+		for sec := 0; sec < 2; sec++ {
+			_, _, seqs := s.Track(sec).Snapshot()
+			if g := maxGap(seqs); g != 1 {
+				t.Fatalf("subscriber %d section %d: sequence gap %d", i, sec, g)
+			}
+		}
+		if c := s.Track(0).Codec; !strings.EqualFold(c, webrtc.MimeTypeH264) {
+			t.Fatalf("subscriber %d video codec %s", i, c)
+		}
+	}
+	// Pulling again is a no-op: still one relay.
+	if err := b.m.Pull(b.ctx, session, sfu.TrainerPublication, a.srv.URL); err != nil {
+		t.Fatal(err)
+	}
+	if out := a.h.Relays(); len(out) != 1 || out[0].Peer != "b" || !slices.Equal(out[0].Tracks, []string{"audio", "video"}) {
+		t.Fatalf("A serves relays %+v, want one to b with audio and video", out)
+	}
+	if in := b.m.Relays(); len(in) != 1 || in[0].Peer != a.srv.URL || in[0].Bytes == 0 {
+		t.Fatalf("B pulls relays %+v, want one from A carrying bytes", in)
+	}
+	if n := b.reg.Stats().PacketsIn.Load(); n == 0 {
+		t.Fatal("no packet written to B's tracks")
+	}
+}
+
+// dropper drops every 7th incoming H.264 packet, once per sequence number, 30 in all.
+type dropper struct {
+	interceptor.NoOp
+	dropped atomic.Int32
+}
+
+func (d *dropper) BindRemoteStream(info *interceptor.StreamInfo, reader interceptor.RTPReader) interceptor.RTPReader {
+	if !strings.EqualFold(info.MimeType, webrtc.MimeTypeH264) {
+		return reader
+	}
+	seen := map[uint16]bool{}
+	return interceptor.RTPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
+		for {
+			n, attr, err := reader.Read(b, a)
+			if err != nil || n < 4 {
+				return n, attr, err
+			}
+			seq := uint16(b[2])<<8 | uint16(b[3])
+			if seq%7 == 0 && !seen[seq] && d.dropped.Load() < 30 {
+				seen[seq] = true
+				d.dropped.Add(1)
+				continue
+			}
+			return n, attr, err
+		}
+	})
+}
+
+type dropperFactory struct{ d *dropper }
+
+func (f dropperFactory) NewInterceptor(string) (interceptor.Interceptor, error) { return f.d, nil }
+
+func TestRelayEdgeAnswersNACKsFromItsCache(t *testing.T) {
+	a, b := newNode(t, "a", nodeOptions{}), newNode(t, "b", nodeOptions{})
+	a.publish(t, false)
+	a.waitTracks(t, 2)
+	if err := b.m.Pull(b.ctx, session, sfu.TrainerPublication, a.srv.URL); err != nil {
+		t.Fatal(err)
+	}
+	d := &dropper{}
+	s := b.subscribe(t, testpeer.Options{NoReplayProtection: true, Interceptors: []interceptor.Factory{dropperFactory{d}}}, 1)
+	eventually(t, b.ctx, "30 packets dropped at B's subscriber", func() bool { return d.dropped.Load() >= 30 })
+	missing := func() int {
+		_, _, seqs := s.Track(0).Snapshot()
+		got := map[uint16]bool{}
+		for _, q := range seqs {
+			got[q] = true
+		}
+		sorted := slices.Sorted(func(yield func(uint16) bool) {
+			for q := range got {
+				if !yield(q) {
+					return
+				}
+			}
+		})
+		n := 0
+		for i := 1; i < len(sorted); i++ {
+			n += int(sorted[i]-sorted[i-1]) - 1
+		}
+		return n
+	}
+	eventually(t, b.ctx, "every dropped packet recovered from B's cache", func() bool {
+		return missing() == 0 && b.reg.Stats().NACKsAnswered.Load() >= 30
+	})
+	// The subscriber's losses are B's business: none of its NACKs reached A (the
+	// loopback leg between the nodes lost nothing).
+	if n := a.h.NACKs(); n != 0 {
+		t.Fatalf("%d NACKs reached the origin", n)
+	}
+}
+
+func TestRelayKeyframeRequestsCoalesced(t *testing.T) {
+	a, b := newNode(t, "a", nodeOptions{}), newNode(t, "b", nodeOptions{})
+	pub, _ := a.publish(t, false)
+	a.waitTracks(t, 2)
+	if err := b.m.Pull(b.ctx, session, sfu.TrainerPublication, a.srv.URL); err != nil {
+		t.Fatal(err)
+	}
+	subs := []*testpeer.Subscriber{b.subscribe(t, testpeer.Options{}, 1), b.subscribe(t, testpeer.Options{}, 1), b.subscribe(t, testpeer.Options{}, 1)}
+	for _, s := range subs {
+		if err := s.WaitPackets(b.ctx, 0, 30); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Past both hops' coalescing windows of the joins' own requests.
+	time.Sleep(1100 * time.Millisecond)
+	before := pub.PLIs.Load()
+	for range 3 {
+		for _, s := range subs {
+			if err := s.SendPLI(0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	eventually(t, b.ctx, "a keyframe request at the publisher", func() bool { return pub.PLIs.Load() > before })
+	time.Sleep(300 * time.Millisecond) // any further request would be on its way by now
+	if got := pub.PLIs.Load() - before; got != 1 {
+		t.Fatalf("9 PLIs from 3 subscribers on the edge reached the publisher %d times, want once", got)
+	}
+}
+
+func TestRelayRefusesBadCredentials(t *testing.T) {
+	a := newNode(t, "a", nodeOptions{})
+	a.publish(t, false)
+	a.waitTracks(t, 2)
+	iss, _ := auth.NewIssuer(secret)
+	good, err := iss.MintNode("b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := auth.NewIssuer([]byte("another-cluster-secret-of-32-bytes!!"))
+	forged, _ := other.MintNode("b")
+	now := time.Now()
+	expired, err := jwt.NewWithClaims(jwt.SigningMethodHS256, auth.Claims{Role: auth.RoleNode, Name: "b",
+		RegisteredClaims: jwt.RegisteredClaims{Issuer: "lectern", IssuedAt: jwt.NewNumericDate(now.Add(-time.Hour)),
+			ExpiresAt: jwt.NewNumericDate(now.Add(-time.Minute))}}).SignedString(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trainer, _, err := iss.Mint(auth.MintRequest{Session: session, Role: auth.RoleTrainer, Name: "t", TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := a.srv.URL + "/cluster/relay/" + session + "/trainer"
+	for _, tc := range []struct {
+		name, token, path string
+		method            string
+		status            int
+		reason            string
+	}{
+		{"missing", "", url, http.MethodGet, 401, "node credential is required"},
+		{"forged", forged, url, http.MethodGet, 401, "signature"},
+		{"expired", expired, url, http.MethodGet, 401, "expired"},
+		{"participant", trainer, url, http.MethodGet, 401, "not a node credential"},
+		{"missing-post", "", url, http.MethodPost, 401, "node credential is required"},
+		{"unknown-session", good, a.srv.URL + "/cluster/relay/nosuch/trainer", http.MethodGet, 404, "not live"},
+		{"unknown-publication", good, a.srv.URL + "/cluster/relay/" + session + "/site-hue", http.MethodGet, 404, "not live"},
+		{"bad-name", good, a.srv.URL + "/cluster/relay/" + session + "/Bad%20Name", http.MethodGet, 400, "valid names"},
+		{"bad-offer", good, url, http.MethodPost, 400, "not SDP"},
+		{"unknown-relay", good, url + "/0123", http.MethodDelete, 404, "no such relay"},
+		{"good", good, url, http.MethodGet, 200, `"name":"video"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tc.method, tc.path, strings.NewReader("v=garbage"))
+			if tc.method == http.MethodPost {
+				req.Header.Set("Content-Type", "application/sdp")
+			}
+			if tc.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tc.token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.status || !strings.Contains(string(body), tc.reason) {
+				t.Fatalf("%s %s: %d %q, want %d containing %q", tc.method, tc.path, resp.StatusCode, body, tc.status, tc.reason)
+			}
+		})
+	}
+	http.DefaultClient.CloseIdleConnections()
+	// The edge side says why too.
+	b := newNode(t, "b", nodeOptions{})
+	err = b.m.Pull(b.ctx, "nosuch", sfu.TrainerPublication, a.srv.URL)
+	if !errors.Is(err, ErrNotLive) {
+		t.Fatalf("pull of an unknown session: %v, want ErrNotLive", err)
+	}
+	if len(b.m.Relays()) != 0 {
+		t.Fatal("a failed pull left a relay")
+	}
+}
+
+func TestRelayContinuesFromANewOrigin(t *testing.T) {
+	a, b, c := newNode(t, "a", nodeOptions{}), newNode(t, "b", nodeOptions{}), newNode(t, "c", nodeOptions{})
+	a.publish(t, false)
+	a.waitTracks(t, 2)
+	if err := b.m.Pull(b.ctx, session, sfu.TrainerPublication, a.srv.URL); err != nil {
+		t.Fatal(err)
+	}
+	s := b.subscribe(t, testpeer.Options{}, 1)
+	if err := s.WaitPackets(b.ctx, 0, 60); err != nil {
+		t.Fatal(err)
+	}
+	a.close() // the origin dies
+	eventually(t, b.ctx, "B's publication paused", func() bool {
+		p, ok := b.sess().Publication(sfu.TrainerPublication)
+		return ok && p.Info().Paused && len(b.m.Relays()) == 0
+	})
+	if st := s.PC.ConnectionState(); st != webrtc.PeerConnectionStateConnected {
+		t.Fatalf("B's subscriber: %s", st)
+	}
+	// The trainer reconnects to C, the new origin; B pulls from there.
+	c.publish(t, false)
+	c.waitTracks(t, 2)
+	n1, _, _ := s.Track(0).Snapshot()
+	a1, _, _ := s.Track(1).Snapshot()
+	if err := b.m.Pull(b.ctx, session, sfu.TrainerPublication, c.srv.URL); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WaitPackets(b.ctx, 0, n1+100); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WaitPackets(b.ctx, 1, a1+50); err != nil {
+		t.Fatal(err)
+	}
+	for sec := 0; sec < 2; sec++ {
+		_, _, seqs := s.Track(sec).Snapshot()
+		if g := maxGap(seqs); g != 1 {
+			t.Fatalf("section %d: sequence gap %d across the change of origin", sec, g)
+		}
+	}
+	if st := s.PC.ConnectionState(); st != webrtc.PeerConnectionStateConnected {
+		t.Fatalf("B's subscriber: %s", st)
+	}
+	if in := b.m.Relays(); len(in) != 1 || in[0].Peer != c.srv.URL {
+		t.Fatalf("B's relays %+v, want one from C", in)
+	}
+}
+
+func TestRelayFollowsTrackChanges(t *testing.T) {
+	a, b := newNode(t, "a", nodeOptions{}), newNode(t, "b", nodeOptions{})
+	_, stop := a.publish(t, false)
+	a.waitTracks(t, 2)
+	if err := b.m.Pull(b.ctx, session, sfu.TrainerPublication, a.srv.URL); err != nil {
+		t.Fatal(err)
+	}
+	s := b.subscribe(t, testpeer.Options{}, 2)
+	if err := s.WaitPackets(b.ctx, 0, 60); err != nil {
+		t.Fatal(err)
+	}
+	// The trainer reconnects with a screen share: the origin's track list grows and
+	// B re-pulls on its own.
+	stop()
+	a.publish(t, true)
+	if err := s.WaitPackets(b.ctx, 1, 60); err != nil {
+		t.Fatalf("screen share on B: %v", err)
+	}
+	if in := b.m.Relays(); len(in) != 1 || !slices.Equal(in[0].Tracks, []string{"audio", "screen", "video"}) {
+		t.Fatalf("B's relays %+v, want one with audio, screen, video", in)
+	}
+	eventually(t, b.ctx, "A serves one relay", func() bool { return len(a.h.Relays()) == 1 })
+}
+
+func TestRelayLingersThenEnds(t *testing.T) {
+	a, b := newNode(t, "a", nodeOptions{}), newNode(t, "b", nodeOptions{linger: 300 * time.Millisecond, poll: 50 * time.Millisecond})
+	a.publish(t, false)
+	a.waitTracks(t, 2)
+	if err := b.m.Pull(b.ctx, session, sfu.TrainerPublication, a.srv.URL); err != nil {
+		t.Fatal(err)
+	}
+	s := b.subscribe(t, testpeer.Options{}, 1)
+	if err := s.WaitPackets(b.ctx, 0, 30); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.m.Relays()) != 1 {
+		t.Fatal("relay ended while its subscriber watched")
+	}
+	s.Close()
+	eventually(t, b.ctx, "relay ended after the linger", func() bool {
+		_, live := b.sess().Publication(sfu.TrainerPublication)
+		return len(b.m.Relays()) == 0 && len(a.h.Relays()) == 0 && !live
+	})
+}
