@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -37,6 +38,8 @@ type createSessionRequest struct {
 	ScheduledAt   *time.Time `json:"scheduled_at"`
 	PublicReplays bool       `json:"public_replays"`
 	Listed        bool       `json:"listed"`
+	// ProgrammeVideo is "trainer" (the default when omitted) or "speaker".
+	ProgrammeVideo string `json:"programme_video"`
 }
 
 func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
@@ -49,7 +52,8 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
 		s.httpError(w, r, err)
 		return
 	}
-	sess, err := s.cfg.Catalog.Create(catalog.NewSession{Title: req.Title, Description: req.Description, ScheduledAt: req.ScheduledAt, PublicReplays: req.PublicReplays, Listed: req.Listed})
+	sess, err := s.cfg.Catalog.Create(catalog.NewSession{Title: req.Title, Description: req.Description, ScheduledAt: req.ScheduledAt,
+		PublicReplays: req.PublicReplays, Listed: req.Listed, ProgrammeVideo: req.ProgrammeVideo})
 	if err != nil {
 		s.httpError(w, r, err)
 		return
@@ -134,6 +138,75 @@ func (s *Server) adminSession(w http.ResponseWriter, r *http.Request) (catalog.S
 		return catalog.Session{}, false
 	}
 	return c, true
+}
+
+// updateSession handles PATCH /api/sessions/{session} (admin): the fields the body
+// names change, the others stay (JSON merge patch, RFC 7396: "scheduled_at": null
+// unschedules). A field that cannot change (id, created_at) or is unknown is a 400,
+// so a typo is not silently ignored. A live session's programme takes a new
+// programme_video at its next switch (the next floor change).
+func (s *Server) updateSession(w http.ResponseWriter, r *http.Request) {
+	c, ok := s.adminSession(w, r)
+	if !ok {
+		return
+	}
+	var req map[string]json.RawMessage
+	if err := s.decodeJSON(w, r, &req); err != nil {
+		s.httpError(w, r, err)
+		return
+	}
+	if req == nil {
+		s.httpError(w, r, fmt.Errorf("%w: the body must be a JSON object of the fields to change", errBadRequest))
+		return
+	}
+	var edits []func(*catalog.Session) error
+	for field, raw := range req {
+		var edit func(*catalog.Session) error
+		switch field {
+		case "title":
+			edit = setJSON(field, raw, func(c *catalog.Session) any { return &c.Title })
+		case "description":
+			edit = setJSON(field, raw, func(c *catalog.Session) any { return &c.Description })
+		case "scheduled_at":
+			edit = setJSON(field, raw, func(c *catalog.Session) any { c.ScheduledAt = nil; return &c.ScheduledAt }) // null: nil
+		case "public_replays":
+			edit = setJSON(field, raw, func(c *catalog.Session) any { return &c.PublicReplays })
+		case "listed":
+			edit = setJSON(field, raw, func(c *catalog.Session) any { return &c.Listed })
+		case "programme_video":
+			edit = setJSON(field, raw, func(c *catalog.Session) any { return &c.ProgrammeVideo })
+		default:
+			s.httpError(w, r, fmt.Errorf("%w: field %.40q cannot be changed (title, description, scheduled_at, public_replays, listed, programme_video can)", errBadRequest, field))
+			return
+		}
+		edits = append(edits, edit)
+	}
+	// The edits apply to the session as it is under the catalog's lock, and the
+	// catalog validates the result as at creation.
+	sess, err := s.cfg.Catalog.Update(c.ID, func(cur *catalog.Session) error {
+		for _, edit := range edits {
+			if err := edit(cur); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		s.httpError(w, r, err)
+		return
+	}
+	s.log.Info("session updated", "session", sess.ID, "programme_video", sess.VideoMode())
+	writeJSON(w, http.StatusOK, s.state(sess))
+}
+
+// setJSON returns an edit that decodes raw into the field (named name) that field points to.
+func setJSON(name string, raw json.RawMessage, field func(*catalog.Session) any) func(*catalog.Session) error {
+	return func(c *catalog.Session) error {
+		if err := json.Unmarshal(raw, field(c)); err != nil {
+			return fmt.Errorf("%w: %s: %v", errBadRequest, name, err)
+		}
+		return nil
+	}
 }
 
 func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request) {

@@ -16,8 +16,8 @@ type (
 func sitePublication(participant string) string { return floor.SitePublication(participant) }
 
 // floorChanged is the floor's hook: the pages learn the new hands or speakers
-// (SSE), and the session's main recording, if one is being made, keeps the change
-// in its timeline (the replay's chapters).
+// (SSE), the session's main recording, if one is being made, keeps the change in
+// its timeline (the replay's chapters), and Config.OnFloor (the programme) learns it.
 func (s *Server) floorChanged(e floor.Event) {
 	switch e.Change {
 	case floor.HandRaised, floor.HandLowered:
@@ -27,5 +27,8 @@ func (s *Server) floorChanged(e floor.Event) {
 	}
 	if s.cfg.Replays != nil && s.cfg.Replays.Recorder != nil {
 		s.cfg.Replays.Recorder.Mark(e.Session, e.At, recorder.TimelineEntry{Type: string(e.Change), Participant: e.Participant, Name: e.Display})
+	}
+	if s.cfg.OnFloor != nil {
+		s.cfg.OnFloor(e)
 	}
 }

@@ -2,12 +2,14 @@ package web
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"lectern/auth"
 	"lectern/internal/limit"
 	"lectern/recorder"
+	"lectern/sfu"
 	"lectern/storage"
 )
 
@@ -84,8 +87,8 @@ type replays struct {
 
 // replayRoutes registers the replay endpoints on r (nothing when cfg is nil):
 //
-//	GET    /api/recordings                        list, newest first (?session=&from=&to=&limit=&cursor=)
-//	GET    /api/recordings/{id}                   one recording
+//	GET    /api/recordings                        the lectures, newest first (?session=&from=&to=&limit=&cursor=&all=)
+//	GET    /api/recordings/{id}                   one recording, with its sources (a lecture) or its lecture
 //	DELETE /api/recordings/{id}                   remove it and its objects (admin)
 //	GET    /replay/{id}/download.mp4              the whole main rendition as one MP4
 //	GET    /replay/{id}/{rendition}/download.mp4  another rendition (e.g. screen) as one MP4
@@ -127,6 +130,61 @@ type recordingView struct {
 	// Chapters are the lecture's chapters by its timeline (replay_chapters.go);
 	// absent when it has none.
 	Chapters []Chapter `json:"chapters,omitempty"`
+	// Sources are, for a programme recording (the lecture), the session's other
+	// recordings of the same time: each publication's own (the trainer's, the
+	// classrooms'), "Bản ghi riêng / Separate recordings" on the replay page.
+	Sources []recordingRef `json:"sources,omitempty"`
+	// Lecture is, for a publication's own recording, the programme recording of
+	// the same time, when there is one.
+	Lecture *recordingRef `json:"lecture,omitempty"`
+}
+
+// recordingRef names a related recording, with what a link to it shows.
+type recordingRef struct {
+	ID          string     `json:"id"`
+	Publication string     `json:"publication"`
+	Role        string     `json:"role"`
+	Status      string     `json:"status"`
+	StartedAt   time.Time  `json:"started_at"`
+	EndedAt     *time.Time `json:"ended_at,omitempty"`
+	Duration    float64    `json:"duration"`
+	// Page is the replay page (/replays/{id}); the API's and the playlist's links
+	// are in GET /api/recordings/{id}.
+	Page string `json:"page"`
+}
+
+// withRelated fills v's Sources or Lecture from the session's other recordings of
+// the same time. A caller who may watch v may watch them: they are of its session.
+func (p *replays) withRelated(v recordingView) recordingView {
+	programme := v.RoleOrSource() == recorder.RoleProgramme
+	for _, o := range p.rec.Related(v.Meta) {
+		ref := recordingRef{ID: o.ID, Publication: o.Publication, Role: o.RoleOrSource(), Status: o.Status,
+			StartedAt: o.StartedAt, EndedAt: o.EndedAt, Duration: o.Duration, Page: "/replays/" + o.ID}
+		switch {
+		case programme && ref.Role == recorder.RoleSource:
+			v.Sources = append(v.Sources, ref)
+		case !programme && ref.Role == recorder.RoleProgramme && v.Lecture == nil:
+			v.Lecture = &ref
+		}
+	}
+	// The trainer first, then the classrooms by name; each one's in time order.
+	slices.SortStableFunc(v.Sources, func(a, b recordingRef) int {
+		if c := cmp.Compare(sourceRank(a.Publication), sourceRank(b.Publication)); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.Publication, b.Publication); c != 0 {
+			return c
+		}
+		return a.StartedAt.Compare(b.StartedAt)
+	})
+	return v
+}
+
+func sourceRank(pub string) int {
+	if pub == sfu.TrainerPublication {
+		return 0
+	}
+	return 1
 }
 
 func view(m recorder.Meta) recordingView {
@@ -153,6 +211,9 @@ type recordingSummary struct {
 	Session     string `json:"session"`
 	Title       string `json:"title"`
 	Publication string `json:"publication"`
+	// Role is "programme" (the lecture as everyone saw and heard it) or "source"
+	// (one publication's own recording).
+	Role        string `json:"role"`
 	Status      string `json:"status"`
 	Interrupted bool   `json:"interrupted,omitempty"`
 	// LostMedia says how much of the recording never reached the store (the
@@ -174,7 +235,7 @@ func summarize(m recorder.Meta) recordingSummary {
 	for _, rd := range m.Renditions {
 		names = append(names, rd.Name)
 	}
-	return recordingSummary{ID: m.ID, Session: m.Session, Title: m.Title, Publication: m.Publication, Status: m.Status,
+	return recordingSummary{ID: m.ID, Session: m.Session, Title: m.Title, Publication: m.Publication, Role: m.RoleOrSource(), Status: m.Status,
 		Interrupted: m.Interrupted, LostMedia: m.LostMedia, StartedAt: m.StartedAt, EndedAt: m.EndedAt, Duration: m.Duration, Segments: m.Segments,
 		Bytes: m.Bytes, Codecs: m.Codecs, Renditions: names, Links: v.Links}
 }
@@ -213,11 +274,21 @@ func (p *replays) list(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// listQuery reads ?session=&from=&to=&limit=&cursor=; from and to are RFC 3339
-// times or dates (YYYY-MM-DD, UTC; to is then inclusive of that day).
+// listQuery reads ?session=&from=&to=&limit=&cursor=&all=; from and to are RFC
+// 3339 times or dates (YYYY-MM-DD, UTC; to is then inclusive of that day). The list
+// holds the lectures (recorder.Query.Lectures: a session's programme recording, not
+// the publications' own of the same time, which its GET names as sources), or
+// every recording with all=true.
 func listQuery(r *http.Request) (recorder.Query, error) {
 	v := r.URL.Query()
-	q := recorder.Query{Session: v.Get("session"), Cursor: v.Get("cursor")}
+	q := recorder.Query{Session: v.Get("session"), Cursor: v.Get("cursor"), Lectures: true}
+	switch v.Get("all") {
+	case "", "false", "0":
+	case "true", "1":
+		q.Lectures = false
+	default:
+		return q, fmt.Errorf("%w: all must be true or false", errBadRequest)
+	}
 	var err error
 	if q.From, err = parseWhen(v.Get("from"), false); err != nil {
 		return q, fmt.Errorf("%w: from: %v", errBadRequest, err)
@@ -303,7 +374,7 @@ func (p *replays) get(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, view(m))
+	writeJSON(w, http.StatusOK, p.withRelated(view(m)))
 }
 
 func (p *replays) delete(w http.ResponseWriter, r *http.Request) {

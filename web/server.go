@@ -86,6 +86,15 @@ type Config struct {
 	// changes to hook, which serves them as events and marks the recording's
 	// timeline. Nil: floor.NewMemory, one node's state.
 	NewFloor func(hook func(floor.Event)) floor.Floor
+	// OnFloor, when set, is told every change of the floor after the pages and the
+	// recording's timeline (the app sets the programme's speakers from it). It runs
+	// on the goroutine that made the change: it must not block.
+	OnFloor func(floor.Event)
+	// Programme says the server makes every session's programme (package
+	// programme): /whep/{session} then plays it (the trainer with the classrooms
+	// that hold the floor), /whep/{session}/trainer the trainer's own tracks.
+	// False: /whep/{session} plays the trainer's, unless a programme is live.
+	Programme bool
 	// Cluster, when set, is this node's membership of a cluster (issue 13):
 	// publications claimed, placement, other nodes. Nil: a single node.
 	Cluster *cluster.Cluster
@@ -202,6 +211,7 @@ func (s *Server) routes() {
 			r.Delete("/speakers/{participant}", s.revokeFloor)
 			r.Get("/events", s.sessionEvents)
 			s.sourceRoutes(r)
+			r.Patch("/", s.updateSession)
 			s.codeRoutes(r)
 		})
 	})

@@ -22,7 +22,9 @@ import (
 	"lectern/auth"
 	"lectern/catalog"
 	"lectern/events"
+	"lectern/floor"
 	"lectern/internal/testpeer"
+	"lectern/programme"
 	"lectern/sfu"
 	"lectern/sfu/peer"
 	"lectern/sfu/rtsp"
@@ -71,6 +73,10 @@ type stackOptions struct {
 	// webrtcUDP is the WebRTC edge's UDP address; default 127.0.0.1:0. Clients
 	// that gather no loopback candidates (libnice) need ":0".
 	webrtcUDP string
+	// programme makes every session's programme (programme.Manager, the
+	// catalogue's programme_video, the floor's speakers), wired as cmd/lectern
+	// wires it: /whep/{session} plays it, the recorder records it.
+	programme bool
 }
 
 // newStackBase is what every test server starts from: a catalog in a temp
@@ -137,6 +143,20 @@ func newStack(t *testing.T, o stackOptions) *stack {
 			}
 		}
 	}
+	var prog *programme.Manager
+	if o.programme {
+		prog = programme.New(programme.Config{Logger: log, VideoMode: func(id string) string { c, _ := cat.Get(id); return c.VideoMode() }})
+		t.Cleanup(func() { _ = prog.Close() }) // after the sessions closed (serveStack's cleanup), before the recorder's
+		inner := onEvent
+		onEvent = func(session, typ string, data any) {
+			inner(session, typ, data)
+			if typ == sfu.EventPublicationAdded {
+				if sess, ok := reg.Lookup(session); ok {
+					prog.Attach(sess)
+				}
+			}
+		}
+	}
 	reg = sfu.NewRegistry(sfu.RegistryConfig{Grace: o.grace, MaxSubscribers: o.maxSubscribers, OnEvent: onEvent, Logger: log})
 	if o.webrtcUDP == "" {
 		o.webrtcUDP = "127.0.0.1:0"
@@ -152,6 +172,18 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	cfg := Config{Catalog: cat, Registry: reg, WebRTC: edge, Events: broker, Tokens: issuer, AdminToken: testAdmin,
 		CORSOrigins: o.corsOrigins, PublicURL: "http://lectern.test",
 		Replays: replays, Pages: o.pages, LobbyPublic: o.lobbyPublic, Logger: log}
+	if prog != nil {
+		cfg.Programme = true
+		cfg.OnFloor = func(e floor.Event) {
+			if e.Change == floor.Granted || e.Change == floor.Revoked {
+				pubs := []string{}
+				for _, sp := range e.Speakers {
+					pubs = append(pubs, sp.Publication)
+				}
+				prog.SetSpeakers(e.Session, pubs)
+			}
+		}
+	}
 	if o.config != nil {
 		o.config(&cfg)
 	}

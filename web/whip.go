@@ -10,9 +10,14 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"lectern/auth"
+	"lectern/recorder"
 	"lectern/sfu"
 	"lectern/sfu/peer"
 )
+
+// programmePublication is the publication of a session's programme
+// (programme.Publication; recorder.ProgrammePublication names the same).
+const programmePublication = recorder.ProgrammePublication
 
 const (
 	mimeSDP     = "application/sdp"
@@ -53,13 +58,21 @@ func (s *Server) whipPublish(w http.ResponseWriter, r *http.Request) {
 	s.writeAnswer(w, r, c.ID, p, "/whip/"+c.ID+"/"+res.ID(), res, answer)
 }
 
-// whepSubscribe handles POST /whep/{session} (the trainer's tracks) and
-// /whep/{session}/{publication} (one publication, e.g. a classroom with the floor).
+// whepSubscribe handles POST /whep/{session} (the programme: what everyone should
+// see and hear) and /whep/{session}/{publication} (one publication: the trainer's
+// own tracks, a classroom with the floor).
 //
 // Media sections are filled in offer order per kind. Video: the camera (the main
-// picture), then the screen share. Audio: the publication's microphone. So a generic
-// player with one video and one audio section gets the lecture; a page that wants the
-// slides adds a second video section.
+// picture), then the screen share. Audio: the publication's microphone (the
+// programme's mix). So a generic player with one video and one audio section gets
+// the lecture, questions included; a page that wants the slides adds a second video
+// section. The pages, which show each site in its own tile, play
+// /whep/{session}/trainer beside the classrooms instead, so no voice plays twice.
+//
+// The programme is made when the trainer publishes; an offer that comes before gets
+// its tracks when they appear, as a viewer of the trainer did before (downtracks
+// follow their track names). Without a programme (Config.Programme off and none
+// live), /whep/{session} is the trainer's.
 //
 // Offers still connecting are limited per token and per address (whepLimits), and
 // have their own budget in the session (sfu.Session.Reserve), so offers that never
@@ -85,6 +98,9 @@ func (s *Server) whepSubscribe(w http.ResponseWriter, r *http.Request) {
 	}
 	layout := peer.Layout{
 		Video: []string{publication + "/" + peer.LocalVideo, publication + "/" + peer.LocalScreen},
+		if _, live := sess.Publication(programmePublication); live || s.cfg.Programme {
+			publication = programmePublication
+		}
 		Audio: []string{publication + "/" + peer.LocalAudio},
 	}
 	token, _ := auth.BearerToken(r) // member has checked it

@@ -32,6 +32,9 @@ var (
 	ErrNotLive = errors.New("publication not live on the origin")
 	// ErrOrigin: the origin could not be reached or refused the relay.
 	ErrOrigin = errors.New("origin refused or unreachable")
+	// ErrLocal: the publication has a live source on this node (its publisher is
+	// connected here): this node is its origin, nothing to pull.
+	ErrLocal = errors.New("publication is live on this node")
 	// ErrClosed: the Manager is closed.
 	ErrClosed = errors.New("relay manager closed")
 )
@@ -451,6 +454,9 @@ type conn struct {
 func (r *inRelay) connect(sess *sfu.Session) (*conn, error) {
 	ctx, cancel := context.WithTimeout(r.ctx, connectTimeout)
 	defer cancel()
+	if localSource(sess, r.publication) {
+		return nil, ErrLocal
+	}
 	list, err := r.trackList()
 	if err != nil {
 		return nil, err
@@ -551,6 +557,9 @@ func (r *inRelay) connect(sess *sfu.Session) (*conn, error) {
 	case <-ctx.Done():
 		return fail(fmt.Errorf("%w: connection to the origin: %w", ErrOrigin, ctx.Err()))
 	}
+	if localSource(sess, r.publication) { // a publisher connected here meanwhile
+		return fail(ErrLocal)
+	}
 	lease, err := sess.ClaimRelay(r.publication, func() {
 		c.replaced.Store(true)
 		c.cancel()
@@ -584,6 +593,16 @@ func (r *inRelay) connect(sess *sfu.Session) (*conn, error) {
 	r.names = c.names
 	r.mu.Unlock()
 	return c, nil
+}
+
+// localSource reports whether the session's publication has a live local source (not
+// a relay, not paused): a relay must not take it over.
+func localSource(sess *sfu.Session, publication string) bool {
+	p, ok := sess.Publication(publication)
+	if !ok || p.Relayed() {
+		return false
+	}
+	return !p.Info().Paused
 }
 
 // goFn runs fn as one of the connection's goroutines unless it is closing.

@@ -437,6 +437,15 @@ func TestRelayRefusesBadCredentials(t *testing.T) {
 	if len(b.m.Relays()) != 0 {
 		t.Fatal("a failed pull left a relay")
 	}
+	// A relay never takes over a publication whose publisher is connected here.
+	if err := a.m.Pull(a.ctx, session, sfu.TrainerPublication, b.srv.URL); !errors.Is(err, ErrLocal) {
+		t.Fatalf("pull of a local publication: %v, want ErrLocal", err)
+	}
+	for _, bad := range []string{"ftp://x", "not a url", ""} {
+		if err := b.m.Pull(b.ctx, session, sfu.TrainerPublication, bad); err == nil {
+			t.Fatalf("pull from origin %q accepted", bad)
+		}
+	}
 }
 
 func TestRelayContinuesFromANewOrigin(t *testing.T) {
@@ -529,4 +538,46 @@ func TestRelayLingersThenEnds(t *testing.T) {
 		_, live := b.sess().Publication(sfu.TrainerPublication)
 		return len(b.m.Relays()) == 0 && len(a.h.Relays()) == 0 && !live
 	})
+}
+
+// Every simulcast layer goes over the relay on its own m-line, exactly: the edge
+// gets the same layers as tracks of the same names, and its subscribers' layer
+// choice works on them as at the origin.
+func TestRelayCarriesEverySimulcastLayer(t *testing.T) {
+	a, b := newNode(t, "a", nodeOptions{}), newNode(t, "b", nodeOptions{})
+	layers := []*clip.Clip{
+		testpeer.SyntheticClip(2*time.Second, 30, 30, 6000),
+		testpeer.SyntheticClip(2*time.Second, 30, 30, 2000),
+		testpeer.SyntheticClip(2*time.Second, 30, 30, 800),
+	}
+	pub, err := testpeer.NewSimulcastPublisher(a.ctx, func(offer string) (string, error) {
+		_, ans, err := a.edge.Publish(a.sess(), sfu.TrainerPublication, offer)
+		return ans, err
+	}, testpeer.SimulcastOptions{Layers: layers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pub.Close)
+	a.waitTracks(t, 4)
+	if err := b.m.Pull(b.ctx, session, sfu.TrainerPublication, a.srv.URL); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"audio", "video", "video~1", "video~2"}
+	if in := b.m.Relays(); len(in) != 1 || !slices.Equal(in[0].Tracks, want) {
+		t.Fatalf("B's relays %+v, want one carrying %v", in, want)
+	}
+	s := b.subscribe(t, testpeer.Options{}, 1)
+	if err := s.WaitPackets(b.ctx, 0, 100); err != nil {
+		t.Fatal(err)
+	}
+	b.waitTracks(t, 4)
+	p, _ := b.sess().Publication(sfu.TrainerPublication)
+	sizes := map[string]float64{}
+	for _, tr := range p.Tracks() {
+		sizes[tr.Name()] = float64(tr.Bytes()) / float64(max(tr.Packets(), 1))
+	}
+	// Each layer arrived as itself: the mean packet sizes keep the layers' order.
+	if !(sizes["trainer/video"] > sizes["trainer/video~1"] && sizes["trainer/video~1"] > sizes["trainer/video~2"]) {
+		t.Fatalf("mean packet sizes on B %v: layers mixed up", sizes)
+	}
 }

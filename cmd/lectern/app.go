@@ -23,11 +23,14 @@ import (
 	"lectern/auth"
 	"lectern/catalog"
 	"lectern/events"
+	"lectern/floor"
+	"lectern/programme"
 	"lectern/recorder"
 	"lectern/sfu"
 	"lectern/sfu/peer"
 	"lectern/sfu/rtsp"
 	"lectern/storage"
+	"lectern/transcode"
 	"lectern/web"
 )
 
@@ -46,6 +49,12 @@ type app struct {
 	sources  *rtsp.Sources      // RTSP pull sources (IP cameras)
 	store    mediaStore         // nil when recording is off
 	recorder *recorder.Recorder // nil when recording is off
+
+	// programme makes every session's programme (the trainer mixed with the floor);
+	// transcoder gives AAC and G.711 audio an Opus variant (issue 12).
+	programme  *programme.Manager
+	transcoder *transcode.Transcoder
+
 	http     *http.Server
 	listener net.Listener
 	https    *httpsFront // tls.go; nil when HTTPS is off
@@ -143,6 +152,11 @@ func (a *app) open() error {
 		}
 		a.cleanup.push("rtsp", func(context.Context) error { return a.rtsp.Close() })
 	}
+	// Made before the registry, whose events attach them; closed before it (pushed
+	// after it): each programme ends its publication and the transcodings stop,
+	// then the sessions close and the recordings write their last segments.
+	a.programme = programme.New(programme.Config{VideoMode: a.programmeVideo, Logger: log})
+	a.transcoder = transcode.New(transcode.Config{Logger: log})
 	a.registry = sfu.NewRegistry(sfu.RegistryConfig{
 		Grace:          graceOrNone(cfg.ReconnectGrace),
 		MaxSubscribers: cfg.MaxSubscribers,
@@ -150,6 +164,8 @@ func (a *app) open() error {
 		Logger:         log,
 	})
 	a.cleanup.push("sessions", func(context.Context) error { a.registry.CloseAll(); return nil })
+	a.cleanup.push("transcoder", func(context.Context) error { return a.transcoder.Close() })
+	a.cleanup.push("programme", func(context.Context) error { return a.programme.Close() })
 	a.sources = rtsp.NewSources(rtsp.SourcesConfig{Sessions: a.liveSession, Logger: log,
 		Allow: cfg.rtspSourceAllow(), TrainersMayAdd: cfg.RTSPSourceTrainers})
 	a.cleanup.push("rtsp sources", func(context.Context) error { a.sources.Close(); return nil })
@@ -157,7 +173,8 @@ func (a *app) open() error {
 	a.conns = newConnCap(cfg.MaxConnsPerIP, log)
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		web.NewCollector(a.registry, a.edge.Resources).WithAdaptation(a.edge.AdaptationStats), a.conns.refused)
+		web.NewCollector(a.registry, a.edge.Resources).WithAdaptation(a.edge.AdaptationStats), a.conns.refused,
+		a.programme.Collector(), a.transcoder.Collector())
 	turnServers, err := a.openTURN(metrics)
 	if err != nil {
 		return err
@@ -202,6 +219,7 @@ func (a *app) open() error {
 		EventStreamsPerToken: noLimitIfZero(cfg.EventsPerToken), EventStreamsPerAddress: noLimitIfZero(cfg.EventsPerIP),
 		WHEPConnectingPerToken: noLimitIfZero(cfg.WHEPConnectingPerToken), WHEPConnectingPerAddress: noLimitIfZero(cfg.WHEPConnectingPerIP),
 		ViewerConnections: cfg.MaxViewerConnections, TURNServers: turnServers,
+		Programme: true, OnFloor: a.onFloor,
 	})
 	if err != nil {
 		return err
@@ -278,11 +296,43 @@ func (a *app) openRecorder() error {
 // ordinary subscriber: the sfu does not know it). It runs without sfu locks held.
 func (a *app) onEvent(session, typ string, data any) {
 	a.broker.Publish(session, typ, data)
-	if typ == sfu.EventPublicationAdded && a.recorder != nil {
-		if s, ok := a.registry.Lookup(session); ok {
-			a.recorder.Attach(s)
-		}
+	if typ != sfu.EventPublicationAdded {
+		return
 	}
+	s, ok := a.registry.Lookup(session)
+	if !ok {
+		return
+	}
+	if a.recorder != nil {
+		a.recorder.Attach(s)
+	}
+	// The programme appears with the trainer (Attach does nothing before), and
+	// the transcoder looks at every publication's audio. Both are idempotent.
+	a.programme.Attach(s)
+	a.transcoder.Attach(s)
+}
+
+// onFloor tells the programme who holds the floor: the publications of the
+// classrooms with the floor, in grant order, mixed with the trainer.
+func (a *app) onFloor(e floor.Event) {
+	if e.Change != floor.Granted && e.Change != floor.Revoked {
+		return
+	}
+	pubs := make([]string, 0, len(e.Speakers))
+	for _, sp := range e.Speakers {
+		pubs = append(pubs, sp.Publication)
+	}
+	a.programme.SetSpeakers(e.Session, pubs)
+}
+
+// programmeVideo is the session's programme_video setting (trainer or speaker),
+// read at each switch of the programme's picture.
+func (a *app) programmeVideo(session string) string {
+	c, err := a.catalog.Get(session)
+	if err != nil {
+		return programme.VideoTrainer
+	}
+	return c.VideoMode()
 }
 
 // graceOrNone maps the configured grace (0 = end at once) to the registry's

@@ -77,7 +77,10 @@ async function main() {
   window.lectern.health = health;
 
   st.viewer = new Viewer({
-    url: location.origin + '/whep/' + id,
+    // The trainer's own tracks: the classrooms with the floor play in their own
+    // tiles (speakers.js), so /whep/{id}, the programme with their voices mixed in,
+    // would play each of them twice.
+    url: location.origin + '/whep/' + id + '/trainer',
     token,
     videos: 2, // the trainer's camera, then its screen share
     onTracks: attach,
