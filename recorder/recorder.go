@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -194,11 +195,24 @@ func (r *Recorder) addTrack(sess *sfu.Session, t *sfu.Track) {
 	if t.Layer() > 0 {
 		return // a lower simulcast layer: the recording keeps the top one
 	}
+	if isG711(t.Codec()) {
+		r.log.Info("G.711 track recorded through its Opus variant (when transcoding is on)", "session", sess.ID(), "track", t.Name())
+		return
+	}
 	if err := recordable(t.Codec()); err != nil {
 		r.log.Warn("track not recorded", "session", sess.ID(), "track", t.Name(), "err", err)
 		return
 	}
 	pub, local := localName(t.Name())
+	if original, ok := sfu.IsOpusVariant(t.Name()); ok {
+		// The Opus variant of a track (package transcode) stands in for a G.711
+		// original, which fMP4 cannot hold for browsers; an AAC original is
+		// recorded as it is.
+		if !variantOfG711(sess, pub, original) {
+			return
+		}
+		_, local = localName(original)
+	}
 	if p, ok := sess.Publication(pub); ok && p.Relayed() {
 		return // a relay of another cluster node's publication: recorded there, once
 	}
@@ -229,6 +243,25 @@ func (r *Recorder) addTrack(sess *sfu.Session, t *sfu.Track) {
 		defer r.recWG.Done()
 		newTrackReader(rt, rec.in, rec.epoch, r.metrics).run(r.hard)
 	}()
+}
+
+// isG711 reports whether c is G.711 (PCMU, PCMA).
+func isG711(c sfu.Codec) bool {
+	return strings.EqualFold(c.MimeType, sfu.MimePCMU) || strings.EqualFold(c.MimeType, sfu.MimePCMA)
+}
+
+// variantOfG711 reports whether the publication's track named original is G.711.
+func variantOfG711(sess *sfu.Session, pub, original string) bool {
+	p, ok := sess.Publication(pub)
+	if !ok {
+		return false
+	}
+	for _, t := range p.Tracks() {
+		if t.Name() == original {
+			return isG711(t.Codec())
+		}
+	}
+	return false
 }
 
 // trackEnded accounts a track that ended or was detached.

@@ -30,19 +30,23 @@ type published struct {
 
 // publishRTSP runs ffmpeg publishing a 640x360 30 fps test pattern (H.264
 // baseline, no B-frames, a keyframe a second) with a 440 Hz tone in audioCodec
-// (libopus or aac, 48 kHz stereo) to url over RTSP/TCP for d. The channel yields
+// (libopus or aac, 48 kHz stereo; pcm_mulaw or pcm_alaw, 8 kHz mono) to url over RTSP/TCP for d. The channel yields
 // the result once ffmpeg exits; ffmpeg is killed if the test ends first.
 func publishRTSP(t *testing.T, url, audioCodec string, d time.Duration) <-chan published {
 	t.Helper()
 	bin := testenv.RequireTool(t, "ffmpeg", installFFmpeg)
 	secs := strconv.FormatFloat(d.Seconds(), 'f', -1, 64)
+	channels, rate := "2", "48000"
+	if strings.HasPrefix(audioCodec, "pcm_") { // G.711 (pcm_mulaw, pcm_alaw): 8 kHz mono
+		channels, rate = "1", "8000"
+	}
 	cmd := exec.Command(bin, "-hide_banner", "-nostdin", "-v", "error", "-progress", "pipe:1", "-re",
 		"-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30",
 		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
 		"-t", secs,
 		"-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-profile:v", "baseline", "-pix_fmt", "yuv420p",
 		"-bf", "0", "-g", "30", "-b:v", "1500k",
-		"-c:a", audioCodec, "-ac", "2", "-ar", "48000",
+		"-c:a", audioCodec, "-ac", channels, "-ar", rate,
 		"-f", "rtsp", "-rtsp_transport", "tcp", url)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

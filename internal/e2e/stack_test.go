@@ -17,20 +17,23 @@ import (
 	"lectern/sfu/peer"
 	"lectern/sfu/rtsp"
 	"lectern/storage"
+	"lectern/transcode"
 )
 
 // testSession is the only session the stack knows.
 const testSession = "lecture"
 
 // stack is Lectern's media path in-process on loopback, wired as cmd/lectern wires
-// it: the registry's publication.added event attaches the recorder to the
-// session (the sfu does not know the recorder). Publications are removed as soon
+// it: the registry's publication.added event attaches the recorder and the
+// transcoder (Opus variants of AAC and G.711 audio) to the session (the sfu knows
+// neither). Publications are removed as soon
 // as their source goes (no reconnect grace), so recordings end with the publisher.
 type stack struct {
 	reg    *sfu.Registry
 	edge   *peer.Edge
 	rtsp   *rtsp.Server
 	rec    *recorder.Recorder
+	tc     *transcode.Transcoder
 	store  *storage.Dir
 	issuer *auth.Issuer
 }
@@ -51,6 +54,7 @@ func newStack(t testing.TB) *stack {
 		_ = s.store.Close()
 		t.Fatal(err)
 	}
+	s.tc = transcode.New(transcode.Config{Logger: testenv.Logger()})
 	s.reg = sfu.NewRegistry(sfu.RegistryConfig{Grace: -1, OnEvent: s.onEvent, Logger: testenv.Logger()})
 	t.Cleanup(func() { s.close(t) })
 	if s.edge, err = peer.New(peer.Config{UDPAddr: "127.0.0.1:0", Logger: testenv.Logger()}); err != nil {
@@ -78,6 +82,7 @@ func (s *stack) onEvent(session, typ string, _ any) {
 	}
 	if sess, ok := s.reg.Lookup(session); ok {
 		s.rec.Attach(sess)
+		s.tc.Attach(sess)
 	}
 }
 
@@ -99,6 +104,7 @@ func (s *stack) close(t testing.TB) {
 		_ = s.edge.Close()
 	}
 	s.reg.CloseAll()
+	_ = s.tc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := s.rec.Close(ctx); err != nil {
