@@ -9,7 +9,9 @@ COPY . .
 RUN CGO_ENABLED=1 go build -trimpath -o /lectern ./cmd/lectern
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libopus0 libopusfile0 && rm -rf /var/lib/apt/lists/*
+# ffmpeg decodes AAC from studio encoders and cameras (a process per track) for its
+# Opus variant, which browsers play; without it such audio reaches RTSP readers only.
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libopus0 libopusfile0 ffmpeg && rm -rf /var/lib/apt/lists/*
 # An unprivileged user: the server needs no root (its ports are above 1024; compose maps
 # 80 and 443 onto them). /data is created owned by it, so a new volume is writable.
 RUN useradd --system --uid 10001 --user-group --home-dir /data --shell /usr/sbin/nologin lectern \
