@@ -54,7 +54,7 @@ type nodeOptions struct {
 	grace, linger, poll time.Duration
 }
 
-func newNode(t *testing.T, id string, o nodeOptions) *node {
+func newNode(t testing.TB, id string, o nodeOptions) *node {
 	t.Helper()
 	if o.grace == 0 {
 		o.grace = 30 * time.Second
@@ -141,7 +141,7 @@ func (n *node) publish(t *testing.T, screen bool) (*testpeer.Publisher, func()) 
 }
 
 // waitTracks waits until n's trainer publication has n tracks with packets.
-func (n *node) waitTracks(t *testing.T, want int) {
+func (n *node) waitTracks(t testing.TB, want int) {
 	t.Helper()
 	eventually(t, n.ctx, "trainer tracks on "+n.id, func() bool {
 		p, ok := n.sess().Publication(sfu.TrainerPublication)
@@ -198,7 +198,7 @@ func maxGap(seqs []uint16) int {
 }
 
 // eventually polls cond until it holds or ctx ends.
-func eventually(t *testing.T, ctx context.Context, what string, cond func() bool) {
+func eventually(t testing.TB, ctx context.Context, what string, cond func() bool) {
 	t.Helper()
 	for !cond() {
 		select {
