@@ -192,10 +192,34 @@ func Open(ctx context.Context, cfg Config) (*Cluster, error) {
 		c.healthy.Store(true)
 	}
 	c.ps = c.rdb.Subscribe(ctx, eventsChannel, floorChannel)
+	if c.healthy.Load() {
+		c.awaitSubscribed(ctx)
+	}
 	c.wg.Add(2)
 	go c.heartbeat()
 	go c.receive()
 	return c, nil
+}
+
+// awaitSubscribed reads the subscription's confirmations, so that Open
+// returns only once every event published afterwards reaches this node, and
+// the floor knows where it starts. When they do not come (Redis went away
+// meanwhile), the receiving goroutine takes them later.
+func (c *Cluster) awaitSubscribed(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	for confirmed := 0; confirmed < 2; {
+		msg, err := c.ps.ReceiveTimeout(ctx, opTimeout)
+		if err != nil {
+			return
+		}
+		if m, ok := msg.(*redis.Subscription); ok && m.Kind == "subscribe" {
+			confirmed++
+			if m.Channel == floorChannel {
+				c.floors.subscribed(ctx)
+			}
+		}
+	}
 }
 
 // Close leaves the cluster: it stops the heartbeat and the event subscription,

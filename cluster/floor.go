@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -18,7 +19,8 @@ import (
 // floor:{session}:speakers are lists of the JSON of floor.Hand and
 // floor.Speaker, in order. Each operation is one Lua script, so it is atomic
 // and all nodes' operations are serialised by Redis. A change takes a number
-// from one counter (floor:ver), is appended to a capped log (floor:log) and
+// from one counter (floor:ver), is added to a capped log (floor:log, a sorted
+// set by number, keeping the last floorLogSize) and
 // published on the floor channel, all in the same script: the numbers give
 // every node the one order of all changes, and a node that missed some (a
 // lost connection, or its own change overtaking another node's on the wire)
@@ -55,8 +57,8 @@ local function emit(change, p, display, listname, listkey)
   local ev = '{"v":' .. v .. ',"session":' .. cjson.encode(ARGV[1]) .. ',"change":' .. cjson.encode(change) ..
     ',"participant":' .. cjson.encode(p) .. ',"display":' .. cjson.encode(display) .. ',"at":' .. cjson.encode(ARGV[3]) ..
     ',"' .. listname .. '":[' .. table.concat(redis.call('LRANGE', listkey, 0, -1), ',') .. ']}'
-  redis.call('RPUSH', KEYS[4], ev)
-  redis.call('LTRIM', KEYS[4], -` + "1024" + `, -1)
+  redis.call('ZADD', KEYS[4], v, ev)
+  redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -` + "1025" + `)
   redis.call('PUBLISH', ARGV[4], ev)
   return ev
 end
@@ -205,7 +207,8 @@ func (h *floorHub) fill(ctx context.Context, upto int64) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
-	raw, err := h.c.rdb.LRange(ctx, floorLogKey, -floorLogSize, -1).Result()
+	raw, err := h.c.rdb.ZRangeByScore(ctx, floorLogKey, &redis.ZRangeBy{
+		Min: "(" + strconv.FormatInt(h.last, 10), Max: "(" + strconv.FormatInt(upto, 10)}).Result()
 	if err != nil {
 		h.c.log.Warn("cluster: floor changes missed and not fetched", "from", h.last+1, "to", upto-1, "err", err)
 		h.last = upto - 1
