@@ -103,6 +103,9 @@ type Config struct {
 	// exactly when Cluster is.
 	Relays      *relay.Manager
 	RelayOrigin *relay.Handler
+	// NodeLoad samples this node's load for GET /api/nodes (the cluster's
+	// heartbeat samples the same); nil: the registry's subscribers and sessions.
+	NodeLoad func() cluster.Load
 	// Sources manages RTSP pull sources; nil disables /api/sessions/{id}/sources.
 	Sources rtspSources
 	// Pages, when set, serves the web pages (everything not matched by the API).
@@ -194,6 +197,7 @@ func (s *Server) routes() {
 
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	r.Get("/readyz", s.readyz)
+	r.Get("/api/nodes", s.listNodes) // api_nodes.go (admin)
 	if s.cfg.Metrics != nil {
 		r.Handle("/metrics", promhttp.HandlerFor(s.cfg.Metrics, promhttp.HandlerOpts{}))
 	}
