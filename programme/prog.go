@@ -136,7 +136,8 @@ type prog struct {
 	audioOut     *sfu.Track
 	trainerAudio *sink
 	holders      []*holder
-	spare        []*holderAudio // decoders of holders gone, reused
+	mixed        [MaxMixed]*holderAudio // activeHolders' result, reused
+	spare        []*holderAudio         // decoders of holders gone, reused
 	mix          *mixer
 	mixing       bool
 	lastTrainer  int64 // Nanotime of the trainer's last audio packet
@@ -655,15 +656,14 @@ func (p *prog) onTrainerAudio(pkt *sfu.Packet) {
 
 // activeHolders returns the holders being mixed (their decoders' buffers).
 func (p *prog) activeHolders() []*holderAudio {
-	var hs [MaxMixed]*holderAudio
 	n := 0
 	for _, h := range p.holders {
-		if n < len(hs) {
-			hs[n] = h.audio
+		if n < MaxMixed {
+			p.mixed[n] = h.audio
 			n++
 		}
 	}
-	return hs[:n]
+	return p.mixed[:n]
 }
 
 func (p *prog) onHolderAudio(s *sink, pkt *sfu.Packet) {
