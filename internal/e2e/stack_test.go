@@ -12,6 +12,7 @@ import (
 
 	"lectern/auth"
 	"lectern/internal/testenv"
+	"lectern/programme"
 	"lectern/recorder"
 	"lectern/sfu"
 	"lectern/sfu/peer"
@@ -36,6 +37,9 @@ type stack struct {
 	tc     *transcode.Transcoder
 	store  *storage.Dir
 	issuer *auth.Issuer
+	// prog makes the session's programme once startProgramme was called (before
+	// anything publishes); nil: the stack has none, as before.
+	prog *programme.Manager
 }
 
 // newStack starts a stack whose parts are stopped, in order, when the test or
@@ -83,7 +87,20 @@ func (s *stack) onEvent(session, typ string, _ any) {
 	if sess, ok := s.reg.Lookup(session); ok {
 		s.rec.Attach(sess)
 		s.tc.Attach(sess)
+		if s.prog != nil {
+			s.prog.Attach(sess)
+		}
 	}
+}
+
+// startProgramme makes the stack make testSession's programme, as cmd/lectern
+// does: rtsp://…/lecture then reads it, the recorder records it as the main
+// recording. Call it before anything publishes; videoMode is the session's
+// programme_video ("" for the trainer). The programme stops before the sessions
+// close.
+func (s *stack) startProgramme(videoMode string) *programme.Manager {
+	s.prog = programme.New(programme.Config{Logger: testenv.Logger(), VideoMode: func(string) string { return videoMode }})
+	return s.prog
 }
 
 // session resolves session ids for the RTSP server: only testSession exists.
@@ -102,6 +119,9 @@ func (s *stack) close(t testing.TB) {
 	}
 	if s.edge != nil {
 		_ = s.edge.Close()
+	}
+	if s.prog != nil {
+		_ = s.prog.Close()
 	}
 	s.reg.CloseAll()
 	_ = s.tc.Close()
