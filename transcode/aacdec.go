@@ -48,13 +48,16 @@ func ffmpegArgs() []string {
 		"-f", "s16le", "-ar", "48000", "-ac", "2", "-flush_packets", "1", "pipe:1"}
 }
 
-func (d *aacDecoder) run(ctx context.Context, in <-chan *sfu.Packet, out *opusOut) error {
+func (d *aacDecoder) run(ctx context.Context, in <-chan *sfu.Packet, out *opusOut, relayed func() bool) error {
 	delay := restartMin
 	for {
 		started := time.Now()
-		err := d.process(ctx, in, out)
+		err := d.process(ctx, in, out, relayed)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if errors.Is(err, errRelayed) {
+			return err
 		}
 		d.metrics.errors.WithLabelValues(reasonDecoder).Inc()
 		if time.Since(started) > restartReset {
@@ -80,7 +83,7 @@ func (d *aacDecoder) run(ctx context.Context, in <-chan *sfu.Packet, out *opusOu
 
 // process runs one ffmpeg until it fails or ctx ends: this goroutine feeds it,
 // another reads it.
-func (d *aacDecoder) process(ctx context.Context, in <-chan *sfu.Packet, out *opusOut) error {
+func (d *aacDecoder) process(ctx context.Context, in <-chan *sfu.Packet, out *opusOut, relayed func() bool) error {
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cmd := exec.CommandContext(pctx, d.ffmpeg, ffmpegArgs()...)
@@ -105,13 +108,16 @@ func (d *aacDecoder) process(ctx context.Context, in <-chan *sfu.Packet, out *op
 		cancel() // the feeder stops too
 		readErr <- err
 	}()
-	feedErr := d.feed(pctx, in, stdin, &gap)
+	feedErr := d.feed(pctx, in, stdin, &gap, relayed)
 	_ = stdin.Close()
 	cancel()
 	rerr := <-readErr
 	werr := cmd.Wait()
 	if ctx.Err() != nil {
 		return nil
+	}
+	if errors.Is(feedErr, errRelayed) {
+		return feedErr
 	}
 	return fmt.Errorf("ffmpeg: %w (%s)", errors.Join(feedErr, rerr, werr), bytes.TrimSpace(stderr.bytes()))
 }
@@ -135,7 +141,7 @@ func (g *gapFlag) take() bool {
 
 // feed writes the access units of the queued packets to ffmpeg until ctx ends or
 // a write fails.
-func (d *aacDecoder) feed(ctx context.Context, in <-chan *sfu.Packet, w io.Writer, gap *gapFlag) error {
+func (d *aacDecoder) feed(ctx context.Context, in <-chan *sfu.Packet, w io.Writer, gap *gapFlag, relayed func() bool) error {
 	dep := aacDepacketizer{f: d.format}
 	var hdr [7]byte
 	var last int64
@@ -145,6 +151,10 @@ func (d *aacDecoder) feed(ctx context.Context, in <-chan *sfu.Packet, w io.Write
 		case <-ctx.Done():
 			return nil
 		case p := <-in:
+			if relayed() {
+				p.Release()
+				return errRelayed
+			}
 			if last != 0 && p.ArrivalNanos-last > int64(gapResync) {
 				gap.mark()
 			}

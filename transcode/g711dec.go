@@ -36,12 +36,16 @@ func newG711Decoder(table *[256]int16, clock uint32) *g711Decoder {
 
 func (d *g711Decoder) channels() int { return 1 }
 
-func (d *g711Decoder) run(ctx context.Context, in <-chan *sfu.Packet, out *opusOut) error {
+func (d *g711Decoder) run(ctx context.Context, in <-chan *sfu.Packet, out *opusOut, relayed func() bool) error {
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case p := <-in:
+			if relayed() {
+				p.Release()
+				return errRelayed
+			}
 			err := d.packet(p, out)
 			p.Release()
 			if err != nil {

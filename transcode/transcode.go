@@ -165,6 +165,9 @@ func (t *Transcoder) track(s *sfu.Session, tr *sfu.Track) {
 	if !ok || !slices.Contains(pub.Tracks(), tr) {
 		return // already gone
 	}
+	if pub.Relayed() {
+		return // a copy of another node's publication: transcoded there, its variant relayed
+	}
 	log := t.log.With("session", s.ID(), "track", tr.Name(), "codec", tr.Codec().MimeType)
 
 	var dec decoder
@@ -258,9 +261,10 @@ func (t *Transcoder) warnOnce(pub *sfu.Publication) bool {
 // decoder turns a source track's packets into 20 ms Opus frames on a variant. One
 // goroutine runs it.
 type decoder interface {
-	// run consumes in until ctx ends; it owns the packets it receives (releases
-	// them) and writes the variant through out.
-	run(ctx context.Context, in <-chan *sfu.Packet, out *opusOut) error
+	// run consumes in until ctx ends or relayed reports true (checked once per
+	// packet); it owns the packets it receives (releases them) and writes the
+	// variant through out.
+	run(ctx context.Context, in <-chan *sfu.Packet, out *opusOut, relayed func() bool) error
 	// channels is the PCM channel count it hands to the encoder.
 	channels() int
 }
@@ -284,7 +288,12 @@ type job struct {
 	removeSink func()
 }
 
-var errStopped = errors.New("transcoding stopped")
+var (
+	errStopped = errors.New("transcoding stopped")
+	// errRelayed ends a job whose publication became a relay of another node's:
+	// the relay feeds the variant from there.
+	errRelayed = errors.New("publication relayed from another node")
+)
 
 // WriteRTP implements sfu.Sink: it hands the packet to the job's goroutine, or
 // drops it when the queue is full. It runs on the publisher's read goroutine with
@@ -317,9 +326,10 @@ func (j *job) run() {
 	defer j.t.metrics.streams.WithLabelValues(j.codec).Dec()
 	out, err := newOpusOut(j.variant, j.dec.channels())
 	if err == nil {
-		err = j.dec.run(j.ctx, j.in, out)
+		err = j.dec.run(j.ctx, j.in, out, j.pub.Relayed)
 	}
-	if err != nil && j.ctx.Err() == nil {
+	relayed := errors.Is(err, errRelayed)
+	if err != nil && !relayed && j.ctx.Err() == nil {
 		j.t.metrics.errors.WithLabelValues(reasonEncoder).Inc()
 		j.log.Error("audio transcoding stopped", "err", err)
 	}
@@ -328,7 +338,9 @@ func (j *job) run() {
 	j.stopped.Store(true)
 	j.removeSink()
 	j.t.endJob(j)
-	j.pub.RemoveDerived(j.variant) // Close, or a decoder that gave up
+	if !relayed {
+		j.pub.RemoveDerived(j.variant) // Close, or a decoder that gave up
+	}
 	for {
 		select {
 		case p := <-j.in:

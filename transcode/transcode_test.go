@@ -142,7 +142,7 @@ type harness struct {
 
 func newHarness(t *testing.T, cfg Config) *harness {
 	h := &harness{t: t, logs: &testenv.LockedBuffer{}}
-	h.reg = sfu.NewRegistry(sfu.RegistryConfig{})
+	h.reg = sfu.NewRegistry(sfu.RegistryConfig{Logger: testenv.Logger()})
 	h.sess = h.reg.Session("s1")
 	cfg.Logger = slog.New(slog.NewTextHandler(h.logs, nil))
 	h.tc = New(cfg)
@@ -462,7 +462,7 @@ func TestDecoderFailureIsContained(t *testing.T) {
 // TestQueueFullDrops: a transcoding that falls behind drops packets and counts
 // them; the publisher's write never blocks and does not allocate.
 func TestQueueFullDrops(t *testing.T) {
-	reg := sfu.NewRegistry(sfu.RegistryConfig{})
+	reg := sfu.NewRegistry(sfu.RegistryConfig{Logger: testenv.Logger()})
 	defer reg.CloseAll()
 	l, _ := reg.Session("s").Claim("cam", nil)
 	tr, _ := l.Track("audio", sfu.KindAudio, sfu.Codec{MimeType: sfu.MimePCMU, ClockRate: 8000, Channels: 1}, nil)
@@ -512,4 +512,38 @@ func metricValue(c prometheus.Metric) float64 {
 		return m.Counter.GetValue()
 	}
 	return m.Gauge.GetValue()
+}
+
+// TestRelayedPublicationNotTranscoded: a copy of another node's publication is
+// transcoded there (its variant comes with the relay); once its publisher
+// connects here, this node transcodes it.
+func TestRelayedPublicationNotTranscoded(t *testing.T) {
+	reg := sfu.NewRegistry(sfu.RegistryConfig{Logger: testenv.Logger()})
+	defer reg.CloseAll()
+	tc := New(Config{Logger: testenv.Logger()})
+	defer tc.Close()
+	sess := reg.Session("s")
+	tc.Attach(sess)
+	relay, err := sess.ClaimRelay("cam", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pcmu := sfu.Codec{MimeType: sfu.MimePCMU, ClockRate: 8000, Channels: 1}
+	if _, err := relay.Track("audio", sfu.KindAudio, pcmu, nil); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := sess.Publication("cam")
+	if n := len(p.Tracks()); n != 1 {
+		t.Fatalf("%d tracks in a relayed publication: transcoded twice", n)
+	}
+	if _, err := sess.Claim("cam", nil); err != nil {
+		t.Fatal(err)
+	}
+	names := []string{}
+	for _, tr := range p.Tracks() {
+		names = append(names, tr.Name())
+	}
+	if len(names) != 2 || names[1] != "cam/audio.opus" {
+		t.Fatalf("after the publisher connected here: %v", names)
+	}
 }
