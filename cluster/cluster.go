@@ -109,6 +109,7 @@ type Cluster struct {
 	ttl    time.Duration
 	log    *slog.Logger
 	rdb    *redis.Client
+	psMu   sync.Mutex // guards ps, which receive replaces when its connection died silently
 	ps     *redis.PubSub
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
@@ -169,8 +170,6 @@ func Open(ctx context.Context, cfg Config) (*Cluster, error) {
 	opt.DisableIdentity = true // CLIENT SETINFO is unknown before Redis 7.2
 	opt.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 
-	quietRedis.Do(func() { redis.SetLogger(redisLogger{cfg.Logger}) })
-
 	now := time.Now().UTC()
 	c := &Cluster{
 		cfg:      cfg,
@@ -230,7 +229,9 @@ func (c *Cluster) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
 		c.cancel()
+		c.psMu.Lock()
 		_ = c.ps.Close() // unblocks the receiving goroutine
+		c.psMu.Unlock()
 		c.wg.Wait()
 
 		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
@@ -262,18 +263,6 @@ func (c *Cluster) Close() error {
 		err = c.rdb.Close()
 	})
 	return err
-}
-
-// quietRedis installs redisLogger once per process.
-var quietRedis sync.Once
-
-// redisLogger takes go-redis's own messages (one per failed dial while Redis
-// is down) to debug level: the cluster logs Redis going away and coming back
-// once each instead. go-redis has one logger per process, hence the Once.
-type redisLogger struct{ log *slog.Logger }
-
-func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
-	l.log.DebugContext(ctx, "go-redis: "+fmt.Sprintf(format, v...))
 }
 
 // Self returns this node as last registered (its load as of the last heartbeat).

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
 	"lectern/internal/testenv"
@@ -52,7 +51,9 @@ func open(t *testing.T, r *testenv.Redis, id, region string) *node {
 func (c *Cluster) crash() {
 	c.closeOnce.Do(func() {
 		c.cancel()
+		c.psMu.Lock()
 		_ = c.ps.Close()
+		c.psMu.Unlock()
 		c.wg.Wait()
 		_ = c.rdb.Close()
 	})
@@ -166,7 +167,8 @@ func TestNodesAndClaims(t *testing.T) {
 	}
 
 	// Claims outlive many heartbeats while their node lives.
-	time.Sleep(5 * beat)
+	seen := a.Self().Seen
+	eventually(t, "a few heartbeats", func() bool { return a.Self().Seen.Sub(seen) > 4*beat })
 	if err := c.ClaimPublication(ctx, "s1", "trainer"); !errors.As(err, &claimed) || claimed.Owner.ID != "a" {
 		t.Fatalf("claim after some heartbeats: %v", err)
 	}
@@ -478,5 +480,4 @@ func TestSubscribersAndPlace(t *testing.T) {
 	if n, _ := a.Subscribers(ctx, "s2"); n != 9 {
 		t.Fatalf("subscribers of s2: %d", n)
 	}
-	_ = redis.Nil
 }

@@ -59,21 +59,30 @@ func (c *Cluster) OnEvent(fn func(session, typ string, data json.RawMessage, fro
 // receive runs the pub/sub subscription until Close: it dispatches events to
 // the handlers and floor changes to the floors. go-redis reconnects and
 // resubscribes on the next Receive after a failure; this loop backs off while
-// Redis is down and pings an idle connection, so that a silently dead one
-// is found.
+// Redis is down, and pings an idle connection: one that answers nothing for
+// two idle periods died silently (a network cut) and is replaced.
 func (c *Cluster) receive() {
 	defer c.wg.Done()
 	backoff := 50 * time.Millisecond
 	idle := 3 * c.cfg.Heartbeat
+	silent := 0 // idle periods without anything received
 	for {
-		msg, err := c.ps.ReceiveTimeout(c.ctx, idle)
+		c.psMu.Lock()
+		ps := c.ps
+		c.psMu.Unlock()
+		msg, err := ps.ReceiveTimeout(c.ctx, idle)
 		if c.ctx.Err() != nil {
 			return
 		}
 		if err != nil {
 			var nerr interface{ Timeout() bool }
 			if errors.As(err, &nerr) && nerr.Timeout() {
-				_ = c.ps.Ping(c.ctx) // its error, if any, makes the next Receive reconnect
+				if silent++; silent >= 2 {
+					silent = 0
+					c.resubscribe(ps)
+					continue
+				}
+				_ = ps.Ping(c.ctx) // its error, if any, makes the next Receive reconnect
 				continue
 			}
 			select {
@@ -84,21 +93,38 @@ func (c *Cluster) receive() {
 			backoff = min(2*backoff, time.Second)
 			continue
 		}
-		backoff = 50 * time.Millisecond
-		switch m := msg.(type) {
-		case *redis.Subscription:
-			if m.Channel == floorChannel && m.Kind == "subscribe" {
-				// (Re)subscribed: floor changes made while not subscribed
-				// are fetched with the next one (see floorHub).
-				c.floors.subscribed(c.ctx)
-			}
-		case *redis.Message:
-			switch m.Channel {
-			case eventsChannel:
-				c.dispatch(m.Payload)
-			case floorChannel:
-				c.floors.received(c.ctx, m.Payload)
-			}
+		backoff, silent = 50*time.Millisecond, 0
+		c.handle(msg)
+	}
+}
+
+// resubscribe replaces a subscription whose connection died silently.
+func (c *Cluster) resubscribe(old *redis.PubSub) {
+	c.log.Warn("cluster: event subscription silent; subscribing anew")
+	_ = old.Close()
+	c.psMu.Lock()
+	defer c.psMu.Unlock()
+	if c.ctx.Err() != nil {
+		return // Close closes c.ps
+	}
+	c.ps = c.rdb.Subscribe(c.ctx, eventsChannel, floorChannel)
+}
+
+// handle dispatches one message of the subscription.
+func (c *Cluster) handle(msg any) {
+	switch m := msg.(type) {
+	case *redis.Subscription:
+		if m.Channel == floorChannel && m.Kind == "subscribe" {
+			// (Re)subscribed: floor changes made while not subscribed are
+			// fetched now (see floorHub).
+			c.floors.subscribed(c.ctx)
+		}
+	case *redis.Message:
+		switch m.Channel {
+		case eventsChannel:
+			c.dispatch(m.Payload)
+		case floorChannel:
+			c.floors.received(c.ctx, m.Payload)
 		}
 	}
 }
