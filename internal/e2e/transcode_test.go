@@ -33,25 +33,8 @@ func TestAACPublisherHeardInBrowsers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	s := newStack(t)
-	var mu sync.Mutex
-	var audio [][]byte
 	sess := s.reg.Session(testSession)
-	layout := peer.Layout{Video: []string{"trainer/video"}, Audio: []string{"trainer/audio"}}
-	signal := func(offer string) (string, error) {
-		_, answer, err := s.edge.Subscribe(sess, layout, offer)
-		return answer, err
-	}
-	sub, err := testpeer.NewSubscriber(ctx, testpeer.Options{}, 1, 1, signal, func(k webrtc.RTPCodecType, p *rtp.Packet) {
-		if k == webrtc.RTPCodecTypeAudio {
-			mu.Lock()
-			audio = append(audio, bytes.Clone(p.Payload))
-			mu.Unlock()
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sub.Close)
+	sub, audio := audioSubscriber(ctx, t, s)
 	pub := publishRTSP(t, s.rtspURL(s.token(t, auth.RoleTrainer)), "aac", publishFor)
 
 	// An RTSP reader meanwhile: the original AAC.
@@ -88,16 +71,54 @@ func TestAACPublisherHeardInBrowsers(t *testing.T) {
 		t.Fatal("ffmpeg did not finish")
 	}
 
+	// ffmpeg's sine (amplitude 1/8) made stereo: 1/8/√2 on each channel.
+	checkOpusTone(t, sub, audio(), 0.125/math.Sqrt2)
+}
+
+// audioSubscriber connects a pion WHEP subscriber (Opus and G.711 audio, H.264
+// video) to the trainer's camera and audio; audio returns the audio payloads
+// received so far.
+func audioSubscriber(ctx context.Context, t *testing.T, s *stack) (sub *testpeer.Subscriber, audio func() [][]byte) {
+	t.Helper()
+	var mu sync.Mutex
+	var payloads [][]byte
+	sess := s.reg.Session(testSession)
+	layout := peer.Layout{Video: []string{"trainer/video"}, Audio: []string{"trainer/audio"}}
+	signal := func(offer string) (string, error) {
+		_, answer, err := s.edge.Subscribe(sess, layout, offer)
+		return answer, err
+	}
+	sub, err := testpeer.NewSubscriber(ctx, testpeer.Options{}, 1, 1, signal, func(k webrtc.RTPCodecType, p *rtp.Packet) {
+		if k == webrtc.RTPCodecTypeAudio {
+			mu.Lock()
+			payloads = append(payloads, bytes.Clone(p.Payload))
+			mu.Unlock()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sub.Close)
+	return sub, func() [][]byte {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(payloads)
+	}
+}
+
+// checkOpusTone checks that the subscriber's audio is Opus decoding to a 440 Hz
+// tone of amplitude want (within 3 dB), 1 kHz 30 dB below it.
+func checkOpusTone(t *testing.T, sub *testpeer.Subscriber, pkts [][]byte, want float64) {
+	t.Helper()
 	if c := sub.Track(1).Codec; !strings.EqualFold(c, webrtc.MimeTypeOpus) {
 		t.Fatalf("the WebRTC subscriber's audio is %s, want Opus", c)
 	}
-	mu.Lock()
-	pkts := slices.Clone(audio)
-	mu.Unlock()
+	if len(pkts) < 100 {
+		t.Fatalf("%d audio packets at the WebRTC subscriber", len(pkts))
+	}
 	pcm := decodeOpusLeft(t, pkts[10:])
 	tone, other := toneAmplitude(pcm, 440), toneAmplitude(pcm, 1000)
-	// ffmpeg's sine (amplitude 1/8) made stereo: 1/8/√2 on each channel.
-	if rel := 20 * math.Log10(tone/(0.125/math.Sqrt2)); rel < -3 || rel > 3 || other > tone/30 {
+	if rel := 20 * math.Log10(tone/want); rel < -3 || rel > 3 || other > tone/30 {
 		t.Fatalf("440 Hz at %.1f dB of the source, 1 kHz at %.4f (440 Hz %.4f)", rel, other, tone)
 	}
 	t.Logf("WebRTC subscriber: %d Opus packets, 440 Hz amplitude %.4f, 1 kHz %.5f", len(pkts), tone, other)
@@ -105,7 +126,8 @@ func TestAACPublisherHeardInBrowsers(t *testing.T) {
 
 // TestG711CameraRecordingHasSound: an IP camera's G.711 (ffmpeg publishing
 // pcm_mulaw over RTSP) is recorded through its Opus variant: the recording's
-// audio is Opus and plays the camera's 440 Hz tone.
+// audio is Opus and plays the camera's 440 Hz tone. A WHEP subscriber, which
+// could take G.711, gets the Opus variant too.
 func TestG711CameraRecordingHasSound(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: ffmpeg publishes for 8 s")
@@ -113,6 +135,7 @@ func TestG711CameraRecordingHasSound(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	s := newStack(t)
+	sub, audio := audioSubscriber(ctx, t, s)
 	pub := publishRTSP(t, s.rtspURL(s.token(t, auth.RoleTrainer)), "pcm_mulaw", publishFor)
 	select {
 	case sent := <-pub:
@@ -122,6 +145,7 @@ func TestG711CameraRecordingHasSound(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("ffmpeg did not finish")
 	}
+	checkOpusTone(t, sub, audio(), 0.125)
 	m := s.waitRecording(ctx, t)
 	if !slices.Contains(m.Codecs, "opus") {
 		t.Fatalf("recording codecs %v, want opus audio", m.Codecs)
