@@ -188,7 +188,11 @@ func TestSessionProgrammeVideo(t *testing.T) {
 // trainer's own recording as a source, the trainer's names the lecture; all=true
 // lists both; ffprobe plays the programme's recording.
 func TestReplayProgramme(t *testing.T) {
-	s := newStack(t, stackOptions{programme: true, recorder: true})
+	pages, err := NewPages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newStack(t, stackOptions{programme: true, recorder: true, pages: pages, timeout: 3 * time.Minute})
 	c := programmeClip(t)
 	id := s.createSession("Chuyển đổi số - Bài 12")
 	trainer := s.token(id, auth.RoleTrainer, "trainer")
@@ -199,7 +203,7 @@ func TestReplayProgramme(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pub.Close()
-	if err := c.Play(s.ctx, clip.PlayOptions{
+	if err = c.Play(s.ctx, clip.PlayOptions{
 		WriteVideo: func(p *rtp.Packet) error { return pub.Video.WriteRTP(p) },
 		WriteAudio: func(p *rtp.Packet) error { return pub.Audio.WriteRTP(p) },
 	}); err != nil {
@@ -266,4 +270,25 @@ func TestReplayProgramme(t *testing.T) {
 	if got.VideoFrames < len(c.Video)*3/4 || got.Duration < c.Duration.Seconds()*3/4 {
 		t.Fatalf("the programme's recording: %+v, want about %v and %d frames", got, c.Duration, len(c.Video))
 	}
+
+	// The replay page of the lecture lists the trainer's own recording under
+	// "Bản ghi riêng"; its page links back to the lecture.
+	b := newBrowser(t)
+	page := b.tab("replay-programme")
+	page.open(s.url + "/replays/" + prog.ID + "?token=" + learner)
+	page.waitJS("the separate recordings listed", `!document.getElementById('sources').hidden && document.querySelectorAll('#source-list li').length === 1`, 30*time.Second)
+	if got := page.text("#sources-heading"); got != "Bản ghi riêng" {
+		t.Errorf("heading %q, want Bản ghi riêng", got)
+	}
+	if got := page.text(`#source-list li[data-recording="` + own.ID + `"] a`); got != "Giảng viên" {
+		t.Errorf("the trainer's recording is listed as %q", got)
+	}
+	page.click("#lang-switch")
+	page.waitJS("in English", `document.getElementById('sources-heading').textContent === 'Separate recordings' && document.querySelector('#source-list a').textContent === 'Trainer'`, 5*time.Second)
+	page.click("#source-list a")
+	page.waitJS("the trainer's page links to the lecture", `location.pathname === '/replays/`+own.ID+`' && !document.getElementById('lecture-link').hidden && document.getElementById('lecture-href').getAttribute('href').startsWith('/replays/`+prog.ID+`')`, 30*time.Second)
+	if !page.hidden("#sources") {
+		t.Errorf("a source's own page lists separate recordings")
+	}
+	page.noConsoleErrors()
 }

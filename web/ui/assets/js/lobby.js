@@ -173,7 +173,8 @@ async function createSession(e) {
   try {
     const s = await api('/api/sessions', {
       method: 'POST', token: st.admin,
-      body: { title, description: $('c-desc').value, scheduled_at: when ? new Date(when).toISOString() : null, public_replays: $('c-public').checked, listed: $('c-listed').checked },
+      body: { title, description: $('c-desc').value, scheduled_at: when ? new Date(when).toISOString() : null, public_replays: $('c-public').checked, listed: $('c-listed').checked,
+        programme_video: $('c-programme').value },
     });
     notify(t('admin.created', { title: s.title }), 'ok');
     $('create-form').reset();

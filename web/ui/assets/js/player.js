@@ -4,7 +4,7 @@
 // embed codes: each with its own read-only, revocable token for this recording only.
 import { t, onLangChange, fmtDateTime, fmtDuration } from './i18n.js';
 import { initShell, takeToken, api, errorText, showFatal, el, pathParam, notify, copyText, claims, invites } from './common.js';
-import { normalizeRecording } from './recordings.js';
+import { normalizeRecording, publicationLabel } from './recordings.js';
 
 const $ = (name) => document.getElementById(name);
 const id = pathParam(1);
@@ -49,6 +49,34 @@ async function main() {
   }
   if (!embed && links.screen_playlist) followSlides(links.screen_playlist + q, Hls);
   if (!embed) setupChapters();
+  if (!embed) setupRelated(q);
+}
+
+/**
+ * The recordings of the same lecture: a lecture (the programme: what every site saw
+ * and heard) lists each source's own recording ("Separate recordings": the trainer's,
+ * each classroom's that had the floor); a source's own recording links to the lecture.
+ */
+function setupRelated(q) {
+  const sources = Array.isArray(st.rec.sources) ? st.rec.sources : [];
+  const lecture = st.rec.lecture;
+  const render = () => {
+    $('source-list').replaceChildren(...sources.map((r) => {
+      const when = [fmtDateTime(r.started_at), Number.isFinite(r.duration) ? fmtDuration(r.duration) : ''].filter(Boolean).join(' · ');
+      return el('li', { dataset: { recording: r.id } },
+        el('a', { href: (r.page || '/replays/' + encodeURIComponent(r.id)) + q }, publicationLabel(r.publication)),
+        ' ', el('span', { class: 'muted' }, when));
+    }));
+  };
+  if (sources.length) {
+    render();
+    onLangChange(render);
+    $('sources').hidden = false;
+  }
+  if (lecture && lecture.id) {
+    $('lecture-href').href = (lecture.page || '/replays/' + encodeURIComponent(lecture.id)) + q;
+    $('lecture-link').hidden = false;
+  }
 }
 
 /**

@@ -14,8 +14,12 @@ export function normalizeRecording(r) {
   return { ...r, start, end, duration_seconds: duration };
 }
 
-/** Who a recording is of: the trainer, or a classroom that had the floor. */
+/**
+ * Who a recording is of: the whole class (the programme: the trainer with the
+ * classrooms' questions), the trainer, or a classroom that had the floor.
+ */
 export function publicationLabel(pub) {
+  if (pub === 'programme') return t('pub.programme');
   if (!pub || pub === 'trainer') return t('pub.trainer');
   return t('pub.site', { name: pub.replace(/^site-/, '') });
 }
