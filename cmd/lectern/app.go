@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -65,6 +66,8 @@ type app struct {
 	serving   atomic.Bool // every listener is up, and shutdown has not begun
 	readiness readiness   // /readyz (ready.go)
 	conns     *connCap    // HTTP connections per client address (conncap.go)
+
+	cl *clusterNode // app_cluster.go: the parts of a cluster node; nil for a single node
 }
 
 func newApp(cfg config, log *slog.Logger) (*app, error) {
@@ -108,8 +111,8 @@ func (a *app) open() error {
 		}
 		a.generated = true
 	}
-	if a.catalog, err = catalog.Open(cfg.DataDir); err != nil {
-		return err // the catalogue holds nothing open: each change is written whole
+	if a.catalog, err = a.openCatalog(); err != nil { // app_cluster.go: the file, or Redis for a cluster
+		return err
 	}
 	// Device access codes (short RTSP passwords) are kept in the catalogue; every
 	// edge gets this issuer, so a code works over HTTP and RTSP alike.
@@ -175,6 +178,7 @@ func (a *app) open() error {
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		web.NewCollector(a.registry, a.edge.Resources).WithAdaptation(a.edge.AdaptationStats), a.conns.refused,
 		a.programme.Collector(), a.transcoder.Collector())
+	a.openRelays(issuer, metrics) // app_cluster.go; nothing for a single node
 	turnServers, err := a.openTURN(metrics)
 	if err != nil {
 		return err
@@ -219,10 +223,14 @@ func (a *app) open() error {
 		EventStreamsPerToken: noLimitIfZero(cfg.EventsPerToken), EventStreamsPerAddress: noLimitIfZero(cfg.EventsPerIP),
 		WHEPConnectingPerToken: noLimitIfZero(cfg.WHEPConnectingPerToken), WHEPConnectingPerAddress: noLimitIfZero(cfg.WHEPConnectingPerIP),
 		ViewerConnections: cfg.MaxViewerConnections, TURNServers: turnServers,
+		Cluster: a.cl.cluster(), Relays: a.cl.manager(), RelayOrigin: a.cl.originHandler(), NewFloor: a.cl.newFloor(), NodeLoad: a.cl.nodeLoad(),
 		Programme: true, OnFloor: a.onFloor,
 	})
 	if err != nil {
 		return err
+	}
+	if c, ok := any(handler).(io.Closer); ok { // the cluster's request paths: closed before the relays
+		a.cleanup.push("cluster requests", func(context.Context) error { return c.Close() })
 	}
 	// No ReadTimeout or WriteTimeout here: they would cut event streams and long
 	// downloads. Ordinary requests get per-request deadlines in the handler
@@ -295,7 +303,9 @@ func (a *app) openRecorder() error {
 // recorder to a session when its first publication appears (the recorder is an
 // ordinary subscriber: the sfu does not know it). It runs without sfu locks held.
 func (a *app) onEvent(session, typ string, data any) {
-	a.broker.Publish(session, typ, data)
+	if a.cl.sessionEvent(a.registry, session, typ, data) { // app_cluster.go: what a cluster node's pages see
+		a.broker.Publish(session, typ, data)
+	}
 	if typ != sfu.EventPublicationAdded {
 		return
 	}
