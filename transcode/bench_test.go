@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"math"
 	"os/exec"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -159,4 +161,72 @@ func benchTone(b *testing.B, ffmpeg string) []byte {
 		b.Fatal(err)
 	}
 	return out
+}
+
+// BenchmarkAACLatency: what transcoding adds to an encoder's AAC on its way to
+// browsers: access units written to the track in real time (one every 21.3 ms),
+// each 20 ms Opus frame's arrival on the variant against when the last of its
+// samples was written (so the frame could not exist sooner): the first frame
+// (ffmpeg starting), then p50-ms and p99-ms of the frames after the first 0.5 s.
+func BenchmarkAACLatency(b *testing.B) {
+	ffmpeg := testenv.RequireTool(b, "ffmpeg", "apt-get install ffmpeg")
+	adts, err := exec.Command(ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-f", "lavfi",
+		"-i", "sine=frequency=440:sample_rate=48000:duration=3", "-ac", "2", "-c:a", "aac", "-f", "adts", "pipe:1").Output()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var lat []float64
+	first := 0.0
+	for range b.N {
+		l := aacLatencyRun(b, adts)
+		first = max(first, l[0])
+		lat = append(lat, l[25:]...) // past ffmpeg's start (the first 0.5 s)
+	}
+	slices.Sort(lat)
+	b.ReportMetric(first, "first-frame-ms")
+	b.ReportMetric(lat[len(lat)/2], "p50-ms")
+	b.ReportMetric(lat[len(lat)*99/100], "p99-ms")
+}
+
+func aacLatencyRun(b *testing.B, adts []byte) []float64 {
+	pkts, codec := aacPacketsTB(b, adts, 1400)
+	reg := sfu.NewRegistry(sfu.RegistryConfig{Logger: testenv.Logger()})
+	defer reg.CloseAll()
+	tc := New(Config{Logger: testenv.Logger()})
+	defer tc.Close()
+	sess := reg.Session("s")
+	var mu sync.Mutex
+	var arrivals []time.Time
+	cancel := sess.Watch(func(tr *sfu.Track) {
+		if tr.Name() == "cam/audio.opus" {
+			tr.AddSink(&sinkFunc{func(*sfu.Packet) error {
+				mu.Lock()
+				arrivals = append(arrivals, time.Now())
+				mu.Unlock()
+				return nil
+			}})
+		}
+	})
+	defer cancel()
+	tc.Attach(sess)
+	l, _ := sess.Claim("cam", nil)
+	tr, _ := l.Track("audio", sfu.KindAudio, codec, nil)
+	start := time.Now()
+	for i, p := range pkts {
+		at := start.Add(time.Duration(i) * time.Second * 1024 / opusRate)
+		time.Sleep(time.Until(at))
+		_ = tr.WriteRTP(p)
+	}
+	time.Sleep(200 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	var lat []float64
+	for k, a := range arrivals {
+		// The frame's last sample is in access unit floor(((k+1)*960-1)/1024),
+		// written at start + that unit's index * 1024 samples.
+		au := ((k+1)*frameSamples - 1) / 1024
+		written := start.Add(time.Duration(au) * time.Second * 1024 / opusRate)
+		lat = append(lat, float64(a.Sub(written))/float64(time.Millisecond))
+	}
+	return lat
 }

@@ -322,6 +322,10 @@ func TestG711Variant(t *testing.T) {
 // aacPackets returns RFC 3640 (AAC-hbr) RTP packets, fragmented over payloads of
 // at most maxPayload bytes, of the ADTS stream adts, with the track codec.
 func aacPackets(t *testing.T, adts []byte, maxPayload int) ([]*rtp.Packet, sfu.Codec) {
+	return aacPacketsTB(t, adts, maxPayload)
+}
+
+func aacPacketsTB(t testing.TB, adts []byte, maxPayload int) ([]*rtp.Packet, sfu.Codec) {
 	t.Helper()
 	var ps mpeg4audio.ADTSPackets
 	if err := ps.Unmarshal(adts); err != nil {
