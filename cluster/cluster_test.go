@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -479,5 +480,55 @@ func TestSubscribersAndPlace(t *testing.T) {
 	eventually(t, "a dead node's count dropped", func() bool { n, _ := a.Subscribers(ctx, "s1"); return n == 0 })
 	if n, _ := a.Subscribers(ctx, "s2"); n != 9 {
 		t.Fatalf("subscribers of s2: %d", n)
+	}
+}
+
+// TestSilentRedis: a Redis that accepts connections but never answers (a
+// hung server, a half-dead link) makes operations fail with ErrUnavailable
+// instead of hanging, and Close still returns.
+func TestSilentRedis(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c) // read nothing, answer nothing
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		<-done
+		mu.Lock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		mu.Unlock()
+	})
+
+	c, err := Open(context.Background(), Config{RedisURL: "redis://" + ln.Addr().String() + "/0", NodeID: "a",
+		PublicURL: "http://a.test:8080", Heartbeat: beat})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.Healthy() {
+		t.Fatal("healthy with a silent Redis")
+	}
+	if _, err := c.Nodes(context.Background()); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Nodes: %v", err)
+	}
+	if err := c.ClaimPublication(context.Background(), "s", "p"); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Claim: %v", err)
 	}
 }
