@@ -63,6 +63,13 @@ func TestWHEPProgramme(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer first.Close()
+	// The classroom page opens the trainer's own tracks before the lecture starts too.
+	var earlyTrainer string
+	room, err := testpeer.NewSubscriber(s.ctx, testpeer.Options{}, 1, 1, answerOf(s.signal("/whep/"+id+"/trainer", site, nil), &earlyTrainer), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer room.Close()
 
 	pub, err := testpeer.NewPublisher(s.ctx, testpeer.Options{}, false, s.signal("/whip/"+id, s.token(id, auth.RoleTrainer, "trainer"), nil))
 	if err != nil {
@@ -104,9 +111,15 @@ func TestWHEPProgramme(t *testing.T) {
 	if got := strings.Join(msids(early), ","); got != "programme-video,programme-audio" {
 		t.Errorf("a viewer before the trainer: tracks %s, want the programme's", got)
 	}
+	if got := strings.Join(msids(earlyTrainer), ","); got != "trainer-video,trainer-audio" {
+		t.Errorf("a classroom page before the trainer: tracks %s, want the trainer's", got)
+	}
 	for i := range 2 {
 		if err := first.WaitPackets(s.ctx, i, 30); err != nil {
 			t.Fatalf("the viewer that came before the trainer, section %d: %v", i, err)
+		}
+		if err := room.WaitPackets(s.ctx, i, 30); err != nil {
+			t.Fatalf("the classroom page that came before the trainer, section %d: %v", i, err)
 		}
 	}
 	// The programme publication is listed with the session, beside the trainer's.

@@ -90,7 +90,7 @@ func (s *Server) whepSubscribe(w http.ResponseWriter, r *http.Request) {
 		if _, live := sess.Publication(programmePublication); live || s.cfg.Programme {
 			publication = programmePublication
 		}
-	} else if _, ok := sess.Publication(publication); !ok {
+	} else if _, ok := sess.Publication(publication); !ok && !awaited(publication) {
 		s.httpError(w, r, fmt.Errorf("%w: %q", errNotLive, publication))
 		return
 	}
@@ -126,6 +126,14 @@ func (s *Server) whepSubscribe(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Add("Link", fmt.Sprintf(`</whep/%s/%s/layer>; rel="%s"`, c.ID, res.ID(), whepLayerRel))
 	s.writeAnswer(w, r, c.ID, p, "/whep/"+c.ID+"/"+res.ID(), res, answer)
+}
+
+// awaited reports whether a viewer may subscribe to the publication before it is
+// live, its tracks coming when it starts: the trainer's (the classroom page opens
+// before the lecture begins) and the programme, which comes with the trainer. A
+// classroom's publication exists only while it holds the floor.
+func awaited(publication string) bool {
+	return publication == sfu.TrainerPublication || publication == programmePublication
 }
 
 func (s *Server) writeAnswer(w http.ResponseWriter, r *http.Request, session string, p principal, location string, res *peer.Resource, answer string) {
