@@ -34,13 +34,16 @@ type fixture struct {
 	mode atomic.Value // string: the session's programme_video
 }
 
-func newFixture(t testing.TB) *fixture {
+func newFixture(t testing.TB) *fixture { return newFixtureGrace(t, -1) }
+
+// newFixtureGrace is newFixture with the registry's reconnect grace.
+func newFixtureGrace(t testing.TB, grace time.Duration) *fixture {
 	f := &fixture{logs: new(testenv.LockedBuffer)}
 	f.mode.Store(VideoTrainer)
 	log := slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	f.m = New(Config{Logger: log, VideoMode: func(string) string { return f.mode.Load().(string) }})
 	var reg *sfu.Registry
-	reg = sfu.NewRegistry(sfu.RegistryConfig{Grace: -1, Logger: log, OnEvent: func(session, typ string, _ any) {
+	reg = sfu.NewRegistry(sfu.RegistryConfig{Grace: grace, Logger: log, OnEvent: func(session, typ string, _ any) {
 		if typ == sfu.EventPublicationAdded {
 			f.m.Attach(reg.Session(session))
 		}
@@ -58,6 +61,16 @@ func (f *fixture) ctx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// claim claims a publication.
+func (f *fixture) claim(t testing.TB, pub string) *sfu.Lease {
+	t.Helper()
+	l, err := f.sess.Claim(pub, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
 }
 
 // publish claims a publication and makes one track in it.

@@ -85,8 +85,6 @@ func (b *jitterBuffer) addTo(mix []int32) {
 	}
 }
 
-func (b *jitterBuffer) reset() { b.r, b.n, b.primed = 0, 0, false }
-
 // holderAudio decodes one floor holder's Opus into its jitter buffer.
 type holderAudio struct {
 	dec   *opus.Decoder
@@ -149,9 +147,13 @@ func newMixer() (*mixer, error) {
 // trainer's stream mid-way, and the previous period's state would only add a
 // click.
 func (m *mixer) restart() error {
-	if err := m.dec.Init(sampleRate, channels); err != nil {
+	// hraban/opus has no reset for decoders: a new one (a few kB, once per
+	// mixing period).
+	dec, err := opus.NewDecoder(sampleRate, channels)
+	if err != nil {
 		return fmt.Errorf("opus decoder: %w", err)
 	}
+	m.dec = dec
 	if err := m.enc.Reset(); err != nil {
 		return fmt.Errorf("opus encoder: %w", err)
 	}

@@ -481,9 +481,6 @@ func (p *prog) reconcileHolders() error {
 			continue
 		}
 		p.detach(h.sink)
-		h.audio.buf.reset()
-		h.audio.score = 0
-		p.spare = append(p.spare, h.audio)
 	}
 	clear(p.holders[len(kept):])
 	p.holders = kept
@@ -491,17 +488,12 @@ func (p *prog) reconcileHolders() error {
 		if slices.ContainsFunc(p.holders, func(h *holder) bool { return h.pub == wantPubs[i] }) {
 			continue
 		}
-		var a *holderAudio
-		if n := len(p.spare); n > 0 {
-			a, p.spare = p.spare[n-1], p.spare[:n-1]
-			if err := a.dec.Init(sampleRate, channels); err != nil {
-				return err
-			}
-		} else {
-			var err error
-			if a, err = newHolderAudio(); err != nil {
-				return err
-			}
+		// A new decoder per grant: libopus's state of an earlier speaker would
+		// only add noise (hraban/opus has no reset for decoders).
+		a, err := newHolderAudio()
+		if err != nil {
+			p.exclude(wantPubs[i], excludedDecode, "err", err)
+			continue
 		}
 		h := &holder{pub: wantPubs[i], audio: a}
 		h.sink = p.attach(t, roleHolderAudio, 0)
@@ -521,7 +513,16 @@ func (p *prog) reconcileHolders() error {
 		if p.mix == nil {
 			m, err := newMixer()
 			if err != nil {
-				return err
+				// Without a mixer the trainer is forwarded: heard, without the question.
+				if !p.mixErrLogged {
+					p.mixErrLogged = true
+					p.log.Error("programme: cannot mix", "err", err)
+				}
+				for _, h := range p.holders {
+					p.detach(h.sink)
+				}
+				p.holders = nil
+				return nil
 			}
 			p.mix = m
 		}
@@ -590,6 +591,7 @@ func (p *prog) updateMixing(now int64) {
 		if err := p.mix.restart(); err != nil {
 			p.log.Warn("programme: restarting the mixer", "err", err)
 		}
+		p.mixErrLogged = false
 	} else {
 		p.m.metrics.mixing.Dec()
 	}
