@@ -149,6 +149,16 @@ type serverCounters struct {
 	Goroutines float64 `json:"go_goroutines"`
 }
 
+// add sums two nodes' counters and gauges.
+func (a serverCounters) add(b serverCounters) serverCounters {
+	return serverCounters{
+		PacketsIn: a.PacketsIn + b.PacketsIn, PacketsOut: a.PacketsOut + b.PacketsOut,
+		QueueDrops: a.QueueDrops + b.QueueDrops, NACKsAnswered: a.NACKsAnswered + b.NACKsAnswered,
+		NACKsMissed: a.NACKsMissed + b.NACKsMissed, KeyframeRequests: a.KeyframeRequests + b.KeyframeRequests,
+		HeapInuse: a.HeapInuse + b.HeapInuse, StackInuse: a.StackInuse + b.StackInuse, Goroutines: a.Goroutines + b.Goroutines,
+	}
+}
+
 // sub returns the counters' increase from b to a, and a's gauges.
 func (a serverCounters) sub(b serverCounters) serverCounters {
 	return serverCounters{

@@ -28,6 +28,16 @@
 // are lean pion peers (no interceptors unless -nack or -reports) that read into a
 // reused buffer and parse only the RTP header.
 //
+// A cluster (issue 13): -url repeated, or -urls a,b,c, names several nodes; the
+// subscribers are spread over them round-robin (each WHEP POST carries placed=1, so
+// a node keeps the subscriber it was given), and the publisher publishes on the
+// first, or on -publish-url (the origin; subscribers then go to the -url nodes
+// only, e.g. the edges). Every node's pid is found from its listener, and each step
+// adds per-node figures (subscribers, CPU, RSS, loss, queue drops, forwarding
+// latency) to the cluster-wide ones, which sum the nodes' CPU, RSS and counters:
+//
+//	lectern-bench -publish-url http://127.0.0.1:8080 -urls http://127.0.0.1:8081,http://127.0.0.1:8082 -admin-token TOKEN -steps 200
+//
 // Links and simulcast (issue 10). -simulcast publishes as a studio page does: three
 // H.264 layers (1280x720 2.5 Mbit/s, 640x360 0.8, 320x180 0.25, a keyframe every
 // second, each its own ffmpeg clip) that answer keyframe requests. -reports makes
@@ -92,7 +102,8 @@ import (
 
 // config is the tool's configuration, from flags.
 type config struct {
-	URL         string        // the server's base URL
+	URL         string        // the server's base URL; with several nodes, where the publisher publishes
+	Nodes       []string      // the nodes subscribers play from, round-robin (URL alone for one server)
 	AdminToken  string        // creates the session and mints tokens
 	Session     string        // an existing session id; "" creates one
 	Steps       []int         // subscriber counts, ascending
@@ -124,6 +135,10 @@ type config struct {
 	LiftTimeout time.Duration // adapt: how long to wait for the top layer after the lift
 	Poll        time.Duration // adapt: how often each subscriber's layer is asked
 }
+
+// cluster reports whether the run involves several nodes (or a publish node other
+// than the subscribers' one).
+func (c config) cluster() bool { return len(c.Nodes) > 1 || len(c.Nodes) == 1 && c.Nodes[0] != c.URL }
 
 // The tool's modes.
 const (
@@ -172,7 +187,11 @@ func main() {
 func parseFlags(args []string, getenv func(string) string) (config, error) {
 	var cfg config
 	fs := flag.NewFlagSet("lectern-bench", flag.ContinueOnError)
-	fs.StringVar(&cfg.URL, "url", "http://127.0.0.1:8080", "the server's base URL")
+	var nodes []string
+	fs.Func("url", "the server's base URL (default http://127.0.0.1:8080); repeat it for a cluster's nodes: subscribers are spread over them round-robin",
+		func(v string) error { nodes = append(nodes, v); return nil })
+	nodeList := fs.String("urls", "", "comma-separated base URLs of a cluster's nodes, as -url repeated")
+	fs.StringVar(&cfg.URL, "publish-url", "", "where the publisher publishes (a cluster's origin); default the first -url. Subscribers go to the -url nodes only")
 	fs.StringVar(&cfg.AdminToken, "admin-token", getenv("LECTERN_ADMIN_TOKEN"), "the server's admin token (default $LECTERN_ADMIN_TOKEN)")
 	fs.StringVar(&cfg.Session, "session", "", "an existing session id to use; empty creates one")
 	steps := fs.String("steps", "10,50,100,200", "comma-separated subscriber counts, ascending")
@@ -211,8 +230,37 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	if fs.NArg() > 0 {
 		problems = append(problems, fmt.Errorf("unexpected arguments %q", fs.Args()))
 	}
-	if u, err := url.Parse(cfg.URL); err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
-		problems = append(problems, fmt.Errorf("-url %q: want http://host:port", cfg.URL))
+	for v := range strings.SplitSeq(*nodeList, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			nodes = append(nodes, v)
+		}
+	}
+	if len(nodes) == 0 {
+		nodes = []string{"http://127.0.0.1:8080"}
+	}
+	for i, n := range nodes {
+		nodes[i] = strings.TrimRight(n, "/")
+		if u, err := url.Parse(n); err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+			problems = append(problems, fmt.Errorf("-url %q: want http://host:port", n))
+		}
+		if slices.Contains(nodes[:i], nodes[i]) {
+			problems = append(problems, fmt.Errorf("-url %q given twice", n))
+		}
+	}
+	cfg.Nodes = nodes
+	if cfg.URL == "" {
+		cfg.URL = nodes[0]
+	} else if u, err := url.Parse(cfg.URL); err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		problems = append(problems, fmt.Errorf("-publish-url %q: want http://host:port", cfg.URL))
+	}
+	cfg.URL = strings.TrimRight(cfg.URL, "/")
+	if cfg.cluster() {
+		if cfg.ServerPID > 0 {
+			problems = append(problems, errors.New("-server-pid: with several nodes, each node's pid is found from its listener"))
+		}
+		if cfg.Mode == modeAdapt {
+			problems = append(problems, errors.New("-mode adapt runs against one server: give one -url"))
+		}
 	}
 	if cfg.AdminToken == "" {
 		problems = append(problems, errors.New("-admin-token (or LECTERN_ADMIN_TOKEN) is required"))

@@ -18,17 +18,57 @@ type snapshot struct {
 	pubBytes   uint64
 	recv       []uint64 // per subscriber, video + audio
 	lost       []int64
+	nodes      []nodeSnapshot // per node (bench.nodes)
+}
+
+// nodeSnapshot is one node's part of a snapshot.
+type nodeSnapshot struct {
+	counters serverCounters
+	cpu      time.Duration
+}
+
+// counters reads every node's /metrics and sums them (one server: its own).
+func (b *bench) counters(ctx context.Context) (serverCounters, error) {
+	var sum serverCounters
+	var errs []error
+	for _, n := range b.nodes {
+		c, err := n.api.counters(ctx)
+		errs = append(errs, err)
+		sum = sum.add(c)
+	}
+	return sum, errors.Join(errs...)
 }
 
 func (b *bench) snapshot(ctx context.Context) (snapshot, error) {
 	var s snapshot
-	var errs [5]error
-	s.counters, errs[0] = b.api.counters(ctx)
+	var errs [4]error
+	var nodeErrs []error
+	for _, n := range b.nodes {
+		var ns nodeSnapshot
+		var err error
+		ns.counters, err = n.api.counters(ctx)
+		nodeErrs = append(nodeErrs, err)
+		s.counters = s.counters.add(ns.counters)
+		s.nodes = append(s.nodes, ns)
+	}
 	s.at = time.Now()
-	s.serverCPU, errs[1] = procCPU(b.pid)
-	s.toolCPU, errs[2] = procCPU("self")
-	s.sys, errs[3] = readSystemCPU()
-	s.udpErrs, errs[4] = udpRcvbufErrors()
+	for i, n := range b.nodes {
+		var err error
+		s.nodes[i].cpu, err = procCPU(n.pid)
+		nodeErrs = append(nodeErrs, err)
+	}
+	for _, pid := range b.pids() { // a process serving two URLs counts once
+		for i, n := range b.nodes {
+			if n.pid == pid {
+				s.serverCPU += s.nodes[i].cpu
+				break
+			}
+		}
+	}
+	errs[0] = errors.Join(nodeErrs...)
+	s.toolCPU, errs[1] = procCPU("self")
+	s.sys, errs[2] = readSystemCPU()
+	s.udpErrs, errs[3] = udpRcvbufErrors()
 	s.pubPackets, s.pubBytes = b.pub.sentCounts()
 	for _, sub := range b.subs {
 		s.recv = append(s.recv, sub.video.packets.Load()+sub.audio.packets.Load())
@@ -43,6 +83,9 @@ func (b *bench) measure(ctx context.Context, d time.Duration, base *step) (step,
 	for _, h := range []*histogram{&b.sh.latency, &b.sh.keyLatency, &b.sh.netLatency, &b.sh.netKeyLatency} {
 		h.reset()
 	}
+	for _, n := range b.nodes {
+		n.latency.reset()
+	}
 	b.sh.unmatched.Store(0)
 	start, err := b.snapshot(ctx)
 	if err != nil {
@@ -50,11 +93,21 @@ func (b *bench) measure(ctx context.Context, d time.Duration, base *step) (step,
 	}
 	b.sh.measuring.Store(true)
 	var rss []int64
+	nodeRSS := make([][]int64, len(b.nodes))
 	deadline := time.Now().Add(d)
 	for {
-		r, err := procRSS(b.pid)
-		if err != nil {
-			return step{}, err
+		byPID := map[string]int64{}
+		var r int64
+		for _, pid := range b.pids() {
+			v, err := procRSS(pid)
+			if err != nil {
+				return step{}, err
+			}
+			byPID[pid] = v
+			r += v
+		}
+		for i, n := range b.nodes {
+			nodeRSS[i] = append(nodeRSS[i], byPID[n.pid])
 		}
 		rss = append(rss, r)
 		left := time.Until(deadline)
@@ -70,7 +123,56 @@ func (b *bench) measure(ctx context.Context, d time.Duration, base *step) (step,
 	if err != nil {
 		return step{}, err
 	}
-	return b.compute(start, end, rss, base), nil
+	st := b.compute(start, end, rss, base)
+	if len(b.nodes) > 1 {
+		st.Nodes = b.computeNodes(start, end, nodeRSS, base)
+	}
+	return st, nil
+}
+
+// computeNodes is compute for each node: its subscribers, CPU and RSS (per
+// subscriber over its own baseline), loss and drops, forwarding latency.
+func (b *bench) computeNodes(start, end snapshot, rss [][]int64, base *step) []nodeStep {
+	wall := end.at.Sub(start.at)
+	out := make([]nodeStep, len(b.nodes))
+	for i, n := range b.nodes {
+		ns := nodeStep{URL: n.url, PID: n.pid, Subscribes: n.subscribe,
+			ServerCPU: pct(end.nodes[i].cpu-start.nodes[i].cpu, wall), RSSMB: meanMB(rss[i]),
+			Server:       end.nodes[i].counters.sub(start.nodes[i].counters),
+			LatencyP50ms: ms(n.latency.percentile(50)), LatencyP99ms: ms(n.latency.percentile(99)), LatencyN: n.latency.samples()}
+		var recv uint64
+		var gaps int64
+		for j, s := range b.subs {
+			if s.node != i || j >= len(start.recv) || j >= len(end.recv) {
+				continue
+			}
+			ns.Subscribers++
+			recv += end.recv[j] - start.recv[j]
+			gaps += end.lost[j] - start.lost[j]
+		}
+		ns.SeqGaps = gaps
+		if missing := float64(gaps) + ns.Server.QueueDrops; recv > 0 {
+			ns.LossPct = 100 * missing / (float64(recv) + max(missing, 0))
+		}
+		if base != nil && i < len(base.Nodes) && ns.Subscribers > 0 {
+			ns.CPUPerSubPct = (ns.ServerCPU - base.Nodes[i].ServerCPU) / float64(ns.Subscribers)
+			ns.RSSPerSubKB = (ns.RSSMB - base.Nodes[i].RSSMB) * 1024 / float64(ns.Subscribers)
+		}
+		out[i] = ns
+	}
+	return out
+}
+
+// meanMB is the mean of byte counts, in MiB.
+func meanMB(v []int64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	var sum int64
+	for _, x := range v {
+		sum += x
+	}
+	return float64(sum) / float64(len(v)) / (1 << 20)
 }
 
 // compute turns two snapshots into a step.

@@ -72,6 +72,28 @@ type step struct {
 	Unmatched     uint64  `json:"unmatched_access_units"`
 
 	Server serverCounters `json:"server_counters"`
+
+	// Nodes are the figures of each node of a cluster run (-url repeated); the
+	// fields above then cover the whole cluster: CPU, RSS and counters summed.
+	Nodes []nodeStep `json:"nodes,omitempty"`
+}
+
+// nodeStep is one node's part of a step.
+type nodeStep struct {
+	URL          string         `json:"url"`
+	PID          string         `json:"pid"`
+	Subscribes   bool           `json:"subscribers_play_here"` // false: the publish node only
+	Subscribers  int            `json:"subscribers"`
+	ServerCPU    float64        `json:"server_cpu_pct"`
+	CPUPerSubPct float64        `json:"server_cpu_per_subscriber_pct"` // (step − this node's baseline) ÷ its subscribers
+	RSSMB        float64        `json:"server_rss_mb"`
+	RSSPerSubKB  float64        `json:"server_rss_per_subscriber_kb"`
+	LossPct      float64        `json:"loss_pct"`
+	SeqGaps      int64          `json:"sequence_gaps"`
+	LatencyP50ms float64        `json:"latency_p50_ms"`
+	LatencyP99ms float64        `json:"latency_p99_ms"`
+	LatencyN     uint64         `json:"latency_samples"`
+	Server       serverCounters `json:"server_counters"`
 }
 
 // target is one of the issue's goals, checked at the step nearest 100 subscribers.
@@ -181,6 +203,19 @@ func printRow(w io.Writer, s step) {
 		f("%.0f", s.Server.QueueDrops), f("%.0f", s.Server.NACKsAnswered), f("%.0f", s.Server.KeyframeRequests),
 		f("%d", s.UDPBufDrops), s.LoadAvg,
 	})
+}
+
+// printNodes prints a cluster step's per-node lines under its row.
+func printNodes(w io.Writer, s step) {
+	for _, n := range s.Nodes {
+		role := "subscribers"
+		if !n.Subscribes {
+			role = "publish only"
+		}
+		fmt.Fprintf(w, "    node %s (pid %s, %s): %d subs, cpu %.1f%% (%.3f%%/sub), rss %.1f MB (%.0f KB/sub), loss %.3f%%, gaps %d, drops %.0f, nacks %.0f, lat p50/p99 %.2f/%.2f ms\n",
+			n.URL, n.PID, role, n.Subscribers, n.ServerCPU, n.CPUPerSubPct, n.RSSMB, n.RSSPerSubKB, n.LossPct, n.SeqGaps,
+			n.Server.QueueDrops, n.Server.NACKsAnswered, n.LatencyP50ms, n.LatencyP99ms)
+	}
 }
 
 func printSummary(w io.Writer, r *report) {

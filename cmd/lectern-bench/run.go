@@ -28,6 +28,66 @@ type bench struct {
 	pub     *publisher
 	subs    []*subscriber
 	joined  int // subscribers ever started, for token names
+
+	// nodes are the servers measured: the subscribers' nodes in -url order, then
+	// the publish node when it is not one of them. One server: just it.
+	nodes []*benchNode
+	next  int // the subscribers' node to give the next one (round-robin)
+}
+
+// benchNode is one server of the run.
+type benchNode struct {
+	url       string
+	api       *apiClient
+	pid       string
+	subscribe bool // subscribers play from it
+	latency   histogram
+}
+
+// openNodes finds every node's pid; b.api is the publish node's client.
+func (b *bench) openNodes(cfg config) error {
+	for _, u := range cfg.Nodes {
+		b.nodes = append(b.nodes, &benchNode{url: u, api: newAPIClient(u, cfg.AdminToken), subscribe: true})
+	}
+	if !slices.Contains(cfg.Nodes, cfg.URL) {
+		b.nodes = append(b.nodes, &benchNode{url: cfg.URL, api: newAPIClient(cfg.URL, cfg.AdminToken)})
+	}
+	for _, n := range b.nodes {
+		pid := cfg.ServerPID // only with one node
+		if pid == 0 {
+			var err error
+			if pid, err = listenerPID(n.url); err != nil {
+				return fmt.Errorf("finding the pid of %s: %w", n.url, err)
+			}
+		}
+		n.pid = strconv.Itoa(pid)
+		if n.url == cfg.URL {
+			b.api, b.pid = n.api, n.pid
+		}
+	}
+	return nil
+}
+
+// pids returns the distinct pids of the nodes (several URLs of one process count once).
+func (b *bench) pids() []string {
+	var out []string
+	for _, n := range b.nodes {
+		if !slices.Contains(out, n.pid) {
+			out = append(out, n.pid)
+		}
+	}
+	return out
+}
+
+// pickNode returns the index of the node the next subscriber plays from.
+func (b *bench) pickNode() int {
+	for {
+		i := b.next % len(b.nodes)
+		b.next++
+		if b.nodes[i].subscribe {
+			return i
+		}
+	}
 }
 
 // run measures every step and prints a table row per step to table.
@@ -54,6 +114,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger, table io.Writer) (*r
 	rep.Baseline = base
 	printHeader(table)
 	printRow(table, base)
+	printNodes(table, base)
 	for _, n := range cfg.Steps {
 		st, err := b.step(ctx, n, &base)
 		if err != nil {
@@ -61,6 +122,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger, table io.Writer) (*r
 		}
 		rep.Steps = append(rep.Steps, st)
 		printRow(table, st)
+		printNodes(table, st)
 	}
 	rep.KeyframeRequestsIgnored = b.pub.keyframeRequests()
 	rep.TimestampOffsets = b.sh.offsets.Load()
@@ -72,11 +134,11 @@ func run(ctx context.Context, cfg config, log *slog.Logger, table io.Writer) (*r
 // open finds the server, makes the lecture's clips, starts the publisher and its
 // playing; done stops them and every subscriber.
 func open(ctx context.Context, cfg config, log *slog.Logger) (b *bench, pid int, done func(), err error) {
-	b = &bench{cfg: cfg, log: log, api: newAPIClient(cfg.URL, cfg.AdminToken), sh: &shared{sent: newSendLog()}}
-	if pid, err = serverPID(cfg); err != nil {
+	b = &bench{cfg: cfg, log: log, sh: &shared{sent: newSendLog()}}
+	if err = b.openNodes(cfg); err != nil {
 		return nil, 0, nil, err
 	}
-	b.pid = strconv.Itoa(pid)
+	pid, _ = strconv.Atoi(b.pid)
 	var c *clip.Clip
 	var layers []*clip.Clip
 	if cfg.Simulcast {
@@ -112,7 +174,7 @@ func open(ctx context.Context, cfg config, log *slog.Logger) (b *bench, pid int,
 
 // step brings the subscribers up to n, lets them settle and measures.
 func (b *bench) step(ctx context.Context, n int, base *step) (step, error) {
-	before, err := b.api.counters(ctx)
+	before, err := b.counters(ctx)
 	if err != nil {
 		return step{}, err
 	}
@@ -121,7 +183,7 @@ func (b *bench) step(ctx context.Context, n int, base *step) (step, error) {
 	if err != nil {
 		return step{}, err
 	}
-	after, err := b.api.counters(ctx)
+	after, err := b.counters(ctx)
 	if err != nil {
 		return step{}, err
 	}
@@ -140,12 +202,9 @@ func (b *bench) step(ctx context.Context, n int, base *step) (step, error) {
 	return st, nil
 }
 
-// serverPID returns -server-pid or the pid listening on -url's port.
-func serverPID(cfg config) (int, error) {
-	if cfg.ServerPID > 0 {
-		return cfg.ServerPID, nil
-	}
-	u, err := url.Parse(cfg.URL)
+// listenerPID returns the pid listening on rawURL's port.
+func listenerPID(rawURL string) (int, error) {
+	u, err := url.Parse(rawURL)
 	if err != nil {
 		return 0, err
 	}
@@ -157,11 +216,7 @@ func serverPID(cfg config) (int, error) {
 		}
 		host = net.JoinHostPort(u.Hostname(), port)
 	}
-	pid, err := findListener(host)
-	if err != nil {
-		return 0, fmt.Errorf("finding the server's pid: %w", err)
-	}
-	return pid, nil
+	return findListener(host)
 }
 
 // start creates the session (unless given) and connects the publisher: a simulcast
@@ -202,7 +257,7 @@ func (b *bench) stop() {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			s.close(ctx, b.api)
+			s.close(ctx, b.nodes[s.node].api)
 		}()
 	}
 	wg.Wait()
@@ -212,6 +267,10 @@ func (b *bench) stop() {
 		b.pub = nil
 	}
 }
+
+// placedParam is the query parameter that tells a cluster node not to redirect a
+// WHEP POST to another node (placement): the tool chose the node.
+const placedParam = "placed"
 
 // join is how one subscriber joined: POST → first keyframe packet, and POST → first
 // video packet of any kind.
@@ -244,12 +303,13 @@ func (b *bench) grow(ctx context.Context, n int) ([]join, int, error) {
 		if err != nil {
 			return nil, 0, fmt.Errorf("viewer token: %w", err)
 		}
+		node := b.pickNode()
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			s, d, err := b.join(ctx, tok)
+			s, d, err := b.join(ctx, tok, node)
 			mu.Lock()
 			defer mu.Unlock()
 			if s != nil {
@@ -273,11 +333,17 @@ func (b *bench) grow(ctx context.Context, n int) ([]join, int, error) {
 // join starts one subscriber and waits for its first keyframe. A subscriber that
 // connected but got no keyframe in time is returned with the error, so it is closed
 // with the others.
-func (b *bench) join(ctx context.Context, token string) (*subscriber, time.Duration, error) {
-	s, err := joinSubscriber(ctx, b.api, b.session, token, b.cfg.subOptions(), b.sh)
+func (b *bench) join(ctx context.Context, token string, node int) (*subscriber, time.Duration, error) {
+	o := b.cfg.subOptions()
+	n := b.nodes[node]
+	if len(b.nodes) > 1 {
+		o.nodeLatency, o.whepQuery = &n.latency, "?"+placedParam+"=1"
+	}
+	s, err := joinSubscriber(ctx, n.api, b.session, token, o, b.sh)
 	if err != nil {
 		return nil, 0, err
 	}
+	s.node = node
 	deadline := time.Now().Add(b.cfg.JoinTimeout)
 	for {
 		if d, ok := s.joinTime(); ok {

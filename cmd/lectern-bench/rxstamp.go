@@ -21,10 +21,12 @@ type stampConn struct {
 	*net.UDPConn
 	videoPT uint8
 	sh      *shared
-	cursor  sendCursor
-	lastTS  uint32
-	started bool
-	oob     [64]byte
+	// nodeLatency, if set, also takes the samples (the node's own histogram).
+	nodeLatency *histogram
+	cursor      sendCursor
+	lastTS      uint32
+	started     bool
+	oob         [64]byte
 }
 
 func newStampConn(udp *net.UDPConn, videoPT uint8, sh *shared) (*stampConn, error) {
@@ -83,6 +85,9 @@ func (c *stampConn) note(b, oob []byte) {
 	}
 	d := time.Duration(rx - at)
 	c.sh.netLatency.add(d)
+	if c.nodeLatency != nil {
+		c.nodeLatency.add(d)
+	}
 	if key {
 		c.sh.netKeyLatency.add(d)
 	}

@@ -83,6 +83,7 @@ type subscriber struct {
 	relay    *udprelay.Relay // the subscriber's shaped link, nil without -cap
 	resource string
 	token    string
+	node     int // index of the node it plays from (bench.nodes)
 
 	postAt   int64        // on the send log's clock
 	firstAt  atomic.Int64 // first video packet
@@ -120,6 +121,13 @@ type subOptions struct {
 	// link, if set, puts each subscriber behind its own udprelay with this shape
 	// (the server -> subscriber direction).
 	link *udprelay.Shape
+	// nodeLatency, if set, also takes the subscriber's forwarding latency samples
+	// (kernel stamps): the figures of the node it plays from.
+	nodeLatency *histogram
+	// whepQuery is appended to the WHEP URL: "?placed=1" with several nodes, so
+	// that a cluster node keeps the subscriber it was given rather than
+	// redirecting it (placement), and the per-node figures stay true.
+	whepQuery string
 }
 
 // newSubscriberAPI returns a pion API for one subscriber: H.264 and Opus, loopback
@@ -162,6 +170,9 @@ func newSubscriberAPI(o subOptions, sh *shared) (*webrtc.API, ice.UDPMux, error)
 	}
 	_ = udp.SetReadBuffer(subscriberReadBuffer)
 	conn, err := newStampConn(udp, subscriberVideoPT, sh)
+	if err == nil {
+		conn.nodeLatency = o.nodeLatency
+	}
 	if err != nil {
 		_ = udp.Close()
 		return nil, nil, err
@@ -184,7 +195,7 @@ func joinSubscriber(ctx context.Context, api *apiClient, session, token string, 
 	}
 	s := &subscriber{mux: mux, token: token}
 	signal := func(offer string) (string, error) {
-		answer, resource, err := api.offer(ctx, "/whep/"+session, token, offer)
+		answer, resource, err := api.offer(ctx, "/whep/"+session+o.whepQuery, token, offer)
 		s.resource = resource
 		return answer, err
 	}
