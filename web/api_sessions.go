@@ -113,6 +113,7 @@ func (s *Server) state(c catalog.Session) sessionState {
 		s.log.Warn("floor snapshot", "session", c.ID, "err", err)
 		st.Hands, st.Speakers = []Hand{}, []Speaker{}
 	}
+	s.cluster.sessionState(&st) // cluster.go: every node's subscribers; live on another node
 	return st
 }
 

@@ -66,6 +66,8 @@ func statusOf(err error) int {
 	case errors.Is(err, sfu.ErrTooManySubscribers), errors.Is(err, peer.ErrClosed), errors.Is(err, sfu.ErrSessionClosed),
 		errors.Is(err, rtsp.ErrClosed), errors.Is(err, catalog.ErrUnavailable):
 		return http.StatusServiceUnavailable
+	case errors.Is(err, errClusterUnavailable): // cluster.go: another node or Redis out of reach
+		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
 }

@@ -131,6 +131,9 @@ type Server struct {
 	streams *streamLimits
 	// whep counts WHEP offers still connecting and viewers' live connections.
 	whep *whepLimits
+	// cluster is the cluster's request paths and loop (cluster.go); nil on a
+	// single node.
+	cluster *clusterState
 }
 
 // New builds the handler.
@@ -165,6 +168,7 @@ func New(cfg Config) (*Server, error) {
 	s.streams = newStreamLimits(cfg.EventStreamsPerToken, cfg.EventStreamsPerAddress)
 	s.whep = newWHEPLimits(cfg.WHEPConnectingPerToken, cfg.WHEPConnectingPerAddress, cfg.ViewerConnections)
 	s.routes()
+	s.cluster = newClusterState(s) // after routes: it starts a goroutine (Close stops it)
 	return s, nil
 }
 
@@ -232,6 +236,9 @@ func (s *Server) routes() {
 		r.Post("/{resource}/layer", s.setLayer)
 		r.Options("/{resource}/layer", s.layerOptions)
 	})
+	if s.cfg.RelayOrigin != nil { // other nodes pull this node's publications (node credentials)
+		r.Handle("/cluster/relay/*", s.cfg.RelayOrigin)
+	}
 	s.replayRoutes(r, s.cfg.Replays)
 	s.embedRoutes(r)
 	if s.cfg.Pages != nil {

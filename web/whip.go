@@ -44,9 +44,15 @@ func (s *Server) whipPublish(w http.ResponseWriter, r *http.Request) {
 		}
 		publication = sitePublication(p.claims.Name)
 	}
+	if !s.cluster.place(w, r) { // cluster.go: 307 to a better node
+		return
+	}
 	offer, err := s.readBody(w, r, mimeSDP)
 	if err != nil {
 		s.httpError(w, r, err)
+		return
+	}
+	if !s.cluster.claim(w, r, c.ID, publication) { // 307 to the node it is live on, or 503
 		return
 	}
 	res, answer, err := s.cfg.WebRTC.Publish(s.cfg.Registry.Session(c.ID), publication, string(offer))
@@ -54,6 +60,7 @@ func (s *Server) whipPublish(w http.ResponseWriter, r *http.Request) {
 		s.httpError(w, r, err)
 		return
 	}
+	s.cluster.published(c.ID, publication)
 	s.log.Info("whip publish", "session", c.ID, "publication", publication, "participant", p.name(), "resource", res.ID())
 	s.writeAnswer(w, r, c.ID, p, "/whip/"+c.ID+"/"+res.ID(), res, answer)
 }
@@ -84,6 +91,10 @@ func (s *Server) whepSubscribe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	publication := chi.URLParam(r, "publication")
+	// cluster.go: 307 to a better node; what another node sources is relayed here.
+	if !s.cluster.place(w, r) || !s.cluster.prepareWHEP(w, r, c.ID, publication) {
+		return
+	}
 	sess := s.cfg.Registry.Session(c.ID)
 	if publication == "" {
 		publication = sfu.TrainerPublication
