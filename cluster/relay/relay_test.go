@@ -75,14 +75,23 @@ func newNode(t testing.TB, id string, o nodeOptions) *node {
 	}
 	reg := sfu.NewRegistry(sfu.RegistryConfig{Grace: o.grace, Logger: quiet})
 	n := &node{id: id, reg: reg, edge: e}
-	n.h = NewHandler(ServerConfig{Registry: reg, Edge: e, Issuer: iss, Logger: quiet})
+	log := slog.New(slog.NewTextHandler(testWriter{t}, nil)).With("node", id)
+	n.h = NewHandler(ServerConfig{Registry: reg, Edge: e, Issuer: iss, Logger: log})
 	mux := http.NewServeMux()
 	mux.Handle("/cluster/relay/", n.h)
 	n.srv = httptest.NewServer(mux)
-	n.m = New(Config{Registry: reg, Edge: e, Issuer: iss, NodeID: id, Logger: quiet, Linger: o.linger, PollInterval: o.poll})
+	n.m = New(Config{Registry: reg, Edge: e, Issuer: iss, NodeID: id, Logger: log, Linger: o.linger, PollInterval: o.poll})
 	n.ctx, n.cancel = context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(n.close)
 	return n
+}
+
+// testWriter sends the relays' logs to the test's log (shown when it fails).
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(b), "\n"))
+	return len(b), nil
 }
 
 // close stops the node: what a node's death looks like to the others.
@@ -579,5 +588,53 @@ func TestRelayCarriesEverySimulcastLayer(t *testing.T) {
 	// Each layer arrived as itself: the mean packet sizes keep the layers' order.
 	if !(sizes["trainer/video"] > sizes["trainer/video~1"] && sizes["trainer/video~1"] > sizes["trainer/video~2"]) {
 		t.Fatalf("mean packet sizes on B %v: layers mixed up", sizes)
+	}
+}
+
+// Two publications pulled from one origin at once (the trainer and a classroom's
+// talk-back) each get their own connection and neither takes the other's packets.
+func TestRelayTwoPublicationsFromOneOrigin(t *testing.T) {
+	a, b := newNode(t, "a", nodeOptions{}), newNode(t, "b", nodeOptions{})
+	a.publish(t, false)
+	site, err := testpeer.NewPublisher(a.ctx, testpeer.Options{}, false, func(offer string) (string, error) {
+		_, ans, err := a.edge.Publish(a.sess(), "site-hue", offer)
+		return ans, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(a.ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = site.Play(ctx, testpeer.SyntheticClip(2*time.Second, 30, 30, 1500), nil)
+	}()
+	t.Cleanup(func() { cancel(); <-done; site.Close() })
+	a.waitTracks(t, 2)
+	for _, pub := range []string{sfu.TrainerPublication, "site-hue"} {
+		if err := b.m.Pull(b.ctx, session, pub, a.srv.URL); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := testpeer.NewSubscriber(b.ctx, testpeer.Options{}, 2, 2, func(offer string) (string, error) {
+		_, ans, err := b.edge.Subscribe(b.sess(), peer.Layout{Video: []string{"trainer/video", "site-hue/video"},
+			Audio: []string{"trainer/audio", "site-hue/audio"}}, offer)
+		return ans, err
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	for i := range 4 {
+		if err := s.WaitPackets(b.ctx, i, 60); err != nil {
+			t.Fatalf("section %d: %v", i, err)
+		}
+		_, _, seqs := s.Track(i).Snapshot()
+		if g := maxGap(seqs); g != 1 {
+			t.Fatalf("section %d: sequence gap %d", i, g)
+		}
+	}
+	if n := len(a.h.Relays()); n != 2 {
+		t.Fatalf("A serves %d relays, want 2", n)
 	}
 }

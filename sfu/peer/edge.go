@@ -60,6 +60,7 @@ type Edge struct {
 	pcConfig webrtc.Configuration
 	pubAPI   *webrtc.API // WHIP: NACK generation, receiver reports, TWCC feedback
 	subAPI   *webrtc.API // WHEP: sender reports only
+	relayAPI *webrtc.API // cluster relay pulls: pubAPI on sockets of their own (relay.go)
 	udp      *batchConn
 	udpMux   ice.UDPMux
 	egress   *egress
@@ -176,6 +177,7 @@ func New(cfg Config) (*Edge, error) {
 	e.egress = newEgress(udp)
 	e.pubAPI = webrtc.NewAPI(webrtc.WithMediaEngine(pubMedia), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(pubInterceptors))
 	e.subAPI = webrtc.NewAPI(webrtc.WithMediaEngine(subMedia), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(subInterceptors))
+	e.relayAPI = newRelayAPI(se, pubMedia, pubInterceptors, udp.LocalAddr().(*net.UDPAddr).IP)
 	return e, nil
 }
 
