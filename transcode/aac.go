@@ -152,6 +152,9 @@ func (d *aacDepacketizer) push(payload []byte, ts uint32, marker bool) ([][]byte
 			return nil, nil
 		}
 		d.inFrag = false
+		if len(d.frag) == 0 {
+			return nil, fmt.Errorf("%w: empty fragmented AU", errBadAAC)
+		}
 		return append(d.aus, d.frag), nil
 	}
 	d.inFrag = false

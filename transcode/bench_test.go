@@ -35,7 +35,7 @@ func BenchmarkG711Packet(b *testing.B) {
 	in := &rtp.Packet{Header: rtp.Header{Version: 2, SSRC: 1}, Payload: payload}
 	_ = src.WriteRTP(in)
 	remove()
-	d := newG711Decoder(&ulawTable, 8000)
+	d := &g711Decoder{table: &ulawTable}
 	tone := make([]int16, 160)
 	b.ReportAllocs()
 	b.ResetTimer()

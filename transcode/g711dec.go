@@ -11,11 +11,11 @@ import (
 // time) the variant starts over as a new stream placed by arrival time.
 const maxG711Gap = 200 * opusRate / 1000
 
-// g711Decoder expands G.711 (8 kHz mono), resamples it to 48 kHz and cuts 20 ms
+// g711Decoder expands G.711 (8 kHz mono, the only rate of its static payload types,
+// RFC 3551 §4.5.14; the transcoder refuses others), resamples it to 48 kHz and cuts 20 ms
 // frames for Opus, keeping them on the source's timeline.
 type g711Decoder struct {
 	table *[256]int16
-	clock uint32 // the source's RTP clock rate (8000)
 	up    upsampler
 
 	pcm8   [sfu.MaxPayloadSize]int16
@@ -25,13 +25,6 @@ type g711Decoder struct {
 	next   uint32 // 48 kHz timestamp of the sample after the last one taken
 	base   uint32 // source timestamp at next == 0 (the stream's start or last resync)
 	began  bool
-}
-
-func newG711Decoder(table *[256]int16, clock uint32) *g711Decoder {
-	if clock == 0 {
-		clock = 8000
-	}
-	return &g711Decoder{table: table, clock: clock}
 }
 
 func (d *g711Decoder) channels() int { return 1 }
@@ -57,9 +50,6 @@ func (d *g711Decoder) run(ctx context.Context, in <-chan *sfu.Packet, out *opusO
 
 // packet takes one G.711 packet.
 func (d *g711Decoder) packet(p *sfu.Packet, out *opusOut) error {
-	if d.clock != 8000 {
-		return nil // checked by nobody upstream: G.711 is 8 kHz by definition (RFC 3551)
-	}
 	n := len(p.Payload)
 	if !d.began {
 		d.began = true

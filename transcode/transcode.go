@@ -188,10 +188,17 @@ func (t *Transcoder) track(s *sfu.Session, tr *sfu.Track) {
 			return
 		}
 		dec = &aacDecoder{format: f, ffmpeg: path, log: log, metrics: t.metrics}
-	case "pcmu":
-		dec = newG711Decoder(&ulawTable, tr.Codec().ClockRate)
-	case "pcma":
-		dec = newG711Decoder(&alawTable, tr.Codec().ClockRate)
+	case "pcmu", "pcma":
+		if c := tr.Codec(); c.ClockRate != 8000 || c.Channels > 1 {
+			t.metrics.errors.WithLabelValues(reasonFormat).Inc()
+			log.Error("audio not transcoded to Opus: G.711 is 8 kHz mono", "clock_rate", c.ClockRate, "channels", c.Channels)
+			return
+		}
+		table := &ulawTable
+		if codec == "pcma" {
+			table = &alawTable
+		}
+		dec = &g711Decoder{table: table}
 	}
 
 	t.mu.Lock()
