@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -23,10 +24,15 @@ type stampConn struct {
 	sh      *shared
 	// nodeLatency, if set, also takes the samples (the node's own histogram).
 	nodeLatency *histogram
-	cursor      sendCursor
-	lastTS      uint32
-	started     bool
-	oob         [64]byte
+	// offset is what the server added to the publisher's timestamps for this
+	// subscriber (its subscriber finds it at the first keyframe); shifted says
+	// it is known and not 0.
+	offset  atomic.Uint32
+	shifted atomic.Bool
+	cursor  sendCursor
+	lastTS  uint32
+	started bool
+	oob     [64]byte
 }
 
 func newStampConn(udp *net.UDPConn, videoPT uint8, sh *shared) (*stampConn, error) {
@@ -78,6 +84,9 @@ func (c *stampConn) note(b, oob []byte) {
 		return
 	}
 	c.started, c.lastTS = true, ts
+	if c.shifted.Load() {
+		ts -= c.offset.Load()
+	}
 	at, key, ok := c.sh.sent.lookup(&c.cursor, ts)
 	rx, stamped := kernelStamp(oob)
 	if !ok || !stamped {
@@ -91,6 +100,12 @@ func (c *stampConn) note(b, oob []byte) {
 	if key {
 		c.sh.netKeyLatency.add(d)
 	}
+}
+
+// setOffset maps the subscriber's timestamps to the publisher's from now on.
+func (c *stampConn) setOffset(off uint32) {
+	c.offset.Store(off)
+	c.shifted.Store(off != 0)
 }
 
 // kernelStamp finds SCM_TIMESTAMPNS in a control message buffer (cmsg(3): a

@@ -83,7 +83,8 @@ type subscriber struct {
 	relay    *udprelay.Relay // the subscriber's shaped link, nil without -cap
 	resource string
 	token    string
-	node     int // index of the node it plays from (bench.nodes)
+	node     int        // index of the node it plays from (bench.nodes)
+	stamp    *stampConn // its socket, told the timestamp offset once known
 
 	postAt   int64        // on the send log's clock
 	firstAt  atomic.Int64 // first video packet
@@ -134,39 +135,39 @@ type subOptions struct {
 // UDP only through a socket of its own with a large receive buffer, and no
 // interceptors unless asked (NACK generation and receiver reports, as a browser
 // does).
-func newSubscriberAPI(o subOptions, sh *shared) (*webrtc.API, ice.UDPMux, error) {
+func newSubscriberAPI(o subOptions, sh *shared) (*webrtc.API, ice.UDPMux, *stampConn, error) {
 	m := &webrtc.MediaEngine{}
 	if err := m.RegisterCodec(webrtc.RTPCodecParameters{
 		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
 			SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"},
 		PayloadType: subscriberVideoPT,
 	}, webrtc.RTPCodecTypeVideo); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if err := m.RegisterCodec(webrtc.RTPCodecParameters{
 		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2,
 			SDPFmtpLine: "minptime=10;useinbandfec=1"},
 		PayloadType: 111,
 	}, webrtc.RTPCodecTypeAudio); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	ir := &interceptor.Registry{} // empty: pion adds its defaults when given none
 	if o.reports {
 		if err := webrtc.ConfigureRTCPReports(ir); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
 	if o.nack {
 		gen, err := pionnack.NewGeneratorInterceptor()
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		m.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack"}, webrtc.RTPCodecTypeVideo)
 		ir.Add(gen)
 	}
 	udp, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	_ = udp.SetReadBuffer(subscriberReadBuffer)
 	conn, err := newStampConn(udp, subscriberVideoPT, sh)
@@ -175,7 +176,7 @@ func newSubscriberAPI(o subOptions, sh *shared) (*webrtc.API, ice.UDPMux, error)
 	}
 	if err != nil {
 		_ = udp.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	mux := webrtc.NewICEUDPMux(nil, conn)
 	se := webrtc.SettingEngine{}
@@ -183,17 +184,17 @@ func newSubscriberAPI(o subOptions, sh *shared) (*webrtc.API, ice.UDPMux, error)
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(ir)), mux, nil
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(ir)), mux, conn, nil
 }
 
 // joinSubscriber connects one subscriber: offer, WHEP POST, answer. It returns once
 // the answer is applied; media (and the join time) follow.
 func joinSubscriber(ctx context.Context, api *apiClient, session, token string, o subOptions, sh *shared) (*subscriber, error) {
-	wapi, mux, err := newSubscriberAPI(o, sh)
+	wapi, mux, stamp, err := newSubscriberAPI(o, sh)
 	if err != nil {
 		return nil, err
 	}
-	s := &subscriber{mux: mux, token: token}
+	s := &subscriber{mux: mux, token: token, stamp: stamp}
 	signal := func(offer string) (string, error) {
 		answer, resource, err := api.offer(ctx, "/whep/"+session+o.whepQuery, token, offer)
 		s.resource = resource
@@ -340,6 +341,9 @@ func (s *subscriber) findOffset(ts uint32, sh *shared) {
 	if key, ok := sh.sent.lastKeyframe(); ok {
 		s.tsOffset, s.haveOffset = ts-key, true
 		sh.offsets.Add(1)
+		// The kernel-stamped latency then maps this subscriber's timestamps too
+		// (a relay between cluster nodes, or a new source, shifts them).
+		s.stamp.setOffset(s.tsOffset)
 	}
 }
 
