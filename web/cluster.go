@@ -429,10 +429,15 @@ func (cs *clusterState) prepareWHEP(w http.ResponseWriter, r *http.Request, sess
 }
 
 // Prepare makes a publication live on another cluster node available here (for
-// the RTSP edge's Config.Prepare); nil on a single node or when it is live here
+// the RTSP edge's Config.Prepare); publication "" is the session's default (the
+// programme, else the trainer's). Nil on a single node or when it is live here
 // or nowhere.
 func (s *Server) Prepare(ctx context.Context, session, publication string) error {
-	return s.cluster.prepare(ctx, session, publication)
+	want := []string{publication}
+	if publication == "" {
+		want = []string{recorder.ProgrammePublication, sfu.TrainerPublication}
+	}
+	return s.cluster.prepare(ctx, session, want...)
 }
 
 // claim makes this node the source of a publication about to be published by

@@ -15,6 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bluenviron/gortsplib/v4"
+	"github.com/bluenviron/gortsplib/v4/pkg/base"
+	"github.com/bluenviron/gortsplib/v4/pkg/description"
+	"github.com/bluenviron/gortsplib/v4/pkg/format"
+	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 	"github.com/redis/go-redis/v9"
 
@@ -27,6 +32,7 @@ import (
 	"lectern/internal/testpeer"
 	"lectern/sfu"
 	"lectern/sfu/peer"
+	"lectern/sfu/rtsp"
 )
 
 // The cluster's request paths (cluster.go) with three real nodes in this
@@ -44,6 +50,7 @@ type clusterNode struct {
 	cl     *cluster.Cluster
 	relays *relay.Manager
 	origin *relay.Handler
+	rtsp   string // the RTSP server's address
 	kill   func()
 }
 
@@ -97,6 +104,19 @@ func newClusterNode(t *testing.T, rds *testenv.Redis, id, region string) *cluste
 	if err != nil {
 		t.Fatal(err)
 	}
+	rtspSrv, err := rtsp.NewServer(rtsp.Config{Address: "127.0.0.1:0", Tokens: issuer, AdminToken: testAdmin, Logger: log,
+		Prepare: h.Prepare, Sessions: func(id string) (*sfu.Session, error) {
+			if _, err := cat.Get(id); err != nil {
+				return nil, err
+			}
+			return reg.Session(id), nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rtspSrv.Start(); err != nil {
+		t.Fatal(err)
+	}
 	srv := httptest.NewUnstartedServer(h)
 	_ = srv.Listener.Close()
 	srv.Listener = ln
@@ -111,6 +131,7 @@ func newClusterNode(t *testing.T, rds *testenv.Redis, id, region string) *cluste
 			broker.Close() // ends the event streams, so that the server's Close does not wait for them
 			srv.CloseClientConnections()
 			srv.Close()
+			_ = rtspSrv.Close()
 			_ = cl.Close()
 			reg.CloseAll()
 			_ = edge.Close()
@@ -120,7 +141,7 @@ func newClusterNode(t *testing.T, rds *testenv.Redis, id, region string) *cluste
 	}
 	t.Cleanup(kill)
 	return &clusterNode{stack: &stack{t: t, url: url, reg: reg, edge: edge, issuer: issuer, ctx: ctx},
-		id: id, web: h, cl: cl, relays: relays, origin: origin, kill: kill}
+		id: id, web: h, cl: cl, relays: relays, origin: origin, rtsp: rtspSrv.Addr(), kill: kill}
 }
 
 // newCluster starts nodes a (region north), b (centre) and c (south).
@@ -385,6 +406,93 @@ func TestClusterTalkBack(t *testing.T) {
 
 }
 
+// TestClusterRTSPEdge: an RTSP reader of a session live on another node is
+// served by the node it asks (its Prepare pulls the trainer's tracks), and a
+// reader of a publication whose node is gone gets 503 with the reason.
+func TestClusterRTSPEdge(t *testing.T) {
+	rds, a, _, c := newCluster(t)
+	id := a.createSession("RTSP")
+	trainer := a.token(id, auth.RoleTrainer, "trainer")
+	site := a.token(id, auth.RoleSite, "vinh")
+	pub, err := testpeer.NewPublisher(a.ctx, testpeer.Options{}, false, a.signal("/whip/"+id+"?region=north", trainer, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	play(t, a.ctx, pub)
+
+	u, err := base.ParseURL("rtsp://" + c.rtsp + "/" + id + "?token=" + site)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcp := gortsplib.TransportTCP
+	rc := &gortsplib.Client{Transport: &tcp, ReadTimeout: 30 * time.Second}
+	if err := rc.Start(u.Scheme, u.Host); err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	desc, _, err := rc.Describe(u)
+	if err != nil {
+		t.Fatalf("DESCRIBE on C of a session live on A: %v", err)
+	}
+	if err := rc.SetupAll(desc.BaseURL, desc.Medias); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	got := map[description.MediaType]int{}
+	rc.OnPacketRTPAny(func(m *description.Media, _ format.Format, _ *rtp.Packet) {
+		mu.Lock()
+		got[m.Type]++
+		mu.Unlock()
+	})
+	if _, err := rc.Play(nil); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(a.ctx, t, "the trainer's video and audio over RTSP on C", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return got[description.MediaTypeVideo] > 60 && got[description.MediaTypeAudio] > 30
+	})
+	if p, ok := c.reg.Session(id).Publication(sfu.TrainerPublication); !ok || !p.Relayed() {
+		t.Fatal("C serves the reader without relaying the trainer")
+	}
+
+	// Node d sources a classroom's publication but nothing answers at its URL.
+	claimUnreachable(t, rds, id, "site-vinh")
+	bad, err := base.ParseURL("rtsp://" + c.rtsp + "/" + id + "/site-vinh?token=" + site)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc2 := &gortsplib.Client{Transport: &tcp, ReadTimeout: 30 * time.Second}
+	if err := rc2.Start(bad.Scheme, bad.Host); err != nil {
+		t.Fatal(err)
+	}
+	defer rc2.Close()
+	if _, _, err := rc2.Describe(bad); err == nil || !strings.Contains(err.Error(), "503") || !strings.Contains(err.Error(), "origin node d unreachable") {
+		t.Fatalf("RTSP reader of a publication whose origin is unreachable: %v", err)
+	}
+}
+
+// claimUnreachable makes node d, alive in Redis with nothing answering at its
+// URL, the source of a publication of session; d leaves at the test's end.
+func claimUnreachable(t *testing.T, rds *testenv.Redis, session, publication string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + ln.Addr().String()
+	_ = ln.Close()
+	d, err := cluster.Open(context.Background(), cluster.Config{RedisURL: rds.URL(), NodeID: "d", Region: "south",
+		PublicURL: dead, Heartbeat: clusterBeat})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	if err := d.ClaimPublication(context.Background(), session, publication); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // publishRetrying publishes on n, as a WHIP client does after its node died:
 // it retries while the cluster still names the dead node (307) or cannot say
 // (503).
@@ -432,23 +540,7 @@ func TestClusterRefusals(t *testing.T) {
 	})
 
 	t.Run("origin unreachable", func(t *testing.T) {
-		// Node d is alive in Redis and sources a classroom's publication, but
-		// nothing answers at its URL.
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		dead := "http://" + ln.Addr().String()
-		_ = ln.Close()
-		d, err := cluster.Open(context.Background(), cluster.Config{RedisURL: rds.URL(), NodeID: "d", Region: "south",
-			PublicURL: dead, Heartbeat: clusterBeat})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer d.Close()
-		if err := d.ClaimPublication(a.ctx, id, "site-vinh"); err != nil {
-			t.Fatal(err)
-		}
+		claimUnreachable(t, rds, id, "site-vinh") // node d: nothing answers at its URL
 		resp, body := b.post("/whep/"+id+"/site-vinh?placed=1", viewer, "application/sdp", "v=0")
 		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "origin node d unreachable") ||
 			resp.Header.Get("Retry-After") == "" {
@@ -457,8 +549,8 @@ func TestClusterRefusals(t *testing.T) {
 		if _, ok := b.reg.Session(id).Publication("site-vinh"); ok {
 			t.Fatal("a publication left behind by the failed pull")
 		}
-		// B still serves: a session live nowhere is subscribed to as on one node.
-		if resp, body := b.post("/whep/"+id+"/trainer?placed=1", viewer, "application/sdp", "v=0"); resp.StatusCode != http.StatusNotFound {
+		// B still serves: a publication live nowhere is answered as on one node.
+		if resp, body := b.post("/whep/"+id+"/site-nobody?placed=1", viewer, "application/sdp", "v=0"); resp.StatusCode != http.StatusNotFound {
 			t.Fatalf("after the refusal: %d %s", resp.StatusCode, body)
 		}
 	})

@@ -34,8 +34,8 @@ func TestPrepareRefusesWithReason(t *testing.T) {
 	if res.status != 503 || res.header.get("Retry-After") == "" || !strings.Contains(res.reason, "origin node a unreachable") {
 		t.Fatalf("DESCRIBE of a publication not live here: %d %q (Retry-After %q)", res.status, res.reason, res.header.get("Retry-After"))
 	}
-	if calls.Load() != 1 || got.Load() != testSession+"/trainer" {
-		t.Fatalf("Prepare called %d times for %v, want once for %s/trainer", calls.Load(), got.Load(), testSession)
+	if calls.Load() != 1 || got.Load() != testSession+"/" {
+		t.Fatalf("Prepare called %d times for %v, want once for %s/ (the session's default)", calls.Load(), got.Load(), testSession)
 	}
 	// A bad token is refused before Prepare runs: it costs the cluster nothing.
 	c2 := dialRaw(t, f.srv.Addr())

@@ -60,8 +60,10 @@ type Config struct {
 	QueueSize int
 	// Prepare, when set, runs before a reader's stream is planned when the
 	// publication it names is not live on this node (a cluster's edge pulls it
-	// from the node it is published on). An error refuses the reader with 503
-	// Service Unavailable and its reason. It must return when ctx ends.
+	// from the node it is published on); publication is "" for the session's
+	// default (/{session}: the programme, else the trainer's). An error refuses
+	// the reader with 503 Service Unavailable and its reason. It must return when
+	// ctx ends.
 	Prepare func(ctx context.Context, session, publication string) error
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger

@@ -134,19 +134,21 @@ const prepareTimeout = 8 * time.Second
 
 // prepare runs Config.Prepare when the publication t names is not live here.
 func (s *Server) prepare(hub *sfu.Session, t target) error {
-	pub := t.publication
-	if pub == "" {
-		pub = sfu.TrainerPublication
-	}
 	if s.cfg.Prepare == nil {
 		return nil
 	}
-	if _, ok := hub.Publication(pub); ok {
-		return nil
+	names := []string{t.publication}
+	if t.publication == "" { // the session's default: the programme, else the trainer's
+		names = []string{ProgrammePublication, sfu.TrainerPublication}
+	}
+	for _, name := range names {
+		if _, ok := hub.Publication(name); ok {
+			return nil
+		}
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, prepareTimeout)
 	defer cancel()
-	if err := s.cfg.Prepare(ctx, t.session, pub); err != nil {
+	if err := s.cfg.Prepare(ctx, t.session, t.publication); err != nil {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return nil
