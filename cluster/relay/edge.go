@@ -102,6 +102,11 @@ func (m *Manager) Pull(ctx context.Context, session, publication, originURL stri
 			return ErrClosed
 		}
 		r := m.relays[key]
+		if r != nil && r.ctx.Err() != nil { // ending: wait, then pull anew
+			m.mu.Unlock()
+			<-r.done
+			continue
+		}
 		if r != nil && r.origin != origin {
 			m.mu.Unlock()
 			r.log.Info("origin moved; re-pulling", "new_origin", origin)
@@ -261,6 +266,7 @@ func (r *inRelay) run() {
 	defer ticker.Stop()
 	lastPoll := time.Now()
 	var idleSince time.Time
+	failures := 0 // consecutive failed polls
 	mode := int32(0)
 loop:
 	for {
@@ -298,11 +304,19 @@ loop:
 			}
 			lastPoll = now
 			list, err := r.trackList()
-			if err != nil {
+			switch {
+			case errors.Is(err, ErrNotLive) || err != nil && failures > 0:
 				r.log.Info("origin no longer serves the publication; relay ends, publication paused", "err", err)
 				mode = endRelease
 				break loop
+			case err != nil:
+				// One failed poll may be a blip (the media still flows); two end
+				// the relay.
+				failures++
+				r.log.Info("origin's track list unavailable", "err", err)
+				continue
 			}
+			failures = 0
 			if sameTracks(list, c.list) {
 				continue
 			}
@@ -318,6 +332,7 @@ loop:
 			c = nc
 		}
 	}
+	r.cancel() // Pull sees it ending from now on
 	r.forget()
 	switch mode {
 	case endRelease:
