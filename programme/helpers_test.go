@@ -253,3 +253,15 @@ func value(t testing.TB, c prometheus.Collector) float64 {
 	t.Fatal("not a gauge or counter")
 	return 0
 }
+
+// countSSRC counts the packets of one SSRC (the programme's packets on the
+// trainer's clock, apart from those of its own clock).
+func countSSRC(pkts []rtp.Packet, ssrc uint32) int {
+	n := 0
+	for _, p := range pkts {
+		if p.SSRC == ssrc {
+			n++
+		}
+	}
+	return n
+}

@@ -698,7 +698,8 @@ func (p *prog) onHolderAudio(s *sink, pkt *sfu.Packet) {
 func (p *prog) tick() {
 	now := sfu.Nanotime()
 	p.updateMixing(now)
-	if !p.mixing || now-p.lastTrainer < int64(trainerSilentAfter) {
+	if !p.mixing || now-p.lastTrainer < int64(trainerSilentAfter) || len(p.in) > 0 {
+		// Mixing on the trainer's clock, or behind: trainer packets may be queued.
 		return
 	}
 	start := time.Now()
