@@ -276,6 +276,15 @@ func TestReplayProgramme(t *testing.T) {
 		v.Sources[0].Page != "/replays/"+own.ID || v.Lecture != nil || v.Role != recorder.RoleProgramme {
 		t.Fatalf("the lecture: sources %+v, lecture %+v, role %q; want the trainer's recording as its source", v.Sources, v.Lecture, v.Role)
 	}
+	// An embed of the lecture plays it alone: it is not told of the other recordings.
+	resp, body := s.do("POST", "/api/recordings/"+prog.ID+"/embeds", testAdmin, "application/json", `{}`)
+	var emb struct{ Token string }
+	if resp.StatusCode != http.StatusCreated || json.Unmarshal([]byte(body), &emb) != nil {
+		t.Fatalf("embed: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := s.do("GET", "/api/recordings/"+prog.ID, emb.Token, "", ""); resp.StatusCode != 200 || strings.Contains(body, `"sources"`) {
+		t.Fatalf("the lecture for its embed: %d %s", resp.StatusCode, body)
+	}
 	if v := get(own.ID); v.Lecture == nil || v.Lecture.ID != prog.ID || len(v.Sources) != 0 {
 		t.Fatalf("the trainer's recording: lecture %+v, sources %+v; want the programme's as its lecture", v.Lecture, v.Sources)
 	}

@@ -374,7 +374,14 @@ func (p *replays) get(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, p.withRelated(view(m)))
+	v := view(m)
+	// An embed plays its one recording: it is not told of the others.
+	if _, err := auth.BearerToken(r); err != nil {
+		v = p.withRelated(v)
+	} else if who, err := p.s.authenticate(r); err == nil && (who.admin || who.claims.Role != auth.RoleEmbed) {
+		v = p.withRelated(v)
+	}
+	writeJSON(w, http.StatusOK, v)
 }
 
 func (p *replays) delete(w http.ResponseWriter, r *http.Request) {
