@@ -18,6 +18,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
 	"lectern/auth"
@@ -272,6 +273,10 @@ func TestRelayFansOutOnceAtTheEdge(t *testing.T) {
 	}
 	if n := b.reg.Stats().PacketsIn.Load(); n == 0 {
 		t.Fatal("no packet written to B's tracks")
+	}
+	// The metrics count the relays on both sides.
+	if in, out := relayGauges(t, b), relayGauges(t, a); in["in"] != 1 || in["out"] != 0 || out["out"] != 1 || out["in"] != 0 {
+		t.Fatalf("lectern_relays: B %v, A %v; want B in 1, A out 1", in, out)
 	}
 }
 
@@ -637,4 +642,25 @@ func TestRelayTwoPublicationsFromOneOrigin(t *testing.T) {
 	if n := len(a.h.Relays()); n != 2 {
 		t.Fatalf("A serves %d relays, want 2", n)
 	}
+}
+
+// relayGauges returns n's lectern_relays by direction.
+func relayGauges(t *testing.T, n *node) map[string]float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(NewCollector(n.h, n.m))
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range fams {
+		if f.GetName() != "lectern_relays" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			got[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+		}
+	}
+	return got
 }
