@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -182,10 +183,17 @@ func (cs *clusterState) round() {
 			if n.ID == self {
 				continue
 			}
+			k := pubKey{id, name}
 			if p, ok := sess.Publication(name); ok && !p.Relayed() {
-				continue // sourced here too: the claim's loser, logged by ensureClaimed
+				// Sourced here too: another node took the claim while this one
+				// was deemed dead (Redis lost it). Theirs stands; say so.
+				cs.mu.Lock()
+				delete(cs.claimed, k)
+				cs.mu.Unlock()
+				cs.ensureClaimed(k)
+				continue
 			}
-			cs.pullAsync(pubKey{id, name}, n)
+			cs.pullAsync(k, n)
 		}
 	}
 	cs.releaseGone(local)
@@ -493,7 +501,7 @@ func (cs *clusterState) published(session, publication string) {
 // for a new WHIP/WHEP client. A request placed once is not placed again; with
 // Redis down the client is served here.
 func (cs *clusterState) place(w http.ResponseWriter, r *http.Request) bool {
-	if cs == nil || r.URL.Query().Get(placedParam) != "" {
+	if cs == nil || r.URL.Query().Get(placedParam) != "" || !cs.c.Healthy() { // Redis down: served here at once
 		return true
 	}
 	region := r.URL.Query().Get(regionParam)
@@ -524,10 +532,12 @@ func (s *Server) redirect(w http.ResponseWriter, r *http.Request, n cluster.Node
 	writeJSON(w, http.StatusTemporaryRedirect, map[string]string{"node": n.ID, "url": loc, "reason": why})
 }
 
-// clusterSessionState completes a session's state with the cluster's view: the
-// subscribers of every node, and live when its trainer is live on any node.
+// sessionState completes a session's state with the cluster's view: the
+// subscribers of every node, live when its trainer is live on any node, and the
+// publications other nodes source (a page asks for them here; they are pulled
+// then).
 func (cs *clusterState) sessionState(st *sessionState) {
-	if cs == nil {
+	if cs == nil || !cs.c.Healthy() {
 		return
 	}
 	ctx, cancel := context.WithTimeout(cs.ctx, clusterCallTimeout)
@@ -535,9 +545,20 @@ func (cs *clusterState) sessionState(st *sessionState) {
 	if n, err := cs.c.Subscribers(ctx, st.Session.ID); err == nil && n > st.Subscribers {
 		st.Subscribers = n
 	}
-	if !st.Live {
-		if pubs, err := cs.c.Publications(ctx, st.Session.ID); err == nil {
-			_, st.Live = pubs[sfu.TrainerPublication]
+	pubs, err := cs.c.Publications(ctx, st.Session.ID)
+	if err != nil {
+		return
+	}
+	_, trainer := pubs[sfu.TrainerPublication]
+	st.Live = st.Live || trainer
+	added := false
+	for name := range pubs {
+		if !slices.ContainsFunc(st.Publications, func(p sfu.PublicationInfo) bool { return p.Name == name }) {
+			st.Publications = append(st.Publications, sfu.PublicationInfo{Name: name, Relayed: true})
+			added = true
 		}
+	}
+	if added {
+		slices.SortFunc(st.Publications, func(a, b sfu.PublicationInfo) int { return strings.Compare(a.Name, b.Name) })
 	}
 }
