@@ -24,6 +24,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bluenviron/gortsplib/v4"
+	"github.com/bluenviron/gortsplib/v4/pkg/base"
+	"github.com/bluenviron/gortsplib/v4/pkg/description"
+	"github.com/bluenviron/gortsplib/v4/pkg/format"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
@@ -412,4 +416,54 @@ func (v *viewer) waitAudio(t *testing.T, ctx context.Context, n int) {
 		defer v.mu.Unlock()
 		return len(v.audio) >= n
 	})
+}
+
+// rtspReader is an RTSP client (gortsplib over TCP) reading a session as a
+// hall's decoder does, keeping every audio packet with its arrival time.
+type rtspReader struct {
+	mu    sync.Mutex
+	audio []captured
+}
+
+// readRTSP starts reading url; it is closed when the test ends.
+func (a *app) readRTSP(url string) *rtspReader {
+	a.t.Helper()
+	u, err := base.ParseURL(url)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	tcp := gortsplib.TransportTCP
+	c := &gortsplib.Client{Transport: &tcp, ReadTimeout: 30 * time.Second}
+	if err := c.Start(u.Scheme, u.Host); err != nil {
+		a.t.Fatal(err)
+	}
+	a.t.Cleanup(c.Close)
+	desc, _, err := c.Describe(u)
+	if err != nil {
+		a.t.Fatalf("RTSP DESCRIBE %s: %v", url, err)
+	}
+	if err := c.SetupAll(desc.BaseURL, desc.Medias); err != nil {
+		a.t.Fatalf("RTSP SETUP %s: %v", url, err)
+	}
+	r := &rtspReader{}
+	c.OnPacketRTPAny(func(m *description.Media, _ format.Format, p *rtp.Packet) {
+		if m.Type != description.MediaTypeAudio {
+			return
+		}
+		cp := captured{at: time.Now(), pkt: p.Clone()}
+		r.mu.Lock()
+		r.audio = append(r.audio, cp)
+		r.mu.Unlock()
+	})
+	if _, err := c.Play(nil); err != nil {
+		a.t.Fatalf("RTSP PLAY %s: %v", url, err)
+	}
+	return r
+}
+
+// packets returns copies of the audio packets read so far.
+func (r *rtspReader) packets() []captured {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]captured(nil), r.audio...)
 }

@@ -117,8 +117,8 @@ func (l *lecture) rtspRecord(t *testing.T) (stop func() string) {
 // TestProgrammeFloorAudio: while Huế holds the floor, the programme that a
 // generic WHEP player (/whep/{session}) and an RTSP reader (ffmpeg) get
 // carries both the trainer's 440 Hz and the classroom's 1 kHz; before and
-// after, 440 Hz only. The WHEP player's audio has no gap in its sequence
-// numbers and timestamps across both switches.
+// after, 440 Hz only. The audio of the WHEP player and of an RTSP reader has no
+// gap in its sequence numbers and timestamps across both switches.
 func TestProgrammeFloorAudio(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: the lectern binary, pion peers and ffmpeg for about 20 s")
@@ -127,6 +127,7 @@ func TestProgrammeFloorAudio(t *testing.T) {
 	defer cancel()
 	l := startLecture(t, ctx, "")
 	stopRTSP := l.rtspRecord(t)
+	reader := l.readRTSP(l.rtspURL(l.id, l.viewTok))
 	start := l.mediaFor(t, ctx, 2*time.Second)
 
 	site, spoke := l.floor(t, ctx)
@@ -146,7 +147,15 @@ func TestProgrammeFloorAudio(t *testing.T) {
 	checkTones(t, "WHEP, the floor held", toneWindows(h, spoke.Add(time.Second), revoked), true, 10)
 	checkTones(t, "WHEP, after the floor", toneWindows(h, revoked.Add(time.Second), end), false, 7)
 
-	checkFileTones(t, "RTSP reader's recording", file, 4*time.Second)
+	// An RTSP reader decoded in-process: the same, and continuous too.
+	audio = reader.packets()
+	checkContinuous(t, "RTSP programme audio", audio, 960)
+	h = decodeAudio(t, audio)
+	checkTones(t, "RTSP, before the floor", toneWindows(h, start.Add(-time.Second), start), false, 3)
+	checkTones(t, "RTSP, the floor held", toneWindows(h, spoke.Add(time.Second), revoked), true, 10)
+	checkTones(t, "RTSP, after the floor", toneWindows(h, revoked.Add(time.Second), end), false, 7)
+
+	checkFileTones(t, "ffmpeg's recording of RTSP", file, 4*time.Second)
 }
 
 // checkFileTones measures both tones in a file's audio (250 ms windows) with
@@ -408,7 +417,8 @@ func fabs(x float64) float64 { return math.Abs(x) }
 // picture a generic WHEP player gets is the trainer's camera (testsrc,
 // 320x240), Huế's (SMPTE bars, 640x360) while it holds the floor, and the
 // trainer's again once the floor is taken back: one track, one SSRC, no gap in
-// sequence numbers and no new negotiation; ffmpeg decodes the whole of it.
+// sequence numbers and no new negotiation, each switch at a keyframe; ffmpeg
+// decodes the whole of it.
 func TestProgrammeVideoSpeaker(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: the lectern binary, pion peers and ffmpeg for about 20 s")
@@ -444,12 +454,14 @@ func TestProgrammeVideoSpeaker(t *testing.T) {
 		t.Errorf("the viewer's connection was renegotiated (signaling state %s)", l.viewer.sub.PC.SignalingState())
 	}
 
-	sizes := decodedSizes(t, video)
 	var runs []string
 	var lens []int
-	for _, s := range sizes {
-		if len(runs) == 0 || runs[len(runs)-1] != s {
-			runs, lens = append(runs, s), append(lens, 0)
+	for i, f := range decodeVideo(t, video) {
+		if len(runs) == 0 || runs[len(runs)-1] != f.size {
+			runs, lens = append(runs, f.size), append(lens, 0)
+			if !f.key {
+				t.Errorf("picture %d, the first at %s, is not a keyframe: the switch must wait for one", i, f.size)
+			}
 		}
 		lens[len(lens)-1]++
 	}
@@ -462,10 +474,10 @@ func TestProgrammeVideoSpeaker(t *testing.T) {
 	}
 }
 
-// decodedSizes writes a subscriber's H.264 packets to an Annex-B file and
-// returns the size ffmpeg decodes each picture at, in order. Decoding errors
-// fail the test.
-func decodedSizes(t *testing.T, video []captured) []string {
+// decodeVideo writes a subscriber's H.264 packets to an Annex-B file and
+// returns the pictures ffmpeg decodes from it, in order. Decoding errors fail
+// the test.
+func decodeVideo(t *testing.T, video []captured) []decodedFrame {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "programme.h264")
 	w, err := h264writer.New(path)
@@ -481,22 +493,34 @@ func decodedSizes(t *testing.T, video []captured) []string {
 		t.Fatal(err)
 	}
 	ffprobe := testenv.RequireTool(t, "ffprobe", "apt-get install ffmpeg")
-	cmd := exec.Command(ffprobe, "-v", "error", "-f", "h264", "-select_streams", "v:0", "-show_entries", "frame=width,height",
-		"-of", "csv=p=0", path)
+	cmd := exec.Command(ffprobe, "-v", "error", "-f", "h264", "-select_streams", "v:0", "-show_entries", "frame=key_frame,width,height",
+		"-of", "json", path)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil || stderr.Len() > 0 {
 		t.Errorf("ffprobe decoding the programme's video: %v\n%s", err, stderr.String())
 	}
-	var sizes []string
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		// "width,height" (and a trailing comma for side data)
-		if f := strings.Split(strings.TrimSpace(line), ","); len(f) >= 2 {
-			sizes = append(sizes, f[0]+"x"+f[1])
+	var res struct {
+		Frames []struct {
+			KeyFrame      int `json:"key_frame"`
+			Width, Height int
 		}
 	}
-	return sizes
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("ffprobe: %v\n%s", err, out)
+	}
+	frames := make([]decodedFrame, len(res.Frames))
+	for i, f := range res.Frames {
+		frames[i] = decodedFrame{size: fmt.Sprintf("%dx%d", f.Width, f.Height), key: f.KeyFrame == 1}
+	}
+	return frames
+}
+
+// decodedFrame is a picture as ffmpeg decoded it.
+type decodedFrame struct {
+	size string // "640x360"
+	key  bool
 }
 
 // TestProgrammeBadFloorAudio: a floor holder whose audio cannot be decoded is
