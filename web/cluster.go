@@ -522,6 +522,12 @@ func (cs *clusterState) place(w http.ResponseWriter, r *http.Request) bool {
 func (s *Server) redirect(w http.ResponseWriter, r *http.Request, n cluster.Node, why string) {
 	q := r.URL.Query()
 	q.Set(placedParam, "1")
+	// A browser drops the Authorization header when a redirect leads to another
+	// origin (another node is one), so the token goes along in the query, where
+	// the API takes it too (and the access log does not write it).
+	if h := r.Header.Get("Authorization"); q.Get("token") == "" && len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		q.Set("token", strings.TrimSpace(h[7:]))
+	}
 	loc := strings.TrimSuffix(n.URL, "/") + r.URL.EscapedPath() + "?" + q.Encode()
 	if _, err := url.Parse(loc); err != nil {
 		s.httpError(w, r, fmt.Errorf("%w: node %s has a bad URL", errClusterUnavailable, n.ID))

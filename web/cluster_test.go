@@ -583,7 +583,7 @@ func TestClusterRefusals(t *testing.T) {
 		if len(won) != 1 || len(lost) != 1 {
 			t.Fatalf("%d nodes took the trainer, %d redirected; want one each", len(won), len(lost))
 		}
-		want := won[0].node.url + "/whip/" + id + "?placed=1"
+		want := won[0].node.url + "/whip/" + id + "?placed=1&token=" + trainer
 		if loc := lost[0].resp.Header.Get("Location"); loc != want {
 			t.Fatalf("the loser redirects to %q, want the winner %q", loc, want)
 		}
@@ -642,7 +642,8 @@ func TestClusterPlacement(t *testing.T) {
 			t.Errorf("%s%s: redirected to %s, want served there", tc.node.id, tc.query, resp.Header.Get("Location"))
 		case tc.want != nil && (resp.StatusCode != http.StatusTemporaryRedirect ||
 			!strings.HasPrefix(resp.Header.Get("Location"), tc.want.url+"/whep/"+id+"?") ||
-			!strings.Contains(resp.Header.Get("Location"), "placed=1")):
+			!strings.Contains(resp.Header.Get("Location"), "placed=1") ||
+			!strings.Contains(resp.Header.Get("Location"), "token="+viewer)): // browsers drop Authorization across origins
 			t.Errorf("%s%s %s: %d %q, want 307 to %s, placed", tc.node.id, tc.query, tc.hdr, resp.StatusCode, resp.Header.Get("Location"), tc.want.id)
 		}
 	}

@@ -188,8 +188,8 @@ func (s *Server) routes() {
 		AllowedOrigins: origins,
 		AllowedMethods: corsMethods,
 		// Range: a portal's player may ask for several ranges of a download, which is
-		// not a CORS-safelisted Range.
-		AllowedHeaders: []string{"Authorization", "Content-Type", "If-Match", "Range"},
+		// not a CORS-safelisted Range. X-Lectern-Region: placement's hint (cluster.go).
+		AllowedHeaders: []string{"Authorization", "Content-Type", "If-Match", "Range", regionHeader},
 		// Access-Control-Allow-Methods is read by WHIP clients on the OPTIONS answer
 		// itself (see answerOptions); Content-Range by players reading ranges.
 		ExposedHeaders: []string{"Location", "ETag", "Link", "Accept-Patch", "Accept-Post",
