@@ -143,6 +143,10 @@ func TestWHEPWithoutProgramme(t *testing.T) {
 	if got := strings.Join(msids(answer), ","); got != "trainer-video,trainer-audio" {
 		t.Fatalf("tracks %s, want the trainer's", got)
 	}
+	// No programme is coming: asking for it is asking for a publication not live.
+	if resp, body := s.do("POST", "/whep/"+id+"/programme", s.token(id, auth.RoleViewer, "hall"), "application/sdp", "v=0\r\n"); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("/whep/{session}/programme without the programme: %d %s", resp.StatusCode, body)
+	}
 }
 
 // TestSessionProgrammeVideo: programme_video is set at creation and by PATCH,

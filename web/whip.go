@@ -101,7 +101,7 @@ func (s *Server) whepSubscribe(w http.ResponseWriter, r *http.Request) {
 		if _, live := sess.Publication(programmePublication); live || s.cfg.Programme {
 			publication = programmePublication
 		}
-	} else if _, ok := sess.Publication(publication); !ok && !awaited(publication) {
+	} else if _, ok := sess.Publication(publication); !ok && !s.awaited(publication) {
 		s.httpError(w, r, fmt.Errorf("%w: %q", errNotLive, publication))
 		return
 	}
@@ -141,10 +141,11 @@ func (s *Server) whepSubscribe(w http.ResponseWriter, r *http.Request) {
 
 // awaited reports whether a viewer may subscribe to the publication before it is
 // live, its tracks coming when it starts: the trainer's (the classroom page opens
-// before the lecture begins) and the programme, which comes with the trainer. A
-// classroom's publication exists only while it holds the floor.
-func awaited(publication string) bool {
-	return publication == sfu.TrainerPublication || publication == programmePublication
+// before the lecture begins) and, on a server that makes it, the programme, which
+// comes with the trainer. A classroom's publication exists only while it holds the
+// floor.
+func (s *Server) awaited(publication string) bool {
+	return publication == sfu.TrainerPublication || publication == programmePublication && s.cfg.Programme
 }
 
 func (s *Server) writeAnswer(w http.ResponseWriter, r *http.Request, session string, p principal, location string, res *peer.Resource, answer string) {
