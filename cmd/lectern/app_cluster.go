@@ -131,7 +131,9 @@ func (cl *clusterNode) nodeLoad() func() cluster.Load {
 // (the pages had them from the origin, and a relay ending after its linger is not
 // the trainer leaving), nor the local subscriber counts (the web layer announces
 // the cluster-wide sum). The events of this node's own publications are sent to
-// the other nodes.
+// the other nodes. One exception: a relayed publication that ends when no live
+// node sources it any more (its origin died and nobody took over) did end, and
+// nobody else can say so: the bridge checks and then tells this node's pages.
 func (cl *clusterNode) sessionEvent(reg *sfu.Registry, session, typ string, data any) (local bool) {
 	if cl == nil {
 		return true
@@ -162,9 +164,12 @@ func (cl *clusterNode) sessionEvent(reg *sfu.Registry, session, typ string, data
 		return true
 	}
 	if relayed {
+		if typ == sfu.EventPublicationRemoved || typ == sfu.EventSessionEnded {
+			cl.bridge.enqueue(bridged{session: session, typ: typ, data: data, orphan: true})
+		}
 		return false
 	}
-	cl.bridge.send(session, typ, data)
+	cl.bridge.enqueue(bridged{session: session, typ: typ, data: data})
 	return true
 }
 
@@ -181,6 +186,7 @@ var bridgedTypes = map[string]bool{
 // sender goroutine; a full queue (Redis slow or down) drops, counted and logged.
 type eventBridge struct {
 	c       *cluster.Cluster
+	local   func(session, typ string, data any) // this node's pages (the broker)
 	log     *slog.Logger
 	queue   chan bridged
 	done    chan struct{}
@@ -195,13 +201,16 @@ type eventBridge struct {
 type bridged struct {
 	session, typ string
 	data         any
+	// orphan: the end of a relayed publication, told to this node's pages only if
+	// no live node sources the publication any more.
+	orphan bool
 }
 
 // bridgeQueue bounds the events waiting for Redis: a few seconds of a busy node.
 const bridgeQueue = 1024
 
 func newEventBridge(c *cluster.Cluster, publish func(session, typ string, data any), log *slog.Logger) *eventBridge {
-	b := &eventBridge{c: c, log: log, queue: make(chan bridged, bridgeQueue), done: make(chan struct{}),
+	b := &eventBridge{c: c, local: publish, log: log, queue: make(chan bridged, bridgeQueue), done: make(chan struct{}),
 		relayedEnding: map[string]bool{}}
 	b.unwatch = c.OnEvent(func(session, typ string, data json.RawMessage, _ string) {
 		// Other nodes' events of the publications' life, and nothing else (the
@@ -215,9 +224,9 @@ func newEventBridge(c *cluster.Cluster, publish func(session, typ string, data a
 	return b
 }
 
-func (b *eventBridge) send(session, typ string, data any) {
+func (b *eventBridge) enqueue(e bridged) {
 	select {
-	case b.queue <- bridged{session, typ, data}:
+	case b.queue <- e:
 	default:
 		if n := b.dropped.Add(1); n&(n-1) == 0 { // the 1st, 2nd, 4th, 8th ... drop
 			b.log.Warn("cluster: session events not sent to other nodes (Redis slow or down)", "dropped", n)
@@ -233,11 +242,30 @@ func (b *eventBridge) run() {
 			return
 		case e := <-b.queue:
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-			if err := b.c.Publish(ctx, e.session, e.typ, e.data); err != nil {
+			if e.orphan {
+				b.orphaned(ctx, e)
+			} else if err := b.c.Publish(ctx, e.session, e.typ, e.data); err != nil {
 				b.log.Debug("cluster: session event not sent", "session", e.session, "type", e.typ, "err", err)
 			}
 			cancel()
 		}
+	}
+}
+
+// orphaned tells this node's pages that a relayed publication ended when no live
+// node sources it (Redis unreachable: nothing is said; the relay may only have
+// lingered out).
+func (b *eventBridge) orphaned(ctx context.Context, e bridged) {
+	name := sfu.TrainerPublication // session.ended is the trainer's
+	if info, ok := e.data.(sfu.PublicationInfo); ok {
+		name = info.Name
+	}
+	pubs, err := b.c.Publications(ctx, e.session)
+	if err != nil {
+		return
+	}
+	if _, live := pubs[name]; !live {
+		b.local(e.session, e.typ, e.data)
 	}
 }
 
