@@ -41,7 +41,7 @@ func BenchmarkMixTwoOpus(b *testing.B) {
 	holders := []*holderAudio{h}
 	// Fill the holder's jitter buffer to its target first, as live.
 	for i := range 2 {
-		if _, err := h.push(hp[i].Payload); err != nil {
+		if _, err := h.push(uint16(i), hp[i].Payload); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -54,7 +54,7 @@ func BenchmarkMixTwoOpus(b *testing.B) {
 	b.ResetTimer()
 	cpu0 := threadCPU(b)
 	for i := 0; i < b.N; i++ {
-		if _, err := h.push(hp[i%len(hp)].Payload); err != nil {
+		if _, err := h.push(uint16(i+2), hp[i%len(hp)].Payload); err != nil {
 			b.Fatal(err)
 		}
 		if _, err := m.mixTrainer(tp[i%len(tp)].Payload, holders); err != nil {

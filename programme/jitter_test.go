@@ -76,3 +76,35 @@ func TestSpropSTAPA(t *testing.T) {
 		t.Fatal("parameter sets from bad base64")
 	}
 }
+
+// TestHolderConcealment: a holder's lost packet is filled by the decoder's loss
+// concealment, duplicates and late packets are dropped.
+func TestHolderConcealment(t *testing.T) {
+	h, err := newHolderAudio()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkts := encoded(t, 1000, 2, 6)
+	push := func(seq uint16, i int) {
+		t.Helper()
+		if _, err := h.push(seq, pkts[i].Payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const frame = tickFrame * channels
+	push(10, 0)
+	push(11, 1)
+	push(11, 1) // duplicate
+	push(9, 2)  // late
+	if h.buf.n != 2*frame {
+		t.Fatalf("%d samples after two packets, a duplicate and a late one; want %d", h.buf.n, 2*frame)
+	}
+	push(13, 3) // 12 lost: concealed
+	if h.buf.n != 4*frame {
+		t.Fatalf("%d samples after a lost packet; want %d", h.buf.n, 4*frame)
+	}
+	push(13+maxConceal+2, 4) // too many lost: not concealed
+	if h.buf.n != 5*frame {
+		t.Fatalf("%d samples after a long loss; want %d", h.buf.n, 5*frame)
+	}
+}

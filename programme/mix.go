@@ -85,12 +85,19 @@ func (b *jitterBuffer) addTo(mix []int32) {
 	}
 }
 
+// maxConceal is the longest run of lost packets of a holder that the decoder's
+// loss concealment fills (about 60 ms); a longer one drains the buffer to silence.
+const maxConceal = 3
+
 // holderAudio decodes one floor holder's Opus into its jitter buffer.
 type holderAudio struct {
-	dec   *opus.Decoder
-	buf   jitterBuffer
-	pcm   [maxFrame * channels]int16
-	score int
+	dec     *opus.Decoder
+	buf     jitterBuffer
+	pcm     [maxFrame * channels]int16
+	score   int
+	started bool
+	lastSeq uint16
+	lastN   int // samples per channel of the last packet decoded
 }
 
 func newHolderAudio() (*holderAudio, error) {
@@ -101,9 +108,27 @@ func newHolderAudio() (*holderAudio, error) {
 	return &holderAudio{dec: dec}, nil
 }
 
-// push decodes one packet into the buffer. It reports whether the holder has
-// failed often enough to be excluded.
-func (h *holderAudio) push(payload []byte) (exclude bool, err error) {
+// push decodes one packet (seq in the holder track's continuous numbering)
+// into the buffer, concealing a few lost packets before it. It reports whether
+// the holder has failed often enough to be excluded.
+func (h *holderAudio) push(seq uint16, payload []byte) (exclude bool, err error) {
+	if h.started {
+		d := seq - h.lastSeq
+		if d == 0 || d >= 0x8000 {
+			return false, nil // a duplicate, or late: its time in the mix has passed
+		}
+		if lost := int(d) - 1; lost > 0 && lost <= maxConceal && h.lastN > 0 {
+			k := h.lastN * channels
+			for range lost {
+				// DecodePLC makes as many samples as the buffer's capacity.
+				pcm := h.pcm[:k:k]
+				if h.dec.DecodePLC(pcm) == nil {
+					h.buf.write(pcm)
+				}
+			}
+		}
+	}
+	h.started, h.lastSeq = true, seq
 	n, err := h.dec.Decode(payload, h.pcm[:])
 	if err != nil {
 		h.score += errPenalty
@@ -112,6 +137,7 @@ func (h *holderAudio) push(payload []byte) (exclude bool, err error) {
 	if h.score > 0 {
 		h.score--
 	}
+	h.lastN = n
 	h.buf.write(h.pcm[:n*channels])
 	return false, nil
 }

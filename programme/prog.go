@@ -678,7 +678,7 @@ func (p *prog) onHolderAudio(s *sink, pkt *sfu.Packet) {
 	if h == nil {
 		return
 	}
-	exclude, err := h.audio.push(pkt.Payload)
+	exclude, err := h.audio.push(pkt.Header.SequenceNumber, pkt.Payload)
 	if err != nil {
 		if exclude {
 			p.exclude(h.pub, excludedDecode, "err", err)
