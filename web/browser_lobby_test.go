@@ -68,12 +68,21 @@ func TestBrowserLobbyPrivacyAndInvites(t *testing.T) {
 	lobby.waitJS("every session for the admin", `!!document.querySelector('li.session[data-session="`+hidden+`"]')`, 10*time.Second)
 	lobby.typeInto("#c-title", "Buổi công khai mới")
 	lobby.click("#c-listed")
+	if got := lobby.text(`#c-programme option[value="speaker"]`); got != "Điểm cầu đang phát biểu, khi có" {
+		t.Errorf("the programme picture's speaker option reads %q", got)
+	}
+	if err := lobby.eval(`document.getElementById('c-programme').value = 'speaker'`, nil); err != nil {
+		t.Fatal(err)
+	}
 	lobby.click("#create-form button[type=submit]")
 	lobby.waitJS("invitation dialog", `document.getElementById('invite-dialog').open`, 10*time.Second)
 	lobby.click("#invite-close")
 	resp, body := s.do("GET", "/api/sessions", "", "", "")
 	if resp.StatusCode != 200 || !strings.Contains(body, "Buổi công khai mới") || strings.Contains(body, "Họp nội bộ") {
 		t.Errorf("public list after the admin created a listed session: %d %s", resp.StatusCode, body)
+	}
+	if !strings.Contains(body, `"programme_video":"speaker"`) {
+		t.Errorf("the session created with the speaker's picture: %s", body)
 	}
 	lobby.noConsoleErrors()
 }
