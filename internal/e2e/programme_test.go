@@ -593,3 +593,39 @@ func TestProgrammeBadFloorAudio(t *testing.T) {
 		t.Errorf("the programme's audio paused %v after the holder fell silent", worst)
 	}
 }
+
+// TestProgrammeTrainerJitter: the trainer's packets held up on their way for
+// 150 ms, then arriving at once (a jittery uplink), while Huế holds the floor:
+// the programme's audio stays one continuous stream, its timestamps advancing
+// by one frame per packet (no jump, no overlap a player would have to drop or
+// conceal), with both tones.
+func TestProgrammeTrainerJitter(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: the lectern binary, pion peers and ffmpeg for about 15 s")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	l := startLecture(t, ctx, "")
+	l.mediaFor(t, ctx, time.Second)
+	site, spoke := l.floor(t, ctx)
+	l.mediaFor(t, ctx, 2*time.Second)
+	// Every 50th packet of the trainer is held 150 ms: the ones behind it
+	// follow at once when it goes (the player catches up on its schedule).
+	n := 0
+	l.trainer.setAudio(func(p *rtp.Packet) *rtp.Packet {
+		if n++; n%50 == 0 {
+			time.Sleep(150 * time.Millisecond)
+		}
+		return p
+	})
+	jittery := time.Now()
+	end := l.mediaFor(t, ctx, 4*time.Second)
+	l.trainer.setAudio(nil)
+	l.revoke(l.id, "hue", l.trainerTok)
+	site.stop()
+	audio, _ := l.viewer.packets()
+	checkContinuous(t, "WHEP programme audio, a jittery trainer", audio, 960)
+	h := decodeAudio(t, audio)
+	checkTones(t, "WHEP, mixing, a steady trainer", toneWindows(h, spoke.Add(time.Second), jittery), true, 4)
+	checkTones(t, "WHEP, mixing, a jittery trainer", toneWindows(h, jittery, end), true, 15)
+}
