@@ -478,6 +478,13 @@ func (a *app) banner() string {
 		fmt.Fprintf(&b, "\n  RTSP (encoders, decoders, VLC): rtsp://<host>%s/<session>", a.rtsp.Addr()[strings.LastIndex(a.rtsp.Addr(), ":"):])
 	}
 	fmt.Fprintf(&b, "\n  Data directory: %s\n", a.cfg.DataDir)
+	if a.cl != nil {
+		redis := "reachable"
+		if !a.cl.c.Healthy() {
+			redis = "not reachable yet (retrying; media here works, joins across nodes wait)"
+		}
+		fmt.Fprintf(&b, "  Cluster node %s, region %s; Redis %s; GET /api/nodes lists the nodes\n", a.cfg.NodeID, a.cfg.Region, redis)
+	}
 	// The banner goes to stdout, so to journald and docker logs: a configured
 	// token is a standing credential and is never printed; the curl lines then
 	// let the shell expand it. A generated one lives only as long as this run and

@@ -60,8 +60,11 @@ func get(t *testing.T, url, token string) (int, string) {
 // other's pages.
 func TestClusterNodesShareSessions(t *testing.T) {
 	rds := testenv.StartRedis(t)
-	_, hn := clusterApp(t, rds.URL(), "hn-1", "north")
+	hnApp, hn := clusterApp(t, rds.URL(), "hn-1", "north")
 	_, hue := clusterApp(t, rds.URL(), "hue-1", "centre")
+	if banner := hnApp.banner(); !strings.Contains(banner, "Cluster node hn-1, region north; Redis reachable") {
+		t.Errorf("the banner does not say the node is clustered:\n%s", banner)
+	}
 
 	id := createSession(t, hn, clusterAdmin, "Chuyển đổi số - Bài 1")
 	if code, body := get(t, hue+"/api/sessions/"+id, clusterAdmin); code != http.StatusOK || !strings.Contains(body, "Chuyển đổi số - Bài 1") {
