@@ -72,7 +72,16 @@ type redisStore struct {
 	seed    *contents // nil: nothing to seed
 	log     *slog.Logger
 	down    atomic.Bool // the last attempt failed (logged once per outage)
+	// While Redis is down, reads serve the copy held without asking Redis, but
+	// for one probe at a time and at most every downRetry: a Redis that does not
+	// answer at all (a partition) would otherwise hold every request up to the
+	// timeout.
+	retryAt atomic.Int64 // unix nanoseconds
+	probing atomic.Bool
 }
+
+// downRetry is how often reads probe a Redis that failed.
+const downRetry = time.Second
 
 // OpenRedis returns a catalogue shared through Redis. It reads the catalogue now
 // (seeding it from cfg.Seed when it was never written); when Redis cannot be reached
@@ -136,6 +145,7 @@ func (r *redisStore) key(name string) string { return r.prefix + name }
 
 // failed records a Redis failure, logging the first of an outage.
 func (r *redisStore) failed(err error) {
+	r.retryAt.Store(time.Now().Add(downRetry).UnixNano())
 	if !r.down.Swap(true) {
 		r.log.Warn("catalog: shared catalogue unreachable; serving the copy last read", "err", err)
 	}
@@ -152,6 +162,12 @@ func (r *redisStore) reached() {
 // counter says it is current, else a fresh read. Redis unreachable: the snapshot.
 func (r *redisStore) view(c *Catalog) (*contents, error) {
 	held := c.cur.Load()
+	if held != nil && r.down.Load() {
+		if time.Now().UnixNano() < r.retryAt.Load() || !r.probing.CompareAndSwap(false, true) {
+			return held, nil
+		}
+		defer r.probing.Store(false)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
 	defer cancel()
 	v, err := r.version(ctx, r.rdb)
