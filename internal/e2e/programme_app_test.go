@@ -467,3 +467,25 @@ func (r *rtspReader) packets() []captured {
 	defer r.mu.Unlock()
 	return append([]captured(nil), r.audio...)
 }
+
+// metric returns the value of the sample of /metrics whose name and labels
+// are series (e.g. `lectern_programme_switches_total{kind="audio"}`), failing
+// the test when there is none.
+func (a *app) metric(series string) float64 {
+	a.t.Helper()
+	code, body := a.do("GET", "/metrics", appAdmin, "", "")
+	if code != http.StatusOK {
+		a.t.Fatalf("GET /metrics: %d %s", code, body)
+	}
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				a.t.Fatalf("/metrics: %q: %v", line, err)
+			}
+			return f
+		}
+	}
+	a.t.Fatalf("/metrics has no %s", series)
+	return 0
+}

@@ -156,6 +156,13 @@ func TestProgrammeFloorAudio(t *testing.T) {
 	checkTones(t, "RTSP, after the floor", toneWindows(h, revoked.Add(time.Second), end), false, 7)
 
 	checkFileTones(t, "ffmpeg's recording of RTSP", file, 4*time.Second)
+
+	// The metrics saw it: audio switched to mixing and back, time spent mixing,
+	// no session mixing any more.
+	if sw, mix, now := l.metric(`lectern_programme_switches_total{kind="audio"}`), l.metric("lectern_programme_mix_seconds_total"),
+		l.metric("lectern_programme_mixing_sessions"); sw < 2 || mix <= 0 || now != 0 {
+		t.Errorf("metrics: %v audio switches, %v s mixing, %v sessions mixing now; want ≥ 2, > 0, 0", sw, mix, now)
+	}
 }
 
 // checkFileTones measures both tones in a file's audio (250 ms windows) with
@@ -558,6 +565,9 @@ func TestProgrammeBadFloorAudio(t *testing.T) {
 	})
 	l.revoke(l.id, "hue", l.trainerTok)
 	site.stop()
+	if n := l.metric(`lectern_programme_excluded_total{reason="decode"}`); n != 1 {
+		t.Errorf("%v holders excluded for undecodable audio, want 1", n)
+	}
 	audio, _ := l.viewer.packets()
 	checkContinuous(t, "WHEP programme audio, an undecodable holder", audio, 960)
 	checkTones(t, "WHEP, an undecodable holder", toneWindows(decodeAudio(t, audio), from, to), false, 10)
