@@ -271,3 +271,37 @@ func TestRedisCorrupt(t *testing.T) {
 		t.Fatal("OpenRedis without a client succeeded")
 	}
 }
+
+// BenchmarkGet: a session read from the file catalogue (memory) and from the one
+// shared in Redis (one GET of the change counter per read, over loopback).
+func BenchmarkGet(b *testing.B) {
+	file, err := Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := testenv.StartRedis(b)
+	opt, err := redis.ParseURL(srv.URL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	rdb := redis.NewClient(opt)
+	b.Cleanup(func() { _ = rdb.Close() })
+	shared, err := OpenRedis(RedisConfig{Client: rdb})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for name, c := range map[string]*Catalog{"file": file, "redis": shared} {
+		s, err := c.Create(NewSession{Title: "Bài 1"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := c.Get(s.ID); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
