@@ -39,7 +39,7 @@ func TestMixQuestion(t *testing.T) {
 		write(t, holder, hg.next(t))
 		writeTrainer()
 	}
-	testenv.WaitFor(ctx, t, "the mixed packets", func() bool { return capt.len() >= before+during })
+	testenv.WaitFor(ctx, t, "the mixed packets", func() bool { return countSSRC(capt.packets(), 0x1111) >= before+during })
 	if g := value(t, f.m.metrics.mixing); g != 1 {
 		t.Errorf("mixing sessions = %v while the holder speaks, want 1", g)
 	}
@@ -49,7 +49,7 @@ func TestMixQuestion(t *testing.T) {
 		write(t, holder, hg.next(t)) // still sending, no longer a speaker
 		writeTrainer()
 	}
-	testenv.WaitFor(ctx, t, "every programme packet", func() bool { return capt.len() >= written })
+	testenv.WaitFor(ctx, t, "every programme packet", func() bool { return countSSRC(capt.packets(), 0x1111) >= written })
 
 	pkts := capt.packets()
 	trainerPkts := countSSRC(pkts, 0x1111)
@@ -172,13 +172,13 @@ func TestHolderStopsMidMix(t *testing.T) {
 		write(t, trainer, tg.next(t))
 		written++
 	}
-	testenv.WaitFor(ctx, t, "the mixed packets", func() bool { return capt.len() >= written })
+	testenv.WaitFor(ctx, t, "the mixed packets", func() bool { return countSSRC(capt.packets(), 0x1111) >= written })
 	// The holder falls silent; each trainer packet must come out before the next
 	// is written.
 	for range 50 {
 		write(t, trainer, tg.next(t))
 		written++
-		testenv.WaitFor(ctx, t, "the programme packet", func() bool { return capt.len() >= written })
+		testenv.WaitFor(ctx, t, "the programme packet", func() bool { return countSSRC(capt.packets(), 0x1111) >= written })
 	}
 	pkts := capt.packets()
 	if n := countSSRC(pkts, 0x1111); n != written {
