@@ -68,6 +68,7 @@ func decodeAudio(t *testing.T, pkts []captured) []heard {
 type toneWindow struct {
 	at            time.Time // arrival of its first packet
 	trainer, site float64
+	pcm           []float32 // its sound, for other tones
 }
 
 func (w toneWindow) String() string {
@@ -75,8 +76,8 @@ func (w toneWindow) String() string {
 }
 
 // toneWindows cuts the sound of the packets that arrived in [from, to) into
-// 200 ms windows (a whole number of periods of both tones, so neither leaks
-// into the other's bin) and measures both tones in each.
+// 200 ms windows (a whole number of periods of every test tone, so none leaks
+// into another's bin) and measures the trainer's and the classroom's in each.
 func toneWindows(h []heard, from, to time.Time) []toneWindow {
 	const size = 9600 // 200 ms at 48 kHz
 	var out []toneWindow
@@ -91,8 +92,9 @@ func toneWindows(h []heard, from, to time.Time) []toneWindow {
 		}
 		pcm = append(pcm, x.pcm...)
 		if len(pcm) >= size {
-			out = append(out, toneWindow{at: start, trainer: amplitude(pcm[:size], trainerTone), site: amplitude(pcm[:size], siteTone)})
-			pcm = pcm[:0]
+			w := pcm[:size:size]
+			out = append(out, toneWindow{at: start, trainer: amplitude(w, trainerTone), site: amplitude(w, siteTone), pcm: w})
+			pcm = nil
 		}
 	}
 	return out
@@ -159,7 +161,8 @@ func checkContinuous(t *testing.T, what string, pkts []captured, frame uint32) {
 		}
 		if d := q.Timestamp - p.Timestamp; frame > 0 && (d < frame/2 || d > 2*frame) {
 			if jumps++; jumps <= 5 {
-				t.Errorf("%s: timestamp %d after %d (seq %d at %s), want about +%d", what, q.Timestamp, p.Timestamp, q.SequenceNumber, pkts[i].at.Format("15:04:05.000"), frame)
+				t.Errorf("%s: timestamp %d after %d (seq %d at %s, %v after the one before), want about +%d", what, q.Timestamp, p.Timestamp,
+					q.SequenceNumber, pkts[i].at.Format("15:04:05.000"), pkts[i].at.Sub(pkts[i-1].at).Round(time.Millisecond), frame)
 			}
 		}
 	}

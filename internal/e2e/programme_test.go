@@ -639,3 +639,51 @@ func TestProgrammeTrainerJitter(t *testing.T) {
 	checkTones(t, "WHEP, mixing, a steady trainer", toneWindows(h, spoke.Add(time.Second), jittery), true, 4)
 	checkTones(t, "WHEP, mixing, a jittery trainer", toneWindows(h, jittery, end), true, 15)
 }
+
+// TestProgrammeTwoHolders: two classrooms hold the floor at once, Huế (1 kHz)
+// and Đà Nẵng (1.5 kHz): the programme carries the trainer and both; once
+// Huế's floor is taken back, the trainer and Đà Nẵng only.
+func TestProgrammeTwoHolders(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: the lectern binary, pion peers and ffmpeg for about 15 s")
+	}
+	const thirdTone = 1500
+	third := testenv.ToneClip(t, testenv.ToneClipOptions{Pattern: "rgbtestsrc", Width: 480, Height: 270, FPS: 30, GOP: 30, Tone: thirdTone, Duration: 10 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	l := startLecture(t, ctx, "")
+	danangTok := l.token(l.id, "site", "danang", "Đà Nẵng")
+	l.mediaFor(t, ctx, time.Second)
+	hue, _ := l.floor(t, ctx)
+	l.grant(l.id, "danang", danangTok, l.trainerTok)
+	danang := l.publish(l.id, danangTok, third)
+	testenv.WaitFor(ctx, t, "Đà Nẵng's first audio packet", func() bool { return !danang.firstAudioAt().IsZero() })
+	both := danang.firstAudioAt()
+	revoked := l.mediaFor(t, ctx, 3*time.Second)
+	l.revoke(l.id, "hue", l.trainerTok)
+	hue.stop()
+	end := l.mediaFor(t, ctx, 3*time.Second)
+	l.revoke(l.id, "danang", l.trainerTok)
+	danang.stop()
+
+	audio, _ := l.viewer.packets()
+	checkContinuous(t, "WHEP programme audio, two holders", audio, 960)
+	h := decodeAudio(t, audio)
+	check := func(what string, from, to time.Time, want map[float64]bool, min int) {
+		t.Helper()
+		ws := toneWindows(h, from, to)
+		if len(ws) < min {
+			t.Errorf("%s: %d windows of sound, want at least %d", what, len(ws), min)
+		}
+		for _, w := range ws {
+			for f, present := range want {
+				a := amplitude(w.pcm, f)
+				if present && a < tonePresent || !present && a > toneAbsent {
+					t.Errorf("%s: %.0f Hz at %.4f in the window of %s (want it present: %v)", what, f, a, w.at.Format("15:04:05.000"), present)
+				}
+			}
+		}
+	}
+	check("the trainer, Huế and Đà Nẵng", both.Add(time.Second), revoked, map[float64]bool{trainerTone: true, siteTone: true, thirdTone: true}, 7)
+	check("the trainer and Đà Nẵng", revoked.Add(time.Second), end, map[float64]bool{trainerTone: true, siteTone: false, thirdTone: true}, 7)
+}
