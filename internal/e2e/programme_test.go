@@ -260,49 +260,7 @@ func TestProgrammeRecording(t *testing.T) {
 	ended := time.Now()
 	lecture := ended.Sub(l.began).Seconds()
 
-	type summary struct {
-		ID          string `json:"id"`
-		Publication string `json:"publication"`
-		Status      string `json:"status"`
-	}
-	var recs []summary
-	testenv.WaitFor(ctx, t, "the session's recordings complete", func() bool {
-		var page struct{ Recordings []summary }
-		l.getJSON("/api/recordings?all=true&session="+l.id, &page)
-		recs = page.Recordings
-		n := 0
-		for _, r := range recs {
-			if r.Status == "complete" {
-				n++
-			}
-		}
-		return n == len(recs) && n >= 3
-	})
-	var main, own recordingView
-	pubs := map[string]string{}
-	for _, r := range recs {
-		var v recordingView
-		l.getJSON("/api/recordings/"+r.ID, &v)
-		pubs[r.Publication] = v.Role
-		if v.Publication == "trainer" {
-			own = v
-		}
-		if v.Role == "programme" {
-			if main.ID != "" {
-				t.Fatalf("two programme recordings: %s and %s", main.ID, v.ID)
-			}
-			main = v
-		}
-	}
-	if main.ID == "" || main.Publication != "programme" || pubs["trainer"] != "source" || pubs["site-hue"] != "source" {
-		t.Fatalf("recordings by publication and role %v; want the programme's (the main one) and the trainer's and Huế's as sources", pubs)
-	}
-	// The catalogue of lectures lists the programme's recording alone.
-	var lectures struct{ Recordings []summary }
-	l.getJSON("/api/recordings?session="+l.id, &lectures)
-	if len(lectures.Recordings) != 1 || lectures.Recordings[0].ID != main.ID {
-		t.Errorf("the session's lectures %+v, want its programme recording %s alone", lectures.Recordings, main.ID)
-	}
+	main, own := l.recordings(t, ctx)
 	t.Logf("programme recording %s: %.2f s (the lecture %.2f s), timeline %+v, chapters %+v", main.ID, main.Duration, lecture, main.Timeline, main.Chapters)
 
 	// meta.json as stored holds the timeline.
@@ -347,6 +305,56 @@ func TestProgrammeRecording(t *testing.T) {
 		t.Errorf("%d video frames (30/s) and %d audio frames (50/s) in %.2f s", p.VideoFrames, p.AudioFrames, p.Duration)
 	}
 	checkFileTones(t, "the programme's recording", file, revoked.Sub(granted))
+}
+
+// recordings waits until the session's recordings (the programme's, the
+// trainer's and Huế's) are complete after the lecture ended, and returns the
+// programme's (checked to be the main one, the only one the catalogue of
+// lectures lists) and the trainer's own.
+func (l *lecture) recordings(t *testing.T, ctx context.Context) (main, own recordingView) {
+	t.Helper()
+	type summary struct {
+		ID          string `json:"id"`
+		Publication string `json:"publication"`
+		Status      string `json:"status"`
+	}
+	var recs []summary
+	testenv.WaitFor(ctx, t, "the session's recordings complete", func() bool {
+		var page struct{ Recordings []summary }
+		l.getJSON("/api/recordings?all=true&session="+l.id, &page)
+		recs = page.Recordings
+		n := 0
+		for _, r := range recs {
+			if r.Status == "complete" {
+				n++
+			}
+		}
+		return n == len(recs) && n >= 3
+	})
+	pubs := map[string]string{}
+	for _, r := range recs {
+		var v recordingView
+		l.getJSON("/api/recordings/"+r.ID, &v)
+		pubs[r.Publication] = v.Role
+		if v.Publication == "trainer" {
+			own = v
+		}
+		if v.Role == "programme" {
+			if main.ID != "" {
+				t.Fatalf("two programme recordings: %s and %s", main.ID, v.ID)
+			}
+			main = v
+		}
+	}
+	if main.ID == "" || main.Publication != "programme" || pubs["trainer"] != "source" || pubs["site-hue"] != "source" {
+		t.Fatalf("recordings by publication and role %v; want the programme's (the main one) and the trainer's and Huế's as sources", pubs)
+	}
+	var lectures struct{ Recordings []summary }
+	l.getJSON("/api/recordings?session="+l.id, &lectures)
+	if len(lectures.Recordings) != 1 || lectures.Recordings[0].ID != main.ID {
+		t.Errorf("the session's lectures %+v, want its programme recording %s alone", lectures.Recordings, main.ID)
+	}
+	return main, own
 }
 
 // recordingView is the part of GET /api/recordings/{id} (and meta.json) the
@@ -425,7 +433,7 @@ func fabs(x float64) float64 { return math.Abs(x) }
 // 320x240), Huế's (SMPTE bars, 640x360) while it holds the floor, and the
 // trainer's again once the floor is taken back: one track, one SSRC, no gap in
 // sequence numbers and no new negotiation, each switch at a keyframe; ffmpeg
-// decodes the whole of it.
+// decodes the whole of it. The programme's recording switches alike.
 func TestProgrammeVideoSpeaker(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: the lectern binary, pion peers and ffmpeg for about 20 s")
@@ -461,23 +469,38 @@ func TestProgrammeVideoSpeaker(t *testing.T) {
 		t.Errorf("the viewer's connection was renegotiated (signaling state %s)", l.viewer.sub.PC.SignalingState())
 	}
 
+	checkSwitched(t, "the WHEP viewer's picture", decodeVideo(t, video))
+
+	// The replay is the lecture as it was: the programme's recording switches
+	// pictures as the viewer's did, and plays through.
+	l.trainer.stop()
+	main, _ := l.recordings(t, ctx)
+	file := filepath.Join(t.TempDir(), "programme.mp4")
+	download(t, l.base+"/replay/"+main.ID+"/download.mp4?token="+appAdmin, file)
+	checkSwitched(t, "the programme recording's picture", probeFrames(t, file))
+}
+
+// checkSwitched fails the test unless frames are the trainer's 320x240, Huế's
+// 640x360 for about 4 s, then 320x240 again, each switch at a keyframe.
+func checkSwitched(t *testing.T, what string, frames []decodedFrame) {
+	t.Helper()
 	var runs []string
 	var lens []int
-	for i, f := range decodeVideo(t, video) {
+	for i, f := range frames {
 		if len(runs) == 0 || runs[len(runs)-1] != f.size {
 			runs, lens = append(runs, f.size), append(lens, 0)
 			if !f.key {
-				t.Errorf("picture %d, the first at %s, is not a keyframe: the switch must wait for one", i, f.size)
+				t.Errorf("%s: picture %d, the first at %s, is not a keyframe: the switch must wait for one", what, i, f.size)
 			}
 		}
 		lens[len(lens)-1]++
 	}
-	t.Logf("decoded picture sizes in order: %v frames %v", runs, lens)
+	t.Logf("%s: sizes in order %v, frames %v", what, runs, lens)
 	// At 30 frames/s: 2 s of the trainer, ~4 s of Huế (from its first keyframe
 	// after the grant), 3 s of the trainer (from its keyframe after the floor).
 	if len(runs) != 3 || runs[0] != "320x240" || runs[1] != "640x360" || runs[2] != "320x240" ||
 		lens[0] < 45 || lens[1] < 75 || lens[1] > 150 || lens[2] < 45 {
-		t.Errorf("decoded picture sizes %v, frames %v; want the trainer's 320x240, Huế's 640x360 for about 4 s, 320x240 again", runs, lens)
+		t.Errorf("%s: sizes %v, frames %v; want the trainer's 320x240, Huế's 640x360 for about 4 s, 320x240 again", what, runs, lens)
 	}
 }
 
@@ -499,14 +522,22 @@ func decodeVideo(t *testing.T, video []captured) []decodedFrame {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
+	return probeFrames(t, path, "-f", "h264")
+}
+
+// probeFrames returns the pictures ffmpeg decodes from the first video stream
+// of the file path (extra: input options), in order; decoding errors fail the
+// test.
+func probeFrames(t *testing.T, path string, extra ...string) []decodedFrame {
+	t.Helper()
 	ffprobe := testenv.RequireTool(t, "ffprobe", "apt-get install ffmpeg")
-	cmd := exec.Command(ffprobe, "-v", "error", "-f", "h264", "-select_streams", "v:0", "-show_entries", "frame=key_frame,width,height",
-		"-of", "json", path)
+	args := append(append([]string{"-v", "error"}, extra...), "-select_streams", "v:0", "-show_entries", "frame=key_frame,width,height", "-of", "json", path)
+	cmd := exec.Command(ffprobe, args...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil || stderr.Len() > 0 {
-		t.Errorf("ffprobe decoding the programme's video: %v\n%s", err, stderr.String())
+		t.Errorf("ffprobe decoding %s: %v\n%s", path, err, stderr.String())
 	}
 	var res struct {
 		Frames []struct {
