@@ -306,7 +306,7 @@ func (a *app) onEvent(session, typ string, data any) {
 	if a.cl.sessionEvent(a.registry, session, typ, data) { // app_cluster.go: what a cluster node's pages see
 		a.broker.Publish(session, typ, data)
 	}
-	if typ != sfu.EventPublicationAdded {
+	if typ != sfu.EventPublicationAdded && !a.cl.trainerHereAgain(typ, data) {
 		return
 	}
 	s, ok := a.registry.Lookup(session)
@@ -318,7 +318,9 @@ func (a *app) onEvent(session, typ string, data any) {
 	}
 	// The programme appears with the trainer (Attach does nothing before), and
 	// the transcoder looks at every publication's audio. Both are idempotent.
-	a.programme.Attach(s)
+	if a.cl.programmeHere(s) { // app_cluster.go: a cluster edge relays the origin's programme instead
+		a.programme.Attach(s)
+	}
 	a.transcoder.Attach(s)
 }
 

@@ -173,6 +173,30 @@ func (cl *clusterNode) sessionEvent(reg *sfu.Registry, session, typ string, data
 	return true
 }
 
+// programmeHere says whether this node makes session's programme: a single node
+// does; a cluster node only when the trainer publishes here, not when its
+// publication is a relay (the origin makes the programme, and this node relays
+// it like any publication: made here too, it would stand in the relay's way).
+func (cl *clusterNode) programmeHere(s *sfu.Session) bool {
+	if cl == nil {
+		return true
+	}
+	p, ok := s.Publication(sfu.TrainerPublication)
+	return ok && !p.Relayed()
+}
+
+// trainerHereAgain says whether an event is the trainer's publication, relayed
+// here until now, taken over by a publisher connected here (the trainer moved to
+// this node when its origin failed): what follows a publication's arrival (the
+// programme, the recording) starts again here. Never for a single node.
+func (cl *clusterNode) trainerHereAgain(typ string, data any) bool {
+	if cl == nil || typ != sfu.EventPublicationResumed {
+		return false
+	}
+	info, ok := data.(sfu.PublicationInfo)
+	return ok && info.Name == sfu.TrainerPublication && !info.Relayed
+}
+
 // bridgedTypes are the session events nodes send each other: the publications'
 // life, which every node's pages show whichever node carries the media.
 var bridgedTypes = map[string]bool{

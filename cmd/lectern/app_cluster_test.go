@@ -115,3 +115,47 @@ func TestClusterEventsBridge(t *testing.T) {
 		t.Fatalf("node B's pages got %v once nobody sources the trainer, want %v", got, want)
 	}
 }
+
+// A cluster node makes a session's programme only when the trainer publishes
+// there: not from a relayed trainer (the origin's programme is relayed instead),
+// and again once a publisher connected here takes the trainer's publication over.
+func TestClusterProgrammeOnlyWhereTheTrainerIs(t *testing.T) {
+	var events []sfu.PublicationInfo
+	reg := sfu.NewRegistry(sfu.RegistryConfig{Grace: time.Minute, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		OnEvent: func(_, typ string, data any) {
+			if info, ok := data.(sfu.PublicationInfo); ok && typ == sfu.EventPublicationResumed {
+				events = append(events, info)
+			}
+		}})
+	defer reg.CloseAll()
+	s := reg.Session("abcdefghij")
+	var single *clusterNode
+	cl := &clusterNode{}
+	if !single.programmeHere(s) || single.trainerHereAgain(sfu.EventPublicationResumed, sfu.PublicationInfo{Name: sfu.TrainerPublication}) {
+		t.Fatal("a single node: the programme is always made here, as before")
+	}
+	if cl.programmeHere(s) {
+		t.Fatal("no trainer yet: no programme")
+	}
+	relay, err := s.ClaimRelay(sfu.TrainerPublication, func() {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cl.programmeHere(s) {
+		t.Fatal("a relayed trainer: the programme must be the origin's, relayed")
+	}
+	relay.Release() // its origin died: the publication pauses, within the grace
+	if _, err := s.Claim(sfu.TrainerPublication, func() {}); err != nil {
+		t.Fatal(err)
+	}
+	if !cl.programmeHere(s) {
+		t.Fatal("the trainer now publishes here: the programme is made here")
+	}
+	if len(events) != 1 || !cl.trainerHereAgain(sfu.EventPublicationResumed, events[0]) {
+		t.Fatalf("the takeover's events %+v: want one publication.resumed, not relayed", events)
+	}
+	if cl.trainerHereAgain(sfu.EventPublicationResumed, sfu.PublicationInfo{Name: sfu.TrainerPublication, Relayed: true}) ||
+		cl.trainerHereAgain(sfu.EventPublicationAdded, events[0]) {
+		t.Fatal("only a resumed trainer publishing here starts the programme again")
+	}
+}
