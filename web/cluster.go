@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"lectern/cluster"
@@ -79,6 +80,11 @@ type clusterState struct {
 	wg      sync.WaitGroup
 	unwatch func()
 	kick    chan struct{}
+
+	// origins are the nodes' origins (scheme://host:port), which the pages'
+	// Content-Security-Policy must let them connect to: a redirected WHEP offer
+	// and its resource are another node's.
+	origins atomic.Pointer[string]
 
 	mu      sync.Mutex
 	closed  bool
@@ -198,6 +204,64 @@ func (cs *clusterState) round() {
 	}
 	cs.releaseGone(local)
 	cs.announceTotals()
+	cs.refreshOrigins()
+}
+
+// refreshOrigins records the live nodes' origins for the pages.
+func (cs *clusterState) refreshOrigins() {
+	ctx, cancel := context.WithTimeout(cs.ctx, clusterCallTimeout)
+	nodes, err := cs.c.Nodes(ctx)
+	cancel()
+	if err != nil {
+		return // the last known stay
+	}
+	var origins []string
+	for _, n := range nodes {
+		u, err := url.Parse(n.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.ContainsAny(u.Host, " ;,'\"") {
+			continue
+		}
+		origins = append(origins, u.Scheme+"://"+strings.ToLower(u.Host))
+	}
+	slices.Sort(origins)
+	joined := strings.Join(slices.Compact(origins), " ")
+	cs.origins.Store(&joined)
+}
+
+// pages serves the web pages with the other nodes' origins in their
+// Content-Security-Policy's connect-src.
+func (cs *clusterState) pages(h http.Handler) http.Handler {
+	if cs == nil {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(&cspWriter{ResponseWriter: w, origins: cs.origins.Load()}, r)
+	})
+}
+
+// cspWriter adds origins to connect-src as the page's header is written.
+type cspWriter struct {
+	http.ResponseWriter
+	origins *string
+	wrote   bool
+}
+
+func (w *cspWriter) WriteHeader(status int) {
+	if !w.wrote {
+		w.wrote = true
+		h := w.ResponseWriter.Header()
+		if csp := h.Get("Content-Security-Policy"); csp != "" && w.origins != nil && *w.origins != "" {
+			h.Set("Content-Security-Policy", strings.Replace(csp, "connect-src 'self'", "connect-src 'self' "+*w.origins, 1))
+		}
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *cspWriter) Write(p []byte) (int, error) {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(p)
 }
 
 // ensureClaimed claims k unless this node holds it already.
@@ -536,6 +600,17 @@ func (s *Server) redirect(w http.ResponseWriter, r *http.Request, n cluster.Node
 	s.log.Info("cluster: redirected", "path", r.URL.Path, "node", n.ID, "why", why)
 	w.Header().Set("Location", loc)
 	writeJSON(w, http.StatusTemporaryRedirect, map[string]string{"node": n.ID, "url": loc, "reason": why})
+}
+
+// absolute returns path as a URL of this node when the client was redirected
+// here (placed=1): its WHIP/WHEP library resolves the resource's Location
+// against the URL it first asked, another node's, and would send its trickle
+// ICE, layer choices and DELETE there. Otherwise path stays relative.
+func (cs *clusterState) absolute(r *http.Request, path string) string {
+	if cs == nil || r.URL.Query().Get(placedParam) == "" {
+		return path
+	}
+	return strings.TrimSuffix(cs.c.Self().URL, "/") + path
 }
 
 // sessionState completes a session's state with the cluster's view: the

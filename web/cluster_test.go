@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -52,12 +53,13 @@ type clusterNode struct {
 	origin *relay.Handler
 	rtsp   string // the RTSP server's address
 	kill   func()
+	full   atomic.Bool // the node says it takes no more subscribers (placement)
 }
 
 // newClusterNode starts node id of region on its own port, sharing the session
 // definitions (catalog in Redis), the token secret and the floor with the other
 // nodes. kill stops it as a shutdown does (also at the test's end).
-func newClusterNode(t *testing.T, rds *testenv.Redis, id, region string) *clusterNode {
+func newClusterNode(t *testing.T, rds *testenv.Redis, id, region string, pages http.Handler) *clusterNode {
 	t.Helper()
 	_, log, broker := newStackBase(t)
 	log = log.With("node", id)
@@ -88,9 +90,13 @@ func newClusterNode(t *testing.T, rds *testenv.Redis, id, region string) *cluste
 		t.Fatal(err)
 	}
 	issuer, _ := auth.NewIssuer(testSecret)
+	n := &clusterNode{id: id}
 	cl, err := cluster.Open(context.Background(), cluster.Config{RedisURL: rds.URL(), NodeID: id, Region: region,
 		PublicURL: url, Heartbeat: clusterBeat, Logger: log, Load: func() cluster.Load {
 			_, _, subs := reg.Counts()
+			if n.full.Load() {
+				subs = 100
+			}
 			return cluster.Load{Subscribers: subs, MaxSubscribers: 100}
 		}})
 	if err != nil {
@@ -99,7 +105,7 @@ func newClusterNode(t *testing.T, rds *testenv.Redis, id, region string) *cluste
 	relays := relay.New(relay.Config{Registry: reg, Edge: edge, Issuer: issuer, NodeID: id, Logger: log, Linger: 3 * time.Second})
 	origin := relay.NewHandler(relay.ServerConfig{Registry: reg, Edge: edge, Issuer: issuer, Logger: log})
 	h, err := New(Config{Catalog: cat, Registry: reg, WebRTC: edge, Events: broker, Tokens: issuer, AdminToken: testAdmin,
-		PublicURL: url, Logger: log, Cluster: cl, Relays: relays, RelayOrigin: origin,
+		PublicURL: url, Logger: log, Cluster: cl, Relays: relays, RelayOrigin: origin, Pages: pages,
 		NewFloor: func(hook func(floor.Event)) floor.Floor { return cluster.NewFloor(cl, hook) }})
 	if err != nil {
 		t.Fatal(err)
@@ -140,21 +146,27 @@ func newClusterNode(t *testing.T, rds *testenv.Redis, id, region string) *cluste
 		})
 	}
 	t.Cleanup(kill)
-	return &clusterNode{stack: &stack{t: t, url: url, reg: reg, edge: edge, issuer: issuer, ctx: ctx},
-		id: id, web: h, cl: cl, relays: relays, origin: origin, rtsp: rtspSrv.Addr(), kill: kill}
+	n.stack = &stack{t: t, url: url, reg: reg, edge: edge, issuer: issuer, ctx: ctx}
+	n.web, n.cl, n.relays, n.origin, n.rtsp, n.kill = h, cl, relays, origin, rtspSrv.Addr(), kill
+	return n
 }
 
-// newCluster starts nodes a (region north), b (centre) and c (south).
-func newCluster(t *testing.T) (rds *testenv.Redis, a, b, c *clusterNode) {
+// newCluster starts nodes a (region north), b (centre) and c (south), serving
+// the web pages when pages is set.
+func newCluster(t *testing.T, pages ...http.Handler) (rds *testenv.Redis, a, b, c *clusterNode) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("three nodes and a redis-server: not with -short")
 	}
 	t.Cleanup(waitRedisProbes) // registered first: runs after every node is closed
 	rds = testenv.StartRedis(t)
-	a = newClusterNode(t, rds, "a", "north")
-	b = newClusterNode(t, rds, "b", "centre")
-	c = newClusterNode(t, rds, "c", "south")
+	var p http.Handler
+	if len(pages) > 0 {
+		p = pages[0]
+	}
+	a = newClusterNode(t, rds, "a", "north", p)
+	b = newClusterNode(t, rds, "b", "centre", p)
+	c = newClusterNode(t, rds, "c", "south", p)
 	return rds, a, b, c
 }
 
@@ -491,6 +503,51 @@ func claimUnreachable(t *testing.T, rds *testenv.Redis, session, publication str
 	if err := d.ClaimPublication(context.Background(), session, publication); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestBrowserClusterRedirect: the studio goes live in Chromium on A; a
+// classroom's page loaded from B, which is full, has its WHEP offer placed on C
+// (307, the token in the query as Chromium drops Authorization across origins);
+// its trickle ICE goes to C (the resource's Location names C) and it decodes the
+// studio's video relayed A -> C.
+func TestBrowserClusterRedirect(t *testing.T) {
+	pages, err := NewPages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, a, b, c := newCluster(t, pages)
+	id := a.createSession("Bài giảng qua ba máy chủ")
+	trainer := a.token(id, auth.RoleTrainer, "trainer")
+	hue := a.token(id, auth.RoleSite, "hue")
+
+	br := newBrowser(t)
+	studio := br.tab("cluster-studio")
+	studio.open(a.url + "/studio/" + id + "?token=" + trainer)
+	studio.waitJS("camera and microphone ready", `!document.getElementById('golive').disabled`, 20*time.Second)
+	studio.click("#golive")
+	studio.waitRising("publisher.framesEncoded", 10, 20*time.Second)
+	if p, ok := a.reg.Session(id).Publication(sfu.TrainerPublication); !ok || p.Relayed() {
+		t.Fatal("the studio does not publish on A")
+	}
+
+	a.full.Store(true) // placement sends new classrooms elsewhere: C
+	b.full.Store(true)
+	room := br.tab("cluster-room")
+	room.open(b.url + "/room/" + id + "?token=" + hue)
+	room.waitRising("main.framesDecoded", 20, 40*time.Second)
+	room.waitRising("main.audioPackets", 20, 10*time.Second)
+	var resource string
+	if err := room.eval(`window.lectern.health().then(h => h.main.resource)`, &resource); err != nil || !strings.HasPrefix(resource, c.url+"/whep/"+id+"/") {
+		t.Fatalf("the classroom's WHEP resource %q (%v), want one of C (%s)", resource, err, c.url)
+	}
+	if p, ok := c.reg.Session(id).Publication(sfu.TrainerPublication); !ok || !p.Relayed() {
+		t.Fatal("C plays the classroom without relaying the studio")
+	}
+	if _, _, subs := b.reg.Counts(); subs != 0 {
+		t.Fatalf("B, full, serves %d subscribers", subs)
+	}
+	room.screenshot("cluster-room")
+	room.noConsoleErrors()
 }
 
 // publishRetrying publishes on n, as a WHIP client does after its node died:

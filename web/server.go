@@ -167,8 +167,8 @@ func New(cfg Config) (*Server, error) {
 	s.floor = cfg.NewFloor(s.floorChanged)
 	s.streams = newStreamLimits(cfg.EventStreamsPerToken, cfg.EventStreamsPerAddress)
 	s.whep = newWHEPLimits(cfg.WHEPConnectingPerToken, cfg.WHEPConnectingPerAddress, cfg.ViewerConnections)
+	s.cluster = newClusterState(s) // before routes, which wrap with it; its goroutine ends at Close
 	s.routes()
-	s.cluster = newClusterState(s) // after routes: it starts a goroutine (Close stops it)
 	return s, nil
 }
 
@@ -242,7 +242,7 @@ func (s *Server) routes() {
 	s.replayRoutes(r, s.cfg.Replays)
 	s.embedRoutes(r)
 	if s.cfg.Pages != nil {
-		r.Handle("/*", s.cfg.Pages)
+		r.Handle("/*", s.cluster.pages(s.cfg.Pages)) // cluster.go: the pages may reach every node
 	}
 	s.router = r
 }

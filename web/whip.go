@@ -135,7 +135,7 @@ func (s *Server) whepSubscribe(w http.ResponseWriter, r *http.Request) {
 		s.httpError(w, r, err)
 		return
 	}
-	w.Header().Add("Link", fmt.Sprintf(`</whep/%s/%s/layer>; rel="%s"`, c.ID, res.ID(), whepLayerRel))
+	w.Header().Add("Link", fmt.Sprintf(`<%s>; rel="%s"`, s.cluster.absolute(r, "/whep/"+c.ID+"/"+res.ID()+"/layer"), whepLayerRel))
 	s.writeAnswer(w, r, c.ID, p, "/whep/"+c.ID+"/"+res.ID(), res, answer)
 }
 
@@ -150,7 +150,7 @@ func (s *Server) awaited(publication string) bool {
 
 func (s *Server) writeAnswer(w http.ResponseWriter, r *http.Request, session string, p principal, location string, res *peer.Resource, answer string) {
 	h := w.Header()
-	h.Set("Location", location)
+	h.Set("Location", s.cluster.absolute(r, location)) // a node the client was redirected to names itself
 	h.Set("ETag", res.ETag())
 	h.Set("Content-Type", mimeSDP)
 	h.Set("Accept-Patch", mimeSDPFrag)
