@@ -322,7 +322,13 @@ func (p *prog) reconcile() bool {
 	if p.stopping.Load() {
 		return false
 	}
-	if _, ok := p.sess.Publication(sfu.TrainerPublication); !ok {
+	trainer, ok := p.sess.Publication(sfu.TrainerPublication)
+	if !ok {
+		return false
+	}
+	if trainer.Relayed() && p.lease == nil {
+		// A cluster edge: the origin makes the programme, relayed here like any
+		// publication; a second one made from relayed tracks would fight it.
 		return false
 	}
 	for name, t := range p.tracks {
