@@ -424,6 +424,9 @@ func (cs *clusterState) pull(ctx context.Context, k pubKey, n cluster.Node) erro
 		cs.mu.Unlock()
 	}()
 	if err := cs.relays.Pull(ctx, k.session, k.publication, n.URL); err != nil {
+		if errors.Is(err, relay.ErrNotLive) { // claimed there, its tracks not yet (or no longer) there
+			return fmt.Errorf("%w: %s is not live on its origin node %s now; retry (%v)", errClusterUnavailable, k.publication, n.ID, err)
+		}
 		return fmt.Errorf("%w: origin node %s unreachable; retry (pulling %s: %v)", errClusterUnavailable, n.ID, k.publication, err)
 	}
 	cs.mu.Lock()
