@@ -419,10 +419,13 @@ func (v *viewer) waitAudio(t *testing.T, ctx context.Context, n int) {
 }
 
 // rtspReader is an RTSP client (gortsplib over TCP) reading a session as a
-// hall's decoder does, keeping every audio packet with its arrival time.
+// hall's decoder does, keeping every packet of its first audio and first video
+// stream with its arrival time.
 type rtspReader struct {
-	mu    sync.Mutex
-	audio []captured
+	mu           sync.Mutex
+	audio, video []captured
+	audioM       *description.Media
+	videoM       *description.Media
 }
 
 // readRTSP starts reading url; it is closed when the test ends.
@@ -446,13 +449,23 @@ func (a *app) readRTSP(url string) *rtspReader {
 		a.t.Fatalf("RTSP SETUP %s: %v", url, err)
 	}
 	r := &rtspReader{}
-	c.OnPacketRTPAny(func(m *description.Media, _ format.Format, p *rtp.Packet) {
-		if m.Type != description.MediaTypeAudio {
-			return
+	for _, m := range desc.Medias {
+		switch {
+		case m.Type == description.MediaTypeAudio && r.audioM == nil:
+			r.audioM = m
+		case m.Type == description.MediaTypeVideo && r.videoM == nil:
+			r.videoM = m
 		}
+	}
+	c.OnPacketRTPAny(func(m *description.Media, _ format.Format, p *rtp.Packet) {
 		cp := captured{at: time.Now(), pkt: p.Clone()}
 		r.mu.Lock()
-		r.audio = append(r.audio, cp)
+		switch m {
+		case r.audioM:
+			r.audio = append(r.audio, cp)
+		case r.videoM:
+			r.video = append(r.video, cp)
+		}
 		r.mu.Unlock()
 	})
 	if _, err := c.Play(nil); err != nil {
@@ -466,6 +479,13 @@ func (r *rtspReader) packets() []captured {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]captured(nil), r.audio...)
+}
+
+// videoPackets returns copies of the video packets read so far.
+func (r *rtspReader) videoPackets() []captured {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]captured(nil), r.video...)
 }
 
 // metric returns the value of the sample of /metrics whose name and labels
