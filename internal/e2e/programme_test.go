@@ -140,6 +140,7 @@ func TestProgrammeFloorAudio(t *testing.T) {
 
 	audio, _ := l.viewer.packets()
 	checkContinuous(t, "WHEP programme audio", audio, 960)
+	checkForwarded(t, audio, trainerClip(t), start.Add(-time.Second), start, revoked.Add(time.Second), end)
 	h := decodeAudio(t, audio)
 	// Margins: a second for the mix to take in the classroom (its jitter buffer,
 	// the first packets), one for it to let go after the floor is taken back.
@@ -162,6 +163,31 @@ func TestProgrammeFloorAudio(t *testing.T) {
 	if sw, mix, now := l.metric(`lectern_programme_switches_total{kind="audio"}`), l.metric("lectern_programme_mix_seconds_total"),
 		l.metric("lectern_programme_mixing_sessions"); sw < 2 || mix <= 0 || now != 0 {
 		t.Errorf("metrics: %v audio switches, %v s mixing, %v sessions mixing now; want ≥ 2, > 0, 0", sw, mix, now)
+	}
+}
+
+// checkForwarded fails the test unless the programme's audio packets that
+// arrived in [from1, to1) and [from2, to2) (the trainer alone) are the trainer's
+// own Opus packets, byte for byte: forwarded untouched, not decoded and
+// encoded again.
+func checkForwarded(t *testing.T, audio []captured, c *clip.Clip, from1, to1, from2, to2 time.Time) {
+	t.Helper()
+	own := make(map[string]bool, len(c.Audio))
+	for _, f := range c.Audio {
+		own[string(f.Data)] = true
+	}
+	n, foreign := 0, 0
+	for _, p := range audio {
+		if (p.at.Before(from1) || !p.at.Before(to1)) && (p.at.Before(from2) || !p.at.Before(to2)) {
+			continue
+		}
+		n++
+		if !own[string(p.pkt.Payload)] {
+			foreign++
+		}
+	}
+	if n < 50 || foreign > 0 {
+		t.Errorf("the trainer alone: %d of %d programme audio packets are not the trainer's own (want every one forwarded untouched, and ≥ 50)", foreign, n)
 	}
 }
 
@@ -448,6 +474,10 @@ func TestProgrammeVideoSpeaker(t *testing.T) {
 	l.getJSON("/api/sessions/"+l.id, &sess)
 	if sess.ProgrammeVideo != "speaker" {
 		t.Fatalf("session programme_video %q, want speaker", sess.ProgrammeVideo)
+	}
+	// A setting it does not know is refused with the reason.
+	if code, body := l.do("POST", "/api/sessions", appAdmin, "application/json", `{"title":"T","programme_video":"picture-in-picture"}`); code != http.StatusBadRequest || !strings.Contains(body, "programme_video") {
+		t.Errorf("programme_video picture-in-picture: %d %s; want 400 naming programme_video", code, body)
 	}
 	reader := l.readRTSP(l.rtspURL(l.id, l.viewTok))
 	l.mediaFor(t, ctx, 2*time.Second)
