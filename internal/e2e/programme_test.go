@@ -55,6 +55,12 @@ type lecture struct {
 // connects a viewer, and waits until the viewer has a second of sound.
 func startLecture(t *testing.T, ctx context.Context, fields string) *lecture {
 	t.Helper()
+	return startLectureWith(t, ctx, fields, func(l *lecture) { l.trainer = l.publish(l.id, l.trainerTok, trainerClip(t)) })
+}
+
+// startLectureWith is startLecture with the trainer published by publish.
+func startLectureWith(t *testing.T, ctx context.Context, fields string, publish func(l *lecture)) *lecture {
+	t.Helper()
 	trainerClip(t) // made before the clock of the lecture runs
 	siteClip(t)
 	l := &lecture{app: startApp(t, ctx)}
@@ -69,7 +75,7 @@ func startLecture(t *testing.T, ctx context.Context, fields string) *lecture {
 	l.siteTok = l.token(l.id, "site", "hue", "Huế")
 	l.viewTok = l.token(l.id, "viewer", "hall", "Hội trường")
 	l.began = time.Now()
-	l.trainer = l.publish(l.id, l.trainerTok, trainerClip(t))
+	publish(l)
 	l.viewer = l.watch("/whep/"+l.id, l.viewTok)
 	l.viewer.waitAudio(t, ctx, 50)
 	return l
@@ -753,4 +759,45 @@ func TestProgrammeTwoHolders(t *testing.T) {
 	}
 	check("the trainer, Huế and Đà Nẵng", both.Add(time.Second), revoked, map[float64]bool{trainerTone: true, siteTone: true, thirdTone: true}, 7)
 	check("the trainer and Đà Nẵng", revoked.Add(time.Second), end, map[float64]bool{trainerTone: true, siteTone: false, thirdTone: true}, 7)
+}
+
+// TestProgrammeAACTrainer: the trainer is a studio encoder publishing H.264
+// and AAC over RTSP (ffmpeg, 440 Hz): a generic WHEP player of the programme
+// gets Opus that decodes to the tone; while Huế (Opus, 1 kHz) holds the floor it
+// hears both, then 440 Hz only, continuously.
+func TestProgrammeAACTrainer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: the lectern binary, ffmpeg and pion peers for about 20 s")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	l := startLectureWith(t, ctx, "", func(l *lecture) {
+		encoder := publishRTSP(t, l.rtspURL(l.id, l.trainerTok), "aac", cameraFor)
+		t.Cleanup(func() {
+			select {
+			case p := <-encoder:
+				if t.Failed() {
+					t.Logf("the ffmpeg encoder ended: %v\n%s", p.err, p.stderr)
+				}
+			default:
+			}
+		})
+	})
+	if codec := l.viewer.sub.Track(1).Codec; codec != "audio/opus" {
+		t.Fatalf("the programme's audio reaches the WHEP player as %q, want audio/opus", codec)
+	}
+	start := l.mediaFor(t, ctx, 2*time.Second)
+	site, spoke := l.floor(t, ctx)
+	l.mediaFor(t, ctx, 4*time.Second)
+	revoked := time.Now()
+	l.revoke(l.id, "hue", l.trainerTok)
+	end := l.mediaFor(t, ctx, 3*time.Second)
+	site.stop()
+
+	audio, _ := l.viewer.packets()
+	checkContinuous(t, "WHEP programme audio of an AAC trainer", audio, 960)
+	h := decodeAudio(t, audio)
+	checkTones(t, "WHEP, an AAC trainer alone", toneWindows(h, start.Add(-time.Second), start), false, 3)
+	checkTones(t, "WHEP, an AAC trainer, the floor held", toneWindows(h, spoke.Add(time.Second), revoked), true, 10)
+	checkTones(t, "WHEP, an AAC trainer, after the floor", toneWindows(h, revoked.Add(time.Second), end), false, 7)
 }
