@@ -34,7 +34,7 @@ import (
 //   - Placement: a WHIP/WHEP POST may get 307 to a node cluster.Place prefers
 //     (the client's region from ?region= or X-Lectern-Region, then load). The
 //     redirect adds placed=1; a request carrying it is never placed again.
-//   - A background loop (clusterLoop) claims publications that appear here
+//   - A background loop (clusterState.loop) claims publications that appear here
 //     without WHIP (RTSP publishers, the programme), releases the claims of
 //     publications gone, records this node's subscriber counts (and announces
 //     the cluster's totals to the pages), and pulls the publications other
@@ -205,6 +205,24 @@ func (cs *clusterState) round() {
 	cs.releaseGone(local)
 	cs.announceTotals()
 	cs.refreshOrigins()
+	cs.forgetEnded()
+}
+
+// forgetEnded drops what is remembered of sessions no longer live here.
+func (cs *clusterState) forgetEnded() {
+	reg := cs.s.cfg.Registry
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	for k := range cs.pulled {
+		if _, ok := reg.Lookup(k.session); !ok {
+			delete(cs.pulled, k)
+		}
+	}
+	for k := range cs.warned {
+		if _, ok := reg.Lookup(k.session); !ok {
+			delete(cs.warned, k)
+		}
+	}
 }
 
 // refreshOrigins records the live nodes' origins for the pages.
