@@ -57,6 +57,7 @@ type app struct {
 	transcoder *transcode.Transcoder
 
 	http     *http.Server
+	web      *web.Server // set before anything is served; its Prepare serves RTSP readers on a cluster edge
 	listener net.Listener
 	https    *httpsFront // tls.go; nil when HTTPS is off
 
@@ -145,7 +146,8 @@ func (a *app) open() error {
 	authFailures := auth.NewFailureLimiter(auth.DefaultFailureBurst, auth.DefaultFailureEvery)
 	if cfg.RTSPAddr != "off" {
 		rc := rtsp.Config{Address: cfg.RTSPAddr, ServerCert: cfg.RTSPCert, ServerKey: cfg.RTSPKey,
-			Sessions: a.liveSession, Tokens: issuer, AdminToken: a.adminToken, AuthFailures: authFailures, Logger: log}
+			Sessions: a.liveSession, Tokens: issuer, AdminToken: a.adminToken, AuthFailures: authFailures, Logger: log,
+			Prepare: a.prepareRead}
 		if cfg.RTSPUDPRTPPort > 0 {
 			rc.UDPRTPAddress = ":" + strconv.Itoa(cfg.RTSPUDPRTPPort)
 			rc.UDPRTCPAddress = ":" + strconv.Itoa(cfg.RTSPUDPRTCPPort)
@@ -229,6 +231,7 @@ func (a *app) open() error {
 	if err != nil {
 		return err
 	}
+	a.web = handler
 	if c, ok := any(handler).(io.Closer); ok { // the cluster's request paths: closed before the relays
 		a.cleanup.push("cluster requests", func(context.Context) error { return c.Close() })
 	}
@@ -345,6 +348,15 @@ func (a *app) programmeVideo(session string) string {
 		return programme.VideoTrainer
 	}
 	return c.VideoMode()
+}
+
+// prepareRead brings a publication another cluster node sources here before an
+// RTSP reader's plan (web.Server.Prepare); nothing on a single node.
+func (a *app) prepareRead(ctx context.Context, session, publication string) error {
+	if a.web == nil { // not serving yet
+		return nil
+	}
+	return a.web.Prepare(ctx, session, publication)
 }
 
 // graceOrNone maps the configured grace (0 = end at once) to the registry's
