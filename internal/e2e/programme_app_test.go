@@ -297,7 +297,7 @@ type source struct {
 	// audio, when set, returns the packet to send instead of p (nil: send
 	// nothing).
 	audio func(p *rtp.Packet) *rtp.Packet
-	// FirstAudio is when its first audio packet was sent.
+	// firstAudio is when its first audio packet was sent.
 	firstAudio time.Time
 }
 

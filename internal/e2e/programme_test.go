@@ -327,10 +327,13 @@ func TestProgrammeRecording(t *testing.T) {
 	download(t, l.base+base+"download.mp4?token="+appAdmin, file)
 	p := testrec.FFprobe(t, file)
 	t.Logf("ffprobe of the programme's download: %+v", p)
-	// The recording starts with the lecture's first keyframe (within its first
-	// second) and ends with the trainer; the last frames' durations may add a
-	// few tens of milliseconds to the file.
-	if fabs(p.Duration-main.Duration) > 0.5 || fabs(main.Duration-own.Duration) > 0.5 || fabs(p.Duration-lecture) > 1 {
+	// A recording starts at the first keyframe it gets and ends with the
+	// trainer. The test's publishers send one every second and ignore keyframe
+	// requests (a browser or OBS answers them), so the programme's recording,
+	// which joins the trainer's camera a moment after the trainer's own, may
+	// start up to a second later. The last frames' durations may add a few
+	// tens of milliseconds to the file.
+	if fabs(p.Duration-main.Duration) > 0.5 || fabs(main.Duration-own.Duration) > 1.1 || fabs(p.Duration-lecture) > 1.5 {
 		t.Errorf("the download plays %.2f s; the recording says %.2f s, the trainer's own %.2f s; the lecture lasted %.2f s", p.Duration, main.Duration, own.Duration, lecture)
 	}
 	if fabs(float64(p.VideoFrames)-30*p.Duration) > 0.05*30*p.Duration || fabs(float64(p.AudioFrames)-50*p.Duration) > 0.05*50*p.Duration {
