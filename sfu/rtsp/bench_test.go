@@ -27,7 +27,7 @@ import (
 )
 
 // benchReadersEnv makes the test binary a reader process for BenchmarkRTSPReaders:
-// "URL|N" connects N RTSP clients to URL over TCP.
+// "URL|N|tcp" (or "|udp") connects N RTSP clients to URL over that transport.
 const benchReadersEnv = "LECTERN_RTSP_BENCH_READERS"
 
 const (
@@ -39,19 +39,21 @@ const (
 
 // BenchmarkRTSPReaders measures the server's per-reader cost: one H.264 track
 // written through a lease (as a publisher's read goroutine does) is fanned out to N
-// RTSP readers that play it over TCP (interleaved) on loopback: one feed (queue,
-// goroutine, header rewrite) into the shared gortsplib stream, then per reader
-// gortsplib's write queue and writer goroutine, and Lectern's batching connection,
-// whose gathered packets the shared writers (connWriters) send.
+// RTSP readers that play it on loopback, over TCP (interleaved) or UDP: one feed
+// (queue, goroutine, header rewrite) marshals each packet once; for TCP it appends
+// it to each reader's connection, whose gathered packets the shared writers
+// (connWriters) send; for UDP one sendmmsg carries it to every reader.
 //
 // The readers are gortsplib clients in a separate process, the test binary run
 // again, so the process CPU measured here is the server's alone, except that over
-// loopback the kernel does the readers' TCP receive within the server's send calls
-// (about a third of their cost, a sixth of the server's CPU when paced).
+// loopback the kernel does the readers' receive (TCP or UDP, up to the wake-up of
+// their goroutines) within the server's send calls: most of what is left, since a
+// profile of the paced phase shows the send system calls at 65-80 % of the
+// server's CPU.
 //
 // One op is one 1200-byte packet written to the track, sent N times. Packets are
 // written in access-unit bursts (8 packets) and each burst waits until every
-// reader's copy was handed to gortsplib, so no queue drops. Reported:
+// reader's copy was sent (or queued), so no queue drops. Reported:
 // ns/packet/reader (wall ÷ N), cpu-ns/packet/reader (server process CPU ÷ packets
 // sent). Then, untimed, the stream is paced at 2.5 Mbit/s for 3 s: cpu-%/reader is
 // the server's CPU per reader at that rate (% of one core), writes/packet/reader the
@@ -59,8 +61,10 @@ const (
 // every 10 ms, so about 0.38 is one call per reader and tick), and p50-us / p99-us
 // the latency from Track.WriteRTP to the reader process reading the packet.
 func BenchmarkRTSPReaders(b *testing.B) {
-	for _, n := range []int{1, 50} {
-		b.Run(fmt.Sprintf("readers=%d", n), func(b *testing.B) { benchReaders(b, n) })
+	for _, transport := range []string{"tcp", "udp"} {
+		for _, n := range []int{1, 50} {
+			b.Run(fmt.Sprintf("%s/readers=%d", transport, n), func(b *testing.B) { benchReaders(b, transport, n) })
+		}
 	}
 }
 
@@ -73,8 +77,12 @@ type readersBench struct {
 	n     uint64 // packets written
 }
 
-func benchReaders(b *testing.B, n int) {
-	f := newFixture(b, func(c *Config) { c.UDPRTPAddress, c.UDPRTCPAddress = "", "" })
+func benchReaders(b *testing.B, transport string, n int) {
+	f := newFixture(b, func(c *Config) {
+		if transport == "tcp" {
+			c.UDPRTPAddress, c.UDPRTCPAddress = "", ""
+		}
+	})
 	lease, err := f.sess.Claim(sfu.TrainerPublication, nil)
 	if err != nil {
 		b.Fatal(err)
@@ -87,7 +95,7 @@ func benchReaders(b *testing.B, n int) {
 		src: rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 0xbeef}, Payload: make([]byte, benchPayload)}}
 	rb.write(false) // a keyframe in the cache, so DESCRIBE has one to look at
 
-	child := startReaders(b, f.url(testSession, testAdmin), n)
+	child := startReaders(b, f.url(testSession, testAdmin), transport, n)
 	waitFor(f.ctx, b, "every reader to play", func() bool { return f.sess.Subscribers() == n })
 
 	// Warm up, then measure bursts that each wait until every copy was sent.
@@ -126,7 +134,8 @@ func benchReaders(b *testing.B, n int) {
 	rb.quiesce()
 	elapsed := time.Since(began)
 	b.ReportMetric(float64(processCPU()-cpu)/float64(elapsed)/float64(n)*100, "cpu-%/reader")
-	if w := processWrites(); w >= 0 && writes0 >= 0 {
+	// Only write(2) counts in syscw, not sendto/sendmmsg: TCP only.
+	if w := processWrites(); transport == "tcp" && w >= 0 && writes0 >= 0 {
 		b.ReportMetric(float64(w-writes0)/float64(rb.stats.PacketsOut.Load()-sent0), "writes/packet/reader")
 	}
 	p50, p99 := child.finish()
@@ -230,10 +239,10 @@ type readersProcess struct {
 	out   *bufio.Reader
 }
 
-func startReaders(b *testing.B, url string, n int) *readersProcess {
+func startReaders(b *testing.B, url, transport string, n int) *readersProcess {
 	b.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^$")
-	cmd.Env = append(os.Environ(), benchReadersEnv+"="+url+"|"+strconv.Itoa(n))
+	cmd.Env = append(os.Environ(), benchReadersEnv+"="+url+"|"+strconv.Itoa(n)+"|"+transport)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -274,7 +283,8 @@ func (rp *readersProcess) finish() (p50, p99 float64) {
 // "ready", reads until its stdin closes, then prints the latency percentiles (µs) of
 // the paced packets.
 func runBenchReaders(spec string) int {
-	target, nStr, _ := strings.Cut(spec, "|")
+	target, rest, _ := strings.Cut(spec, "|")
+	nStr, transport, _ := strings.Cut(rest, "|")
 	n, _ := strconv.Atoi(nStr)
 	u, err := url.Parse(target)
 	if err != nil {
@@ -289,7 +299,7 @@ func runBenchReaders(spec string) int {
 		started   atomic.Int32
 	)
 	for range n {
-		c, err := playClient(u)
+		c, err := playClient(u, transport == "udp")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench readers:", err)
 			return 1
@@ -331,15 +341,18 @@ func runBenchReaders(spec string) int {
 	return 0
 }
 
-// playClient connects one reader (gortsplib's client, over TCP) and sets up the
-// first track; the caller sets the packet callback and plays.
-func playClient(u *url.URL) (*gortsplib.Client, error) {
+// playClient connects one reader (gortsplib's client, over TCP or UDP) and sets
+// up the first track; the caller sets the packet callback and plays.
+func playClient(u *url.URL, udp bool) (*gortsplib.Client, error) {
 	u2, err := base.ParseURL(u.String())
 	if err != nil {
 		return nil, err
 	}
-	tcp := gortsplib.TransportTCP
-	c := &gortsplib.Client{Transport: &tcp, ReadTimeout: 30 * time.Second}
+	transport := gortsplib.TransportTCP
+	if udp {
+		transport = gortsplib.TransportUDP
+	}
+	c := &gortsplib.Client{Transport: &transport, ReadTimeout: 30 * time.Second}
 	if err := c.Start(u2.Scheme, u2.Host); err != nil {
 		return nil, err
 	}

@@ -1,26 +1,33 @@
 package rtsp
 
 import (
+	"errors"
+	"net"
+	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v4/pkg/base"
 	"github.com/bluenviron/gortsplib/v4/pkg/headers"
+	"golang.org/x/net/ipv4"
 
 	"lectern/sfu"
 )
 
-// directReader is a TCP reader whose RTP the feeds append to its connection as
-// interleaved frames, instead of through gortsplib's per-reader write queue and
-// goroutine (a closure, a queue push and a goroutine wake-up per packet and
-// reader). gortsplib still answers its requests and sends its RTCP: it is set up
-// on the publication's tcpStream, to which no RTP is written.
+// directReader is a reader whose RTP the feeds send themselves, instead of
+// through gortsplib's per-reader write queue and goroutine (a closure, a queue
+// push and a goroutine wake-up per packet and reader, and for UDP a write
+// deadline and a system call): over TCP, they append it to its connection as
+// interleaved frames; over UDP, one sendmmsg per packet carries it to every UDP
+// reader. gortsplib still answers its requests and sends its RTCP: it is set up
+// on the publication's directStream, to which no RTP is written.
 type directReader struct {
-	c       *lecternConn
+	c       *lecternConn   // TCP
+	ch      []int          // TCP: interleaved RTP channel per stream media; -1: not set up
+	needKey []bool         // TCP: per media: dropped, waiting for a keyframe (its feed only)
+	udp     []*net.UDPAddr // UDP: RTP address per stream media; nil: not set up
 	rs      *readSession
-	ch      []int  // interleaved RTP channel per stream media; -1: not set up
-	needKey []bool // per media: dropped, waiting for a keyframe (its feed only)
 }
 
 // maxDirectPending is what may wait for a direct reader before its packets are
@@ -49,14 +56,32 @@ func mediaOfSetup(req *base.Request, medias int) int {
 	return n
 }
 
-// learnSetup records the interleaved channel and the SSRC a TCP reader's SETUP
-// was answered with.
-func (rs *readSession) learnSetup(media int, res *base.Response) {
+// learnSetup records the interleaved channel (TCP) or the client's RTP address
+// (UDP: its client_port on the address of its RTSP connection, where gortsplib
+// sends too) and the SSRC a reader's SETUP was answered with.
+func (rs *readSession) learnSetup(media int, res *base.Response, remote net.Addr) {
 	if media < 0 || media >= len(rs.ps.feeds) {
 		return
 	}
 	var th headers.Transport
-	if err := th.Unmarshal(res.Header["Transport"]); err != nil || th.InterleavedIDs == nil {
+	if err := th.Unmarshal(res.Header["Transport"]); err != nil {
+		return
+	}
+	if th.SSRC != nil {
+		rs.ps.feeds[media].directSSRC.Store(*th.SSRC)
+	}
+	if th.Protocol == headers.TransportProtocolUDP {
+		ra, ok := remote.(*net.TCPAddr)
+		if !ok || th.ClientPorts == nil || th.Delivery == nil || *th.Delivery != headers.TransportDeliveryUnicast {
+			return
+		}
+		if rs.udpDst == nil {
+			rs.udpDst = make([]*net.UDPAddr, len(rs.ps.feeds))
+		}
+		rs.udpDst[media] = &net.UDPAddr{IP: ra.IP, Zone: ra.Zone, Port: th.ClientPorts[0]}
+		return
+	}
+	if th.InterleavedIDs == nil {
 		return
 	}
 	if rs.channels == nil {
@@ -66,9 +91,6 @@ func (rs *readSession) learnSetup(media int, res *base.Response) {
 		}
 	}
 	rs.channels[media] = th.InterleavedIDs[0]
-	if th.SSRC != nil {
-		rs.ps.feeds[media].tcpSSRC.Store(*th.SSRC)
-	}
 }
 
 // addDirect makes a playing TCP reader direct.
@@ -100,10 +122,11 @@ func (ps *pubStream) removeDirect(d *directReader) {
 }
 
 // writeDirect sends f.out to the direct readers: marshalled once, appended to each
-// connection. Every packet counts in the sender reports (so a reader's RTP-Info
-// can be told from the first). Feed goroutine only.
+// TCP reader's connection, sent to all UDP readers with one system call. Every
+// packet counts in the sender reports (so a reader's RTP-Info can be told from the
+// first). Feed goroutine only.
 func (f *trackFeed) writeDirect(keyStart bool, ntp time.Time) {
-	f.out.SSRC = f.tcpSSRC.Load()
+	f.out.SSRC = f.directSSRC.Load()
 	f.sr.ProcessPacket(&f.out, ntp, true)
 	lp := f.ps.direct.Load()
 	if lp == nil || len(*lp) == 0 {
@@ -120,7 +143,14 @@ func (f *trackFeed) writeDirect(keyStart bool, ntp time.Time) {
 		return
 	}
 	video := f.want.kind == sfu.KindVideo
+	f.udpBuf[0] = f.frame[4:]
 	for _, d := range l {
+		if d.udp != nil {
+			if a := d.udp[f.idx]; a != nil {
+				f.udpMsgs = append(f.udpMsgs, ipv4.Message{Buffers: f.udpBuf[:], Addr: a})
+			}
+			continue
+		}
 		if f.idx >= len(d.ch) || d.ch[f.idx] < 0 {
 			continue
 		}
@@ -128,6 +158,33 @@ func (f *trackFeed) writeDirect(keyStart bool, ntp time.Time) {
 		if !d.c.appendFrame(f.frame, d, f.idx, video, keyStart) {
 			d.rs.slowReader()
 		}
+	}
+	if len(f.udpMsgs) > 0 {
+		f.ps.s.sendUDP(f.udpMsgs)
+		clear(f.udpMsgs) // drop the addresses: readers come and go
+		f.udpMsgs = f.udpMsgs[:0]
+	}
+}
+
+// sendUDP sends ms from the server's RTP socket, in as few sendmmsg calls as the
+// kernel takes. A message the kernel refuses (its reader's address unreachable) is
+// skipped: that reader loses the packet, as it would in the network. It does not
+// wait for a slow UDP reader: the kernel drops what its socket cannot take.
+func (s *Server) sendUDP(ms []ipv4.Message) {
+	cleared := false
+	for len(ms) > 0 {
+		n, err := s.udpBatch.WriteBatch(ms, 0)
+		if err != nil {
+			// gortsplib's writes on this socket leave a deadline on it, which may
+			// have passed since: clear it once and try again.
+			if !cleared && errors.Is(err, os.ErrDeadlineExceeded) {
+				cleared = true
+				_ = s.udp.rtp.SetWriteDeadline(time.Time{})
+				continue
+			}
+			n = max(n, 0) + 1
+		}
+		ms = ms[min(n, len(ms)):]
 	}
 }
 
@@ -180,7 +237,7 @@ func (rs *readSession) slowReader() {
 }
 
 // fillRTPInfo completes the RTP-Info of a direct reader's PLAY answer: gortsplib
-// knows no packet of tcpStream, so it gives only the URLs; the sequence number and
+// knows no packet of directStream, so it gives only the URLs; the sequence number and
 // RTP time each stream starts at let clients line audio and video up from the
 // first packet (as gortsplib does for the readers it writes to).
 func (rs *readSession) fillRTPInfo(res *base.Response) {

@@ -25,12 +25,14 @@
 // lost connection releases it for the grace period), and one gortsplib ServerStream
 // per (session, publication) URL, shared by its readers and fed from sfu queues
 // (video dropped until the next keyframe when the feed falls behind; a reader whose
-// own write queue overflows gets a keyframe request). TCP readers are set up on a
+// own write queue overflows gets a keyframe request). Readers are set up on a
 // second ServerStream of the URL, to which no RTP is written: gortsplib answers them
-// and sends their RTCP, while the feeds append their RTP to their connections
-// (direct.go; a closure, a queue push and a goroutine wake-up per packet and reader
-// less), which a few shared writers send (conn_writers.go); one more than 1 MB behind
-// drops video until a keyframe and gets a keyframe request. A connection wrapper
+// and sends their RTCP, while the feeds send their RTP themselves (direct.go; a
+// closure, a queue push and a goroutine wake-up per packet and reader less): TCP
+// readers' is appended to their connections, which a few shared writers send
+// (conn_writers.go; one more than 1 MB behind drops video until a keyframe and gets
+// a keyframe request); UDP readers' goes to all of them in one sendmmsg per packet,
+// from the server's RTP port. A connection wrapper
 // keeps Lectern's read deadlines and answers malformed requests with a 400, logged
 // without credentials.
 //

@@ -16,6 +16,7 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	psdp "github.com/pion/sdp/v3"
+	"golang.org/x/net/ipv4"
 
 	"lectern/sfu"
 )
@@ -36,11 +37,11 @@ type pubStream struct {
 	hub    *sfu.Session
 	tracks []readTrack
 	stream *gortsplib.ServerStream
-	// tcpStream is what TCP readers are set up on: gortsplib answers their
+	// directStream is what TCP readers are set up on: gortsplib answers their
 	// requests and sends their RTCP; their RTP is appended by the feeds (direct).
-	tcpStream *gortsplib.ServerStream
-	direct    atomic.Pointer[[]*directReader]
-	feeds     []*trackFeed
+	directStream *gortsplib.ServerStream
+	direct       atomic.Pointer[[]*directReader]
+	feeds        []*trackFeed
 
 	playing atomic.Int64 // readers that played: what each packet is sent to, for the stats
 
@@ -131,14 +132,14 @@ func (s *Server) newPubStream(hub *sfu.Session, key streamKey, tracks []readTrac
 	if err := ps.stream.Initialize(); err != nil {
 		return nil, fmt.Errorf("rtsp: stream: %w", err)
 	}
-	ps.tcpStream = &gortsplib.ServerStream{Server: s.gs, Desc: desc}
-	if err := ps.tcpStream.Initialize(); err != nil {
+	ps.directStream = &gortsplib.ServerStream{Server: s.gs, Desc: desc}
+	if err := ps.directStream.Initialize(); err != nil {
 		ps.stream.Close()
 		return nil, fmt.Errorf("rtsp: stream: %w", err)
 	}
 	for _, f := range ps.feeds {
 		f.sr = &rtcpsender.RTCPSender{ClockRate: int(f.want.codec.ClockRate), Period: 10 * time.Second, TimeNow: time.Now,
-			WritePacketRTCP: func(pkt rtcp.Packet) { _ = ps.tcpStream.WritePacketRTCP(f.media, pkt) }}
+			WritePacketRTCP: func(pkt rtcp.Packet) { _ = ps.directStream.WritePacketRTCP(f.media, pkt) }}
 		f.sr.Initialize()
 	}
 	return ps, nil
@@ -272,7 +273,7 @@ func (ps *pubStream) close() {
 		f.queue.Drain()
 	}
 	ps.stream.Close()
-	ps.tcpStream.Close()
+	ps.directStream.Close()
 	for _, f := range ps.feeds {
 		f.sr.Close()
 	}
@@ -301,10 +302,12 @@ type trackFeed struct {
 	queue  *sfu.Queue
 	follow *sfu.Follower // the session track feeding queue
 
-	idx     int                    // of media in the stream
-	tcpSSRC atomic.Uint32          // of tcpStream's format, learnt from a SETUP answer
-	sr      *rtcpsender.RTCPSender // TCP readers' sender reports, and their RTP-Info
-	frame   []byte                 // the interleaved frame of out (feed goroutine only)
+	idx        int                    // of media in the stream
+	directSSRC atomic.Uint32          // of directStream's format, learnt from a SETUP answer
+	sr         *rtcpsender.RTCPSender // TCP readers' sender reports, and their RTP-Info
+	frame      []byte                 // the interleaved frame of out (feed goroutine only)
+	udpBuf     [1][]byte              // the RTP packet in frame, for the UDP readers' messages
+	udpMsgs    []ipv4.Message         // one per UDP reader (feed goroutine only)
 
 	rw  sfu.Rewriter // feed goroutine only
 	out rtp.Packet

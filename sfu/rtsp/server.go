@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/bluenviron/gortsplib/v4"
+	"golang.org/x/net/ipv4"
 
 	"lectern/auth"
 	"lectern/sfu"
@@ -83,9 +84,11 @@ type Server struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // stream feeders
 
-	gs      *gortsplib.Server
-	udp     *udpPair     // nil when UDP is off
-	writers *connWriters // send TCP readers' packets; nil before Start
+	gs  *gortsplib.Server
+	udp *udpPair // nil when UDP is off
+	// udpBatch sends the direct UDP readers' RTP from udp.rtp (sendmmsg).
+	udpBatch *ipv4.PacketConn
+	writers  *connWriters // send TCP readers' packets; nil before Start
 
 	mu      sync.Mutex
 	started bool
@@ -197,7 +200,7 @@ func (s *Server) Start() error {
 			_ = ln.Close()
 			return err
 		}
-		s.udp = u
+		s.udp, s.udpBatch = u, ipv4.NewPacketConn(u.rtp)
 		gs.UDPRTPAddress, gs.UDPRTCPAddress = u.rtp.LocalAddr().String(), u.rtcp.LocalAddr().String()
 		gs.UDPReadBufferSize = 4 << 20
 		gs.ListenPacket = func(_, addr string) (net.PacketConn, error) {
@@ -217,7 +220,7 @@ func (s *Server) Start() error {
 		_ = ln.Close()
 		if s.udp != nil {
 			s.udp.close()
-			s.udp = nil
+			s.udp, s.udpBatch = nil, nil
 		}
 		return fmt.Errorf("rtsp: start: %w", err)
 	}

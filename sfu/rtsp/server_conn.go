@@ -505,7 +505,7 @@ func (h *handler) OnResponse(sc *gortsplib.ServerConn, res *base.Response) {
 	if rs, ok := sessionData(sc.Session()).(*readSession); ok && res.StatusCode == base.StatusOK {
 		switch {
 		case st.method == base.Setup:
-			rs.learnSetup(st.setupMedia, res)
+			rs.learnSetup(st.setupMedia, res, st.nc.Conn.RemoteAddr())
 		case st.method == base.Play && rs.direct != nil:
 			rs.fillRTPInfo(res)
 		}

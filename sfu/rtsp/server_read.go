@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -188,8 +189,9 @@ type readSession struct {
 	releaseSub func()
 	t          target
 	kfAt       atomic.Int64            // sfu.Nanotime of the last keyframe request for a slow reader
-	tcp        *gortsplib.ServerStream // TCP: the stream set up on (tcpStream: direct)
+	setupOn    *gortsplib.ServerStream // the stream set up on (directStream: direct)
 	channels   []int                   // TCP: interleaved RTP channel per media (-1: none)
+	udpDst     []*net.UDPAddr          // UDP: the reader's RTP address per media (nil: none)
 	direct     *directReader
 	decodeLog  rateLimitedLog
 }
@@ -219,19 +221,16 @@ func (h *handler) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Respons
 	case rs.ps != ps:
 		return errorResponse(fmt.Errorf("%w: SETUP of another stream in this session", errState)), nil, nil
 	}
-	if ctx.Transport == gortsplib.TransportTCP {
-		// Direct (tcpStream) unless the first SETUP names no media Lectern can
-		// tell: then gortsplib writes this reader's RTP, as for UDP readers.
-		st.setupMedia = mediaOfSetup(ctx.Request, len(ps.feeds))
-		if rs.tcp == nil {
-			rs.tcp = ps.tcpStream
-			if st.setupMedia < 0 {
-				rs.tcp = ps.stream
-			}
+	// Direct (directStream: the feeds send this reader's RTP themselves) unless
+	// the first SETUP names no media Lectern can tell: then gortsplib writes it.
+	st.setupMedia = mediaOfSetup(ctx.Request, len(ps.feeds))
+	if rs.setupOn == nil {
+		rs.setupOn = ps.directStream
+		if st.setupMedia < 0 {
+			rs.setupOn = ps.stream
 		}
-		return &base.Response{StatusCode: base.StatusOK}, rs.tcp, nil
 	}
-	return &base.Response{StatusCode: base.StatusOK}, ps.stream, nil
+	return &base.Response{StatusCode: base.StatusOK}, rs.setupOn, nil
 }
 
 // OnPlay implements gortsplib.ServerHandlerOnPlay.
@@ -257,6 +256,10 @@ func (h *handler) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response,
 		}
 	} else {
 		st.nc.mode.Store(modeUDP)
+		if rs.direct == nil && rs.udpDst != nil && h.s.udpBatch != nil {
+			rs.direct = &directReader{rs: rs, udp: rs.udpDst}
+			rs.ps.addDirect(rs.direct)
+		}
 	}
 	rs.ps.requestKeyframes() // a reader joining mid-GOP starts at the next keyframe: make it soon
 	st.log.Info("rtsp reader playing", "session", rs.t.session, "publication", rs.t.publication,
