@@ -43,6 +43,9 @@ import (
 // clusterBeat is the tests' heartbeat: a node's keys expire after 3 of them.
 const clusterBeat = 200 * time.Millisecond
 
+// relayLinger is how long the tests' relays outlive their last local consumer.
+const relayLinger = 2 * time.Second
+
 // clusterNode is one Lectern node of a test cluster.
 type clusterNode struct {
 	*stack
@@ -102,7 +105,7 @@ func newClusterNode(t *testing.T, rds *testenv.Redis, id, region string, pages h
 	if err != nil {
 		t.Fatal(err)
 	}
-	relays := relay.New(relay.Config{Registry: reg, Edge: edge, Issuer: issuer, NodeID: id, Logger: log, Linger: 3 * time.Second})
+	relays := relay.New(relay.Config{Registry: reg, Edge: edge, Issuer: issuer, NodeID: id, Logger: log, Linger: relayLinger})
 	origin := relay.NewHandler(relay.ServerConfig{Registry: reg, Edge: edge, Issuer: issuer, Logger: log})
 	h, err := New(Config{Catalog: cat, Registry: reg, WebRTC: edge, Events: broker, Tokens: issuer, AdminToken: testAdmin,
 		PublicURL: url, Logger: log, Cluster: cl, Relays: relays, RelayOrigin: origin, Pages: pages,
@@ -407,6 +410,14 @@ func TestClusterTalkBack(t *testing.T) {
 		p, ok := a.reg.Session(id).Publication("site-hue")
 		return ok && p.Relayed() && len(p.Tracks()) == 2
 	})
+	// The origin keeps it with no classroom of its own watching: its programme
+	// mixes it (a relay otherwise ends after its linger without consumers).
+	started := relayStarted(a, id, "site-hue")
+	for end := time.Now().Add(3 * relayLinger); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if now := relayStarted(a, id, "site-hue"); !now.Equal(started) {
+			t.Fatalf("A's relay of the talk-back ended (started %v, now %v) with no local classroom", started, now)
+		}
+	}
 	heardA := subscribe(a, "/whep/"+id+"/site-hue?region=north")
 	heardB := subscribe(b, "/whep/"+id+"/site-hue?region=centre")
 	for _, s := range []*testpeer.Subscriber{heardA, heardB} {
@@ -548,6 +559,16 @@ func TestBrowserClusterRedirect(t *testing.T) {
 	}
 	room.screenshot("cluster-room")
 	room.noConsoleErrors()
+}
+
+// relayStarted is when n's relay of publication began (zero: none).
+func relayStarted(n *clusterNode, session, publication string) time.Time {
+	for _, r := range n.relays.Relays() {
+		if r.Session == session && r.Publication == publication {
+			return r.Started
+		}
+	}
+	return time.Time{}
 }
 
 // publishRetrying publishes on n, as a WHIP client does after its node died:

@@ -290,7 +290,7 @@ loop:
 			}
 			break loop
 		case now := <-ticker.C:
-			if sess.Subscribers()+sess.Connecting() > 0 {
+			if sess.Subscribers()+sess.Connecting() > 0 || originHere(sess) {
 				idleSince = time.Time{}
 			} else if idleSince.IsZero() {
 				idleSince = now
@@ -701,4 +701,12 @@ func (c *conn) sendKeyframeRequests() {
 			return
 		}
 	}
+}
+
+// originHere reports whether the session's trainer publishes on this node: the
+// origin keeps every relay of the session (a classroom's talk-back from another
+// node) with no local viewer, since its programme mixes them.
+func originHere(sess *sfu.Session) bool {
+	p, ok := sess.Publication(sfu.TrainerPublication)
+	return ok && !p.Relayed()
 }
