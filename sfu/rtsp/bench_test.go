@@ -2,9 +2,11 @@ package rtsp
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -138,9 +140,13 @@ func benchReaders(b *testing.B, transport string, n int) {
 	if w := processWrites(); transport == "tcp" && w >= 0 && writes0 >= 0 {
 		b.ReportMetric(float64(w-writes0)/float64(rb.stats.PacketsOut.Load()-sent0), "writes/packet/reader")
 	}
-	p50, p99 := child.finish()
+	p50, p99, sock50, sock99 := child.finish()
 	b.ReportMetric(p50, "p50-us")
 	b.ReportMetric(p99, "p99-us")
+	if transport == "tcp" {
+		b.ReportMetric(sock50, "sock-p50-us")
+		b.ReportMetric(sock99, "sock-p99-us")
+	}
 	if d := rb.stats.QueueDrops.Load(); d != 0 {
 		b.Fatalf("%d packets dropped by reader queues", d)
 	}
@@ -268,20 +274,25 @@ func startReaders(b *testing.B, url, transport string, n int) *readersProcess {
 	return rp
 }
 
-// finish stops the readers and returns their latency percentiles in µs.
-func (rp *readersProcess) finish() (p50, p99 float64) {
+// finish stops the readers and returns their latency percentiles in µs: to the
+// packet callback, and to the kernel's receive stamp (TCP only).
+func (rp *readersProcess) finish() (p50, p99, sock50, sock99 float64) {
 	_ = rp.stdin.Close()
 	line, err := rp.out.ReadString('\n')
-	if _, scanErr := fmt.Sscanf(line, "latency %f %f", &p50, &p99); err != nil || scanErr != nil {
+	if _, scanErr := fmt.Sscanf(line, "latency %f %f %f %f", &p50, &p99, &sock50, &sock99); err != nil || scanErr != nil {
 		rp.b.Fatalf("reader process result %q: %v %v", line, err, scanErr)
 	}
 	_ = rp.cmd.Wait()
-	return p50, p99
+	return p50, p99, sock50, sock99
 }
 
 // runBenchReaders is the reader process: it plays the stream with N clients, says
 // "ready", reads until its stdin closes, then prints the latency percentiles (µs) of
-// the paced packets.
+// the paced packets: to the packet callback (the reader process's own scheduling
+// included: 50 readers on a busy 2-core machine wait for each other), and, over
+// TCP, to the kernel's receive stamp of the socket read that brought the packet
+// (SO_TIMESTAMPNS; on loopback the kernel stamps a packet within the server's send
+// call, so this is the track-to-socket-write latency, the server's part).
 func runBenchReaders(spec string) int {
 	target, rest, _ := strings.Cut(spec, "|")
 	nStr, transport, _ := strings.Cut(rest, "|")
@@ -294,12 +305,13 @@ func runBenchReaders(spec string) int {
 	var (
 		mu        sync.Mutex
 		latencies []float64
+		sockLat   []float64
 		wg        sync.WaitGroup
 		clients   []*gortsplib.Client
 		started   atomic.Int32
 	)
 	for range n {
-		c, err := playClient(u, transport == "udp")
+		c, sc, err := playClient(u, transport == "udp")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench readers:", err)
 			return 1
@@ -318,6 +330,11 @@ func runBenchReaders(spec string) int {
 				us := float64(time.Now().UnixNano()-sent) / 1e3
 				mu.Lock()
 				latencies = append(latencies, us)
+				if sc != nil {
+					if st := sc.stamp.Load(); st > 0 {
+						sockLat = append(sockLat, float64(st-sent)/1e3)
+					}
+				}
 				mu.Unlock()
 			})
 			_, _ = c.Play(nil)
@@ -331,39 +348,112 @@ func runBenchReaders(spec string) int {
 	}
 	wg.Wait()
 	slices.Sort(latencies)
-	pct := func(p float64) float64 {
-		if len(latencies) == 0 {
+	slices.Sort(sockLat)
+	pct := func(l []float64, p float64) float64 {
+		if len(l) == 0 {
 			return 0
 		}
-		return latencies[min(len(latencies)-1, int(p*float64(len(latencies))))]
+		return l[min(len(l)-1, int(p*float64(len(l))))]
 	}
-	fmt.Printf("latency %.1f %.1f\n", pct(0.5), pct(0.99))
+	fmt.Printf("latency %.1f %.1f %.1f %.1f\n", pct(latencies, 0.5), pct(latencies, 0.99), pct(sockLat, 0.5), pct(sockLat, 0.99))
 	return 0
 }
 
+// stampedConn is a reader's TCP connection that keeps the kernel's receive stamp
+// (SO_TIMESTAMPNS) of its last read. gortsplib's client calls the packet callback
+// from the goroutine that reads, after the read that completed the packet.
+type stampedConn struct {
+	*net.TCPConn
+	raw   syscall.RawConn
+	stamp atomic.Int64 // Unix ns of the last read's data
+	oob   []byte
+}
+
+func newStampedConn(nc net.Conn) (net.Conn, *stampedConn, error) {
+	tc, ok := nc.(*net.TCPConn)
+	if !ok {
+		return nc, nil, nil
+	}
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		return nil, nil, err
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_TIMESTAMPNS, 1)
+	}); err != nil || serr != nil {
+		return nil, nil, fmt.Errorf("SO_TIMESTAMPNS: %v %v", err, serr)
+	}
+	sc := &stampedConn{TCPConn: tc, raw: raw, oob: make([]byte, 128)}
+	return sc, sc, nil
+}
+
+func (c *stampedConn) Read(b []byte) (int, error) {
+	var n, oobn int
+	var rerr error
+	err := c.raw.Read(func(fd uintptr) bool {
+		n, oobn, _, _, rerr = syscall.Recvmsg(int(fd), b, c.oob, 0)
+		return rerr != syscall.EAGAIN
+	})
+	if err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return 0, err
+	}
+	if n == 0 && len(b) > 0 {
+		return 0, io.EOF
+	}
+	if msgs, perr := syscall.ParseSocketControlMessage(c.oob[:oobn]); perr == nil {
+		for _, m := range msgs {
+			if m.Header.Level == syscall.SOL_SOCKET && m.Header.Type == syscall.SCM_TIMESTAMPNS && len(m.Data) >= 16 {
+				sec := int64(binary.NativeEndian.Uint64(m.Data))
+				nsec := int64(binary.NativeEndian.Uint64(m.Data[8:]))
+				c.stamp.Store(sec*1e9 + nsec)
+			}
+		}
+	}
+	return n, nil
+}
+
 // playClient connects one reader (gortsplib's client, over TCP or UDP) and sets
-// up the first track; the caller sets the packet callback and plays.
-func playClient(u *url.URL, udp bool) (*gortsplib.Client, error) {
+// up the first track; the caller sets the packet callback and plays. Over TCP the
+// connection keeps its receive stamps.
+func playClient(u *url.URL, udp bool) (*gortsplib.Client, *stampedConn, error) {
 	u2, err := base.ParseURL(u.String())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	transport := gortsplib.TransportTCP
 	if udp {
 		transport = gortsplib.TransportUDP
 	}
-	c := &gortsplib.Client{Transport: &transport, ReadTimeout: 30 * time.Second}
+	var sc *stampedConn
+	c := &gortsplib.Client{Transport: &transport, ReadTimeout: 30 * time.Second,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			nc, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+			if err != nil || udp {
+				return nc, err
+			}
+			wrapped, s, err := newStampedConn(nc)
+			if err != nil {
+				_ = nc.Close()
+				return nil, err
+			}
+			sc = s
+			return wrapped, nil
+		}}
 	if err := c.Start(u2.Scheme, u2.Host); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	desc, _, err := c.Describe(u2)
 	if err != nil {
 		c.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	if _, err := c.Setup(desc.BaseURL, desc.Medias[0], 0, 0); err != nil {
 		c.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	return c, nil
+	return c, sc, nil
 }

@@ -236,10 +236,11 @@ func (rs *readSession) slowReader() {
 	rs.ps.requestKeyframes()
 }
 
-// fillRTPInfo completes the RTP-Info of a direct reader's PLAY answer: gortsplib
-// knows no packet of directStream, so it gives only the URLs; the sequence number and
-// RTP time each stream starts at let clients line audio and video up from the
-// first packet (as gortsplib does for the readers it writes to).
+// fillRTPInfo completes the RTP-Info of a reader's PLAY answer: gortsplib knows
+// no packet of directStream, so it gives only the URLs, and what it knows of
+// stream is stale when it had no reader for a while (the feeds write to it only
+// while it has some); the sequence number and RTP time each stream starts at let
+// clients line audio and video up from the first packet.
 func (rs *readSession) fillRTPInfo(res *base.Response) {
 	var ri headers.RTPInfo
 	if err := ri.Unmarshal(res.Header["RTP-Info"]); err != nil {
@@ -248,7 +249,7 @@ func (rs *readSession) fillRTPInfo(res *base.Response) {
 	now := time.Now()
 	for _, e := range ri {
 		i := strings.LastIndex(e.URL, "trackID=")
-		if i < 0 || e.SequenceNumber != nil {
+		if i < 0 {
 			continue
 		}
 		n, err := strconv.Atoi(e.URL[i+len("trackID="):])

@@ -44,6 +44,10 @@ type pubStream struct {
 	feeds        []*trackFeed
 
 	playing atomic.Int64 // readers that played: what each packet is sent to, for the stats
+	// streamReaders counts the reader sessions set up on stream (not direct): the
+	// feeds write to it only while there are some (each write costs gortsplib an
+	// allocation, a marshal and its sender report's bookkeeping).
+	streamReaders atomic.Int32
 
 	mu            sync.Mutex
 	readers       int
@@ -354,7 +358,10 @@ func (f *trackFeed) run(ctx context.Context) {
 		f.out.Payload = p.Payload
 		n := len(p.Payload)
 		ntp := time.Now().Add(-time.Duration(sfu.Nanotime() - p.ArrivalNanos))
-		err := f.ps.stream.WritePacketRTPWithNTP(f.media, &f.out, ntp)
+		var err error
+		if f.ps.streamReaders.Load() > 0 {
+			err = f.ps.stream.WritePacketRTPWithNTP(f.media, &f.out, ntp)
+		}
 		if err == nil {
 			f.writeDirect(p.KeyframeStart, ntp)
 		}

@@ -506,7 +506,7 @@ func (h *handler) OnResponse(sc *gortsplib.ServerConn, res *base.Response) {
 		switch {
 		case st.method == base.Setup:
 			rs.learnSetup(st.setupMedia, res, st.nc.Conn.RemoteAddr())
-		case st.method == base.Play && rs.direct != nil:
+		case st.method == base.Play:
 			rs.fillRTPInfo(res)
 		}
 	}

@@ -228,6 +228,7 @@ func (h *handler) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Respons
 		rs.setupOn = ps.directStream
 		if st.setupMedia < 0 {
 			rs.setupOn = ps.stream
+			ps.streamReaders.Add(1)
 		}
 	}
 	return &base.Response{StatusCode: base.StatusOK}, rs.setupOn, nil
@@ -280,6 +281,9 @@ func (h *handler) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) 
 	case *readSession:
 		if d.direct != nil {
 			d.ps.removeDirect(d.direct)
+		}
+		if d.setupOn == d.ps.stream {
+			d.ps.streamReaders.Add(-1)
 		}
 		if d.releaseSub != nil {
 			d.releaseSub()
