@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/bluenviron/gortsplib/v4"
 	"github.com/bluenviron/gortsplib/v4/pkg/base"
@@ -143,10 +144,8 @@ func benchReaders(b *testing.B, transport string, n int) {
 	p50, p99, sock50, sock99 := child.finish()
 	b.ReportMetric(p50, "p50-us")
 	b.ReportMetric(p99, "p99-us")
-	if transport == "tcp" {
-		b.ReportMetric(sock50, "sock-p50-us")
-		b.ReportMetric(sock99, "sock-p99-us")
-	}
+	b.ReportMetric(sock50, "sock-p50-us")
+	b.ReportMetric(sock99, "sock-p99-us")
 	if d := rb.stats.QueueDrops.Load(); d != 0 {
 		b.Fatalf("%d packets dropped by reader queues", d)
 	}
@@ -275,7 +274,7 @@ func startReaders(b *testing.B, url, transport string, n int) *readersProcess {
 }
 
 // finish stops the readers and returns their latency percentiles in µs: to the
-// packet callback, and to the kernel's receive stamp (TCP only).
+// packet callback, and to the kernel's receive stamp.
 func (rp *readersProcess) finish() (p50, p99, sock50, sock99 float64) {
 	_ = rp.stdin.Close()
 	line, err := rp.out.ReadString('\n')
@@ -289,10 +288,11 @@ func (rp *readersProcess) finish() (p50, p99, sock50, sock99 float64) {
 // runBenchReaders is the reader process: it plays the stream with N clients, says
 // "ready", reads until its stdin closes, then prints the latency percentiles (µs) of
 // the paced packets: to the packet callback (the reader process's own scheduling
-// included: 50 readers on a busy 2-core machine wait for each other), and, over
-// TCP, to the kernel's receive stamp of the socket read that brought the packet
-// (SO_TIMESTAMPNS; on loopback the kernel stamps a packet within the server's send
-// call, so this is the track-to-socket-write latency, the server's part).
+// included: 50 readers on a busy 2-core machine wait for each other), and to the
+// kernel's receive stamp of the socket read that brought the packet (TCP:
+// SO_TIMESTAMPNS; UDP: SIOCGSTAMPNS after the read; on loopback the kernel stamps a
+// packet within the server's send call, so this is the track-to-socket-write
+// latency, the server's part).
 func runBenchReaders(spec string) int {
 	target, rest, _ := strings.Cut(spec, "|")
 	nStr, transport, _ := strings.Cut(rest, "|")
@@ -330,10 +330,8 @@ func runBenchReaders(spec string) int {
 				us := float64(time.Now().UnixNano()-sent) / 1e3
 				mu.Lock()
 				latencies = append(latencies, us)
-				if sc != nil {
-					if st := sc.stamp.Load(); st > 0 {
-						sockLat = append(sockLat, float64(st-sent)/1e3)
-					}
+				if st := sc.last(); st > 0 {
+					sockLat = append(sockLat, float64(st-sent)/1e3)
 				}
 				mu.Unlock()
 			})
@@ -357,6 +355,43 @@ func runBenchReaders(spec string) int {
 	}
 	fmt.Printf("latency %.1f %.1f %.1f %.1f\n", pct(latencies, 0.5), pct(latencies, 0.99), pct(sockLat, 0.5), pct(sockLat, 0.99))
 	return 0
+}
+
+// readerStamps gives the kernel's receive stamp of the last packet a reader read:
+// from its TCP connection, or from its UDP sockets.
+type readerStamps struct {
+	tcp *stampedConn
+	mu  sync.Mutex
+	udp []syscall.RawConn // the reader's UDP sockets (RTP and RTCP)
+}
+
+// siocgstampns is SIOCGSTAMPNS (linux/sockios.h): the receive time of the last
+// packet read from a socket. The first call turns the stamping on.
+const siocgstampns = 0x8907
+
+func udpStamp(rc syscall.RawConn) int64 {
+	var ts syscall.Timespec
+	var errno syscall.Errno
+	_ = rc.Control(func(fd uintptr) {
+		_, _, errno = syscall.Syscall(syscall.SYS_IOCTL, fd, siocgstampns, uintptr(unsafe.Pointer(&ts)))
+	})
+	if errno != 0 {
+		return 0
+	}
+	return ts.Nano()
+}
+
+func (r *readerStamps) last() int64 {
+	if r.tcp != nil {
+		return r.tcp.stamp.Load()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var latest int64
+	for _, rc := range r.udp {
+		latest = max(latest, udpStamp(rc))
+	}
+	return latest
 }
 
 // stampedConn is a reader's TCP connection that keeps the kernel's receive stamp
@@ -419,7 +454,7 @@ func (c *stampedConn) Read(b []byte) (int, error) {
 // playClient connects one reader (gortsplib's client, over TCP or UDP) and sets
 // up the first track; the caller sets the packet callback and plays. Over TCP the
 // connection keeps its receive stamps.
-func playClient(u *url.URL, udp bool) (*gortsplib.Client, *stampedConn, error) {
+func playClient(u *url.URL, udp bool) (*gortsplib.Client, *readerStamps, error) {
 	u2, err := base.ParseURL(u.String())
 	if err != nil {
 		return nil, nil, err
@@ -428,8 +463,23 @@ func playClient(u *url.URL, udp bool) (*gortsplib.Client, *stampedConn, error) {
 	if udp {
 		transport = gortsplib.TransportUDP
 	}
-	var sc *stampedConn
+	sc := &readerStamps{}
 	c := &gortsplib.Client{Transport: &transport, ReadTimeout: 30 * time.Second,
+		ListenPacket: func(network, addr string) (net.PacketConn, error) {
+			pc, err := net.ListenPacket(network, addr)
+			if err != nil {
+				return nil, err
+			}
+			if uc, ok := pc.(*net.UDPConn); ok {
+				if rc, err := uc.SyscallConn(); err == nil {
+					udpStamp(rc) // turns stamping on
+					sc.mu.Lock()
+					sc.udp = append(sc.udp, rc)
+					sc.mu.Unlock()
+				}
+			}
+			return pc, nil
+		},
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			nc, err := (&net.Dialer{}).DialContext(ctx, network, addr)
 			if err != nil || udp {
@@ -440,7 +490,7 @@ func playClient(u *url.URL, udp bool) (*gortsplib.Client, *stampedConn, error) {
 				_ = nc.Close()
 				return nil, err
 			}
-			sc = s
+			sc.tcp = s
 			return wrapped, nil
 		}}
 	if err := c.Start(u2.Scheme, u2.Host); err != nil {
