@@ -22,8 +22,11 @@ const (
 	// (the goroutine fell far behind; the sources are never held up).
 	inboxSize = 2048
 	// trainerSilentAfter: with no trainer audio for this long while a holder
-	// speaks, the mix runs on its own 20 ms clock.
-	trainerSilentAfter = 100 * time.Millisecond
+	// speaks, the mix runs on its own 20 ms clock. Long enough to ride out the
+	// trainer's jitter (a studio encoder's AAC arrives through its transcoder in
+	// bursts): own frames made while the trainer's packets are merely late would
+	// overlap them when they arrive (the track resyncs by the wall clock).
+	trainerSilentAfter = 500 * time.Millisecond
 	// holderSilentAfter: a holder that has sent no audio for this long no longer
 	// keeps the programme mixing (forwarding is free).
 	holderSilentAfter = 2 * time.Second
