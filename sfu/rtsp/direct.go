@@ -121,8 +121,12 @@ func (ps *pubStream) removeDirect(d *directReader) {
 	ps.direct.Store(&l)
 }
 
+// udpBatchBytes bounds the packets a feed gathers for its UDP readers before it
+// sends them (it sends sooner, once its queue is empty).
+const udpBatchBytes = 64 << 10
+
 // writeDirect sends f.out to the direct readers: marshalled once, appended to each
-// TCP reader's connection, sent to all UDP readers with one system call. Every
+// TCP reader's connection, and kept for the UDP readers' batch (flushUDP). Every
 // packet counts in the sender reports (so a reader's RTP-Info can be told from the
 // first). Feed goroutine only.
 func (f *trackFeed) writeDirect(keyStart bool, ntp time.Time) {
@@ -143,12 +147,10 @@ func (f *trackFeed) writeDirect(keyStart bool, ntp time.Time) {
 		return
 	}
 	video := f.want.kind == sfu.KindVideo
-	f.udpBuf[0] = f.frame[4:]
+	udp := false
 	for _, d := range l {
 		if d.udp != nil {
-			if a := d.udp[f.idx]; a != nil {
-				f.udpMsgs = append(f.udpMsgs, ipv4.Message{Buffers: f.udpBuf[:], Addr: a})
-			}
+			udp = udp || d.udp[f.idx] != nil
 			continue
 		}
 		if f.idx >= len(d.ch) || d.ch[f.idx] < 0 {
@@ -159,11 +161,51 @@ func (f *trackFeed) writeDirect(keyStart bool, ntp time.Time) {
 			d.rs.slowReader()
 		}
 	}
+	if !udp {
+		return
+	}
+	if f.udpArena == nil {
+		f.udpArena = make([]byte, 0, udpBatchBytes)
+	}
+	if len(f.udpArena)+n > cap(f.udpArena) {
+		f.flushUDP()
+	}
+	if n > cap(f.udpArena) { // larger than any batch: on its own
+		f.udpPkts = append(f.udpPkts, f.frame[4:])
+		f.flushUDP()
+		return
+	}
+	start := len(f.udpArena)
+	f.udpArena = append(f.udpArena, f.frame[4:]...)
+	f.udpPkts = append(f.udpPkts, f.udpArena[start:])
+}
+
+// flushUDP sends the batched packets to the UDP readers in one sendmmsg (as many
+// as the kernel takes), reader by reader: a reader's packets arrive together, so
+// its process wakes up once for them rather than once per packet. Feed goroutine
+// only.
+func (f *trackFeed) flushUDP() {
+	if len(f.udpPkts) == 0 {
+		return
+	}
+	if lp := f.ps.direct.Load(); lp != nil {
+		for _, d := range *lp {
+			if d.udp == nil || d.udp[f.idx] == nil {
+				continue
+			}
+			for i := range f.udpPkts {
+				f.udpMsgs = append(f.udpMsgs, ipv4.Message{Buffers: f.udpPkts[i : i+1], Addr: d.udp[f.idx]})
+			}
+		}
+	}
 	if len(f.udpMsgs) > 0 {
 		f.ps.s.sendUDP(f.udpMsgs)
-		clear(f.udpMsgs) // drop the addresses: readers come and go
-		f.udpMsgs = f.udpMsgs[:0]
 	}
+	clear(f.udpMsgs) // drop the addresses and packets: readers come and go
+	f.udpMsgs = f.udpMsgs[:0]
+	clear(f.udpPkts)
+	f.udpPkts = f.udpPkts[:0]
+	f.udpArena = f.udpArena[:0]
 }
 
 // sendUDP sends ms from the server's RTP socket, in as few sendmmsg calls as the

@@ -310,8 +310,11 @@ type trackFeed struct {
 	directSSRC atomic.Uint32          // of directStream's format, learnt from a SETUP answer
 	sr         *rtcpsender.RTCPSender // TCP readers' sender reports, and their RTP-Info
 	frame      []byte                 // the interleaved frame of out (feed goroutine only)
-	udpBuf     [1][]byte              // the RTP packet in frame, for the UDP readers' messages
-	udpMsgs    []ipv4.Message         // one per UDP reader (feed goroutine only)
+	// The UDP readers' batch (feed goroutine only): the packets taken since the
+	// last flush, marshalled into udpArena, and the messages that send them.
+	udpPkts  [][]byte
+	udpArena []byte
+	udpMsgs  []ipv4.Message
 
 	rw  sfu.Rewriter // feed goroutine only
 	out rtp.Packet
@@ -336,44 +339,60 @@ func (f *trackFeed) accepts(t *sfu.Track) bool {
 	return true
 }
 
-// run writes queued packets to the stream until ctx is done.
+// run writes queued packets to the stream until ctx is done. It takes every
+// packet already queued before it flushes the UDP readers' batch: never waiting
+// for more, so batching adds no delay.
 func (f *trackFeed) run(ctx context.Context) {
 	defer f.queue.Drain()
-	clock := f.want.codec.ClockRate
 	for {
 		item, ok := f.queue.Next(ctx)
 		if !ok {
 			return
 		}
-		p := item.Packet
-		switch item.Resync {
-		case sfu.ResyncDrop:
-			f.rw.ResyncSeq()
-		case sfu.ResyncSwitch:
-			f.rw.Resync()
+		for ok {
+			if !f.write(item) {
+				f.flushUDP()
+				return // the stream is closed
+			}
+			item, ok = f.queue.TryNext()
 		}
-		seq, ts := f.rw.Rewrite(p.Header.SequenceNumber, p.Header.Timestamp, clock, p.ArrivalNanos)
-		// A copy: gortsplib sets its own SSRC in the packet it is given.
-		f.out.Header = rtp.Header{Version: 2, Marker: p.Header.Marker, PayloadType: f.pt, SequenceNumber: seq, Timestamp: ts}
-		f.out.Payload = p.Payload
-		n := len(p.Payload)
-		ntp := time.Now().Add(-time.Duration(sfu.Nanotime() - p.ArrivalNanos))
-		var err error
-		if f.ps.streamReaders.Load() > 0 {
-			err = f.ps.stream.WritePacketRTPWithNTP(f.media, &f.out, ntp)
-		}
-		if err == nil {
-			f.writeDirect(p.KeyframeStart, ntp)
-		}
-		f.out.Payload = nil
-		p.Release()
-		if err != nil {
-			return // the stream is closed
-		}
-		if readers := uint64(f.ps.playing.Load()); readers > 0 {
-			stats := f.ps.hub.Stats()
-			stats.PacketsOut.Add(readers)
-			stats.BytesOut.Add(readers * uint64(n))
-		}
+		f.flushUDP()
 	}
+}
+
+// write sends one queued packet to the stream and the direct readers (UDP ones:
+// into the batch); false when the stream is closed.
+func (f *trackFeed) write(item sfu.QueueItem) bool {
+	clock := f.want.codec.ClockRate
+	p := item.Packet
+	switch item.Resync {
+	case sfu.ResyncDrop:
+		f.rw.ResyncSeq()
+	case sfu.ResyncSwitch:
+		f.rw.Resync()
+	}
+	seq, ts := f.rw.Rewrite(p.Header.SequenceNumber, p.Header.Timestamp, clock, p.ArrivalNanos)
+	// A copy: gortsplib sets its own SSRC in the packet it is given.
+	f.out.Header = rtp.Header{Version: 2, Marker: p.Header.Marker, PayloadType: f.pt, SequenceNumber: seq, Timestamp: ts}
+	f.out.Payload = p.Payload
+	n := len(p.Payload)
+	ntp := time.Now().Add(-time.Duration(sfu.Nanotime() - p.ArrivalNanos))
+	var err error
+	if f.ps.streamReaders.Load() > 0 {
+		err = f.ps.stream.WritePacketRTPWithNTP(f.media, &f.out, ntp)
+	}
+	if err == nil {
+		f.writeDirect(p.KeyframeStart, ntp)
+	}
+	f.out.Payload = nil
+	p.Release()
+	if err != nil {
+		return false
+	}
+	if readers := uint64(f.ps.playing.Load()); readers > 0 {
+		stats := f.ps.hub.Stats()
+		stats.PacketsOut.Add(readers)
+		stats.BytesOut.Add(readers * uint64(n))
+	}
+	return true
 }
