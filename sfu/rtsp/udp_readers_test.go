@@ -89,7 +89,8 @@ func (r *udpReader) next(t *testing.T, f *fixture, wait time.Duration) (rtp.Pack
 // TestUDPReadersDirect: the feeds send UDP readers' RTP themselves (one sendmmsg
 // to all of them): each reader gets every packet, whole, in order, from the port
 // and with the SSRC its SETUP was answered with, starting where its PLAY's RTP-Info
-// said; a reader that leaves gets no more while the other goes on.
+// said; a reader that leaves gets no more while the other goes on, even past a
+// write deadline left on the socket.
 func TestUDPReadersDirect(t *testing.T) {
 	f := newFixture(t, nil)
 	lease, err := f.sess.Claim(sfu.TrainerPublication, nil)
@@ -155,6 +156,10 @@ func TestUDPReadersDirect(t *testing.T) {
 		t.Fatalf("TEARDOWN: %d %s", res.status, res.reason)
 	}
 	waitFor(f.ctx, t, "one reader left", func() bool { return f.sess.Subscribers() == 1 })
+	// gortsplib's own writes on the RTP socket (to a publisher over UDP) leave a
+	// write deadline on it, long passed when it writes no more: it must not stop
+	// the readers' packets.
+	_ = f.srv.udp.rtp.SetWriteDeadline(time.Unix(1, 0))
 	for i := n; i < n+5; i++ {
 		write(i)
 		if p, ok := readers[1].next(t, f, 5*time.Second); !ok || p.Payload[1] != byte(i) {
