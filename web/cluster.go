@@ -162,15 +162,22 @@ func (cs *clusterState) round() {
 		if !ok {
 			continue
 		}
-		// A session watched here pulls every publication other nodes source;
-		// the origin (the trainer publishes here) pulls the classrooms' talk-back
-		// for its programme. A classroom publishing here pulls nothing for it.
-		interested := sess.Subscribers() > 0 || sess.Connecting() > 0
+		// What a node pulls without being asked: the origin (the trainer
+		// publishes here) pulls the classrooms' talk-back for its programme, and a
+		// publication already relayed here follows its source to a new node.
+		// Everything else is pulled on demand (prepare: a classroom's WHEP offer,
+		// an RTSP reader), one publication at a time, so an edge whose classrooms
+		// play the programme carries only the programme.
+		interested := false
+		origin := false
 		for _, info := range sess.Publications() {
 			if info.Relayed {
+				interested = true
 				continue
 			}
-			interested = interested || info.Name == sfu.TrainerPublication
+			if info.Name == sfu.TrainerPublication {
+				interested, origin = true, true
+			}
 			k := pubKey{id, info.Name}
 			local[k] = true
 			cs.ensureClaimed(k)
@@ -190,7 +197,11 @@ func (cs *clusterState) round() {
 				continue
 			}
 			k := pubKey{id, name}
-			if p, ok := sess.Publication(name); ok && !p.Relayed() {
+			p, here := sess.Publication(name)
+			if !here && !(origin && strings.HasPrefix(name, sitePublication(""))) {
+				continue // not wanted here until someone asks (prepare)
+			}
+			if here && !p.Relayed() {
 				// Sourced here too: another node took the claim while this one
 				// was deemed dead (Redis lost it). Theirs stands; say so.
 				cs.mu.Lock()
@@ -489,15 +500,6 @@ func (cs *clusterState) prepare(ctx context.Context, session string, want ...str
 	}
 	if cs.relays == nil {
 		return fmt.Errorf("%w: %s is live on node %s and this node relays nothing", errClusterUnavailable, publication, n.ID)
-	}
-	// The session's other publications come along (the trainer beside the
-	// programme, classrooms with the floor): a page shows them all.
-	for name, other := range pubs {
-		if name != publication && other.ID != self {
-			if _, here := sess.Publication(name); !here {
-				cs.pullAsync(pubKey{session, name}, other)
-			}
-		}
 	}
 	pctx, cancel := context.WithTimeout(ctx, pullTimeout)
 	defer cancel()

@@ -290,7 +290,7 @@ loop:
 			}
 			break loop
 		case now := <-ticker.C:
-			if sess.Subscribers()+sess.Connecting() > 0 || originHere(sess) {
+			if r.wanted(sess) {
 				idleSince = time.Time{}
 			} else if idleSince.IsZero() {
 				idleSince = now
@@ -701,6 +701,28 @@ func (c *conn) sendKeyframeRequests() {
 			return
 		}
 	}
+}
+
+// wanted reports whether the relayed publication still has a use here: a local
+// consumer of its tracks (a classroom's downtrack, an RTSP reader), a classroom
+// still connecting to the session (its downtracks attach once connected), or the
+// session's origin being here (its programme mixes the classrooms' talk-back).
+// A publication nobody here consumes is not carried: an edge whose classrooms
+// play the programme does not also pull the trainer's own tracks.
+func (r *inRelay) wanted(sess *sfu.Session) bool {
+	if sess.Connecting() > 0 || originHere(sess) {
+		return true
+	}
+	p, ok := sess.Publication(r.publication)
+	if !ok {
+		return false
+	}
+	for _, t := range p.Tracks() {
+		if t.Sinks() > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // originHere reports whether the session's trainer publishes on this node: the
