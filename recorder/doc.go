@@ -42,7 +42,17 @@
 // A track that appears after its recording started (a screen share switched on
 // mid-lecture) becomes a new rendition; an audio track that appears late is not
 // recorded (it cannot join an init segment already written). H.264 parameter
-// changes (a reconnect at another resolution) travel in-band. Audio is Opus (from
+// changes that keep the picture's shape travel in-band. One that changes it
+// (coded size, profile, chroma format or bit depth: the programme switching to
+// a classroom's camera, a reconnect at another resolution) cuts a segment at
+// its keyframe and writes a new init segment, init-1.mp4, init-2.mp4... (the
+// first stays init.mp4; a shape seen before gets a new one too); the playlist
+// has EXT-X-DISCONTINUITY and EXT-X-MAP before the first segment that needs it,
+// so players set up the picture anew rather than squeeze it into the first
+// init's box. The audio of the rendition goes on across the cut (it is in every
+// init). meta.json lists the init segments (RenditionInfo.Inits) and each
+// segment names its own; the MP4 download starts with the largest picture's
+// init (see downloadInit). Audio is Opus (from
 // WebRTC and RTSP publishers) or AAC (MPEG4-GENERIC from RTSP encoders and
 // cameras, stored as MPEG-4 Audio with the AudioSpecificConfig of the SDP). Other
 // codecs are logged as not recorded, G.711 among them: fMP4 can only hold it

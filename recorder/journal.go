@@ -18,7 +18,7 @@ const journalName = "journal.jsonl"
 // Journal operations, one JSON object per line.
 const (
 	opStart   = "start"   // Meta: the recording's identity
-	opInit    = "init"    // Rendition: a rendition's init segment is in the spool
+	opInit    = "init"    // Rendition, Init: a rendition's init segment is in the spool
 	opSegment = "segment" // Rendition, Segment: a segment is (about to be) in the spool
 	opStored  = "stored"  // Rendition, File: the object is in the store; its spool file may go
 	opLost    = "lost"    // Name, Segment: a segment lost before the spool (its place in the timeline)
@@ -31,6 +31,7 @@ type journalEntry struct {
 	Op        string         `json:"op"`
 	Meta      *Meta          `json:"meta,omitempty"`
 	Rendition *RenditionInfo `json:"rendition,omitempty"` // init: header without segments
+	Init      int            `json:"init,omitempty"`      // init: which (0: init.mp4, k: init-k.mp4)
 	Name      string         `json:"name,omitempty"`      // rendition name
 	Segment   *segmentRecord `json:"segment,omitempty"`
 	File      string         `json:"file,omitempty"`

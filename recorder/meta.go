@@ -135,6 +135,79 @@ type RenditionInfo struct {
 	Offset float64 `json:"offset"`
 	// LostMedia counts the segments of the rendition lost before the store.
 	LostMedia *LostMedia `json:"lost_media,omitempty"`
+	// Inits lists the rendition's init segments, in order, when it has more
+	// than one: its video changed shape while recording (the programme
+	// switching to a classroom's camera), and the segments from the change on
+	// need an init segment of their own (init-1.mp4, init-2.mp4...; each
+	// segment record says which). Tracks always describe the first init
+	// segment (init.mp4). Absent when there is only init.mp4.
+	Inits []InitInfo `json:"inits,omitempty"`
+}
+
+// InitInfo describes one init segment of a rendition.
+type InitInfo struct {
+	File   string   `json:"file"`   // "init.mp4", "init-1.mp4", ...
+	Codecs []string `json:"codecs"` // RFC 6381 codec strings of its tracks
+	Width  int      `json:"width,omitempty"`
+	Height int      `json:"height,omitempty"`
+}
+
+// initInfo describes init segment k of a rendition whose tracks it holds.
+func initInfo(k int, tracks []TrackInfo) InitInfo {
+	in := InitInfo{File: initName(k), Codecs: make([]string, 0, len(tracks))}
+	for _, t := range tracks {
+		in.Codecs = append(in.Codecs, t.Codec)
+		if t.Kind == "video" && in.Width == 0 {
+			in.Width, in.Height = t.Width, t.Height
+		}
+	}
+	return in
+}
+
+// addInit records that init segment k of the rendition hdr describes (its
+// header when that init was written) is stored; k = 0, or the first stored,
+// makes the rendition known. False when it already was recorded (a
+// recovered spool storing it again).
+func (m *Meta) addInit(hdr *RenditionInfo, k int) bool {
+	rd, ok := m.rendition(hdr.Name)
+	if !ok {
+		r := *hdr
+		r.SegmentList, r.Inits = nil, nil
+		if k > 0 { // the first init could not be spooled: the rendition starts here
+			r.Inits = []InitInfo{initInfo(k, hdr.Tracks)}
+		}
+		m.Renditions = append(m.Renditions, r)
+		return true
+	}
+	if k == 0 {
+		return false
+	}
+	if len(rd.Inits) == 0 {
+		rd.Inits = []InitInfo{initInfo(0, rd.Tracks)}
+	}
+	for _, in := range rd.Inits {
+		if in.File == initName(k) {
+			return false
+		}
+	}
+	rd.Inits = append(rd.Inits, initInfo(k, hdr.Tracks))
+	return true
+}
+
+// downloadInit names the init segment a download of the rendition starts with:
+// the one of its largest picture. A download is one MP4 file with one sample
+// description; the segments of the other shapes carry their SPS and PPS in-band
+// (WebRTC and RTSP send them before every IDR), and decoders (ffmpeg, VLC,
+// Chromium's) take them and show those pictures at their own size, while a
+// player that sizes its window from the file shows the largest one unscaled.
+func (r *RenditionInfo) downloadInit() string {
+	best, area := initName(0), -1
+	for _, in := range r.Inits {
+		if a := in.Width * in.Height; a > area {
+			best, area = in.File, a
+		}
+	}
+	return best
 }
 
 // TrackInfo describes one track of a rendition.
@@ -159,6 +232,9 @@ type segmentRecord struct {
 	// Lost marks a segment that never reached the store: it holds its place in
 	// the timeline (an EXT-X-GAP entry) and has no object.
 	Lost bool `json:"lost,omitempty"`
+	// Init is the init segment the segment needs: 0 is init.mp4, k is
+	// init-k.mp4 (see RenditionInfo.Inits).
+	Init int `json:"init,omitempty"`
 }
 
 // keptSegments returns the segments of list that reached the store (not lost).
@@ -175,8 +251,18 @@ func keptSegments(list []segmentRecord) []segmentRecord {
 // segmentFile names segment n.
 func segmentFile(n int) string { return fmt.Sprintf("seg-%06d.m4s", n) }
 
-// initFile is the name of a rendition's init segment.
+// initFile is the name of a rendition's (first) init segment.
 const initFile = "init.mp4"
+
+// initName names a rendition's init segment k: the first keeps its name
+// (recordings made before there could be several, and their URLs, are
+// unchanged), the next are init-1.mp4, init-2.mp4...
+func initName(k int) string {
+	if k == 0 {
+		return initFile
+	}
+	return fmt.Sprintf("init-%d.mp4", k)
+}
 
 // playlistFile and metaFile are the names of the playlist and the description.
 const (

@@ -66,10 +66,18 @@ func (r *Recorder) finaliseOrphan(ctx context.Context, sum Meta) error {
 func parsePlaylist(pl string, start time.Time, timescale int64, size func(string) int64) []segmentRecord {
 	var out []segmentRecord
 	var cur segmentRecord
+	init := 0      // the init segment of the segments from here on (EXT-X-MAP)
+	remap := false // an EXT-X-MAP before the next segment
 	sc := bufio.NewScanner(strings.NewReader(pl))
 	for sc.Scan() {
 		line := sc.Text()
 		switch {
+		case strings.HasPrefix(line, "#EXT-X-MAP:URI="):
+			name := strings.Trim(strings.TrimPrefix(line, "#EXT-X-MAP:URI="), `"`)
+			init, remap = 0, true
+			if k, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(name, "init-"), ".mp4")); err == nil && k > 0 {
+				init = k
+			}
 		case line == "#EXT-X-DISCONTINUITY":
 			cur.Discontinuity = true
 		case line == "#EXT-X-GAP":
@@ -84,13 +92,16 @@ func parsePlaylist(pl string, start time.Time, timescale int64, size func(string
 		case strings.HasPrefix(line, "seg-") && strings.HasSuffix(line, ".m4s"):
 			n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(line, "seg-"), ".m4s"))
 			if err == nil {
-				cur.N = n
+				cur.N, cur.Init = n, init
+				if remap && len(out) > 0 {
+					cur.Discontinuity = false // the new init's (playlist writes it for both)
+				}
 				if !cur.Lost {
 					cur.Size = size(line)
 				}
 				out = append(out, cur)
 			}
-			cur = segmentRecord{}
+			cur, remap = segmentRecord{}, false
 		}
 	}
 	return out

@@ -27,10 +27,21 @@ func playlist(start time.Time, r *RenditionInfo, done bool) []byte {
 		b.WriteString("#EXT-X-PLAYLIST-TYPE:EVENT\n")
 	}
 	b.WriteString("#EXT-X-INDEPENDENT-SEGMENTS\n")
-	fmt.Fprintf(&b, "#EXT-X-MAP:URI=%q\n", initFile)
+	mapped := 0
+	if len(r.SegmentList) > 0 {
+		mapped = r.SegmentList[0].Init
+	}
+	fmt.Fprintf(&b, "#EXT-X-MAP:URI=%q\n", initName(mapped))
 	for _, s := range r.SegmentList {
-		if s.Discontinuity {
+		// New video parameters come with a new init segment (§4.3.2.5), and are a
+		// discontinuity: their encoding parameters changed (§4.3.2.3).
+		remap := s.Init != mapped
+		if s.Discontinuity || remap {
 			b.WriteString("#EXT-X-DISCONTINUITY\n")
+		}
+		if remap {
+			fmt.Fprintf(&b, "#EXT-X-MAP:URI=%q\n", initName(s.Init))
+			mapped = s.Init
 		}
 		at := start.Add(time.Duration(float64(s.Start) / float64(r.Timescale) * float64(time.Second)))
 		fmt.Fprintf(&b, "#EXT-X-PROGRAM-DATE-TIME:%s\n", at.UTC().Format("2006-01-02T15:04:05.000Z"))

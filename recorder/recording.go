@@ -503,22 +503,31 @@ func (rec *recording) initReady(rend *rendition, data []byte) error {
 		return nil
 	}
 	hdr := rec.header(rend)
-	if err := rec.spoolWrite(rend.dir+initFile, data, journalEntry{Op: opInit, Rendition: hdr}); err != nil {
+	if err := rec.spoolWrite(rend.dir+initName(rend.init), data, journalEntry{Op: opInit, Rendition: hdr, Init: rend.init}); err != nil {
 		rec.badInit[rend] = true
 		rec.dropped(rend, 0, err)
 		return nil
 	}
-	rec.up.enqueue(upItem{kind: upInit, rend: hdr})
+	rec.badInit[rend] = false
+	rec.up.enqueue(upItem{kind: upInit, rend: hdr, init: rend.init})
 	return nil
 }
 
 // segmentReady implements renditionSink.
 func (rec *recording) segmentReady(rend *rendition, s segment) error {
-	if rec.failed || rec.badInit[rend] {
+	if rec.failed {
 		rec.r.metrics.segmentsDropped.Add(1)
 		return nil
 	}
-	sr := segmentRecord{N: s.N, Start: s.Start, Duration: s.Duration, Size: int64(len(s.Data)), Discontinuity: rec.disc[rend]}
+	sr := segmentRecord{N: s.N, Init: s.Init, Start: s.Start, Duration: s.Duration, Size: int64(len(s.Data)), Discontinuity: rec.disc[rend]}
+	if rec.badInit[rend] { // nothing could play it
+		rec.r.metrics.segmentsDropped.Add(1)
+		if rend.init > 0 { // the segments of the earlier inits are listed: this one keeps its place
+			rec.disc[rend] = true
+			rec.keepPlace(rend, sr)
+		}
+		return nil
+	}
 	if err := rec.spoolWrite(rend.dir+segmentFile(s.N), s.Data, journalEntry{Op: opSegment, Name: rend.name, Segment: &sr}); err != nil {
 		rec.disc[rend] = true
 		rec.dropped(rend, s.N, err)

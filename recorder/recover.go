@@ -80,11 +80,14 @@ func replayJournal(dir string, entries []journalEntry) (Meta, []upItem) {
 	for _, e := range entries[1:] {
 		switch {
 		case e.Op == opInit && e.Rendition != nil:
-			byName[e.Rendition.Name] = e.Rendition
-			if stored[e.Rendition.Dir+initFile] {
-				meta.Renditions = append(meta.Renditions, *e.Rendition)
-			} else if exists(dir, e.Rendition.Dir+initFile) {
-				items = append(items, upItem{kind: upInit, rend: e.Rendition})
+			if byName[e.Rendition.Name] == nil {
+				byName[e.Rendition.Name] = e.Rendition
+			}
+			file := e.Rendition.Dir + initName(e.Init)
+			if stored[file] {
+				meta.addInit(e.Rendition, e.Init)
+			} else if exists(dir, file) {
+				items = append(items, upItem{kind: upInit, rend: e.Rendition, init: e.Init})
 				queued[e.Rendition.Name] = true
 			}
 		case e.Op == opSegment && e.Segment != nil && byName[e.Name] != nil:

@@ -19,6 +19,7 @@ const keyframeLeadSeconds = 0.5
 // segment is a finished media segment of a rendition: one moof+mdat.
 type segment struct {
 	N        int    // 1-based sequence number, also the mfhd sequence number
+	Init     int    // the rendition's init segment it needs: 0 is init.mp4, k init-k.mp4
 	Start    int64  // in primary-track ticks since the recording's zero
 	Duration int64  // in primary-track ticks
 	Data     []byte // the fMP4 fragment
@@ -26,7 +27,9 @@ type segment struct {
 
 // renditionSink receives what a rendition produces, on the mux goroutine.
 type renditionSink interface {
-	// initReady is called once, before the first segment, with the init segment.
+	// initReady is called before the first segment with the init segment, and
+	// again before the first segment of new video parameters (r.init counts
+	// them: 0 is the first).
 	initReady(r *rendition, data []byte) error
 	// segmentReady is called for each finished segment, in order.
 	segmentReady(r *rendition, s segment) error
@@ -42,7 +45,11 @@ type muxTrack struct {
 	zero       int64 // the recording's zero in this track's ticks
 	requestKey func()
 
-	codec   mp4.Codec // nil until the parameter sets are known
+	codec mp4.Codec // nil until the parameter sets are known
+	// next is a video codec whose parameter sets change the picture's shape
+	// (sameShape) from codec's: the next keyframe of the primary track cuts a
+	// segment there and writes a new init segment with it.
+	next    mp4.Codec
 	started bool
 	dts     h264.DTSExtractor
 	lastDTS int64
@@ -95,6 +102,7 @@ type rendition struct {
 	sink    renditionSink
 
 	initDone bool
+	init     int  // the current init segment: 0 is init.mp4, k is init-k.mp4
 	open     bool // a segment is being collected
 	seq      int
 	first    int64 // start of the first segment, in primary ticks
@@ -167,7 +175,7 @@ func (r *rendition) writeVideo(t *muxTrack, au accessUnit, pts int64) error {
 		r.add(t, t.pending, t.pendingData, t.pendingDTS)
 		t.hasPending = false
 	}
-	if t == r.primary && au.key && (!r.open || dts-r.segStart >= r.target) {
+	if t == r.primary && au.key && (!r.open || t.next != nil || dts-r.segStart >= r.target) {
 		if err := r.cut(dts); err != nil {
 			return err
 		}
@@ -222,18 +230,50 @@ func paramSets(nalus [][]byte) (sps, pps []byte) {
 
 // learnParams takes the SPS and PPS of a keyframe access unit; false when it has
 // none and none are known.
+//
+// Changes that keep the picture's shape travel in-band (WebRTC and the RTSP edge
+// send SPS and PPS before every IDR). A change of coded size or profile (the
+// programme switching to a classroom's camera, a reconnect at another
+// resolution) becomes next: players size the picture, and set up their decoder,
+// from the init segment's avc1 box, so Chromium would squeeze a 16:9 picture
+// into the 4:3 box of the first init.
 func (t *muxTrack) learnParams(nalus [][]byte) bool {
 	sps, pps := paramSets(nalus)
-	if t.codec == nil && sps != nil && pps != nil {
-		// Later changes (a reconnect at another resolution) travel in-band: WebRTC
-		// and the RTSP edge send SPS and PPS before every IDR.
-		var p h264.SPS
-		if p.Unmarshal(sps) == nil {
-			// Copies: the access units' memory is reused.
-			t.codec = &mp4.CodecH264{SPS: bytes.Clone(sps), PPS: bytes.Clone(pps)}
-		}
+	if sps == nil || pps == nil {
+		return t.codec != nil
 	}
-	return t.codec != nil
+	cur, _ := t.codec.(*mp4.CodecH264)
+	if cur != nil && bytes.Equal(cur.SPS, sps) { // the usual case: nothing to parse
+		t.next = nil
+		return true
+	}
+	var p h264.SPS
+	if p.Unmarshal(sps) != nil {
+		return t.codec != nil
+	}
+	switch {
+	case cur == nil:
+		// Copies: the access units' memory is reused.
+		t.codec = &mp4.CodecH264{SPS: bytes.Clone(sps), PPS: bytes.Clone(pps)}
+	case sameShape(cur.SPS, &p):
+		t.next = nil
+	case t.next == nil || !bytes.Equal(t.next.(*mp4.CodecH264).SPS, sps):
+		t.next = &mp4.CodecH264{SPS: bytes.Clone(sps), PPS: bytes.Clone(pps)}
+	}
+	return true
+}
+
+// sameShape tells whether an SPS describes pictures a decoder set up by the
+// SPS old (an init segment's) shows the same way: same coded size and
+// cropping, profile, chroma format and bit depths.
+func sameShape(old []byte, p *h264.SPS) bool {
+	var o h264.SPS
+	if o.Unmarshal(old) != nil {
+		return false
+	}
+	return o.Width() == p.Width() && o.Height() == p.Height() && o.ProfileIdc == p.ProfileIdc &&
+		o.ChromaFormatIdc == p.ChromaFormatIdc && o.BitDepthLumaMinus8 == p.BitDepthLumaMinus8 &&
+		o.BitDepthChromaMinus8 == p.BitDepthChromaMinus8
 }
 
 func (r *rendition) writeAudio(t *muxTrack, au accessUnit, pts int64) error {
@@ -318,10 +358,25 @@ func (r *rendition) add(t *muxTrack, s sample, data []byte, dts int64) {
 }
 
 // cut ends the current segment at primary time at and opens the next one. The
-// first cut writes the init segment.
+// first cut writes the init segment; a cut at new video parameters (the
+// primary's next) writes another one, which the segments from there on need.
 func (r *rendition) cut(at int64) error {
+	if r.open {
+		if err := r.flush(at); err != nil {
+			return err
+		}
+	}
+	if p := r.primary; p.next != nil {
+		p.codec, p.next = p.next, nil
+		if r.initDone {
+			r.init++
+			r.initDone = false
+		}
+	}
 	if !r.initDone {
-		r.first = at
+		if r.init == 0 {
+			r.first = at
+		}
 		data, err := r.initSegment()
 		if err != nil {
 			return err
@@ -330,11 +385,6 @@ func (r *rendition) cut(at int64) error {
 			return err
 		}
 		r.initDone = true
-	}
-	if r.open {
-		if err := r.flush(at); err != nil {
-			return err
-		}
 	}
 	r.open, r.segStart = true, at
 	return nil
@@ -364,7 +414,7 @@ func (r *rendition) flush(end int64) error {
 	if err != nil {
 		return fmt.Errorf("rendition %s: segment %d: %w", r.name, r.seq, err)
 	}
-	return r.sink.segmentReady(r, segment{N: r.seq, Start: r.segStart, Duration: end - r.segStart, Data: r.segBuf.Bytes()})
+	return r.sink.segmentReady(r, segment{N: r.seq, Init: r.init, Start: r.segStart, Duration: end - r.segStart, Data: r.segBuf.Bytes()})
 }
 
 // partTrackOf describes the track's samples of the current segment for

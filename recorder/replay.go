@@ -18,7 +18,7 @@ var ErrInProgress = errors.New("recording in progress")
 var validID = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,200}$`)
 
 // validFile matches the files of a rendition a replay may fetch.
-var validFile = regexp.MustCompile(`^(index\.m3u8|init\.mp4|seg-[0-9]{6}\.m4s)$`)
+var validFile = regexp.MustCompile(`^(index\.m3u8|init(-[1-9][0-9]{0,5})?\.mp4|seg-[0-9]{6}\.m4s)$`)
 
 // Get returns a recording's description (without segment lists).
 func (r *Recorder) Get(id string) (Meta, error) {
@@ -137,7 +137,7 @@ func (r *Recorder) Download(ctx context.Context, id, rendition string) (*Downloa
 	if !ok {
 		return nil, fmt.Errorf("%w: rendition %q of %q", ErrNotFound, rendition, id)
 	}
-	init, err := r.readObject(ctx, m.Prefix+info.Dir+initFile)
+	init, err := r.readObject(ctx, m.Prefix+info.Dir+info.downloadInit())
 	if err != nil {
 		return nil, fmt.Errorf("recorder: download %q: %w", id, err)
 	}

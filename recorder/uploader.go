@@ -33,6 +33,7 @@ const (
 type upItem struct {
 	kind upKind
 	rend *RenditionInfo // upInit: the rendition's header
+	init int            // upInit: which init segment (0: init.mp4, k: init-k.mp4)
 	name string         // upSegment: rendition name
 	seg  segmentRecord
 	end  time.Time     // upFinal: wall-clock end
@@ -115,21 +116,21 @@ func (u *uploader) process(ctx context.Context, it upItem) error {
 	case upMeta:
 		return u.putMeta(ctx)
 	case upInit:
-		if err := u.storeFile(ctx, it.rend.Dir+initFile); err != nil {
+		if err := u.storeFile(ctx, it.rend.Dir+initName(it.init)); err != nil {
 			return err
 		}
 		u.metaMu.Lock()
-		_, known := u.meta.rendition(it.rend.Name)
-		if !known {
-			u.meta.Renditions = append(u.meta.Renditions, *it.rend)
+		added := u.meta.addInit(it.rend, it.init)
+		if added {
 			u.updateSummary()
 		}
 		u.metaMu.Unlock()
-		if known {
+		if !added {
 			return nil
 		}
-		// meta.json now describes the rendition: enough to finalise the recording
-		// from the store alone if this server and its spool are lost.
+		// meta.json now describes the rendition (and its init segments): enough to
+		// finalise the recording from the store alone if this server and its
+		// spool are lost.
 		return u.putMeta(ctx)
 	case upSegment:
 		return u.storeSegment(ctx, it)
@@ -366,6 +367,7 @@ func (u *uploader) snapshot() Meta {
 	for i, r := range u.meta.Renditions {
 		r.SegmentList = append([]segmentRecord(nil), r.SegmentList...)
 		r.Tracks = append([]TrackInfo(nil), r.Tracks...)
+		r.Inits = append([]InitInfo(nil), r.Inits...)
 		m.Renditions[i] = r
 	}
 	m.Codecs = append([]string(nil), u.meta.Codecs...)

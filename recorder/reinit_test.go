@@ -1,0 +1,260 @@
+package recorder
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4"
+
+	"lectern/internal/clip"
+	"lectern/internal/testenv"
+	"lectern/internal/testrec"
+	"lectern/sfu"
+)
+
+// shapeClips returns a 320x240 and a 640x360 clip (constrained baseline, a
+// keyframe every second with its parameter sets), as the programme's video is
+// when it switches from the trainer's camera to a classroom's.
+func shapeClips(t *testing.T) (small, wide *clip.Clip) {
+	small = testenv.ToneClip(t, testenv.ToneClipOptions{Pattern: "testsrc", Width: 320, Height: 240, FPS: 30, GOP: 30, Tone: 440, Duration: 5 * time.Second})
+	wide = testenv.ToneClip(t, testenv.ToneClipOptions{Pattern: "smptebars", Width: 640, Height: 360, FPS: 30, GOP: 30, Tone: 1000, Duration: 5 * time.Second})
+	return small, wide
+}
+
+// wantShapes are the pictures of a recording fed 320x240, 640x360, 320x240.
+var wantShapes = []string{"320x240", "640x360", "320x240"}
+
+// TestResolutionChangeNewInit: a publication whose video changes size
+// mid-recording (320x240 → 640x360 → 320x240) gets a new init segment at each
+// change, announced in the playlist by EXT-X-DISCONTINUITY and EXT-X-MAP, each
+// init describing its pictures; ffmpeg plays the playlist through at each size,
+// and the download (the largest picture's init) too.
+func TestResolutionChangeNewInit(t *testing.T) {
+	t.Parallel()
+	small, wide := shapeClips(t)
+	store := testrec.DirStore(t)
+	r, sess, ctx := recordSession(t, store, "reinit0001", -1, time.Minute, nil)
+	p := newPublisher(t, sess, sfu.TrainerPublication)
+	for _, c := range []*clip.Clip{small, wide, small} {
+		p.feed(t, ctx, c, feedOptions{speed: 4})
+	}
+	p.lease.End()
+	m := waitComplete(t, r, 1, 30*time.Second)[0]
+	full, err := readMeta(context.Background(), store, m.Prefix+metaFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkReinit(t, store, full)
+
+	hls := store.Root() + "/" + m.Prefix + playlistFile
+	if errs := ffmpegDecodeErrors(t, hls); errs != "" {
+		t.Errorf("decode errors: %s", errs)
+	}
+	frames := 2*len(small.Video) + len(wide.Video)
+	if got := testrec.FFprobe(t, hls); got.VideoFrames != frames {
+		t.Errorf("HLS: %+v, want %d frames", got, frames)
+	}
+	if got := frameShapes(t, hls); strings.Join(got, " ") != strings.Join(wantShapes, " ") {
+		t.Errorf("HLS pictures: %v, want %v", got, wantShapes)
+	}
+
+	// The download: one file, the largest picture's init, the others' parameter
+	// sets in-band.
+	dl := writeDownload(t, r, m.ID, MainRendition)
+	d, err := r.Download(context.Background(), m.ID, MainRendition)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := headerShapes(t, d.Header); got != "640x360 opus" {
+		t.Errorf("the download's header describes %s, want the largest picture, 640x360, and opus", got)
+	}
+	if errs := ffmpegDecodeErrors(t, dl); errs != "" {
+		t.Errorf("download decode errors: %s", errs)
+	}
+	if got := testrec.FFprobe(t, dl); got.VideoFrames != frames || !near(got.Duration, m.Duration, 0.1) {
+		t.Errorf("download: %+v, want %d frames over %.2f s", got, frames, m.Duration)
+	}
+	if got := frameShapes(t, dl); strings.Join(got, " ") != strings.Join(wantShapes, " ") {
+		t.Errorf("download pictures: %v, want %v", got, wantShapes)
+	}
+}
+
+// TestResolutionChangeSurvivesCrash: the inits of a recording whose video
+// changed size, still in the spool at a crash (the store was down), are stored
+// by the next start, which rebuilds the same playlist.
+func TestResolutionChangeSurvivesCrash(t *testing.T) {
+	t.Parallel()
+	small, wide := shapeClips(t)
+	store := &flakyStore{Store: testrec.DirStore(t)}
+	spoolDir := t.TempDir()
+	r1 := newRecorder(t, store, spoolDir, nil)
+	reg := sfu.NewRegistry(sfu.RegistryConfig{Grace: -1, Logger: testLogger()})
+	sess := reg.Session("reinit0002")
+	r1.Attach(sess)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	p := newPublisher(t, sess, sfu.TrainerPublication)
+	p.feed(t, ctx, small, feedOptions{speed: 4})
+	store.down.Store(true) // init.mp4 is stored; what follows stays in the spool
+	p.feed(t, ctx, wide, feedOptions{speed: 4})
+	p.feed(t, ctx, small, feedOptions{speed: 4})
+	p.feed(t, ctx, small, feedOptions{speed: 4}) // the segment cut at the crash is lost: not the last 320x240
+	r1.crash()
+	p.lease.End()
+
+	store.down.Store(false)
+	r2 := newRecorder(t, store, spoolDir, nil)
+	defer closeRecorder(t, r2)
+	m := waitComplete(t, r2, 1, time.Minute)[0]
+	if !m.Interrupted {
+		t.Errorf("recovered recording %+v: want interrupted", m)
+	}
+	full, err := readMeta(context.Background(), store.Store, m.Prefix+metaFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkReinit(t, store.Store, full)
+	hls := dirRoot(store.Store) + "/" + m.Prefix + playlistFile
+	if errs := ffmpegDecodeErrors(t, hls); errs != "" {
+		t.Errorf("decode errors: %s", errs)
+	}
+	if got := frameShapes(t, hls); strings.Join(got, " ") != strings.Join(wantShapes, " ") {
+		t.Errorf("HLS pictures after recovery: %v, want %v", got, wantShapes)
+	}
+}
+
+// checkReinit checks a finished recording fed 320x240, 640x360, 320x240: its
+// meta lists three inits of those sizes, its playlist maps each at the first
+// segment that needs it after a discontinuity, and each stored init's avc1
+// describes its pictures.
+func checkReinit(t *testing.T, st Store, m Meta) {
+	t.Helper()
+	rd, ok := m.rendition(MainRendition)
+	if !ok {
+		t.Fatalf("no main rendition: %+v", m)
+	}
+	var inits []string
+	for _, in := range rd.Inits {
+		inits = append(inits, fmt.Sprintf("%s:%dx%d", in.File, in.Width, in.Height))
+	}
+	if want := "init.mp4:320x240 init-1.mp4:640x360 init-2.mp4:320x240"; strings.Join(inits, " ") != want {
+		t.Errorf("meta's inits %v, want %s", inits, want)
+	}
+	if tr := rd.Tracks[0]; tr.Width != 320 || tr.Height != 240 || len(rd.Tracks) != 2 {
+		t.Errorf("meta's tracks %+v: want the first init's, 320x240 and the audio", rd.Tracks)
+	}
+	pl := readStored(t, st, m.Prefix+playlistFile)
+	lines := strings.Split(pl, "\n")
+	var maps []string
+	init, segs := 0, 0
+	for i, line := range lines {
+		switch {
+		case strings.HasPrefix(line, "#EXT-X-MAP:"):
+			maps = append(maps, line)
+			if len(maps) > 1 && (i == 0 || lines[i-1] != "#EXT-X-DISCONTINUITY") {
+				t.Errorf("%s without a discontinuity before it:\n%s", line, pl)
+			}
+			fmt.Sscanf(line, `#EXT-X-MAP:URI="init-%d.mp4"`, &init)
+		case strings.HasPrefix(line, "seg-"):
+			n := 0
+			fmt.Sscanf(line, "seg-%d.m4s", &n)
+			segs++
+			if s := rd.SegmentList[segs-1]; s.N != n || s.Init != init {
+				t.Errorf("playlist entry %s after init %d; meta says segment %d of init %d", line, init, s.N, s.Init)
+			}
+		}
+	}
+	want := []string{`#EXT-X-MAP:URI="init.mp4"`, `#EXT-X-MAP:URI="init-1.mp4"`, `#EXT-X-MAP:URI="init-2.mp4"`}
+	if strings.Join(maps, " ") != strings.Join(want, " ") || strings.Count(pl, "#EXT-X-DISCONTINUITY") != 2 || segs != len(rd.SegmentList) {
+		t.Errorf("playlist maps %v (want %v), %d discontinuities (want 2), %d segments (meta: %d):\n%s",
+			maps, want, strings.Count(pl, "#EXT-X-DISCONTINUITY"), segs, len(rd.SegmentList), pl)
+	}
+	for i, size := range wantShapes {
+		data := readStored(t, st, m.Prefix+initName(i))
+		if got := headerShapes(t, []byte(data)); got != size+" opus" {
+			t.Errorf("%s holds %v, want %s and opus", initName(i), got, size)
+		}
+		if got := initShape(t, dirRoot(st)+"/"+m.Prefix+initName(i)); got != size {
+			t.Errorf("ffprobe: %s's video is %s, want %s", initName(i), got, size)
+		}
+	}
+}
+
+// headerShapes returns what the init segment (ftyp, moov) at the start of data
+// holds: each H.264 track's picture size (from its avcC's SPS), "opus" for
+// Opus tracks.
+func headerShapes(t *testing.T, data []byte) string {
+	t.Helper()
+	end := 0
+	for end < len(data) { // up to the moov (a download's header has a sidx next)
+		size, typ, err := boxHeader(data[end:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		end += size
+		if typ == "moov" {
+			break
+		}
+	}
+	var in fmp4.Init
+	if err := in.Unmarshal(bytes.NewReader(data[:end])); err != nil {
+		t.Fatalf("init segment: %v", err)
+	}
+	var got []string
+	for _, tr := range in.Tracks {
+		switch c := tr.Codec.(type) {
+		case *mp4.CodecH264:
+			var sps h264.SPS
+			if err := sps.Unmarshal(c.SPS); err != nil {
+				t.Fatalf("SPS: %v", err)
+			}
+			got = append(got, fmt.Sprintf("%dx%d", sps.Width(), sps.Height()))
+		case *mp4.CodecOpus:
+			got = append(got, "opus")
+		}
+	}
+	return strings.Join(got, " ")
+}
+
+// dirRoot returns the root directory of a Dir store.
+func dirRoot(st Store) string { return st.(interface{ Root() string }).Root() }
+
+// initShape returns the picture size ffprobe reads from a file's header (the
+// avc1 sample entry and its avcC).
+func initShape(t *testing.T, path string) string {
+	t.Helper()
+	bin := testenv.RequireTool(t, "ffprobe", "apt-get install ffmpeg")
+	out, err := exec.Command(bin, "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height", "-of", "csv=p=0:s=x", path).Output()
+	if err != nil {
+		t.Fatalf("ffprobe %s: %v", path, err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// frameShapes decodes the video of url and returns the sizes of its pictures,
+// one per run of pictures of the same size.
+func frameShapes(t *testing.T, url string) []string {
+	t.Helper()
+	bin := testenv.RequireTool(t, "ffprobe", "apt-get install ffmpeg")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "-v", "error", "-select_streams", "v:0", "-show_entries", "frame=width,height", "-of", "csv=p=0:s=x", url).Output()
+	if err != nil {
+		t.Fatalf("ffprobe %s: %v", url, err)
+	}
+	var runs []string
+	for _, line := range strings.Fields(string(out)) {
+		line = strings.TrimRight(line, "x") // a frame with side data has an empty field more
+		if len(runs) == 0 || runs[len(runs)-1] != line {
+			runs = append(runs, line)
+		}
+	}
+	return runs
+}
