@@ -279,8 +279,16 @@ func (g *layerGate) WriteRTP(p *Packet) error {
 		g.frameEnded = p.Header.Marker
 		return nil
 	case tgt == g.rank:
-		if !p.KeyframeStart || !f.current.CompareAndSwap(cur, g.rank) {
-			return nil // wait for this layer's keyframe
+		if !p.KeyframeStart {
+			// Wait for this layer's keyframe, asking again (coalesced by the track):
+			// the request made at the switch may have been folded into another
+			// consumer's, whose keyframe went by before this gate was attached, and
+			// the next one would come a whole GOP later.
+			g.track.RequestKeyframe()
+			return nil
+		}
+		if !f.current.CompareAndSwap(cur, g.rank) {
+			return nil
 		}
 		f.switches.Add(1)
 		f.queue.write(p, uint8(g.rank), true)

@@ -91,6 +91,9 @@ type adapter struct {
 	begun                        int64   // when the downtracks started sending
 	lastMediaBps                 float64 // media sent in the last interval
 	chosenBps                    float64 // what the chosen layers and the audio take
+	// The last NACK range read (nackRange): loss, video rate carried, when.
+	rangeLoss, rangeCarried float64
+	rangeAt                 int64
 }
 
 // layerSample measures the bitrate of one layer's track from its byte counter.
@@ -252,27 +255,153 @@ const nackLossMax = 0.6
 // before the next receiver report does.
 const nackEarly = 0.10
 
-// onNack runs the controller early when many packets were NACKed since its last
-// run: receiver reports come once a second, NACKs within a round trip.
-func (a *adapter) onNack(now int64) {
+// onNack takes one NACK packet from d's subscriber: it runs the controller early
+// when many packets were NACKed since its last run (receiver reports come once a
+// second, NACKs within a round trip), and at once when the packet shows heavy loss
+// over the range of a video stream it names (nackRange): a link whose rate just
+// fell under the layer being sent loses most of what exceeds it, and every
+// millisecond until the step down overflows its queue further.
+func (a *adapter) onNack(d *downTrack, now int64, nacks []rtcp.NackPair) {
 	if !a.enabled {
 		return
 	}
+	loss, carried, ok := nackRange(d, now, nackRangeAge, nacks)
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if now-a.begun < int64(startGrace) {
+		// The fast start's burst: judged by the NACKs' share of all packets sent
+		// (nackLoss), as before.
+		ok = false
+	}
+	if ok {
+		a.rangeLoss, a.rangeCarried, a.rangeAt = loss, carried, now
+	}
 	wait := int64(adaptMinInterval) / 2
-	if a.probing(now) {
+	heavy := ok && loss > a.lossHigh(now)
+	if heavy || a.probing(now) {
 		wait = int64(probeReaction)
 	}
-	if now-a.lastRun >= wait && a.nackLoss() >= nackEarly {
+	if now-a.lastRun >= wait && (heavy || a.nackLoss() >= nackEarly) {
 		a.run(now)
 	}
+}
+
+// nackRangeMin is the fewest packets a NACK's range must span to tell a loss rate;
+// nackRangeAge is the oldest packet it counts: NACKs come after the queue that
+// overflowed (a router holds a few hundred milliseconds), a round trip and the
+// receiver's NACK interval.
+const (
+	nackRangeMin = 16
+	nackRangeAge = time.Second
+)
+
+// nackRange reads one NACK packet about video downtrack d: the share of the
+// packets from the first to the last sequence number it names that were lost, and
+// the rate that arrived of what was sent over that range (its packets' send
+// times, at the stream's mean packet size). Receivers NACK every packet still
+// missing in their recent history (pion, libwebrtc), so on a link that just
+// became too narrow the range is the overflow itself: its loss is the share of
+// the sending rate the link cannot carry, without the packets sent before it that
+// dilute the loss counted since the controller's last run.
+func nackRange(d *downTrack, now int64, maxAge time.Duration, nacks []rtcp.NackPair) (loss, carried float64, ok bool) {
+	if d.kind != sfu.KindVideo || len(nacks) == 0 || d.sendTimes == nil {
+		return 0, 0, false
+	}
+	t := d.follow.Track()
+	if t == nil || t.Packets() == 0 {
+		return 0, 0, false
+	}
+	return nackRangeOf(d.sentAt, float64(t.Bytes())/float64(t.Packets())+packetOverhead, now, maxAge, nacks)
+}
+
+// nackRangeOf is nackRange over the send times sentAt, at a mean packet size of
+// size bytes (overhead included).
+func nackRangeOf(sentAt func(uint16) (int64, bool), size float64, now int64, maxAge time.Duration, nacks []rtcp.NackPair) (loss, carried float64, ok bool) {
+	// Only packets sent within maxAge: receivers NACK a missing packet again and
+	// again while it is in their history, long after the loss that dropped it.
+	var lo, hi uint16
+	var from, to int64
+	count := 0
+	for _, p := range nacks {
+		p.Range(func(seq uint16) bool {
+			at, ok := sentAt(seq)
+			if !ok || now-at > int64(maxAge) {
+				return true
+			}
+			if count == 0 || int16(seq-lo) < 0 {
+				lo, from = seq, at
+			}
+			if count == 0 || int16(seq-hi) > 0 {
+				hi, to = seq, at
+			}
+			count++
+			return true
+		})
+	}
+	span := int(hi-lo) + 1
+	if count == 0 || span < nackRangeMin || to-from < int64(20*time.Millisecond) {
+		return 0, 0, false
+	}
+	loss = min(float64(count)/float64(span), 1)
+	sent := float64(span) * size * 8 / (float64(to-from) / float64(time.Second))
+	return loss, sent * (1 - loss), true
 }
 
 // probeReaction is how soon after the last run NACKs move the estimate while a
 // step up is being tried: a resume or a higher layer that the link cannot carry
 // starts with a keyframe burst, and every millisecond of it is sent in vain.
 const probeReaction = 50 * time.Millisecond
+
+// need is what the layers chosen now and the audio take (layers not measured yet
+// count as nothing). a.mu held.
+func (a *adapter) need() float64 {
+	sum := a.audioReserve()
+	for i, w := range a.want {
+		if w >= 0 {
+			sum += a.samples[i][w].bps
+		}
+	}
+	return sum
+}
+
+// stepConfirm is how long after a step up the estimate does not grow: long enough
+// for the new layer's keyframe to arrive and for the loss it causes on a link too
+// narrow for it to come back as NACKs.
+const stepConfirm = 2 * time.Second
+
+// stepping reports whether a video stepped up within stepConfirm. a.mu held.
+func (a *adapter) stepping(now int64) bool {
+	for _, st := range a.steps {
+		if st.upAt != 0 && st.upAt != a.begun && now-st.upAt < int64(stepConfirm) {
+			return true
+		}
+	}
+	return false
+}
+
+// lowestNeed is what the lowest layer of each simulcast video and the audio take;
+// 0 when a video has a single layer or none measured (it may be paused). a.mu held.
+func (a *adapter) lowestNeed() float64 {
+	now := sfu.Nanotime()
+	sum := 0.0
+	for i := range a.video {
+		alive, low := 0, 0.0
+		for rank := range sfu.MaxLayers {
+			if s := a.samples[i][rank]; s.bps > 0 && layerAlive(s.track, now) {
+				alive++
+				low = s.bps
+			}
+		}
+		if alive < 2 {
+			return 0
+		}
+		sum += low
+	}
+	if sum == 0 {
+		return 0
+	}
+	return sum + a.audioReserve()
+}
 
 // probing reports whether a video stepped up within upgradeFailWindow. a.mu held.
 func (a *adapter) probing(now int64) bool {
@@ -306,6 +435,7 @@ func (a *adapter) nackLoss() float64 {
 func (a *adapter) run(now int64) {
 	bytes, pkts, rtx, rtxPkts := a.bytes.Load(), a.packets.Load(), a.rtxBytes.Load(), a.rtxPkts.Load()
 	dt := float64(now-a.lastRun) / float64(time.Second)
+	prevRun := a.lastRun
 	rrCarried, fresh := a.received(now)
 	nackLoss, rrLoss := a.nackLoss(), 0.0
 	if a.lossWeight > 0 {
@@ -332,6 +462,19 @@ func (a *adapter) run(now int64) {
 	// the next report corrects it. The more pessimistic view that shows loss wins.
 	nackCarried := max(sentBps, a.prevSent) * (1 - nackLoss)
 	a.prevSent = sentBps
+	if a.rangeAt > prevRun && a.rangeLoss > nackLoss {
+		// A NACK named a range of the video's packets that lost more: that range is
+		// the link's overflow, read within a round trip (onNack).
+		nackLoss, nackCarried = a.rangeLoss, a.rangeCarried+a.audioReserve()
+	}
+	probing := a.probing(now)
+	if !probing {
+		// NACKs alone never pause a simulcast video that was not stepping up: they
+		// count packets a retransmission recovered as lost once, and a range read
+		// right after a switch can still be the previous layer's. The lowest layer
+		// goes on until a receiver report measures that the link cannot carry it.
+		nackCarried = max(nackCarried, a.lowestNeed()/lossBackoff)
+	}
 	loss, carried := max(nackLoss, rrLoss), nackCarried
 	switch high := a.lossHigh(now); {
 	case fresh && rrLoss > high && nackLoss > high:
@@ -344,10 +487,22 @@ func (a *adapter) run(now int64) {
 		loss = min(loss, lossHigh) // the start's burst: judged by heavy loss only
 	}
 	a.est.ceiling = a.ceiling()
+	if now-a.begun < int64(startGrace) {
+		// The fast start's burst (a GOP sent at once) overflows any router's queue:
+		// its loss says nothing of the link's rate, what arrived of it does. No
+		// back-off below that.
+		carried /= lossBackoff
+	}
 	before := a.est.bps
 	a.est.update(now, carried, loss)
-	if a.est.bps < before && loss > lossHigh {
+	if a.est.bps < before && loss > lossHigh && a.est.bps < a.need() {
+		// Only a step up whose layers the link no longer carries failed.
 		a.upgradeFailed(now)
+	} else if before > 0 && a.est.bps > before && a.stepping(now) {
+		// A step up is not judged yet (its keyframe and the queue it may fill take a
+		// report or a NACK to show): growing on would step up again past a layer
+		// the link may not carry.
+		a.est.bps = before
 	}
 	a.r.log.Debug("estimate", "sent_bps", int64(sentBps), "loss", loss, "nack_loss", nackLoss, "report_loss", rrLoss,
 		"carried_bps", int64(carried), "estimate_bps", int64(a.est.bps), "rtt", a.rtt(0))

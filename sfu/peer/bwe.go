@@ -36,12 +36,16 @@ const (
 	growFaster      = 0.6
 	growFasterAfter = 6 * time.Second
 	// After a loss-driven drop the estimate may not exceed what the link carried
-	// (the probe ceiling) for a hold-off that doubles with each drop that follows a
-	// failed probe (5 s, 10 s, 20 s), so a link just below a layer's rate does
-	// not flap between two layers every few seconds; it is forgotten after
-	// holdOffReset without a drop.
+	// (the probe ceiling) for a hold-off, so a link just below a layer's rate does
+	// not flap between two layers every second or two. It does not grow with
+	// failed probes (holdOffMax = holdOffMin): a link that recovered must be
+	// found again within one hold-off plus the climb (issue 10: back on the top
+	// layer within 12 s of a lift), and a failed probe is cheap: NACKs name the
+	// overflow within a round trip of the queue, and the estimate does not grow on
+	// while a step up is judged (stepConfirm), so a probe never runs on to the top
+	// layer. holdOffReset without a drop forgets the last one.
 	holdOffMin   = 5 * time.Second
-	holdOffMax   = 20 * time.Second
+	holdOffMax   = 5 * time.Second
 	holdOffReset = 30 * time.Second
 )
 

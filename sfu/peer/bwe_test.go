@@ -1,8 +1,11 @@
 package peer
 
 import (
+	"math"
 	"testing"
 	"time"
+
+	"github.com/pion/rtcp"
 )
 
 const sec = int64(time.Second)
@@ -67,12 +70,12 @@ func TestLossEstimateRules(t *testing.T) {
 }
 
 // TestLossEstimateHoldOffBacksOff: each probe that fails soon after the previous
-// drop doubles the hold-off (5, 10, 20 s, no more); a quiet 30 s resets it.
+// drop doubles the hold-off (5 s each, no more); a quiet 30 s resets it.
 func TestLossEstimateHoldOffBacksOff(t *testing.T) {
 	var e lossEstimate
 	now := 100 * sec
 	e.update(now, 0, 0)
-	for i, want := range []time.Duration{5, 10, 20, 20} {
+	for i, want := range []time.Duration{5, 5, 5} {
 		now = max(now, e.probeUntil) + sec // probing again after the hold-off
 		e.bps = 2e6                        // it grew meanwhile
 		e.update(now, 0.8e6, 0.2)
@@ -169,3 +172,39 @@ func TestRetransmissionRules(t *testing.T) {
 }
 
 func near(a, b float64) bool { return a > b*0.999 && a < b*1.001 }
+
+// TestNACKRange: a NACK naming three of every four packets of the last 100 sent
+// (a link carrying a quarter of a 2.7 Mbit/s layer) reads as 75 % loss and a
+// quarter of the rate carried, whatever the packets before it; packets sent
+// longer ago than the age limit (NACKed again and again by receivers) and ranges
+// too short to tell are left out.
+func TestNACKRange(t *testing.T) {
+	const n, gap, size = 400, 3_555_556, 1200.0 // 1200 B every 3.56 ms: 2.7 Mbit/s
+	base := uint16(65500)                       // the range wraps
+	sentAt := func(seq uint16) (int64, bool) {
+		i := int(seq - base)
+		if i < 0 || i >= n {
+			return 0, false
+		}
+		return int64(i) * gap, true
+	}
+	now := int64(n) * gap
+	var seqs []uint16
+	for i := n - 100; i < n; i++ {
+		if i%4 != 0 {
+			seqs = append(seqs, base+uint16(i))
+		}
+	}
+	loss, carried, ok := nackRangeOf(sentAt, size, now, time.Second, rtcp.NackPairsFromSequenceNumbers(seqs))
+	if !ok || math.Abs(loss-0.75) > 0.02 || math.Abs(carried-0.25*2.7e6) > 0.05*2.7e6 {
+		t.Fatalf("range: loss %.3f, carried %.0f bit/s, ok %v; want 0.75 and about 675000", loss, carried, ok)
+	}
+	// The same packets NACKed again 2 s later: too old to count.
+	if _, _, ok := nackRangeOf(sentAt, size, now+2*sec, time.Second, rtcp.NackPairsFromSequenceNumbers(seqs)); ok {
+		t.Fatal("packets older than the age limit counted")
+	}
+	// A few packets: no rate.
+	if _, _, ok := nackRangeOf(sentAt, size, now, time.Second, rtcp.NackPairsFromSequenceNumbers(seqs[:5])); ok {
+		t.Fatal("a range of 5 packets counted")
+	}
+}

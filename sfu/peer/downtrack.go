@@ -393,7 +393,7 @@ func (d *downTrack) rtcpLoop() {
 						return true
 					})
 				}
-				d.r.adapt.onNack(now)
+				d.r.adapt.onNack(d, now, pkt.Nacks)
 			case *rtcp.ReceiverReport:
 				d.receiverReports(now, pkt.Reports)
 			case *rtcp.SenderReport: // a subscriber that also sends reports this way
