@@ -258,3 +258,47 @@ func frameShapes(t *testing.T, url string) []string {
 	}
 	return runs
 }
+
+// TestPlaylistInits: a playlist maps each init segment before the first segment
+// that needs it, after a discontinuity, and reads back (a recording finalised
+// from the store alone) with each segment's init.
+func TestPlaylistInits(t *testing.T) {
+	start := time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC)
+	info := &RenditionInfo{Timescale: 90000, SegmentList: []segmentRecord{
+		{N: 1, Start: 0, Duration: 360000, Size: 10},
+		{N: 2, Start: 360000, Duration: 90000, Size: 20, Init: 1},
+		{N: 3, Start: 450000, Duration: 360000, Init: 1, Lost: true},
+		{N: 4, Start: 810000, Duration: 360000, Size: 40, Init: 1, Discontinuity: true},
+		{N: 5, Start: 1170000, Duration: 360000, Size: 50, Init: 2}}}
+	pl := string(playlist(start, info, true))
+	var tags []string
+	for _, line := range strings.Split(pl, "\n") {
+		if strings.HasPrefix(line, "#EXT-X-MAP") || strings.HasPrefix(line, "#EXT-X-DISCONTINUITY") || strings.HasPrefix(line, "seg-") {
+			tags = append(tags, line)
+		}
+	}
+	want := `#EXT-X-MAP:URI="init.mp4" seg-000001.m4s #EXT-X-DISCONTINUITY #EXT-X-MAP:URI="init-1.mp4" seg-000002.m4s seg-000003.m4s ` +
+		`#EXT-X-DISCONTINUITY seg-000004.m4s #EXT-X-DISCONTINUITY #EXT-X-MAP:URI="init-2.mp4" seg-000005.m4s`
+	if strings.Join(tags, " ") != want {
+		t.Errorf("playlist:\n%s\nwant the tags %s", pl, want)
+	}
+	got := parsePlaylist(pl, start, 90000, func(name string) int64 {
+		return map[string]int64{"seg-000001.m4s": 10, "seg-000002.m4s": 20, "seg-000004.m4s": 40, "seg-000005.m4s": 50}[name]
+	})
+	if fmt.Sprint(got) != fmt.Sprint(info.SegmentList) {
+		t.Errorf("read back %v, want %v", got, info.SegmentList)
+	}
+
+	// A rendition whose first init could not be spooled starts with its next.
+	late := &RenditionInfo{Timescale: 90000, SegmentList: []segmentRecord{{N: 3, Start: 0, Duration: 90000, Size: 5, Init: 1}}}
+	if pl := string(playlist(start, late, true)); !strings.Contains(pl, `#EXT-X-MAP:URI="init-1.mp4"`) || strings.Contains(pl, "DISCONTINUITY") {
+		t.Errorf("playlist of a rendition starting at init-1:\n%s", pl)
+	}
+
+	for name, ok := range map[string]bool{"init.mp4": true, "init-1.mp4": true, "init-12.mp4": true,
+		"init-0.mp4": false, "init-01.mp4": false, "init-.mp4": false, "init-1x.mp4": false, "init-1234567.mp4": false} {
+		if validFile.MatchString(name) != ok {
+			t.Errorf("a replay may fetch %q: %v, want %v", name, !ok, ok)
+		}
+	}
+}
