@@ -302,3 +302,79 @@ func TestPlaylistInits(t *testing.T) {
 		}
 	}
 }
+
+// initsSink keeps every init segment a rendition writes, by number.
+type initsSink struct {
+	inits map[int][]byte
+	segs  []segment
+}
+
+func (c *initsSink) initReady(r *rendition, data []byte) error {
+	c.inits[r.init] = bytes.Clone(data)
+	return nil
+}
+
+func (c *initsSink) segmentReady(_ *rendition, s segment) error {
+	s.Data = nil
+	c.segs = append(c.segs, s)
+	return nil
+}
+
+// TestRenditionShapeChange: the muxer cuts a segment at the first keyframe of
+// another picture size (before the segment's target duration) and writes an
+// init segment for it; an SPS that changes but keeps the shape (another
+// level) travels in-band, without a cut.
+func TestRenditionShapeChange(t *testing.T) {
+	small, wide := shapeClips(t)
+	otherLevel := func(au clip.AccessUnit) [][]byte { // the same pictures, another level_idc
+		nalus := append([][]byte(nil), au.NALUs...)
+		for i, n := range nalus {
+			if h264.NALUType(n[0]&0x1f) == h264.NALUTypeSPS {
+				n = bytes.Clone(n)
+				n[3]++
+				nalus[i] = n
+			}
+		}
+		return nalus
+	}
+	sink := &initsSink{inits: map[int][]byte{}}
+	mt := &muxTrack{name: "trainer/video", id: 1, rate: 90000, video: true, requestKey: func() {}}
+	r := &rendition{name: MainRendition, primary: mt, tracks: []*muxTrack{mt}, target: 4 * 90000, sink: sink}
+	pts := int64(0)
+	feed := func(c *clip.Clip, frames int, change func(clip.AccessUnit) [][]byte) int64 {
+		start := pts
+		for _, au := range c.Video[:frames] {
+			nalus := au.NALUs
+			if change != nil {
+				nalus = change(au)
+			}
+			if err := r.write(mt, accessUnit{ticks: pts, nalus: nalus, key: au.Keyframe}); err != nil {
+				t.Fatal(err)
+			}
+			pts += 3000
+		}
+		return start
+	}
+	feed(small, 30, nil)
+	feed(small, 30, otherLevel) // 2 s in: no cut, no init
+	wideAt := feed(wide, 45, nil)
+	smallAt := feed(small, 60, nil)
+	if err := r.finish(); err != nil {
+		t.Fatal(err)
+	}
+	var shapes []string
+	for k := range len(sink.inits) {
+		shapes = append(shapes, headerShapes(t, sink.inits[k]))
+	}
+	if strings.Join(shapes, " ") != strings.Join(wantShapes, " ") {
+		t.Errorf("inits describe %v, want %v", shapes, wantShapes)
+	}
+	var got []string
+	for _, s := range sink.segs {
+		got = append(got, fmt.Sprintf("%d@%d+%d", s.Init, s.Start, s.Duration))
+	}
+	want := []string{fmt.Sprintf("0@0+%d", wideAt), fmt.Sprintf("1@%d+%d", wideAt, smallAt-wideAt), fmt.Sprintf("2@%d+%d", smallAt, pts-smallAt)}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("segments (init@start+duration) %v, want %v", got, want)
+	}
+}
