@@ -23,13 +23,13 @@ require (
 	golang.org/x/text v0.42.0
 )
 
-require github.com/bluenviron/gortsplib/v4 v4.16.2
-
 require (
-	github.com/redis/go-redis/v9 v9.23.0 // indirect
-	go.uber.org/atomic v1.12.0 // indirect
-	gopkg.in/hraban/opus.v2 v2.0.0-20230925203106-0188a62cb302 // indirect
+	github.com/bluenviron/gortsplib/v4 v4.16.2
+	github.com/redis/go-redis/v9 v9.23.0
+	gopkg.in/hraban/opus.v2 v2.0.0-20230925203106-0188a62cb302
 )
+
+require go.uber.org/atomic v1.12.0 // indirect
 
 require (
 	github.com/abema/go-mp4 v1.4.1 // indirect
@@ -54,7 +54,7 @@ require (
 	github.com/pion/stun/v4 v4.0.1 // indirect
 	github.com/pion/transport/v5 v5.1.4
 	github.com/pion/turn/v5 v5.1.3
-	github.com/prometheus/client_model v0.6.3 // indirect
+	github.com/prometheus/client_model v0.6.3
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/rs/xid v1.6.0 // indirect
