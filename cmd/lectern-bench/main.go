@@ -58,9 +58,12 @@
 //     after -high-hold every cap drops to -cap-low (700 kbit/s) for -low-hold,
 //     then lifts. Per subscriber: time from the drop until on a layer that fits
 //     the low cap (nominal bitrate + 100 kbit/s for audio and overhead; "paused"
-//     does not count), the longest gap between video frames and the audio
-//     packets lost while the cap is low, and time from the lift until back on the
-//     top layer. The layer is taken both from the server (its WHEP resource's
+//     does not count), the longest gap between video frames and the audio lost
+//     while the cap is low (RTP packets, and with -red, the default, the Opus
+//     frames lost after RED: those no packet carried, neither as its primary nor
+//     as a redundant copy, which is what a browser's listener misses; the "0
+//     audio lost" target judges these when RED was negotiated), and time from the
+//     lift until back on the top layer. The layer is taken both from the server (its WHEP resource's
 //     layer endpoint, GET <resource>/layer, polled every -poll) and from what the
 //     subscriber receives (the picture width in each keyframe's SPS); the targets
 //     use the latter. Reported as p50/p90/max with issue 10's targets (≤ 2 s,
@@ -115,6 +118,7 @@ type config struct {
 	CacheDir    string        // where the generated clip is kept
 	Clip        clip.Options  // the lecture
 	NACK        bool          // subscribers send NACKs (loss is then what was never repaired)
+	RED         bool          // subscribers offer audio/red before Opus, as browsers do
 	JSON        bool          // JSON report on stdout (table on stderr)
 
 	Mode      string // modeSteps, modeAdapt or modeCost
@@ -149,7 +153,7 @@ const (
 
 // subOptions is how the configuration's subscribers behave.
 func (c config) subOptions() subOptions {
-	o := subOptions{nack: c.NACK, reports: c.Reports}
+	o := subOptions{nack: c.NACK, reports: c.Reports, red: c.RED}
 	if c.Cap > 0 || c.RelayLoss > 0 || c.RelayDelay > 0 {
 		o.link = &udprelay.Shape{RateBps: c.Cap, Loss: c.RelayLoss, Delay: c.RelayDelay, QueueDelay: c.RelayQueue}
 	}
@@ -208,6 +212,7 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	fs.DurationVar(&cfg.Clip.Duration, "clip-duration", 10*time.Second, "clip length (it loops)")
 	gop := fs.Duration("keyframe-interval", 2*time.Second, "time between keyframes")
 	fs.BoolVar(&cfg.NACK, "nack", false, "subscribers send NACKs as browsers do (off: every gap counts as loss)")
+	fs.BoolVar(&cfg.RED, "red", true, "subscribers offer audio as browsers do, red/48000/2 (RFC 2198, Opus blocks) before Opus; audio frames lost after RED are then counted beside the RTP packets lost (false: plain Opus)")
 	fs.BoolVar(&cfg.JSON, "json", false, "write a JSON report to stdout (the table goes to stderr)")
 	fs.StringVar(&cfg.Mode, "mode", modeSteps, "steps: CPU/RSS/loss/latency per step; adapt: layer adaptation to a cap drop and lift; cost: steps at -subscribers with simulcast and browser-like subscribers")
 	fs.BoolVar(&cfg.Simulcast, "simulcast", false, "publish three H.264 layers (720p 2.5 Mbit/s, 360p 0.8, 180p 0.25) as a studio page does")

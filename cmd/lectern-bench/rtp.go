@@ -2,6 +2,7 @@ package main
 
 // rtpHeader is what the subscribers need from an RTP packet (RFC 3550 §5.1).
 type rtpHeader struct {
+	pt      uint8
 	seq     uint16
 	ts      uint32
 	payload []byte
@@ -14,6 +15,7 @@ func parseRTP(b []byte) (rtpHeader, bool) {
 		return rtpHeader{}, false
 	}
 	h := rtpHeader{
+		pt:  b[1] & 0x7f,
 		seq: uint16(b[2])<<8 | uint16(b[3]),
 		ts:  uint32(b[4])<<24 | uint32(b[5])<<16 | uint32(b[6])<<8 | uint32(b[7]),
 	}

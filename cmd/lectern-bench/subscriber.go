@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -92,6 +93,10 @@ type subscriber struct {
 	joinedAt atomic.Int64 // first keyframe packet
 	video    seqCounter
 	audio    seqCounter
+	// The audio's Opus frames as a listener hears them: with RED, a lost packet's
+	// frame recovered from a later packet is not lost (red.go).
+	frames frameTracker
+	red    atomic.Bool // the server answered audio/red
 	// Arrival of the latest video frame's first packet, and the longest wait between
 	// two frames since the last resetGap (the adaptation run's frame gap).
 	lastFrameAt atomic.Int64
@@ -129,6 +134,10 @@ type subOptions struct {
 	// that a cluster node keeps the subscriber it was given rather than
 	// redirecting it (placement), and the per-node figures stay true.
 	whepQuery string
+	// red offers audio as browsers do: red/48000/2 (blocks of Opus 111) before
+	// Opus, so that the server sends RED (its frames then count as received
+	// when a later packet repeats them).
+	red bool
 }
 
 // newSubscriberAPI returns a pion API for one subscriber: H.264 and Opus, loopback
@@ -144,10 +153,21 @@ func newSubscriberAPI(o subOptions, sh *shared) (*webrtc.API, ice.UDPMux, *stamp
 	}, webrtc.RTPCodecTypeVideo); err != nil {
 		return nil, nil, nil, err
 	}
+	if o.red {
+		// What Chromium offers for audio: red at 63 with Opus blocks. Registered
+		// first, so the offer prefers it.
+		if err := m.RegisterCodec(webrtc.RTPCodecParameters{
+			RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: mimeRED, ClockRate: 48000, Channels: 2,
+				SDPFmtpLine: fmt.Sprintf("%d/%d", subscriberOpusPT, subscriberOpusPT)},
+			PayloadType: subscriberREDPT,
+		}, webrtc.RTPCodecTypeAudio); err != nil {
+			return nil, nil, nil, err
+		}
+	}
 	if err := m.RegisterCodec(webrtc.RTPCodecParameters{
 		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2,
 			SDPFmtpLine: "minptime=10;useinbandfec=1"},
-		PayloadType: 111,
+		PayloadType: subscriberOpusPT,
 	}, webrtc.RTPCodecTypeAudio); err != nil {
 		return nil, nil, nil, err
 	}
@@ -233,7 +253,7 @@ func joinSubscriber(ctx context.Context, api *apiClient, session, token string, 
 		if tr.Kind() == webrtc.RTPCodecTypeVideo {
 			s.readVideo(tr, sh)
 		} else {
-			s.readAudio(tr)
+			s.readAudio(tr, negotiatedRED(recv))
 		}
 	})
 	offer, err := s.pc.CreateOffer(nil)
@@ -347,7 +367,10 @@ func (s *subscriber) findOffset(ts uint32, sh *shared) {
 	}
 }
 
-func (s *subscriber) readAudio(tr *webrtc.TrackRemote) {
+// readAudio counts the audio's packets and its frames; redPT is the payload type
+// of audio/red if the server answered it (0 if not).
+func (s *subscriber) readAudio(tr *webrtc.TrackRemote, redPT uint8) {
+	s.red.Store(redPT != 0)
 	buf := make([]byte, 1500)
 	for {
 		n, _, err := tr.Read(buf)
@@ -356,8 +379,27 @@ func (s *subscriber) readAudio(tr *webrtc.TrackRemote) {
 		}
 		if h, ok := parseRTP(buf[:n]); ok {
 			s.audio.add(h.seq)
+			s.frames.add(h.pt, redPT, h.ts, h.payload)
 		}
 	}
+}
+
+// audioFramesLost returns the Opus frames lost so far after RED (the packets
+// lost, without RED).
+func (s *subscriber) audioFramesLost() int64 { return s.frames.framesLost(s.audio.lost.Load()) }
+
+// mimeRED is RFC 2198's media type for audio.
+const mimeRED = "audio/red"
+
+// negotiatedRED returns the payload type of audio/red among recv's negotiated
+// codecs, 0 if the answer has none.
+func negotiatedRED(recv *webrtc.RTPReceiver) uint8 {
+	for _, c := range recv.GetParameters().Codecs {
+		if strings.EqualFold(c.MimeType, mimeRED) {
+			return uint8(c.PayloadType)
+		}
+	}
+	return 0
 }
 
 // widthChange is the picture width received from at on (UnixNano).
