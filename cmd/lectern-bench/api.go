@@ -147,6 +147,22 @@ type serverCounters struct {
 	HeapInuse  float64 `json:"go_heap_inuse_bytes"`
 	StackInuse float64 `json:"go_stack_inuse_bytes"`
 	Goroutines float64 `json:"go_goroutines"`
+	// LiveHeap is the heap the last GC found live, from its next goal (liveHeap):
+	// unlike HeapInuse it holds no garbage waiting for the next cycle, so it does
+	// not depend on when in the GC cycle /metrics was read.
+	LiveHeap float64 `json:"go_live_heap_bytes"`
+}
+
+// liveHeap estimates the heap marked live by the last GC from the Go collector's
+// gauges: the runtime sets the next goal to live + (live + stacks + globals) ×
+// GOGC/100 (globals, a few hundred KB, are left in). 0 when a gauge is missing
+// (GOGC off, or an older server).
+func liveHeap(nextGC, stacks, gogc float64) float64 {
+	if nextGC <= 0 || gogc <= 0 {
+		return 0
+	}
+	g := gogc / 100
+	return max((nextGC-g*stacks)/(1+g), 0)
 }
 
 // add sums two nodes' counters and gauges.
@@ -156,6 +172,7 @@ func (a serverCounters) add(b serverCounters) serverCounters {
 		QueueDrops: a.QueueDrops + b.QueueDrops, NACKsAnswered: a.NACKsAnswered + b.NACKsAnswered,
 		NACKsMissed: a.NACKsMissed + b.NACKsMissed, KeyframeRequests: a.KeyframeRequests + b.KeyframeRequests,
 		HeapInuse: a.HeapInuse + b.HeapInuse, StackInuse: a.StackInuse + b.StackInuse, Goroutines: a.Goroutines + b.Goroutines,
+		LiveHeap: a.LiveHeap + b.LiveHeap,
 	}
 }
 
@@ -165,7 +182,7 @@ func (a serverCounters) sub(b serverCounters) serverCounters {
 		PacketsIn: a.PacketsIn - b.PacketsIn, PacketsOut: a.PacketsOut - b.PacketsOut,
 		QueueDrops: a.QueueDrops - b.QueueDrops, NACKsAnswered: a.NACKsAnswered - b.NACKsAnswered,
 		NACKsMissed: a.NACKsMissed - b.NACKsMissed, KeyframeRequests: a.KeyframeRequests - b.KeyframeRequests,
-		HeapInuse: a.HeapInuse, StackInuse: a.StackInuse, Goroutines: a.Goroutines,
+		HeapInuse: a.HeapInuse, StackInuse: a.StackInuse, Goroutines: a.Goroutines, LiveHeap: a.LiveHeap,
 	}
 }
 
@@ -186,6 +203,9 @@ func (c *apiClient) counters(ctx context.Context) (serverCounters, error) {
 	fields["go_memstats_heap_inuse_bytes"] = &s.HeapInuse
 	fields["go_memstats_stack_inuse_bytes"] = &s.StackInuse
 	fields["go_goroutines"] = &s.Goroutines
+	var nextGC, gogc float64
+	fields["go_memstats_next_gc_bytes"] = &nextGC
+	fields["go_gc_gogc_percent"] = &gogc
 	for _, line := range strings.Split(string(b), "\n") {
 		name, value, ok := strings.Cut(line, " ")
 		if p := fields[name]; ok && p != nil {
@@ -194,5 +214,6 @@ func (c *apiClient) counters(ctx context.Context) (serverCounters, error) {
 			}
 		}
 	}
+	s.LiveHeap = liveHeap(nextGC, s.StackInuse, gogc)
 	return s, nil
 }

@@ -232,6 +232,9 @@ func (b *bench) compute(start, end snapshot, rss []int64, base *step) step {
 		st.CPUPerSubPct = (st.ServerCPU - base.ServerCPU) / float64(n)
 		st.RSSPerSubKB = (st.RSSMB - base.RSSMB) * 1024 / float64(n)
 		st.HeapPerSubKB = (st.Server.HeapInuse + st.Server.StackInuse - base.Server.HeapInuse - base.Server.StackInuse) / 1024 / float64(n)
+		if st.Server.LiveHeap > 0 && base.Server.LiveHeap > 0 {
+			st.LivePerSubKB = (st.Server.LiveHeap + st.Server.StackInuse - base.Server.LiveHeap - base.Server.StackInuse) / 1024 / float64(n)
+		}
 		st.GoroutinesPerSub = (st.Server.Goroutines - base.Server.Goroutines) / float64(n)
 		if out := st.Server.PacketsOut; out > 0 { // the baseline sends none
 			extra := (st.ServerCPU - base.ServerCPU) / 100 * wall.Seconds()

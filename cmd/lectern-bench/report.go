@@ -23,7 +23,10 @@ type step struct {
 	RSSMB               float64 `json:"server_rss_mb"` // mean over the window
 	RSSPerSubKB         float64 `json:"server_rss_per_subscriber_kb"`
 	// From the server's Go runtime at the window's end, vs the baseline.
-	HeapPerSubKB     float64 `json:"server_heap_and_stacks_per_subscriber_kb"`
+	HeapPerSubKB float64 `json:"server_heap_and_stacks_per_subscriber_kb"`
+	// The heap the last GC found live (liveHeap) and the stacks: what RSS and the
+	// in-use heap grow by between GC cycles (GOGC) left out, the steadier figure.
+	LivePerSubKB     float64 `json:"server_live_heap_and_stacks_per_subscriber_kb"`
 	GoroutinesPerSub float64 `json:"server_goroutines_per_subscriber"`
 
 	ToolCPU     float64 `json:"tool_cpu_pct"`
@@ -160,7 +163,7 @@ func (r *report) writeJSON(w io.Writer) error {
 }
 
 var columns = []string{
-	"subs", "srv cpu%", "cpu/sub%", "µs/pkt", "rss MB", "rss/sub KB", "heap/sub KB", "gor/sub", "tool cpu%", "busy%",
+	"subs", "srv cpu%", "cpu/sub%", "µs/pkt", "rss MB", "rss/sub KB", "heap/sub KB", "live/sub KB", "gor/sub", "tool cpu%", "busy%",
 	"loss%", "gaps", "rcv/sent", "join p50/p99 ms", "1st pkt p50/p99", "no-key 1st", "join drops", "join udp drops", "lat p50/p99 ms", "key lat p50/p99", "tool lat p50/p99", "drops", "nacks", "kf req", "udp drops", "load",
 }
 
@@ -195,7 +198,7 @@ func printRow(w io.Writer, s step) {
 	}
 	printCells(w, []string{
 		f("%d", s.Subscribers), f("%.1f", s.ServerCPU), perSub("%.3f", s.CPUPerSubPct), perSub("%.1f", s.ServerUsPerPacket),
-		f("%.1f", s.RSSMB), perSub("%.0f", s.RSSPerSubKB), perSub("%.0f", s.HeapPerSubKB), perSub("%.1f", s.GoroutinesPerSub), f("%.1f", s.ToolCPU), f("%.0f", s.MachineBusy),
+		f("%.1f", s.RSSMB), perSub("%.0f", s.RSSPerSubKB), perSub("%.0f", s.HeapPerSubKB), perSub("%.0f", s.LivePerSubKB), perSub("%.1f", s.GoroutinesPerSub), f("%.1f", s.ToolCPU), f("%.0f", s.MachineBusy),
 		perSub("%.3f", s.LossPct), perSub("%d", s.SeqGaps), perSub("%.4f", s.RecvPerSent),
 		perSub("%.0f/%.0f", s.JoinP50ms, s.JoinP99ms), perSub("%.0f/%.0f", s.FirstMediaP50ms, s.FirstMediaP99ms), perSub("%d", s.JoinNoKeyFirst), perSub("%d", s.JoinUDPBufDrops),
 		perSub("%.0f", s.JoinServer.QueueDrops), perSub("%.2f/%.2f", s.LatencyP50ms, s.LatencyP99ms), perSub("%.1f/%.1f", s.KeyLatencyP50, s.KeyLatencyP99),
