@@ -17,6 +17,12 @@ func TestParseFlagsModes(t *testing.T) {
 	if !cfg.Simulcast || !cfg.Reports || !cfg.NACK || cfg.Subscribers != 50 || cfg.CapHigh != 3_000_000 || cfg.CapLow != 700_000 {
 		t.Errorf("adapt defaults: %+v", cfg)
 	}
+	if !cfg.RED || !cfg.subOptions().red {
+		t.Errorf("subscribers do not offer RED by default: %+v", cfg.subOptions())
+	}
+	if cfg, err := parseFlags(append(base, "-mode", "adapt", "-red=false"), env); err != nil || cfg.subOptions().red {
+		t.Errorf("-red=false: subscriber options %+v, %v", cfg.subOptions(), err)
+	}
 	cfg, err = parseFlags(append(base, "-mode", "cost", "-subscribers", "80"), env)
 	if err != nil {
 		t.Fatal(err)
@@ -62,5 +68,33 @@ func TestDistAndFits(t *testing.T) {
 		if got := fits(c.layer, c.cap); got != c.want {
 			t.Errorf("fits(%s, %d) = %v", c.layer, c.cap, got)
 		}
+	}
+}
+
+// The "0 audio lost" target judges the frames lost after RED when every subscriber
+// negotiated RED, else the RTP packets lost.
+func TestAdaptAudioTarget(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		subs    []adaptSub
+		value   float64
+		met     bool
+		byFrame bool
+	}{
+		{"all RED", []adaptSub{{RED: true, AudioLost: 5, FramesLost: 0}, {RED: true, AudioLost: 3, FramesLost: 0}}, 0, true, true},
+		{"all RED, a frame lost", []adaptSub{{RED: true, AudioLost: 5, FramesLost: 1}, {RED: true}}, 1, false, true},
+		{"one without RED", []adaptSub{{RED: true, AudioLost: 5}, {AudioLost: 2, FramesLost: 2}}, 5, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &adaptReport{Subscribers: len(tc.subs), Subs: tc.subs}
+			r.evaluate()
+			audio := r.Targets[2]
+			if audio.Value != tc.value || audio.Met != tc.met || strings.Contains(audio.Name, "after RED") != tc.byFrame {
+				t.Fatalf("audio target %+v", audio)
+			}
+			if r.AudioLost.Max != 5 || r.REDNegotiated != map[bool]int{true: 2, false: 1}[tc.byFrame] {
+				t.Fatalf("packets lost %+v, RED negotiated %d", r.AudioLost, r.REDNegotiated)
+			}
+		})
 	}
 }
