@@ -116,7 +116,7 @@ func New(cfg Config) (*Edge, error) {
 		return nil, fmt.Errorf("webrtc udp socket: %w", err)
 	}
 	e.udp = udp
-	e.udpMux = webrtc.NewICEUDPMux(pionLogs.NewLogger("udpmux"), udp)
+	e.udpMux = newHostAddrMux(webrtc.NewICEUDPMux(pionLogs.NewLogger("udpmux"), udp), udp.LocalAddr().(*net.UDPAddr).IP.IsLoopback())
 
 	se := webrtc.SettingEngine{LoggerFactory: pionLogs}
 	// mDNS candidates hide a browser's address from other pages; a server has nothing
