@@ -110,6 +110,13 @@ func New(cfg Config) (*Edge, error) {
 	if err != nil {
 		return nil, fmt.Errorf("webrtc udp listen %s: %w", cfg.UDPAddr, err)
 	}
+	// Every publisher, classroom and relay shares this socket: the kernel's
+	// default receive buffer (~208 KB) holds well under a second of a few
+	// lectures, so a pause of the reading goroutine (a GC, a busy machine) would
+	// drop ingest that no one can retransmit (audio is not NACKed). Ask for more;
+	// the kernel caps it at net.core.rmem_max (raise that on a busy node).
+	_ = sock.SetReadBuffer(udpSocketBuffer)
+	_ = sock.SetWriteBuffer(udpSocketBuffer)
 	udp, err := newBatchConn(sock)
 	if err != nil {
 		_ = sock.Close()
@@ -342,3 +349,8 @@ func randomID() string {
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
+
+// udpSocketBuffer is the receive and send buffer the shared WebRTC socket asks for
+// (8 MiB: seconds of a node's ingest; the kernel caps it at net.core.rmem_max and
+// wmem_max).
+const udpSocketBuffer = 8 << 20
