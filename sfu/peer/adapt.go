@@ -79,8 +79,11 @@ type adapter struct {
 	samples   [][sfu.MaxLayers]layerSample
 	audioRate []layerSample
 	pin       string
-	est       lossEstimate
-	budget    rtxBudget
+	// redDist is the RED distance the subscriber's audio gets (chooseRED): the
+	// copies of previous frames fit what the video layers leave of the estimate.
+	redDist int
+	est     lossEstimate
+	budget  rtxBudget
 
 	lastRun                      int64
 	lastBytes, lastPkts, lastRtx uint64
@@ -112,7 +115,7 @@ const packetOverhead = 12 + 10 + 8 + 20
 const adaptMinInterval = 450 * time.Millisecond
 
 func newAdapter(r *Resource, enabled bool) *adapter {
-	return &adapter{r: r, enabled: enabled, pin: PinAuto}
+	return &adapter{r: r, enabled: enabled, pin: PinAuto, redDist: redDistance}
 }
 
 // add registers a downtrack, in layout order.
@@ -355,7 +358,7 @@ const probeReaction = 50 * time.Millisecond
 // need is what the layers chosen now and the audio take (layers not measured yet
 // count as nothing). a.mu held.
 func (a *adapter) need() float64 {
-	sum := a.audioReserve()
+	sum := a.audioNow()
 	for i, w := range a.want {
 		if w >= 0 {
 			sum += a.samples[i][w].bps
@@ -379,8 +382,9 @@ func (a *adapter) stepping(now int64) bool {
 	return false
 }
 
-// lowestNeed is what the lowest layer of each simulcast video and the audio take;
-// 0 when a video has a single layer or none measured (it may be paused). a.mu held.
+// lowestNeed is what the lowest layer of each simulcast video and the audio's
+// primary frames take (RED's copies give way to the lowest layer: chooseRED); 0
+// when a video has a single layer or none measured (it may be paused). a.mu held.
 func (a *adapter) lowestNeed() float64 {
 	now := sfu.Nanotime()
 	sum := 0.0
@@ -400,7 +404,8 @@ func (a *adapter) lowestNeed() float64 {
 	if sum == 0 {
 		return 0
 	}
-	return sum + a.audioReserve()
+	primary, _ := a.audioRates()
+	return sum + primary
 }
 
 // probing reports whether a video stepped up within upgradeFailWindow. a.mu held.
@@ -465,7 +470,7 @@ func (a *adapter) run(now int64) {
 	if a.rangeAt > prevRun && a.rangeLoss > nackLoss {
 		// A NACK named a range of the video's packets that lost more: that range is
 		// the link's overflow, read within a round trip (onNack).
-		nackLoss, nackCarried = a.rangeLoss, a.rangeCarried+a.audioReserve()
+		nackLoss, nackCarried = a.rangeLoss, a.rangeCarried+a.audioNow()
 	}
 	probing := a.probing(now)
 	if !probing {
@@ -597,20 +602,31 @@ func measure(s *layerSample, t *sfu.Track, now int64) {
 	s.bytes, s.pkts, s.at = bytes, pkts, now
 }
 
-// audioReserve is what the audio of the subscriber takes: measured, at least a
-// voice Opus stream's worth, times the RED copies it carries.
-func (a *adapter) audioReserve() float64 {
-	sum := 0.0
+// audioRates are what the audio of the subscriber takes: primary, its frames
+// (measured, at least a voice Opus stream's worth, with packet overhead), and
+// perCopy, what each previous frame RED repeats adds (the frames and their 4-byte
+// block headers, in the same packets: no overhead); perCopy is 0 without RED.
+// a.mu held.
+func (a *adapter) audioRates() (primary, perCopy float64) {
 	for i, d := range a.audio {
 		bps := max(a.audioRate[i].bps, 40e3)
-		if d.red != nil {
-			// RED repeats the previous frames in each packet: the sent rate is about
-			// (1 + distance) times the source's.
-			bps *= 1 + redDistance
+		primary += bps
+		if d.red == nil {
+			continue
 		}
-		sum += bps
+		frame := 80.0 // a 20 ms voice frame at 32 kbit/s until the source says
+		if t := a.audioRate[i].track; t != nil && t.Packets() > 0 {
+			frame = float64(t.Bytes()) / float64(t.Packets())
+		}
+		perCopy += bps * (frame + 4) / (frame + packetOverhead)
 	}
-	return sum
+	return primary, perCopy
+}
+
+// audioNow is what the audio takes at the RED distance chosen. a.mu held.
+func (a *adapter) audioNow() float64 {
+	primary, perCopy := a.audioRates()
+	return primary + float64(a.redDist)*perCopy
 }
 
 // upgradeMargin: a layer is chosen when its bitrate times this fits the estimate;
@@ -633,22 +649,28 @@ func (a *adapter) ceiling() float64 {
 	if sum == 0 {
 		return 0
 	}
-	return max(1.3*(sum+a.audioReserve()), 300e3)
+	primary, perCopy := a.audioRates()
+	return max(1.3*(sum+primary+redDistance*perCopy), 300e3)
 }
 
-// choose sets each video downtrack's target: audio first, then the video in
-// layout order, each the best layer that fits what remains of the estimate; a.mu
-// held.
+// choose sets each video downtrack's target: the audio's primary frames first,
+// then the video in layout order, each the best layer that fits what remains of
+// the estimate (a layer above a video's lowest only with room left for RED's full
+// redundancy: the copies come before a better picture, but after the lowest
+// one), then RED's distance from what remains (chooseRED); a.mu held.
 func (a *adapter) choose(now int64) {
-	defer func() { // what the choice takes, for the retransmission budget
-		a.chosenBps = a.audioReserve()
+	primary, perCopy := a.audioRates()
+	remaining := a.est.bps - primary
+	defer func() {
+		a.chooseRED(remaining, perCopy)
+		// What the choice takes, for the retransmission budget.
+		a.chosenBps = primary + float64(a.redDist)*perCopy
 		for i, w := range a.want {
 			if w >= 0 {
 				a.chosenBps += a.samples[i][w].bps
 			}
 		}
 	}()
-	remaining := a.est.bps - a.audioReserve()
 	for i, d := range a.video {
 		want := a.want[i]
 		switch a.pin {
@@ -665,12 +687,15 @@ func (a *adapter) choose(now int64) {
 				want = 0
 				break
 			}
-			want = a.fit(i, remaining, now)
+			want = a.fit(i, remaining, redDistance*perCopy, now)
 			if want == -2 { // no layer measured yet: leave it
 				want = a.want[i]
 			} else if want >= 0 {
 				remaining -= a.samples[i][want].bps
 			}
+		}
+		if a.pin != PinAuto && want >= 0 {
+			remaining -= a.samples[i][min(want, sfu.MaxLayers-1)].bps
 		}
 		if want == a.want[i] {
 			continue
@@ -691,6 +716,38 @@ func (a *adapter) choose(now int64) {
 		}
 		a.want[i] = want
 		d.layers.SetTarget(want)
+	}
+}
+
+// chooseRED sets the RED distance of the subscriber's audio: the most copies of
+// previous frames whose rate fits remaining, what the estimate leaves after the
+// audio's frames and the video layers chosen; a distance higher than the current
+// one needs upgradeMargin times its copies. Without an estimate (adaptation off,
+// or no report yet), the full redundancy. The encoders read it per packet. a.mu
+// held.
+func (a *adapter) chooseRED(remaining, perCopy float64) {
+	dist := redDistance
+	if a.enabled && a.est.bps > 0 {
+		dist = 0
+		for k := redDistance; k > 0; k-- {
+			need := float64(k) * perCopy
+			if k > a.redDist {
+				need *= upgradeMargin
+			}
+			if need <= remaining {
+				dist = k
+				break
+			}
+		}
+	}
+	if dist != a.redDist && perCopy > 0 {
+		a.r.log.Debug("RED distance", "distance", dist, "was", a.redDist, "estimate_bps", int64(a.est.bps))
+	}
+	a.redDist = dist
+	for _, d := range a.audio {
+		if d.red != nil {
+			d.red.setDistance(dist)
+		}
 	}
 }
 
@@ -757,10 +814,17 @@ func (a *adapter) upgradeFailed(now int64) {
 }
 
 // fit returns the best rank of video downtrack i whose bitrate fits remaining, -1
-// when none does, -2 when no layer's bitrate is known; a.mu held.
-func (a *adapter) fit(i int, remaining float64, now int64) int {
+// when none does, -2 when no layer's bitrate is known; a rank above the lowest
+// that sends must also leave redundancy (RED's copies) of remaining. a.mu held.
+func (a *adapter) fit(i int, remaining, redundancy float64, now int64) int {
 	known := false
 	st := a.steps[i]
+	lowest := -1
+	for rank := range sfu.MaxLayers {
+		if s := a.samples[i][rank]; s.bps > 0 && layerAlive(s.track, now) {
+			lowest = rank
+		}
+	}
 	for rank := range sfu.MaxLayers {
 		s := a.samples[i][rank]
 		if s.bps == 0 || !layerAlive(s.track, now) {
@@ -773,6 +837,9 @@ func (a *adapter) fit(i int, remaining float64, now int64) int {
 		need := s.bps
 		if a.want[i] < 0 || rank < a.want[i] {
 			need *= upgradeMargin
+		}
+		if rank != lowest {
+			need += redundancy
 		}
 		if need <= remaining {
 			return rank

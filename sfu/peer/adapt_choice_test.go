@@ -2,6 +2,7 @@ package peer
 
 import (
 	"log/slog"
+	"math"
 	"testing"
 
 	"github.com/pion/rtp"
@@ -134,5 +135,90 @@ func TestLayerChoice(t *testing.T) {
 	f.a.mu.Unlock()
 	if camera, _ := f.choose(3.5e6); camera != 0 {
 		t.Errorf("after the hold-off: camera %d, want 0", camera)
+	}
+}
+
+// TestREDDistanceChoice: a subscriber with RED audio keeps its camera's lowest
+// layer before the copies of previous frames (the audio's primary frames are
+// reserved first, RED's redundancy fits what the video leaves: 2, 1, or 0 copies,
+// the primary alone), while the copies come before a better layer; the distance
+// rises again only with a margin, is full while the video is paused, and without
+// an estimate. The encoder gets the distance chosen.
+func TestREDDistanceChoice(t *testing.T) {
+	reg := sfu.NewRegistry(sfu.RegistryConfig{})
+	t.Cleanup(reg.CloseAll)
+	lease, err := reg.Session("lecture").Claim(sfu.TrainerPublication, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Resource{log: slog.New(slog.DiscardHandler), edge: &Edge{}}
+	a := newAdapter(r, true)
+	r.adapt = a
+	camera := newDownTrack(r, nil, sfu.KindVideo, "trainer/video", 64, nil)
+	audio := newDownTrack(r, nil, sfu.KindAudio, "trainer/audio", 64, nil)
+	audio.red = newREDEncoder(63, 111, redDistance)
+	a.add(camera)
+	a.add(audio)
+	for rank, bps := range []float64{2.6e6, 850e3, 280e3} {
+		tr, err := lease.Track(sfu.LayerName("video", rank), sfu.KindVideo, sfu.Codec{MimeType: sfu.MimeH264, ClockRate: 90000}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tr.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: 1, SSRC: 1}, Payload: []byte{0x41, 0x9a}}); err != nil {
+			t.Fatal(err)
+		}
+		camera.layers.Attach(tr)
+		a.samples[0][rank] = layerSample{track: tr, bps: bps}
+	}
+	// 65 kbit/s of audio with overhead; no source measured yet, so 80-byte frames:
+	// a copy adds 65k x 84/130 = 42 kbit/s.
+	a.audioRate[0] = layerSample{bps: 65e3}
+	const perCopy = 65e3 * 84 / 130
+
+	for _, tc := range []struct {
+		estimate float64
+		camera   int
+		distance int
+	}{
+		{3.2e6, 0, 2},   // 65k + 2.86M + 84k
+		{0.95e6, 2, 2},  // medium would stay without the copies (65k + 850k), not with them (+84k): low and both
+		{1.2e6, 1, 2},   // medium with the copies: 65k + 935k + 84k
+		{0.42e6, 2, 1},  // low (308k) leaves 47k: one copy (42k)
+		{0.36e6, 2, 0},  // low stays (280k) and leaves 15k: the primary alone
+		{0.39e6, 2, 0},  // 45k left: one copy needs 46k with its margin
+		{0.40e6, 2, 1},  // 55k left: one copy
+		{0.38e6, 2, 0},  // 35k left, one copy is 42k
+		{0.30e6, -1, 2}, // the lowest layer does not fit: paused, the audio gets every copy
+	} {
+		a.mu.Lock()
+		a.est.bps = tc.estimate
+		a.choose(sfu.Nanotime())
+		dist, chosen := a.redDist, a.chosenBps
+		a.mu.Unlock()
+		if got := camera.layers.Target(); got != tc.camera || dist != tc.distance {
+			t.Errorf("estimate %.0f: camera %d, RED distance %d; want %d, %d", tc.estimate, got, dist, tc.camera, tc.distance)
+		}
+		if enc := int(audio.red.distance.Load()); enc != dist {
+			t.Errorf("estimate %.0f: the encoder repeats %d frames, the adapter chose %d", tc.estimate, enc, dist)
+		}
+		want := 65e3 + float64(tc.distance)*perCopy
+		if tc.camera >= 0 {
+			want += a.samples[0][tc.camera].bps
+		}
+		if math.Abs(chosen-want) > 1 {
+			t.Errorf("estimate %.0f: the choice takes %.0f bit/s, want %.0f", tc.estimate, chosen, want)
+		}
+	}
+
+	// No estimate yet: the full redundancy.
+	a.mu.Lock()
+	a.est.bps = 0.36e6
+	a.choose(sfu.Nanotime())
+	a.est.bps = 0
+	a.choose(sfu.Nanotime())
+	dist := a.redDist
+	a.mu.Unlock()
+	if dist != redDistance || audio.red.distance.Load() != redDistance {
+		t.Errorf("without an estimate: RED distance %d (encoder %d), want %d", dist, audio.red.distance.Load(), redDistance)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/pion/webrtc/v4"
 )
@@ -29,7 +30,8 @@ const (
 	// redPayloadType is the one Chromium uses for red/48000/2; pion answers with
 	// the offer's payload type anyway.
 	redPayloadType = 63
-	// redDistance is how many previous frames each packet repeats. Two: at 10 %
+	// redDistance is how many previous frames each packet repeats while the
+	// subscriber's link has room for them (adapter.chooseRED). Two: at 10 %
 	// random loss a frame is then lost only when three packets in a row are
 	// (~0.1 %, against ~1 % with one copy), and a burst of two lost packets, common
 	// on shared links, is fully recovered (10 % lost in bursts of two on average:
@@ -143,18 +145,33 @@ type redFrame struct {
 // keeps the previous frames and its output in fixed buffers: nothing is allocated
 // per packet.
 type redEncoder struct {
-	pt       uint8 // the subscriber's payload type for audio/red
-	blockPT  uint8 // its payload type for Opus: every block's
-	distance int   // previous frames repeated, 0..redMaxDistance
-	hist     [redMaxDistance]redFrame
-	next     int  // hist slot of the oldest frame, overwritten next
-	any      bool // a frame was recorded
-	last     uint32
-	out      [redOutSize]byte
+	pt      uint8 // the subscriber's payload type for audio/red
+	blockPT uint8 // its payload type for Opus: every block's
+	// distance is how many previous frames are repeated, 0..redMaxDistance: the
+	// subscriber's adapter lowers it when the link's estimate leaves no room for
+	// the copies after the lowest video layer (adapter.chooseRED), the egress
+	// worker reads it per packet. 0 still sends RED (the primary alone), the
+	// payload format the subscriber negotiated.
+	distance atomic.Int32
+	// hist keeps the last redMaxDistance frames whatever the distance, so that a
+	// distance raised again repeats frames at once.
+	hist [redMaxDistance]redFrame
+	next int  // hist slot of the oldest frame, overwritten next
+	any  bool // a frame was recorded
+	last uint32
+	out  [redOutSize]byte
 }
 
 func newREDEncoder(pt, blockPT uint8, distance int) *redEncoder {
-	return &redEncoder{pt: pt, blockPT: blockPT, distance: min(max(distance, 0), redMaxDistance)}
+	e := &redEncoder{pt: pt, blockPT: blockPT}
+	e.setDistance(distance)
+	return e
+}
+
+// setDistance sets how many previous frames the next packets repeat, clamped to
+// 0..redMaxDistance. Any goroutine.
+func (e *redEncoder) setDistance(distance int) {
+	e.distance.Store(int32(min(max(distance, 0), redMaxDistance)))
 }
 
 // encode returns the RED payload for the frame primary at RTP timestamp ts: a
@@ -176,8 +193,9 @@ func (e *redEncoder) encode(ts uint32, primary []byte, record bool) []byte {
 	budget := redMaxPayload - 1 - len(primary)
 	var chosen [redMaxDistance]*redFrame
 	k := redMaxDistance
-	for i := e.distance - 1; i >= 0; i-- {
-		f := &e.hist[(e.next+i)%e.distance]
+	for i := range int(e.distance.Load()) {
+		// The i-th newest frame kept.
+		f := &e.hist[(e.next+redMaxDistance-1-i)%redMaxDistance]
 		off := ts - f.ts
 		if f.n == 0 || off == 0 || off > redMaxTSOffset || 4+f.n > budget {
 			continue
@@ -201,13 +219,13 @@ func (e *redEncoder) encode(ts uint32, primary []byte, record bool) []byte {
 		p += copy(e.out[p:], f.data[:f.n])
 	}
 	p += copy(e.out[p:], primary)
-	if record && e.distance > 0 && (!e.any || int32(ts-e.last) > 0) {
+	if record && (!e.any || int32(ts-e.last) > 0) {
 		f := &e.hist[e.next]
 		f.ts, f.n = ts, 0
 		if len(primary) <= redMaxBlock {
 			f.n = copy(f.data[:], primary)
 		}
-		e.next = (e.next + 1) % e.distance
+		e.next = (e.next + 1) % redMaxDistance
 		e.any, e.last = true, ts
 	}
 	return e.out[:p]

@@ -233,7 +233,7 @@ func TestBindRED(t *testing.T) {
 				}
 				return
 			}
-			if e == nil || c.PayloadType != tc.want || e.pt != uint8(tc.want) || e.blockPT != uint8(chosen.PayloadType) || e.distance != redDistance {
+			if e == nil || c.PayloadType != tc.want || e.pt != uint8(tc.want) || e.blockPT != uint8(chosen.PayloadType) || e.distance.Load() != redDistance {
 				t.Fatalf("bound %s %d, encoder %+v; want red %d", c.MimeType, c.PayloadType, e, tc.want)
 			}
 		})
@@ -287,5 +287,55 @@ func TestDownTrackEncodeRED(t *testing.T) {
 				t.Fatalf("RED payload %d blocks (%v), want the frame alone", len(blocks), err)
 			}
 		})
+	}
+}
+
+// TestREDDistanceChange: the distance set between packets applies to the next
+// one; the frames sent at distance 0 are still kept, so a distance raised again
+// repeats the previous frames at once; changing it allocates nothing.
+func TestREDDistanceChange(t *testing.T) {
+	e := newREDEncoder(63, 111, redDistance)
+	frames := map[uint32][]byte{}
+	i := 0
+	send := func(distance, wantBlocks int) {
+		t.Helper()
+		e.setDistance(distance)
+		ts := uint32(i * 960)
+		frames[ts] = testFrame(i, 60)
+		blocks, err := decodeRED(ts, e.encode(ts, frames[ts], true))
+		if err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+		if len(blocks) != wantBlocks {
+			t.Fatalf("frame %d at distance %d: %d blocks, want %d", i, distance, len(blocks), wantBlocks)
+		}
+		for k, b := range blocks {
+			wantTS := ts - uint32(960*(len(blocks)-1-k))
+			if b.ts != wantTS || !bytes.Equal(b.data, frames[wantTS]) {
+				t.Fatalf("frame %d block %d: ts %d, want %d", i, k, b.ts, wantTS)
+			}
+		}
+		i++
+	}
+	send(2, 1)
+	send(2, 2)
+	send(2, 3)
+	send(1, 2)
+	send(0, 1)
+	send(0, 1)
+	send(2, 3) // the two frames sent alone are repeated
+	send(1, 2)
+	send(5, 3) // clamped to redMaxDistance
+	send(-1, 1)
+
+	frame := testFrame(1, 120)
+	ts := uint32(i * 960)
+	allocs := testing.AllocsPerRun(100, func() {
+		ts += 960
+		e.setDistance(int(ts/960) % 3)
+		e.encode(ts, frame, true)
+	})
+	if allocs != 0 {
+		t.Errorf("%.1f allocations per packet, want 0", allocs)
 	}
 }
