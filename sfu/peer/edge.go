@@ -123,9 +123,16 @@ func New(cfg Config) (*Edge, error) {
 		return nil, fmt.Errorf("webrtc udp socket: %w", err)
 	}
 	e.udp = udp
-	e.udpMux = newHostAddrMux(webrtc.NewICEUDPMux(pionLogs.NewLogger("udpmux"), udp), udp.LocalAddr().(*net.UDPAddr).IP.IsLoopback())
+	hostNet, err := newHostNet()
+	if err != nil {
+		_ = udp.Close()
+		return nil, fmt.Errorf("listing network interfaces: %w", err)
+	}
+	e.udpMux = newHostAddrMux(ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: pionLogs.NewLogger("udpmux"), UDPConn: udp, Net: hostNet}),
+		udp.LocalAddr().(*net.UDPAddr).IP.IsLoopback())
 
 	se := webrtc.SettingEngine{LoggerFactory: pionLogs}
+	se.SetNet(hostNet) // one interface list for all connections (udpmux.go)
 	// mDNS candidates hide a browser's address from other pages; a server has nothing
 	// to hide, and each connection would pay two multicast sockets and four goroutines.
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)

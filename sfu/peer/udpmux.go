@@ -6,18 +6,64 @@ import (
 	"time"
 
 	"github.com/pion/ice/v4"
+	"github.com/pion/transport/v5"
+	"github.com/pion/transport/v5/stdnet"
 )
 
-// listenAddrsTTL is how long the UDP mux's local addresses are reused before the
-// interfaces are listed again: an address added to the host later is offered to
-// connections from then on, and a join no longer lists every interface.
+// listenAddrsTTL is how long the host's interfaces and addresses, as ICE sees them,
+// are reused before they are listed again: an address added to the host later is
+// offered to connections from then on.
 const listenAddrsTTL = 10 * time.Second
 
+// hostNet is the network every ICE agent and the UDP mux use: pion's standard one,
+// with the interface list shared and refreshed once per listenAddrsTTL. Without it
+// pion makes a standard network per connection, which lists every interface and
+// its addresses (netlink dumps on each join) and keeps that list, about 12 KB, for
+// the connection's life; and the UDP mux keeps the list it made at start forever.
+type hostNet struct {
+	transport.Net // dials and listens; none of that depends on the interface list
+
+	mu  sync.Mutex
+	cur *stdnet.Net // replaced whole, never updated in place: agents may hold its interfaces
+	at  time.Time
+}
+
+func newHostNet() (*hostNet, error) {
+	n, err := stdnet.NewNet()
+	if err != nil {
+		return nil, err
+	}
+	return &hostNet{Net: n, cur: n, at: time.Now()}, nil
+}
+
+// current returns the interface list, listed again if older than listenAddrsTTL
+// (kept if listing fails).
+func (n *hostNet) current() *stdnet.Net {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if time.Since(n.at) >= listenAddrsTTL {
+		if fresh, err := stdnet.NewNet(); err == nil {
+			n.cur = fresh
+		}
+		n.at = time.Now()
+	}
+	return n.cur
+}
+
+func (n *hostNet) Interfaces() ([]*transport.Interface, error) { return n.current().Interfaces() }
+
+func (n *hostNet) InterfaceByIndex(i int) (*transport.Interface, error) {
+	return n.current().InterfaceByIndex(i)
+}
+
+func (n *hostNet) InterfaceByName(name string) (*transport.Interface, error) {
+	return n.current().InterfaceByName(name)
+}
+
 // hostAddrMux is the ICE UDP mux with the local addresses each connection gathers
-// host candidates for listed once per listenAddrsTTL and pared down to those a
-// candidate is ever offered for. Bound to the unspecified address, pion lists every
-// interface (a netlink dump) on each gather and makes a candidate for each address,
-// IPv6 link-local ones included: those are never signalled (RFC 8445 §5.1.1.1, the
+// host candidates for pared down to those a candidate is ever offered for (the
+// result kept for listenAddrsTTL). Bound to the unspecified address, pion makes a
+// candidate for each address of each interface, IPv6 link-local ones included: those are never signalled (RFC 8445 §5.1.1.1, the
 // location-tracking rule) yet each holds a read goroutine, an 8 KB buffer and its
 // connectivity checks for the connection's life. Loopback addresses are dropped
 // here because pion skips them only for its own mux type, which this wraps.

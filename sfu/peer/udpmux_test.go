@@ -116,3 +116,37 @@ func TestWildcardEdgeAddresses(t *testing.T) {
 		}
 	}
 }
+
+// TestHostNetRefresh: the connections' shared interface list is the host's, kept
+// for listenAddrsTTL and then listed afresh (a new list, not one updated under
+// agents that hold it).
+func TestHostNetRefresh(t *testing.T) {
+	n, err := newHostNet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ifs, err := n.Interfaces()
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, err := net.Interfaces()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ifs) != len(host) {
+		t.Fatalf("%d interfaces, the host has %d", len(ifs), len(host))
+	}
+	first := n.cur
+	if n.current() != first {
+		t.Fatal("listed again within the TTL")
+	}
+	n.mu.Lock()
+	n.at = n.at.Add(-listenAddrsTTL)
+	n.mu.Unlock()
+	if n.current() == first {
+		t.Fatal("not listed again after the TTL")
+	}
+	if lo, err := n.InterfaceByName(host[0].Name); err != nil || lo.Index != host[0].Index {
+		t.Fatalf("interface %s: %v %v", host[0].Name, lo, err)
+	}
+}
