@@ -82,8 +82,12 @@ type adapter struct {
 	// redDist is the RED distance the subscriber's audio gets (chooseRED): the
 	// copies of previous frames fit what the video layers leave of the estimate.
 	redDist int
-	est     lossEstimate
-	budget  rtxBudget
+	// redLowered is when redDist was last lowered, from redFrom: NACKs and reports
+	// tell of packets sent up to a second before, with redFrom's copies.
+	redLowered int64
+	redFrom    int
+	est        lossEstimate
+	budget     rtxBudget
 
 	lastRun                      int64
 	lastBytes, lastPkts, lastRtx uint64
@@ -470,7 +474,7 @@ func (a *adapter) run(now int64) {
 	if a.rangeAt > prevRun && a.rangeLoss > nackLoss {
 		// A NACK named a range of the video's packets that lost more: that range is
 		// the link's overflow, read within a round trip (onNack).
-		nackLoss, nackCarried = a.rangeLoss, a.rangeCarried+a.audioNow()
+		nackLoss, nackCarried = a.rangeLoss, a.rangeCarried+a.audioSent(now)
 	}
 	probing := a.probing(now)
 	if !probing {
@@ -623,6 +627,20 @@ func (a *adapter) audioRates() (primary, perCopy float64) {
 	return primary, perCopy
 }
 
+// audioSent is what the audio took over the last second, the span NACKed ranges
+// cover (nackRangeAge): at the RED distance before the last lowering if it came
+// within it. The link carried those copies beside the video: counting only the
+// fewer copies of now would take them off what it carried, and lower the
+// estimate further at each run of a drop. a.mu held.
+func (a *adapter) audioSent(now int64) float64 {
+	primary, perCopy := a.audioRates()
+	dist := a.redDist
+	if now-a.redLowered < int64(nackRangeAge) {
+		dist = max(dist, a.redFrom)
+	}
+	return primary + float64(dist)*perCopy
+}
+
 // audioNow is what the audio takes at the RED distance chosen. a.mu held.
 func (a *adapter) audioNow() float64 {
 	primary, perCopy := a.audioRates()
@@ -662,7 +680,7 @@ func (a *adapter) choose(now int64) {
 	primary, perCopy := a.audioRates()
 	remaining := a.est.bps - primary
 	defer func() {
-		a.chooseRED(remaining, perCopy)
+		a.chooseRED(now, remaining, perCopy)
 		// What the choice takes, for the retransmission budget.
 		a.chosenBps = primary + float64(a.redDist)*perCopy
 		for i, w := range a.want {
@@ -725,7 +743,7 @@ func (a *adapter) choose(now int64) {
 // one needs upgradeMargin times its copies. Without an estimate (adaptation off,
 // or no report yet), the full redundancy. The encoders read it per packet. a.mu
 // held.
-func (a *adapter) chooseRED(remaining, perCopy float64) {
+func (a *adapter) chooseRED(now int64, remaining, perCopy float64) {
 	dist := redDistance
 	if a.enabled && a.est.bps > 0 {
 		dist = 0
@@ -742,6 +760,13 @@ func (a *adapter) chooseRED(remaining, perCopy float64) {
 	}
 	if dist != a.redDist && perCopy > 0 {
 		a.r.log.Debug("RED distance", "distance", dist, "was", a.redDist, "estimate_bps", int64(a.est.bps))
+	}
+	if dist < a.redDist {
+		if now-a.redLowered >= int64(nackRangeAge) {
+			a.redFrom = a.redDist
+		}
+		a.redFrom = max(a.redFrom, a.redDist)
+		a.redLowered = now
 	}
 	a.redDist = dist
 	for _, d := range a.audio {

@@ -210,6 +210,20 @@ func TestREDDistanceChoice(t *testing.T) {
 		}
 	}
 
+	// What the link carried in the last second (NACKed ranges, reports) counts the
+	// copies sent before a lowering: within a second, at the distance before it.
+	a.mu.Lock()
+	a.est.bps = 3.2e6
+	a.choose(sfu.Nanotime())
+	now := sfu.Nanotime()
+	a.est.bps = 0.36e6
+	a.choose(now)
+	sent, later, dist0 := a.audioSent(now+int64(nackRangeAge)/2), a.audioSent(now+int64(nackRangeAge)), a.redDist
+	a.mu.Unlock()
+	if dist0 != 0 || math.Abs(sent-(65e3+2*perCopy)) > 1 || math.Abs(later-65e3) > 1 {
+		t.Errorf("lowered 2 -> %d: audio sent %.0f within a second, %.0f after; want %.0f, %.0f", dist0, sent, later, 65e3+2*perCopy, 65e3)
+	}
+
 	// No estimate yet: the full redundancy.
 	a.mu.Lock()
 	a.est.bps = 0.36e6
