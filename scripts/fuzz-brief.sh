@@ -11,7 +11,21 @@ n=0
 for pkg in $(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do
   for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
     echo "fuzz: $pkg $target ($fuzztime)"
-    go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" -fuzzminimizetime 1s -parallel 2 "$pkg" >/tmp/lectern-fuzz.log 2>&1 || { cat /tmp/lectern-fuzz.log; exit 1; }
+    if ! go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" -fuzzminimizetime 1s -parallel 2 "$pkg" >/tmp/lectern-fuzz.log 2>&1; then
+      # Go's fuzzing coordinator can fail a target with a bare "context deadline
+      # exceeded" when -fuzztime ends while a worker is mid-call (golang/go#51484,
+      # #75804): nothing was found, no input written. Tolerated only then, and only
+      # once the corpus (seeds and anything saved) replays clean; a real finding
+      # always writes its input and fails the run.
+      if grep -q 'context deadline exceeded' /tmp/lectern-fuzz.log &&
+         ! grep -qE 'Failing input written|panic:' /tmp/lectern-fuzz.log &&
+         go test -count=1 -run "^${target}\$" "$pkg" >/tmp/lectern-fuzz-replay.log 2>&1; then
+        echo "fuzz: $pkg $target: the fuzzing engine's deadline race (no input found); corpus replays clean"
+      else
+        cat /tmp/lectern-fuzz.log /tmp/lectern-fuzz-replay.log 2>/dev/null
+        exit 1
+      fi
+    fi
     n=$((n + 1))
   done
 done
