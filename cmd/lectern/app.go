@@ -433,6 +433,9 @@ func (a *app) start() error {
 		}
 	}
 	a.startSources()
+	if err := a.startDebug(); err != nil {
+		return err
+	}
 	ln, err := a.listenHTTP() // tls.go: plain HTTP, or HTTPS and the redirect server
 	if err != nil {
 		return err

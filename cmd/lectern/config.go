@@ -39,6 +39,7 @@ type config struct {
 	LogLevel       string        // debug, info, warn or error (lower case)
 	LogFormat      string        // text or json
 	PublicURL      string        // base URL for the banner and invitations, without trailing "/"
+	DebugAddr      string        // "" = off; else a listener serving net/http/pprof only
 
 	// WHEP offers still connecting per token and per client address (0 = no
 	// limit), live WHEP connections per viewer token (0 = no limit).
@@ -301,6 +302,9 @@ func settings() []setting {
 		{flag: "replay-downloads-per-ip", env: "LECTERN_REPLAY_DOWNLOADS_PER_IP", def: "4",
 			help:  "MP4 downloads (download.mp4) one client address may receive at once; more get 429 (0-10000); 0 disables the limit",
 			parse: intVal(func(c *config) *int { return &c.ReplayDownloadsPerIP }, 0, 10000, "a download limit")},
+		{flag: "debug-addr", env: "LECTERN_DEBUG_ADDR", defHelp: "off",
+			help:  "address of a separate listener serving Go's profiler (/debug/pprof/) for operators, e.g. 127.0.0.1:6060; no authentication: keep it on loopback or a private network",
+			parse: stringVal(func(c *config) *string { return &c.DebugAddr }, checkOptionalListenAddr)},
 		{flag: "https", env: "LECTERN_HTTPS", def: ":443",
 			help:  "HTTPS listen address, used when -tls-cert or -acme-domain is set (-http then only redirects to it)",
 			parse: stringVal(func(c *config) *string { return &c.HTTPSAddr }, checkListenAddr)},
@@ -636,6 +640,14 @@ func checkListenAddr(v string) (string, error) {
 		return "", fmt.Errorf("%q: port %q is not a number in 0-65535", v, port)
 	}
 	return v, nil
+}
+
+// checkOptionalListenAddr is checkListenAddr where "" (off) is allowed too.
+func checkOptionalListenAddr(v string) (string, error) {
+	if v == "" {
+		return "", nil
+	}
+	return checkListenAddr(v)
 }
 
 // checkPublicURL accepts an http(s) URL with an optional path prefix, and drops a trailing
