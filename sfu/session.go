@@ -442,10 +442,18 @@ func (p *Publication) Tracks() []*Track {
 // that name with another kind or codec is replaced. It fails with ErrNotPublishing
 // once the publication was removed.
 func (p *Publication) DerivedTrack(local string, kind Kind, codec Codec) (*Track, error) {
+	return p.track(local, kind, codec, nil, nil)
+}
+
+// track is Lease.Track and DerivedTrack: it returns p's track named local, fed from
+// a source whose keyframe requests go to requestKeyframe, creating it (or replacing
+// one of another kind or codec) and showing a new one to the session's watchers. It
+// fails with ErrNotPublishing once p was removed or, for a lease, replaced.
+func (p *Publication) track(local string, kind Kind, codec Codec, lease *Lease, requestKeyframe func()) (*Track, error) {
 	s := p.session
 	name := p.name + "/" + local
 	s.mu.Lock()
-	if s.pubs[p.name] != p {
+	if s.pubs[p.name] != p || lease != nil && p.gen != lease.gen {
 		s.mu.Unlock()
 		return nil, ErrNotPublishing
 	}
@@ -456,7 +464,7 @@ func (p *Publication) DerivedTrack(local string, kind Kind, codec Codec) (*Track
 		}
 		if t.kind == kind && t.codec.MimeType == codec.MimeType && t.codec.ClockRate == codec.ClockRate {
 			s.mu.Unlock()
-			t.SetSource(nil)
+			t.SetSource(requestKeyframe)
 			return t, nil
 		}
 		old = t
@@ -465,6 +473,7 @@ func (p *Publication) DerivedTrack(local string, kind Kind, codec Codec) (*Track
 		break
 	}
 	t := newTrack(name, kind, codec, s.registry.stats, s.registry.cfg.TrackOptions)
+	t.SetSource(requestKeyframe)
 	p.tracks = append(p.tracks, t)
 	watchers := make([]func(*Track), 0, len(s.watchers))
 	for _, fn := range s.watchers {
@@ -558,42 +567,7 @@ func (l *Lease) Current() bool {
 // if needed, and makes this lease's source feed it. A track that exists with another
 // kind or codec is replaced. requestKeyframe is as for Track.SetSource.
 func (l *Lease) Track(local string, kind Kind, codec Codec, requestKeyframe func()) (*Track, error) {
-	s := l.pub.session
-	name := l.pub.name + "/" + local
-	s.mu.Lock()
-	if s.pubs[l.pub.name] != l.pub || l.pub.gen != l.gen {
-		s.mu.Unlock()
-		return nil, ErrNotPublishing
-	}
-	var old *Track
-	for i, t := range l.pub.tracks {
-		if t.name != name {
-			continue
-		}
-		if t.kind == kind && t.codec.MimeType == codec.MimeType && t.codec.ClockRate == codec.ClockRate {
-			s.mu.Unlock()
-			t.SetSource(requestKeyframe)
-			return t, nil
-		}
-		old = t
-		l.pub.tracks = slices.Delete(l.pub.tracks, i, i+1)
-		break
-	}
-	t := newTrack(name, kind, codec, s.registry.stats, s.registry.cfg.TrackOptions)
-	t.SetSource(requestKeyframe)
-	l.pub.tracks = append(l.pub.tracks, t)
-	watchers := make([]func(*Track), 0, len(s.watchers))
-	for _, fn := range s.watchers {
-		watchers = append(watchers, fn)
-	}
-	s.mu.Unlock()
-	if old != nil {
-		old.close()
-	}
-	for _, fn := range watchers {
-		fn(t)
-	}
-	return t, nil
+	return l.pub.track(local, kind, codec, l, requestKeyframe)
 }
 
 // Release says the source went away (its connection failed or closed). The
