@@ -22,6 +22,9 @@ type step struct {
 	MarginalUsPerPacket float64 `json:"marginal_cpu_us_per_packet_out"`
 	RSSMB               float64 `json:"server_rss_mb"` // mean over the window
 	RSSPerSubKB         float64 `json:"server_rss_per_subscriber_kb"`
+	// Per subscriber added since the run's first step (see addedSince).
+	CPUPerAddedPct float64 `json:"server_cpu_per_added_subscriber_pct,omitempty"`
+	RSSPerAddedKB  float64 `json:"server_rss_per_added_subscriber_kb,omitempty"`
 	// From the server's Go runtime at the window's end, vs the baseline.
 	HeapPerSubKB float64 `json:"server_heap_and_stacks_per_subscriber_kb"`
 	// The heap the last GC found live (liveHeap) and the stacks: what RSS and the
@@ -83,20 +86,25 @@ type step struct {
 
 // nodeStep is one node's part of a step.
 type nodeStep struct {
-	URL          string         `json:"url"`
-	PID          string         `json:"pid"`
-	Subscribes   bool           `json:"subscribers_play_here"` // false: the publish node only
-	Subscribers  int            `json:"subscribers"`
-	ServerCPU    float64        `json:"server_cpu_pct"`
-	CPUPerSubPct float64        `json:"server_cpu_per_subscriber_pct"` // (step − this node's baseline) ÷ its subscribers
-	RSSMB        float64        `json:"server_rss_mb"`
-	RSSPerSubKB  float64        `json:"server_rss_per_subscriber_kb"`
-	LossPct      float64        `json:"loss_pct"`
-	SeqGaps      int64          `json:"sequence_gaps"`
-	LatencyP50ms float64        `json:"latency_p50_ms"`
-	LatencyP99ms float64        `json:"latency_p99_ms"`
-	LatencyN     uint64         `json:"latency_samples"`
-	Server       serverCounters `json:"server_counters"`
+	URL          string  `json:"url"`
+	PID          string  `json:"pid"`
+	Subscribes   bool    `json:"subscribers_play_here"` // false: the publish node only
+	Subscribers  int     `json:"subscribers"`
+	ServerCPU    float64 `json:"server_cpu_pct"`
+	CPUPerSubPct float64 `json:"server_cpu_per_subscriber_pct"` // (step − this node's baseline) ÷ its subscribers
+	RSSMB        float64 `json:"server_rss_mb"`
+	RSSPerSubKB  float64 `json:"server_rss_per_subscriber_kb"`
+	// Per subscriber added since the run's first step (see addedSince): the
+	// node's ingest (a publisher, or an edge's relay, which starts with the
+	// node's first subscriber) is then in the reference on every node alike.
+	CPUPerAddedPct float64        `json:"server_cpu_per_added_subscriber_pct,omitempty"`
+	RSSPerAddedKB  float64        `json:"server_rss_per_added_subscriber_kb,omitempty"`
+	LossPct        float64        `json:"loss_pct"`
+	SeqGaps        int64          `json:"sequence_gaps"`
+	LatencyP50ms   float64        `json:"latency_p50_ms"`
+	LatencyP99ms   float64        `json:"latency_p99_ms"`
+	LatencyN       uint64         `json:"latency_samples"`
+	Server         serverCounters `json:"server_counters"`
 }
 
 // target is one of the issue's goals, checked at the step nearest 100 subscribers.
@@ -215,9 +223,36 @@ func printNodes(w io.Writer, s step) {
 		if !n.Subscribes {
 			role = "publish only"
 		}
-		fmt.Fprintf(w, "    node %s (pid %s, %s): %d subs, cpu %.1f%% (%.3f%%/sub), rss %.1f MB (%.0f KB/sub), loss %.3f%%, gaps %d, drops %.0f, nacks %.0f, lat p50/p99 %.2f/%.2f ms\n",
-			n.URL, n.PID, role, n.Subscribers, n.ServerCPU, n.CPUPerSubPct, n.RSSMB, n.RSSPerSubKB, n.LossPct, n.SeqGaps,
+		added := ""
+		if n.RSSPerAddedKB != 0 || n.CPUPerAddedPct != 0 {
+			added = fmt.Sprintf(" [per added sub: cpu %.3f%%, rss %.0f KB]", n.CPUPerAddedPct, n.RSSPerAddedKB)
+		}
+		fmt.Fprintf(w, "    node %s (pid %s, %s): %d subs, cpu %.1f%% (%.3f%%/sub), rss %.1f MB (%.0f KB/sub)%s, loss %.3f%%, gaps %d, drops %.0f, nacks %.0f, lat p50/p99 %.2f/%.2f ms\n",
+			n.URL, n.PID, role, n.Subscribers, n.ServerCPU, n.CPUPerSubPct, n.RSSMB, n.RSSPerSubKB, added, n.LossPct, n.SeqGaps,
 			n.Server.QueueDrops, n.Server.NACKsAnswered, n.LatencyP50ms, n.LatencyP99ms)
+	}
+}
+
+// addedSince sets s's per-added-subscriber figures against first, an earlier
+// step: (s − first) ÷ the subscribers added, for the whole server and each node.
+// The per-subscriber figures proper are against the publisher-only baseline, which
+// on a single node already holds the ingest (the publisher's track and cache) but
+// on a cluster's edge holds nothing: its relay from the origin starts with its
+// first subscriber and would be charged to its subscribers.
+func (s *step) addedSince(first step) {
+	if d := s.Subscribers - first.Subscribers; d > 0 {
+		s.CPUPerAddedPct = (s.ServerCPU - first.ServerCPU) / float64(d)
+		s.RSSPerAddedKB = (s.RSSMB - first.RSSMB) * 1024 / float64(d)
+	}
+	for i := range s.Nodes {
+		if i >= len(first.Nodes) {
+			break
+		}
+		n, f := &s.Nodes[i], first.Nodes[i]
+		if d := n.Subscribers - f.Subscribers; d > 0 && f.Subscribers > 0 {
+			n.CPUPerAddedPct = (n.ServerCPU - f.ServerCPU) / float64(d)
+			n.RSSPerAddedKB = (n.RSSMB - f.RSSMB) * 1024 / float64(d)
+		}
 	}
 }
 
@@ -230,6 +265,13 @@ func printSummary(w io.Writer, r *report) {
 			r.Clip.Width, r.Clip.Height, r.Clip.FPS, r.Clip.Bitrate, r.Clip.GOP, r.KeyframeRequestsIgnored, r.TimestampOffsets)
 	}
 	fmt.Fprintf(w, "baseline (publisher only): server %.1f%% of a core, RSS %.1f MB\n", r.Baseline.ServerCPU, r.Baseline.RSSMB)
+	if len(r.Steps) > 1 {
+		first := r.Steps[0]
+		fmt.Fprintf(w, "per subscriber added since the first step (%d subscribers; the ingest, e.g. an edge's relay, is in it):\n", first.Subscribers)
+		for _, s := range r.Steps[1:] {
+			fmt.Fprintf(w, "  %4d subscribers: cpu %.3f%% of a core, rss %.0f KB\n", s.Subscribers, s.CPUPerAddedPct, s.RSSPerAddedKB)
+		}
+	}
 	if len(r.Targets) == 0 {
 		return
 	}

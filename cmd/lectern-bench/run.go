@@ -120,6 +120,9 @@ func run(ctx context.Context, cfg config, log *slog.Logger, table io.Writer) (*r
 		if err != nil {
 			return rep, err
 		}
+		if len(rep.Steps) > 0 {
+			st.addedSince(rep.Steps[0])
+		}
 		rep.Steps = append(rep.Steps, st)
 		printRow(table, st)
 		printNodes(table, st)
