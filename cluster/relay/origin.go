@@ -23,6 +23,7 @@ import (
 
 	"lectern/auth"
 	"lectern/sfu"
+	"lectern/sfu/peer"
 )
 
 // Limits of the origin side.
@@ -376,8 +377,13 @@ func (o *outRelay) run(sess *sfu.Session) {
 		followers := make([]*sfu.Follower, len(o.senders))
 		for i, s := range o.senders {
 			followers[i] = s.follow
-			o.wg.Add(2)
-			go func() { defer o.wg.Done(); s.writeLoop() }()
+			select {
+			case <-s.bound: // pion binds an answerer's tracks in SetLocalDescription
+				s.egress.Start()
+			default:
+				o.log.Warn("relay track not bound by the connection; not sent", "track", s.track.Name())
+			}
+			o.wg.Add(1)
 			go func() { defer o.wg.Done(); s.rtcpLoop() }()
 		}
 		stop = sfu.Follow(sess, followers...)
@@ -388,6 +394,8 @@ func (o *outRelay) run(sess *sfu.Session) {
 	}
 	_ = o.pc.Close() // ends the RTCP loops
 	o.wg.Wait()
+	// A turn on an egress worker now writes nothing (it checks ctx) and drains its
+	// queue too; this drain covers a sender whose worker is not woken again.
 	for _, s := range o.senders {
 		s.queue.Drain()
 	}
@@ -434,14 +442,17 @@ func (h *Handler) Close() error {
 }
 
 // sender sends one origin track to the edge: a pion TrackLocal fed by a queue that
-// follows the track (exactly that track: no layer choice), written by its own
-// goroutine. A relay is one consumer per edge and publication, so a goroutine per
-// track costs little; the subscribers' shared egress workers are for the many.
+// follows the track (exactly that track: no layer choice), written by the peer
+// edge's egress workers like a subscriber's downtrack (peer.EgressSender): its
+// packets leave in the workers' batched sendmmsg rounds, a video frame's packets
+// as one GSO train after one wake-up, where a goroutine of its own cost a wake-up
+// and a system call per packet (half the origin's CPU with two relays).
 type sender struct {
 	o         *outRelay
 	track     *sfu.Track // the track when the relay was made: name, kind, codec
 	follow    *sfu.Follower
 	queue     *sfu.Queue
+	egress    *peer.EgressSender
 	rtpSender *webrtc.RTPSender
 
 	bindOnce sync.Once
@@ -450,10 +461,10 @@ type sender struct {
 	pt       uint8
 	writer   webrtc.TrackLocalWriter
 
-	mu sync.Mutex // guards rw: the writer goroutine and the RTCP goroutine (Invert)
+	mu sync.Mutex // guards rw: the egress worker and the RTCP goroutine (Invert)
 	rw sfu.Rewriter
 
-	hdr rtp.Header // the writer goroutine's
+	hdr rtp.Header // the egress worker's
 }
 
 func newSender(o *outRelay, t *sfu.Track) *sender {
@@ -462,7 +473,8 @@ func newSender(o *outRelay, t *sfu.Track) *sender {
 	if t.Kind() == sfu.KindAudio {
 		size = queueSize / 4
 	}
-	s.queue = sfu.NewQueue(sfu.QueueOptions{Size: size, Kind: t.Kind(), Stats: t.Stats()})
+	s.queue = sfu.NewQueue(sfu.QueueOptions{Size: size, Kind: t.Kind(), Stats: t.Stats(), Notify: s.queued})
+	s.egress = o.h.cfg.Edge.NewEgressSender(t.Kind(), s.queue, s.turn)
 	codec := t.Codec()
 	s.follow = sfu.NewFollower(t.Name(), s.queue, func(c *sfu.Track) bool {
 		// A new track of the same name with another codec cannot go on this
@@ -521,22 +533,32 @@ func (s *sender) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, 
 // Unbind implements webrtc.TrackLocal.
 func (s *sender) Unbind(webrtc.TrackLocalContext) error { return nil }
 
-// writeLoop sends the queued packets until the relay ends. No allocation per
-// packet: the header is reused and the payload written from the shared packet.
-func (s *sender) writeLoop() {
+// queued is the queue's Notify (the egress sender is set before anything is queued).
+func (s *sender) queued(item sfu.QueueItem, queued int) { s.egress.Queued(item, queued) }
+
+// turn is the sender's turn on its egress worker: it writes up to max queued
+// packets and reports whether it wrote them all (there may be more). Once the relay
+// has ended it writes nothing and drains the queue. No allocation per packet: the
+// header is reused and the payload written from the shared packet.
+func (s *sender) turn(max int) bool {
 	ctx := s.o.ctx
-	select {
-	case <-s.bound:
-	case <-ctx.Done():
-		return
-	}
 	stats := s.track.Stats()
-	for {
-		item, ok := s.queue.Next(ctx)
+	clockRate := s.track.Codec().ClockRate
+	var bytes uint64
+	more := true
+	for range max {
+		item, ok := s.queue.TryNext()
 		if !ok {
-			return
+			more = false
+			break
 		}
 		p := item.Packet
+		if ctx.Err() != nil {
+			p.Release()
+			s.queue.Drain()
+			more = false
+			break
+		}
 		s.mu.Lock()
 		switch item.Resync {
 		case sfu.ResyncDrop:
@@ -544,7 +566,7 @@ func (s *sender) writeLoop() {
 		case sfu.ResyncSwitch:
 			s.rw.Resync()
 		}
-		seq, ts := s.rw.Rewrite(p.Header.SequenceNumber, p.Header.Timestamp, s.track.Codec().ClockRate, sfu.Nanotime())
+		seq, ts := s.rw.Rewrite(p.Header.SequenceNumber, p.Header.Timestamp, clockRate, sfu.Nanotime())
 		s.mu.Unlock()
 		s.hdr = rtp.Header{Version: 2, Marker: p.Header.Marker, PayloadType: s.pt,
 			SequenceNumber: seq, Timestamp: ts, SSRC: s.ssrc}
@@ -552,13 +574,17 @@ func (s *sender) writeLoop() {
 		size := len(p.Payload)
 		p.Release()
 		if err != nil || n == 0 {
-			continue // the transport is closing; ctx ends the loop
+			continue // the transport is closing; ctx ends the relay
 		}
 		stats.PacketsOut.Add(1)
 		stats.BytesOut.Add(uint64(size))
-		s.o.bytes.Add(uint64(size))
-		s.o.h.bytes.Add(uint64(size))
+		bytes += uint64(size)
 	}
+	if bytes > 0 { // once per turn: the counters are shared by every relay
+		s.o.bytes.Add(bytes)
+		s.o.h.bytes.Add(bytes)
+	}
+	return more
 }
 
 // rtcpLoop answers the edge's NACKs from the track's cache and turns its PLIs and

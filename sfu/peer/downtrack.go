@@ -61,12 +61,7 @@ type downTrack struct {
 
 	hdr rtp.Header // reused by the egress worker
 
-	worker *egressWorker
-	// holdSince is the arrival of the oldest packet held for its frame; written by
-	// the publisher's goroutine, or two of them while a LayerFollower switches layers.
-	holdSince atomic.Int64
-	started   atomic.Bool // sending may begin (see start)
-	ready     atomic.Bool // on the worker's lists (see notifyWorker)
+	egressGate // its egress worker and the queue's wake-ups (egress.go)
 
 	// Sender report state (RFC 3550 §6.4.1); the egress worker only.
 	srPackets, srOctets uint32
@@ -123,7 +118,8 @@ func newDownTrack(r *Resource, w *egressWorker, kind sfu.Kind, want string, queu
 	if kind == sfu.KindVideo {
 		mime = sfu.MimeH264
 	}
-	d := &downTrack{r: r, worker: w, kind: kind, want: want, mime: mime, stats: stats, bound: make(chan struct{})}
+	d := &downTrack{r: r, kind: kind, want: want, mime: mime, stats: stats, bound: make(chan struct{})}
+	d.worker = w
 	d.queue = sfu.NewQueue(sfu.QueueOptions{Size: queueSize, Kind: kind, Stats: stats, Notify: d.queued})
 	if kind == sfu.KindVideo {
 		d.layers = sfu.NewLayerFollower(want, d.queue, d.accepts)
@@ -230,39 +226,8 @@ func (d *downTrack) start() bool {
 	return true
 }
 
-// holdMax bounds how long video packets wait for the rest of their frame.
-const holdMax = 2 * time.Millisecond
-
-// queued is the queue's Notify: a packet is waiting. Video packets of a frame
-// are let gather until the frame is complete (the marker bit), burstMax wait, or
-// the oldest has waited holdMax, then the worker is woken: a frame's packets
-// then leave as one GSO train and one wake-up serves them all, where a wake-up
-// per packet sends trains of one. The receiver cannot decode a frame before its
-// last packet anyway. holdMax keeps a browser publisher's pacing (its frames
-// arrive spread over several milliseconds) from turning into whole-frame bursts,
-// which lossy provincial links punish. Audio packets are frames; retransmissions
-// are urgent.
-func (d *downTrack) queued(item sfu.QueueItem, queued int) {
-	if !d.started.Load() {
-		return
-	}
-	if item.Retransmission { // on the subscriber's RTCP goroutine: holdSince is not ours
-		d.notifyWorker()
-		return
-	}
-	if p := item.Packet; d.kind == sfu.KindVideo && !p.Header.Marker && queued < burstMax {
-		since := d.holdSince.Load()
-		if since == 0 {
-			d.holdSince.Store(p.ArrivalNanos)
-			return
-		}
-		if p.ArrivalNanos-since < int64(holdMax) {
-			return
-		}
-	}
-	d.holdSince.Store(0)
-	d.notifyWorker()
-}
+// queued is the queue's Notify: a packet is waiting (see egressGate.onQueued).
+func (d *downTrack) queued(item sfu.QueueItem, queued int) { d.onQueued(d, d.kind, item, queued) }
 
 // sendBurst writes up to n queued packets, on the downtrack's egress worker. It
 // returns false when the queue is empty.
