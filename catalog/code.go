@@ -1,10 +1,8 @@
 package catalog
 
 import (
-	"cmp"
 	"encoding/hex"
 	"fmt"
-	"slices"
 	"time"
 )
 
@@ -76,28 +74,15 @@ func (c *Catalog) AddCode(code Code) (Code, error) {
 		if _, ok := ct.sessions[code.Session]; !ok {
 			return fmt.Errorf("%w: %q", ErrNotFound, code.Session)
 		}
-		n := 0
-		for _, old := range ct.codes {
+		for _, old := range ct.codes { // by hash: the id is looked for
 			if old.ID == code.ID {
 				return invalid("code id", "is taken")
 			}
-			if old.Session == code.Session && old.ExpiresAt.After(now) {
-				n++
-			}
 		}
-		if n >= MaxCodesPerSession {
-			return invalid("codes", "at most %d per session: revoke one first", MaxCodesPerSession)
-		}
-		if _, dup := ct.codes[code.Hash]; dup {
-			return invalid("code hash", "is taken")
-		}
-		for k, old := range ct.codes {
-			if !old.ExpiresAt.After(now) {
-				delete(ct.codes, k)
-			}
-		}
-		ct.codes[code.Hash] = code
-		return nil
+		return addGrant(ct.codes, code.Hash, code, now,
+			func(old Code) bool { return old.Session == code.Session }, MaxCodesPerSession,
+			invalid("codes", "at most %d per session: revoke one first", MaxCodesPerSession),
+			invalid("code hash", "is taken"))
 	})
 	if err != nil {
 		return Code{}, err
@@ -122,17 +107,7 @@ func (c *Catalog) Codes(session string) []Code {
 	if err != nil {
 		return nil
 	}
-	now := c.now()
-	var out []Code
-	for _, code := range ct.codes {
-		if code.Session == session && code.ExpiresAt.After(now) {
-			out = append(out, code)
-		}
-	}
-	slices.SortFunc(out, func(a, b Code) int {
-		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))
-	})
-	return out
+	return liveGrants(ct.codes, c.now(), func(code Code) bool { return code.Session == session })
 }
 
 // DeleteCode revokes the device code id of session: its record is removed, and the

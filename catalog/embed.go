@@ -1,9 +1,7 @@
 package catalog
 
 import (
-	"cmp"
 	"fmt"
-	"slices"
 	"time"
 )
 
@@ -64,25 +62,10 @@ func (c *Catalog) AddEmbed(e Embed) (Embed, error) {
 		if _, ok := ct.sessions[e.Session]; !ok {
 			return fmt.Errorf("%w: %q", ErrNotFound, e.Session)
 		}
-		n := 0
-		for _, old := range ct.embeds {
-			if old.Recording == e.Recording && old.ExpiresAt.After(now) {
-				n++
-			}
-		}
-		if n >= MaxEmbedsPerRecording {
-			return invalid("embeds", "at most %d per recording: revoke one first", MaxEmbedsPerRecording)
-		}
-		if _, dup := ct.embeds[e.ID]; dup {
-			return invalid("embed id", "is taken")
-		}
-		for k, old := range ct.embeds {
-			if !old.ExpiresAt.After(now) {
-				delete(ct.embeds, k)
-			}
-		}
-		ct.embeds[e.ID] = e
-		return nil
+		return addGrant(ct.embeds, e.ID, e, now,
+			func(old Embed) bool { return old.Recording == e.Recording }, MaxEmbedsPerRecording,
+			invalid("embeds", "at most %d per recording: revoke one first", MaxEmbedsPerRecording),
+			invalid("embed id", "is taken"))
 	})
 	if err != nil {
 		return Embed{}, err
@@ -109,17 +92,7 @@ func (c *Catalog) Embeds(recording string) []Embed {
 	if err != nil {
 		return nil
 	}
-	now := c.now()
-	var out []Embed
-	for _, e := range ct.embeds {
-		if e.Recording == recording && e.ExpiresAt.After(now) {
-			out = append(out, e)
-		}
-	}
-	slices.SortFunc(out, func(a, b Embed) int {
-		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))
-	})
-	return out
+	return liveGrants(ct.embeds, c.now(), func(e Embed) bool { return e.Recording == recording })
 }
 
 // DeleteEmbed revokes the embed token id of recording: its record is removed, and
