@@ -106,12 +106,12 @@ type Recorder struct {
 	ixCancel   context.CancelFunc
 	ixDone     chan struct{}
 	ixFlush    context.Context
+	watches    sfu.Watches // the attached sessions
 
 	mu        sync.Mutex
 	closed    bool
-	sessions  map[*sfu.Session]func() // watch cancel functions
-	active    map[pubKey]*recording   // the recording in progress per publication
-	uploaders map[string]*uploader    // by recording id, until finalised
+	active    map[pubKey]*recording // the recording in progress per publication
+	uploaders map[string]*uploader  // by recording id, until finalised
 }
 
 // New returns a recorder storing into cfg.Store. It loads the recording index
@@ -129,7 +129,7 @@ func New(ctx context.Context, cfg Config) (*Recorder, error) {
 	}
 	r := &Recorder{
 		cfg: cfg, log: cfg.Logger.With("component", "recorder"), metrics: newMetrics(),
-		sessions: map[*sfu.Session]func(){}, active: map[pubKey]*recording{}, uploaders: map[string]*uploader{},
+		active: map[pubKey]*recording{}, uploaders: map[string]*uploader{},
 	}
 	r.downloads.m = map[string]*Download{}
 	r.spool = &spool{dir: cfg.SpoolDir, max: cfg.MaxSpoolBytes, m: r.metrics, log: r.log}
@@ -160,34 +160,12 @@ func New(ctx context.Context, cfg Config) (*Recorder, error) {
 // when a session is created or when its first publication appears (e.g. from the
 // registry's publication.added event); it must not be called with sfu locks held.
 func (r *Recorder) Attach(sess *sfu.Session) {
-	r.mu.Lock()
-	if _, ok := r.sessions[sess]; ok || r.closed {
-		r.mu.Unlock()
-		return
-	}
-	r.sessions[sess] = func() {}
-	r.mu.Unlock()
-	cancel := sess.Watch(func(t *sfu.Track) { r.addTrack(sess, t) })
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		cancel()
-		return
-	}
-	r.sessions[sess] = cancel
+	r.watches.Add(sess, func(t *sfu.Track) { r.addTrack(sess, t) })
 }
 
 // Detach stops watching the session for new tracks. Recordings in progress go on
 // until their tracks end.
-func (r *Recorder) Detach(sess *sfu.Session) {
-	r.mu.Lock()
-	cancel := r.sessions[sess]
-	delete(r.sessions, sess)
-	r.mu.Unlock()
-	if cancel != nil {
-		cancel()
-	}
-}
+func (r *Recorder) Detach(sess *sfu.Session) { r.watches.Remove(sess) }
 
 // addTrack runs on the goroutine adding the track (a publisher's): it must not
 // block.
@@ -329,16 +307,12 @@ func (r *Recorder) shut() ([]*recTrack, bool) {
 		return nil, false
 	}
 	r.closed = true
-	cancels := r.sessions
-	r.sessions = map[*sfu.Session]func(){}
 	var tracks []*recTrack
 	for _, rec := range r.active {
 		tracks = append(tracks, rec.tracks...)
 	}
 	r.mu.Unlock()
-	for _, c := range cancels {
-		c()
-	}
+	r.watches.Close()
 	return tracks, true
 }
 

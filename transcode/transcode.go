@@ -59,11 +59,11 @@ type Transcoder struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 
-	mu       sync.Mutex
-	closed   bool
-	sessions map[*sfu.Session]func() // the Watch cancel of each attached session
-	jobs     map[*sfu.Track]*job     // running transcodings, by source track
-	warned   map[*sfu.Publication]bool
+	mu      sync.Mutex
+	closed  bool
+	watches sfu.Watches         // the attached sessions
+	jobs    map[*sfu.Track]*job // running transcodings, by source track
+	warned  map[*sfu.Publication]bool
 }
 
 // New returns a Transcoder; it starts nothing until Attach.
@@ -74,41 +74,19 @@ func New(cfg Config) *Transcoder {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Transcoder{cfg: cfg, log: log, metrics: newMetrics(), ctx: ctx, cancel: cancel,
-		sessions: map[*sfu.Session]func(){}, jobs: map[*sfu.Track]*job{}, warned: map[*sfu.Publication]bool{}}
+		jobs: map[*sfu.Track]*job{}, warned: map[*sfu.Publication]bool{}}
 }
 
 // Attach transcodes the session's audio tracks, present and future, that need it.
 // It is idempotent: call it on every sfu.EventPublicationAdded. It must not be
 // called with sfu locks held.
 func (t *Transcoder) Attach(s *sfu.Session) {
-	t.mu.Lock()
-	if _, ok := t.sessions[s]; ok || t.closed {
-		t.mu.Unlock()
-		return
-	}
-	t.sessions[s] = func() {}
-	t.mu.Unlock()
-	cancel := s.Watch(func(tr *sfu.Track) { t.track(s, tr) })
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.closed {
-		cancel()
-		return
-	}
-	t.sessions[s] = cancel
+	t.watches.Add(s, func(tr *sfu.Track) { t.track(s, tr) })
 }
 
 // Detach stops watching the session for new tracks (call it when the session
 // ends). Transcodings in progress go on until their tracks end.
-func (t *Transcoder) Detach(s *sfu.Session) {
-	t.mu.Lock()
-	cancel := t.sessions[s]
-	delete(t.sessions, s)
-	t.mu.Unlock()
-	if cancel != nil {
-		cancel()
-	}
-}
+func (t *Transcoder) Detach(s *sfu.Session) { t.watches.Remove(s) }
 
 // Collector returns the transcoder's metrics: lectern_transcode_streams{codec}
 // and lectern_transcode_errors_total{reason}.
@@ -119,15 +97,8 @@ func (t *Transcoder) Collector() prometheus.Collector { return t.metrics }
 func (t *Transcoder) Close() error {
 	t.mu.Lock()
 	t.closed = true
-	cancels := make([]func(), 0, len(t.sessions))
-	for _, c := range t.sessions {
-		cancels = append(cancels, c)
-	}
-	clear(t.sessions)
 	t.mu.Unlock()
-	for _, c := range cancels {
-		c()
-	}
+	t.watches.Close()
 	t.cancel()
 	t.wg.Wait()
 	return nil
