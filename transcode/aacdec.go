@@ -147,32 +147,27 @@ func (d *aacDecoder) feed(ctx context.Context, in <-chan *sfu.Packet, w io.Write
 	var last int64
 	var buf []byte
 	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case p := <-in:
-			if relayed() {
-				p.Release()
-				return errRelayed
-			}
-			if last != 0 && p.ArrivalNanos-last > int64(gapResync) {
-				gap.mark()
-			}
-			last = p.ArrivalNanos
-			aus, err := dep.push(p.Payload, p.Header.Timestamp, p.Header.Marker)
-			if err != nil {
-				d.metrics.errors.WithLabelValues(reasonBadInput).Inc()
-			}
-			buf = buf[:0]
-			for _, au := range aus {
-				d.format.adtsHeader(&hdr, len(au))
-				buf = append(append(buf, hdr[:]...), au...)
-			}
-			p.Release()
-			if len(buf) > 0 {
-				if _, err := w.Write(buf); err != nil {
-					return fmt.Errorf("write to ffmpeg: %w", err)
-				}
+		p, err := receive(ctx, in, relayed)
+		if p == nil {
+			return err
+		}
+		if last != 0 && p.ArrivalNanos-last > int64(gapResync) {
+			gap.mark()
+		}
+		last = p.ArrivalNanos
+		aus, err := dep.push(p.Payload, p.Header.Timestamp, p.Header.Marker)
+		if err != nil {
+			d.metrics.errors.WithLabelValues(reasonBadInput).Inc()
+		}
+		buf = buf[:0]
+		for _, au := range aus {
+			d.format.adtsHeader(&hdr, len(au))
+			buf = append(append(buf, hdr[:]...), au...)
+		}
+		p.Release()
+		if len(buf) > 0 {
+			if _, err := w.Write(buf); err != nil {
+				return fmt.Errorf("write to ffmpeg: %w", err)
 			}
 		}
 	}

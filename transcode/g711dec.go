@@ -31,19 +31,14 @@ func (d *g711Decoder) channels() int { return 1 }
 
 func (d *g711Decoder) run(ctx context.Context, in <-chan *sfu.Packet, out *opusOut, relayed func() bool) error {
 	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case p := <-in:
-			if relayed() {
-				p.Release()
-				return errRelayed
-			}
-			err := d.packet(p, out)
-			p.Release()
-			if err != nil {
-				return err
-			}
+		p, err := receive(ctx, in, relayed)
+		if p == nil {
+			return err
+		}
+		err = d.packet(p, out)
+		p.Release()
+		if err != nil {
+			return err
 		}
 	}
 }

@@ -273,6 +273,21 @@ var (
 	errRelayed = errors.New("publication relayed from another node")
 )
 
+// receive returns the next queued packet for a decoder's goroutine, or nil when
+// ctx ends (nil error) or the publication became a relay (errRelayed).
+func receive(ctx context.Context, in <-chan *sfu.Packet, relayed func() bool) (*sfu.Packet, error) {
+	select {
+	case <-ctx.Done():
+		return nil, nil
+	case p := <-in:
+		if relayed() {
+			p.Release()
+			return nil, errRelayed
+		}
+		return p, nil
+	}
+}
+
 // WriteRTP implements sfu.Sink: it hands the packet to the job's goroutine, or
 // drops it when the queue is full. It runs on the publisher's read goroutine with
 // the track's lock held: it never blocks and does not allocate.
