@@ -276,11 +276,17 @@ func (l *Link) Shape() Shape {
 // rescheduled at the new rate.
 func (l *Link) SetShape(s Shape) {
 	l.mu.Lock()
+	l.reshape(s)
+	l.mu.Unlock()
+	l.wake()
+}
+
+// reshape makes s the link's shape, rescheduling the packets still waiting for
+// tokens; l.mu is held, and the caller wakes the sender after unlocking.
+func (l *Link) reshape(s Shape) {
 	l.spec, l.shape = s, normalize(s)
 	l.tokens = min(l.tokens, float64(l.shape.Bucket))
 	l.reschedule(time.Now())
-	l.mu.Unlock()
-	l.wake()
 }
 
 // SetRate changes the rate (bit/s, 0 = unlimited), as `tc qdisc change ... rate`:
@@ -289,10 +295,9 @@ func (l *Link) SetShape(s Shape) {
 // rescheduled at the new rate.
 func (l *Link) SetRate(bps int64) {
 	l.mu.Lock()
-	l.spec.RateBps = bps
-	l.shape = normalize(l.spec)
-	l.tokens = min(l.tokens, float64(l.shape.Bucket))
-	l.reschedule(time.Now())
+	s := l.spec
+	s.RateBps = bps
+	l.reshape(s)
 	l.mu.Unlock()
 	l.wake()
 }
