@@ -8,12 +8,10 @@
 package testenv
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"go/build"
 	"net"
 	"net/http"
@@ -50,15 +48,7 @@ type MinIO struct {
 	certsDir    string
 
 	mu   sync.Mutex
-	proc *minioProcess // nil while stopped
-}
-
-// minioProcess is one run of the server binary.
-type minioProcess struct {
-	cmd     *exec.Cmd
-	out     *outputBuffer
-	exited  chan struct{} // closed once cmd.Wait returned
-	waitErr error         // valid after exited is closed
+	proc *process // nil while stopped
 }
 
 // StartMinIO starts a MinIO server on kernel-chosen loopback ports with a
@@ -148,21 +138,20 @@ func (m *MinIO) start() error {
 		"MINIO_ROOT_PASSWORD="+m.SecretKey,
 		"MINIO_UPDATE=off",
 	)
-	p := &minioProcess{cmd: cmd, out: &outputBuffer{}, exited: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.out, p.out
-	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("%s: %w", m.bin, err)
+	client := &http.Client{
+		Timeout:   time.Second,
+		Transport: &http.Transport{DisableKeepAlives: true},
 	}
-	go func() { // owned by m: kill waits for it
-		p.waitErr = cmd.Wait()
-		close(p.exited)
-	}()
+	p, err := startProcess(cmd, readiness{name: "minio", addr: m.Endpoint,
+		ready:   func() bool { return minioLive(client, "http://"+m.Endpoint+"/minio/health/live") },
+		every:   50 * time.Millisecond,
+		timeout: minioStartTimeout,
+		exited:  errExited,
+	})
+	if err != nil {
+		return err
+	}
 	m.proc = p
-	if err := waitLive(m.Endpoint, p); err != nil {
-		m.kill()
-		return fmt.Errorf("%w\n--- minio output ---\n%s", err, p.out.String())
-	}
 	return nil
 }
 
@@ -172,34 +161,8 @@ func (m *MinIO) kill() {
 	if m.proc == nil {
 		return
 	}
-	_ = m.proc.cmd.Process.Kill() // fails only if it already exited
-	<-m.proc.exited
+	m.proc.kill()
 	m.proc = nil
-}
-
-// waitLive polls the liveness endpoint until the server answers 200 with
-// its object layer initialised, the process exits, or the deadline passes.
-func waitLive(endpoint string, p *minioProcess) error {
-	client := &http.Client{
-		Timeout:   time.Second,
-		Transport: &http.Transport{DisableKeepAlives: true},
-	}
-	deadline := time.NewTimer(minioStartTimeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if minioLive(client, "http://"+endpoint+"/minio/health/live") {
-			return nil
-		}
-		select {
-		case <-p.exited:
-			return fmt.Errorf("%w: %v", errExited, p.waitErr)
-		case <-deadline.C:
-			return fmt.Errorf("minio at %s not live after %v", endpoint, minioStartTimeout)
-		case <-tick.C:
-		}
-	}
 }
 
 // minioLive reports whether a liveness probe succeeds. MinIO answers 200
@@ -311,31 +274,4 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b) // never fails, per crypto/rand
 	return hex.EncodeToString(b)
-}
-
-// outputBuffer collects a process's output for error messages, keeping
-// the first maxOutput bytes. It is safe for concurrent use.
-type outputBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-// maxOutput caps the captured output of one server run.
-const maxOutput = 256 << 10
-
-// Write implements io.Writer; it never fails so the process never blocks.
-func (b *outputBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if room := maxOutput - b.buf.Len(); room > 0 {
-		b.buf.Write(p[:min(len(p), room)])
-	}
-	return len(p), nil
-}
-
-// String returns the output collected so far.
-func (b *outputBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

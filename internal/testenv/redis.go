@@ -3,7 +3,6 @@ package testenv
 import (
 	"bufio"
 	"errors"
-	"fmt"
 	"net"
 	"os/exec"
 	"strconv"
@@ -27,15 +26,7 @@ type Redis struct {
 	dir string
 
 	mu   sync.Mutex
-	proc *redisProcess // nil while stopped
-}
-
-// redisProcess is one run of the server binary.
-type redisProcess struct {
-	cmd     *exec.Cmd
-	out     *outputBuffer
-	exited  chan struct{} // closed once cmd.Wait returned
-	waitErr error         // valid after exited is closed
+	proc *process // nil while stopped
 }
 
 // StartRedis starts a redis-server on a kernel-chosen loopback port with a
@@ -127,21 +118,17 @@ func (r *Redis) start() error {
 		"--daemonize", "no",
 		"--loglevel", "warning",
 	)
-	p := &redisProcess{cmd: cmd, out: &outputBuffer{}, exited: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.out, p.out
-	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("%s: %w", r.bin, err)
+	p, err := startProcess(cmd, readiness{name: "redis-server", addr: r.Addr,
+		// Until PONG: it answers LOADING while it replays its append-only file.
+		ready:   func() bool { return redisPong(r.Addr) },
+		every:   20 * time.Millisecond,
+		timeout: redisStartTimeout,
+		exited:  errRedisExited,
+	})
+	if err != nil {
+		return err
 	}
-	go func() { // owned by r: kill waits for it
-		p.waitErr = cmd.Wait()
-		close(p.exited)
-	}()
 	r.proc = p
-	if err := waitRedis(r.Addr, p); err != nil {
-		r.kill()
-		return fmt.Errorf("%w\n--- redis-server output ---\n%s", err, p.out.String())
-	}
 	return nil
 }
 
@@ -150,30 +137,8 @@ func (r *Redis) kill() {
 	if r.proc == nil {
 		return
 	}
-	_ = r.proc.cmd.Process.Kill() // fails only if it already exited
-	<-r.proc.exited
+	r.proc.kill()
 	r.proc = nil
-}
-
-// waitRedis pings the server until it answers PONG (it answers LOADING while
-// it replays its append-only file), the process exits, or the deadline passes.
-func waitRedis(addr string, p *redisProcess) error {
-	deadline := time.NewTimer(redisStartTimeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if redisPong(addr) {
-			return nil
-		}
-		select {
-		case <-p.exited:
-			return fmt.Errorf("%w: %v", errRedisExited, p.waitErr)
-		case <-deadline.C:
-			return fmt.Errorf("redis-server at %s not ready after %v", addr, redisStartTimeout)
-		case <-tick.C:
-		}
-	}
 }
 
 // redisPong reports whether a PING over RESP gets +PONG.
