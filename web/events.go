@@ -9,7 +9,6 @@ import (
 	"lectern/auth"
 	"lectern/catalog"
 	"lectern/events"
-	"lectern/internal/limit"
 )
 
 // Default limits of the event streams (GET /api/sessions/{id}/events). A stream costs
@@ -37,35 +36,23 @@ func (e streamRefusal) Unwrap() error           { return e.error }
 func (streamRefusal) RetryAfter() time.Duration { return 15 * time.Second }
 
 // streamLimits counts the open event streams per token and per client address.
-type streamLimits struct {
-	perToken, perAddress *limit.Counter
-}
+type streamLimits struct{ tokenAddrLimit }
 
 // newStreamLimits applies the defaults to 0 and no limit to negative values.
 func newStreamLimits(perToken, perAddress int) *streamLimits {
-	if perToken == 0 {
-		perToken = DefaultEventStreamsPerToken
-	}
-	if perAddress == 0 {
-		perAddress = DefaultEventStreamsPerAddress
-	}
-	return &streamLimits{perToken: limit.NewCounter(perToken), perAddress: limit.NewCounter(perAddress)}
+	return &streamLimits{newTokenAddrLimit(perToken, perAddress, DefaultEventStreamsPerToken, DefaultEventStreamsPerAddress)}
 }
 
 // acquire takes a place for a stream of token from the request's address; release
 // gives it back.
 func (l *streamLimits) acquire(r *http.Request, token string) (release func(), err error) {
-	releaseToken, ok := l.perToken.Acquire(token)
-	if !ok {
-		return nil, streamRefusal{fmt.Errorf("%w: this token already has %d open (close other pages of this session, or ask for another link)",
-			errTooManyStreams, l.perToken.Max())}
-	}
-	releaseAddr, ok := l.perAddress.Acquire(limit.ClientAddr(r))
-	if !ok {
-		releaseToken()
-		return nil, streamRefusal{fmt.Errorf("%w: this address already has %d open", errTooManyStreams, l.perAddress.Max())}
-	}
-	return func() { releaseAddr(); releaseToken() }, nil
+	return l.tokenAddrLimit.acquire(r, token, func(byToken bool, max int) error {
+		if byToken {
+			return streamRefusal{fmt.Errorf("%w: this token already has %d open (close other pages of this session, or ask for another link)",
+				errTooManyStreams, max)}
+		}
+		return streamRefusal{fmt.Errorf("%w: this address already has %d open", errTooManyStreams, max)}
+	})
 }
 
 // sessionEvents streams a session's live state as Server-Sent Events (events.ServeSSE:
@@ -86,6 +73,7 @@ func (s *Server) sessionEvents(w http.ResponseWriter, r *http.Request) {
 	defer release()
 	ch, cancel := s.cfg.Events.Subscribe(c.ID)
 	defer cancel()
+	defer s.cluster.watch(c.ID)() // cluster.go: a deletion this node missed still ends the stream
 	// A session deleted between the check above and Subscribe ended its streams
 	// before this one joined: it must not wait for events that will never come.
 	if _, err := s.cfg.Catalog.Get(c.ID); errors.Is(err, catalog.ErrNotFound) {

@@ -36,38 +36,34 @@ func (connectingRefusal) RetryAfter() time.Duration { return 2 * time.Second }
 // whepLimits counts WHEP offers still connecting per token and per client address,
 // and live WHEP connections per viewer token.
 type whepLimits struct {
-	perToken, perAddress *limit.Counter
-	viewer               *limit.Counter
+	tokenAddrLimit
+	viewer *limit.Counter
 }
 
 // newWHEPLimits applies the defaults to 0 and no limit to negative values for the
 // connecting offers; viewer connections are unlimited unless positive.
 func newWHEPLimits(perToken, perAddress, viewer int) *whepLimits {
-	if perToken == 0 {
-		perToken = DefaultWHEPConnectingPerToken
+	return &whepLimits{
+		tokenAddrLimit: newTokenAddrLimit(perToken, perAddress, DefaultWHEPConnectingPerToken, DefaultWHEPConnectingPerAddress),
+		viewer:         limit.NewCounter(viewer),
 	}
-	if perAddress == 0 {
-		perAddress = DefaultWHEPConnectingPerAddress
-	}
-	return &whepLimits{perToken: limit.NewCounter(perToken), perAddress: limit.NewCounter(perAddress), viewer: limit.NewCounter(viewer)}
 }
 
 // acquire takes the places a WHEP offer of token (role, from the request's address)
 // needs. settled gives back the "still connecting" ones, closed the live-connection
 // one; both are idempotent, and both must be called when the offer fails.
 func (l *whepLimits) acquire(r *http.Request, token string, role auth.Role) (settled, closed func(), err error) {
-	releaseToken, ok := l.perToken.Acquire(token)
-	if !ok {
-		return nil, nil, connectingRefusal{fmt.Errorf("%w: this token already has %d connections still connecting; wait for them to connect or time out",
-			errTooManyConnecting, l.perToken.Max())}
+	settled, err = l.tokenAddrLimit.acquire(r, token, func(byToken bool, max int) error {
+		if byToken {
+			return connectingRefusal{fmt.Errorf("%w: this token already has %d connections still connecting; wait for them to connect or time out",
+				errTooManyConnecting, max)}
+		}
+		return connectingRefusal{fmt.Errorf("%w: this address already has %d connections still connecting",
+			errTooManyConnecting, max)}
+	})
+	if err != nil {
+		return nil, nil, err
 	}
-	releaseAddr, ok := l.perAddress.Acquire(limit.ClientAddr(r))
-	if !ok {
-		releaseToken()
-		return nil, nil, connectingRefusal{fmt.Errorf("%w: this address already has %d connections still connecting",
-			errTooManyConnecting, l.perAddress.Max())}
-	}
-	settled = func() { releaseAddr(); releaseToken() }
 	closed = func() {}
 	if role == auth.RoleViewer {
 		releaseViewer, ok := l.viewer.Acquire(token)
