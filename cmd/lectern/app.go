@@ -383,26 +383,7 @@ func iceServers(cfg config) []webrtc.ICEServer {
 // tokenSecret returns the configured secret, or the one persisted in the data dir,
 // generating it on first start so tokens survive restarts.
 func tokenSecret(cfg config) ([]byte, error) {
-	if cfg.TokenSecret != "" {
-		return []byte(cfg.TokenSecret), nil
-	}
-	path := filepath.Join(cfg.DataDir, "token-secret")
-	if b, err := os.ReadFile(path); err == nil {
-		if len(b) < auth.MinSecretLen {
-			return nil, fmt.Errorf("%s holds %d bytes, need %d: delete it to generate a new one (this revokes all tokens)", path, len(b), auth.MinSecretLen)
-		}
-		return b, nil
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("read token secret: %w", err)
-	}
-	secret, err := auth.GenerateSecret(32)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(path, secret, 0o600); err != nil {
-		return nil, fmt.Errorf("persist token secret: %w", err)
-	}
-	return secret, nil
+	return persistedSecret(cfg.TokenSecret, cfg.DataDir, "token secret", auth.MinSecretLen, "this revokes all tokens")
 }
 
 // liveSession resolves a session id for the RTSP edge: only sessions of the

@@ -3,11 +3,8 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"time"
@@ -15,7 +12,6 @@ import (
 	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"lectern/auth"
 	"lectern/turnserver"
 )
 
@@ -112,24 +108,5 @@ func mediaIPs(cfg config) ([]net.IP, error) {
 // turnSecret returns -turn-secret, or the one persisted in the data dir,
 // generated on first start so credentials handed out survive a restart.
 func turnSecret(cfg config) ([]byte, error) {
-	if cfg.TURNSecret != "" {
-		return []byte(cfg.TURNSecret), nil
-	}
-	path := filepath.Join(cfg.DataDir, "turn-secret")
-	if b, err := os.ReadFile(path); err == nil {
-		if len(b) < 32 {
-			return nil, fmt.Errorf("%s holds %d bytes, need 32: delete it to generate a new one", path, len(b))
-		}
-		return b, nil
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("read turn secret: %w", err)
-	}
-	secret, err := auth.GenerateSecret(32)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(path, secret, 0o600); err != nil {
-		return nil, fmt.Errorf("persist turn secret: %w", err)
-	}
-	return secret, nil
+	return persistedSecret(cfg.TURNSecret, cfg.DataDir, "turn secret", 32, "")
 }
