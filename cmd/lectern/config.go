@@ -666,9 +666,13 @@ func checkPublicURL(v string) (string, error) {
 	return strings.TrimRight(v, "/"), nil
 }
 
-// urlForListenAddr derives a base URL from a valid listen address: a wildcard host becomes
-// localhost, and port 80 is left out.
-func urlForListenAddr(addr string) string {
+// urlForListenAddr derives an http:// base URL from a valid listen address (see
+// baseURLForListenAddr).
+func urlForListenAddr(addr string) string { return baseURLForListenAddr("http", "80", addr) }
+
+// baseURLForListenAddr derives a base URL from a valid listen address: a wildcard host
+// becomes localhost, and the scheme's default port is left out.
+func baseURLForListenAddr(scheme, defaultPort, addr string) string {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return ""
@@ -676,13 +680,13 @@ func urlForListenAddr(addr string) string {
 	if ip, err := netip.ParseAddr(host); host == "" || (err == nil && ip.IsUnspecified()) {
 		host = "localhost"
 	}
-	if port == "80" {
+	if port == defaultPort {
 		if strings.Contains(host, ":") {
-			return "http://[" + host + "]"
+			return scheme + "://[" + host + "]"
 		}
-		return "http://" + host
+		return scheme + "://" + host
 	}
-	return "http://" + net.JoinHostPort(host, port)
+	return scheme + "://" + net.JoinHostPort(host, port)
 }
 
 func checkAdminToken(v string) (string, error) {

@@ -136,21 +136,6 @@ func samePort(a, b string) bool {
 	return errA == nil && errB == nil && pa == pb && pa != "0"
 }
 
-// httpsURLForListenAddr derives an https:// base URL from a valid listen address: a
-// wildcard host becomes localhost, and port 443 is left out.
-func httpsURLForListenAddr(addr string) string {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return ""
-	}
-	if ip, err := netip.ParseAddr(host); host == "" || (err == nil && ip.IsUnspecified()) {
-		host = "localhost"
-	}
-	if port == "443" {
-		if strings.Contains(host, ":") {
-			return "https://[" + host + "]"
-		}
-		return "https://" + host
-	}
-	return "https://" + net.JoinHostPort(host, port)
-}
+// httpsURLForListenAddr derives an https:// base URL from a valid listen address (see
+// baseURLForListenAddr).
+func httpsURLForListenAddr(addr string) string { return baseURLForListenAddr("https", "443", addr) }
