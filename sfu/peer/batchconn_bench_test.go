@@ -38,7 +38,7 @@ func BenchmarkBatchConn(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer c.Close()
-			c.noGSO = mode != "sendmmsg+gso"
+			c.sender.SetGSO(mode == "sendmmsg+gso")
 			var wg sync.WaitGroup
 			var dests []*net.UDPAddr
 			for range subs {

@@ -41,7 +41,7 @@ func testBatchConn(t *testing.T, network string, gso bool) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.noGSO = !gso
+	c.sender.SetGSO(gso)
 
 	const receivers = 5
 	var conns []*net.UDPConn
@@ -123,7 +123,7 @@ func testBatchConn(t *testing.T, network string, gso bool) {
 		}
 	}
 	switch {
-	case gso && c.noGSO:
+	case gso && !c.sender.GSO():
 		t.Log("the kernel refused UDP GSO; the batch was sent datagram by datagram")
 	case gso && c.trains == 0:
 		t.Fatal("no GSO train was formed")

@@ -1,16 +1,13 @@
 package rtsp
 
 import (
-	"errors"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v4/pkg/base"
 	"github.com/bluenviron/gortsplib/v4/pkg/headers"
-	"golang.org/x/net/ipv4"
 
 	"lectern/sfu"
 )
@@ -27,6 +24,7 @@ type directReader struct {
 	ch      []int          // TCP: interleaved RTP channel per stream media; -1: not set up
 	needKey []bool         // TCP: per media: dropped, waiting for a keyframe (its feed only)
 	udp     []*net.UDPAddr // UDP: RTP address per stream media; nil: not set up
+	udpTo   udpDests       // UDP: the same, in the kernel's form
 	rs      *readSession
 }
 
@@ -93,8 +91,11 @@ func (rs *readSession) learnSetup(media int, res *base.Response, remote net.Addr
 	rs.channels[media] = th.InterleavedIDs[0]
 }
 
-// addDirect makes a playing TCP reader direct.
+// addDirect makes a playing reader direct.
 func (ps *pubStream) addDirect(d *directReader) {
+	if d.udp != nil {
+		d.udpTo = newUDPDests(d.udp)
+	}
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	var l []*directReader
@@ -178,56 +179,6 @@ func (f *trackFeed) writeDirect(keyStart bool, ntp time.Time) {
 	start := len(f.udpArena)
 	f.udpArena = append(f.udpArena, f.frame[4:]...)
 	f.udpPkts = append(f.udpPkts, f.udpArena[start:])
-}
-
-// flushUDP sends the batched packets to the UDP readers in one sendmmsg (as many
-// as the kernel takes), reader by reader: a reader's packets arrive together, so
-// its process wakes up once for them rather than once per packet. Feed goroutine
-// only.
-func (f *trackFeed) flushUDP() {
-	if len(f.udpPkts) == 0 {
-		return
-	}
-	if lp := f.ps.direct.Load(); lp != nil {
-		for _, d := range *lp {
-			if d.udp == nil || d.udp[f.idx] == nil {
-				continue
-			}
-			for i := range f.udpPkts {
-				f.udpMsgs = append(f.udpMsgs, ipv4.Message{Buffers: f.udpPkts[i : i+1], Addr: d.udp[f.idx]})
-			}
-		}
-	}
-	if len(f.udpMsgs) > 0 {
-		f.ps.s.sendUDP(f.udpMsgs)
-	}
-	clear(f.udpMsgs) // drop the addresses and packets: readers come and go
-	f.udpMsgs = f.udpMsgs[:0]
-	clear(f.udpPkts)
-	f.udpPkts = f.udpPkts[:0]
-	f.udpArena = f.udpArena[:0]
-}
-
-// sendUDP sends ms from the server's RTP socket, in as few sendmmsg calls as the
-// kernel takes. A message the kernel refuses (its reader's address unreachable) is
-// skipped: that reader loses the packet, as it would in the network. It does not
-// wait for a slow UDP reader: the kernel drops what its socket cannot take.
-func (s *Server) sendUDP(ms []ipv4.Message) {
-	cleared := false
-	for len(ms) > 0 {
-		n, err := s.udpBatch.WriteBatch(ms, 0)
-		if err != nil {
-			// gortsplib's writes on this socket leave a deadline on it, which may
-			// have passed since: clear it once and try again.
-			if !cleared && errors.Is(err, os.ErrDeadlineExceeded) {
-				cleared = true
-				_ = s.udp.rtp.SetWriteDeadline(time.Time{})
-				continue
-			}
-			n = max(n, 0) + 1
-		}
-		ms = ms[min(n, len(ms)):]
-	}
 }
 
 // appendFrame appends one frame for the shared writers; false when it was dropped

@@ -16,7 +16,6 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	psdp "github.com/pion/sdp/v3"
-	"golang.org/x/net/ipv4"
 
 	"lectern/sfu"
 )
@@ -314,7 +313,7 @@ type trackFeed struct {
 	// last flush, marshalled into udpArena, and the messages that send them.
 	udpPkts  [][]byte
 	udpArena []byte
-	udpMsgs  []ipv4.Message
+	udpOut   udpOut
 
 	rw  sfu.Rewriter // feed goroutine only
 	out rtp.Packet

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/bluenviron/gortsplib/v4"
-	"golang.org/x/net/ipv4"
 
 	"lectern/auth"
 	"lectern/sfu"
@@ -87,7 +86,7 @@ type Server struct {
 	gs  *gortsplib.Server
 	udp *udpPair // nil when UDP is off
 	// udpBatch sends the direct UDP readers' RTP from udp.rtp (sendmmsg).
-	udpBatch *ipv4.PacketConn
+	udpBatch *udpSender
 	writers  *connWriters // send TCP readers' packets; nil before Start
 
 	mu      sync.Mutex
@@ -200,7 +199,7 @@ func (s *Server) Start() error {
 			_ = ln.Close()
 			return err
 		}
-		s.udp, s.udpBatch = u, ipv4.NewPacketConn(u.rtp)
+		s.udp, s.udpBatch = u, newUDPSender(u.rtp)
 		gs.UDPRTPAddress, gs.UDPRTCPAddress = u.rtp.LocalAddr().String(), u.rtcp.LocalAddr().String()
 		gs.UDPReadBufferSize = 4 << 20
 		gs.ListenPacket = func(_, addr string) (net.PacketConn, error) {
