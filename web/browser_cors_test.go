@@ -1,8 +1,6 @@
 package web
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"net"
@@ -13,11 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/rtp"
-
 	"lectern/auth"
-	"lectern/internal/clip"
-	"lectern/internal/testpeer"
 	"lectern/internal/testrec"
 	"lectern/recorder"
 	"lectern/web/ui"
@@ -157,37 +151,7 @@ func startPortal(t *testing.T) (origin string, serve func(lecternURL string)) {
 // (DELETE), so a recording is finalised.
 func publishClip(t *testing.T, s *stack, session, trainer string) (stop func()) {
 	t.Helper()
-	c := testrec.LectureClip(t)
-	var loc string
-	pub, err := testpeer.NewPublisher(s.ctx, testpeer.Options{}, false, s.signal("/whip/"+session, trainer, &loc))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(s.ctx)
-	played := make(chan error, 1)
-	go func() {
-		played <- c.Play(ctx, clip.PlayOptions{Loop: true,
-			WriteVideo: func(p *rtp.Packet) error { return pub.Video.WriteRTP(p) },
-			WriteAudio: func(p *rtp.Packet) error { return pub.Audio.WriteRTP(p) },
-		})
-	}()
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		if err := <-played; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("playing the clip: %v", err)
-		}
-		if resp, body := s.do("DELETE", loc, trainer, "", ""); resp.StatusCode != http.StatusOK {
-			t.Errorf("WHIP DELETE: %d %s", resp.StatusCode, body)
-		}
-		pub.Close()
-	}
-	t.Cleanup(stop)
-	return stop
+	return playWHIP(t, s, session, trainer, testrec.LectureClip(t), http.StatusOK)
 }
 
 // recordedLecture waits until the session's only recording holds at least seconds

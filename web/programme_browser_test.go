@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -21,8 +22,16 @@ import (
 
 // playTones publishes c over WHIP at /whip/{session} with token (a trainer, or
 // a classroom with the floor) until the returned stop, which also ends the WHIP
-// resource.
+// resource; the floor taken back may have ended it already.
 func playTones(t *testing.T, s *stack, session, token string, c *clip.Clip) (stop func()) {
+	t.Helper()
+	return playWHIP(t, s, session, token, c, http.StatusOK, http.StatusNotFound)
+}
+
+// playWHIP publishes c looped over WHIP (a pion peer) at /whip/{session} with
+// token until the returned stop (also a cleanup), which ends the WHIP resource:
+// DELETE must answer one of deleted.
+func playWHIP(t *testing.T, s *stack, session, token string, c *clip.Clip, deleted ...int) (stop func()) {
 	t.Helper()
 	var loc string
 	pub, err := testpeer.NewPublisher(s.ctx, testpeer.Options{}, false, s.signal("/whip/"+session, token, &loc))
@@ -47,8 +56,7 @@ func playTones(t *testing.T, s *stack, session, token string, c *clip.Clip) (sto
 		if err := <-played; err != nil && !errors.Is(err, context.Canceled) {
 			t.Errorf("playing the clip: %v", err)
 		}
-		// The floor taken back may have ended the resource already.
-		if resp, body := s.do("DELETE", loc, token, "", ""); resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNotFound {
+		if resp, body := s.do("DELETE", loc, token, "", ""); !slices.Contains(deleted, resp.StatusCode) {
 			t.Errorf("WHIP DELETE: %d %s", resp.StatusCode, body)
 		}
 		pub.Close()
