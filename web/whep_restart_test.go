@@ -52,6 +52,39 @@ func restartFragment(local string) string {
 	return b.String()
 }
 
+// offerICERestart makes pc's ICE restart offer its local description (candidates
+// gathered) and returns its fragment for the PATCH, and pc's ICE states from now on.
+func offerICERestart(t *testing.T, pc *webrtc.PeerConnection) (states <-chan webrtc.ICEConnectionState, frag string) {
+	t.Helper()
+	ch := make(chan webrtc.ICEConnectionState, 16)
+	pc.OnICEConnectionStateChange(func(st webrtc.ICEConnectionState) {
+		select {
+		case ch <- st:
+		default:
+		}
+	})
+	restart, err := pc.CreateOffer(&webrtc.OfferOptions{ICERestart: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(restart); err != nil {
+		t.Fatal(err)
+	}
+	<-gathered
+	return ch, restartFragment(pc.LocalDescription().SDP)
+}
+
+// applyRestartAnswer gives pc the server's new credentials and candidates from its
+// PATCH reply (see restartAnswer).
+func applyRestartAnswer(t *testing.T, pc *webrtc.PeerConnection, reply string) {
+	t.Helper()
+	answer := restartAnswer(pc.RemoteDescription().SDP, reply)
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		t.Fatalf("apply the restart answer: %v", err)
+	}
+}
+
 // restartAnswer is the client's previous remote description with the server's new
 // credentials and candidates from its PATCH reply.
 func restartAnswer(prev, reply string) string {
@@ -133,23 +166,7 @@ func TestICERestartLFOnly(t *testing.T) {
 			}
 			etag := res.ETag()
 
-			states := make(chan webrtc.ICEConnectionState, 16)
-			sub.PC.OnICEConnectionStateChange(func(st webrtc.ICEConnectionState) {
-				select {
-				case states <- st:
-				default:
-				}
-			})
-			restart, err := sub.PC.CreateOffer(&webrtc.OfferOptions{ICERestart: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			gathered := webrtc.GatheringCompletePromise(sub.PC)
-			if err := sub.PC.SetLocalDescription(restart); err != nil {
-				t.Fatal(err)
-			}
-			<-gathered
-			frag := restartFragment(sub.PC.LocalDescription().SDP)
+			states, frag := offerICERestart(t, sub.PC)
 			if strings.Contains(frag, "\r") {
 				t.Fatal("fragment is not LF-only")
 			}
@@ -157,10 +174,7 @@ func TestICERestartLFOnly(t *testing.T) {
 			if resp.StatusCode != http.StatusOK || resp.Header.Get("ETag") == etag || resp.Header.Get("ETag") == "" {
 				t.Fatalf("ICE restart: %d ETag %q → %q: %s", resp.StatusCode, etag, resp.Header.Get("ETag"), reply)
 			}
-			answer := restartAnswer(sub.PC.RemoteDescription().SDP, reply)
-			if err := sub.PC.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
-				t.Fatalf("apply the restart answer: %v", err)
-			}
+			applyRestartAnswer(t, sub.PC, reply)
 			// The player must get through checking to connected on the new credentials.
 			deadline := time.After(20 * time.Second)
 			var seen []string

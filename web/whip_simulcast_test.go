@@ -93,30 +93,12 @@ func TestWHIPSimulcastICERestart(t *testing.T) {
 	}
 	allLayersGrow("three layers arriving")
 
-	states := make(chan webrtc.ICEConnectionState, 16)
-	pub.PC.OnICEConnectionStateChange(func(st webrtc.ICEConnectionState) {
-		select {
-		case states <- st:
-		default:
-		}
-	})
-	restart, err := pub.PC.CreateOffer(&webrtc.OfferOptions{ICERestart: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pub.PC)
-	if err := pub.PC.SetLocalDescription(restart); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	resp, reply := s.do("PATCH", loc, trainer, "application/trickle-ice-sdpfrag", restartFragment(pub.PC.LocalDescription().SDP))
+	states, frag := offerICERestart(t, pub.PC)
+	resp, reply := s.do("PATCH", loc, trainer, "application/trickle-ice-sdpfrag", frag)
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("ICE restart: %d %s", resp.StatusCode, reply)
 	}
-	answer := restartAnswer(pub.PC.RemoteDescription().SDP, reply)
-	if err := pub.PC.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
-		t.Fatalf("apply the restart answer: %v", err)
-	}
+	applyRestartAnswer(t, pub.PC, reply)
 	var seen []string
 	testenv.WaitFor(s.ctx, t, "reconnection on the new credentials", func() bool {
 		for {
