@@ -158,8 +158,17 @@ func (f *trackFeed) writeDirect(keyStart bool, ntp time.Time) {
 			continue
 		}
 		f.frame[1] = byte(d.ch[f.idx])
-		if !d.c.appendFrame(f.frame, d, f.idx, video, keyStart) {
+		ok, notify := d.c.appendFrame(f.frame, d, f.idx, video, keyStart)
+		if !ok {
 			d.rs.slowReader()
+		}
+		if notify {
+			f.notify = append(f.notify, d.c)
+		}
+	}
+	if len(f.notify) > 0 {
+		if f.notifyBytes += len(f.frame); f.notifyBytes >= tcpBatchBytes {
+			f.notifyWriters() // a long backlog: the readers need not wait for all of it
 		}
 	}
 	if !udp {
@@ -181,28 +190,52 @@ func (f *trackFeed) writeDirect(keyStart bool, ntp time.Time) {
 	f.udpPkts = append(f.udpPkts, f.udpArena[start:])
 }
 
-// appendFrame appends one frame for the shared writers; false when it was dropped
-// because too much waits (video then waits for a keyframe).
-func (c *lecternConn) appendFrame(frame []byte, d *directReader, media int, video, keyStart bool) bool {
+// tcpBatchBytes bounds what a feed appends to its TCP readers' connections
+// before it hands them to their writers (it does sooner, once its queue is empty).
+const tcpBatchBytes = 32 << 10
+
+// notifyWriters hands the connections the feed appended to since it last did to
+// their writers. Deferred to the end of the feed's batch, rather than at a
+// connection's first frame, a writer's system call carries the whole batch: a
+// writer notified at once would often send the first packet alone while the feed
+// appends the next ones. Feed goroutine only.
+func (f *trackFeed) notifyWriters() {
+	for _, c := range f.notify {
+		c.writer.Notify(c)
+	}
+	clear(f.notify) // readers come and go
+	f.notify = f.notify[:0]
+	f.notifyBytes = 0
+}
+
+// flush sends the feed's batch: its TCP readers' connections to their writers,
+// its UDP readers' packets. Feed goroutine only.
+func (f *trackFeed) flush() {
+	f.notifyWriters()
+	f.flushUDP()
+}
+
+// appendFrame appends one frame for the shared writers; ok is false when it was
+// dropped because too much waits (video then waits for a keyframe). notify: the
+// connection was idle and is now queued, and the caller must notify its writer
+// (c.writer.Notify) once it has appended the rest of its batch.
+func (c *lecternConn) appendFrame(frame []byte, d *directReader, media int, video, keyStart bool) (ok, notify bool) {
 	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	if c.werr != nil || !c.played {
-		c.wmu.Unlock()
-		return true
+		return true, false
 	}
 	if d.needKey[media] {
 		if !keyStart {
-			c.wmu.Unlock()
-			return true
+			return true, false
 		}
 		d.needKey[media] = false
 	}
 	if len(c.pending)+len(frame) > maxDirectPending {
 		d.needKey[media] = video
-		c.wmu.Unlock()
-		return false
+		return false, false
 	}
 	c.pending = append(c.pending, frame...)
-	notify := false
 	switch {
 	case c.queued || c.blocking:
 	case c.raw == nil || c.writer == nil:
@@ -211,11 +244,7 @@ func (c *lecternConn) appendFrame(frame []byte, d *directReader, media int, vide
 	default:
 		c.queued, notify = true, true
 	}
-	c.wmu.Unlock()
-	if notify {
-		c.writer.Notify(c)
-	}
-	return true
+	return true, notify
 }
 
 // slowReader counts a direct reader's drop and asks for a keyframe, at most once

@@ -314,6 +314,10 @@ type trackFeed struct {
 	udpPkts  [][]byte
 	udpArena []byte
 	udpOut   udpOut
+	// The TCP readers' connections appended to and not yet handed to their
+	// writers, and the bytes appended since (feed goroutine only).
+	notify      []*lecternConn
+	notifyBytes int
 
 	rw  sfu.Rewriter // feed goroutine only
 	out rtp.Packet
@@ -339,8 +343,8 @@ func (f *trackFeed) accepts(t *sfu.Track) bool {
 }
 
 // run writes queued packets to the stream until ctx is done. It takes every
-// packet already queued before it flushes the UDP readers' batch: never waiting
-// for more, so batching adds no delay.
+// packet already queued before it flushes the direct readers' batch: never
+// waiting for more, so batching adds no delay.
 func (f *trackFeed) run(ctx context.Context) {
 	defer f.queue.Drain()
 	for {
@@ -350,12 +354,12 @@ func (f *trackFeed) run(ctx context.Context) {
 		}
 		for ok {
 			if !f.write(item) {
-				f.flushUDP()
+				f.flush()
 				return // the stream is closed
 			}
 			item, ok = f.queue.TryNext()
 		}
-		f.flushUDP()
+		f.flush()
 	}
 }
 
