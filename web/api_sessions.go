@@ -227,6 +227,9 @@ func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request) {
 	// exists. This comes before closing the publications, whose own session.ended
 	// then reaches nobody (it was sent twice).
 	s.cfg.Events.End(c.ID, events.TypeSessionEnded, map[string]bool{"deleted": true})
+	// cluster.go: the other nodes end theirs; told before the registry closes here,
+	// so that their pages hear of the deletion before the publications' ends.
+	s.cluster.deleted(r.Context(), c.ID)
 	s.cfg.Registry.Close(c.ID) // ends publications; their connections close
 	if err := s.floor.Forget(r.Context(), c.ID); err != nil {
 		s.log.Warn("floor: forget a deleted session", "session", c.ID, "err", err)
@@ -377,7 +380,12 @@ func (s *Server) revokeFloor(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ls, ok := s.cfg.Registry.Lookup(c.ID); ok {
-		ls.RemovePublication(sitePublication(participant)) // its WHIP connection closes
+		// Its WHIP connection closes. A relayed copy (the classroom publishes on
+		// another cluster node, which ends it there: cluster.go's floorChanged) is
+		// left to end with its relay, as its source's end is what the pages hear.
+		if p, ok := ls.Publication(sitePublication(participant)); ok && !p.Relayed() {
+			ls.RemovePublication(sitePublication(participant))
+		}
 	}
 	s.log.Info("floor taken back", "session", c.ID, "participant", participant)
 	w.WriteHeader(http.StatusNoContent)

@@ -13,8 +13,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"lectern/catalog"
 	"lectern/cluster"
 	"lectern/cluster/relay"
+	"lectern/events"
+	"lectern/floor"
 	"lectern/recorder"
 	"lectern/sfu"
 )
@@ -41,6 +44,11 @@ import (
 //     nodes source for every session watched here or whose trainer publishes
 //     here: the origin hears a classroom's talk-back published on an edge, an
 //     edge follows the trainer to a new origin.
+//   - Deleting a session ends it on every node (deleted, endDeleted): the node
+//     serving the DELETE tells the others, which end their pages' event streams
+//     at once and then its relays, subscribers, publishers and RTSP sources as
+//     the single node does. Pub/sub delivers at most once, so the loop also ends
+//     what is live or watched here of a session the catalogue no longer has.
 
 // Query parameter and header of placement.
 const (
@@ -52,6 +60,14 @@ const (
 // clusterEventClaimed tells the other nodes that a publication's source is
 // here now, so that they pull it without waiting for their next round.
 const clusterEventClaimed = "cluster.claimed"
+
+// clusterEventDeleted tells the other nodes that a session was deleted: they
+// end what they hold of it.
+const clusterEventDeleted = "cluster.deleted"
+
+// endingQueue bounds the deleted sessions waiting for the loop to end them; a
+// full queue is caught up by the loop's catalogue check.
+const endingQueue = 64
 
 // Timing of the cluster's request paths and loop.
 const (
@@ -80,6 +96,7 @@ type clusterState struct {
 	wg      sync.WaitGroup
 	unwatch func()
 	kick    chan struct{}
+	ending  chan string // sessions deleted on another node, to end here
 
 	// origins are the nodes' origins (scheme://host:port), which the pages'
 	// Content-Security-Policy must let them connect to: a redirected WHEP offer
@@ -94,6 +111,7 @@ type clusterState struct {
 	counts  map[string]int       // sessions' local subscriber counts last recorded
 	totals  map[string]int       // sessions' cluster-wide counts last announced
 	warned  map[pubKey]bool      // a claim refused by another node was logged
+	watched map[string]int       // sessions' open event streams here
 }
 
 // newClusterState starts the loop; nil when the node is not clustered.
@@ -103,12 +121,28 @@ func newClusterState(s *Server) *clusterState {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cs := &clusterState{s: s, c: s.cfg.Cluster, cancel: cancel, ctx: ctx, kick: make(chan struct{}, 1),
+		ending:  make(chan string, endingQueue),
 		claimed: map[pubKey]time.Time{}, pulled: map[pubKey]string{}, pulling: map[pubKey]bool{},
-		counts: map[string]int{}, totals: map[string]int{}, warned: map[pubKey]bool{}}
+		counts: map[string]int{}, totals: map[string]int{}, warned: map[pubKey]bool{}, watched: map[string]int{}}
 	cs.relays = s.cfg.Relays
 	cs.unwatch = cs.c.OnEvent(func(session, typ string, _ json.RawMessage, from string) {
-		if typ == clusterEventClaimed {
+		switch typ {
+		case clusterEventClaimed:
 			cs.poke()
+		case clusterEventDeleted:
+			if !catalog.ValidID(session) {
+				cs.s.log.Warn("cluster: dropped a deletion of a malformed session id", "node", from)
+				return
+			}
+			// The pages' streams end here, on the receiving goroutine (End does not
+			// block), so that nothing the other nodes send after the deletion (the
+			// trainer's publication ending there) reaches them first; the rest, which
+			// closes connections, is the loop's.
+			cs.s.cfg.Events.End(session, events.TypeSessionEnded, map[string]bool{"deleted": true})
+			select {
+			case cs.ending <- session:
+			default: // the loop's catalogue check ends it
+			}
 		}
 	})
 	cs.wg.Add(1)
@@ -147,6 +181,9 @@ func (cs *clusterState) loop() {
 			return
 		case <-t.C:
 		case <-cs.kick:
+		case id := <-cs.ending:
+			cs.endDeleted(id)
+			continue
 		}
 		cs.round()
 	}
@@ -157,6 +194,7 @@ func (cs *clusterState) round() {
 	reg := cs.s.cfg.Registry
 	self := cs.c.Self().ID
 	local := map[pubKey]bool{}
+	cs.endGone()
 	for _, id := range reg.IDs() {
 		sess, ok := reg.Lookup(id)
 		if !ok {
@@ -217,6 +255,107 @@ func (cs *clusterState) round() {
 	cs.announceTotals()
 	cs.refreshOrigins()
 	cs.forgetEnded()
+}
+
+// deleted is called when this node deleted a session (its streams ended, its
+// registry session about to close): its relays here stop, and the other nodes
+// are told to end theirs. Redis unreachable: their loops' catalogue checks do.
+func (cs *clusterState) deleted(ctx context.Context, session string) {
+	if cs == nil {
+		return
+	}
+	cs.stopRelays(session)
+	ctx, cancel := context.WithTimeout(ctx, clusterCallTimeout)
+	defer cancel()
+	if err := cs.c.Publish(ctx, session, clusterEventDeleted, nil); err != nil {
+		cs.s.log.Warn("cluster: the other nodes were not told of a deletion; they end the session within a round of the catalogue",
+			"session", session, "err", err)
+	}
+}
+
+// endDeleted ends what this node holds of a session deleted elsewhere, as
+// deleteSession does on its node: the RTSP sources pulling into it, the event
+// streams (one last session.ended, deleted), the relays, then the registry's
+// session (its publishers' and subscribers' connections close).
+func (cs *clusterState) endDeleted(session string) {
+	s := cs.s
+	if s.cfg.Sources != nil {
+		s.cfg.Sources.RemoveAll(session)
+	}
+	s.cfg.Events.End(session, events.TypeSessionEnded, map[string]bool{"deleted": true})
+	cs.stopRelays(session)
+	s.cfg.Registry.Close(session)
+	s.log.Info("cluster: session deleted on another node; ended here", "session", session)
+}
+
+// stopRelays stops the relays of session pulled here.
+func (cs *clusterState) stopRelays(session string) {
+	if cs.relays == nil {
+		return
+	}
+	for _, r := range cs.relays.Relays() {
+		if r.Session == session {
+			cs.relays.Stop(session, r.Publication)
+		}
+	}
+}
+
+// endGone ends the sessions live or watched here that the catalogue no longer
+// has: a deletion whose event this node missed (pub/sub delivers at most once;
+// Redis was unreachable), or a relay that re-created a session as it was
+// deleted. Only a definite "not found" counts: a catalogue that cannot be read
+// ends nothing.
+func (cs *clusterState) endGone() {
+	ids := cs.s.cfg.Registry.IDs()
+	cs.mu.Lock()
+	for id := range cs.watched {
+		ids = append(ids, id)
+	}
+	cs.mu.Unlock()
+	slices.Sort(ids)
+	for _, id := range slices.Compact(ids) {
+		if _, err := cs.s.cfg.Catalog.Get(id); errors.Is(err, catalog.ErrNotFound) {
+			cs.endDeleted(id)
+		}
+	}
+}
+
+// watch counts an open event stream of session until the returned func is
+// called (endGone looks at the sessions watched here).
+func (cs *clusterState) watch(session string) (done func()) {
+	if cs == nil {
+		return func() {}
+	}
+	cs.mu.Lock()
+	cs.watched[session]++
+	cs.mu.Unlock()
+	return func() {
+		cs.mu.Lock()
+		if cs.watched[session]--; cs.watched[session] <= 0 {
+			delete(cs.watched, session)
+		}
+		cs.mu.Unlock()
+	}
+}
+
+// floorChanged is the floor's hook on a cluster node, which sees every node's
+// changes: the floor taken back on another node ends the classroom's talk-back
+// where it publishes (here), as revokeFloor does on the node it was taken back
+// on. A relayed copy is left to its relay (its source's end is what the pages
+// hear). It runs on the cluster's receiving goroutine: RemovePublication does
+// not wait for the connection to close.
+func (cs *clusterState) floorChanged(e floor.Event) {
+	if cs == nil || e.Change != floor.Revoked {
+		return
+	}
+	ls, ok := cs.s.cfg.Registry.Lookup(e.Session)
+	if !ok {
+		return
+	}
+	name := sitePublication(e.Participant)
+	if p, ok := ls.Publication(name); ok && !p.Relayed() {
+		ls.RemovePublication(name)
+	}
 }
 
 // forgetEnded drops what is remembered of sessions no longer live here.

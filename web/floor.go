@@ -25,6 +25,7 @@ func (s *Server) floorChanged(e floor.Event) {
 	case floor.Granted, floor.Revoked:
 		s.cfg.Events.Publish(e.Session, events.TypeSpeakers, e.Speakers)
 	}
+	s.cluster.floorChanged(e) // cluster.go: the floor taken back on another node ends the talk-back here
 	if s.cfg.Replays != nil && s.cfg.Replays.Recorder != nil {
 		s.cfg.Replays.Recorder.Mark(e.Session, e.At, recorder.TimelineEntry{Type: string(e.Change), Participant: e.Participant, Name: e.Display})
 	}

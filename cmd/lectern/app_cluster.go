@@ -83,6 +83,15 @@ func (a *app) openRelays(issuer *auth.Issuer, metrics *prometheus.Registry) {
 	})
 	metrics.MustRegister(relay.NewCollector(cl.origin, cl.relays))
 	cl.bridge = newEventBridge(cl.c, a.broker.Publish, a.log)
+	reg := a.registry
+	cl.bridge.relayedHere = func(session, name string) bool {
+		s, ok := reg.Lookup(session)
+		if !ok {
+			return false
+		}
+		p, ok := s.Publication(name)
+		return ok && p.Relayed()
+	}
 	a.cleanup.push("cluster events", func(context.Context) error { cl.bridge.close(); return nil })
 }
 
@@ -217,9 +226,19 @@ type eventBridge struct {
 	wg      sync.WaitGroup
 	unwatch func()
 	dropped atomic.Uint64
+	pending atomic.Int64 // events queued or being sent (the tests wait for 0)
+	// relayedHere says whether a publication is relayed to this node (set once,
+	// before any event; nil: taken as relayed).
+	relayedHere func(session, name string) bool
 
 	mu            sync.Mutex
 	relayedEnding map[string]bool // session -> its trainer publication just removed was relayed
+	// endHeard: the pages here were told by a publication's source node that it
+	// ended (session/name), while this node still had a relayed copy of it. The
+	// copy ends later (its relay sees the origin stop, then the grace runs out)
+	// and must not tell the pages a second time. An entry goes when the copy's
+	// end is seen, or when the publication comes back.
+	endHeard map[string]bool
 }
 
 type bridged struct {
@@ -235,11 +254,12 @@ const bridgeQueue = 1024
 
 func newEventBridge(c *cluster.Cluster, publish func(session, typ string, data any), log *slog.Logger) *eventBridge {
 	b := &eventBridge{c: c, local: publish, log: log, queue: make(chan bridged, bridgeQueue), done: make(chan struct{}),
-		relayedEnding: map[string]bool{}}
+		relayedEnding: map[string]bool{}, endHeard: map[string]bool{}}
 	b.unwatch = c.OnEvent(func(session, typ string, data json.RawMessage, _ string) {
 		// Other nodes' events of the publications' life, and nothing else (the
 		// web layer's own cluster events go to its handlers, not to pages).
 		if bridgedTypes[typ] {
+			b.heard(session, typ, data)
 			publish(session, typ, data)
 		}
 	})
@@ -249,9 +269,11 @@ func newEventBridge(c *cluster.Cluster, publish func(session, typ string, data a
 }
 
 func (b *eventBridge) enqueue(e bridged) {
+	b.pending.Add(1)
 	select {
 	case b.queue <- e:
 	default:
+		b.pending.Add(-1)
 		if n := b.dropped.Add(1); n&(n-1) == 0 { // the 1st, 2nd, 4th, 8th ... drop
 			b.log.Warn("cluster: session events not sent to other nodes (Redis slow or down)", "dropped", n)
 		}
@@ -272,6 +294,7 @@ func (b *eventBridge) run() {
 				b.log.Debug("cluster: session event not sent", "session", e.session, "type", e.typ, "err", err)
 			}
 			cancel()
+			b.pending.Add(-1)
 		}
 	}
 }
@@ -284,6 +307,16 @@ func (b *eventBridge) orphaned(ctx context.Context, e bridged) {
 	if info, ok := e.data.(sfu.PublicationInfo); ok {
 		name = info.Name
 	}
+	key := e.session + "/" + name
+	b.mu.Lock()
+	heard := b.endHeard[key]
+	if heard && (e.typ == sfu.EventSessionEnded || name != sfu.TrainerPublication) {
+		delete(b.endHeard, key) // the trainer's entry also covers the session.ended after it
+	}
+	b.mu.Unlock()
+	if heard {
+		return // its source said so already
+	}
 	pubs, err := b.c.Publications(ctx, e.session)
 	if err != nil {
 		return
@@ -291,6 +324,31 @@ func (b *eventBridge) orphaned(ctx context.Context, e bridged) {
 	if _, live := pubs[name]; !live {
 		b.local(e.session, e.typ, e.data)
 	}
+}
+
+// heard records what another node said of its publication (see endHeard).
+func (b *eventBridge) heard(session, typ string, data json.RawMessage) {
+	if typ != sfu.EventPublicationRemoved && typ != sfu.EventPublicationAdded && typ != sfu.EventPublicationResumed {
+		return
+	}
+	var info struct {
+		Name string `json:"name"`
+	}
+	if json.Unmarshal(data, &info) != nil || info.Name == "" {
+		return
+	}
+	key := session + "/" + info.Name
+	if typ == sfu.EventPublicationRemoved {
+		if b.relayedHere == nil || b.relayedHere(session, info.Name) { // else no copy here will end later
+			b.mu.Lock()
+			b.endHeard[key] = true
+			b.mu.Unlock()
+		}
+		return
+	}
+	b.mu.Lock()
+	delete(b.endHeard, key)
+	b.mu.Unlock()
 }
 
 // trainerRemoved and trainerEnded carry "relayed" from the trainer's
