@@ -45,7 +45,8 @@ const (
 // RTSP readers that play it on loopback, over TCP (interleaved) or UDP: one feed
 // (queue, goroutine, header rewrite) marshals each packet once; for TCP it appends
 // it to each reader's connection, whose gathered packets the shared writers
-// (connWriters) send; for UDP one sendmmsg carries it to every reader.
+// (connWriters) send; for UDP one sendmmsg per batch carries it to every reader,
+// a reader's packets of the batch as one UDP GSO train.
 //
 // The readers are gortsplib clients in a separate process, the test binary run
 // again, so the process CPU measured here is the server's alone, except that over

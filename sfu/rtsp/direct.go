@@ -16,7 +16,7 @@ import (
 // through gortsplib's per-reader write queue and goroutine (a closure, a queue
 // push and a goroutine wake-up per packet and reader, and for UDP a write
 // deadline and a system call): over TCP, they append it to its connection as
-// interleaved frames; over UDP, one sendmmsg per packet carries it to every UDP
+// interleaved frames; over UDP, one sendmmsg per batch carries it to every UDP
 // reader. gortsplib still answers its requests and sends its RTCP: it is set up
 // on the publication's directStream, to which no RTP is written.
 type directReader struct {

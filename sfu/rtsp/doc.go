@@ -31,8 +31,9 @@
 // closure, a queue push and a goroutine wake-up per packet and reader less): TCP
 // readers' is appended to their connections, which a few shared writers send
 // (conn_writers.go; one more than 1 MB behind drops video until a keyframe and gets
-// a keyframe request); UDP readers' goes to all of them in one sendmmsg per packet,
-// from the server's RTP port. A connection wrapper
+// a keyframe request); UDP readers' goes to all of them in one sendmmsg per batch,
+// a reader's run of equal-sized packets as one UDP GSO train (udp_send_linux.go,
+// internal/udpgso), from the server's RTP port. A connection wrapper
 // keeps Lectern's read deadlines and answers malformed requests with a 400, logged
 // without credentials.
 //
