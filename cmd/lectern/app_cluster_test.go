@@ -114,6 +114,39 @@ func TestClusterEventsBridge(t *testing.T) {
 	if got, want := until("s5"), []ev{{"s3", sfu.EventPublicationRemoved}, {"s3", sfu.EventSessionEnded}}; !slices.Equal(got, want) {
 		t.Fatalf("node B's pages got %v once nobody sources the trainer, want %v", got, want)
 	}
+
+	// The trainer leaves on A, which says so; B's relayed copy ends after its
+	// grace, once A no longer sources it: B's pages were told already, and are
+	// not told again. The next lecture's end is told again.
+	data, _ := json.Marshal(trainer)
+	if err := a.ClaimPublication(ctx, "s6", sfu.TrainerPublication); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Publish(ctx, "s6", sfu.EventPublicationRemoved, json.RawMessage(data)); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Publish(ctx, "s6", sfu.EventSessionEnded, nil); err != nil {
+		t.Fatal(err)
+	}
+	if e := next(pagesB, "node B's pages"); e != (ev{"s6", sfu.EventPublicationRemoved}) {
+		t.Fatalf("node B's pages got %v, want s6's publication.removed from A", e)
+	}
+	if e := next(pagesB, "node B's pages"); e != (ev{"s6", sfu.EventSessionEnded}) {
+		t.Fatalf("node B's pages got %v, want s6's session.ended from A", e)
+	}
+	if err := a.ReleasePublication(ctx, "s6", sfu.TrainerPublication); err != nil {
+		t.Fatal(err)
+	}
+	cl.sessionEvent(reg, "s6", sfu.EventPublicationRemoved, relayed)
+	cl.sessionEvent(reg, "s6", sfu.EventSessionEnded, nil)
+	if got := until("s7"); len(got) != 0 {
+		t.Fatalf("node B's pages were told again %v when B's relayed copy ended after A said so", got)
+	}
+	cl.sessionEvent(reg, "s6", sfu.EventPublicationRemoved, relayed)
+	cl.sessionEvent(reg, "s6", sfu.EventSessionEnded, nil)
+	if got, want := until("s8"), []ev{{"s6", sfu.EventPublicationRemoved}, {"s6", sfu.EventSessionEnded}}; !slices.Equal(got, want) {
+		t.Fatalf("node B's pages got %v at a later unannounced end, want %v", got, want)
+	}
 }
 
 // A cluster node makes a session's programme only when the trainer publishes
