@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/bluenviron/gortsplib/v4"
 	"github.com/bluenviron/gortsplib/v4/pkg/base"
@@ -205,18 +206,26 @@ func (c *lecternConn) sendSome() bool {
 
 // rawWrite writes c.rawBuf[c.rawN:] to the socket until it would block; it is
 // the callback of RawConn.Write, returning true so the poller never waits.
+//
+// The write is a raw system call: the socket does not block, yet a write to a
+// local reader takes tens of microseconds (the kernel delivers it and wakes the
+// reader within it), long enough that, through syscall.Write, the runtime's
+// monitor would often hand the worker's P to another thread meanwhile: a thread
+// wake-up and context switch per write, and a monitor polling every 20 µs.
 func (c *lecternConn) rawWrite(fd uintptr) bool {
 	for c.rawN < len(c.rawBuf) {
-		n, err := syscall.Write(int(fd), c.rawBuf[c.rawN:])
-		if n > 0 {
+		b := c.rawBuf[c.rawN:]
+		r, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+		n := int(r)
+		if errno == 0 && n > 0 {
 			c.rawN += n
 		}
 		switch {
-		case err == syscall.EINTR:
-		case err == syscall.EAGAIN:
+		case errno == syscall.EINTR:
+		case errno == syscall.EAGAIN:
 			return true
-		case err != nil:
-			c.rawErr = fmt.Errorf("rtsp: write: %w", err)
+		case errno != 0:
+			c.rawErr = fmt.Errorf("rtsp: write: %w", errno)
 			return true
 		case n <= 0:
 			return true
