@@ -55,7 +55,7 @@ type LayerState struct {
 }
 
 // adapter is one subscriber connection's bandwidth estimate, layer choice and
-// retransmission budget, shared by its downtracks. It runs on their RTCP goroutines
+// retransmission budget, shared by its downtracks. It runs where their RTCP is handled (handleRTCP)
 // when a receiver report or a NACK arrives (no goroutine of its own); the packet
 // path only adds to two counters.
 type adapter struct {

@@ -133,7 +133,7 @@ type rtxEntry struct {
 
 // rtxRing remembers recent retransmissions of one downtrack, keyed by output
 // sequence number modulo its size: a packet is resent at most rtxMaxTries times and
-// not again within one round trip. Used by the downtrack's RTCP goroutine only;
+// not again within one round trip. Used by the downtrack's handleRTCP only;
 // allocated on the first NACK, so a subscriber that loses nothing pays nothing.
 type rtxRing []rtxEntry
 

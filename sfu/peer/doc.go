@@ -20,8 +20,8 @@
 // (loss, and the packets that arrived over the time they took to send; the round
 // trip from LSR/DLSR against the downtracks' own sender reports) with NACKs as the
 // early signal. Every receiver sends those (browsers, pion, decoders' gateways),
-// they need no header extension on every packet, and the controller runs on the
-// downtracks' RTCP goroutines when they arrive: no goroutine, timer or lock per
+// they need no header extension on every packet, and the controller runs where
+// the connection's RTCP is handled (rtcpsink.go) when it arrives: no goroutine, timer or lock per
 // packet. A send-side estimate from TWCC feedback (pion's gcc interceptor) would
 // add a pacer goroutine and allocations per packet to every connection, more than
 // the forwarding path itself costs at a hundred classrooms.

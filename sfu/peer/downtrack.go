@@ -70,9 +70,9 @@ type downTrack struct {
 	srNext              int64  // when the next report is due
 
 	// kfTS is the source timestamp of the last keyframe sent: its packets are
-	// retransmitted first (written by the egress worker, read on the RTCP goroutine).
+	// retransmitted first (written by the egress worker, read by handleRTCP).
 	kfTS atomic.Uint32
-	// The RTCP goroutine's: recent retransmissions.
+	// handleRTCP's (one goroutine at a time): recent retransmissions.
 	rtx rtxRing
 	// sendTimes holds when each recent output sequence number was sent (see
 	// sendStamp), so a receiver report's range of sequence numbers maps to the time
@@ -334,39 +334,37 @@ func (d *downTrack) sendReport(now int64) {
 	_ = d.r.pc.WriteRTCP([]rtcp.Packet{&sr}) // fails only once the connection is closed
 }
 
-// rtcpLoop handles the subscriber's feedback: NACKs are answered from the track's
-// cache within the retransmission budget, PLI/FIR become (coalesced) keyframe
-// requests, receiver reports and NACKs feed the subscriber's estimate.
-func (d *downTrack) rtcpLoop() {
-	buf := make([]byte, 1500)
-	for {
-		n, _, err := d.sender.Read(buf)
-		if err != nil {
-			return
-		}
-		pkts, err := rtcp.Unmarshal(buf[:n])
-		if err != nil {
-			continue
-		}
-		now := sfu.Nanotime()
-		for _, pkt := range pkts {
-			switch pkt := pkt.(type) {
-			case *rtcp.TransportLayerNack:
-				for _, pair := range pkt.Nacks {
-					pair.Range(func(seq uint16) bool {
-						d.retransmit(seq, now)
-						return true
-					})
-				}
-				d.r.adapt.onNack(d, now, pkt.Nacks)
-			case *rtcp.ReceiverReport:
-				d.receiverReports(now, pkt.Reports)
-			case *rtcp.SenderReport: // a subscriber that also sends reports this way
-				d.receiverReports(now, pkt.Reports)
-			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				if t := d.follow.Track(); t != nil {
-					t.RequestKeyframe()
-				}
+// handleRTCP handles one RTCP packet from the subscriber about this downtrack's
+// stream, on the connection's SRTCP goroutine (rtcpsink.go): NACKs are answered
+// from the track's cache within the retransmission budget, PLI/FIR become
+// (coalesced) keyframe requests, receiver reports and NACKs feed the subscriber's
+// estimate. Nothing here blocks.
+func (d *downTrack) handleRTCP(buf []byte) {
+	if d.r.ctx.Err() != nil {
+		return
+	}
+	pkts, err := rtcp.Unmarshal(buf)
+	if err != nil {
+		return
+	}
+	now := sfu.Nanotime()
+	for _, pkt := range pkts {
+		switch pkt := pkt.(type) {
+		case *rtcp.TransportLayerNack:
+			for _, pair := range pkt.Nacks {
+				pair.Range(func(seq uint16) bool {
+					d.retransmit(seq, now)
+					return true
+				})
+			}
+			d.r.adapt.onNack(d, now, pkt.Nacks)
+		case *rtcp.ReceiverReport:
+			d.receiverReports(now, pkt.Reports)
+		case *rtcp.SenderReport: // a subscriber that also sends reports this way
+			d.receiverReports(now, pkt.Reports)
+		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+			if t := d.follow.Track(); t != nil {
+				t.RequestKeyframe()
 			}
 		}
 	}

@@ -59,13 +59,19 @@ type Edge struct {
 	// for each copy).
 	pcConfig webrtc.Configuration
 	pubAPI   *webrtc.API // WHIP: NACK generation, receiver reports, TWCC feedback
-	subAPI   *webrtc.API // WHEP: sender reports only
+	subAPI   *webrtc.API // relay senders (relay.go): the subscribers' settings, pion's RTCP buffers
 	relayAPI *webrtc.API // cluster relay pulls: pubAPI on sockets of their own (relay.go)
 	udp      *batchConn
 	udpMux   ice.UDPMux
 	egress   *egress
 	tcp      net.Listener
 	tcpMux   ice.TCPMux
+
+	// A WHEP connection's API is made per connection from these (subscriberAPI):
+	// its RTCP goes straight to its downtracks (rtcpsink.go).
+	subSettings     webrtc.SettingEngine
+	subMedia        *webrtc.MediaEngine
+	subInterceptors *interceptor.Registry
 
 	mu        sync.Mutex
 	closed    bool
@@ -191,6 +197,7 @@ func New(cfg Config) (*Edge, error) {
 	e.egress = newEgress(udp)
 	e.pubAPI = webrtc.NewAPI(webrtc.WithMediaEngine(pubMedia), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(pubInterceptors))
 	e.subAPI = webrtc.NewAPI(webrtc.WithMediaEngine(subMedia), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(subInterceptors))
+	e.subSettings, e.subMedia, e.subInterceptors = se, subMedia, subInterceptors
 	e.relayAPI = newRelayAPI(se, pubMedia, pubInterceptors, udp.LocalAddr().(*net.UDPAddr).IP)
 	return e, nil
 }

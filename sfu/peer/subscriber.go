@@ -57,7 +57,8 @@ func (e *Edge) SubscribeWith(sess *sfu.Session, layout Layout, offer string, opt
 		return nil, "", err
 	}
 	release := reservation.Release
-	pc, err := e.subAPI.NewPeerConnection(e.pcConfig)
+	routes := &rtcpRoutes{}
+	pc, err := e.subscriberAPI(routes).NewPeerConnection(e.pcConfig)
 	if err != nil {
 		release()
 		return nil, "", fmt.Errorf("new peer connection: %w", err)
@@ -96,6 +97,9 @@ func (e *Edge) SubscribeWith(sess *sfu.Session, layout Layout, offer string, opt
 			return nil, "", fmt.Errorf("add downtrack %s: %w", want, err)
 		}
 		dt.sender = sender
+		if enc := sender.GetParameters().Encodings; len(enc) > 0 {
+			routes.add(uint32(enc[0].SSRC), dt)
+		}
 		downs = append(downs, dt)
 		r.adapt.add(dt)
 	}
@@ -113,9 +117,6 @@ func (e *Edge) SubscribeWith(sess *sfu.Session, layout Layout, offer string, opt
 		_ = pc.Close()
 		release()
 		return nil, "", err
-	}
-	for _, dt := range downs {
-		r.goFn(dt.rtcpLoop)
 	}
 	// Tracks are attached once the connection is up, not before: pion binds an
 	// answerer's tracks before ICE and DTLS complete and drops what is written until
