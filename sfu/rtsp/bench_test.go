@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -62,8 +63,11 @@ const (
 // sent). Then, untimed, the stream is paced at 2.5 Mbit/s for 3 s: cpu-%/reader is
 // the server's CPU per reader at that rate (% of one core), writes/packet/reader the
 // server's write system calls per packet sent (the pacing writes about 2.6 packets
-// every 10 ms, so about 0.38 is one call per reader and tick), and p50-us / p99-us
-// the latency from Track.WriteRTP to the reader process reading the packet.
+// every 10 ms, so about 0.38 is one call per reader and tick), allocs/packet/reader
+// the server process's heap allocations per packet sent (gortsplib's RTCP and the
+// track's buffer pool count too: the packet path itself allocates nothing), and
+// p50-us / p99-us the latency from Track.WriteRTP to the reader process reading
+// the packet.
 func BenchmarkRTSPReaders(b *testing.B) {
 	for _, transport := range []string{"tcp", "udp"} {
 		for _, n := range []int{1, 50} {
@@ -125,6 +129,9 @@ func benchReaders(b *testing.B, transport string, n int) {
 
 	// Paced at 2.5 Mbit/s: CPU share, system calls and latency.
 	sent0, writes0 := rb.stats.PacketsOut.Load(), processWrites()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	mallocs0 := ms.Mallocs
 	cpu = processCPU()
 	began := time.Now()
 	tick := time.NewTicker(10 * time.Millisecond)
@@ -138,6 +145,8 @@ func benchReaders(b *testing.B, transport string, n int) {
 	rb.quiesce()
 	elapsed := time.Since(began)
 	b.ReportMetric(float64(processCPU()-cpu)/float64(elapsed)/float64(n)*100, "cpu-%/reader")
+	runtime.ReadMemStats(&ms)
+	b.ReportMetric(float64(ms.Mallocs-mallocs0)/float64(rb.stats.PacketsOut.Load()-sent0), "allocs/packet/reader")
 	// Only write(2) counts in syscw, not sendto/sendmmsg: TCP only.
 	if w := processWrites(); transport == "tcp" && w >= 0 && writes0 >= 0 {
 		b.ReportMetric(float64(w-writes0)/float64(rb.stats.PacketsOut.Load()-sent0), "writes/packet/reader")
