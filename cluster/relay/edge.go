@@ -141,43 +141,28 @@ func (m *Manager) Stop(session, publication string) {
 }
 
 // Relays returns the relays pulled to this node.
-func (m *Manager) Relays() []Info {
-	m.mu.Lock()
-	list := make([]*inRelay, 0, len(m.relays))
-	for _, r := range m.relays {
-		list = append(list, r)
-	}
-	m.mu.Unlock()
-	infos := make([]Info, 0, len(list))
-	for _, r := range list {
-		select {
-		case <-r.ready:
-			if r.err != nil {
-				continue
-			}
-		default:
-			continue // still connecting
+func (m *Manager) Relays() []Info { return infoList(snapshot(&m.mu, m.relays, nil), (*inRelay).info) }
+
+// info describes the relay once it is connected.
+func (r *inRelay) info() (Info, bool) {
+	select {
+	case <-r.ready:
+		if r.err != nil {
+			return Info{}, false
 		}
-		r.mu.Lock()
-		names := slices.Clone(r.names)
-		r.mu.Unlock()
-		infos = append(infos, Info{Direction: "in", Session: r.session, Publication: r.publication, Peer: r.origin,
-			Tracks: names, Started: r.started, Bytes: r.bytes.Load()})
+	default:
+		return Info{}, false // still connecting
 	}
-	slices.SortFunc(infos, func(a, b Info) int { return a.Started.Compare(b.Started) })
-	return infos
+	r.mu.Lock()
+	names := slices.Clone(r.names)
+	r.mu.Unlock()
+	return Info{Direction: "in", Session: r.session, Publication: r.publication, Peer: r.origin,
+		Tracks: names, Started: r.started, Bytes: r.bytes.Load()}, true
 }
 
 // Close ends every relay (their local publications end) and waits for them.
 func (m *Manager) Close() error {
-	m.mu.Lock()
-	m.closed = true
-	list := make([]*inRelay, 0, len(m.relays))
-	for _, r := range m.relays {
-		list = append(list, r)
-	}
-	m.mu.Unlock()
-	for _, r := range list {
+	for _, r := range snapshot(&m.mu, m.relays, &m.closed) {
 		r.end(endRemove)
 	}
 	m.wg.Wait()

@@ -412,29 +412,19 @@ func (o *outRelay) close() {
 }
 
 // Relays returns the relays served to other nodes.
-func (h *Handler) Relays() []Info {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	infos := make([]Info, 0, len(h.outs))
-	for _, o := range h.outs {
-		infos = append(infos, Info{Direction: "out", Session: o.session, Publication: o.publication, Peer: o.node,
-			Tracks: slices.Clone(o.names), Started: o.started, Bytes: o.bytes.Load()})
-	}
-	slices.SortFunc(infos, func(a, b Info) int { return a.Started.Compare(b.Started) })
-	return infos
+func (h *Handler) Relays() []Info { return infoList(snapshot(&h.mu, h.outs, nil), (*outRelay).info) }
+
+// info describes the relay (its fields are set before it is listed; bytes is
+// atomic).
+func (o *outRelay) info() (Info, bool) {
+	return Info{Direction: "out", Session: o.session, Publication: o.publication, Peer: o.node,
+		Tracks: slices.Clone(o.names), Started: o.started, Bytes: o.bytes.Load()}, true
 }
 
 // Close ends every relay served to other nodes and waits for them. Call it before
 // the edge closes.
 func (h *Handler) Close() error {
-	h.mu.Lock()
-	h.closed = true
-	outs := make([]*outRelay, 0, len(h.outs))
-	for _, o := range h.outs {
-		outs = append(outs, o)
-	}
-	h.mu.Unlock()
-	for _, o := range outs {
+	for _, o := range snapshot(&h.mu, h.outs, &h.closed) {
 		o.cancel()
 	}
 	h.wg.Wait()
