@@ -301,7 +301,11 @@ func (h *Handler) open(sess *sfu.Session, publication, node string, names []stri
 		return fail(fmt.Errorf("bad offer: %w", err))
 	}
 	for i, t := range tracks {
-		s := newSender(o, t)
+		var beside *peer.EgressSender
+		if len(o.senders) > 0 {
+			beside = o.senders[0].egress
+		}
+		s := newSender(o, t, beside)
 		rs, err := pc.AddTrack(s)
 		if err != nil {
 			return fail(fmt.Errorf("add track %s: %w", names[i], err))
@@ -457,14 +461,16 @@ type sender struct {
 	hdr rtp.Header // the egress worker's
 }
 
-func newSender(o *outRelay, t *sfu.Track) *sender {
+// newSender makes the sender of t; beside is the relay's first sender, whose
+// egress worker the others share (nil for the first).
+func newSender(o *outRelay, t *sfu.Track, beside *peer.EgressSender) *sender {
 	s := &sender{o: o, track: t, bound: make(chan struct{})}
 	size := queueSize
 	if t.Kind() == sfu.KindAudio {
 		size = queueSize / 4
 	}
 	s.queue = sfu.NewQueue(sfu.QueueOptions{Size: size, Kind: t.Kind(), Stats: t.Stats(), Notify: s.queued})
-	s.egress = o.h.cfg.Edge.NewEgressSender(t.Kind(), s.queue, s.turn)
+	s.egress = o.h.cfg.Edge.NewEgressSender(t.Kind(), s.queue, s.turn, beside)
 	codec := t.Codec()
 	s.follow = sfu.NewFollower(t.Name(), s.queue, func(c *sfu.Track) bool {
 		// A new track of the same name with another codec cannot go on this

@@ -150,9 +150,17 @@ type EgressSender struct {
 // time, and must not block. The sender is served once Start is called; the edge's
 // workers stop with the edge, so the caller stops queueing (and closes its
 // connection) before the edge closes.
-func (e *Edge) NewEgressSender(kind sfu.Kind, queue *sfu.Queue, turn func(max int) (more bool)) *EgressSender {
+//
+// beside is nil or a sender whose worker this one shares: a relay's tracks, like a
+// subscriber's downtracks, share one, so a round carries its audio and its video
+// together (one wake-up and one sendmmsg) rather than each on a worker of its own.
+func (e *Edge) NewEgressSender(kind sfu.Kind, queue *sfu.Queue, turn func(max int) (more bool), beside *EgressSender) *EgressSender {
 	s := &EgressSender{kind: kind, queue: queue, turn: turn}
-	s.worker = e.egress.assign()
+	if beside != nil {
+		s.worker = beside.worker
+	} else {
+		s.worker = e.egress.assign()
+	}
 	return s
 }
 

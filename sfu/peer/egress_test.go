@@ -25,7 +25,7 @@ func newEgressProbe(t *testing.T, kind sfu.Kind) *egressProbe {
 	f := newFixture(t, Config{}, time.Second)
 	pr := &egressProbe{got: make(chan struct{}, 64)}
 	pr.q = sfu.NewQueue(sfu.QueueOptions{Size: 64, Kind: kind, Notify: func(item sfu.QueueItem, n int) { pr.s.Queued(item, n) }})
-	pr.s = f.edge.NewEgressSender(kind, pr.q, pr.turn)
+	pr.s = f.edge.NewEgressSender(kind, pr.q, pr.turn, nil)
 	t.Cleanup(pr.q.Drain)
 	return pr
 }
