@@ -79,7 +79,7 @@ func (s *sink) WriteRTP(pkt *sfu.Packet) error {
 	case s.p.in <- item{s, pkt}:
 	default:
 		pkt.Release()
-		s.p.dropped.Add(1)
+		s.p.m.metrics.inboxDrops.Inc()
 	}
 	return nil
 }
@@ -122,7 +122,6 @@ type prog struct {
 	cancel context.CancelFunc
 
 	in       chan item
-	dropped  atomic.Uint64
 	stopping atomic.Bool
 	evMu     sync.Mutex
 	events   []event
@@ -132,6 +131,9 @@ type prog struct {
 	tracks   map[string]*sfu.Track // the session's tracks by name, the latest of each
 	speakers []string
 	excluded map[string]string // holder publication → reason, until it leaves the floor
+	// videoSkipped: holders whose camera speaker mode cannot show (another codec
+	// than the programme's), reported once until they leave the floor.
+	videoSkipped map[string]bool
 	// noOpusSince: holders whose audio has no Opus form yet, since when (0: reported).
 	noOpusSince map[string]int64
 
@@ -166,8 +168,8 @@ func newProg(m *Manager, s *sfu.Session, cancel context.CancelFunc, speakers []s
 		m: m, sess: s, id: s.ID(), log: m.log.With("session", s.ID()), cancel: cancel,
 		in: make(chan item, inboxSize), wake: make(chan struct{}, 1),
 		tracks: map[string]*sfu.Track{}, speakers: speakers, excluded: map[string]string{},
-		noOpusSince: map[string]int64{},
-		ownSSRC:     rand.Uint32() | 1, ownSeq: uint16(rand.Uint32()), ownTS: rand.Uint32(),
+		noOpusSince: map[string]int64{}, videoSkipped: map[string]bool{},
+		ownSSRC: rand.Uint32() | 1, ownSeq: uint16(rand.Uint32()), ownTS: rand.Uint32(),
 	}
 }
 
@@ -243,6 +245,11 @@ func (p *prog) takeEvents() bool {
 			for pub := range p.noOpusSince {
 				if !slices.Contains(p.speakers, pub) {
 					delete(p.noOpusSince, pub)
+				}
+			}
+			for pub := range p.videoSkipped {
+				if !slices.Contains(p.speakers, pub) {
+					delete(p.videoSkipped, pub)
 				}
 			}
 		case ev.track != nil:

@@ -121,8 +121,8 @@ func (m *Manager) SetSpeakers(session string, publications []string) {
 }
 
 // Collector exposes the metrics: lectern_programme_mixing_sessions,
-// lectern_programme_mix_seconds_total, lectern_programme_switches_total{kind} and
-// lectern_programme_excluded_total{reason}.
+// lectern_programme_mix_seconds_total, lectern_programme_switches_total{kind},
+// lectern_programme_excluded_total{reason} and lectern_programme_inbox_drops_total.
 func (m *Manager) Collector() prometheus.Collector { return m.metrics }
 
 // Close stops every session's programme goroutine and ends the programme

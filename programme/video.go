@@ -80,14 +80,35 @@ func (p *prog) wantVideoBase() string {
 			continue
 		}
 		base := pub + "/video"
+		other := ""
 		for r := range sfu.MaxLayers {
 			// No transcoding: only a camera in the programme's codec can be shown.
-			if t := p.open(sfu.LayerName(base, r)); t != nil && t.Codec().MimeType == p.videoCodec.MimeType {
-				return base
+			if t := p.open(sfu.LayerName(base, r)); t != nil {
+				if t.Codec().MimeType == p.videoCodec.MimeType {
+					return base
+				}
+				other = t.Codec().MimeType
 			}
+		}
+		if other != "" {
+			p.skipVideo(pub, other)
 		}
 	}
 	return trainer
+}
+
+// skipVideo reports a floor holder whose camera speaker mode passes over (it is
+// in another codec than the programme's picture, and nothing transcodes video):
+// once per grant, so that "the programme never showed that classroom" has an
+// answer in the log and in lectern_programme_excluded_total{reason="video_codec"}.
+func (p *prog) skipVideo(pub, codec string) {
+	if p.videoSkipped[pub] {
+		return
+	}
+	p.videoSkipped[pub] = true
+	p.m.metrics.excluded.WithLabelValues(excludedVideoCodec).Inc()
+	p.log.Info("programme: floor holder's camera not shown: another video codec than the programme's",
+		"publication", pub, "codec", codec, "programme_codec", p.videoCodec.MimeType)
 }
 
 // closestLayer returns the layer of stream base nearest to rank r (the better one
