@@ -136,6 +136,7 @@ func (f *LayerFollower) retarget() {
 		t := f.layers[tgt]
 		g := &layerGate{f: f, track: t, rank: tgt}
 		f.gates[tgt] = g
+		g.attaching.Store(true)
 		if cur < 0 && f.switches.Load() == 0 {
 			g.remove = t.AddSink(g) // the first picture: start from the cached keyframe
 		} else {
@@ -143,6 +144,16 @@ func (f *LayerFollower) retarget() {
 			// ask for it now rather than wait for the publisher's interval.
 			g.remove = t.AddSinkLive(g)
 			t.RequestKeyframe()
+		}
+		g.attaching.Store(false)
+		if t.Closed() {
+			// The layer ended while the gate was attached; its TrackEnded left the
+			// move to this call, which holds f.mu. resolve skips a closed layer, so
+			// this ends within MaxLayers calls.
+			f.gates[tgt] = nil
+			f.current.CompareAndSwap(tgt, -1)
+			f.retarget()
+			return
 		}
 	}
 	for r, g := range f.gates {
@@ -255,6 +266,9 @@ type layerGate struct {
 	rank   int32
 	remove func()
 	dead   atomic.Bool
+	// attaching: retarget is adding the gate to its track (f.mu held), where a
+	// track already closed calls TrackEnded at once.
+	attaching atomic.Bool
 	// frameEnded: the last packet forwarded ended its frame (the publisher's
 	// goroutine only), so a pause there leaves no partial picture.
 	frameEnded bool
@@ -300,8 +314,33 @@ func (g *layerGate) WriteRTP(p *Packet) error {
 	return errGateClosed
 }
 
-// TrackEnded implements [TrackEnder].
-func (g *layerGate) TrackEnded(*Track) { g.dead.Store(true) }
+// TrackEnded implements [TrackEnder]: the layer ended (its publication was
+// removed, or its source came back without that layer), so the follower moves to
+// the layers that remain rather than wait on a track that never sends again.
+func (g *layerGate) TrackEnded(*Track) {
+	g.dead.Store(true)
+	if g.attaching.Load() {
+		return // retarget is attaching it, with f.mu held: it sees the track closed
+	}
+	g.f.layerEnded(g)
+}
+
+// layerEnded resolves the target again after g's layer ended.
+func (f *LayerFollower) layerEnded(g *layerGate) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stopped || f.gates[g.rank] != g {
+		return // stopped, or the gate was replaced already
+	}
+	f.gates[g.rank] = nil
+	f.current.CompareAndSwap(g.rank, -1)
+	f.retarget()
+	if tgt := f.target.Load(); tgt >= 0 {
+		// The new target may have kept the gate of a layer forwarded before, which
+		// asks for a keyframe only at its next packet: ask now (coalesced).
+		f.layers[tgt].RequestKeyframe()
+	}
+}
 
 // close detaches the gate; f.mu held.
 func (g *layerGate) close() {

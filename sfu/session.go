@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -473,6 +474,7 @@ func (p *Publication) track(local string, kind Kind, codec Codec, lease *Lease, 
 		break
 	}
 	t := newTrack(name, kind, codec, s.registry.stats, s.registry.cfg.TrackOptions)
+	t.derived = lease == nil
 	t.SetSource(requestKeyframe)
 	p.tracks = append(p.tracks, t)
 	watchers := make([]func(*Track), 0, len(s.watchers))
@@ -568,6 +570,42 @@ func (l *Lease) Current() bool {
 // kind or codec is replaced. requestKeyframe is as for Track.SetSource.
 func (l *Lease) Track(local string, kind Kind, codec Codec, requestKeyframe func()) (*Track, error) {
 	return l.pub.track(local, kind, codec, l, requestKeyframe)
+}
+
+// RemoveTracks ends the publication's tracks that its sources fed (derived tracks
+// are left alone) and whose local name drop reports, if this lease still holds the
+// publication. A source that came back with fewer streams than the one before (a
+// trainer reconnecting without simulcast) would otherwise leave the others in the
+// publication, silent, until it ends. Each removed track's sinks are told
+// ([TrackEnder]): a [LayerFollower] moves to the layers that remain. drop runs with
+// the session's lock held and must not call into the session. It returns the local
+// names removed.
+func (l *Lease) RemoveTracks(drop func(local string) bool) []string {
+	p := l.pub
+	s := p.session
+	prefix := p.name + "/"
+	s.mu.Lock()
+	if s.pubs[p.name] != p || p.gen != l.gen {
+		s.mu.Unlock()
+		return nil
+	}
+	var removed []*Track
+	for _, t := range p.tracks {
+		if !t.derived && drop(strings.TrimPrefix(t.name, prefix)) {
+			removed = append(removed, t)
+		}
+	}
+	if len(removed) > 0 {
+		// A new slice: removePublication may be walking the old one.
+		p.tracks = slices.DeleteFunc(slices.Clone(p.tracks), func(t *Track) bool { return slices.Contains(removed, t) })
+	}
+	s.mu.Unlock()
+	names := make([]string, 0, len(removed))
+	for _, t := range removed {
+		t.close()
+		names = append(names, strings.TrimPrefix(t.name, prefix))
+	}
+	return names
 }
 
 // Release says the source went away (its connection failed or closed). The

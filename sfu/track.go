@@ -83,6 +83,10 @@ type Track struct {
 	kind  Kind
 	codec Codec
 	stats *Stats
+	// derived: fed by the server (Publication.DerivedTrack), not by the
+	// publication's source; Lease.RemoveTracks leaves it alone. Set before the
+	// track is shown to anyone.
+	derived bool
 
 	mu        sync.Mutex // held for each packet written, and to attach or detach sinks
 	sinks     []Sink

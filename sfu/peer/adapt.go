@@ -716,6 +716,12 @@ func (a *adapter) choose(now int64) {
 			remaining -= a.samples[i][min(want, sfu.MaxLayers-1)].bps
 		}
 		if want == a.want[i] {
+			if want >= 0 && d.layers.Target() != want {
+				// The follower took another layer for this wish (it was missing or
+				// silent): it looks again, and takes it once it sends (a publisher
+				// back with simulcast, a pinned layer that started late).
+				d.layers.SetTarget(want)
+			}
 			continue
 		}
 		if want < 0 {

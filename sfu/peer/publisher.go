@@ -3,6 +3,7 @@ package peer
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -63,7 +64,8 @@ func (e *Edge) Publish(sess *sfu.Session, publication, offer string) (*Resource,
 	}
 	r := e.newResource(KindWHIP, sess.ID(), pc, offer)
 	r.log = r.log.With("publication", publication)
-	p := &publisher{r: r, names: names, ranks: map[string]map[string]int{}, plis: make(chan uint32, 8), leaseReady: make(chan struct{})}
+	p := &publisher{r: r, names: names, ranks: map[string]map[string]int{}, plis: make(chan uint32, 8), leaseReady: make(chan struct{}),
+		feeds: map[string]bool{}, bases: map[string]bool{}, swept: map[string]bool{}}
 	for _, s := range sections {
 		if s.simulcast == nil {
 			continue
@@ -73,6 +75,16 @@ func (e *Edge) Publish(sess *sfu.Session, publication, offer string) (*Resource,
 			r.log.Info("simulcast layer ignored", "mid", s.mid, "rid", ig.rid, "reason", ig.reason)
 		}
 		r.log.Info("simulcast offered", "mid", s.mid, "layers", s.simulcast.ranks)
+	}
+	for mid, local := range names {
+		p.bases[local] = true
+		ranks, simulcast := p.ranks[mid]
+		if !simulcast {
+			p.feeds[local] = true
+		}
+		for _, rank := range ranks {
+			p.feeds[sfu.LayerName(local, rank)] = true
+		}
 	}
 	pc.OnTrack(p.onTrack)
 
@@ -113,6 +125,12 @@ type publisher struct {
 	plis       chan uint32               // SSRCs that need a keyframe
 	lease      *sfu.Lease
 	leaseReady chan struct{}
+	// feeds are the local names of the tracks this connection feeds (a simulcast
+	// section's layers that have a rank), bases the streams they belong to ("video",
+	// "screen", "audio"); both fixed before the first track.
+	feeds, bases map[string]bool
+	sweepMu      sync.Mutex
+	swept        map[string]bool // streams whose stale layers were removed; "" others
 }
 
 // onTrack runs on a pion goroutine for each incoming stream.
@@ -160,17 +178,18 @@ func (p *publisher) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPRece
 		return
 	}
 	p.r.log.Info("track started", "track", track.Name(), "codec", remote.Codec().MimeType, "ssrc", ssrc, "rid", remote.RID())
-	p.r.goFn(func() { p.forward(remote, track) })
+	p.r.goFn(func() { p.forward(remote, track, local) })
 	rid := remote.RID()
 	p.r.goFn(func() { drainRTCP(receiver, rid) })
 }
 
-// forward copies the remote stream into the track until the connection ends. It
-// reuses one buffer and one packet: no allocation per packet.
-func (p *publisher) forward(remote *webrtc.TrackRemote, track *sfu.Track) {
+// forward copies the remote stream into the track (local) until the connection
+// ends. It reuses one buffer and one packet: no allocation per packet.
+func (p *publisher) forward(remote *webrtc.TrackRemote, track *sfu.Track, local string) {
 	buf := make([]byte, 1500)
 	var pkt rtp.Packet
 	done := p.r.ctx.Done()
+	sending := false
 	for {
 		n, _, err := remote.Read(buf)
 		if err != nil {
@@ -185,10 +204,43 @@ func (p *publisher) forward(remote *webrtc.TrackRemote, track *sfu.Track) {
 			track.Stats().PacketsRejected.Add(1)
 			continue
 		}
-		if err := track.WriteRTP(&pkt); errors.Is(err, sfu.ErrTrackClosed) {
+		err = track.WriteRTP(&pkt)
+		if errors.Is(err, sfu.ErrTrackClosed) {
 			p.r.cancel() // the publication was removed (e.g. the floor was taken back)
 			return
 		}
+		if err == nil && !sending {
+			sending = true
+			p.removeStale(local)
+		}
+	}
+}
+
+// removeStale ends the publication's tracks this connection does not feed, once its
+// stream local has written its first packet: the other layers of local's stream
+// that a previous source sent (a trainer back without simulcast leaves video~1 and
+// video~2), and, at the first stream that sends, the tracks of streams it does not
+// send at all (a screen share no longer shared). Not before: a layer follower on a
+// removed layer moves to the layers that send, and until local's first packet its
+// track is as silent as the ones removed.
+func (p *publisher) removeStale(local string) {
+	base, _ := sfu.SplitLayer(local)
+	p.sweepMu.Lock()
+	own, others := !p.swept[base], !p.swept[""]
+	p.swept[base], p.swept[""] = true, true
+	p.sweepMu.Unlock()
+	if !own && !others {
+		return
+	}
+	removed := p.lease.RemoveTracks(func(name string) bool {
+		if p.feeds[name] {
+			return false
+		}
+		b, _ := sfu.SplitLayer(name)
+		return own && b == base || others && !p.bases[b]
+	})
+	if len(removed) > 0 {
+		p.r.log.Info("tracks the previous source fed and this one does not removed", "tracks", removed, "after", local)
 	}
 }
 

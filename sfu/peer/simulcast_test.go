@@ -589,21 +589,44 @@ func TestSimulcastPublisherReconnects(t *testing.T) {
 	t.Logf("SPS received: %v", sizes.get())
 }
 
-// TestSimulcastThenSingleLayer: a simulcast trainer that comes back with one layer
-// (a client that fell back) feeds trainer/video; a staying subscriber follows it,
-// though the old lower layers' tracks are still there, silent.
+// TestSimulcastThenSingleLayer: a simulcast trainer that comes back within the
+// grace period with one layer (a client that fell back) feeds trainer/video, and
+// the lower layers it no longer sends leave the publication: a subscriber on auto
+// and one pinned to low both follow the single layer. When the trainer comes back
+// with simulcast again, the pinned one returns to the low layer.
 func TestSimulcastThenSingleLayer(t *testing.T) {
 	f := newFixture(t, Config{}, 10*time.Second)
 	clips := simulcastClips(t)
 	pub := f.startSimulcast(t, testpeer.SimulcastOptions{Layers: clips})
 	f.waitLayers(t, 3)
-	var sizes frameSizes
-	sub, err := testpeer.NewSubscriber(f.ctx, testpeer.Options{}, 1, 1, f.subscribeSignal(trainerLayout), sizes.onPacket)
+	var auto, low frameSizes
+	sub, err := testpeer.NewSubscriber(f.ctx, testpeer.Options{}, 1, 1, f.subscribeSignal(trainerLayout), auto.onPacket)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(sub.Close)
-	sizes.settlesOn(f.ctx, t, "1280x720")
+	var pinned *Resource
+	pinnedSub, err := testpeer.NewSubscriber(f.ctx, testpeer.Options{}, 1, 1, func(offer string) (string, error) {
+		r, ans, err := f.edge.Subscribe(f.sess, trainerLayout, offer)
+		pinned = r
+		return ans, err
+	}, low.onPacket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pinnedSub.Close)
+	if err := pinned.SetLayerPin(PinLow); err != nil {
+		t.Fatal(err)
+	}
+	auto.settlesOn(f.ctx, t, "1280x720")
+	waitSizes := func(s *frameSizes, from int, size, what string) {
+		t.Helper()
+		testenv.WaitFor(f.ctx, t, what, func() bool {
+			return len(slices.DeleteFunc(s.get()[from:], func(got string) bool { return got != size })) >= 2
+		})
+	}
+	waitSizes(&low, 0, "320x180", "the pinned subscriber's low layer")
+
 	pub.Close()
 	single, err := testpeer.NewPublisher(f.ctx, testpeer.Options{}, false, f.publishSignal(sfu.TrainerPublication))
 	if err != nil {
@@ -612,10 +635,28 @@ func TestSimulcastThenSingleLayer(t *testing.T) {
 	ctx, cancel := context.WithCancel(f.ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = single.Play(ctx, clips[1], nil) }() // 640x360
-	t.Cleanup(func() { cancel(); <-done; single.Close() })
-	n := len(sizes.get())
-	testenv.WaitFor(f.ctx, t, "the single layer's keyframes", func() bool {
-		return len(slices.DeleteFunc(sizes.get()[n:], func(s string) bool { return s != "640x360" })) >= 2
-	})
-	t.Logf("SPS received: %v; tracks %v", sizes.get(), keys(f.trainerTracks()))
+	var stopOnce sync.Once
+	stopSingle := func() { stopOnce.Do(func() { cancel(); <-done; single.Close() }) }
+	t.Cleanup(stopSingle)
+	nAuto, nLow := len(auto.get()), len(low.get())
+	waitSizes(&auto, nAuto, "640x360", "the single layer's keyframes on auto")
+	waitSizes(&low, nLow, "640x360", "the single layer's keyframes pinned to low")
+	testenv.WaitFor(f.ctx, t, "the lower layers removed", func() bool { return len(f.trainerTracks()) == 2 })
+	if tracks := f.trainerTracks(); tracks["trainer/video"] == nil || tracks["trainer/audio"] == nil {
+		t.Fatalf("tracks %v, want trainer/video and trainer/audio", keys(tracks))
+	}
+	if st := pinned.LayerState(); st.Layer != PinHigh || !slices.Equal(st.Layers, []string{PinHigh}) {
+		t.Errorf("pinned subscriber's layer state %+v, want the single layer (high)", st)
+	}
+	t.Logf("auto SPS: %v; pinned SPS: %v", auto.get(), low.get())
+
+	// Back with simulcast: the pinned subscriber goes back to the low layer.
+	stopSingle()
+	nAuto, nLow = len(auto.get()), len(low.get())
+	f.startSimulcast(t, testpeer.SimulcastOptions{Layers: clips})
+	waitSizes(&auto, nAuto, "1280x720", "the top layer again on auto")
+	waitSizes(&low, nLow, "320x180", "the low layer again for the pinned subscriber")
+	if tracks := f.trainerTracks(); len(tracks) != 4 {
+		t.Errorf("tracks %v, want the three layers and audio", keys(tracks))
+	}
 }
