@@ -1,6 +1,8 @@
 package web
 
 import (
+	"strconv"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"lectern/sfu"
@@ -23,6 +25,8 @@ var adaptationDescs = map[string]*prometheus.Desc{
 	"switches": prometheus.NewDesc("lectern_layer_switches_total", "Layer changes chosen for WHEP connections (by their estimate or a pin), pauses included.", nil, nil),
 	"pauses":   prometheus.NewDesc("lectern_video_pauses_total", "Videos paused because a connection's estimate could not carry the lowest layer, or pinned to audio.", nil, nil),
 	"refused":  prometheus.NewDesc("lectern_nacks_refused_total", "NACKed packets not resent: over the retransmission budget, resent 3 times already, again within a round trip, or too old.", nil, nil),
+	"red":      prometheus.NewDesc("lectern_subscriber_red_distance", "WHEP connections with RED audio by the previous frames each audio packet repeats (2 in full; fewer when the estimate leaves no room).", []string{"distance"}, nil),
+	"red_chg":  prometheus.NewDesc("lectern_red_distance_changes_total", "Changes of WHEP connections' RED distance chosen by their estimate.", nil, nil),
 }
 
 // estimateBuckets are the estimate histogram's upper bounds, bits/s.
@@ -116,6 +120,10 @@ func (c *Collector) collectAdaptation(ch chan<- prometheus.Metric, st peer.Adapt
 	ch <- prometheus.MustNewConstMetric(adaptationDescs["switches"], prometheus.CounterValue, float64(st.Switches))
 	ch <- prometheus.MustNewConstMetric(adaptationDescs["pauses"], prometheus.CounterValue, float64(st.Pauses))
 	ch <- prometheus.MustNewConstMetric(adaptationDescs["refused"], prometheus.CounterValue, float64(st.NACKsRefused))
+	for d, n := range st.ByREDDistance {
+		ch <- prometheus.MustNewConstMetric(adaptationDescs["red"], prometheus.GaugeValue, float64(n), strconv.Itoa(d))
+	}
+	ch <- prometheus.MustNewConstMetric(adaptationDescs["red_chg"], prometheus.CounterValue, float64(st.REDChanges))
 }
 
 // replayCacheDescs are the metrics of a ReplayCache.

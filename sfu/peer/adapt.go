@@ -765,6 +765,7 @@ func (a *adapter) chooseRED(now int64, remaining, perCopy float64) {
 		}
 	}
 	if dist != a.redDist && perCopy > 0 {
+		a.r.edge.adaptStats.redChanges.Add(1)
 		a.r.log.Debug("RED distance", "distance", dist, "was", a.redDist, "estimate_bps", int64(a.est.bps))
 	}
 	if dist < a.redDist {
@@ -906,7 +907,20 @@ func (a *adapter) rtt(def time.Duration) time.Duration {
 
 // adaptStats are the edge's adaptation counters.
 type adaptStats struct {
-	switches, pauses, refused atomic.Uint64
+	switches, pauses, refused, redChanges atomic.Uint64
+}
+
+// redState returns the RED distance the connection's audio gets; ok is false
+// without RED audio (not negotiated, or no audio).
+func (a *adapter) redState() (distance int, ok bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, d := range a.audio {
+		if d.red != nil {
+			return a.redDist, true
+		}
+	}
+	return 0, false
 }
 
 // AdaptationStats are the edge's layer adaptation figures, for metrics.
@@ -920,6 +934,11 @@ type AdaptationStats struct {
 	// Switches counts layer changes chosen (by estimates or pins), Pauses those that
 	// paused a video, NACKsRefused the retransmissions the budget refused.
 	Switches, Pauses, NACKsRefused uint64
+	// ByREDDistance counts subscriber connections with RED audio by the number of
+	// previous frames each audio packet repeats (0 to 2; fewer when the estimate
+	// leaves no room for them); REDChanges counts the changes of that distance.
+	ByREDDistance map[int]int
+	REDChanges    uint64
 }
 
 // AdaptationStats collects the figures of every live subscriber connection.
@@ -929,6 +948,11 @@ func (e *Edge) AdaptationStats() AdaptationStats {
 		Switches:     e.adaptStats.switches.Load(),
 		Pauses:       e.adaptStats.pauses.Load(),
 		NACKsRefused: e.adaptStats.refused.Load(),
+		REDChanges:   e.adaptStats.redChanges.Load(),
+	}
+	st.ByREDDistance = make(map[int]int, redDistance+1)
+	for d := range redDistance + 1 {
+		st.ByREDDistance[d] = 0
 	}
 	e.mu.Lock()
 	list := make([]*Resource, 0, len(e.resources))
@@ -945,6 +969,9 @@ func (e *Edge) AdaptationStats() AdaptationStats {
 		}
 		if ls.EstimateBps > 0 {
 			st.Estimates = append(st.Estimates, float64(ls.EstimateBps))
+		}
+		if d, ok := r.adapt.redState(); ok {
+			st.ByREDDistance[d]++
 		}
 	}
 	return st

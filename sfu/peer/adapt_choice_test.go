@@ -2,6 +2,7 @@ package peer
 
 import (
 	"log/slog"
+	"maps"
 	"math"
 	"testing"
 
@@ -208,6 +209,14 @@ func TestREDDistanceChoice(t *testing.T) {
 		if math.Abs(chosen-want) > 1 {
 			t.Errorf("estimate %.0f: the choice takes %.0f bit/s, want %.0f", tc.estimate, chosen, want)
 		}
+	}
+	// The metrics: 2 -> 1 -> 0, 0 -> 1 -> 0, 0 -> 2; the subscriber now at 2.
+	if n := r.edge.adaptStats.redChanges.Load(); n != 5 {
+		t.Errorf("RED distance changes counted %d, want 5", n)
+	}
+	r.edge.resources = map[string]*Resource{"subscriber": r}
+	if st := r.edge.AdaptationStats(); st.REDChanges != 5 || !maps.Equal(st.ByREDDistance, map[int]int{0: 0, 1: 0, 2: 1}) {
+		t.Errorf("AdaptationStats: RED changes %d, by distance %v; want 5, one at 2", st.REDChanges, st.ByREDDistance)
 	}
 
 	// What the link carried in the last second (NACKed ranges, reports) counts the
