@@ -386,24 +386,26 @@ func (a *adapter) stepping(now int64) bool {
 	return false
 }
 
-// lowestNeed is what the lowest layer of each simulcast video and the audio's
+// lowestNeed is what the lowest layer that sends of each video and the audio's
 // primary frames take (RED's copies give way to the lowest layer: chooseRED); 0
-// when a video has a single layer or none measured (it may be paused). a.mu held.
+// when no video has a layer measured.
+//
+// A single-layer video (the screen share, a trainer without simulcast) counts with
+// its one layer: it is its lowest, and pausing it costs the picture where a
+// simulcast video only steps down, so the NACKs that cannot take a simulcast video
+// below its lowest layer (run) cannot pause it either; a receiver report that
+// measures the link below its rate still does. Each video counts on its own: one
+// without a layer measured leaves the others' floor. a.mu held.
 func (a *adapter) lowestNeed() float64 {
 	now := sfu.Nanotime()
 	sum := 0.0
 	for i := range a.video {
-		alive, low := 0, 0.0
-		for rank := range sfu.MaxLayers {
+		for rank := sfu.MaxLayers - 1; rank >= 0; rank-- {
 			if s := a.samples[i][rank]; s.bps > 0 && layerAlive(s.track, now) {
-				alive++
-				low = s.bps
+				sum += s.bps
+				break
 			}
 		}
-		if alive < 2 {
-			return 0
-		}
-		sum += low
 	}
 	if sum == 0 {
 		return 0
@@ -478,11 +480,13 @@ func (a *adapter) run(now int64) {
 	}
 	probing := a.probing(now)
 	if !probing {
-		// NACKs alone never pause a simulcast video that was not stepping up: they
+		// NACKs alone never pause a video (simulcast or single-layer, lowestNeed)
+		// that was not stepping up: they
 		// count packets a retransmission recovered as lost once, and a range read
 		// right after a switch can still be the previous layer's. The lowest layer
 		// goes on until a receiver report measures that the link cannot carry it.
-		nackCarried = max(nackCarried, a.lowestNeed()/lossBackoff)
+		// (A hair above, so the back-off's product is not a rounding below it.)
+		nackCarried = max(nackCarried, a.lowestNeed()*(1+1e-9)/lossBackoff)
 	}
 	loss, carried := max(nackLoss, rrLoss), nackCarried
 	switch high := a.lossHigh(now); {

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"math"
 	"testing"
+	"time"
 
 	"github.com/pion/rtp"
 
@@ -243,5 +244,111 @@ func TestREDDistanceChoice(t *testing.T) {
 	a.mu.Unlock()
 	if dist != redDistance || audio.red.distance.Load() != redDistance {
 		t.Errorf("without an estimate: RED distance %d (encoder %d), want %d", dist, audio.red.distance.Load(), redDistance)
+	}
+}
+
+// TestLowestNeed: the floor NACKs cannot push the estimate under counts the lowest
+// layer that sends of each video, a single-layer one (the screen share) with its
+// only layer, plus the audio's frames; a video without a layer measured adds
+// nothing and leaves the others' floor.
+func TestLowestNeed(t *testing.T) {
+	f := newChoiceFixture(t)
+	a := f.a
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if got, want := a.lowestNeed(), 280e3+300e3+50e3; math.Abs(got-want) > 1 {
+		t.Errorf("camera and screen share: lowest need %.0f, want %.0f", got, want)
+	}
+	a.samples[0][2].bps = 0 // the camera's low layer not measured: its medium is its lowest
+	if got, want := a.lowestNeed(), 850e3+300e3+50e3; math.Abs(got-want) > 1 {
+		t.Errorf("camera without its low layer: lowest need %.0f, want %.0f", got, want)
+	}
+	screen := a.samples[1][0]
+	a.samples[1][0] = layerSample{}
+	if got, want := a.lowestNeed(), 850e3+50e3; math.Abs(got-want) > 1 {
+		t.Errorf("screen share not measured: lowest need %.0f, want %.0f", got, want)
+	}
+	a.samples[0] = [sfu.MaxLayers]layerSample{}
+	if got := a.lowestNeed(); got != 0 {
+		t.Errorf("no video measured: lowest need %.0f, want 0", got)
+	}
+	a.samples[1][0] = screen
+	if got, want := a.lowestNeed(), 300e3+50e3; math.Abs(got-want) > 1 {
+		t.Errorf("screen share alone: lowest need %.0f, want %.0f", got, want)
+	}
+}
+
+// TestSingleLayerKeptOnNACKs: a single-layer video (a trainer without simulcast)
+// is not paused by NACKs alone, as a simulcast one keeps its lowest layer: the
+// estimate stays at what the layer and the audio take; a receiver report that
+// measures the link below the layer's rate pauses it.
+func TestSingleLayerKeptOnNACKs(t *testing.T) {
+	reg := sfu.NewRegistry(sfu.RegistryConfig{})
+	t.Cleanup(reg.CloseAll)
+	lease, err := reg.Session("lecture").Claim(sfu.TrainerPublication, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Resource{log: slog.New(slog.DiscardHandler), edge: &Edge{}}
+	a := newAdapter(r, true)
+	r.adapt = a
+	camera := newDownTrack(r, nil, sfu.KindVideo, "trainer/video", 64, nil)
+	audio := newDownTrack(r, nil, sfu.KindAudio, "trainer/audio", 64, nil)
+	a.add(camera)
+	a.add(audio)
+	tr, err := lease.Track("video", sfu.KindVideo, sfu.Codec{MimeType: sfu.MimeH264, ClockRate: 90000}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: 1, SSRC: 1}, Payload: []byte{0x41, 0x9a}}); err != nil {
+		t.Fatal(err)
+	}
+	camera.layers.Attach(tr)
+	const videoBps, audioBps = 1e6, 40e3 // no audio track measured: a voice stream's worth
+
+	// interval runs the controller over one second in which sent bit/s went out and
+	// a share nacked of the packets was NACKed; with report, a receiver report came
+	// too, of that loss and the rate that arrived.
+	interval := func(sent, nacked float64, report bool) (target int, estimate float64) {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		now := sfu.Nanotime()
+		a.begun = now - int64(time.Minute) // past the start's grace
+		a.lastRun = now - int64(time.Second)
+		a.lastBytes, a.lastPkts, a.lastNacked = a.bytes.Load(), a.packets.Load(), a.nacked.Load()
+		a.lastRtx, a.lastRtxPkts = a.rtxBytes.Load(), a.rtxPkts.Load()
+		const pkts = 100
+		a.bytes.Add(uint64(sent / 8))
+		a.packets.Add(pkts)
+		a.nacked.Add(uint64(nacked * pkts))
+		a.samples[0][0] = layerSample{track: tr, bytes: tr.Bytes(), pkts: tr.Packets(), at: now, bps: videoBps}
+		if report {
+			camera.rrRecvAt, camera.rrRecvBps = now, sent*(1-nacked)
+			a.lossSum, a.lossWeight = nacked, 1
+		}
+		a.run(now)
+		return camera.layers.Target(), a.est.bps
+	}
+
+	a.mu.Lock()
+	a.est.bps = 1.2e6
+	a.mu.Unlock()
+	// 30 % of the packets NACKed, 350 kbit/s of 500 arrived by the NACKs' count:
+	// without the floor the estimate would drop to 300 kbit/s and pause the video.
+	target, est := interval(500e3, 0.3, false)
+	if target != 0 || est < videoBps+audioBps {
+		t.Fatalf("NACKs alone: target %d, estimate %.0f; want the layer kept, estimate >= %.0f", target, est, videoBps+audioBps)
+	}
+	// A receiver report measures the same: the link carries 350 kbit/s.
+	target, est = interval(500e3, 0.3, true)
+	if target != -1 || est > 350e3 {
+		t.Fatalf("receiver report: target %d, estimate %.0f; want the video paused under 350 kbit/s", target, est)
+	}
+	// Paused, NACKs of what was in flight neither lower the estimate further (it
+	// is what the report measured) nor bring the video back.
+	before := est
+	target, est = interval(50e3, 0.5, false)
+	if target != -1 || est < before {
+		t.Fatalf("NACKs while paused: target %d, estimate %.0f; want paused at %.0f or more", target, est, before)
 	}
 }
