@@ -108,3 +108,38 @@ func (c *Catalog) DeleteEmbed(recording, id string) error {
 		return nil
 	})
 }
+
+// DeleteEmbeds revokes every embed token of recording (the recording was deleted:
+// they could play nothing) and returns how many records were removed. None is not
+// an error.
+func (c *Catalog) DeleteEmbeds(recording string) (int, error) {
+	// Most recordings have none: no write for them.
+	if ct, err := c.view(); err == nil && !embedsOf(ct, recording) {
+		return 0, nil
+	}
+	n := 0
+	err := c.mutate(func(ct *contents, _ time.Time) error {
+		n = 0 // with Redis, fn runs again after another node's change
+		for id, e := range ct.embeds {
+			if e.Recording == recording {
+				delete(ct.embeds, id)
+				n++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// embedsOf says whether ct holds an embed record of recording.
+func embedsOf(ct *contents, recording string) bool {
+	for _, e := range ct.embeds {
+		if e.Recording == recording {
+			return true
+		}
+	}
+	return false
+}

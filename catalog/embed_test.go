@@ -4,6 +4,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"lectern/internal/testenv"
 )
 
 // TestListedPersists: a session is unlisted unless created listed, and the flag
@@ -101,4 +103,59 @@ func TestEmbeds(t *testing.T) {
 	if _, ok := c2.Embed("c"); ok {
 		t.Error("an embed outlived its session")
 	}
+}
+
+// TestDeleteEmbedsOfRecording: DeleteEmbeds removes every embed record of one
+// recording (expired ones too) and no other, for good (after a restart, and on
+// another node sharing the catalogue in Redis); a recording without any is no error.
+func TestDeleteEmbedsOfRecording(t *testing.T) {
+	check := func(t *testing.T, c, other *Catalog, reopen func() *Catalog) {
+		now := time.Now().UTC()
+		s := mustCreate(t, c, NewSession{Title: "Bài 1"})
+		for _, e := range []struct {
+			id, rec string
+			ttl     time.Duration
+		}{{"a1", "rec-a", time.Hour}, {"a2", "rec-a", 24 * time.Hour}, {"b1", "rec-b", time.Hour}} {
+			if _, err := c.AddEmbed(Embed{ID: e.id, Session: s.ID, Recording: e.rec, CreatedBy: "admin", CreatedAt: now, ExpiresAt: now.Add(e.ttl)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n, err := c.DeleteEmbeds("rec-a"); n != 2 || err != nil {
+			t.Fatalf("DeleteEmbeds(rec-a) = %d, %v; want 2", n, err)
+		}
+		for _, cc := range []*Catalog{c, other, reopen()} {
+			if got := cc.Embeds("rec-a"); len(got) != 0 {
+				t.Errorf("rec-a's embeds left: %+v", got)
+			}
+			if _, ok := cc.Embed("a1"); ok {
+				t.Error("a1 still honoured")
+			}
+			if got := cc.Embeds("rec-b"); len(got) != 1 || got[0].ID != "b1" {
+				t.Errorf("rec-b's embeds: %+v", got)
+			}
+		}
+		if n, err := c.DeleteEmbeds("rec-a"); n != 0 || err != nil {
+			t.Errorf("DeleteEmbeds again = %d, %v", n, err)
+		}
+		if n, err := c.DeleteEmbeds("rec-none"); n != 0 || err != nil {
+			t.Errorf("DeleteEmbeds(rec-none) = %d, %v", n, err)
+		}
+	}
+	t.Run("file", func(t *testing.T) {
+		dir := t.TempDir()
+		open := func() *Catalog {
+			c, err := Open(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c
+		}
+		c := open()
+		check(t, c, c, open)
+	})
+	t.Run("redis", func(t *testing.T) {
+		srv := testenv.StartRedis(t)
+		open := func() *Catalog { return openRedis(t, RedisConfig{Client: redisClient(t, srv)}) }
+		check(t, open(), open(), open)
+	})
 }

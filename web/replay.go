@@ -396,6 +396,21 @@ func (p *replays) delete(w http.ResponseWriter, r *http.Request) {
 		// Also when the store failed half way: what is left is unreachable anyway.
 		p.cache.evictPrefix(m.Prefix)
 	}
+	// Its embed tokens go with it: they could play nothing, yet stay listed until
+	// they expire (a year). Whenever it is gone: deleted now, or half way (the
+	// store failed, but the index no longer has it), or by an earlier request whose
+	// removal of them failed (which this one, answered 404, finishes).
+	if _, gone := p.rec.Get(id); errors.Is(gone, recorder.ErrNotFound) {
+		n, eerr := p.s.cfg.Catalog.DeleteEmbeds(id)
+		switch {
+		case eerr != nil && err == nil:
+			err = fmt.Errorf("the recording is deleted, its embed tokens not (delete it again): %w", eerr)
+		case eerr != nil:
+			p.s.log.Warn("embed tokens of a deleted recording", "recording", id, "err", eerr)
+		case n > 0:
+			p.s.log.Info("embed tokens of a deleted recording revoked", "recording", id, "embeds", n)
+		}
+	}
 	if err != nil {
 		p.fail(w, r, err)
 		return
