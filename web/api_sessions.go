@@ -16,8 +16,21 @@ import (
 	"lectern/sfu"
 )
 
-// sessionSummary is a session in the public list (the lobby).
+// sessionSummary is a session in the lobby's list as anyone, or a participant, sees
+// it: what the lobby shows (title, description, schedule, live now) and sorts by
+// (created_at, for sessions without a schedule). The settings (listed,
+// public_replays, programme_video) are the admin's business: adminSessionSummary.
 type sessionSummary struct {
+	ID          string     `json:"id"`
+	Title       string     `json:"title"`
+	Description string     `json:"description,omitempty"`
+	ScheduledAt *time.Time `json:"scheduled_at,omitempty"`
+	CreatedAt   time.Time  `json:"created_at"`
+	Live        bool       `json:"live"`
+}
+
+// adminSessionSummary is a session in the admin's list: its whole definition.
+type adminSessionSummary struct {
 	catalog.Session
 	Live bool `json:"live"`
 }
@@ -66,7 +79,9 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
 // listSessions is the lobby's list: what is live and what is scheduled (joining
 // needs a token). Anyone sees the listed sessions (every session with LobbyPublic);
 // the admin sees all; a participant's token adds its own session. A bad token is an
-// error rather than silently the public list.
+// error rather than silently the public list. Only the admin sees the sessions'
+// settings (adminSessionSummary); everyone else gets what the lobby shows
+// (sessionSummary).
 func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
 	show := func(c catalog.Session) bool { return c.Listed || s.cfg.LobbyPublic }
 	if _, err := auth.BearerToken(r); err == nil {
@@ -77,7 +92,13 @@ func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
 		}
 		switch {
 		case p.admin:
-			show = func(catalog.Session) bool { return true }
+			list := s.cfg.Catalog.List()
+			out := make([]adminSessionSummary, 0, len(list))
+			for _, c := range list {
+				out = append(out, adminSessionSummary{Session: c, Live: s.live(c.ID)})
+			}
+			writeJSON(w, http.StatusOK, out)
+			return
 		case p.claims.Role != auth.RoleEmbed:
 			mine := p.claims.Session
 			show = func(c catalog.Session) bool { return c.Listed || s.cfg.LobbyPublic || c.ID == mine }
@@ -87,7 +108,8 @@ func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
 	out := make([]sessionSummary, 0, len(list))
 	for _, c := range list {
 		if show(c) {
-			out = append(out, sessionSummary{Session: c, Live: s.live(c.ID)})
+			out = append(out, sessionSummary{ID: c.ID, Title: c.Title, Description: c.Description,
+				ScheduledAt: c.ScheduledAt, CreatedAt: c.CreatedAt, Live: s.live(c.ID)})
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
