@@ -111,6 +111,7 @@ type config struct {
 	Session     string        // an existing session id; "" creates one
 	Steps       []int         // subscriber counts, ascending
 	Hold        time.Duration // measurement window per step
+	BaseHold    time.Duration // measurement window of the publisher-only baseline
 	Settle      time.Duration // wait after the last join of a step before measuring
 	ServerPID   int           // 0 finds the listener of URL's port
 	Concurrency int           // joins in flight
@@ -200,6 +201,7 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	fs.StringVar(&cfg.Session, "session", "", "an existing session id to use; empty creates one")
 	steps := fs.String("steps", "10,50,100,200", "comma-separated subscriber counts, ascending")
 	fs.DurationVar(&cfg.Hold, "hold", 20*time.Second, "measurement window per step")
+	fs.DurationVar(&cfg.BaseHold, "baseline-hold", 10*time.Second, "measurement window of the publisher-only baseline (at most -hold); longer for small differences, e.g. a cluster origin's cost per relay")
 	fs.DurationVar(&cfg.Settle, "settle", 3*time.Second, "wait after a step's joins before measuring (longer than a GOP)")
 	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "the server's pid; 0 finds the process listening on -url's port")
 	fs.IntVar(&cfg.Concurrency, "join-concurrency", 4, "subscribers joining at the same time")

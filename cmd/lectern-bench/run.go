@@ -107,7 +107,11 @@ func run(ctx context.Context, cfg config, log *slog.Logger, table io.Writer) (*r
 		return rep, err
 	}
 	log.Info("measuring the baseline: publisher only", "server_pid", pid, "session", b.session)
-	base, err := b.measure(ctx, min(cfg.Hold, 10*time.Second), nil)
+	baseHold := cfg.BaseHold
+	if baseHold <= 0 {
+		baseHold = 10 * time.Second
+	}
+	base, err := b.measure(ctx, min(cfg.Hold, baseHold), nil)
 	if err != nil {
 		return rep, err
 	}
