@@ -2,12 +2,14 @@ package rtsp
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"io"
 	"net"
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/bluenviron/gortsplib/v4/pkg/base"
 	"github.com/bluenviron/gortsplib/v4/pkg/headers"
@@ -267,5 +269,83 @@ func TestTCPReaderRTPInfo(t *testing.T) {
 	p := readRTP(t, c, 0)
 	if d := p.SequenceNumber - *ri[0].SequenceNumber; d > 1 {
 		t.Fatalf("first packet seq %d, RTP-Info seq %d", p.SequenceNumber, *ri[0].SequenceNumber)
+	}
+}
+
+// TestBlockingSendKeepsBuffers: the blocking sender, given the buffer a worker
+// could send only part of, sends the rest, then what gathered meanwhile, and
+// keeps both buffers whole for the next batches: a reader catching up after a
+// stall reallocates nothing (a slice past the part sent, kept instead, lost that
+// much capacity each time, and the pending buffer was soon reallocated: 25-39 KB
+// per packet in BenchmarkRTSPReaders' bursts). A buffer larger than
+// maxKeptBuffer (a fast start's backlog) is let go.
+func TestBlockingSendKeepsBuffers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	s := &Server{cfg: Config{WriteTimeout: 10 * time.Second}, log: testLogger()}
+	c := newConnState(s, server).nc
+
+	fill := func(b []byte, from int) {
+		for i := range b {
+			b[i] = byte(from + i)
+		}
+	}
+	for _, tc := range []struct {
+		name             string
+		held, sent, more int // the held buffer's bytes, of which sent were sent; then pending
+		keptHeld         bool
+	}{
+		{"after a partial send", 40 << 10, 9000, 20 << 10, true},
+		{"after a fast start's backlog", maxKeptBuffer + 1, 100, 5000, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			held := make([]byte, tc.held)
+			fill(held, 0)
+			pending := make([]byte, tc.more, 32<<10)
+			fill(pending, tc.held)
+			want := append(append([]byte(nil), held[tc.sent:]...), pending...)
+			got := make(chan []byte, 1)
+			go func() {
+				b := make([]byte, len(want))
+				_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
+				n, _ := io.ReadFull(client, b)
+				got <- b[:n]
+			}()
+			c.wmu.Lock()
+			c.pending, c.spare, c.blocking = pending, nil, true
+			c.wmu.Unlock()
+			c.sendBlocking(held, tc.sent)
+			if b := <-got; !bytes.Equal(b, want) {
+				t.Fatalf("the reader got %d bytes, not the %d of the held buffer's rest and the pending bytes", len(b), len(want))
+			}
+			c.wmu.Lock()
+			defer c.wmu.Unlock()
+			if c.blocking || c.werr != nil || len(c.pending) != 0 {
+				t.Fatalf("after the blocking send: blocking %v, error %v, %d bytes pending", c.blocking, c.werr, len(c.pending))
+			}
+			// Whole buffers: the same arrays from their first byte, with their capacity.
+			same := func(b, of []byte) bool {
+				return b != nil && cap(b) == cap(of) && unsafe.SliceData(b[:1]) == unsafe.SliceData(of)
+			}
+			keptPending := same(c.pending, pending) || same(c.spare, pending)
+			keptHeld := same(c.pending, held) || same(c.spare, held)
+			if !keptPending || keptHeld != tc.keptHeld {
+				t.Fatalf("kept the pending buffer: %v (want true), the held one: %v (want %v); pending cap %d, spare cap %d",
+					keptPending, keptHeld, tc.keptHeld, cap(c.pending), cap(c.spare))
+			}
+		})
 	}
 }

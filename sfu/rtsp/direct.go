@@ -240,7 +240,7 @@ func (c *lecternConn) appendFrame(frame []byte, d *directReader, media int, vide
 	case c.queued || c.blocking:
 	case c.raw == nil || c.writer == nil:
 		c.blocking = true
-		go c.sendBlocking(nil)
+		go c.sendBlocking(nil, 0)
 	default:
 		c.queued, notify = true, true
 	}

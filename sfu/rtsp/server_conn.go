@@ -141,7 +141,7 @@ func (c *lecternConn) Write(b []byte) (int, error) {
 	case c.queued || c.blocking: // whoever sends will see these bytes
 	case c.raw == nil || c.writer == nil:
 		c.blocking = true
-		go c.sendBlocking(nil)
+		go c.sendBlocking(nil, 0)
 	default:
 		c.queued, notify = true, true
 	}
@@ -193,10 +193,10 @@ func (c *lecternConn) sendSome() bool {
 	}
 	if n < len(buf) {
 		c.queued, c.blocking = false, true
-		go c.sendBlocking(buf[n:])
+		go c.sendBlocking(buf, n)
 		return false
 	}
-	c.spare = buf[:0]
+	c.keep(buf)
 	if len(c.pending) == 0 {
 		c.queued = false
 		return false
@@ -234,16 +234,20 @@ func (c *lecternConn) rawWrite(fd uintptr) bool {
 	return true
 }
 
-// sendBlocking sends first (what a worker could not) and then the pending bytes
-// with blocking writes, each batch within WriteTimeout, until nothing is pending:
-// then the connection goes back to its worker. It runs for a TLS connection's
-// every batch, and for a plain one's only while its reader lags.
-func (c *lecternConn) sendBlocking(first []byte) {
-	buf := first
+// sendBlocking sends held[sent:] (what a worker could not send of a buffer it
+// took; nil: none) and then the pending bytes with blocking writes, each batch
+// within WriteTimeout, until nothing is pending: then the connection goes back to
+// its worker. It runs for a TLS connection's every batch, and for a plain one's
+// only while its reader lags. Each buffer, once sent, is kept whole for the next
+// batches (keep): a slice past what was sent would lose that much capacity each
+// time, and the pending buffer be reallocated soon after.
+func (c *lecternConn) sendBlocking(held []byte, sent int) {
+	buf, off := held, sent
 	c.wmu.Lock()
-	for c.werr == nil && (len(buf) > 0 || len(c.pending) > 0) {
-		if len(buf) == 0 {
-			buf = c.pending
+	for c.werr == nil && (len(buf) > off || len(c.pending) > 0) {
+		if len(buf) <= off {
+			c.keep(buf)
+			buf, off = c.pending, 0
 			c.pending = c.spare[:0]
 			c.spare = nil
 			c.wcond.Broadcast()
@@ -251,19 +255,31 @@ func (c *lecternConn) sendBlocking(first []byte) {
 		c.wmu.Unlock()
 		c.deadline.Store(true)
 		_ = c.Conn.SetWriteDeadline(time.Now().Add(c.st.s.cfg.WriteTimeout))
-		_, err := c.Conn.Write(buf)
+		_, err := c.Conn.Write(buf[off:])
 		c.wmu.Lock()
-		if c.spare == nil {
-			c.spare = buf[:0]
-		}
-		buf = nil
+		off = len(buf)
 		if err != nil && c.werr == nil {
 			c.werr = err
 		}
 		c.wcond.Broadcast()
 	}
+	c.keep(buf)
 	c.blocking = false
 	c.wmu.Unlock()
+}
+
+// maxKeptBuffer bounds the capacity of a pending buffer kept for reuse: a
+// backlog may grow to maxDirectPending (a fast start's GOP), and two buffers that
+// large kept for the life of every connection would cost megabytes each, while a
+// reader that keeps up needs tens of kilobytes.
+const maxKeptBuffer = 256 << 10
+
+// keep makes buf, sent, the spare buffer that pending takes next, unless there
+// is one already or buf is too large. Under wmu.
+func (c *lecternConn) keep(buf []byte) {
+	if c.spare == nil && buf != nil && cap(buf) <= maxKeptBuffer {
+		c.spare = buf[:0]
+	}
 }
 
 // SetWriteDeadline passes gortsplib's deadline on, except for a TCP reader: its
