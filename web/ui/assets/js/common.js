@@ -133,6 +133,20 @@ export function showFatal(message, { retry = false } = {}) {
   document.body.dataset.state = 'fatal';
 }
 
+/**
+ * Replaces the page's main content with the notice that its session was deleted while
+ * the page was open (the page has stopped its media); it follows the language switch.
+ */
+export function showDeleted() {
+  const main = document.querySelector('main');
+  main.replaceChildren(
+    el('section', { class: 'fatal card', role: 'alert', 'aria-live': 'assertive', 'data-state': 'deleted' },
+      el('h1', { 'data-i18n': 'session.deleted' }, t('session.deleted')),
+      el('p', { class: 'fatal-message', 'data-i18n': 'session.deletedDetail' }, t('session.deletedDetail')),
+      el('p', { class: 'actions' }, el('a', { class: 'btn btn-secondary', href: '/', 'data-i18n': 'err.back' }, t('err.back')))));
+  document.body.dataset.state = 'deleted';
+}
+
 /** Shows a transient notice (polite live region); kind is "info", "ok" or "warn". */
 export function notify(message, kind = 'info', ms = 6000) {
   let box = document.getElementById('notices');

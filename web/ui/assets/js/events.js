@@ -3,12 +3,15 @@
 // The server first sends a "snapshot" (the whole state), then small events. Events are
 // hints on top of snapshots: every reconnection starts again from a fresh snapshot, so
 // the page rebuilds its state from it alone.
+import { api } from './common.js';
 
 /**
  * Opens the event stream of a session and calls onState(state, type) with the whole,
  * current state after the snapshot and after every event, and onConnection(ok) when the
  * stream is lost or back. The state is
- * {session, live, publications: [{name, paused, tracks}], subscribers, hands, speakers}.
+ * {session, live, publications: [{name, paused, tracks}], subscribers, hands, speakers},
+ * and deleted: true once the session has been deleted: the stream is then closed for
+ * good (a deleted session's stream only answers 404), and the page stops its media.
  * Returns a function that closes the stream.
  */
 export function watchSession(id, token, { onState, onConnection }) {
@@ -34,6 +37,9 @@ export function watchSession(id, token, { onState, onConnection }) {
         const ev = parse(e);
         if (!ev || !state) return;
         apply(state, type, ev.data);
+        // The server ends the stream right after this last event: closed now, the
+        // EventSource does not connect again (to a 404) on its own.
+        if (state.deleted) close();
         onState(state, type);
       });
     }
@@ -41,19 +47,44 @@ export function watchSession(id, token, { onState, onConnection }) {
       if (closed) return;
       onConnection && onConnection(false);
       if (es.readyState === EventSource.CLOSED) {
-        // The server refused (or the stream could not start): try again, slower each time.
+        // The server refused (or the stream could not start). A session deleted while
+        // this page was offline (it missed the last event) answers 404: ask, since an
+        // EventSource does not tell the status. Otherwise try again, slower each time.
         clearTimeout(timer);
-        timer = setTimeout(connect, retry);
+        const wait = retry;
         retry = Math.min(retry * 2, 15000);
+        gone().then((deleted) => {
+          if (closed) return;
+          if (deleted) {
+            state = state || normalize({});
+            state.live = false;
+            state.deleted = true;
+            close();
+            onState(state, 'session.ended');
+            return;
+          }
+          timer = setTimeout(connect, wait);
+        });
       }
     });
   };
-  connect();
-  return () => {
+  // Whether the session no longer exists (a network failure or another refusal is
+  // not an answer: the stream is tried again).
+  const gone = async () => {
+    try {
+      await api('/api/sessions/' + encodeURIComponent(id), { token });
+      return false;
+    } catch (err) {
+      return err.status === 404;
+    }
+  };
+  const close = () => {
     closed = true;
     clearTimeout(timer);
     if (es) es.close();
   };
+  connect();
+  return close;
 }
 
 function parse(e) {

@@ -2,7 +2,7 @@
 // speak when given the floor, hear the other classrooms that have it, and reconnect by
 // itself after a network drop.
 import { t, onLangChange, fmtNumber } from './i18n.js';
-import { initShell, takeToken, forgetToken, claims, api, errorText, showFatal, notify, pathParam, webrtcSupported } from './common.js';
+import { initShell, takeToken, forgetToken, claims, api, errorText, showFatal, showDeleted, notify, pathParam, webrtcSupported } from './common.js';
 import { watchSession, publication } from './events.js';
 import { Publisher, Viewer, statusOf } from './rtc.js';
 import { setLiveBadge, setQuality, tryPlay } from './widgets.js';
@@ -31,6 +31,9 @@ const st = {
   layer: null, // the server's layer state for this classroom (GET of the WHEP layer extension), when it has one
   pinning: false, // a pin request is on its way: the next poll must not undo the selector
   layerGone: '', // the layer URL of a resource the server has ended
+  deleted: false, // the session was deleted: media stopped, the page says so and renders nothing else
+  stopEvents: null, // closes the event stream
+  timers: [], // the periodic samplers
 };
 
 main();
@@ -69,7 +72,7 @@ async function main() {
   document.addEventListener('fullscreenchange', renderFullscreen);
   $('enable-sound').addEventListener('click', enableSound);
   $('layer-pin').addEventListener('change', pinLayer);
-  onLangChange(() => { render(); st.tiles.relabel(); renderFullscreen(); });
+  onLangChange(() => { if (st.deleted) return; render(); st.tiles.relabel(); renderFullscreen(); });
   window.addEventListener('pagehide', () => {
     if (st.publisher) st.publisher.stop({ remote: false }); // back after a reload, within the grace
     if (st.viewer) st.viewer.stop();
@@ -85,6 +88,7 @@ async function main() {
     videos: 2, // the trainer's camera, then its screen share
     onTracks: attach,
     onState: (s, err) => {
+      if (st.deleted) return;
       st.viewerState = s;
       if (s === 'failed') return showFatal(errorText({ status: statusOf(err) }));
       render();
@@ -98,8 +102,9 @@ async function main() {
     $('layer-pin').value = pin;
   }
   st.viewer.start();
-  watchSession(id, token, {
+  st.stopEvents = watchSession(id, token, {
     onState: (s) => {
+      if (s.deleted) return sessionDeleted();
       // s is the same object at every call, changed in place: compare with what we saw.
       const ended = st.seenLive && !s.live;
       st.seenLive = s.live;
@@ -111,9 +116,28 @@ async function main() {
     },
     onConnection: (ok) => { st.eventsOK = ok; render(); },
   });
-  setInterval(sample, 1000);
-  setInterval(pollLayer, 2000);
+  st.timers.push(setInterval(sample, 1000), setInterval(pollLayer, 2000));
   render();
+}
+
+// The session was deleted while the page was open: everything it plays or sends
+// stops (the server ends the connections anyway: none may try to connect again), and
+// the page says so instead of a lecture that will never come.
+function sessionDeleted() {
+  if (st.deleted) return;
+  st.deleted = true;
+  if (st.stopEvents) st.stopEvents();
+  st.timers.forEach(clearInterval);
+  if (st.speaking) stopSpeaking(false);
+  document.body.classList.remove('on-air');
+  const viewer = st.viewer;
+  st.viewer = null;
+  if (viewer) viewer.stop();
+  st.tiles.stop();
+  for (const name of ['camera-video', 'slides-video', 'lecture-audio']) $(name).srcObject = null;
+  if (document.fullscreenElement) document.exitFullscreen().catch(() => {});
+  setLiveBadge($('live-badge'), 'off');
+  showDeleted();
 }
 
 async function attach({ videos, audio }) {
@@ -167,6 +191,7 @@ async function findReplay(again = true) {
 }
 
 function render() {
+  if (st.deleted) return;
   const state = stageState();
   $('stage').dataset.state = state;
   // A video pause leaves the last picture under a notice: the sound goes on.
@@ -318,6 +343,7 @@ function videoPaused() {
 
 // Every 2 s while connected: the layer this classroom gets.
 async function pollLayer() {
+  if (st.deleted) return;
   const v = st.viewer;
   if (!v || v.stopped || st.viewerState !== 'connected' || !v.layerURL) {
     if (st.layer) { st.layer = null; render(); }
@@ -338,7 +364,7 @@ async function pollLayer() {
     layer = null; // the server is unreachable, or the resource has ended
     if (err.status === 404) st.layerGone = url;
   }
-  if (url !== v.layerURL) return; // reconnected meanwhile: that answer is about the old resource
+  if (url !== v.layerURL || st.deleted) return; // reconnected meanwhile: that answer is about the old resource
   st.layer = layer && typeof layer === 'object' ? layer : null;
   render();
 }
@@ -418,14 +444,15 @@ function toggleFullscreen() {
 }
 
 function renderFullscreen() {
+  if (st.deleted) return;
   $('fullscreen').textContent = t(document.fullscreenElement ? 'room.exitFullscreen' : 'room.fullscreen');
 }
 
 // Every second: which pictures move (slides shared or not), and the quality indicator.
 async function sample() {
-  if (!st.viewer) return;
+  if (!st.viewer || st.deleted) return;
   const h = await st.viewer.health();
-  if (!h) return;
+  if (!h || st.deleted) return;
   const now = performance.now();
   h.videos.forEach((v, i) => {
     if (v.framesDecoded > st.frames[i]) st.lastFrameAt[i] = now;
@@ -445,7 +472,7 @@ async function sample() {
 /** For support staff and tests: what this page receives and sends. */
 async function health() {
   return {
-    stage: $('stage').dataset.state,
+    stage: st.deleted ? 'deleted' : $('stage').dataset.state,
     main: st.viewer ? await st.viewer.health() : null,
     speaking: st.speaking,
     onAir: !!st.pubLive,

@@ -84,6 +84,12 @@ export class SpeakerTiles {
     entry.tile.dataset.state = 'waiting';
   }
 
+  /** Stops every tile's player and forgets the tiles (the session is gone). */
+  stop() {
+    for (const entry of this.tiles.values()) this.drop(entry);
+    this.tiles.clear();
+  }
+
   /** Health of every playing tile: participant → sample. */
   async health() {
     const out = {};

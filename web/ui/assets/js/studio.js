@@ -2,7 +2,7 @@
 // screen as the second video, see the classrooms, give and take back the floor, and
 // hear the classroom that has it.
 import { t, onLangChange, fmtDuration, fmtNumber, fmtTime, fmtDateTime } from './i18n.js';
-import { initShell, takeToken, forgetToken, claims, api, errorText, showFatal, el, notify, pathParam, webrtcSupported, copyText } from './common.js';
+import { initShell, takeToken, forgetToken, claims, api, errorText, showFatal, showDeleted, el, notify, pathParam, webrtcSupported, copyText } from './common.js';
 import { watchSession, publication, displayName } from './events.js';
 import { Publisher, statusOf } from './rtc.js';
 import { setLiveBadge, setQuality } from './widgets.js';
@@ -22,6 +22,9 @@ const st = {
   liveSince: 0,
   tiles: null,
   devices: [], // device codes of the session (without the codes themselves)
+  deleted: false, // the session was deleted: nothing is sent, the page says so and renders nothing else
+  stopEvents: null, // closes the event stream
+  ticker: 0,
 };
 
 main();
@@ -63,14 +66,40 @@ async function main() {
   // for this studio to come back, e.g. after a reload.
   window.addEventListener('pagehide', () => { if (st.publisher) st.publisher.stop({ remote: false }); });
 
-  watchSession(id, token, {
-    onState: (s) => { st.live = s; render(); },
+  st.stopEvents = watchSession(id, token, {
+    onState: (s) => {
+      if (s.deleted) return sessionDeleted();
+      st.live = s;
+      render();
+    },
     onConnection: (ok) => { if (!ok && st.live) notify(t('room.eventsLost'), 'warn', 4000); },
   });
-  setInterval(tick, 1000);
+  st.ticker = setInterval(tick, 1000);
   window.lectern.health = health;
   render();
   await openDevices();
+}
+
+// The session was deleted while the studio was open: the publication ends (the
+// server has ended it: no reconnection, no going live again after a reload), the
+// camera, microphone and screen are released, and the page says so.
+function sessionDeleted() {
+  if (st.deleted) return;
+  st.deleted = true;
+  if (st.stopEvents) st.stopEvents();
+  clearInterval(st.ticker);
+  remember(false);
+  const pub = st.publisher;
+  st.publisher = null;
+  if (pub) pub.stop({ remote: false });
+  for (const kind of ['camera', 'mic', 'screen']) {
+    if (st[kind]) st[kind].stop();
+    st[kind] = null;
+  }
+  for (const name of ['camera-preview', 'screen-preview']) $(name).srcObject = null;
+  st.tiles.stop();
+  setLiveBadge($('live-badge'), 'off');
+  showDeleted();
 }
 
 // Devices
@@ -79,6 +108,10 @@ async function openDevices() {
   $('retry-devices').hidden = true;
   try {
     const stream = await navigator.mediaDevices.getUserMedia({ video: videoConstraints(''), audio: audioConstraints('') });
+    if (st.deleted) { // deleted while the browser asked for the devices
+      stream.getTracks().forEach((tr) => tr.stop());
+      return;
+    }
     setTrack('camera', stream.getVideoTracks()[0] || null);
     setTrack('mic', stream.getAudioTracks()[0] || null);
     await listDevices();
@@ -150,9 +183,11 @@ async function goLive() {
   st.publisher = pub;
   try {
     await pub.start({ camera: st.camera, screen: st.screen, mic: st.mic });
+    if (st.deleted) return; // sessionDeleted has stopped it
     st.liveSince = Date.now();
     remember(true);
   } catch (err) {
+    if (st.deleted) return;
     st.publisher = null;
     notify(t('studio.publishFailed', { detail: whipErrorText(err) }), 'warn', 0);
   }
@@ -160,6 +195,7 @@ async function goLive() {
 }
 
 function onPublisherState(s, err) {
+  if (st.deleted) return;
   st.pubState = s;
   if (s === 'reconnecting') notify(t('studio.lost'), 'warn', 4000);
   if (s === 'failed') {
@@ -294,6 +330,7 @@ async function revokeDevice(code) {
 }
 
 function renderDevices() {
+  if (st.deleted) return;
   $('devices').replaceChildren(...st.devices.map((c) =>
     el('li', { dataset: { code: c.id, name: c.name } },
       el('span', { class: 'who' }, c.display || c.name,
@@ -305,6 +342,7 @@ function renderDevices() {
 // Rendering
 
 function render() {
+  if (st.deleted) return;
   const s = st.live;
   const trainer = s && publication(s, 'trainer');
   const badge = s && s.live ? (trainer && trainer.paused ? 'paused' : 'on') : 'off';
@@ -368,6 +406,7 @@ function renderSpeakers(s) {
 
 let ticks = 0;
 async function tick() {
+  if (st.deleted) return;
   const s = st.live;
   const trainer = s && publication(s, 'trainer');
   let since = st.liveSince;
@@ -375,6 +414,7 @@ async function tick() {
   $('elapsed').textContent = s && s.live && since ? fmtDuration((Date.now() - since) / 1000) : '0:00';
   if (++ticks % 2) return;
   const h = st.publisher ? await st.publisher.health() : null;
+  if (st.deleted) return;
   setQuality($('quality'), h);
   $('h-bitrate').textContent = h ? fmtNumber(h.kbps) + ' kbit/s' : '–';
   $('h-loss').textContent = h ? fmtNumber(h.loss, 1) + ' %' : '–';
@@ -402,6 +442,8 @@ function renderLayers(all) {
 async function health() {
   return {
     publishing: !!st.publisher,
+    // The camera, microphone or screen is still captured.
+    capturing: [st.camera, st.mic, st.screen].some((tr) => tr && tr.readyState === 'live'),
     state: st.pubState,
     publisher: st.publisher ? await st.publisher.health() : null,
     speakers: await st.tiles.health(),
