@@ -22,7 +22,7 @@ import (
 type directReader struct {
 	c       *lecternConn   // TCP
 	ch      []int          // TCP: interleaved RTP channel per stream media; -1: not set up
-	needKey []bool         // TCP: per media: dropped, waiting for a keyframe (its feed only)
+	needKey []bool         // per media: video dropped until a keyframe (TCP: under c.wmu; UDP: its feed only)
 	udp     []*net.UDPAddr // UDP: RTP address per stream media; nil: not set up
 	udpTo   udpDests       // UDP: the same, in the kernel's form
 	rs      *readSession
@@ -174,11 +174,17 @@ func (f *trackFeed) writeDirect(keyStart bool, ntp time.Time) {
 	if !udp {
 		return
 	}
+	if keyStart && f.udpWaiting {
+		f.flushUDP() // a reader waiting for a keyframe resumes at a batch's start
+	}
 	if f.udpArena == nil {
 		f.udpArena = make([]byte, 0, udpBatchBytes)
 	}
 	if len(f.udpArena)+n > cap(f.udpArena) {
 		f.flushUDP()
+	}
+	if len(f.udpPkts) == 0 {
+		f.udpKeyFirst = keyStart
 	}
 	if n > cap(f.udpArena) { // larger than any batch: on its own
 		f.udpPkts = append(f.udpPkts, f.frame[4:])
@@ -188,6 +194,61 @@ func (f *trackFeed) writeDirect(keyStart bool, ntp time.Time) {
 	start := len(f.udpArena)
 	f.udpArena = append(f.udpArena, f.frame[4:]...)
 	f.udpPkts = append(f.udpPkts, f.udpArena[start:])
+}
+
+// udpSkips reports whether the batch is not sent to d: its video waits for a
+// keyframe (udpLost) and the batch does not start with one. A batch that does
+// resumes it (writeDirect starts a batch at a keyframe while a reader waits).
+// Feed goroutine only.
+func (f *trackFeed) udpSkips(d *directReader) bool {
+	if !d.needKey[f.idx] {
+		return false
+	}
+	if !f.udpKeyFirst {
+		f.udpWaiting = true
+		return true
+	}
+	d.needKey[f.idx] = false
+	return false
+}
+
+// udpRefusals handles the readers whose messages of the batch the kernel refused
+// (udpOut.refused), per messages each, in the order of l without the readers the
+// batch skipped (as flushUDP built them). Called only when a message was refused.
+// Feed goroutine only.
+func (f *trackFeed) udpRefusals(l []*directReader, per int) {
+	k := 0
+	for _, d := range l {
+		if d.udp == nil || d.udp[f.idx] == nil || d.needKey[f.idx] {
+			continue // not in the batch
+		}
+		lost := false
+		for i := k; i < k+per && !lost; i++ {
+			lost = f.udpOut.refused(i)
+		}
+		k += per
+		if lost {
+			f.udpLost(d)
+		}
+	}
+}
+
+// udpLost: the kernel refused some of a UDP reader's packets of the batch (the
+// sendmmsg error for its address: unreachable, refused by a firewall), so its
+// picture is broken until the next keyframe, which is what it gets next; a
+// keyframe is asked for, as for a TCP reader that fell behind. Packets the kernel
+// accepted and dropped later (a full receive buffer, a full device queue) are
+// not known here: UDP reports no such loss to the sender. Feed goroutine only.
+func (f *trackFeed) udpLost(d *directReader) {
+	if f.want.kind != sfu.KindVideo {
+		return // audio has no keyframes to wait for: it goes on
+	}
+	d.needKey[f.idx] = true
+	f.udpWaiting = true
+	if d.rs.requestKeyframe() {
+		f.ps.s.log.Warn("rtsp reader: the kernel refused its video packets; it waits for a keyframe",
+			"session", d.rs.t.session, "publication", d.rs.t.publication, "to", d.udp[f.idx].String())
+	}
 }
 
 // tcpBatchBytes bounds what a feed appends to its TCP readers' connections
@@ -247,15 +308,23 @@ func (c *lecternConn) appendFrame(frame []byte, d *directReader, media int, vide
 	return true, notify
 }
 
-// slowReader counts a direct reader's drop and asks for a keyframe, at most once
-// a second per reader (as OnStreamWriteError does for gortsplib's queue).
+// slowReader counts a direct reader's drop and asks for a keyframe (as
+// OnStreamWriteError does for gortsplib's queue).
 func (rs *readSession) slowReader() {
 	rs.ps.hub.Stats().QueueDrops.Add(1)
+	rs.requestKeyframe()
+}
+
+// requestKeyframe asks the stream's video for a keyframe for a reader that lost
+// some, at most once a second per reader (the tracks coalesce every reader's
+// requests too); false when it did not ask.
+func (rs *readSession) requestKeyframe() bool {
 	now := sfu.Nanotime()
-	if last := rs.kfAt.Load(); now-last < int64(1e9) || !rs.kfAt.CompareAndSwap(last, now) {
-		return
+	if last := rs.kfAt.Load(); last != 0 && now-last < int64(time.Second) || !rs.kfAt.CompareAndSwap(last, now) {
+		return false
 	}
 	rs.ps.requestKeyframes()
+	return true
 }
 
 // fillRTPInfo completes the RTP-Info of a reader's PLAY answer: gortsplib knows

@@ -33,9 +33,10 @@
 // (conn_writers.go; one more than 1 MB behind drops video until a keyframe and gets
 // a keyframe request); UDP readers' goes to all of them in one sendmmsg per batch,
 // a reader's run of equal-sized packets as one UDP GSO train (udp_send_linux.go,
-// internal/udpgso), from the server's RTP port. A connection wrapper
-// keeps Lectern's read deadlines and answers malformed requests with a 400, logged
-// without credentials.
+// internal/udpgso), from the server's RTP port (one whose packets the kernel
+// refuses, its address unreachable say, likewise waits for a keyframe and gets a
+// keyframe request). A connection wrapper keeps Lectern's read deadlines and
+// answers malformed requests with a 400, logged without credentials.
 //
 // [Sources] pulls IP cameras and encoders into a session as the trainer or a site
 // publication with gortsplib's Client (RTP over UDP with receiver reports, or over

@@ -314,6 +314,10 @@ type trackFeed struct {
 	udpPkts  [][]byte
 	udpArena []byte
 	udpOut   udpOut
+	// udpKeyFirst: the batch starts with a keyframe's first packet, where a UDP
+	// reader waiting for one resumes; udpWaiting: one waited at the last flush.
+	udpKeyFirst bool
+	udpWaiting  bool
 	// The TCP readers' connections appended to and not yet handed to their
 	// writers, and the bytes appended since (feed goroutine only).
 	notify      []*lecternConn

@@ -258,7 +258,7 @@ func (h *handler) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response,
 	} else {
 		st.nc.mode.Store(modeUDP)
 		if rs.direct == nil && rs.udpDst != nil && h.s.udpBatch != nil {
-			rs.direct = &directReader{rs: rs, udp: rs.udpDst}
+			rs.direct = &directReader{rs: rs, udp: rs.udpDst, needKey: make([]bool, len(rs.udpDst))}
 			rs.ps.addDirect(rs.direct)
 		}
 	}
@@ -308,10 +308,7 @@ func (h *handler) OnStreamWriteError(ctx *gortsplib.ServerHandlerOnStreamWriteEr
 	if !errors.As(ctx.Error, &full) {
 		return
 	}
-	now := sfu.Nanotime()
-	if last := rs.kfAt.Load(); now-last < int64(1e9) || !rs.kfAt.CompareAndSwap(last, now) {
-		return
+	if rs.requestKeyframe() {
+		rs.ps.hub.Stats().QueueDrops.Add(1)
 	}
-	rs.ps.hub.Stats().QueueDrops.Add(1)
-	rs.ps.requestKeyframes()
 }

@@ -28,12 +28,18 @@ type udpReader struct {
 // playUDP sets up and plays the first track of url over UDP with a raw client.
 func playUDP(t *testing.T, f *fixture, url string) *udpReader {
 	t.Helper()
-	r := &udpReader{c: dialRaw(t, f.srv.Addr())}
-	var err error
-	r.rtpConn, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	rtpConn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return playUDPWith(t, f, url, dialRaw(t, f.srv.Addr()), rtpConn)
+}
+
+// playUDPWith is playUDP with the reader's RTSP connection and RTP socket given
+// (closed when the test ends).
+func playUDPWith(t *testing.T, f *fixture, url string, c *rawClient, rtpConn *net.UDPConn) *udpReader {
+	t.Helper()
+	r := &udpReader{c: c, rtpConn: rtpConn}
 	t.Cleanup(func() { _ = r.rtpConn.Close() })
 	port := r.rtpConn.LocalAddr().(*net.UDPAddr).Port
 	if res := r.c.do("DESCRIBE", url, nil, ""); res.status != 200 {

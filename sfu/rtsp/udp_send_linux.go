@@ -51,6 +51,17 @@ type udpOut struct {
 	ends []int
 	segs []udpgso.Segment
 	hdrs []udpgso.Mmsghdr
+	gso  bool // trains were on after the send (see refused)
+}
+
+// refused reports whether the kernel refused message i of the sent batch:
+// sendmmsg writes the bytes sent into each message it sent (Set zeroed them), and
+// udpgso.Sender skips one it refuses. A train sent after the kernel refused GSO
+// went datagram by datagram through other messages, which leaves its own at 0:
+// it counts as sent.
+func (o *udpOut) refused(i int) bool {
+	h := &o.hdrs[i]
+	return h.Len == 0 && (h.Hdr.Controllen == 0 || o.gso)
 }
 
 // flushUDP sends the batched packets to the UDP readers in one sendmmsg (as many
@@ -59,7 +70,9 @@ type udpOut struct {
 // segments UDP (GSO), a reader's run of equal-sized packets (an access unit's FU-A
 // fragments: the H.264 bridge cuts NALs evenly) is one message, a "train", which
 // the kernel routes once and splits at the end: per reader and batch the send
-// costs about what one packet costs. Feed goroutine only.
+// costs about what one packet costs. A reader waiting for a keyframe gets no
+// batch until one starts with it (udpSkips); one whose messages the kernel
+// refused waits for a keyframe from then on (udpLost). Feed goroutine only.
 func (f *trackFeed) flushUDP() {
 	if len(f.udpPkts) == 0 {
 		return
@@ -91,8 +104,9 @@ func (f *trackFeed) flushUDP() {
 			}
 			start = e
 		}
+		f.udpWaiting = false
 		for _, d := range *lp {
-			if d.udp == nil || d.udp[f.idx] == nil {
+			if d.udp == nil || d.udp[f.idx] == nil || f.udpSkips(d) {
 				continue
 			}
 			to := &d.udpTo[f.idx]
@@ -108,9 +122,18 @@ func (f *trackFeed) flushUDP() {
 			}
 		}
 		if len(o.hdrs) > 0 {
-			s.send(o.hdrs)
+			sent := s.send(o.hdrs)
 			if trains > 0 {
 				s.trains.Add(uint64(trains))
+			}
+			if sent {
+				o.gso = s.GSO()
+				for i := range o.hdrs {
+					if o.refused(i) {
+						f.udpRefusals(*lp, len(o.ends))
+						break
+					}
+				}
 			}
 		}
 	}
@@ -125,15 +148,15 @@ func (f *trackFeed) flushUDP() {
 }
 
 // send sends the messages. A message the kernel refuses (its reader's address
-// unreachable) is skipped: that reader loses the packets, as it would in the
-// network. It does not wait for a slow UDP reader: the kernel drops what its
-// socket cannot take.
-func (s *udpSender) send(hdrs []udpgso.Mmsghdr) {
+// unreachable) is skipped: that reader loses the packets (udpLost). It does not
+// wait for a slow UDP reader: the kernel drops what its socket cannot take. False
+// when the socket could not be written (the server is closing).
+func (s *udpSender) send(hdrs []udpgso.Mmsghdr) bool {
 	cleared := false
 	for len(hdrs) > 0 {
 		n, err := s.Send(hdrs)
 		if err == nil || cleared || !errors.Is(err, os.ErrDeadlineExceeded) {
-			return // sent, or the socket is closed: the server is closing
+			return err == nil // sent, or the socket is closed: the server is closing
 		}
 		// gortsplib's writes on this socket leave a deadline on it, which may
 		// have passed since: clear it once and send the rest.
@@ -141,4 +164,5 @@ func (s *udpSender) send(hdrs []udpgso.Mmsghdr) {
 		_ = s.rtp.SetWriteDeadline(time.Time{})
 		hdrs = hdrs[n:]
 	}
+	return true
 }
