@@ -147,7 +147,7 @@ func (a *app) open() error {
 	if cfg.RTSPAddr != "off" {
 		rc := rtsp.Config{Address: cfg.RTSPAddr, ServerCert: cfg.RTSPCert, ServerKey: cfg.RTSPKey,
 			Sessions: a.liveSession, Tokens: issuer, AdminToken: a.adminToken, AuthFailures: authFailures, Logger: log,
-			Prepare: a.prepareRead}
+			Prepare: a.prepareRead, Programme: true}
 		if cfg.RTSPUDPRTPPort > 0 {
 			rc.UDPRTPAddress = ":" + strconv.Itoa(cfg.RTSPUDPRTPPort)
 			rc.UDPRTCPAddress = ":" + strconv.Itoa(cfg.RTSPUDPRTCPPort)

@@ -6,8 +6,9 @@
 //
 //	rtsp://host:8554/{session}                the programme's video and audio (the
 //	                                          trainer with the classrooms that hold
-//	                                          the floor; the trainer's own until the
-//	                                          programme is made)
+//	                                          the floor; a DESCRIBE while it is being
+//	                                          made waits for it, up to 3 s; the
+//	                                          trainer's own where there is none)
 //	rtsp://host:8554/{session}/trainer        the trainer's own video, screen and audio
 //	rtsp://host:8554/{session}/{publication}  one publication (e.g. site-ha-noi)
 //

@@ -9,6 +9,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v4"
@@ -65,8 +66,18 @@ type Config struct {
 	// the reader with 503 Service Unavailable and its reason. It must return when
 	// ctx ends.
 	Prepare func(ctx context.Context, session, publication string) error
+	// Programme tells that the server makes each session's programme
+	// (ProgrammePublication) once its trainer publishes, so that /{session} waits
+	// for it, a moment at most, rather than play the trainer's tracks in its
+	// place: a DESCRIBE made after the trainer's first track and before the
+	// programme's is held until the programme has its tracks (up to 3 s after the
+	// trainer started). Either way a programme that is live but still lacks the
+	// video or audio the trainer has is waited for (up to 3 s after it started).
+	Programme bool
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+
+	programmeSetup time.Duration // default programmeSetup; tests shorten it
 }
 
 // Server is the RTSP server: it serves session tracks to readers and takes
@@ -95,6 +106,8 @@ type Server struct {
 	ln      net.Listener
 	conns   map[*gortsplib.ServerConn]*connState
 	streams map[streamKey]*pubStream
+
+	programmeWaits atomic.Int32 // DESCRIBEs waiting for the programme (tests)
 }
 
 // udpPair is the server's UDP RTP and RTCP sockets, opened by Lectern (so the
@@ -124,6 +137,9 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	if cfg.QueueSize <= 0 {
 		cfg.QueueSize = 1024
+	}
+	if cfg.programmeSetup <= 0 {
+		cfg.programmeSetup = programmeSetup
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -32,14 +32,15 @@ const ProgrammePublication = "programme"
 
 // readPlan lists the tracks a reader of t gets: the programme's picture and sound
 // for /{session} (the trainer's camera and audio where the session has no
-// programme: a server without one, or the moment before it is made), every track of
-// the publication (camera, screen, audio) for /{session}/{publication}, so
+// programme with either: a server without one, or one that did not start; a
+// DESCRIBE waits for one being made, awaitProgramme), every track of the
+// publication (camera, screen, audio) for /{session}/{publication}, so
 // /{session}/trainer is the trainer's own.
 func readPlan(hub *sfu.Session, t target) ([]readTrack, error) {
 	pub, locals := t.publication, []string{"video", "screen", "audio"}
 	if pub == "" {
 		pub, locals = sfu.TrainerPublication, []string{"video", "audio"}
-		if p, ok := hub.Publication(ProgrammePublication); ok && len(p.Tracks()) > 0 {
+		if p, ok := hub.Publication(ProgrammePublication); ok && (hasTrack(p, "video") || hasTrack(p, "audio")) {
 			pub = ProgrammePublication
 		}
 	}
@@ -110,8 +111,9 @@ func probeParams(t *sfu.Track) (sps, pps []byte) {
 }
 
 // readerStream resolves, authenticates and finds (or makes) the publication stream
-// a DESCRIBE or a reader's SETUP names.
-func (h *handler) readerStream(st *connState, req *base.Request, path, query string) (*pubStream, error) {
+// a DESCRIBE or a reader's SETUP names. A DESCRIBE of /{session} first waits for a
+// programme being made (awaitProgramme); a SETUP does not wait.
+func (h *handler) readerStream(st *connState, req *base.Request, path, query string, describe bool) (*pubStream, error) {
 	t, err := parseTarget(path, query)
 	if err != nil {
 		return nil, err
@@ -125,6 +127,9 @@ func (h *handler) readerStream(st *connState, req *base.Request, path, query str
 	}
 	if err := h.s.prepare(hub, t); err != nil {
 		return nil, err
+	}
+	if describe && t.publication == "" {
+		h.s.awaitProgramme(hub)
 	}
 	return h.s.streamFor(hub, t)
 }
@@ -159,7 +164,7 @@ func (s *Server) prepare(hub *sfu.Session, t target) error {
 // the URL names.
 func (h *handler) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
 	st := h.state(ctx.Conn)
-	ps, err := h.readerStream(st, ctx.Request, ctx.Path, ctx.Query)
+	ps, err := h.readerStream(st, ctx.Request, ctx.Path, ctx.Query, true)
 	if err != nil {
 		return errorResponse(err), nil, nil
 	}
@@ -205,7 +210,7 @@ func (h *handler) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Respons
 	if ctx.Transport != gortsplib.TransportTCP && h.s.udp == nil {
 		return &base.Response{StatusCode: base.StatusUnsupportedTransport}, nil, nil
 	}
-	ps, err := h.readerStream(st, ctx.Request, ctx.Path, ctx.Query)
+	ps, err := h.readerStream(st, ctx.Request, ctx.Path, ctx.Query, false)
 	if err != nil {
 		return errorResponse(err), nil, nil
 	}
