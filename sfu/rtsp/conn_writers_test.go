@@ -276,9 +276,9 @@ func TestTCPReaderRTPInfo(t *testing.T) {
 // could send only part of, sends the rest, then what gathered meanwhile, and
 // keeps both buffers whole for the next batches: a reader catching up after a
 // stall reallocates nothing (a slice past the part sent, kept instead, lost that
-// much capacity each time, and the pending buffer was soon reallocated: 25-39 KB
-// per packet in BenchmarkRTSPReaders' bursts). A buffer larger than
-// maxKeptBuffer (a fast start's backlog) is let go.
+// much capacity each time, and the pending buffer was soon reallocated). A buffer
+// larger than maxKeptBuffer is kept while the batches fill a quarter of it (a
+// backlog lasts), and let go once they do not (it has passed).
 func TestBlockingSendKeepsBuffers(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -304,15 +304,17 @@ func TestBlockingSendKeepsBuffers(t *testing.T) {
 		}
 	}
 	for _, tc := range []struct {
-		name             string
-		held, sent, more int // the held buffer's bytes, of which sent were sent; then pending
-		keptHeld         bool
+		name          string
+		held, heldCap int // the held buffer's bytes and capacity,
+		sent, more    int // of which sent were sent; then pending
+		keptHeld      bool
 	}{
-		{"after a partial send", 40 << 10, 9000, 20 << 10, true},
-		{"after a fast start's backlog", maxKeptBuffer + 1, 100, 5000, false},
+		{"after a partial send", 40 << 10, 40 << 10, 9000, 20 << 10, true},
+		{"during a backlog", 2 * maxKeptBuffer, 2 * maxKeptBuffer, 9000, 20 << 10, true},
+		{"after a backlog", 100 << 10, 4 * maxKeptBuffer, 100, 5000, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			held := make([]byte, tc.held)
+			held := make([]byte, tc.held, tc.heldCap)
 			fill(held, 0)
 			pending := make([]byte, tc.more, 32<<10)
 			fill(pending, tc.held)

@@ -268,16 +268,19 @@ func (c *lecternConn) sendBlocking(held []byte, sent int) {
 	c.wmu.Unlock()
 }
 
-// maxKeptBuffer bounds the capacity of a pending buffer kept for reuse: a
-// backlog may grow to maxDirectPending (a fast start's GOP), and two buffers that
+// maxKeptBuffer is the capacity past which a pending buffer is kept for reuse
+// only while the batches sent from it fill a quarter of it: a backlog may grow to
+// maxDirectPending (a fast start's GOP, a reader that lags), and two buffers that
 // large kept for the life of every connection would cost megabytes each, while a
-// reader that keeps up needs tens of kilobytes.
+// reader that keeps up needs tens of kilobytes. While the backlog lasts, they are
+// kept (reallocating them for every batch would cost more than the old slicing).
 const maxKeptBuffer = 256 << 10
 
-// keep makes buf, sent, the spare buffer that pending takes next, unless there
-// is one already or buf is too large. Under wmu.
+// keep makes buf, just sent, the spare buffer that pending takes next, unless
+// there is one already or buf is large and was mostly empty (the backlog it grew
+// for has passed). Under wmu.
 func (c *lecternConn) keep(buf []byte) {
-	if c.spare == nil && buf != nil && cap(buf) <= maxKeptBuffer {
+	if c.spare == nil && buf != nil && (cap(buf) <= maxKeptBuffer || len(buf) >= cap(buf)/4) {
 		c.spare = buf[:0]
 	}
 }
