@@ -95,6 +95,7 @@ var allEnv = map[string]string{
 	"LECTERN_ADAPTATION":      "off",
 	"LECTERN_LOG_LEVEL":       "DEBUG",
 	"LECTERN_LOG_FORMAT":      "json",
+	"LECTERN_DEBUG_ADDR":      "127.0.0.1:6060",
 
 	"LECTERN_RECORD":             "off",
 	"LECTERN_S3_ENDPOINT":        "https://s3.example.edu:9000/",
@@ -177,6 +178,7 @@ func TestParseConfigEnvOnly(t *testing.T) {
 		LogLevel:       "debug",
 		LogFormat:      "json",
 		PublicURL:      "https://lectern.example.edu",
+		DebugAddr:      "127.0.0.1:6060",
 
 		WHEPConnectingPerToken: 3,
 		WHEPConnectingPerIP:    0,
