@@ -61,7 +61,11 @@ const (
 // reader's copy was sent (or queued), so no queue drops. Reported:
 // ns/packet/reader (wall ÷ N), cpu-ns/packet/reader (server process CPU ÷ packets
 // sent). Then, untimed, the stream is paced at 2.5 Mbit/s for 3 s: cpu-%/reader is
-// the server's CPU per reader at that rate (% of one core), writes/packet/reader the
+// the server's CPU per reader at that rate (% of one core: the process's CPU
+// divided by N), cpu-%/added-reader what each reader added to that of the stream
+// with one reader (N > 1: the paced phase runs first with one reader; the
+// stream's own cost, its packets arriving and the feed's wake-ups, is then left
+// out: 2.5-3.5 % of a core here), writes/packet/reader the
 // server's write system calls per packet sent (the pacing writes about 2.6 packets
 // every 10 ms, so about 0.38 is one call per reader and tick), allocs/packet/reader
 // the server process's heap allocations per packet sent (gortsplib's RTCP and the
@@ -103,8 +107,21 @@ func benchReaders(b *testing.B, transport string, n int) {
 		src: rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 0xbeef}, Payload: make([]byte, benchPayload)}}
 	rb.write(false) // a keyframe in the cache, so DESCRIBE has one to look at
 
-	child := startReaders(b, f.url(testSession, testAdmin), transport, n)
-	waitFor(f.ctx, b, "every reader to play", func() bool { return f.sess.Subscribers() == n })
+	// With more than one reader, the paced phase runs first with one: what the
+	// stream costs whoever reads it (the packets' arrival, the feed's wake-ups), so
+	// that the cost of each reader added to it can be told apart.
+	child := startReaders(b, f.url(testSession, testAdmin), transport, min(n, 1))
+	waitFor(f.ctx, b, "the first reader to play", func() bool { return f.sess.Subscribers() == 1 })
+	var one pacedResult
+	if n > 1 {
+		for range 2 * benchGOPAUs {
+			rb.burst(false)
+		}
+		rb.quiesce()
+		one = rb.paced()
+		child.add(n - 1)
+		waitFor(f.ctx, b, "every reader to play", func() bool { return f.sess.Subscribers() == n })
+	}
 
 	// Warm up, then measure bursts that each wait until every copy was sent.
 	for range 2 * benchGOPAUs {
@@ -128,11 +145,41 @@ func benchReaders(b *testing.B, transport string, n int) {
 	b.ReportMetric(float64(processCPU()-cpu)/sent, "cpu-ns/packet/reader")
 
 	// Paced at 2.5 Mbit/s: CPU share, system calls and latency.
+	child.reset() // the latencies of this phase only
+	all := rb.paced()
+	b.ReportMetric(all.cpuShare/float64(n)*100, "cpu-%/reader")
+	if n > 1 {
+		b.ReportMetric((all.cpuShare-one.cpuShare)/float64(n-1)*100, "cpu-%/added-reader")
+	}
+	b.ReportMetric(all.allocsPerPacket, "allocs/packet/reader")
+	if transport == "tcp" && all.writesPerPacket >= 0 {
+		b.ReportMetric(all.writesPerPacket, "writes/packet/reader")
+	}
+	p50, p99, sock50, sock99 := child.finish()
+	b.ReportMetric(p50, "p50-us")
+	b.ReportMetric(p99, "p99-us")
+	b.ReportMetric(sock50, "sock-p50-us")
+	b.ReportMetric(sock99, "sock-p99-us")
+	if d := rb.stats.QueueDrops.Load(); d != 0 {
+		b.Fatalf("%d packets dropped by reader queues", d)
+	}
+}
+
+// pacedResult is what the server spent in a paced phase.
+type pacedResult struct {
+	cpuShare        float64 // server process CPU ÷ wall time (1 = one core)
+	allocsPerPacket float64 // heap allocations per packet sent
+	writesPerPacket float64 // write(2) calls per packet sent; -1: not known
+}
+
+// paced writes the stream at 2.5 Mbit/s for 3 s, in 10 ms ticks, and measures
+// the server's CPU, allocations and write calls meanwhile.
+func (rb *readersBench) paced() pacedResult {
 	sent0, writes0 := rb.stats.PacketsOut.Load(), processWrites()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	mallocs0 := ms.Mallocs
-	cpu = processCPU()
+	cpu := processCPU()
 	began := time.Now()
 	tick := time.NewTicker(10 * time.Millisecond)
 	for paced := 0; time.Since(began) < 3*time.Second; {
@@ -144,21 +191,15 @@ func benchReaders(b *testing.B, transport string, n int) {
 	tick.Stop()
 	rb.quiesce()
 	elapsed := time.Since(began)
-	b.ReportMetric(float64(processCPU()-cpu)/float64(elapsed)/float64(n)*100, "cpu-%/reader")
+	r := pacedResult{cpuShare: float64(processCPU()-cpu) / float64(elapsed), writesPerPacket: -1}
 	runtime.ReadMemStats(&ms)
-	b.ReportMetric(float64(ms.Mallocs-mallocs0)/float64(rb.stats.PacketsOut.Load()-sent0), "allocs/packet/reader")
+	sent := float64(rb.stats.PacketsOut.Load() - sent0)
+	r.allocsPerPacket = float64(ms.Mallocs-mallocs0) / sent
 	// Only write(2) counts in syscw, not sendto/sendmmsg: TCP only.
-	if w := processWrites(); transport == "tcp" && w >= 0 && writes0 >= 0 {
-		b.ReportMetric(float64(w-writes0)/float64(rb.stats.PacketsOut.Load()-sent0), "writes/packet/reader")
+	if w := processWrites(); w >= 0 && writes0 >= 0 {
+		r.writesPerPacket = float64(w-writes0) / sent
 	}
-	p50, p99, sock50, sock99 := child.finish()
-	b.ReportMetric(p50, "p50-us")
-	b.ReportMetric(p99, "p99-us")
-	b.ReportMetric(sock50, "sock-p50-us")
-	b.ReportMetric(sock99, "sock-p99-us")
-	if d := rb.stats.QueueDrops.Load(); d != 0 {
-		b.Fatalf("%d packets dropped by reader queues", d)
-	}
+	return r
 }
 
 // write writes one packet of the synthetic stream. Paced packets carry their send
@@ -258,6 +299,11 @@ func startReaders(b *testing.B, url, transport string, n int) *readersProcess {
 	b.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^$")
 	cmd.Env = append(os.Environ(), benchReadersEnv+"="+url+"|"+strconv.Itoa(n)+"|"+transport)
+	// The reader process stands in for N readers on machines of their own: its
+	// collector stopping all of them at once (its heap grows with 50 clients'
+	// packets) would add a pause no reader sees from the server, about a
+	// millisecond to the p99. It runs for seconds: no collection below 1 GiB.
+	cmd.Env = append(cmd.Env, "GOGC=off", "GOMEMLIMIT=1GiB")
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -283,6 +329,26 @@ func startReaders(b *testing.B, url, transport string, n int) *readersProcess {
 	return rp
 }
 
+// add connects k more readers and waits until they play.
+func (rp *readersProcess) add(k int) {
+	rp.command(fmt.Sprintf("add %d", k))
+}
+
+// reset forgets the latencies measured so far.
+func (rp *readersProcess) reset() {
+	rp.command("reset")
+}
+
+func (rp *readersProcess) command(cmd string) {
+	rp.b.Helper()
+	if _, err := fmt.Fprintln(rp.stdin, cmd); err != nil {
+		rp.b.Fatalf("reader process: %s: %v", cmd, err)
+	}
+	if line, err := rp.out.ReadString('\n'); err != nil || strings.TrimSpace(line) != "ready" {
+		rp.b.Fatalf("reader process: %s: %q %v", cmd, line, err)
+	}
+}
+
 // finish stops the readers and returns their latency percentiles in µs: to the
 // packet callback, and to the kernel's receive stamp.
 func (rp *readersProcess) finish() (p50, p99, sock50, sock99 float64) {
@@ -295,14 +361,43 @@ func (rp *readersProcess) finish() (p50, p99, sock50, sock99 float64) {
 	return p50, p99, sock50, sock99
 }
 
-// runBenchReaders is the reader process: it plays the stream with N clients, says
-// "ready", reads until its stdin closes, then prints the latency percentiles (µs) of
-// the paced packets: to the packet callback (the reader process's own scheduling
-// included: 50 readers on a busy 2-core machine wait for each other), and to the
-// kernel's receive stamp of the socket read that brought the packet (TCP:
-// SO_TIMESTAMPNS; UDP: SIOCGSTAMPNS after the read; on loopback the kernel stamps a
-// packet within the server's send call, so this is the track-to-socket-write
-// latency, the server's part).
+// benchReader is one client of the reader process and the latencies of the
+// paced packets it read, kept by its own packet callback (a lock shared by the
+// readers would make them wait for each other, which is no part of the server's
+// latency).
+type benchReader struct {
+	c       *gortsplib.Client
+	stamps  *readerStamps
+	reset   atomic.Bool // forget the latencies at the next packet
+	lat     []float64
+	sockLat []float64
+}
+
+func (r *benchReader) onPacket(_ *description.Media, _ format.Format, pkt *rtp.Packet) {
+	now := time.Now().UnixNano()
+	if r.reset.Swap(false) {
+		r.lat, r.sockLat = r.lat[:0], r.sockLat[:0]
+	}
+	p := pkt.Payload
+	if len(p) < 11 || p[10] != 1 {
+		return
+	}
+	sent := int64(binary.BigEndian.Uint64(p[2:10]))
+	r.lat = append(r.lat, float64(now-sent)/1e3)
+	if st := r.stamps.last(); st > 0 {
+		r.sockLat = append(r.sockLat, float64(st-sent)/1e3)
+	}
+}
+
+// runBenchReaders is the reader process: it plays the stream with N clients and
+// says "ready"; then, line by line on its stdin, "add K" plays K more (then
+// "ready"), "reset" forgets the latencies so far (then "ready"); at the end of
+// its stdin it prints the latency percentiles (µs) of the paced packets: to the
+// packet callback (the reader process's own scheduling included: 50 readers on a
+// busy 2-core machine wait for each other), and to the kernel's receive stamp of
+// the socket read that brought the packet (TCP: SO_TIMESTAMPNS; UDP: SIOCGSTAMPNS
+// after the read; on loopback the kernel stamps a packet within the server's send
+// call, so this is the track-to-socket-write latency, the server's part).
 func runBenchReaders(spec string) int {
 	target, rest, _ := strings.Cut(spec, "|")
 	nStr, transport, _ := strings.Cut(rest, "|")
@@ -313,48 +408,67 @@ func runBenchReaders(spec string) int {
 		return 1
 	}
 	var (
-		mu        sync.Mutex
-		latencies []float64
-		sockLat   []float64
-		wg        sync.WaitGroup
-		clients   []*gortsplib.Client
-		started   atomic.Int32
+		readers []*benchReader
+		wg      sync.WaitGroup
 	)
-	for range n {
-		c, sc, err := playClient(u, transport == "udp")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "bench readers:", err)
-			return 1
+	defer func() {
+		for _, r := range readers {
+			r.c.Close()
 		}
-		clients = append(clients, c)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			started.Add(1)
-			c.OnPacketRTPAny(func(_ *description.Media, _ format.Format, pkt *rtp.Packet) {
-				p := pkt.Payload
-				if len(p) < 11 || p[10] != 1 {
-					return
-				}
-				sent := int64(binary.BigEndian.Uint64(p[2:10]))
-				us := float64(time.Now().UnixNano()-sent) / 1e3
-				mu.Lock()
-				latencies = append(latencies, us)
-				if st := sc.last(); st > 0 {
-					sockLat = append(sockLat, float64(st-sent)/1e3)
-				}
-				mu.Unlock()
-			})
-			_, _ = c.Play(nil)
-			_ = c.Wait()
-		}()
+		wg.Wait()
+	}()
+	play := func(k int) error {
+		for range k {
+			c, sc, err := playClient(u, transport == "udp")
+			if err != nil {
+				return err
+			}
+			r := &benchReader{c: c, stamps: sc}
+			readers = append(readers, r)
+			c.OnPacketRTPAny(r.onPacket)
+			if _, err := c.Play(nil); err != nil {
+				return err
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_ = c.Wait()
+			}()
+		}
+		fmt.Println("ready")
+		return nil
 	}
-	fmt.Println("ready")
-	_, _ = io.Copy(io.Discard, os.Stdin)
-	for _, c := range clients {
-		c.Close()
+	if err := play(n); err != nil {
+		fmt.Fprintln(os.Stderr, "bench readers:", err)
+		return 1
+	}
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		cmd, arg, _ := strings.Cut(in.Text(), " ")
+		switch cmd {
+		case "add":
+			k, _ := strconv.Atoi(arg)
+			if err := play(k); err != nil {
+				fmt.Fprintln(os.Stderr, "bench readers:", err)
+				return 1
+			}
+		case "reset":
+			for _, r := range readers {
+				r.reset.Store(true)
+			}
+			fmt.Println("ready")
+		}
+	}
+	for _, r := range readers {
+		r.c.Close()
 	}
 	wg.Wait()
+	var latencies, sockLat []float64
+	for _, r := range readers {
+		latencies = append(latencies, r.lat...)
+		sockLat = append(sockLat, r.sockLat...)
+	}
+	readers = nil
 	slices.Sort(latencies)
 	slices.Sort(sockLat)
 	pct := func(l []float64, p float64) float64 {
@@ -371,8 +485,7 @@ func runBenchReaders(spec string) int {
 // from its TCP connection, or from its UDP sockets.
 type readerStamps struct {
 	tcp *stampedConn
-	mu  sync.Mutex
-	udp []syscall.RawConn // the reader's UDP sockets (RTP and RTCP)
+	udp syscall.RawConn // the reader's RTP socket (set up before it plays)
 }
 
 // siocgstampns is SIOCGSTAMPNS (linux/sockios.h): the receive time of the last
@@ -395,13 +508,10 @@ func (r *readerStamps) last() int64 {
 	if r.tcp != nil {
 		return r.tcp.stamp.Load()
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var latest int64
-	for _, rc := range r.udp {
-		latest = max(latest, udpStamp(rc))
+	if r.udp != nil {
+		return udpStamp(r.udp)
 	}
-	return latest
+	return 0
 }
 
 // stampedConn is a reader's TCP connection that keeps the kernel's receive stamp
@@ -480,12 +590,11 @@ func playClient(u *url.URL, udp bool) (*gortsplib.Client, *readerStamps, error) 
 			if err != nil {
 				return nil, err
 			}
-			if uc, ok := pc.(*net.UDPConn); ok {
+			// gortsplib's RTP port is the even one of its pair.
+			if uc, ok := pc.(*net.UDPConn); ok && uc.LocalAddr().(*net.UDPAddr).Port%2 == 0 {
 				if rc, err := uc.SyscallConn(); err == nil {
 					udpStamp(rc) // turns stamping on
-					sc.mu.Lock()
-					sc.udp = append(sc.udp, rc)
-					sc.mu.Unlock()
+					sc.udp = rc
 				}
 			}
 			return pc, nil
