@@ -20,6 +20,11 @@ type TrackInfo struct {
 	Fmtp      string `json:"fmtp,omitempty"`
 }
 
+// codec returns the track's codec.
+func (t TrackInfo) codec() sfu.Codec {
+	return sfu.Codec{MimeType: t.Mime, ClockRate: t.ClockRate, Channels: t.Channels, Fmtp: t.Fmtp}
+}
+
 // ServerConfig configures the origin side.
 type ServerConfig struct {
 	Registry *sfu.Registry

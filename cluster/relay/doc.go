@@ -12,6 +12,15 @@
 // choice, no adaptation; NACKs are answered from the origin tracks' caches and the
 // edge's keyframe requests are coalesced by the origin tracks.
 //
+// The codecs are the WebRTC edge's (H.264, Opus, G.711) and AAC: a studio encoder's
+// AAC over RTSP goes to the edges as it is, so that their RTSP readers (hardware
+// decoders, which often play AAC and not Opus) get it as the origin's readers do.
+// Both ends being Lectern nodes, AAC is negotiated on the relay's connections only
+// (with each track's format, config included; never in WHIP/WHEP), and its RFC 3640
+// payloads pass untouched. Its Opus variant (package transcode) is relayed beside it
+// as a track of its own for the edges' WebRTC subscribers; an edge transcodes nothing
+// of a relayed publication, so it makes no second variant.
+//
 // The edge side is a Manager: Pull makes the local session carry a remote publication
 // as an ordinary publication of the same name, marked relayed (sfu.Session.ClaimRelay)
 // so that the recorder leaves it to the origin. One relay per (session, publication)

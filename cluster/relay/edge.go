@@ -403,8 +403,8 @@ func (r *inRelay) trackList() ([]TrackInfo, error) {
 		return nil, fmt.Errorf("%w: %d tracks, at most %d", ErrOrigin, len(list), maxTracks)
 	}
 	for _, t := range list {
-		if !validLocal(t.Name) || (t.Kind != "audio" && t.Kind != "video") ||
-			!relayable(sfu.Codec{MimeType: t.Mime, ClockRate: t.ClockRate, Fmtp: t.Fmtp}) {
+		if !validLocal(t.Name) || (t.Kind != "audio" && t.Kind != "video") || !strings.HasPrefix(t.Mime, t.Kind+"/") ||
+			!relayable(t.codec()) {
 			return nil, fmt.Errorf("%w: track list names an unusable track %q (%s %s)", ErrOrigin, t.Name, t.Kind, t.Mime)
 		}
 	}
@@ -461,7 +461,11 @@ func (r *inRelay) connect(sess *sfu.Session) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	pc, err := r.m.cfg.Edge.NewRelayReceiverPC()
+	codecs := make([]sfu.Codec, len(list))
+	for i, t := range list {
+		codecs[i] = t.codec()
+	}
+	pc, err := r.m.cfg.Edge.NewRelayReceiverPC(relayCodecs(codecs)...)
 	if err != nil {
 		return nil, err
 	}
@@ -573,9 +577,8 @@ func (r *inRelay) connect(sess *sfu.Session) (*conn, error) {
 		if t.Kind == "audio" {
 			kind = sfu.KindAudio
 		}
-		codec := sfu.Codec{MimeType: t.Mime, ClockRate: t.ClockRate, Channels: t.Channels, Fmtp: t.Fmtp}
 		i := i
-		track, err := lease.Track(t.Name, kind, codec, func() {
+		track, err := lease.Track(t.Name, kind, t.codec(), func() {
 			select {
 			case c.plis <- i:
 			default: // requests pending already

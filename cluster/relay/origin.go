@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
@@ -70,15 +71,83 @@ func NewHandler(cfg ServerConfig) *Handler {
 }
 
 // relayable reports whether a track can go over a WebRTC relay: the codecs the
-// WebRTC edge negotiates. AAC from a studio encoder is not (its Opus variant is).
+// WebRTC edge negotiates, and AAC (RFC 3640, a studio encoder's over RTSP), which
+// browsers do not take but both ends of a relay do: the edges' RTSP readers
+// (hardware decoders, many of which play AAC and not Opus) get it as the origin's
+// do, beside its Opus variant, relayed too, for the edges' WebRTC subscribers. AAC
+// is negotiated only on the relay's connections (relayCodecs), with its format.
 func relayable(c sfu.Codec) bool {
+	if !fmtpOK(c.Fmtp) {
+		return false
+	}
 	switch c.MimeType {
 	case sfu.MimeH264:
 		return c.FmtpParam("packetization-mode") == "1"
 	case sfu.MimeOpus, sfu.MimePCMU, sfu.MimePCMA:
 		return true
+	case sfu.MimeAAC:
+		return aacOK(c)
 	}
 	return false
+}
+
+// maxFmtp bounds a track's format parameters: an AAC config of a few bytes, H.264's
+// parameter sets (an SPS of a few dozen bytes in base64).
+const maxFmtp = 1024
+
+// fmtpOK reports whether fmtp can go into an SDP line (the relay's offer, an RTSP
+// reader's DESCRIBE): bounded, printable, no line break.
+func fmtpOK(fmtp string) bool {
+	if len(fmtp) > maxFmtp {
+		return false
+	}
+	for i := 0; i < len(fmtp); i++ {
+		if fmtp[i] < 0x20 || fmtp[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// aacOK reports whether an MPEG4-GENERIC codec is one the edge's RTSP readers and
+// recorder can take: AAC-hbr or AAC-lbr with its size length and a config that
+// parses, at a clock rate and channel count AAC has (the checks the RTSP server
+// makes of a publisher's; an edge vets the origin's track list with them).
+func aacOK(c sfu.Codec) bool {
+	if c.ClockRate < 7350 || c.ClockRate > 96000 || c.Channels < 1 || c.Channels > 8 {
+		return false
+	}
+	mode := c.FmtpParam("mode")
+	if !strings.EqualFold(mode, "AAC-hbr") && !strings.EqualFold(mode, "AAC-lbr") || c.FmtpParam("sizelength") == "" {
+		return false
+	}
+	raw, err := hex.DecodeString(c.FmtpParam("config"))
+	if err != nil || len(raw) == 0 {
+		return false
+	}
+	var conf mpeg4audio.AudioSpecificConfig
+	return conf.Unmarshal(raw) == nil
+}
+
+// relayCodecs returns the codecs of tracks that the nodes' WebRTC media engines do
+// not have and a relay's connection must negotiate (peer.Edge.NewRelaySenderPC):
+// AAC, with each track's own format.
+func relayCodecs(codecs []sfu.Codec) []sfu.Codec {
+	var extra []sfu.Codec
+	for _, c := range codecs {
+		if c.MimeType == sfu.MimeAAC && !slices.Contains(extra, c) {
+			extra = append(extra, c)
+		}
+	}
+	return extra
+}
+
+// sameFormat reports whether a track's codec can take the place of want on a
+// relay's m-line: the same codec and clock rate and, for AAC, the same format (its
+// config is in no packet; the edge's track has the one it was listed with).
+func sameFormat(c, want sfu.Codec) bool {
+	return c.MimeType == want.MimeType && c.ClockRate == want.ClockRate &&
+		(want.MimeType != sfu.MimeAAC || c.Channels == want.Channels && c.Fmtp == want.Fmtp)
 }
 
 // trackList returns the relayable tracks of p, in a stable order (by name).
@@ -281,7 +350,11 @@ type outRelay struct {
 
 // open builds the connection for one edge and returns its answer.
 func (h *Handler) open(sess *sfu.Session, publication, node string, names []string, tracks []*sfu.Track, offer string) (*outRelay, string, error) {
-	pc, err := h.cfg.Edge.NewRelaySenderPC()
+	codecs := make([]sfu.Codec, len(tracks))
+	for i, t := range tracks {
+		codecs[i] = t.Codec()
+	}
+	pc, err := h.cfg.Edge.NewRelaySenderPC(relayCodecs(codecs)...)
 	if err != nil {
 		return nil, "", err
 	}
@@ -473,9 +546,9 @@ func newSender(o *outRelay, t *sfu.Track, beside *peer.EgressSender) *sender {
 	s.egress = o.h.cfg.Edge.NewEgressSender(t.Kind(), s.queue, s.turn, beside)
 	codec := t.Codec()
 	s.follow = sfu.NewFollower(t.Name(), s.queue, func(c *sfu.Track) bool {
-		// A new track of the same name with another codec cannot go on this
-		// m-line; the edge re-pulls when it sees the list change.
-		return c.Codec().MimeType == codec.MimeType && c.Codec().ClockRate == codec.ClockRate
+		// A new track of the same name with another codec (or AAC format) cannot
+		// go on this m-line; the edge re-pulls when it sees the list change.
+		return sameFormat(c.Codec(), codec)
 	})
 	return s
 }
@@ -498,7 +571,8 @@ func (s *sender) Kind() webrtc.RTPCodecType {
 }
 
 // Bind implements webrtc.TrackLocal: it takes the negotiated codec of the track's
-// kind and mime type (for H.264, packetization-mode 1, the same profile preferred).
+// kind and mime type (for H.264, packetization-mode 1, the same profile preferred;
+// for AAC, the track's config: one relay may carry AAC tracks of several formats).
 func (s *sender) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
 	want := s.track.Codec()
 	var chosen *webrtc.RTPCodecParameters
@@ -507,6 +581,9 @@ func (s *sender) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, 
 			continue
 		}
 		if want.MimeType == sfu.MimeH264 && sfu.FmtpParam(c.SDPFmtpLine, "packetization-mode") != "1" {
+			continue
+		}
+		if want.MimeType == sfu.MimeAAC && !strings.EqualFold(sfu.FmtpParam(c.SDPFmtpLine, "config"), want.FmtpParam("config")) {
 			continue
 		}
 		if chosen == nil || strings.EqualFold(sfu.FmtpParam(c.SDPFmtpLine, "profile-level-id"), want.FmtpParam("profile-level-id")) {

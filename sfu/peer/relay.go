@@ -3,9 +3,13 @@ package peer
 import (
 	"fmt"
 	"net"
+	"slices"
+	"strings"
 
 	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
+
+	"lectern/sfu"
 )
 
 // Node-to-node relays (package cluster/relay) use the edge's certificate, codecs and
@@ -34,9 +38,17 @@ func newRelayAPI(se webrtc.SettingEngine, m *webrtc.MediaEngine, ir *interceptor
 
 // NewRelaySenderPC returns a peer connection for the origin side of a relay, on the
 // edge's ICE port: the subscribers' API (no interceptors; the relay answers NACKs
-// from the tracks' caches).
-func (e *Edge) NewRelaySenderPC() (*webrtc.PeerConnection, error) {
-	pc, err := e.subAPI.NewPeerConnection(e.pcConfig)
+// from the tracks' caches). extra are codecs only a relay carries (see relayMedia).
+func (e *Edge) NewRelaySenderPC(extra ...sfu.Codec) (*webrtc.PeerConnection, error) {
+	api := e.subAPI
+	if len(extra) > 0 {
+		m, err := relayMedia(extra)
+		if err != nil {
+			return nil, err
+		}
+		api = webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(e.subSettings), webrtc.WithInterceptorRegistry(e.subInterceptors))
+	}
+	pc, err := api.NewPeerConnection(e.pcConfig)
 	if err != nil {
 		return nil, fmt.Errorf("new relay peer connection: %w", err)
 	}
@@ -45,11 +57,63 @@ func (e *Edge) NewRelaySenderPC() (*webrtc.PeerConnection, error) {
 
 // NewRelayReceiverPC returns a peer connection for the pulling side of a relay, on
 // sockets of its own: the publishers' codecs and interceptors, which send NACKs and
-// receiver reports upstream.
-func (e *Edge) NewRelayReceiverPC() (*webrtc.PeerConnection, error) {
-	pc, err := e.relayAPI.NewPeerConnection(e.pcConfig)
+// receiver reports upstream. extra are codecs only a relay carries (see relayMedia).
+func (e *Edge) NewRelayReceiverPC(extra ...sfu.Codec) (*webrtc.PeerConnection, error) {
+	api := e.relayAPI
+	if len(extra) > 0 {
+		m, err := relayMedia(extra)
+		if err != nil {
+			return nil, err
+		}
+		ir, err := publisherInterceptors(m)
+		if err != nil {
+			return nil, err
+		}
+		api = newRelayAPI(e.subSettings, m, ir, e.udp.LocalAddr().(*net.UDPAddr).IP)
+	}
+	pc, err := api.NewPeerConnection(e.pcConfig)
 	if err != nil {
 		return nil, fmt.Errorf("new relay peer connection: %w", err)
 	}
 	return pc, nil
+}
+
+// relayPayloadTypes are the dynamic payload types registerCodecs leaves free, for
+// the extra codecs of one relay connection.
+var relayPayloadTypes = []webrtc.PayloadType{96, 97, 98, 99, 100, 101, 103, 105, 107, 109, 110,
+	112, 113, 114, 115, 116, 117, 118, 119, 120, 121, 122, 123, 124, 125, 126, 127}
+
+// relayMedia returns a media engine with the edge's codecs and, for one relay
+// connection, extra: codecs no browser negotiates but both ends of a relay are
+// Lectern nodes that carry (a studio encoder's AAC, with its format: RFC 3640's
+// config differs per stream, so it is registered per connection and never in
+// the WHIP/WHEP APIs). Each distinct codec gets a payload type of its own.
+func relayMedia(extra []sfu.Codec) (*webrtc.MediaEngine, error) {
+	m := &webrtc.MediaEngine{}
+	if err := registerCodecs(m); err != nil {
+		return nil, err
+	}
+	var seen []sfu.Codec
+	for _, c := range extra {
+		if slices.Contains(seen, c) {
+			continue
+		}
+		if len(seen) == len(relayPayloadTypes) {
+			return nil, fmt.Errorf("relay codecs: more than %d", len(relayPayloadTypes))
+		}
+		kind := webrtc.RTPCodecTypeAudio
+		if strings.HasPrefix(strings.ToLower(c.MimeType), "video/") {
+			kind = webrtc.RTPCodecTypeVideo
+		}
+		err := m.RegisterCodec(webrtc.RTPCodecParameters{
+			RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: c.MimeType, ClockRate: c.ClockRate,
+				Channels: c.Channels, SDPFmtpLine: c.Fmtp},
+			PayloadType: relayPayloadTypes[len(seen)],
+		}, kind)
+		if err != nil {
+			return nil, fmt.Errorf("register relay codec %s: %w", c.MimeType, err)
+		}
+		seen = append(seen, c)
+	}
+	return m, nil
 }

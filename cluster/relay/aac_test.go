@@ -1,0 +1,291 @@
+package relay
+
+import (
+	"context"
+	"encoding/hex"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v4/pkg/format/rtpmpeg4audio"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"lectern/internal/testenv"
+	"lectern/internal/testpeer"
+	"lectern/sfu"
+	"lectern/sfu/peer"
+	"lectern/transcode"
+)
+
+// aacSource is a studio encoder's AAC as the RTSP server makes it a track: ffmpeg's
+// AAC of a 440 Hz tone in RFC 3640 (AAC-hbr) packets, some access units fragmented
+// over several packets, and the codec with its config.
+type aacSource struct {
+	codec    sfu.Codec
+	pkts     []*rtp.Packet
+	payloads map[string]bool // every payload sent
+}
+
+func newAACSource(t testing.TB) *aacSource {
+	t.Helper()
+	ffmpeg := testenv.RequireTool(t, "ffmpeg", "apt-get install ffmpeg")
+	adts, err := exec.Command(ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error",
+		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=2", "-ac", "2",
+		"-c:a", "aac", "-b:a", "128k", "-f", "adts", "pipe:1").Output()
+	if err != nil {
+		t.Fatalf("ffmpeg (AAC of a tone): %v", err)
+	}
+	var aus mpeg4audio.ADTSPackets
+	if err := aus.Unmarshal(adts); err != nil {
+		t.Fatal(err)
+	}
+	conf := mpeg4audio.AudioSpecificConfig{Type: aus[0].Type, SampleRate: aus[0].SampleRate, ChannelCount: aus[0].ChannelCount}
+	raw, err := conf.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Small payloads: access units of 128 kbit/s AAC (~340 bytes) span packets.
+	enc := &rtpmpeg4audio.Encoder{PayloadType: 96, SizeLength: 13, IndexLength: 3, IndexDeltaLength: 3, PayloadMaxSize: 200}
+	if err := enc.Init(); err != nil {
+		t.Fatal(err)
+	}
+	s := &aacSource{payloads: map[string]bool{},
+		codec: sfu.Codec{MimeType: sfu.MimeAAC, ClockRate: uint32(conf.SampleRate), Channels: uint16(conf.ChannelCount),
+			Fmtp: "streamtype=5;profile-level-id=1;mode=AAC-hbr;sizelength=13;indexlength=3;indexdeltalength=3;config=" + hex.EncodeToString(raw)}}
+	for i, au := range aus {
+		pkts, err := enc.Encode([][]byte{au.AU})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range pkts {
+			p.Timestamp = uint32(i * mpeg4audio.SamplesPerAccessUnit)
+			s.pkts = append(s.pkts, p)
+			s.payloads[string(p.Payload)] = true
+		}
+	}
+	return s
+}
+
+// play writes the packets into track in a loop, an access unit's packets every
+// 21 ms (about its duration), with sequence numbers and timestamps going on from
+// loop to loop, until ctx ends.
+func (s *aacSource) play(ctx context.Context, track *sfu.Track) {
+	tick := time.NewTicker(21 * time.Millisecond)
+	defer tick.Stop()
+	var seq uint16
+	var base uint32
+	last := s.pkts[len(s.pkts)-1].Timestamp + mpeg4audio.SamplesPerAccessUnit
+	for {
+		for i := 0; i < len(s.pkts); {
+			ts := s.pkts[i].Timestamp
+			for ; i < len(s.pkts) && s.pkts[i].Timestamp == ts; i++ {
+				p := *s.pkts[i]
+				p.SequenceNumber, p.Timestamp, p.SSRC = seq, base+ts, 4242
+				seq++
+				if err := track.WriteRTP(&p); err != nil {
+					return
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+		base += last
+	}
+}
+
+// payloadSink records the payloads a track passes on.
+type payloadSink struct {
+	mu       sync.Mutex
+	payloads []string
+}
+
+func (k *payloadSink) WriteRTP(p *sfu.Packet) error {
+	k.mu.Lock()
+	k.payloads = append(k.payloads, string(p.Payload))
+	k.mu.Unlock()
+	return nil
+}
+
+func (k *payloadSink) snapshot() []string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return append([]string(nil), k.payloads...)
+}
+
+// newTranscoder runs a transcoder on n's session, as lectern does on every node.
+func newTranscoder(t testing.TB, n *node) *transcode.Transcoder {
+	tc := transcode.New(transcode.Config{Logger: quiet})
+	tc.Attach(n.sess())
+	t.Cleanup(func() { _ = tc.Close() })
+	return tc
+}
+
+// transcodeStreams returns a transcoder's lectern_transcode_streams by codec.
+func transcodeStreams(t testing.TB, tc *transcode.Transcoder) map[string]float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(tc.Collector())
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range fams {
+		if f.GetName() != "lectern_transcode_streams" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			got[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+		}
+	}
+	return got
+}
+
+// trackByName returns n's track of the trainer publication with the local name, or nil.
+func trackByName(n *node, local string) *sfu.Track {
+	p, ok := n.sess().Publication(sfu.TrainerPublication)
+	if !ok {
+		return nil
+	}
+	for _, tr := range p.Tracks() {
+		if tr.Name() == sfu.TrainerPublication+"/"+local && !tr.Closed() {
+			return tr
+		}
+	}
+	return nil
+}
+
+// TestRelayCarriesAAC: a studio encoder's AAC on the origin reaches the edge as it
+// is (the same codec and config, the RFC 3640 payloads byte for byte), beside the
+// Opus variant the origin's transcoder makes, which is relayed too: the edge makes
+// no variant of its own, and its WebRTC subscribers hear the relayed Opus.
+func TestRelayCarriesAAC(t *testing.T) {
+	src := newAACSource(t)
+	a, b := newNode(t, "a", nodeOptions{}), newNode(t, "b", nodeOptions{})
+	tcA, tcB := newTranscoder(t, a), newTranscoder(t, b)
+
+	lease, err := a.sess().Claim(sfu.TrainerPublication, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aac, err := lease.Track("audio", sfu.KindAudio, src.codec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(a.ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); src.play(ctx, aac) }()
+	t.Cleanup(func() { cancel(); <-done; lease.End() })
+	eventually(t, a.ctx, "the origin's Opus variant", func() bool {
+		v := trackByName(a, "audio.opus")
+		return v != nil && v.Packets() > 0
+	})
+
+	if err := b.m.Pull(b.ctx, session, sfu.TrainerPublication, a.srv.URL); err != nil {
+		t.Fatal(err)
+	}
+	if in := b.m.Relays(); len(in) != 1 || strings.Join(in[0].Tracks, ",") != "audio,audio.opus" {
+		t.Fatalf("B pulls %+v, want one relay of audio and audio.opus", in)
+	}
+	edgeAAC := trackByName(b, "audio")
+	if edgeAAC == nil {
+		t.Fatal("no trainer/audio on the edge")
+	}
+	if c := edgeAAC.Codec(); c != src.codec {
+		t.Fatalf("edge's AAC codec %+v, want the origin's %+v", c, src.codec)
+	}
+	sink := &payloadSink{}
+	remove := edgeAAC.AddSinkLive(sink)
+	defer remove()
+	eventually(t, b.ctx, "100 AAC packets at the edge", func() bool { return len(sink.snapshot()) >= 100 })
+	for i, p := range sink.snapshot() {
+		if !src.payloads[p] {
+			t.Fatalf("edge's AAC packet %d (%d bytes) is no payload the origin sent", i, len(p))
+		}
+	}
+
+	// The edge's Opus variant is the origin's, relayed: one track of that name, fed
+	// by the relay, and no transcoding on the edge.
+	variant := trackByName(b, "audio.opus")
+	if variant == nil || variant.Codec().MimeType != sfu.MimeOpus {
+		t.Fatalf("edge's trainer/audio.opus: %v", variant)
+	}
+	eventually(t, b.ctx, "the relayed variant's packets", func() bool { return variant.Packets() > 50 })
+	if got := transcodeStreams(t, tcB); got["aac"] != 0 {
+		t.Fatalf("the edge transcodes %v; the relayed AAC's variant comes from the origin", got)
+	}
+	if got := transcodeStreams(t, tcA); got["aac"] != 1 {
+		t.Fatalf("the origin transcodes %v, want its one AAC track", got)
+	}
+	p, _ := b.sess().Publication(sfu.TrainerPublication)
+	var names []string
+	for _, tr := range p.Info().Tracks {
+		names = append(names, tr.Name)
+		if tr.Name == "trainer/audio" && tr.BrowserPlayable {
+			t.Fatal("the edge's AAC reported as playable in browsers")
+		}
+	}
+	if strings.Join(names, ",") != "trainer/audio,trainer/audio.opus" && strings.Join(names, ",") != "trainer/audio.opus,trainer/audio" {
+		t.Fatalf("edge's tracks %v, want the AAC and its one Opus variant", names)
+	}
+
+	// A WebRTC subscriber on the edge asking for the trainer's audio gets Opus.
+	s, err := testpeer.NewSubscriber(b.ctx, testpeer.Options{}, 0, 1, func(offer string) (string, error) {
+		_, ans, err := b.edge.Subscribe(b.sess(), peer.Layout{Audio: []string{"trainer/audio"}}, offer)
+		return ans, err
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.WaitPackets(b.ctx, 0, 50); err != nil {
+		t.Fatalf("edge subscriber's audio: %v", err)
+	}
+	if c := s.Track(0).Codec; !strings.EqualFold(c, webrtc.MimeTypeOpus) {
+		t.Fatalf("edge subscriber's audio codec %s, want Opus", c)
+	}
+}
+
+// TestRelayableAAC: the AAC an edge accepts in an origin's track list is what its
+// RTSP readers can take and its SDP lines can carry.
+func TestRelayableAAC(t *testing.T) {
+	const fmtp = "streamtype=5;profile-level-id=1;mode=AAC-hbr;sizelength=13;indexlength=3;indexdeltalength=3;config=1190"
+	good := sfu.Codec{MimeType: sfu.MimeAAC, ClockRate: 48000, Channels: 2, Fmtp: fmtp}
+	for _, tc := range []struct {
+		name string
+		mod  func(*sfu.Codec)
+		want bool
+	}{
+		{"as published", func(*sfu.Codec) {}, true},
+		{"AAC-lbr", func(c *sfu.Codec) { c.Fmtp = strings.Replace(fmtp, "AAC-hbr", "AAC-lbr", 1) }, true},
+		{"no config", func(c *sfu.Codec) { c.Fmtp = strings.TrimSuffix(fmtp, ";config=1190") }, false},
+		{"config not hex", func(c *sfu.Codec) { c.Fmtp = strings.Replace(fmtp, "1190", "zz", 1) }, false},
+		{"config not AAC", func(c *sfu.Codec) { c.Fmtp = strings.Replace(fmtp, "1190", "ff", 1) }, false},
+		{"no mode", func(c *sfu.Codec) { c.Fmtp = strings.Replace(fmtp, "mode=AAC-hbr;", "", 1) }, false},
+		{"generic mode", func(c *sfu.Codec) { c.Fmtp = strings.Replace(fmtp, "AAC-hbr", "generic", 1) }, false},
+		{"no sizelength", func(c *sfu.Codec) { c.Fmtp = strings.Replace(fmtp, "sizelength=13;", "", 1) }, false},
+		{"line break", func(c *sfu.Codec) { c.Fmtp = fmtp + "\r\na=sendonly" }, false},
+		{"huge fmtp", func(c *sfu.Codec) { c.Fmtp = fmtp + ";x=" + strings.Repeat("a", maxFmtp) }, false},
+		{"no channels", func(c *sfu.Codec) { c.Channels = 0 }, false},
+		{"9 channels", func(c *sfu.Codec) { c.Channels = 9 }, false},
+		{"no clock rate", func(c *sfu.Codec) { c.ClockRate = 0 }, false},
+		{"lower-case mime", func(c *sfu.Codec) { c.MimeType = strings.ToLower(sfu.MimeAAC) }, false},
+	} {
+		c := good
+		tc.mod(&c)
+		if got := relayable(c); got != tc.want {
+			t.Errorf("%s: relayable(%+v) = %v, want %v", tc.name, c, got, tc.want)
+		}
+	}
+	if relayable(sfu.Codec{MimeType: sfu.MimeH264, ClockRate: 90000, Fmtp: "packetization-mode=1\nx"}) {
+		t.Error("an H.264 fmtp with a line break is relayable")
+	}
+}
