@@ -3,6 +3,8 @@ package relay
 import (
 	"context"
 	"encoding/hex"
+	"fmt"
+	"log/slog"
 	"os/exec"
 	"strings"
 	"sync"
@@ -19,6 +21,7 @@ import (
 	"lectern/internal/testpeer"
 	"lectern/sfu"
 	"lectern/sfu/peer"
+	"lectern/sfu/rtsp"
 	"lectern/transcode"
 )
 
@@ -287,5 +290,94 @@ func TestRelayableAAC(t *testing.T) {
 	}
 	if relayable(sfu.Codec{MimeType: sfu.MimeH264, ClockRate: 90000, Fmtp: "packetization-mode=1\nx"}) {
 		t.Error("an H.264 fmtp with a line break is relayable")
+	}
+}
+
+// startRTSP runs an RTSP server (TCP, the admin token only) on n's registry, with
+// prepare as its Config.Prepare.
+func startRTSP(t *testing.T, n *node, prepare func(ctx context.Context, session, publication string) error) *rtsp.Server {
+	t.Helper()
+	srv, err := rtsp.NewServer(rtsp.Config{Address: "127.0.0.1:0", AdminToken: rtspAdmin, Prepare: prepare,
+		Sessions: func(id string) (*sfu.Session, error) {
+			if id != session {
+				return nil, fmt.Errorf("lookup %q: %w", id, rtsp.ErrSessionNotFound)
+			}
+			return n.reg.Session(id), nil
+		},
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)).With("node", n.id)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	return srv
+}
+
+const rtspAdmin = "relay-test-admin-token"
+
+// TestRelayAACToEdgeRTSPReaders: a studio encoder (ffmpeg) publishes H.264 + AAC
+// over RTSP to the origin; an RTSP reader of the edge (ffprobe), whose DESCRIBE
+// pulls the publication as lectern's edges do, finds the AAC stream (and the
+// video), and the edge's AAC track has the origin's codec and config.
+func TestRelayAACToEdgeRTSPReaders(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: ffmpeg publishes for several seconds")
+	}
+	ffmpeg := testenv.RequireTool(t, "ffmpeg", "apt-get install ffmpeg")
+	ffprobe := testenv.RequireTool(t, "ffprobe", "apt-get install ffmpeg")
+	a, b := newNode(t, "a", nodeOptions{}), newNode(t, "b", nodeOptions{})
+	newTranscoder(t, a)
+	newTranscoder(t, b)
+	ra := startRTSP(t, a, nil)
+	rb := startRTSP(t, b, func(ctx context.Context, sess, publication string) error {
+		if publication == "" {
+			publication = sfu.TrainerPublication
+		}
+		return b.m.Pull(ctx, sess, publication, a.srv.URL)
+	})
+
+	stop := testenv.StartBackground(t, exec.CommandContext(a.ctx, ffmpeg, "-v", "error", "-re",
+		"-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30",
+		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+		"-t", "40",
+		"-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-profile:v", "baseline", "-pix_fmt", "yuv420p",
+		"-g", "30", "-b:v", "1000k",
+		"-c:a", "aac", "-ac", "2", "-ar", "48000",
+		"-f", "rtsp", "-rtsp_transport", "tcp", "rtsp://"+ra.Addr()+"/"+session+"?token="+rtspAdmin))
+	defer stop()
+	eventually(t, a.ctx, "the encoder's video, AAC and its Opus variant on the origin", func() bool {
+		for _, local := range []string{"video", "audio", "audio.opus"} {
+			if tr := trackByName(a, local); tr == nil || tr.Packets() == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	originAAC := trackByName(a, "audio").Codec()
+	if originAAC.MimeType != sfu.MimeAAC || originAAC.FmtpParam("config") == "" {
+		t.Fatalf("origin's audio %+v, want AAC with its config", originAAC)
+	}
+
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, ffprobe, "-v", "error", "-rtsp_transport", "tcp",
+		"-show_entries", "stream=codec_name,sample_rate,channels", "-of", "compact",
+		"rtsp://"+rb.Addr()+"/"+session+"?token="+rtspAdmin).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "codec_name=aac|sample_rate=48000|channels=2") ||
+		!strings.Contains(string(out), "codec_name=h264") {
+		t.Fatalf("ffprobe of the edge's RTSP reader side: %v\n%s", err, out)
+	}
+	p, ok := b.sess().Publication(sfu.TrainerPublication)
+	if !ok || !p.Relayed() {
+		t.Fatal("the edge's trainer publication is not the relayed one")
+	}
+	edgeAAC := trackByName(b, "audio")
+	if edgeAAC == nil || edgeAAC.Codec() != originAAC {
+		t.Fatalf("edge's AAC track %v, want the origin's codec %+v", edgeAAC, originAAC)
+	}
+	if edgeAAC.Packets() == 0 {
+		t.Fatal("no AAC packet reached the edge")
 	}
 }
