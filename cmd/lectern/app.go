@@ -180,6 +180,9 @@ func (a *app) open() error {
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		web.NewCollector(a.registry, a.edge.Resources).WithAdaptation(a.edge.AdaptationStats), a.conns.refused,
 		a.programme.Collector(), a.transcoder.Collector())
+	if a.rtsp != nil {
+		metrics.MustRegister(a.rtsp.Collector()) // the loss RTSP readers report
+	}
 	a.openRelays(issuer, metrics) // app_cluster.go; nothing for a single node
 	turnServers, err := a.openTURN(metrics)
 	if err != nil {

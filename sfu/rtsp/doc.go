@@ -36,8 +36,12 @@
 // a reader's run of equal-sized packets as one UDP GSO train (udp_send_linux.go,
 // internal/udpgso), from the server's RTP port (one whose packets the kernel
 // refuses, its address unreachable say, likewise waits for a keyframe and gets a
-// keyframe request). A connection wrapper keeps Lectern's read deadlines and
-// answers malformed requests with a 400, logged without credentials.
+// keyframe request). What readers lose on the way, the server learns from their
+// RTCP receiver reports: the new loss reported for the SSRCs a reader was given
+// is counted (lectern_rtsp_reader_lost_packets_total, Server.Collector) and, for
+// video, asks for a keyframe (reader_reports.go). A connection wrapper keeps
+// Lectern's read deadlines and answers malformed requests with a 400, logged
+// without credentials.
 //
 // [Sources] pulls IP cameras and encoders into a session as the trainer or a site
 // publication with gortsplib's Client (RTP over UDP with receiver reports, or over

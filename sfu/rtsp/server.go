@@ -108,6 +108,8 @@ type Server struct {
 	streams map[streamKey]*pubStream
 
 	programmeWaits atomic.Int32 // DESCRIBEs waiting for the programme (tests)
+
+	readerLost [2]atomic.Uint64 // packets readers reported lost, by transport (reader_reports.go)
 }
 
 // udpPair is the server's UDP RTP and RTCP sockets, opened by Lectern (so the

@@ -253,6 +253,7 @@ func (h *handler) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response,
 		}
 		rs.releaseSub = release
 		rs.ps.playing.Add(1)
+		h.watchReports(ctx.Session, rs, st.log) // once: the first PLAY (reader_reports.go)
 	}
 	if *ctx.Session.SetuppedTransport() == gortsplib.TransportTCP {
 		st.nc.mode.Store(modePlayTCP)
