@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -34,11 +35,11 @@ type aacSource struct {
 	payloads map[string]bool // every payload sent
 }
 
-func newAACSource(t testing.TB) *aacSource {
+func newAACSource(t testing.TB, channels int) *aacSource {
 	t.Helper()
 	ffmpeg := testenv.RequireTool(t, "ffmpeg", "apt-get install ffmpeg")
 	adts, err := exec.Command(ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error",
-		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=2", "-ac", "2",
+		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=2", "-ac", strconv.Itoa(channels),
 		"-c:a", "aac", "-b:a", "128k", "-f", "adts", "pipe:1").Output()
 	if err != nil {
 		t.Fatalf("ffmpeg (AAC of a tone): %v", err)
@@ -152,6 +153,14 @@ func transcodeStreams(t testing.TB, tc *transcode.Transcoder) map[string]float64
 	return got
 }
 
+// codecOf describes a track's codec for a failure message ("none" for nil).
+func codecOf(tr *sfu.Track) string {
+	if tr == nil {
+		return "none"
+	}
+	return fmt.Sprintf("%+v", tr.Codec())
+}
+
 // trackByName returns n's track of the trainer publication with the local name, or nil.
 func trackByName(n *node, local string) *sfu.Track {
 	p, ok := n.sess().Publication(sfu.TrainerPublication)
@@ -171,7 +180,7 @@ func trackByName(n *node, local string) *sfu.Track {
 // Opus variant the origin's transcoder makes, which is relayed too: the edge makes
 // no variant of its own, and its WebRTC subscribers hear the relayed Opus.
 func TestRelayCarriesAAC(t *testing.T) {
-	src := newAACSource(t)
+	src := newAACSource(t, 2)
 	a, b := newNode(t, "a", nodeOptions{}), newNode(t, "b", nodeOptions{})
 	tcA, tcB := newTranscoder(t, a), newTranscoder(t, b)
 
@@ -219,7 +228,7 @@ func TestRelayCarriesAAC(t *testing.T) {
 	// by the relay, and no transcoding on the edge.
 	variant := trackByName(b, "audio.opus")
 	if variant == nil || variant.Codec().MimeType != sfu.MimeOpus {
-		t.Fatalf("edge's trainer/audio.opus: %v", variant)
+		t.Fatalf("edge's trainer/audio.opus: %s", codecOf(variant))
 	}
 	eventually(t, b.ctx, "the relayed variant's packets", func() bool { return variant.Packets() > 50 })
 	if got := transcodeStreams(t, tcB); got["aac"] != 0 {
@@ -254,6 +263,64 @@ func TestRelayCarriesAAC(t *testing.T) {
 	}
 	if c := s.Track(0).Codec; !strings.EqualFold(c, webrtc.MimeTypeOpus) {
 		t.Fatalf("edge subscriber's audio codec %s, want Opus", c)
+	}
+}
+
+// publishAAC publishes src as n's trainer audio until the test ends.
+func publishAAC(t *testing.T, n *node, src *aacSource) *sfu.Track {
+	t.Helper()
+	lease, err := n.sess().Claim(sfu.TrainerPublication, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := lease.Track("audio", sfu.KindAudio, src.codec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(n.ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); src.play(ctx, tr) }()
+	t.Cleanup(func() { cancel(); <-done; lease.End() })
+	return tr
+}
+
+// TestRelayAACFormatFromANewOrigin: when the publication's origin moves to a node
+// whose encoder sends AAC of another format at the same clock rate (mono after
+// stereo), the edge's AAC track takes the new format, config included, instead of
+// continuing with the old one.
+func TestRelayAACFormatFromANewOrigin(t *testing.T) {
+	stereo, mono := newAACSource(t, 2), newAACSource(t, 1)
+	if stereo.codec.FmtpParam("config") == mono.codec.FmtpParam("config") {
+		t.Fatal("the two sources have one config")
+	}
+	a, b, c := newNode(t, "a", nodeOptions{}), newNode(t, "b", nodeOptions{}), newNode(t, "c", nodeOptions{})
+	publishAAC(t, a, stereo)
+	if err := b.m.Pull(b.ctx, session, sfu.TrainerPublication, a.srv.URL); err != nil {
+		t.Fatal(err)
+	}
+	if tr := trackByName(b, "audio"); tr == nil || tr.Codec() != stereo.codec {
+		t.Fatalf("edge's audio %s, want %+v", codecOf(tr), stereo.codec)
+	}
+	a.close() // the origin dies; the encoder publishes to C
+	eventually(t, b.ctx, "B's publication paused", func() bool {
+		p, ok := b.sess().Publication(sfu.TrainerPublication)
+		return ok && p.Info().Paused && len(b.m.Relays()) == 0
+	})
+	publishAAC(t, c, mono)
+	if err := b.m.Pull(b.ctx, session, sfu.TrainerPublication, c.srv.URL); err != nil {
+		t.Fatal(err)
+	}
+	tr := trackByName(b, "audio")
+	if tr == nil || tr.Codec() != mono.codec {
+		t.Fatalf("edge's audio after the move %s, want %+v", codecOf(tr), mono.codec)
+	}
+	sink := &payloadSink{}
+	defer tr.AddSinkLive(sink)()
+	eventually(t, b.ctx, "50 AAC packets from the new origin", func() bool { return len(sink.snapshot()) >= 50 })
+	for i, p := range sink.snapshot() {
+		if !mono.payloads[p] {
+			t.Fatalf("edge's AAC packet %d (%d bytes) is not the new origin's", i, len(p))
+		}
 	}
 }
 
@@ -375,7 +442,7 @@ func TestRelayAACToEdgeRTSPReaders(t *testing.T) {
 	}
 	edgeAAC := trackByName(b, "audio")
 	if edgeAAC == nil || edgeAAC.Codec() != originAAC {
-		t.Fatalf("edge's AAC track %v, want the origin's codec %+v", edgeAAC, originAAC)
+		t.Fatalf("edge's AAC track %s, want the origin's codec %+v", codecOf(edgeAAC), originAAC)
 	}
 	if edgeAAC.Packets() == 0 {
 		t.Fatal("no AAC packet reached the edge")
