@@ -9,6 +9,7 @@ import (
 	"github.com/bluenviron/gortsplib/v4"
 	"github.com/bluenviron/gortsplib/v4/pkg/base"
 	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"lectern/sfu"
@@ -193,4 +194,75 @@ func TestReaderLossReports(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestReaderRealLossReported: a gortsplib reader over UDP with a tiny receive
+// buffer really loses packets of a fast stream; its own receiver report (every
+// 5 s) tells the server, which counts the loss it reported: some, and no more
+// than the reader saw lost.
+func TestReaderRealLossReported(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for the reader's first receiver report (5 s)")
+	}
+	f := newFixture(t, nil)
+	lease, err := f.sess.Claim(sfu.TrainerPublication, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	video, err := lease.Track("video", sfu.KindVideo, sfu.Codec{MimeType: sfu.MimeH264, ClockRate: 90000,
+		Fmtp: "packetization-mode=1;profile-level-id=42e01f"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := base.ParseURL(f.url(testSession, testAdmin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	udp := gortsplib.TransportUDP
+	var seenLost atomic.Uint64
+	c := &gortsplib.Client{Transport: &udp, ReadTimeout: time.Minute, InitialUDPReadTimeout: time.Minute,
+		UDPReadBufferSize: 4096, OnPacketsLost: func(n uint64) { seenLost.Add(n) }}
+	if err := c.Start(u.Scheme, u.Host); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	desc, _, err := c.Describe(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetupAll(desc.BaseURL, desc.Medias); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Play(nil); err != nil {
+		t.Fatal(err)
+	}
+
+	// Every packet a keyframe (no reader waits for one), in bursts far larger
+	// than the reader's buffer, until the server learns of a loss.
+	ctx, cancel := context.WithTimeout(f.ctx, 30*time.Second)
+	defer cancel()
+	payload := make([]byte, 1100)
+	payload[0] = 0x65
+	pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 1, Marker: true}, Payload: payload}
+	counted := func() uint64 { n, _ := f.srv.ReaderLostPackets(); return n }
+	for i := 0; counted() == 0; i++ {
+		if ctx.Err() != nil {
+			t.Fatalf("no loss reported (the reader saw %d lost)", seenLost.Load())
+		}
+		pkt.SequenceNumber, pkt.Timestamp = uint16(i), uint32(i)*3000
+		if err := video.WriteRTP(&pkt); err != nil {
+			t.Fatal(err)
+		}
+		if i%50 == 49 {
+			time.Sleep(20 * time.Millisecond) // one burst sent at a time; not a measure
+		}
+	}
+	n, seen := counted(), seenLost.Load()
+	if n > seen {
+		t.Fatalf("counted %d lost, more than the reader saw lost (%d)", n, seen)
+	}
+	if _, tcp := f.srv.ReaderLostPackets(); tcp != 0 {
+		t.Fatalf("a UDP reader's loss counted as TCP: %d", tcp)
+	}
+	t.Logf("the reader reported %d lost (it saw %d lost by then)", n, seen)
 }
