@@ -92,8 +92,9 @@ func relayable(c sfu.Codec) bool {
 }
 
 // maxFmtp bounds a track's format parameters: an AAC config of a few bytes, H.264's
-// parameter sets (an SPS of a few dozen bytes in base64).
-const maxFmtp = 1024
+// parameter sets (an SPS of tens, at most a few hundred, bytes in base64); 16
+// tracks of it still fit the track list's 64 KiB.
+const maxFmtp = 2048
 
 // fmtpOK reports whether fmtp can go into an SDP line (the relay's offer, an RTSP
 // reader's DESCRIBE): bounded, printable, no line break.
