@@ -35,7 +35,8 @@ type adminSessionSummary struct {
 	Live bool `json:"live"`
 }
 
-// sessionState is a session with its live state, for members and the admin.
+// sessionState is a session with its live state: its whole definition, for those
+// who manage it (the admin, its trainer). Other members get memberState.
 type sessionState struct {
 	catalog.Session
 	Live         bool                  `json:"live"`
@@ -43,6 +44,44 @@ type sessionState struct {
 	Subscribers  int                   `json:"subscribers"`
 	Hands        []Hand                `json:"hands"`
 	Speakers     []Speaker             `json:"speakers"`
+}
+
+// memberState is a session's state as a member who does not manage it (a
+// classroom, a viewer, an embed, a device code) sees it: what the lobby shows
+// (sessionSummary, live included) and the live state the pages follow. The
+// settings (listed, public_replays, programme_video) stay with the admin and the
+// trainer, as in the lobby's list: no page a member opens reads them (the room
+// page reads the title, the schedule and the live state; the programme's picture
+// is the server's business, the room plays the trainer's tracks and the
+// speakers' own).
+type memberState struct {
+	sessionSummary
+	Publications []sfu.PublicationInfo `json:"publications"`
+	Subscribers  int                   `json:"subscribers"`
+	Hands        []Hand                `json:"hands"`
+	Speakers     []Speaker             `json:"speakers"`
+}
+
+// summary is session c as the lobby shows it.
+func summary(c catalog.Session, live bool) sessionSummary {
+	return sessionSummary{ID: c.ID, Title: c.Title, Description: c.Description,
+		ScheduledAt: c.ScheduledAt, CreatedAt: c.CreatedAt, Live: live}
+}
+
+// manages tells whether p may see the whole definition of the session it is a
+// member of: the admin, or the session's trainer (member has checked the session).
+func (p principal) manages() bool {
+	return p.admin || (p.claims != nil && p.claims.Role == auth.RoleTrainer)
+}
+
+// stateFor is st as p sees it: the whole of it for those who manage the session,
+// memberState for the others.
+func stateFor(p principal, st sessionState) any {
+	if p.manages() {
+		return st
+	}
+	return memberState{sessionSummary: summary(st.Session, st.Live), Publications: st.Publications,
+		Subscribers: st.Subscribers, Hands: st.Hands, Speakers: st.Speakers}
 }
 
 type createSessionRequest struct {
@@ -108,8 +147,7 @@ func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
 	out := make([]sessionSummary, 0, len(list))
 	for _, c := range list {
 		if show(c) {
-			out = append(out, sessionSummary{ID: c.ID, Title: c.Title, Description: c.Description,
-				ScheduledAt: c.ScheduledAt, CreatedAt: c.CreatedAt, Live: s.live(c.ID)})
+			out = append(out, summary(c, s.live(c.ID)))
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -140,11 +178,11 @@ func (s *Server) state(c catalog.Session) sessionState {
 }
 
 func (s *Server) getSession(w http.ResponseWriter, r *http.Request) {
-	c, _, ok := s.member(w, r)
+	c, p, ok := s.member(w, r)
 	if !ok {
 		return
 	}
-	writeJSON(w, http.StatusOK, s.state(c))
+	writeJSON(w, http.StatusOK, stateFor(p, s.state(c)))
 }
 
 // adminSession is the session named in the path, for the admin only; when the

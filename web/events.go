@@ -60,7 +60,7 @@ func (l *streamLimits) acquire(r *http.Request, token string) (release func(), e
 // itself lasts as long as the client stays). Deleting the session ends its streams
 // (events.Broker.End).
 func (s *Server) sessionEvents(w http.ResponseWriter, r *http.Request) {
-	c, _, ok := s.member(w, r)
+	c, p, ok := s.member(w, r)
 	if !ok {
 		return
 	}
@@ -80,11 +80,11 @@ func (s *Server) sessionEvents(w http.ResponseWriter, r *http.Request) {
 		s.httpError(w, r, err)
 		return
 	}
-	snapshot := func() any {
+	snapshot := func() any { // as GET /api/sessions/{id}: the settings only to those who manage it
 		if cur, err := s.cfg.Catalog.Get(c.ID); err == nil {
-			return s.state(cur)
+			return stateFor(p, s.state(cur))
 		}
-		return s.state(c)
+		return stateFor(p, s.state(c))
 	}
 	if err := events.ServeSSE(w, r, ch, snapshot, 0); err != nil {
 		s.log.Debug("event stream ended", "session", c.ID, "err", err)
