@@ -34,18 +34,15 @@ const maxDirectPending = 1 << 20
 
 // mediaOfSetup returns the media index a SETUP URL names (…/trackID=N, the
 // controls gortsplib gives and Lectern's absolute ones end so); a URL without one
-// names the only media of a one-media stream.
+// names the first media, as gortsplib takes it (findMediaByTrackID).
 func mediaOfSetup(req *base.Request, medias int) int {
-	if req.URL == nil {
+	if req.URL == nil || medias == 0 {
 		return -1
 	}
 	u := req.URL.String()
 	i := strings.LastIndex(u, "trackID=")
 	if i < 0 {
-		if medias == 1 {
-			return 0
-		}
-		return -1
+		return 0
 	}
 	n, err := strconv.Atoi(u[i+len("trackID="):])
 	if err != nil {
@@ -58,8 +55,8 @@ func mediaOfSetup(req *base.Request, medias int) int {
 // (UDP: its client_port on the address of its RTSP connection, where gortsplib
 // sends too) and the SSRC a reader's SETUP was answered with.
 func (rs *readSession) learnSetup(media int, res *base.Response, remote net.Addr) {
-	if media < 0 || media >= len(rs.ps.feeds) {
-		return
+	if media < 0 || media >= len(rs.ps.feeds) || rs.setupOn != rs.ps.directStream {
+		return // a reader gortsplib writes (stream): its SSRCs are not the feeds' own
 	}
 	var th headers.Transport
 	if err := th.Unmarshal(res.Header["Transport"]); err != nil {
