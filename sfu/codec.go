@@ -20,6 +20,22 @@ func FmtpParam(fmtp, key string) string {
 // FmtpParam returns the value of key in the codec's fmtp line (see [FmtpParam]).
 func (c Codec) FmtpParam(key string) string { return FmtpParam(c.Fmtp, key) }
 
+// continuedBy reports whether a source coming back with codec n may continue a
+// track of codec c (Lease.Track), its sinks keeping what they set up for c: the
+// same MIME type, clock rate and channels and, for AAC, the same
+// AudioSpecificConfig, which reaches a decoder only out of band (the fmtp's
+// config: an RTSP reader's SDP, the recorder's sample entry). Other fmtp changes
+// (H.264's parameter sets travel in band too; Opus's options) do not break them.
+func (c Codec) continuedBy(n Codec) bool {
+	if !strings.EqualFold(c.MimeType, n.MimeType) || c.ClockRate != n.ClockRate || c.Channels != n.Channels {
+		return false
+	}
+	if strings.EqualFold(c.MimeType, MimeAAC) {
+		return strings.EqualFold(c.FmtpParam("config"), n.FmtpParam("config"))
+	}
+	return true
+}
+
 // OpusVariantSuffix marks a track that carries another track's audio transcoded to
 // Opus (AAC from a studio encoder, G.711 from a camera): "trainer/audio.opus" beside
 // "trainer/audio". Browsers and the recorder take the variant when they cannot use
