@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -280,38 +279,6 @@ func TestRelayFansOutOnceAtTheEdge(t *testing.T) {
 	}
 }
 
-// dropper drops every 7th incoming H.264 packet, once per sequence number, 30 in all.
-type dropper struct {
-	interceptor.NoOp
-	dropped atomic.Int32
-}
-
-func (d *dropper) BindRemoteStream(info *interceptor.StreamInfo, reader interceptor.RTPReader) interceptor.RTPReader {
-	if !strings.EqualFold(info.MimeType, webrtc.MimeTypeH264) {
-		return reader
-	}
-	seen := map[uint16]bool{}
-	return interceptor.RTPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
-		for {
-			n, attr, err := reader.Read(b, a)
-			if err != nil || n < 4 {
-				return n, attr, err
-			}
-			seq := uint16(b[2])<<8 | uint16(b[3])
-			if seq%7 == 0 && !seen[seq] && d.dropped.Load() < 30 {
-				seen[seq] = true
-				d.dropped.Add(1)
-				continue
-			}
-			return n, attr, err
-		}
-	})
-}
-
-type dropperFactory struct{ d *dropper }
-
-func (f dropperFactory) NewInterceptor(string) (interceptor.Interceptor, error) { return f.d, nil }
-
 func TestRelayEdgeAnswersNACKsFromItsCache(t *testing.T) {
 	a, b := newNode(t, "a", nodeOptions{}), newNode(t, "b", nodeOptions{})
 	a.publish(t, false)
@@ -319,28 +286,10 @@ func TestRelayEdgeAnswersNACKsFromItsCache(t *testing.T) {
 	if err := b.m.Pull(b.ctx, session, sfu.TrainerPublication, a.srv.URL); err != nil {
 		t.Fatal(err)
 	}
-	d := &dropper{}
-	s := b.subscribe(t, testpeer.Options{NoReplayProtection: true, Interceptors: []interceptor.Factory{dropperFactory{d}}}, 1)
-	eventually(t, b.ctx, "30 packets dropped at B's subscriber", func() bool { return d.dropped.Load() >= 30 })
-	missing := func() int {
-		_, _, seqs := s.Track(0).Snapshot()
-		got := map[uint16]bool{}
-		for _, q := range seqs {
-			got[q] = true
-		}
-		sorted := slices.Sorted(func(yield func(uint16) bool) {
-			for q := range got {
-				if !yield(q) {
-					return
-				}
-			}
-		})
-		n := 0
-		for i := 1; i < len(sorted); i++ {
-			n += int(sorted[i]-sorted[i-1]) - 1
-		}
-		return n
-	}
+	d := &testpeer.Dropper{}
+	s := b.subscribe(t, testpeer.Options{NoReplayProtection: true, Interceptors: []interceptor.Factory{d.Factory()}}, 1)
+	eventually(t, b.ctx, "30 packets dropped at B's subscriber", func() bool { return d.Dropped() >= 30 })
+	missing := s.Track(0).Missing
 	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
 	defer cancel()
 	// (A packet dropped before the first one received is never missed: ≥ 29 NACKs.)
@@ -349,7 +298,7 @@ func TestRelayEdgeAnswersNACKsFromItsCache(t *testing.T) {
 		case <-ctx.Done():
 			st := b.reg.Stats()
 			t.Fatalf("%d packets missing at B's subscriber after %d drops; B answered %d NACKs, missed %d; A got %d",
-				missing(), d.dropped.Load(), st.NACKsAnswered.Load(), st.NACKsMissed.Load(), a.h.NACKs())
+				missing(), d.Dropped(), st.NACKsAnswered.Load(), st.NACKsMissed.Load(), a.h.NACKs())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}

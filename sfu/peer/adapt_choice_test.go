@@ -19,7 +19,9 @@ type choiceFixture struct {
 	camera, slide *downTrack
 }
 
-func newChoiceFixture(t *testing.T) *choiceFixture {
+// newTestAdapter returns a subscriber's adapter (its resource not connected) and
+// the trainer's lease of a session in a registry of its own, to make tracks on.
+func newTestAdapter(t *testing.T) (*sfu.Lease, *Resource, *adapter) {
 	t.Helper()
 	reg := sfu.NewRegistry(sfu.RegistryConfig{})
 	t.Cleanup(reg.CloseAll)
@@ -30,6 +32,25 @@ func newChoiceFixture(t *testing.T) *choiceFixture {
 	r := &Resource{log: slog.New(slog.DiscardHandler), edge: &Edge{}}
 	a := newAdapter(r, true)
 	r.adapt = a
+	return lease, r, a
+}
+
+// liveTrack makes a track of lease that has sent a packet (so it counts as alive).
+func liveTrack(t *testing.T, lease *sfu.Lease, name string, kind sfu.Kind, codec sfu.Codec) *sfu.Track {
+	t.Helper()
+	tr, err := lease.Track(name, kind, codec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: 1, SSRC: 1}, Payload: []byte{0x41, 0x9a}}); err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+func newChoiceFixture(t *testing.T) *choiceFixture {
+	t.Helper()
+	lease, r, a := newTestAdapter(t)
 	h264 := sfu.Codec{MimeType: sfu.MimeH264, ClockRate: 90000}
 	f := &choiceFixture{a: a}
 	f.camera = newDownTrack(r, nil, sfu.KindVideo, "trainer/video", 64, nil)
@@ -38,23 +59,12 @@ func newChoiceFixture(t *testing.T) *choiceFixture {
 	for _, d := range []*downTrack{f.camera, f.slide, audio} {
 		a.add(d)
 	}
-	// Tracks that have sent a packet (so they count as alive).
-	track := func(name string, kind sfu.Kind, codec sfu.Codec) *sfu.Track {
-		tr, err := lease.Track(name, kind, codec, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := tr.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: 1, SSRC: 1}, Payload: []byte{0x41, 0x9a}}); err != nil {
-			t.Fatal(err)
-		}
-		return tr
-	}
 	for rank, bps := range []float64{2.6e6, 850e3, 280e3} {
-		tr := track(sfu.LayerName("video", rank), sfu.KindVideo, h264)
+		tr := liveTrack(t, lease, sfu.LayerName("video", rank), sfu.KindVideo, h264)
 		f.camera.layers.Attach(tr)
 		a.samples[0][rank] = layerSample{track: tr, bps: bps}
 	}
-	tr := track("screen", sfu.KindVideo, h264)
+	tr := liveTrack(t, lease, "screen", sfu.KindVideo, h264)
 	f.slide.layers.Attach(tr)
 	a.samples[1][0] = layerSample{track: tr, bps: 300e3}
 	a.audioRate[0] = layerSample{bps: 50e3}
@@ -147,28 +157,14 @@ func TestLayerChoice(t *testing.T) {
 // rises again only with a margin, is full while the video is paused, and without
 // an estimate. The encoder gets the distance chosen.
 func TestREDDistanceChoice(t *testing.T) {
-	reg := sfu.NewRegistry(sfu.RegistryConfig{})
-	t.Cleanup(reg.CloseAll)
-	lease, err := reg.Session("lecture").Claim(sfu.TrainerPublication, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &Resource{log: slog.New(slog.DiscardHandler), edge: &Edge{}}
-	a := newAdapter(r, true)
-	r.adapt = a
+	lease, r, a := newTestAdapter(t)
 	camera := newDownTrack(r, nil, sfu.KindVideo, "trainer/video", 64, nil)
 	audio := newDownTrack(r, nil, sfu.KindAudio, "trainer/audio", 64, nil)
 	audio.red = newREDEncoder(63, 111, redDistance)
 	a.add(camera)
 	a.add(audio)
 	for rank, bps := range []float64{2.6e6, 850e3, 280e3} {
-		tr, err := lease.Track(sfu.LayerName("video", rank), sfu.KindVideo, sfu.Codec{MimeType: sfu.MimeH264, ClockRate: 90000}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := tr.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: 1, SSRC: 1}, Payload: []byte{0x41, 0x9a}}); err != nil {
-			t.Fatal(err)
-		}
+		tr := liveTrack(t, lease, sfu.LayerName("video", rank), sfu.KindVideo, sfu.Codec{MimeType: sfu.MimeH264, ClockRate: 90000})
 		camera.layers.Attach(tr)
 		a.samples[0][rank] = layerSample{track: tr, bps: bps}
 	}
@@ -283,26 +279,12 @@ func TestLowestNeed(t *testing.T) {
 // estimate stays at what the layer and the audio take; a receiver report that
 // measures the link below the layer's rate pauses it.
 func TestSingleLayerKeptOnNACKs(t *testing.T) {
-	reg := sfu.NewRegistry(sfu.RegistryConfig{})
-	t.Cleanup(reg.CloseAll)
-	lease, err := reg.Session("lecture").Claim(sfu.TrainerPublication, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &Resource{log: slog.New(slog.DiscardHandler), edge: &Edge{}}
-	a := newAdapter(r, true)
-	r.adapt = a
+	lease, r, a := newTestAdapter(t)
 	camera := newDownTrack(r, nil, sfu.KindVideo, "trainer/video", 64, nil)
 	audio := newDownTrack(r, nil, sfu.KindAudio, "trainer/audio", 64, nil)
 	a.add(camera)
 	a.add(audio)
-	tr, err := lease.Track("video", sfu.KindVideo, sfu.Codec{MimeType: sfu.MimeH264, ClockRate: 90000}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tr.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: 1, SSRC: 1}, Payload: []byte{0x41, 0x9a}}); err != nil {
-		t.Fatal(err)
-	}
+	tr := liveTrack(t, lease, "video", sfu.KindVideo, sfu.Codec{MimeType: sfu.MimeH264, ClockRate: 90000})
 	camera.layers.Attach(tr)
 	const videoBps, audioBps = 1e6, 40e3 // no audio track measured: a voice stream's worth
 

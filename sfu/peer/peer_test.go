@@ -3,7 +3,6 @@ package peer
 import (
 	"context"
 	"errors"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -187,48 +186,16 @@ func TestLateJoinerStartsFromCachedKeyframe(t *testing.T) {
 	}
 }
 
-// dropper drops every 7th incoming video packet, once per sequence number.
-type dropper struct {
-	interceptor.NoOp
-	dropped atomic.Int32
-}
-
-func (d *dropper) BindRemoteStream(info *interceptor.StreamInfo, reader interceptor.RTPReader) interceptor.RTPReader {
-	if !strings.EqualFold(info.MimeType, webrtc.MimeTypeH264) {
-		return reader
-	}
-	seen := map[uint16]bool{}
-	return interceptor.RTPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
-		for {
-			n, attr, err := reader.Read(b, a)
-			if err != nil || n < 4 {
-				return n, attr, err
-			}
-			seq := uint16(b[2])<<8 | uint16(b[3])
-			if seq%7 == 0 && !seen[seq] && d.dropped.Load() < 30 {
-				seen[seq] = true
-				d.dropped.Add(1)
-				continue
-			}
-			return n, attr, err
-		}
-	})
-}
-
-type dropperFactory struct{ d *dropper }
-
-func (f dropperFactory) NewInterceptor(string) (interceptor.Interceptor, error) { return f.d, nil }
-
 func TestNACKsAnsweredFromTrackCache(t *testing.T) {
 	f := newFixture(t, Config{}, time.Second)
 	pub, _ := f.startPublisher(t, testpeer.Options{})
-	d := &dropper{}
-	s, err := testpeer.NewSubscriber(f.ctx, testpeer.Options{NoReplayProtection: true, Interceptors: []interceptor.Factory{dropperFactory{d}}}, 1, 1, f.subscribeSignal(trainerLayout), nil)
+	d := &testpeer.Dropper{}
+	s, err := testpeer.NewSubscriber(f.ctx, testpeer.Options{NoReplayProtection: true, Interceptors: []interceptor.Factory{d.Factory()}}, 1, 1, f.subscribeSignal(trainerLayout), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	for d.dropped.Load() < 30 {
+	for d.Dropped() < 30 {
 		if err := s.WaitPackets(f.ctx, 0, 1); err != nil {
 			t.Fatal(err)
 		}
@@ -239,24 +206,9 @@ func TestNACKsAnsweredFromTrackCache(t *testing.T) {
 		}
 	}
 	time.Sleep(time.Second) // NACK round trips
-	_, _, seqs := s.Track(0).Snapshot()
-	got := map[uint16]bool{}
-	for _, q := range seqs {
-		got[q] = true
-	}
-	sorted := slices.Sorted(func(yield func(uint16) bool) {
-		for q := range got {
-			if !yield(q) {
-				return
-			}
-		}
-	})
-	missing := 0
-	for i := 1; i < len(sorted); i++ {
-		missing += int(sorted[i]-sorted[i-1]) - 1
-	}
+	missing := s.Track(0).Missing()
 	if missing > 0 {
-		t.Fatalf("%d packets never recovered after %d drops (answered %d missed %d)", missing, d.dropped.Load(), f.reg.Stats().NACKsAnswered.Load(), f.reg.Stats().NACKsMissed.Load())
+		t.Fatalf("%d packets never recovered after %d drops (answered %d missed %d)", missing, d.Dropped(), f.reg.Stats().NACKsAnswered.Load(), f.reg.Stats().NACKsMissed.Load())
 	}
 	// Every dropped packet came back, and only the track cache can have sent it
 	// (the server never passes a subscriber's NACK on to the publisher).

@@ -174,6 +174,27 @@ func (s *frameSizes) settlesOn(ctx context.Context, t *testing.T, want string) [
 	return got
 }
 
+// sizesSubscriber connects a subscriber to the trainer's layout whose video's SPS
+// sizes records; it closes when the test ends.
+func (f *fixture) sizesSubscriber(t *testing.T, sizes *frameSizes) *testpeer.Subscriber {
+	t.Helper()
+	sub, err := testpeer.NewSubscriber(f.ctx, testpeer.Options{}, 1, 1, f.subscribeSignal(trainerLayout), sizes.onPacket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sub.Close)
+	return sub
+}
+
+// waitNew waits for an SPS of size want among those received after the first
+// from (a count taken before what should bring it).
+func (s *frameSizes) waitNew(ctx context.Context, t *testing.T, from int, want, what string) {
+	t.Helper()
+	testenv.WaitFor(ctx, t, what, func() bool {
+		return slices.Contains(s.get()[from:], want)
+	})
+}
+
 // waitLayers waits until the trainer's video has the tracks of n layers, each with
 // packets.
 func (f *fixture) waitLayers(t *testing.T, n int) {
@@ -198,11 +219,7 @@ func TestSimulcastSubscriberGetsTopLayer(t *testing.T) {
 	// joining in between would start on a lower one and switch up at a keyframe.
 	f.waitLayers(t, 3)
 	var sizes frameSizes
-	sub, err := testpeer.NewSubscriber(f.ctx, testpeer.Options{}, 1, 1, f.subscribeSignal(trainerLayout), sizes.onPacket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sub.Close)
+	sub := f.sizesSubscriber(t, &sizes)
 	got := sizes.settlesOn(f.ctx, t, "1280x720") // the top layer
 	t.Logf("SPS received: %v", got)
 	if err := sub.WaitPackets(f.ctx, 1, 50); err != nil {
@@ -217,11 +234,7 @@ func TestSimulcastSilentLayer(t *testing.T) {
 	f := newFixture(t, Config{}, time.Second)
 	pub := f.startSimulcast(t, testpeer.SimulcastOptions{Layers: simulcastClips(t), Silent: []string{"h"}})
 	var sizes frameSizes
-	sub, err := testpeer.NewSubscriber(f.ctx, testpeer.Options{}, 1, 1, f.subscribeSignal(trainerLayout), sizes.onPacket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sub.Close)
+	f.sizesSubscriber(t, &sizes)
 	sizes.settlesOn(f.ctx, t, "640x360") // the best layer that sends
 	if p, _ := pub.Sent("h"); p != 0 {
 		t.Fatalf("the silent layer sent %d packets", p)
@@ -423,11 +436,7 @@ func TestSimulcastKeyframeRequestsPerLayer(t *testing.T) {
 	pub := f.startSimulcast(t, testpeer.SimulcastOptions{Layers: simulcastClips(t)})
 	f.waitLayers(t, 3)
 	var sizes frameSizes
-	sub, err := testpeer.NewSubscriber(f.ctx, testpeer.Options{}, 1, 1, f.subscribeSignal(trainerLayout), sizes.onPacket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sub.Close)
+	sub := f.sizesSubscriber(t, &sizes)
 	sizes.settlesOn(f.ctx, t, "1280x720")
 	before := map[string]int64{}
 	for _, rid := range testpeer.SimulcastRIDs {
@@ -534,22 +543,14 @@ func TestSimulcastLayerStops(t *testing.T) {
 	pub := f.startSimulcast(t, testpeer.SimulcastOptions{Layers: simulcastClips(t)})
 	f.waitLayers(t, 3)
 	var sizes frameSizes
-	sub, err := testpeer.NewSubscriber(f.ctx, testpeer.Options{}, 1, 1, f.subscribeSignal(trainerLayout), sizes.onPacket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sub.Close)
+	f.sizesSubscriber(t, &sizes)
 	sizes.settlesOn(f.ctx, t, "1280x720")
 	pub.SetLayerActive("h", false)
 	n := len(sizes.get())
-	testenv.WaitFor(f.ctx, t, "a 640x360 keyframe after the top layer stopped", func() bool {
-		return slices.Contains(sizes.get()[n:], "640x360")
-	})
+	sizes.waitNew(f.ctx, t, n, "640x360", "a 640x360 keyframe after the top layer stopped")
 	pub.SetLayerActive("h", true)
 	n = len(sizes.get())
-	testenv.WaitFor(f.ctx, t, "a 1280x720 keyframe after the top layer returned", func() bool {
-		return slices.Contains(sizes.get()[n:], "1280x720")
-	})
+	sizes.waitNew(f.ctx, t, n, "1280x720", "a 1280x720 keyframe after the top layer returned")
 	t.Logf("SPS received: %v", sizes.get())
 }
 
@@ -562,11 +563,7 @@ func TestSimulcastPublisherReconnects(t *testing.T) {
 	pub := f.startSimulcast(t, testpeer.SimulcastOptions{Layers: clips})
 	f.waitLayers(t, 3)
 	var sizes frameSizes
-	sub, err := testpeer.NewSubscriber(f.ctx, testpeer.Options{}, 1, 1, f.subscribeSignal(trainerLayout), sizes.onPacket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sub.Close)
+	sub := f.sizesSubscriber(t, &sizes)
 	sizes.settlesOn(f.ctx, t, "1280x720")
 	before := f.trainerTracks()
 	pub.Close()
@@ -583,9 +580,7 @@ func TestSimulcastPublisherReconnects(t *testing.T) {
 		}
 	}
 	n := len(sizes.get())
-	testenv.WaitFor(f.ctx, t, "a 1280x720 keyframe of the new connection", func() bool {
-		return slices.Contains(sizes.get()[n:], "1280x720")
-	})
+	sizes.waitNew(f.ctx, t, n, "1280x720", "a 1280x720 keyframe of the new connection")
 	t.Logf("SPS received: %v", sizes.get())
 }
 
@@ -600,11 +595,7 @@ func TestSimulcastThenSingleLayer(t *testing.T) {
 	pub := f.startSimulcast(t, testpeer.SimulcastOptions{Layers: clips})
 	f.waitLayers(t, 3)
 	var auto, low frameSizes
-	sub, err := testpeer.NewSubscriber(f.ctx, testpeer.Options{}, 1, 1, f.subscribeSignal(trainerLayout), auto.onPacket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sub.Close)
+	f.sizesSubscriber(t, &auto)
 	var pinned *Resource
 	pinnedSub, err := testpeer.NewSubscriber(f.ctx, testpeer.Options{}, 1, 1, func(offer string) (string, error) {
 		r, ans, err := f.edge.Subscribe(f.sess, trainerLayout, offer)
