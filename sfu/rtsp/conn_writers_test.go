@@ -14,8 +14,6 @@ import (
 	"github.com/bluenviron/gortsplib/v4/pkg/base"
 	"github.com/bluenviron/gortsplib/v4/pkg/headers"
 	"github.com/pion/rtp"
-
-	"lectern/sfu"
 )
 
 // TestStalledTCPReaderStreamIntact: a TCP reader that stops reading fills its
@@ -25,28 +23,11 @@ import (
 // reach it through the shared writer again.
 func TestStalledTCPReaderStreamIntact(t *testing.T) {
 	f := newFixture(t, nil)
-	lease, err := f.sess.Claim(sfu.TrainerPublication, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	video, err := lease.Track("video", sfu.KindVideo, sfu.Codec{MimeType: sfu.MimeH264, ClockRate: 90000,
-		Fmtp: "packetization-mode=1;profile-level-id=42e01f"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	payload := make([]byte, 1100)
-	payload[0] = 0x65 // an IDR slice: every packet is a point a reader may start at
-	pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 1, Marker: true}, Payload: payload}
-	next := uint32(0)
+	w := newH264Writer(t, f.trainerVideo(t, nil), 1100) // every packet a point a reader may start at
 	write := func(n int) {
 		t.Helper()
 		for range n {
-			pkt.SequenceNumber, pkt.Timestamp = uint16(next), next*3000
-			binary.BigEndian.PutUint32(payload[1:5], next)
-			next++
-			if err := video.WriteRTP(&pkt); err != nil {
-				t.Fatal(err)
-			}
+			w.next()
 		}
 	}
 	write(1) // the keyframe cache, for DESCRIBE
@@ -69,10 +50,7 @@ func TestStalledTCPReaderStreamIntact(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = nc.Close() })
 	c := &rawClient{t: t, nc: nc, br: bufio.NewReader(nc)}
-	if res := c.do("DESCRIBE", url, nil, ""); res.status != 200 {
-		t.Fatalf("DESCRIBE: %d %s", res.status, res.reason)
-	}
-	c.start("PLAY", url, c.setup(url+"/trackID=0", "RTP/AVP/TCP;unicast;interleaved=0-1", ""))
+	c.play(url)
 	var sc *lecternConn
 	f.srv.mu.Lock()
 	for _, st := range f.srv.conns {
@@ -96,27 +74,27 @@ func TestStalledTCPReaderStreamIntact(t *testing.T) {
 	// Write while the reader reads nothing, until its connection waits on the socket.
 	const batch = 20
 	for !blocking() {
-		if f.ctx.Err() != nil || next > 800 { // well within the queues: nothing may drop
-			t.Fatalf("after %d packets the reader's connection never waited for its socket", next)
+		if f.ctx.Err() != nil || w.n > 800 { // well within the queues: nothing may drop
+			t.Fatalf("after %d packets the reader's connection never waited for its socket", w.n)
 		}
 		write(batch)
 		time.Sleep(time.Millisecond) // let the feed and the writers run
 	}
-	stalledAt := next
+	stalledAt := w.n
 	write(batch)
 
 	// Read it all: every packet once, in order, frames whole.
-	want := next
+	want := w.n
 	seen := uint32(0)
 	first := true
 	readUntil := func(last uint32) {
 		t.Helper()
 		for first || seen < last {
 			p := readRTP(t, c, seen)
-			if len(p.Payload) != len(payload) {
-				t.Fatalf("RTP payload of %d bytes, want %d", len(p.Payload), len(payload))
+			if len(p.Payload) != len(w.pkt.Payload) {
+				t.Fatalf("RTP payload of %d bytes, want %d", len(p.Payload), len(w.pkt.Payload))
 			}
-			i := binary.BigEndian.Uint32(p.Payload[1:5])
+			i := packetTag(p)
 			switch {
 			case first: // the cached keyframe or the first packet written after PLAY
 				first = false
@@ -134,7 +112,7 @@ func TestStalledTCPReaderStreamIntact(t *testing.T) {
 	// Caught up: the connection is the shared writers' again.
 	waitFor(f.ctx, t, "the blocking sender to finish", func() bool { return !blocking() })
 	write(batch)
-	readUntil(next - 1)
+	readUntil(w.n - 1)
 	if d := f.reg.Stats().QueueDrops.Load(); d != 0 {
 		t.Fatalf("%d packets dropped", d)
 	}
@@ -177,40 +155,18 @@ func readRTP(t *testing.T, c *rawClient, after uint32) rtp.Packet {
 func TestTCPReaderOutlivesWriteTimeout(t *testing.T) {
 	const writeTimeout = 200 * time.Millisecond
 	f := newFixture(t, func(c *Config) { c.WriteTimeout = writeTimeout })
-	lease, err := f.sess.Claim(sfu.TrainerPublication, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	video, err := lease.Track("video", sfu.KindVideo, sfu.Codec{MimeType: sfu.MimeH264, ClockRate: 90000,
-		Fmtp: "packetization-mode=1;profile-level-id=42e01f"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	payload := make([]byte, 500)
-	payload[0] = 0x65
-	pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 1, Marker: true}, Payload: payload}
-	write := func(i uint32) {
-		t.Helper()
-		pkt.SequenceNumber, pkt.Timestamp = uint16(i), i*3000
-		binary.BigEndian.PutUint32(payload[1:5], i)
-		if err := video.WriteRTP(&pkt); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write(0) // the keyframe cache, for DESCRIBE
+	w := newH264Writer(t, f.trainerVideo(t, nil), 500)
+	w.write(0) // the keyframe cache, for DESCRIBE
 
 	url := f.url(testSession, testAdmin)
 	c := dialRaw(t, f.srv.Addr())
-	if res := c.do("DESCRIBE", url, nil, ""); res.status != 200 {
-		t.Fatalf("DESCRIBE: %d %s", res.status, res.reason)
-	}
-	c.start("PLAY", url, c.setup(url+"/trackID=0", "RTP/AVP/TCP;unicast;interleaved=0-1", ""))
+	c.play(url)
 	played := time.Now()
 	for i := uint32(1); time.Since(played) < 5*writeTimeout; i++ {
 		time.Sleep(writeTimeout / 10)
-		write(i)
+		w.write(i)
 		for { // the cached keyframe may come first
-			if p := readRTP(t, c, i-1); binary.BigEndian.Uint32(p.Payload[1:5]) == i {
+			if p := readRTP(t, c, i-1); packetTag(p) == i {
 				break
 			}
 		}
@@ -222,26 +178,11 @@ func TestTCPReaderOutlivesWriteTimeout(t *testing.T) {
 // line audio and video up from the first packet.
 func TestTCPReaderRTPInfo(t *testing.T) {
 	f := newFixture(t, nil)
-	lease, err := f.sess.Claim(sfu.TrainerPublication, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	video, err := lease.Track("video", sfu.KindVideo, sfu.Codec{MimeType: sfu.MimeH264, ClockRate: 90000,
-		Fmtp: "packetization-mode=1;profile-level-id=42e01f"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	payload := make([]byte, 500)
-	payload[0] = 0x65
-	pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 1, Marker: true, SequenceNumber: 7, Timestamp: 9000}, Payload: payload}
-	if err := video.WriteRTP(&pkt); err != nil {
-		t.Fatal(err)
-	}
+	w := newH264Writer(t, f.trainerVideo(t, nil), 500)
+	w.write(7)
 	url := f.url(testSession, testAdmin)
 	c := dialRaw(t, f.srv.Addr())
-	if res := c.do("DESCRIBE", url, nil, ""); res.status != 200 {
-		t.Fatalf("DESCRIBE: %d %s", res.status, res.reason)
-	}
+	c.describe(url)
 	id := c.setup(url+"/trackID=0", "RTP/AVP/TCP;unicast;interleaved=0-1", "")
 	waitFor(f.ctx, t, "the feed to send the cached keyframe", func() bool {
 		f.srv.mu.Lock()
@@ -262,10 +203,7 @@ func TestTCPReaderRTPInfo(t *testing.T) {
 	if ri[0].SequenceNumber == nil || ri[0].Timestamp == nil {
 		t.Fatalf("RTP-Info %q has no seq or rtptime", res.header.get("RTP-Info"))
 	}
-	pkt.SequenceNumber, pkt.Timestamp = 8, 12000
-	if err := video.WriteRTP(&pkt); err != nil {
-		t.Fatal(err)
-	}
+	w.write(8)
 	p := readRTP(t, c, 0)
 	if d := p.SequenceNumber - *ri[0].SequenceNumber; d > 1 {
 		t.Fatalf("first packet seq %d, RTP-Info seq %d", p.SequenceNumber, *ri[0].SequenceNumber)

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"lectern/auth"
-	"lectern/sfu"
 )
 
 // readAll returns what the server sends until it closes the connection (or 3 s).
@@ -132,13 +131,7 @@ func TestRedactLine(t *testing.T) {
 // RTSP DESCRIBE and SETUP too; a viewer token plays (issue 9, 10l).
 func TestLearnerCannotPlayLive(t *testing.T) {
 	f := newFixture(t, nil)
-	lease, err := f.sess.Claim(sfu.TrainerPublication, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := lease.Track("video", sfu.KindVideo, sfu.Codec{MimeType: sfu.MimeH264, ClockRate: 90000, Fmtp: "packetization-mode=1;profile-level-id=42e01f"}, nil); err != nil {
-		t.Fatal(err)
-	}
+	f.trainerVideo(t, nil)
 	base := "rtsp://" + f.srv.Addr() + "/" + testSession
 	const tcp = "RTP/AVP/TCP;unicast;interleaved=0-1"
 

@@ -141,14 +141,8 @@ func playClip(t *testing.T, ctx context.Context, sess *sfu.Session, c *clip.Clip
 	if err != nil {
 		t.Fatal(err)
 	}
-	video, err = lease.Track("video", sfu.KindVideo, videoCodec, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	audio, err = lease.Track("audio", sfu.KindAudio, sfu.Codec{MimeType: sfu.MimeOpus, ClockRate: 48000, Channels: 2}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	video = mustTrack(t, lease, "video", sfu.KindVideo, videoCodec, nil)
+	audio = mustTrack(t, lease, "audio", sfu.KindAudio, testOpus, nil)
 	play.WriteVideo, play.WriteAudio = video.WriteRTP, audio.WriteRTP
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})

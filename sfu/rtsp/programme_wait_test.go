@@ -14,11 +14,8 @@ import (
 	"lectern/sfu"
 )
 
-var (
-	waitH264 = sfu.Codec{MimeType: sfu.MimeH264, ClockRate: 90000, Fmtp: "packetization-mode=1;profile-level-id=42e01f"}
-	waitPCMA = sfu.Codec{MimeType: sfu.MimePCMA, ClockRate: 8000, Channels: 1}
-	waitOpus = sfu.Codec{MimeType: sfu.MimeOpus, ClockRate: 48000, Channels: 2}
-)
+// waitPCMA is the trainer's audio codec here (the programme's is testOpus).
+var waitPCMA = sfu.Codec{MimeType: sfu.MimePCMA, ClockRate: 8000, Channels: 1}
 
 // publishFor claims a publication with the given tracks (local name: codec) and
 // writes a keyframe tagged tag to its video, if any; it returns the video track.
@@ -30,17 +27,14 @@ func publishFor(t *testing.T, f *fixture, name string, tag byte, tracks ...strin
 	}
 	var video *sfu.Track
 	for _, local := range tracks {
-		kind, codec := sfu.KindVideo, waitH264
+		kind, codec := sfu.KindVideo, testH264
 		switch {
 		case local == "audio" && name == sfu.TrainerPublication:
 			kind, codec = sfu.KindAudio, waitPCMA
 		case local == "audio":
-			kind, codec = sfu.KindAudio, waitOpus
+			kind, codec = sfu.KindAudio, testOpus
 		}
-		tr, err := l.Track(local, kind, codec, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		tr := mustTrack(t, l, local, kind, codec, nil)
 		if kind == sfu.KindVideo {
 			video = tr
 			writeTagged(t, video, tag, 1)
@@ -96,14 +90,9 @@ func TestDescribeWaitsForProgramme(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	progVideo, err := l.Track("video", sfu.KindVideo, waitH264, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	progVideo := mustTrack(t, l, "video", sfu.KindVideo, testH264, nil)
 	writeTagged(t, progVideo, 'P', 1)
-	if _, err := l.Track("audio", sfu.KindAudio, waitOpus, nil); err != nil {
-		t.Fatal(err)
-	}
+	mustTrack(t, l, "audio", sfu.KindAudio, testOpus, nil)
 	d := <-done
 	if d.err != nil {
 		t.Fatalf("DESCRIBE: %v", d.err)

@@ -9,13 +9,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
 	"lectern/auth"
-	"lectern/internal/testenv"
 	"lectern/internal/testpeer"
 	"lectern/sfu"
 	"lectern/sfu/peer"
@@ -248,11 +246,7 @@ func TestFFmpegPublishesAAC(t *testing.T) {
 			}
 		}
 	}
-	bin := testenv.RequireTool(t, "ffprobe", "apt-get install ffmpeg")
-	ctx, cancel := context.WithTimeout(f.ctx, 30*time.Second)
-	defer cancel()
-	out, err := execOutput(ctx, bin, "-v", "error", "-rtsp_transport", "tcp", "-show_entries", "stream=codec_name,sample_rate,channels",
-		"-of", "compact", f.url(testSession, f.token(t, testSession, auth.RoleSite)))
+	out, err := ffprobeStreams(t, f, auth.RoleSite, "codec_name,sample_rate,channels")
 	if err != nil || !strings.Contains(out, "codec_name=aac|sample_rate=48000|channels=2") || !strings.Contains(out, "codec_name=h264") {
 		t.Fatalf("ffprobe of the RTSP reader side: %v\n%s", err, out)
 	}

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"lectern/auth"
-	"lectern/internal/testenv"
 	"lectern/internal/testpeer"
 	"lectern/sfu"
 )
@@ -62,11 +61,7 @@ func TestFFprobeSeesAllStreams(t *testing.T) {
 	c := loadClip(t)
 	playIntoSession(t, f.ctx, f.sess, c, "packetization-mode=1;profile-level-id=42e01f")
 	waitFor(f.ctx, t, "a keyframe in the track cache", func() bool { return f.sess.Publications()[0].Tracks[0].Packets > 40 })
-	bin := testenv.RequireTool(t, "ffprobe", "apt-get install ffmpeg")
-	ctx, cancel := context.WithTimeout(f.ctx, 30*time.Second)
-	defer cancel()
-	out, err := execOutput(ctx, bin, "-v", "error", "-rtsp_transport", "tcp", "-show_entries", "stream=codec_name,width,height,sample_rate",
-		"-of", "compact", f.url(testSession, f.token(t, testSession, auth.RoleViewer)))
+	out, err := ffprobeStreams(t, f, auth.RoleViewer, "codec_name,width,height,sample_rate")
 	if err != nil {
 		t.Fatalf("ffprobe: %v\n%s", err, out)
 	}

@@ -7,12 +7,8 @@ import (
 	"time"
 
 	"github.com/bluenviron/gortsplib/v4"
-	"github.com/bluenviron/gortsplib/v4/pkg/base"
 	"github.com/pion/rtcp"
-	"github.com/pion/rtp"
 	"github.com/prometheus/client_golang/prometheus"
-
-	"lectern/sfu"
 )
 
 // rawRTCP is an RTCP "packet" that marshals to the bytes it is: what a broken
@@ -43,37 +39,13 @@ func TestReaderReportedLossAsksKeyframe(t *testing.T) {
 
 func testReaderReportedLoss(t *testing.T, transport gortsplib.Transport) {
 	f := newFixture(t, nil)
-	lease, err := f.sess.Claim(sfu.TrainerPublication, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var requests atomic.Int32
-	if _, err := lease.Track("video", sfu.KindVideo, sfu.Codec{MimeType: sfu.MimeH264, ClockRate: 90000,
-		Fmtp: "packetization-mode=1;profile-level-id=42e01f"}, func() { requests.Add(1) }); err != nil {
-		t.Fatal(err)
-	}
+	f.trainerVideo(t, func() { requests.Add(1) })
 	// No RTP is written: the client then sends no receiver report of its own
 	// (gortsplib's reports start with its first packet), only the test's.
-	u, err := base.ParseURL(f.url(testSession, testAdmin))
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The reader gets no RTP: its timeouts must outlast the test.
 	c := &gortsplib.Client{Transport: &transport, ReadTimeout: time.Minute, InitialUDPReadTimeout: time.Minute}
-	if err := c.Start(u.Scheme, u.Host); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	desc, _, err := c.Describe(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.SetupAll(desc.BaseURL, desc.Medias); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Play(nil); err != nil {
-		t.Fatal(err)
-	}
+	desc := startReader(t, f, c)
 	atPlay := requests.Load() // OnPlay asks for one before it answers
 	f.srv.mu.Lock()
 	ps := f.srv.streams[streamKey{testSession, ""}]
@@ -205,55 +177,22 @@ func TestReaderRealLossReported(t *testing.T) {
 		t.Skip("waits for the reader's first receiver report (5 s)")
 	}
 	f := newFixture(t, nil)
-	lease, err := f.sess.Claim(sfu.TrainerPublication, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	video, err := lease.Track("video", sfu.KindVideo, sfu.Codec{MimeType: sfu.MimeH264, ClockRate: 90000,
-		Fmtp: "packetization-mode=1;profile-level-id=42e01f"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, err := base.ParseURL(f.url(testSession, testAdmin))
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := newH264Writer(t, f.trainerVideo(t, nil), 1100)
 	udp := gortsplib.TransportUDP
 	var seenLost atomic.Uint64
-	c := &gortsplib.Client{Transport: &udp, ReadTimeout: time.Minute, InitialUDPReadTimeout: time.Minute,
-		UDPReadBufferSize: 4096, OnPacketsLost: func(n uint64) { seenLost.Add(n) }}
-	if err := c.Start(u.Scheme, u.Host); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	desc, _, err := c.Describe(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.SetupAll(desc.BaseURL, desc.Medias); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Play(nil); err != nil {
-		t.Fatal(err)
-	}
+	startReader(t, f, &gortsplib.Client{Transport: &udp, ReadTimeout: time.Minute, InitialUDPReadTimeout: time.Minute,
+		UDPReadBufferSize: 4096, OnPacketsLost: func(n uint64) { seenLost.Add(n) }})
 
 	// Every packet a keyframe (no reader waits for one), in bursts far larger
 	// than the reader's buffer, until the server learns of a loss.
 	ctx, cancel := context.WithTimeout(f.ctx, 30*time.Second)
 	defer cancel()
-	payload := make([]byte, 1100)
-	payload[0] = 0x65
-	pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 1, Marker: true}, Payload: payload}
 	counted := func() uint64 { n, _ := f.srv.ReaderLostPackets(); return n }
-	for i := 0; counted() == 0; i++ {
+	for counted() == 0 {
 		if ctx.Err() != nil {
 			t.Fatalf("no loss reported (the reader saw %d lost)", seenLost.Load())
 		}
-		pkt.SequenceNumber, pkt.Timestamp = uint16(i), uint32(i)*3000
-		if err := video.WriteRTP(&pkt); err != nil {
-			t.Fatal(err)
-		}
-		if i%50 == 49 {
+		if w.next()%50 == 49 {
 			time.Sleep(20 * time.Millisecond) // one burst sent at a time; not a measure
 		}
 	}

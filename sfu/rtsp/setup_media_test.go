@@ -10,8 +10,6 @@ import (
 	"github.com/bluenviron/gortsplib/v4/pkg/base"
 	"github.com/bluenviron/gortsplib/v4/pkg/headers"
 	"github.com/pion/rtp"
-
-	"lectern/sfu"
 )
 
 // TestSetupWithoutTrackID: a reader whose first SETUP names no track (the
@@ -24,31 +22,14 @@ import (
 // SSRC their own SETUP had not given.
 func TestSetupWithoutTrackID(t *testing.T) {
 	f := newFixture(t, nil)
-	lease, err := f.sess.Claim(sfu.TrainerPublication, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	video, err := lease.Track("video", sfu.KindVideo, sfu.Codec{MimeType: sfu.MimeH264, ClockRate: 90000,
-		Fmtp: "packetization-mode=1;profile-level-id=42e01f"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	audio, err := lease.Track("audio", sfu.KindAudio, sfu.Codec{MimeType: sfu.MimeOpus, ClockRate: 48000, Channels: 2}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vp := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 1, Marker: true}, Payload: make([]byte, 300)}
-	vp.Payload[0] = 0x65 // IDR slices: every packet a keyframe
+	_, video, audio := f.trainerVideoAudio(t)
+	vw := newH264Writer(t, video, 300) // every packet a keyframe
 	ap := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SSRC: 2}, Payload: make([]byte, 80)}
 	write := func(i uint16) {
 		t.Helper()
-		vp.SequenceNumber, vp.Timestamp = i, uint32(i)*3000
+		vw.write(uint32(i))
 		ap.SequenceNumber, ap.Timestamp = i, uint32(i)*960
-		binary.BigEndian.PutUint16(vp.Payload[1:3], i)
-		binary.BigEndian.PutUint16(ap.Payload[1:3], i)
-		if err := video.WriteRTP(&vp); err != nil {
-			t.Fatal(err)
-		}
+		binary.BigEndian.PutUint32(ap.Payload[1:5], uint32(i))
 		if err := audio.WriteRTP(&ap); err != nil {
 			t.Fatal(err)
 		}
@@ -56,22 +37,20 @@ func TestSetupWithoutTrackID(t *testing.T) {
 	write(0) // the keyframe cache, for DESCRIBE
 
 	url := f.url(testSession, testAdmin)
+	// play plays both media, the first set up with firstURL, and returns the
+	// reader and the SSRCs its SETUP answers gave.
+	play := func(firstURL string) (c *rawClient, video, audio uint32) {
+		t.Helper()
+		c = dialRaw(t, f.srv.Addr())
+		c.describe(url)
+		id, video := setupSSRC(t, c, firstURL, "RTP/AVP/TCP;unicast;interleaved=0-1", "")
+		_, audio = setupSSRC(t, c, url+"/trackID=1", "RTP/AVP/TCP;unicast;interleaved=2-3", id)
+		c.start("PLAY", url, id)
+		return c, video, audio
+	}
 	// A direct reader first (trackID=0 and 1), then the one under test.
-	direct := dialRaw(t, f.srv.Addr())
-	if res := direct.do("DESCRIBE", url, nil, ""); res.status != 200 {
-		t.Fatalf("DESCRIBE: %d %s", res.status, res.reason)
-	}
-	dID, dSSRC := setupSSRC(t, direct, url+"/trackID=0", "RTP/AVP/TCP;unicast;interleaved=0-1", "")
-	_, dAudioSSRC := setupSSRC(t, direct, url+"/trackID=1", "RTP/AVP/TCP;unicast;interleaved=2-3", dID)
-	direct.start("PLAY", url, dID)
-
-	c := dialRaw(t, f.srv.Addr())
-	if res := c.do("DESCRIBE", url, nil, ""); res.status != 200 {
-		t.Fatalf("DESCRIBE: %d %s", res.status, res.reason)
-	}
-	id, videoSSRC := setupSSRC(t, c, url+"/", "RTP/AVP/TCP;unicast;interleaved=0-1", "")
-	_, audioSSRC := setupSSRC(t, c, url+"/trackID=1", "RTP/AVP/TCP;unicast;interleaved=2-3", id)
-	c.start("PLAY", url, id)
+	direct, dSSRC, dAudioSSRC := play(url + "/trackID=0")
+	c, videoSSRC, audioSSRC := play(url + "/")
 	waitFor(f.ctx, t, "both readers to play", func() bool { return f.sess.Subscribers() == 2 })
 
 	const packets = 50
@@ -95,7 +74,7 @@ func TestSetupWithoutTrackID(t *testing.T) {
 			if p.SSRC != want {
 				t.Fatalf("%s: channel %d packet SSRC %08x, its SETUP answer said %08x", r.name, ch, p.SSRC, want)
 			}
-			n := binary.BigEndian.Uint16(p.Payload[1:3])
+			n := uint16(packetTag(p))
 			seen[[2]uint16{uint16(ch), n}]++
 			if seen[[2]uint16{uint16(ch), n}] > 1 {
 				t.Fatalf("%s: packet %d of channel %d arrived twice", r.name, n, ch)

@@ -1,7 +1,6 @@
 package rtsp
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
@@ -56,11 +55,7 @@ func TestSimulcastPublisherToRTSPReader(t *testing.T) {
 	if strings.Join(names, ",") != "trainer/video,trainer/audio" {
 		t.Fatalf("an RTSP reader is planned %v, want trainer/video,trainer/audio", names)
 	}
-	bin := testenv.RequireTool(t, "ffprobe", "apt-get install ffmpeg")
-	ctx, cancel := context.WithTimeout(f.ctx, 30*time.Second)
-	defer cancel()
-	out, err := execOutput(ctx, bin, "-v", "error", "-rtsp_transport", "tcp", "-show_entries", "stream=codec_name,width,height",
-		"-of", "compact", f.url(testSession, f.token(t, testSession, auth.RoleViewer)))
+	out, err := ffprobeStreams(t, f, auth.RoleViewer, "codec_name,width,height")
 	if err != nil {
 		t.Fatalf("ffprobe: %v\n%s", err, out)
 	}

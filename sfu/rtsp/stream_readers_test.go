@@ -6,8 +6,6 @@ import (
 	"github.com/bluenviron/gortsplib/v4/pkg/base"
 	"github.com/bluenviron/gortsplib/v4/pkg/headers"
 	"github.com/pion/rtp"
-
-	"lectern/sfu"
 )
 
 // TestStreamReaderAfterIdle: a reader whose SETUP URL Lectern cannot map to a
@@ -17,34 +15,13 @@ import (
 // (not where it stood when the first left), and gets the packets.
 func TestStreamReaderAfterIdle(t *testing.T) {
 	f := newFixture(t, nil)
-	lease, err := f.sess.Claim(sfu.TrainerPublication, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	video, err := lease.Track("video", sfu.KindVideo, sfu.Codec{MimeType: sfu.MimeH264, ClockRate: 90000,
-		Fmtp: "packetization-mode=1;profile-level-id=42e01f"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	payload := make([]byte, 500)
-	payload[0] = 0x65
-	pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 1, Marker: true, SequenceNumber: 7, Timestamp: 9000}, Payload: payload}
-	write := func() {
-		t.Helper()
-		pkt.SequenceNumber++
-		pkt.Timestamp += 3000
-		if err := video.WriteRTP(&pkt); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write()
+	w := newH264Writer(t, f.trainerVideo(t, nil), 500)
+	w.next()
 	url := f.url(testSession, testAdmin)
 	play := func() (*rawClient, string, uint16) {
 		t.Helper()
 		c := dialRaw(t, f.srv.Addr())
-		if res := c.do("DESCRIBE", url, nil, ""); res.status != 200 {
-			t.Fatalf("DESCRIBE: %d %s", res.status, res.reason)
-		}
+		c.describe(url)
 		// The connection proved the token with DESCRIBE: the SETUP URL needs none.
 		id := c.setup(f.url(testSession, "")+"/trackID=0?x=1", "RTP/AVP/TCP;unicast;interleaved=0-1", "")
 		res := c.do("PLAY", url, [][2]string{{"Session", id}}, "")
@@ -70,23 +47,19 @@ func TestStreamReaderAfterIdle(t *testing.T) {
 	if n := streamReaders(); n != 1 {
 		t.Fatalf("%d readers on gortsplib's stream, want 1 (the SETUP URL is not one Lectern maps)", n)
 	}
-	write()
+	w.next()
 	readRTP(t, c1, 0)
 	// A second reader keeps the stream (and its feeds) alive while the first
 	// leaves and packets go by that gortsplib's stream does not see.
 	keep := dialRaw(t, f.srv.Addr())
-	if res := keep.do("DESCRIBE", url, nil, ""); res.status != 200 {
-		t.Fatalf("DESCRIBE: %d %s", res.status, res.reason)
-	}
-	kid := keep.setup(url+"/trackID=0", "RTP/AVP/TCP;unicast;interleaved=0-1", "")
-	keep.start("PLAY", url, kid)
+	keep.play(url)
 	if res := c1.do("TEARDOWN", url, [][2]string{{"Session", id1}}, ""); res.status != 200 {
 		t.Fatalf("TEARDOWN: %d %s", res.status, res.reason)
 	}
 	waitFor(f.ctx, t, "the first reader gone", func() bool { return streamReaders() == 0 })
 	var last rtp.Packet
 	for range 10 {
-		write()
+		w.next()
 		last = readRTP(t, keep, 0)
 	}
 
@@ -94,7 +67,7 @@ func TestStreamReaderAfterIdle(t *testing.T) {
 	if d := seq - last.SequenceNumber; d != 1 {
 		t.Fatalf("RTP-Info seq %d after the last packet sent %d: stale", seq, last.SequenceNumber)
 	}
-	write()
+	w.next()
 	if p := readRTP(t, c2, 0); p.SequenceNumber != seq {
 		t.Fatalf("first packet seq %d, RTP-Info said %d", p.SequenceNumber, seq)
 	}

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
-
-	"lectern/sfu"
 )
 
 // TestUDPReadersTrains writes access units of FU-A fragments (equal sizes, a
@@ -25,20 +23,8 @@ func TestUDPReadersTrains(t *testing.T) {
 
 func testUDPTrains(t *testing.T, gso bool) {
 	f := newFixture(t, nil)
-	lease, err := f.sess.Claim(sfu.TrainerPublication, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	video, err := lease.Track("video", sfu.KindVideo, sfu.Codec{MimeType: sfu.MimeH264, ClockRate: 90000,
-		Fmtp: "packetization-mode=1;profile-level-id=42e01f"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 1, Marker: true, SequenceNumber: 7, Timestamp: 9000},
-		Payload: append([]byte{0x65}, make([]byte, 999)...)}
-	if err := video.WriteRTP(&pkt); err != nil { // a keyframe in the cache, for DESCRIBE
-		t.Fatal(err)
-	}
+	video := f.trainerVideo(t, nil)
+	newH264Writer(t, video, 1000).write(3) // a keyframe in the cache, for DESCRIBE (timestamp 9000, before the access units below)
 	f.srv.udpBatch.SetGSO(gso)
 	url := f.url(testSession, testAdmin)
 	readers := []*udpReader{playUDP(t, f, url), playUDP(t, f, url), playUDP(t, f, url)}

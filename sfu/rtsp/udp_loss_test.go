@@ -16,7 +16,6 @@ import (
 	"github.com/pion/rtp"
 
 	"lectern/internal/netns"
-	"lectern/sfu"
 )
 
 // TestUDPReaderRefusedWaitsForKeyframe: when the kernel refuses a UDP reader's
@@ -36,16 +35,8 @@ func TestUDPReaderRefusedWaitsForKeyframe(t *testing.T) {
 	f := newFixture(t, func(c *Config) {
 		c.Address, c.UDPRTPAddress, c.UDPRTCPAddress = host+":0", host+":0", host+":0"
 	})
-	lease, err := f.sess.Claim(sfu.TrainerPublication, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var requests atomic.Int32
-	video, err := lease.Track("video", sfu.KindVideo, sfu.Codec{MimeType: sfu.MimeH264, ClockRate: 90000,
-		Fmtp: "packetization-mode=1;profile-level-id=42e01f"}, func() { requests.Add(1) })
-	if err != nil {
-		t.Fatal(err)
-	}
+	video := f.trainerVideo(t, func() { requests.Add(1) })
 	// Each packet is a whole access unit: an IDR slice (a keyframe) or a P slice,
 	// tagged with its number.
 	n := uint32(0)

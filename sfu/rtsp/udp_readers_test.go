@@ -11,8 +11,6 @@ import (
 	"github.com/bluenviron/gortsplib/v4/pkg/base"
 	"github.com/bluenviron/gortsplib/v4/pkg/headers"
 	"github.com/pion/rtp"
-
-	"lectern/sfu"
 )
 
 // udpReader is a raw RTSP reader over UDP: its RTSP connection and its RTP socket.
@@ -42,9 +40,7 @@ func playUDPWith(t *testing.T, f *fixture, url string, c *rawClient, rtpConn *ne
 	r := &udpReader{c: c, rtpConn: rtpConn}
 	t.Cleanup(func() { _ = r.rtpConn.Close() })
 	port := r.rtpConn.LocalAddr().(*net.UDPAddr).Port
-	if res := r.c.do("DESCRIBE", url, nil, ""); res.status != 200 {
-		t.Fatalf("DESCRIBE: %d %s", res.status, res.reason)
-	}
+	r.c.describe(url)
 	// The RTCP port (port+1) is not listened on: RTCP is not what this checks.
 	res := r.c.do("SETUP", url+"/trackID=0", [][2]string{{"Transport",
 		"RTP/AVP;unicast;client_port=" + strconv.Itoa(port) + "-" + strconv.Itoa(port+1)}}, "")
@@ -99,20 +95,9 @@ func (r *udpReader) next(t *testing.T, f *fixture, wait time.Duration) (rtp.Pack
 // write deadline left on the socket.
 func TestUDPReadersDirect(t *testing.T) {
 	f := newFixture(t, nil)
-	lease, err := f.sess.Claim(sfu.TrainerPublication, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	video, err := lease.Track("video", sfu.KindVideo, sfu.Codec{MimeType: sfu.MimeH264, ClockRate: 90000,
-		Fmtp: "packetization-mode=1;profile-level-id=42e01f"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 1, Marker: true, SequenceNumber: 7, Timestamp: 9000},
-		Payload: append([]byte{0x65}, bytes.Repeat([]byte{0xab}, 999)...)}
-	if err := video.WriteRTP(&pkt); err != nil { // a keyframe in the cache, for DESCRIBE
-		t.Fatal(err)
-	}
+	w := newH264Writer(t, f.trainerVideo(t, nil), 1000)
+	copy(w.pkt.Payload[5:], bytes.Repeat([]byte{0xab}, 995))
+	w.next() // a keyframe in the cache, for DESCRIBE
 	url := f.url(testSession, testAdmin)
 	readers := []*udpReader{playUDP(t, f, url), playUDP(t, f, url)}
 	waitFor(f.ctx, t, "both readers playing", func() bool { return f.sess.Subscribers() == 2 })
@@ -125,14 +110,9 @@ func TestUDPReadersDirect(t *testing.T) {
 		}
 	}
 
-	write := func(i int) {
-		pkt.SequenceNumber, pkt.Timestamp = uint16(8+i), uint32(12000+i*3000)
-		pkt.Payload[1] = byte(i)
-		pkt.Payload[0] = 0x41 // non-IDR
-		if err := video.WriteRTP(&pkt); err != nil {
-			t.Fatal(err)
-		}
-	}
+	// Packet i is w's packet i+1, a non-IDR slice.
+	w.pkt.Payload[0] = 0x41
+	write := func(i int) { w.write(uint32(i + 1)) }
 	const n = 20
 	var last [2]rtp.Packet
 	for i := range n {
@@ -142,9 +122,9 @@ func TestUDPReadersDirect(t *testing.T) {
 			if !ok {
 				t.Fatalf("reader %d: packet %d never came", j, i)
 			}
-			if p.SSRC != r.ssrc || p.PayloadType != 96 || len(p.Payload) != 1000 || p.Payload[1] != byte(i) {
+			if p.SSRC != r.ssrc || p.PayloadType != 96 || len(p.Payload) != 1000 || packetTag(p) != uint32(i+1) {
 				t.Fatalf("reader %d packet %d: ssrc %x pt %d len %d tag %d; want ssrc %x pt 96 len 1000 tag %d",
-					j, i, p.SSRC, p.PayloadType, len(p.Payload), p.Payload[1], r.ssrc, i)
+					j, i, p.SSRC, p.PayloadType, len(p.Payload), packetTag(p), r.ssrc, i+1)
 			}
 			if i > 0 && (p.SequenceNumber != last[j].SequenceNumber+1 || p.Timestamp-last[j].Timestamp != 3000) {
 				t.Fatalf("reader %d packet %d: seq %d ts %d after seq %d ts %d", j, i, p.SequenceNumber, p.Timestamp,
@@ -168,7 +148,7 @@ func TestUDPReadersDirect(t *testing.T) {
 	_ = f.srv.udp.rtp.SetWriteDeadline(time.Unix(1, 0))
 	for i := n; i < n+5; i++ {
 		write(i)
-		if p, ok := readers[1].next(t, f, 5*time.Second); !ok || p.Payload[1] != byte(i) {
+		if p, ok := readers[1].next(t, f, 5*time.Second); !ok || packetTag(p) != uint32(i+1) {
 			t.Fatalf("remaining reader: packet %d missing or wrong (%v)", i, ok)
 		}
 	}
