@@ -85,6 +85,31 @@ func turnClient(t *testing.T, s *turnserver.Server, user, pass string) *turn.Cli
 	return c
 }
 
+// startUDPServer starts a server on loopback UDP only, relaying to loopback, with
+// o's limits (MediaPorts, MaxPerClient, RelayBitrate); the caller closes it.
+func startUDPServer(t *testing.T, o turnserver.Config) *turnserver.Server {
+	t.Helper()
+	o.UDPAddr, o.RelayIP, o.MediaIPs, o.Secret = "127.0.0.1:0", net.IPv4(127, 0, 0, 1), []net.IP{net.IPv4(127, 0, 0, 1)}, secret
+	s, err := turnserver.Start(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// allocate connects a client with a classroom's credentials for the next hour
+// and allocates a relay; the caller closes the relay.
+func allocate(t *testing.T, s *turnserver.Server) (*turn.Client, net.PacketConn) {
+	t.Helper()
+	user, pass := s.Credentials("classroom-1", time.Now().Add(time.Hour))
+	c := turnClient(t, s, user, pass)
+	relay, err := c.Allocate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, relay
+}
+
 func TestCredentialsRefusedWhenWrongOrExpired(t *testing.T) {
 	s := startServer(t)
 	now := time.Now()
@@ -138,12 +163,7 @@ func TestMintCredentialsCapsLifetime(t *testing.T) {
 
 func TestRelayOnlyToOwnMediaAddresses(t *testing.T) {
 	s := startServer(t)
-	user, pass := s.Credentials("classroom-1", time.Now().Add(time.Hour))
-	c := turnClient(t, s, user, pass)
-	relay, err := c.Allocate()
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, relay := allocate(t, s)
 	defer relay.Close()
 	for _, foreign := range []string{"192.0.2.1:9", "10.1.2.3:3478", "8.8.8.8:53"} {
 		addr, _ := net.ResolveUDPAddr("udp4", foreign)
@@ -344,18 +364,9 @@ func TestRelayOnlyToMediaPorts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.Close()
-	s, err := turnserver.Start(turnserver.Config{UDPAddr: "127.0.0.1:0", RelayIP: net.IPv4(127, 0, 0, 1),
-		MediaIPs: []net.IP{net.IPv4(127, 0, 0, 1)}, MediaPorts: []int{media.LocalAddr().(*net.UDPAddr).Port}, Secret: secret})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := startUDPServer(t, turnserver.Config{MediaPorts: []int{media.LocalAddr().(*net.UDPAddr).Port}})
 	defer s.Close()
-	user, pass := s.Credentials("classroom-1", time.Now().Add(time.Hour))
-	c := turnClient(t, s, user, pass)
-	relay, err := c.Allocate()
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, relay := allocate(t, s)
 	defer relay.Close()
 	if err := c.CreatePermission(media.LocalAddr()); err != nil {
 		t.Fatal(err)
@@ -387,11 +398,7 @@ func TestRelayOnlyToMediaPorts(t *testing.T) {
 // TestAllocationsCappedPerClientAddress: one address (a classroom behind NAT)
 // holds at most MaxPerClient relays; the next is refused (486) and counted.
 func TestAllocationsCappedPerClientAddress(t *testing.T) {
-	s, err := turnserver.Start(turnserver.Config{UDPAddr: "127.0.0.1:0", RelayIP: net.IPv4(127, 0, 0, 1),
-		MediaIPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Secret: secret, MaxPerClient: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := startUDPServer(t, turnserver.Config{MaxPerClient: 2})
 	defer s.Close()
 	user, pass := s.Credentials("classroom-1", time.Now().Add(time.Hour))
 	for i := range 2 {
@@ -438,18 +445,9 @@ func FuzzMintCredentials(f *testing.F) {
 // the relay: beyond the one-second burst, datagrams are dropped and counted.
 func TestRelayBitrateCap(t *testing.T) {
 	const bitrate = 80_000 // 10 000 bytes a second, the burst too
-	s, err := turnserver.Start(turnserver.Config{UDPAddr: "127.0.0.1:0", RelayIP: net.IPv4(127, 0, 0, 1),
-		MediaIPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Secret: secret, RelayBitrate: bitrate})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := startUDPServer(t, turnserver.Config{RelayBitrate: bitrate})
 	defer s.Close()
-	user, pass := s.Credentials("classroom-1", time.Now().Add(time.Hour))
-	c := turnClient(t, s, user, pass)
-	relay, err := c.Allocate()
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, relay := allocate(t, s)
 	defer relay.Close()
 	media, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
