@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bluenviron/gortsplib/v4"
-	"github.com/bluenviron/gortsplib/v4/pkg/base"
 	"github.com/bluenviron/gortsplib/v4/pkg/description"
 	"github.com/bluenviron/gortsplib/v4/pkg/format"
 	"github.com/pion/rtp"
@@ -40,17 +38,8 @@ func TestClusterRTSPReadOnEdge(t *testing.T) {
 	stop := playSynthetic(ctx, pub)
 	defer stop()
 
-	u, err := base.ParseURL("rtsp://" + edge.rtsp.Addr() + "/" + id + "?token=" + url.QueryEscape(site))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tcp := gortsplib.TransportTCP
-	c := &gortsplib.Client{Transport: &tcp, ReadTimeout: 30 * time.Second}
-	if err := c.Start(u.Scheme, u.Host); err != nil {
-		t.Fatal(err)
-	}
+	c, desc, err := testenv.DescribeRTSP(t, "rtsp://"+edge.rtsp.Addr()+"/"+id+"?token="+url.QueryEscape(site), 30*time.Second)
 	defer c.Close()
-	desc, _, err := c.Describe(u)
 	if err != nil {
 		t.Fatalf("DESCRIBE on the edge of a session published on the origin: %v", err)
 	}
