@@ -85,6 +85,13 @@ func (c *rawClient) do(method, url string, fields [][2]string, body string) *raw
 // session id.
 func (c *rawClient) setup(url, transport, id string) string {
 	c.t.Helper()
+	id, _, _ = strings.Cut(c.setupAnswer(url, transport, id).header.get("Session"), ";")
+	return id
+}
+
+// setupAnswer is setup's SETUP, returning the whole answer.
+func (c *rawClient) setupAnswer(url, transport, id string) *rawResponse {
+	c.t.Helper()
 	fields := [][2]string{{"Transport", transport}}
 	if id != "" {
 		fields = append(fields, [2]string{"Session", id})
@@ -93,8 +100,7 @@ func (c *rawClient) setup(url, transport, id string) string {
 	if res.status != 200 {
 		c.t.Fatalf("SETUP %s: %d %s", url, res.status, res.reason)
 	}
-	id, _, _ = strings.Cut(res.header.get("Session"), ";")
-	return id
+	return res
 }
 
 // start sends method (PLAY or RECORD) for url in session id and fails the test

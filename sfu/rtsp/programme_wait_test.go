@@ -143,11 +143,7 @@ func TestDescribeWaitsForProgramme(t *testing.T) {
 func TestDescribeProgrammeBound(t *testing.T) {
 	describe := func(t *testing.T, f *fixture) string {
 		t.Helper()
-		c := dialRaw(t, f.srv.Addr())
-		res := c.do("DESCRIBE", f.url(testSession, testAdmin), nil, "")
-		if res.status != 200 {
-			t.Fatalf("DESCRIBE: %d %s", res.status, res.reason)
-		}
+		res := dialRaw(t, f.srv.Addr()).describe(f.url(testSession, testAdmin))
 		var medias []string
 		for line := range strings.Lines(string(res.body)) {
 			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "a=rtpmap:"); ok {

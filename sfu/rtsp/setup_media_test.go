@@ -97,14 +97,7 @@ func TestSetupWithoutTrackID(t *testing.T) {
 // the SSRC the answer's Transport gives.
 func setupSSRC(t *testing.T, c *rawClient, url, transport, id string) (string, uint32) {
 	t.Helper()
-	fields := [][2]string{{"Transport", transport}}
-	if id != "" {
-		fields = append(fields, [2]string{"Session", id})
-	}
-	res := c.do("SETUP", url, fields, "")
-	if res.status != 200 {
-		t.Fatalf("SETUP %s: %d %s", url, res.status, res.reason)
-	}
+	res := c.setupAnswer(url, transport, id)
 	var th headers.Transport
 	if err := th.Unmarshal(base.HeaderValue{res.header.get("Transport")}); err != nil || th.SSRC == nil {
 		t.Fatalf("SETUP %s: Transport %q has no SSRC (%v)", url, res.header.get("Transport"), err)
