@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bluenviron/gortsplib/v4"
-	"github.com/bluenviron/gortsplib/v4/pkg/base"
 	"github.com/bluenviron/gortsplib/v4/pkg/description"
 	"github.com/bluenviron/gortsplib/v4/pkg/format"
 	"github.com/pion/rtp"
@@ -203,6 +201,30 @@ func play(t *testing.T, ctx context.Context, p *testpeer.Publisher) {
 	t.Cleanup(func() { cancel(); <-done; p.Close() })
 }
 
+// publish connects a publisher at path with token and plays a synthetic lecture
+// through it until the test ends.
+func (n *clusterNode) publish(path, token string) *testpeer.Publisher {
+	n.t.Helper()
+	p, err := testpeer.NewPublisher(n.ctx, testpeer.Options{}, false, n.signal(path, token, nil))
+	if err != nil {
+		n.t.Fatalf("publishing %s on %s: %v", path, n.id, err)
+	}
+	play(n.t, n.ctx, p)
+	return p
+}
+
+// subscribe connects a subscriber (a video and an audio section) at path with
+// token; it closes when the test ends.
+func (n *clusterNode) subscribe(path, token string) *testpeer.Subscriber {
+	n.t.Helper()
+	s, err := testpeer.NewSubscriber(n.ctx, testpeer.Options{}, 1, 1, n.signal(path, token, nil), nil)
+	if err != nil {
+		n.t.Fatalf("subscribing on %s: %v", n.id, err)
+	}
+	n.t.Cleanup(s.Close)
+	return s
+}
+
 // seqGaps counts the sequence numbers missing between the first and the last
 // received (wrap-around unrolled; duplicates and reordering do not count).
 func seqGaps(seqs []uint16) int {
@@ -266,28 +288,15 @@ func TestClusterLecture(t *testing.T) {
 	trainer := a.token(id, auth.RoleTrainer, "trainer")
 	viewer := a.token(id, auth.RoleViewer, "hall")
 
-	pub, err := testpeer.NewPublisher(a.ctx, testpeer.Options{}, false, a.signal("/whip/"+id+"?region=north", trainer, nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	play(t, a.ctx, pub)
+	a.publish("/whip/"+id+"?region=north", trainer)
 	if p, ok := a.reg.Session(id).Publication(sfu.TrainerPublication); !ok || p.Relayed() {
 		t.Fatalf("the trainer's publication is not sourced on A")
 	}
 
 	// Two classrooms on B, one on C.
-	subscribe := func(n *clusterNode, path string) *testpeer.Subscriber {
-		t.Helper()
-		s, err := testpeer.NewSubscriber(n.ctx, testpeer.Options{}, 1, 1, n.signal(path, viewer, nil), nil)
-		if err != nil {
-			t.Fatalf("subscribing on %s: %v", n.id, err)
-		}
-		t.Cleanup(s.Close)
-		return s
-	}
-	b1 := subscribe(b, "/whep/"+id+"?region=centre")
-	b2 := subscribe(b, "/whep/"+id+"?region=centre")
-	c1 := subscribe(c, "/whep/"+id+"?region=south")
+	b1 := b.subscribe("/whep/"+id+"?region=centre", viewer)
+	b2 := b.subscribe("/whep/"+id+"?region=centre", viewer)
+	c1 := c.subscribe("/whep/"+id+"?region=south", viewer)
 	for _, s := range []*testpeer.Subscriber{b1, b2, c1} {
 		waitMore(t, a.ctx, s, 0, 100, "video through an edge")
 		waitMore(t, a.ctx, s, 1, 50, "audio through an edge")
@@ -303,7 +312,7 @@ func TestClusterLecture(t *testing.T) {
 
 	// The pages of every node count every node's subscribers.
 	ev := b.subscribeEvents(id, viewer)
-	c2 := subscribe(c, "/whep/"+id+"?region=south")
+	c2 := c.subscribe("/whep/"+id+"?region=south", viewer)
 	ev.waitFor(t, sfu.EventSubscribers, "4")
 	c2.Close()
 	ev.waitFor(t, sfu.EventSubscribers, "3")
@@ -362,7 +371,7 @@ func TestClusterLecture(t *testing.T) {
 
 	// C dies; its classroom reconnects to B and plays.
 	c.kill()
-	again := subscribe(b, "/whep/"+id+"?region=south")
+	again := b.subscribe("/whep/"+id+"?region=south", viewer)
 	waitMore(t, b.ctx, again, 0, 60, "the classroom of C, reconnected to B")
 }
 
@@ -375,21 +384,8 @@ func TestClusterTalkBack(t *testing.T) {
 	trainer := a.token(id, auth.RoleTrainer, "trainer")
 	viewer := a.token(id, auth.RoleViewer, "hall")
 	site := a.token(id, auth.RoleSite, "hue")
-	pub, err := testpeer.NewPublisher(a.ctx, testpeer.Options{}, false, a.signal("/whip/"+id+"?region=north", trainer, nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	play(t, a.ctx, pub)
-	subscribe := func(n *clusterNode, path string) *testpeer.Subscriber {
-		t.Helper()
-		s, err := testpeer.NewSubscriber(n.ctx, testpeer.Options{}, 1, 1, n.signal(path, viewer, nil), nil)
-		if err != nil {
-			t.Fatalf("subscribing on %s: %v", n.id, err)
-		}
-		t.Cleanup(s.Close)
-		return s
-	}
-	onB := subscribe(b, "/whep/"+id+"?region=centre")
+	a.publish("/whip/"+id+"?region=north", trainer)
+	onB := b.subscribe("/whep/"+id+"?region=centre", viewer)
 	waitMore(t, a.ctx, onB, 1, 50, "the trainer's audio on B")
 
 	// Talk-back: the classroom "hue", on C, raises its hand there; the trainer
@@ -400,11 +396,7 @@ func TestClusterTalkBack(t *testing.T) {
 	if resp, body := a.do("PUT", "/api/sessions/"+id+"/speakers/hue", trainer, "", ""); resp.StatusCode/100 != 2 {
 		t.Fatalf("grant the floor on A: %d %s", resp.StatusCode, body)
 	}
-	talk, err := testpeer.NewPublisher(c.ctx, testpeer.Options{}, false, c.signal("/whip/"+id+"?region=south", site, nil))
-	if err != nil {
-		t.Fatalf("the classroom publishing on C: %v", err)
-	}
-	play(t, c.ctx, talk)
+	c.publish("/whip/"+id+"?region=south", site)
 	// The origin pulls it by itself (its programme mixes the floor).
 	testenv.WaitFor(a.ctx, t, "A relays the classroom's talk-back", func() bool {
 		p, ok := a.reg.Session(id).Publication("site-hue")
@@ -418,8 +410,8 @@ func TestClusterTalkBack(t *testing.T) {
 			t.Fatalf("A's relay of the talk-back ended (started %v, now %v) with no local classroom", started, now)
 		}
 	}
-	heardA := subscribe(a, "/whep/"+id+"/site-hue?region=north")
-	heardB := subscribe(b, "/whep/"+id+"/site-hue?region=centre")
+	heardA := a.subscribe("/whep/"+id+"/site-hue?region=north", viewer)
+	heardB := b.subscribe("/whep/"+id+"/site-hue?region=centre", viewer)
 	for _, s := range []*testpeer.Subscriber{heardA, heardB} {
 		waitMore(t, a.ctx, s, 1, 50, "the classroom's audio")
 		waitMore(t, a.ctx, s, 0, 100, "the classroom's video")
@@ -437,23 +429,10 @@ func TestClusterRTSPEdge(t *testing.T) {
 	id := a.createSession("RTSP")
 	trainer := a.token(id, auth.RoleTrainer, "trainer")
 	site := a.token(id, auth.RoleSite, "vinh")
-	pub, err := testpeer.NewPublisher(a.ctx, testpeer.Options{}, false, a.signal("/whip/"+id+"?region=north", trainer, nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	play(t, a.ctx, pub)
+	a.publish("/whip/"+id+"?region=north", trainer)
 
-	u, err := base.ParseURL("rtsp://" + c.rtsp + "/" + id + "?token=" + site)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tcp := gortsplib.TransportTCP
-	rc := &gortsplib.Client{Transport: &tcp, ReadTimeout: 30 * time.Second}
-	if err := rc.Start(u.Scheme, u.Host); err != nil {
-		t.Fatal(err)
-	}
+	rc, desc, err := testenv.DescribeRTSP(t, "rtsp://"+c.rtsp+"/"+id+"?token="+site, 30*time.Second)
 	defer rc.Close()
-	desc, _, err := rc.Describe(u)
 	if err != nil {
 		t.Fatalf("DESCRIBE on C of a session live on A: %v", err)
 	}
@@ -481,16 +460,9 @@ func TestClusterRTSPEdge(t *testing.T) {
 
 	// Node d sources a classroom's publication but nothing answers at its URL.
 	claimUnreachable(t, rds, id, "site-vinh")
-	bad, err := base.ParseURL("rtsp://" + c.rtsp + "/" + id + "/site-vinh?token=" + site)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc2 := &gortsplib.Client{Transport: &tcp, ReadTimeout: 30 * time.Second}
-	if err := rc2.Start(bad.Scheme, bad.Host); err != nil {
-		t.Fatal(err)
-	}
+	rc2, _, err := testenv.DescribeRTSP(t, "rtsp://"+c.rtsp+"/"+id+"/site-vinh?token="+site, 30*time.Second)
 	defer rc2.Close()
-	if _, _, err := rc2.Describe(bad); err == nil || !strings.Contains(err.Error(), "503") || !strings.Contains(err.Error(), "origin node d unreachable") {
+	if err == nil || !strings.Contains(err.Error(), "503") || !strings.Contains(err.Error(), "origin node d unreachable") {
 		t.Fatalf("RTSP reader of a publication whose origin is unreachable: %v", err)
 	}
 }

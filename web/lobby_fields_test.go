@@ -26,14 +26,23 @@ func lobbyFields(t *testing.T, s *stack, token, id string) []string {
 		if err := json.Unmarshal(c["id"], &got); err != nil || got != id {
 			continue
 		}
-		var keys []string
-		for k := range c {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		return keys
+		return sortedKeys(c)
 	}
 	return nil
+}
+
+// createSessionWithSettings creates a session with the lobby's fields (title,
+// description, schedule) and every setting (listed, public_replays,
+// programme_video), and returns its id.
+func createSessionWithSettings(t *testing.T, s *stack) string {
+	t.Helper()
+	resp, body := s.do("POST", "/api/sessions", testAdmin, "application/json",
+		`{"title":"Hội thảo","description":"Bài 1","scheduled_at":"2030-01-02T08:00:00Z","listed":true,"public_replays":true,"programme_video":"speaker"}`)
+	var created struct{ ID string }
+	if err := json.Unmarshal([]byte(body), &created); resp.StatusCode != http.StatusCreated || err != nil {
+		t.Fatalf("create: %d %s", resp.StatusCode, body)
+	}
+	return created.ID
 }
 
 // TestLobbyFields: the lobby's list shows anyone, and a participant, only what a
@@ -41,13 +50,7 @@ func lobbyFields(t *testing.T, s *stack, token, id string) []string {
 // session's settings (listed, public_replays, programme_video) only the admin.
 func TestLobbyFields(t *testing.T) {
 	s := newStack(t, stackOptions{})
-	resp, body := s.do("POST", "/api/sessions", testAdmin, "application/json",
-		`{"title":"Hội thảo","description":"Bài 1","scheduled_at":"2030-01-02T08:00:00Z","listed":true,"public_replays":true,"programme_video":"speaker"}`)
-	var created struct{ ID string }
-	if err := json.Unmarshal([]byte(body), &created); resp.StatusCode != http.StatusCreated || err != nil {
-		t.Fatalf("create: %d %s", resp.StatusCode, body)
-	}
-	id := created.ID
+	id := createSessionWithSettings(t, s)
 	public := []string{"created_at", "description", "id", "live", "scheduled_at", "title"}
 	admin := []string{"created_at", "description", "id", "listed", "live", "programme_video", "public_replays", "scheduled_at", "title"}
 	for _, tc := range []struct {

@@ -50,13 +50,7 @@ func snapshotOf(t *testing.T, s *stack, id, token string) map[string]json.RawMes
 // subscribers, hands, speakers).
 func TestSessionFields(t *testing.T) {
 	s := newStack(t, stackOptions{})
-	resp, body := s.do("POST", "/api/sessions", testAdmin, "application/json",
-		`{"title":"Hội thảo","description":"Bài 1","scheduled_at":"2030-01-02T08:00:00Z","listed":true,"public_replays":true,"programme_video":"speaker"}`)
-	var created struct{ ID string }
-	if err := json.Unmarshal([]byte(body), &created); resp.StatusCode != http.StatusCreated || err != nil {
-		t.Fatalf("create: %d %s", resp.StatusCode, body)
-	}
-	id := created.ID
+	id := createSessionWithSettings(t, s)
 	trainer := s.token(id, auth.RoleTrainer, "trainer")
 	site := s.token(id, auth.RoleSite, "hue")
 

@@ -23,6 +23,7 @@ import (
 	"lectern/catalog"
 	"lectern/events"
 	"lectern/floor"
+	"lectern/internal/testenv"
 	"lectern/internal/testpeer"
 	"lectern/programme"
 	"lectern/sfu"
@@ -229,26 +230,7 @@ func serveStack(t *testing.T, h http.Handler, ctx context.Context, cancel contex
 // do sends a request and returns the response with its body read.
 func (s *stack) do(method, path, token, contentType, body string, hdr ...string) (*http.Response, string) {
 	s.t.Helper()
-	req, err := http.NewRequestWithContext(s.ctx, method, s.url+path, strings.NewReader(body))
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp, string(b)
+	return testenv.Do(s.t, s.ctx, nil, method, s.url+path, token, contentType, body, hdr...)
 }
 
 func (s *stack) createSession(title string) string {
