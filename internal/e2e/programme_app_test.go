@@ -11,8 +11,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -76,23 +74,7 @@ func buildLectern(t *testing.T) string {
 	return lecternBin.path
 }
 
-func freePort(t *testing.T, network string) int {
-	t.Helper()
-	if network == "udp" {
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).Port
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePort(t *testing.T, network string) int { return testenv.FreePort(t, network) }
 
 // app is a running lectern binary.
 type app struct {
@@ -180,23 +162,8 @@ func tail(s string, n int) string {
 // do sends a request with token and returns the status and body.
 func (a *app) do(method, path, token, contentType, body string) (int, string) {
 	a.t.Helper()
-	req, err := http.NewRequestWithContext(a.ctx, method, a.base+path, strings.NewReader(body))
-	if err != nil {
-		a.t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		a.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	resp, b := testenv.Do(a.t, a.ctx, nil, method, a.base+path, token, contentType, body)
+	return resp.StatusCode, b
 }
 
 // getJSON GETs path with the admin token into v, failing the test unless 200.
@@ -241,24 +208,7 @@ func (a *app) token(session, role, name, display string) string {
 
 // signal posts an SDP offer to path (WHIP or WHEP) with token.
 func (a *app) signal(path, token string) testpeer.Signal {
-	return func(offer string) (string, error) {
-		req, err := http.NewRequestWithContext(a.ctx, "POST", a.base+path, strings.NewReader(offer))
-		if err != nil {
-			return "", err
-		}
-		req.Header.Set("Content-Type", "application/sdp")
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return "", err
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != http.StatusCreated {
-			return "", fmt.Errorf("POST %s: %d %s", path, resp.StatusCode, b)
-		}
-		return string(b), nil
-	}
+	return testpeer.WHIPSignal(a.ctx, a.base+path, token)
 }
 
 // grant gives classroom name the floor in session, as its hand is raised

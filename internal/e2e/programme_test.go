@@ -58,6 +58,22 @@ func startLecture(t *testing.T, ctx context.Context, fields string) *lecture {
 	return startLectureWith(t, ctx, fields, func(l *lecture) { l.trainer = l.publish(l.id, l.trainerTok, trainerClip(t)) })
 }
 
+// programmeLecture skips an end-to-end test under -short (it takes about,
+// e.g. "20 s"), then starts a lecture (startLecture with fields) under a
+// context of 3 minutes, cancelled as the test function returns (the cleanup
+// registered last runs first), or as it fails to start.
+func programmeLecture(t *testing.T, about, fields string) (context.Context, *lecture) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end: the lectern binary, pion peers and ffmpeg for about " + about)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	l := startLecture(t, ctx, fields)
+	t.Cleanup(cancel)
+	return ctx, l
+}
+
 // startLectureWith is startLecture with the trainer published by publish.
 func startLectureWith(t *testing.T, ctx context.Context, fields string, publish func(l *lecture)) *lecture {
 	t.Helper()
@@ -79,6 +95,22 @@ func startLectureWith(t *testing.T, ctx context.Context, fields string, publish 
 	l.viewer = l.watch("/whep/"+l.id, l.viewTok)
 	l.viewer.waitAudio(t, ctx, 50)
 	return l
+}
+
+// floorRound plays the trainer alone for 2 s, gives Huế the floor (floor) for
+// 4 s, takes it back, plays 3 s more and stops Huế's publisher; it returns the
+// moments the trainer alone was heard until, Huế spoke, the floor was revoked
+// and the round ended.
+func (l *lecture) floorRound(t *testing.T, ctx context.Context) (start, spoke, revoked, end time.Time) {
+	t.Helper()
+	start = l.mediaFor(t, ctx, 2*time.Second)
+	site, spoke := l.floor(t, ctx)
+	l.mediaFor(t, ctx, 4*time.Second)
+	revoked = time.Now()
+	l.revoke(l.id, "hue", l.trainerTok)
+	end = l.mediaFor(t, ctx, 3*time.Second)
+	site.stop()
+	return start, spoke, revoked, end
 }
 
 // floor gives Huế the floor and publishes its camera and microphone; it
@@ -126,22 +158,10 @@ func (l *lecture) rtspRecord(t *testing.T) (stop func() string) {
 // after, 440 Hz only. The audio of the WHEP player and of an RTSP reader has no
 // gap in its sequence numbers and timestamps across both switches.
 func TestProgrammeFloorAudio(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end: the lectern binary, pion peers and ffmpeg for about 20 s")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	l := startLecture(t, ctx, "")
+	ctx, l := programmeLecture(t, "20 s", "")
 	stopRTSP := l.rtspRecord(t)
 	reader := l.readRTSP(l.rtspURL(l.id, l.viewTok))
-	start := l.mediaFor(t, ctx, 2*time.Second)
-
-	site, spoke := l.floor(t, ctx)
-	l.mediaFor(t, ctx, 4*time.Second)
-	revoked := time.Now()
-	l.revoke(l.id, "hue", l.trainerTok)
-	end := l.mediaFor(t, ctx, 3*time.Second)
-	site.stop()
+	start, spoke, revoked, end := l.floorRound(t, ctx)
 	file := stopRTSP()
 
 	audio, _ := l.viewer.packets()
@@ -274,12 +294,7 @@ func fileExists(path string) bool {
 // replay a master playlist with a WebVTT chapters track naming the question.
 // The trainer's and the classroom's own recordings stay, as sources.
 func TestProgrammeRecording(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end: the lectern binary, pion peers and ffmpeg for about 25 s")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	l := startLecture(t, ctx, "")
+	ctx, l := programmeLecture(t, "25 s", "")
 	l.mediaFor(t, ctx, 2*time.Second)
 	granted := time.Now()
 	site, _ := l.floor(t, ctx)
@@ -471,12 +486,7 @@ func fabs(x float64) float64 { return math.Abs(x) }
 // decodes the whole of it. An RTSP reader's picture and the programme's
 // recording switch alike.
 func TestProgrammeVideoSpeaker(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end: the lectern binary, pion peers and ffmpeg for about 20 s")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	l := startLecture(t, ctx, `"programme_video":"speaker"`)
+	ctx, l := programmeLecture(t, "20 s", `"programme_video":"speaker"`)
 	var sess struct {
 		ProgrammeVideo string `json:"programme_video"`
 	}
@@ -612,12 +622,7 @@ type decodedFrame struct {
 // stops sending in the middle of the mix does not stall it: the programme
 // keeps its pace and carries the trainer alone.
 func TestProgrammeBadFloorAudio(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end: the lectern binary, pion peers and ffmpeg for about 20 s")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	l := startLecture(t, ctx, "")
+	ctx, l := programmeLecture(t, "20 s", "")
 	l.mediaFor(t, ctx, time.Second)
 
 	// Huế's microphone sends Opus packets that do not decode (a code 3 packet
@@ -686,12 +691,7 @@ func TestProgrammeBadFloorAudio(t *testing.T) {
 // by one frame per packet (no jump, no overlap a player would have to drop or
 // conceal), with both tones.
 func TestProgrammeTrainerJitter(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end: the lectern binary, pion peers and ffmpeg for about 15 s")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	l := startLecture(t, ctx, "")
+	ctx, l := programmeLecture(t, "15 s", "")
 	l.mediaFor(t, ctx, time.Second)
 	site, spoke := l.floor(t, ctx)
 	l.mediaFor(t, ctx, 2*time.Second)
@@ -794,13 +794,7 @@ func TestProgrammeAACTrainer(t *testing.T) {
 	if codec := l.viewer.sub.Track(1).Codec; codec != "audio/opus" {
 		t.Fatalf("the programme's audio reaches the WHEP player as %q, want audio/opus", codec)
 	}
-	start := l.mediaFor(t, ctx, 2*time.Second)
-	site, spoke := l.floor(t, ctx)
-	l.mediaFor(t, ctx, 4*time.Second)
-	revoked := time.Now()
-	l.revoke(l.id, "hue", l.trainerTok)
-	end := l.mediaFor(t, ctx, 3*time.Second)
-	site.stop()
+	start, spoke, revoked, end := l.floorRound(t, ctx)
 
 	audio, _ := l.viewer.packets()
 	checkContinuous(t, "WHEP programme audio of an AAC trainer", audio, 960)
