@@ -183,29 +183,6 @@ func (n *node) subscribe(t *testing.T, o testpeer.Options, videos int) *testpeer
 	return s
 }
 
-// maxGap is the largest forward step between successive distinct sequence numbers
-// in arrival order (late retransmissions are skipped).
-func maxGap(seqs []uint16) int {
-	gap := 0
-	seen := map[uint16]bool{}
-	var last uint16
-	for i, s := range seqs {
-		if seen[s] {
-			continue
-		}
-		seen[s] = true
-		if i > 0 {
-			if d := int(s - last); d < 0x8000 && d > gap {
-				gap = d
-			}
-		}
-		if i == 0 || s-last < 0x8000 {
-			last = s
-		}
-	}
-	return gap
-}
-
 // eventually polls cond until it holds or ctx ends.
 func eventually(t testing.TB, ctx context.Context, what string, cond func() bool) {
 	t.Helper()
@@ -252,7 +229,7 @@ func TestRelayFansOutOnceAtTheEdge(t *testing.T) {
 		}
 		for sec := 0; sec < 2; sec++ {
 			_, _, seqs := s.Track(sec).Snapshot()
-			if g := maxGap(seqs); g != 1 {
+			if g := testpeer.MaxGap(seqs); g != 1 {
 				t.Fatalf("subscriber %d section %d: sequence gap %d", i, sec, g)
 			}
 		}
@@ -455,7 +432,7 @@ func TestRelayContinuesFromANewOrigin(t *testing.T) {
 	}
 	for sec := 0; sec < 2; sec++ {
 		_, _, seqs := s.Track(sec).Snapshot()
-		if g := maxGap(seqs); g != 1 {
+		if g := testpeer.MaxGap(seqs); g != 1 {
 			t.Fatalf("section %d: sequence gap %d across the change of origin", sec, g)
 		}
 	}
@@ -593,7 +570,7 @@ func TestRelayTwoPublicationsFromOneOrigin(t *testing.T) {
 			t.Fatalf("section %d: %v", i, err)
 		}
 		_, _, seqs := s.Track(i).Snapshot()
-		if g := maxGap(seqs); g != 1 {
+		if g := testpeer.MaxGap(seqs); g != 1 {
 			t.Fatalf("section %d: sequence gap %d", i, g)
 		}
 	}

@@ -67,3 +67,27 @@ func (r *Received) Missing() int {
 	}
 	return n
 }
+
+// MaxGap returns the largest forward step between successive distinct sequence
+// numbers in arrival order (1 when none is missing; retransmissions that arrive
+// late are skipped, as are steps back).
+func MaxGap(seqs []uint16) int {
+	gap := 0
+	seen := map[uint16]bool{}
+	var last uint16
+	for i, s := range seqs {
+		if seen[s] {
+			continue
+		}
+		seen[s] = true
+		if i > 0 {
+			if d := int(s - last); d < 0x8000 && d > gap {
+				gap = d
+			}
+		}
+		if i == 0 || s-last < 0x8000 {
+			last = s
+		}
+	}
+	return gap
+}

@@ -105,29 +105,6 @@ func (f *fixture) subscribers(t *testing.T, n, videos, audios int) []*testpeer.S
 	return subs
 }
 
-// contiguous reports the largest forward gap between successive distinct sequence
-// numbers in arrival order (retransmissions may arrive late and are skipped).
-func maxGap(seqs []uint16) int {
-	max := 0
-	seen := map[uint16]bool{}
-	var last uint16
-	for i, s := range seqs {
-		if seen[s] {
-			continue
-		}
-		seen[s] = true
-		if i > 0 {
-			if d := int(s - last); d < 0x8000 && d > max {
-				max = d
-			}
-		}
-		if i == 0 || s-last < 0x8000 {
-			last = s
-		}
-	}
-	return max
-}
-
 func TestPublishToManySubscribers(t *testing.T) {
 	f := newFixture(t, Config{}, time.Second)
 	f.startPublisher(t, testpeer.Options{})
@@ -143,7 +120,7 @@ func TestPublishToManySubscribers(t *testing.T) {
 		if keys == 0 {
 			t.Fatalf("subscriber %d got no keyframe", i)
 		}
-		if g := maxGap(seqs); g > 1 {
+		if g := testpeer.MaxGap(seqs); g > 1 {
 			t.Fatalf("subscriber %d: sequence gap of %d", i, g)
 		}
 		if !strings.EqualFold(s.Track(0).Codec, webrtc.MimeTypeH264) || !strings.EqualFold(s.Track(1).Codec, webrtc.MimeTypeOpus) {
@@ -260,7 +237,7 @@ func TestTrainerReconnectKeepsSubscribers(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _, seqs := s.Track(0).Snapshot()
-	if g := maxGap(seqs); g > 1 {
+	if g := testpeer.MaxGap(seqs); g > 1 {
 		t.Fatalf("sequence gap of %d across the reconnect", g)
 	}
 	if s.PC.ConnectionState() != webrtc.PeerConnectionStateConnected {
