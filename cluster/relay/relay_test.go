@@ -108,6 +108,14 @@ func (n *node) close() {
 
 func (n *node) sess() *sfu.Session { return n.reg.Session(session) }
 
+// pullTrainer makes n pull the trainer's publication from origin.
+func (n *node) pullTrainer(t *testing.T, origin *node) {
+	t.Helper()
+	if err := n.m.Pull(n.ctx, session, sfu.TrainerPublication, origin.srv.URL); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // publish connects a trainer publisher to n and plays a synthetic clip until the
 // returned stop (or the test's end).
 func (n *node) publish(t *testing.T, screen bool) (*testpeer.Publisher, func()) {
@@ -238,9 +246,7 @@ func TestRelayFansOutOnceAtTheEdge(t *testing.T) {
 		}
 	}
 	// Pulling again is a no-op: still one relay.
-	if err := b.m.Pull(b.ctx, session, sfu.TrainerPublication, a.srv.URL); err != nil {
-		t.Fatal(err)
-	}
+	b.pullTrainer(t, a)
 	if out := a.h.Relays(); len(out) != 1 || out[0].Peer != "b" || !slices.Equal(out[0].Tracks, []string{"audio", "video"}) {
 		t.Fatalf("A serves relays %+v, want one to b with audio and video", out)
 	}
@@ -260,9 +266,7 @@ func TestRelayEdgeAnswersNACKsFromItsCache(t *testing.T) {
 	a, b := newNode(t, "a", nodeOptions{}), newNode(t, "b", nodeOptions{})
 	a.publish(t, false)
 	a.waitTracks(t, 2)
-	if err := b.m.Pull(b.ctx, session, sfu.TrainerPublication, a.srv.URL); err != nil {
-		t.Fatal(err)
-	}
+	b.pullTrainer(t, a)
 	d := &testpeer.Dropper{}
 	s := b.subscribe(t, testpeer.Options{NoReplayProtection: true, Interceptors: []interceptor.Factory{d.Factory()}}, 1)
 	eventually(t, b.ctx, "30 packets dropped at B's subscriber", func() bool { return d.Dropped() >= 30 })
@@ -290,9 +294,7 @@ func TestRelayKeyframeRequestsCoalesced(t *testing.T) {
 	a, b := newNode(t, "a", nodeOptions{}), newNode(t, "b", nodeOptions{})
 	pub, _ := a.publish(t, false)
 	a.waitTracks(t, 2)
-	if err := b.m.Pull(b.ctx, session, sfu.TrainerPublication, a.srv.URL); err != nil {
-		t.Fatal(err)
-	}
+	b.pullTrainer(t, a)
 	subs := []*testpeer.Subscriber{b.subscribe(t, testpeer.Options{}, 1), b.subscribe(t, testpeer.Options{}, 1), b.subscribe(t, testpeer.Options{}, 1)}
 	for _, s := range subs {
 		if err := s.WaitPackets(b.ctx, 0, 30); err != nil {
@@ -401,9 +403,7 @@ func TestRelayContinuesFromANewOrigin(t *testing.T) {
 	a, b, c := newNode(t, "a", nodeOptions{}), newNode(t, "b", nodeOptions{}), newNode(t, "c", nodeOptions{})
 	a.publish(t, false)
 	a.waitTracks(t, 2)
-	if err := b.m.Pull(b.ctx, session, sfu.TrainerPublication, a.srv.URL); err != nil {
-		t.Fatal(err)
-	}
+	b.pullTrainer(t, a)
 	s := b.subscribe(t, testpeer.Options{}, 1)
 	if err := s.WaitPackets(b.ctx, 0, 60); err != nil {
 		t.Fatal(err)
@@ -421,9 +421,7 @@ func TestRelayContinuesFromANewOrigin(t *testing.T) {
 	c.waitTracks(t, 2)
 	n1, _, _ := s.Track(0).Snapshot()
 	a1, _, _ := s.Track(1).Snapshot()
-	if err := b.m.Pull(b.ctx, session, sfu.TrainerPublication, c.srv.URL); err != nil {
-		t.Fatal(err)
-	}
+	b.pullTrainer(t, c)
 	if err := s.WaitPackets(b.ctx, 0, n1+100); err != nil {
 		t.Fatal(err)
 	}
@@ -448,9 +446,7 @@ func TestRelayFollowsTrackChanges(t *testing.T) {
 	a, b := newNode(t, "a", nodeOptions{}), newNode(t, "b", nodeOptions{})
 	_, stop := a.publish(t, false)
 	a.waitTracks(t, 2)
-	if err := b.m.Pull(b.ctx, session, sfu.TrainerPublication, a.srv.URL); err != nil {
-		t.Fatal(err)
-	}
+	b.pullTrainer(t, a)
 	s := b.subscribe(t, testpeer.Options{}, 2)
 	if err := s.WaitPackets(b.ctx, 0, 60); err != nil {
 		t.Fatal(err)
@@ -472,9 +468,7 @@ func TestRelayLingersThenEnds(t *testing.T) {
 	a, b := newNode(t, "a", nodeOptions{}), newNode(t, "b", nodeOptions{linger: 300 * time.Millisecond, poll: 50 * time.Millisecond})
 	a.publish(t, false)
 	a.waitTracks(t, 2)
-	if err := b.m.Pull(b.ctx, session, sfu.TrainerPublication, a.srv.URL); err != nil {
-		t.Fatal(err)
-	}
+	b.pullTrainer(t, a)
 	s := b.subscribe(t, testpeer.Options{}, 1)
 	if err := s.WaitPackets(b.ctx, 0, 30); err != nil {
 		t.Fatal(err)
@@ -508,9 +502,7 @@ func TestRelayCarriesEverySimulcastLayer(t *testing.T) {
 	}
 	t.Cleanup(pub.Close)
 	a.waitTracks(t, 4)
-	if err := b.m.Pull(b.ctx, session, sfu.TrainerPublication, a.srv.URL); err != nil {
-		t.Fatal(err)
-	}
+	b.pullTrainer(t, a)
 	want := []string{"audio", "video", "video~1", "video~2"}
 	if in := b.m.Relays(); len(in) != 1 || !slices.Equal(in[0].Tracks, want) {
 		t.Fatalf("B's relays %+v, want one carrying %v", in, want)
