@@ -65,7 +65,7 @@ const (
 // divided by N), cpu-%/added-reader what each reader added to that of the stream
 // with one reader (N > 1: the paced phase runs first with one reader; the
 // stream's own cost, its packets arriving and the feed's wake-ups, is then left
-// out: 2.5-3.5 % of a core here), writes/packet/reader the
+// out: 2-4 % of a core here), writes/packet/reader the
 // server's write system calls per packet sent (the pacing writes about 2.6 packets
 // every 10 ms, so about 0.38 is one call per reader and tick), allocs/packet/reader
 // the server process's heap allocations per packet sent (gortsplib's RTCP and the
