@@ -16,6 +16,12 @@ import (
 // matches them by profile, not level.
 var h264Profiles = []string{"42e01f", "42001f", "4d001f", "640c1f"}
 
+// opusPayloadType and h264PayloadType are the dynamic payload types
+// registerCodecs gives; relayPayloadTypes leaves them out.
+const opusPayloadType webrtc.PayloadType = 111
+
+func h264PayloadType(profile int) webrtc.PayloadType { return webrtc.PayloadType(102 + 2*profile) }
+
 func registerCodecs(m *webrtc.MediaEngine) error {
 	videoFB := []webrtc.RTCPFeedback{
 		{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"},
@@ -28,7 +34,7 @@ func registerCodecs(m *webrtc.MediaEngine) error {
 				SDPFmtpLine:  "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=" + profile,
 				RTCPFeedback: videoFB,
 			},
-			PayloadType: webrtc.PayloadType(102 + 2*i),
+			PayloadType: h264PayloadType(i),
 		}, webrtc.RTPCodecTypeVideo)
 		if err != nil {
 			return fmt.Errorf("register H.264 %s: %w", profile, err)
@@ -40,7 +46,7 @@ func registerCodecs(m *webrtc.MediaEngine) error {
 			SDPFmtpLine:  opusFmtp,
 			RTCPFeedback: []webrtc.RTCPFeedback{{Type: webrtc.TypeRTCPFBTransportCC}},
 		},
-		PayloadType: 111,
+		PayloadType: opusPayloadType,
 	}, webrtc.RTPCodecTypeAudio)
 	if err != nil {
 		return fmt.Errorf("register Opus: %w", err)

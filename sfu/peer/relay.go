@@ -78,10 +78,21 @@ func (e *Edge) NewRelayReceiverPC(extra ...sfu.Codec) (*webrtc.PeerConnection, e
 	return pc, nil
 }
 
-// relayPayloadTypes are the dynamic payload types registerCodecs leaves free, for
-// the extra codecs of one relay connection.
-var relayPayloadTypes = []webrtc.PayloadType{96, 97, 98, 99, 100, 101, 103, 105, 107, 109, 110,
-	112, 113, 114, 115, 116, 117, 118, 119, 120, 121, 122, 123, 124, 125, 126, 127}
+// relayPayloadTypes are the dynamic payload types (96-127) registerCodecs leaves
+// free, for the extra codecs of one relay connection.
+var relayPayloadTypes = func() []webrtc.PayloadType {
+	used := []webrtc.PayloadType{opusPayloadType}
+	for i := range h264Profiles {
+		used = append(used, h264PayloadType(i))
+	}
+	var free []webrtc.PayloadType
+	for pt := webrtc.PayloadType(96); pt <= 127; pt++ {
+		if !slices.Contains(used, pt) {
+			free = append(free, pt)
+		}
+	}
+	return free
+}()
 
 // relayMedia returns a media engine with the edge's codecs and, for one relay
 // connection, extra: codecs no browser negotiates but both ends of a relay are
