@@ -20,13 +20,15 @@ func FmtpParam(fmtp, key string) string {
 // FmtpParam returns the value of key in the codec's fmtp line (see [FmtpParam]).
 func (c Codec) FmtpParam(key string) string { return FmtpParam(c.Fmtp, key) }
 
-// continuedBy reports whether a source coming back with codec n may continue a
-// track of codec c (Lease.Track), its sinks keeping what they set up for c: the
-// same MIME type, clock rate and channels and, for AAC, the same
-// AudioSpecificConfig, which reaches a decoder only out of band (the fmtp's
-// config: an RTSP reader's SDP, the recorder's sample entry). Other fmtp changes
-// (H.264's parameter sets travel in band too; Opus's options) do not break them.
-func (c Codec) continuedBy(n Codec) bool {
+// SameFormat reports whether a stream of codec n can take the place of one of
+// codec c, what was set up for c (a decoder, an SDP, an m-line, a sample entry)
+// still holding: the same MIME type, clock rate and channels and, for AAC, the
+// same AudioSpecificConfig, which reaches a decoder only out of band (the fmtp's
+// config: an RTSP reader's SDP, the recorder's sample entry, a relay's m-line).
+// Other fmtp changes (H.264's parameter sets travel in band too; Opus's options)
+// do not break them. A source back within the grace continues its track only
+// with the same format (Lease.Track).
+func (c Codec) SameFormat(n Codec) bool {
 	if !strings.EqualFold(c.MimeType, n.MimeType) || c.ClockRate != n.ClockRate || c.Channels != n.Channels {
 		return false
 	}

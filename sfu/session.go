@@ -463,7 +463,7 @@ func (p *Publication) track(local string, kind Kind, codec Codec, lease *Lease, 
 		if t.name != name {
 			continue
 		}
-		if t.kind == kind && t.codec.continuedBy(codec) {
+		if t.kind == kind && t.codec.SameFormat(codec) {
 			s.mu.Unlock()
 			t.SetSource(requestKeyframe)
 			return t, nil
@@ -568,7 +568,7 @@ func (l *Lease) Current() bool {
 // "audio", "screen"; the session-wide name is "<publication>/<local>"), creating it
 // if needed, and makes this lease's source feed it. A track that exists with another
 // kind or codec is replaced (the codec as its sinks set it up: MIME type, clock
-// rate, channels, AAC's config; see Codec.continuedBy), so that a source back within
+// rate, channels, AAC's config; see Codec.SameFormat), so that a source back within
 // the grace with another format is not decoded with the old one. requestKeyframe is
 // as for Track.SetSource.
 func (l *Lease) Track(local string, kind Kind, codec Codec, requestKeyframe func()) (*Track, error) {

@@ -572,7 +572,6 @@ func (r *inRelay) connect(sess *sfu.Session) (*conn, error) {
 		return fail(fmt.Errorf("claim local publication: %w", err))
 	}
 	c.lease = lease
-	dropStaleFormats(sess, lease, r.publication, list)
 	for i, t := range list {
 		kind := sfu.KindVideo
 		if t.Kind == "audio" {
@@ -597,30 +596,6 @@ func (r *inRelay) connect(sess *sfu.Session) (*conn, error) {
 	r.names = c.names
 	r.mu.Unlock()
 	return c, nil
-}
-
-// dropStaleFormats ends the local tracks that list names with another AAC format
-// (a new origin's encoder, another config at the same clock rate): Lease.Track
-// continues a track of the same codec and clock rate, which would keep the old
-// config, with which the readers would decode the new stream.
-func dropStaleFormats(sess *sfu.Session, lease *sfu.Lease, publication string, list []TrackInfo) {
-	p, ok := sess.Publication(publication)
-	if !ok {
-		return
-	}
-	stale := map[string]bool{}
-	prefix := publication + "/"
-	for _, tr := range p.Tracks() {
-		local := strings.TrimPrefix(tr.Name(), prefix)
-		for _, t := range list {
-			if t.Name == local && tr.Codec().MimeType == sfu.MimeAAC && !sameFormat(tr.Codec(), t.codec()) {
-				stale[local] = true
-			}
-		}
-	}
-	if len(stale) > 0 {
-		lease.RemoveTracks(func(local string) bool { return stale[local] })
-	}
 }
 
 // localSource reports whether the session's publication has a live local source (not

@@ -143,14 +143,6 @@ func relayCodecs(codecs []sfu.Codec) []sfu.Codec {
 	return extra
 }
 
-// sameFormat reports whether a track's codec can take the place of want on a
-// relay's m-line: the same codec and clock rate and, for AAC, the same format (its
-// config is in no packet; the edge's track has the one it was listed with).
-func sameFormat(c, want sfu.Codec) bool {
-	return c.MimeType == want.MimeType && c.ClockRate == want.ClockRate &&
-		(want.MimeType != sfu.MimeAAC || c.Channels == want.Channels && c.Fmtp == want.Fmtp)
-}
-
 // trackList returns the relayable tracks of p, in a stable order (by name).
 func trackList(p *sfu.Publication) ([]TrackInfo, map[string]*sfu.Track) {
 	tracks := p.Tracks()
@@ -549,7 +541,7 @@ func newSender(o *outRelay, t *sfu.Track, beside *peer.EgressSender) *sender {
 	s.follow = sfu.NewFollower(t.Name(), s.queue, func(c *sfu.Track) bool {
 		// A new track of the same name with another codec (or AAC format) cannot
 		// go on this m-line; the edge re-pulls when it sees the list change.
-		return sameFormat(c.Codec(), codec)
+		return codec.SameFormat(c.Codec())
 	})
 	return s
 }
