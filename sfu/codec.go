@@ -1,6 +1,13 @@
 package sfu
 
-import "strings"
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
+)
 
 // FmtpParam returns the value of key (matched without regard to case) in an SDP fmtp
 // parameter list such as "packetization-mode=1; profile-level-id=42e01f" (RFC 8866
@@ -36,6 +43,29 @@ func (c Codec) SameFormat(n Codec) bool {
 		return strings.EqualFold(c.FmtpParam("config"), n.FmtpParam("config"))
 	}
 	return true
+}
+
+// AACConfig checks an MPEG4-GENERIC format (RFC 3640) as Lectern carries AAC
+// (the RTSP server of a publisher's, an edge of its origin's track list): AAC-hbr
+// or AAC-lbr framing with its sizelength, and a config that parses, which it
+// returns.
+func AACConfig(fmtp string) (mpeg4audio.AudioSpecificConfig, error) {
+	var conf mpeg4audio.AudioSpecificConfig
+	cfgHex := FmtpParam(fmtp, "config")
+	raw, err := hex.DecodeString(cfgHex)
+	if cfgHex == "" || err != nil {
+		return conf, errors.New("missing or bad config")
+	}
+	if err := conf.Unmarshal(raw); err != nil {
+		return conf, fmt.Errorf("bad config: %w", err)
+	}
+	if mode := FmtpParam(fmtp, "mode"); !strings.EqualFold(mode, "AAC-hbr") && !strings.EqualFold(mode, "AAC-lbr") {
+		return conf, fmt.Errorf("mode %q, want AAC-hbr or AAC-lbr", mode)
+	}
+	if FmtpParam(fmtp, "sizelength") == "" {
+		return conf, errors.New("missing sizelength")
+	}
+	return conf, nil
 }
 
 // OpusVariantSuffix marks a track that carries another track's audio transcoded to

@@ -16,7 +16,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
@@ -118,16 +117,8 @@ func aacOK(c sfu.Codec) bool {
 	if c.ClockRate < 7350 || c.ClockRate > 96000 || c.Channels < 1 || c.Channels > 8 {
 		return false
 	}
-	mode := c.FmtpParam("mode")
-	if !strings.EqualFold(mode, "AAC-hbr") && !strings.EqualFold(mode, "AAC-lbr") || c.FmtpParam("sizelength") == "" {
-		return false
-	}
-	raw, err := hex.DecodeString(c.FmtpParam("config"))
-	if err != nil || len(raw) == 0 {
-		return false
-	}
-	var conf mpeg4audio.AudioSpecificConfig
-	return conf.Unmarshal(raw) == nil
+	_, err := sfu.AACConfig(c.Fmtp)
+	return err == nil
 }
 
 // relayCodecs returns the codecs of tracks that the nodes' WebRTC media engines do
@@ -136,7 +127,7 @@ func aacOK(c sfu.Codec) bool {
 func relayCodecs(codecs []sfu.Codec) []sfu.Codec {
 	var extra []sfu.Codec
 	for _, c := range codecs {
-		if c.MimeType == sfu.MimeAAC && !slices.Contains(extra, c) {
+		if c.MimeType == sfu.MimeAAC { // relayMedia registers each format once
 			extra = append(extra, c)
 		}
 	}

@@ -11,7 +11,6 @@ import (
 	"github.com/bluenviron/gortsplib/v4/pkg/description"
 	"github.com/bluenviron/gortsplib/v4/pkg/format"
 	gsdp "github.com/bluenviron/gortsplib/v4/pkg/sdp"
-	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 
 	"lectern/sfu"
 )
@@ -246,20 +245,9 @@ func planAudio(m sdpMedia) (mediaPlan, string) {
 // aacCodec checks an MPEG4-GENERIC format (RFC 3640) and returns its codec, with the
 // fmtp kept whole: readers and the recorder need mode, sizelength and config.
 func aacCodec(rate, channels int, fmtp string) (sfu.Codec, error) {
-	cfgHex := sfu.FmtpParam(fmtp, "config")
-	raw, err := hex.DecodeString(cfgHex)
-	if cfgHex == "" || err != nil {
-		return sfu.Codec{}, fmt.Errorf("missing or bad config")
-	}
-	var conf mpeg4audio.AudioSpecificConfig
-	if err := conf.Unmarshal(raw); err != nil {
-		return sfu.Codec{}, fmt.Errorf("bad config: %v", err)
-	}
-	if !strings.EqualFold(sfu.FmtpParam(fmtp, "mode"), "AAC-hbr") && !strings.EqualFold(sfu.FmtpParam(fmtp, "mode"), "AAC-lbr") {
-		return sfu.Codec{}, fmt.Errorf("mode %q, want AAC-hbr or AAC-lbr", sfu.FmtpParam(fmtp, "mode"))
-	}
-	if sfu.FmtpParam(fmtp, "sizelength") == "" {
-		return sfu.Codec{}, fmt.Errorf("missing sizelength")
+	conf, err := sfu.AACConfig(fmtp)
+	if err != nil {
+		return sfu.Codec{}, err
 	}
 	if rate <= 0 {
 		rate = conf.SampleRate
