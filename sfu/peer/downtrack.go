@@ -86,12 +86,16 @@ type downTrack struct {
 	firstSeq atomic.Uint32
 	// The previous receiver report (guarded by the adapter's lock): its arrival,
 	// extended highest sequence number and cumulative loss; and the rate the
-	// subscriber received this stream at between the last two reports.
-	rrAt      int64
-	rrHighest uint32
-	rrLost    int32
-	rrRecvBps float64
-	rrRecvAt  int64
+	// subscriber received this stream at, measured from rrRateHighest and
+	// rrRateLost, the report that began the measuring range: a range spans reports
+	// until it holds enough packets (rrMinPackets) to measure.
+	rrAt          int64
+	rrHighest     uint32
+	rrLost        int32
+	rrRateHighest uint32
+	rrRateLost    int32
+	rrRecvBps     float64
+	rrRecvAt      int64
 	// rrPacketSize is the mean payload of the stream's packets (from the source
 	// track's counters; kept while none is forwarded).
 	rrPacketSize float64
@@ -381,9 +385,8 @@ func (d *downTrack) receiverReports(now int64, reports []rtcp.ReceptionReport) {
 
 // rrInterval takes a receiver report: it returns how many packets the receiver
 // expected since its previous report (the weight of its loss fraction), and
-// measures the rate it received them at (rrRecvBps): the packets that arrived
-// (retransmissions included) at the stream's mean packet size. The adapter's lock
-// is held.
+// measures the rate it received them at (rrRecvBps, rrRate). The adapter's lock is
+// held.
 func (d *downTrack) rrInterval(now int64, rr rtcp.ReceptionReport) float64 {
 	prevAt, prevHighest, prevLost := d.rrAt, d.rrHighest, d.rrLost
 	d.rrAt, d.rrHighest, d.rrLost = now, rr.LastSequenceNumber, int32(rr.TotalLost)
@@ -394,32 +397,58 @@ func (d *downTrack) rrInterval(now int64, rr rtcp.ReceptionReport) float64 {
 			return 0
 		}
 		prevHighest = rr.LastSequenceNumber - uint32(uint16(rr.LastSequenceNumber)-uint16(first)) - 1
+		d.rrRateHighest, d.rrRateLost = prevHighest, 0
 	}
 	expected := int32(rr.LastSequenceNumber - prevHighest)
 	if expected <= 0 {
 		return 0
 	}
-	received := max(expected-(int32(rr.TotalLost)-prevLost), 0)
-	// The packets after the previous report's highest sequence number up to this
-	// one's were sent from the first's sending to the last's: that, not the time
-	// between the reports, is what they arrived in (the stream may have paused or
-	// resumed meanwhile).
-	from, ok1 := d.sentAt(uint16(prevHighest + 1))
-	to, ok2 := d.sentAt(uint16(rr.LastSequenceNumber))
-	if ok1 && from < d.switchedAt.Load() || !ok1 && d.switches.Load() > 1 {
+	if from, ok := d.sentAt(uint16(prevHighest + 1)); ok && from < d.switchedAt.Load() || !ok && d.switches.Load() > 1 {
 		// The report covers packets of the layer before a switch: its loss and
 		// rate are about a rate that is no longer sent (reports lag a round trip
 		// and an interval), and the choice has already moved.
+		d.rrRateHighest, d.rrRateLost = rr.LastSequenceNumber, int32(rr.TotalLost)
 		return 0
 	}
-	if span := to - from; ok1 && ok2 && expected >= rrMinPackets && span >= int64(100*time.Millisecond) {
-		if t := d.follow.Track(); t != nil && t.Packets() > 0 {
-			d.rrPacketSize = float64(t.Bytes()) / float64(t.Packets())
-		}
-		d.rrRecvBps = float64(received) * (d.rrPacketSize + packetOverhead) * 8 / (float64(span) / float64(time.Second))
-		d.rrRecvAt = now
-	}
+	d.rrRate(now, rr, prevHighest, prevLost)
 	return float64(expected)
+}
+
+// rrRate measures the rate the subscriber received the stream at from the report
+// that began the measuring range to rr: the packets that arrived (retransmissions
+// included) at the stream's mean packet size, over the time from the sending of
+// the range's first packet to its last's, not the time between the reports (the
+// stream may have paused or resumed meanwhile). A range too short to measure is
+// carried on to the next report: a receiver that reports with every NACK
+// (Chromium's reduced-size RTCP on a lossy link reports every few tens of
+// milliseconds) would otherwise never give one, and the estimate would judge the
+// link by its audio alone. A range that began before a layer switch begins again
+// at the previous report (prevHighest, prevLost), whose range is after it. The
+// adapter's lock is held.
+func (d *downTrack) rrRate(now int64, rr rtcp.ReceptionReport, prevHighest uint32, prevLost int32) {
+	from, ok1 := d.sentAt(uint16(d.rrRateHighest + 1))
+	if ok1 && from < d.switchedAt.Load() {
+		d.rrRateHighest, d.rrRateLost = prevHighest, prevLost
+		from, ok1 = d.sentAt(uint16(d.rrRateHighest + 1))
+	}
+	expected := int32(rr.LastSequenceNumber - d.rrRateHighest)
+	if expected <= 0 || !ok1 {
+		// Nothing new, or a range begun too long ago to time: start again here.
+		d.rrRateHighest, d.rrRateLost = rr.LastSequenceNumber, int32(rr.TotalLost)
+		return
+	}
+	to, ok2 := d.sentAt(uint16(rr.LastSequenceNumber))
+	span := to - from
+	if !ok2 || expected < rrMinPackets || span < int64(100*time.Millisecond) {
+		return
+	}
+	received := max(expected-(int32(rr.TotalLost)-d.rrRateLost), 0)
+	if t := d.follow.Track(); t != nil && t.Packets() > 0 {
+		d.rrPacketSize = float64(t.Bytes()) / float64(t.Packets())
+	}
+	d.rrRecvBps = float64(received) * (d.rrPacketSize + packetOverhead) * 8 / (float64(span) / float64(time.Second))
+	d.rrRecvAt = now
+	d.rrRateHighest, d.rrRateLost = rr.LastSequenceNumber, int32(rr.TotalLost)
 }
 
 // rrMinPackets is the fewest packets between two reports that measure a rate.
