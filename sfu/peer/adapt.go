@@ -371,6 +371,34 @@ func (a *adapter) need() float64 {
 	return sum
 }
 
+// downSettle bounds how long after a step down (or a pause) the loss reported is
+// taken for the previous layer's: the new layer's keyframe comes within a round
+// trip to the publisher, and the reports and NACKs of the old layer's packets,
+// some still in the link's queue, a round trip and a report interval after the
+// switch (downReportLag).
+const (
+	downSettle    = time.Second
+	downReportLag = 300 * time.Millisecond
+)
+
+// switchingDown reports whether a video was told to step down or pause within
+// downSettle and its follower has not switched yet, or switched within
+// downReportLag: the loss read now is about the layer before, which the choice has
+// already answered, and lowering the estimate on it again would take the video a
+// further layer down, or pause it, for a link that carries the new one. a.mu held.
+func (a *adapter) switchingDown(now int64) bool {
+	for i, d := range a.video {
+		st := a.steps[i]
+		if st.downAt == 0 || now-st.downAt >= int64(downSettle) {
+			continue
+		}
+		if d.layers.Current() != d.layers.Target() || now-d.switchedAt.Load() < int64(downReportLag) {
+			return true
+		}
+	}
+	return false
+}
+
 // stepConfirm is how long after a step up the estimate does not grow: long enough
 // for the new layer's keyframe to arrive and for the loss it causes on a link too
 // narrow for it to come back as NACKs.
@@ -508,6 +536,11 @@ func (a *adapter) run(now int64) {
 	}
 	before := a.est.bps
 	a.est.update(now, carried, loss)
+	if a.est.bps < before && a.switchingDown(now) {
+		// The loss is the overflow of a layer already left: what the new choice
+		// needs stays, until its packets alone are reported on.
+		a.est.bps = max(a.est.bps, min(before, a.need()*(1+1e-9)))
+	}
 	if a.est.bps < before && loss > lossHigh && a.est.bps < a.need() {
 		// Only a step up whose layers the link no longer carries failed.
 		a.upgradeFailed(now)
@@ -742,6 +775,9 @@ func (a *adapter) choose(now int64) {
 		if a.pin == PinAuto && want >= 0 && (a.want[i] < 0 || want < a.want[i]) {
 			a.steps[i].upAt, a.steps[i].upFrom = now, int64(a.want[i])
 		}
+		if a.want[i] >= 0 && (want < 0 || want > a.want[i]) {
+			a.steps[i].downAt = now
+		}
 		a.want[i] = want
 		d.layers.SetTarget(want)
 	}
@@ -798,6 +834,7 @@ func (a *adapter) wanted(i int) int {
 // until when after that step failed.
 type layerStep struct {
 	upAt, upFrom int64 // when it stepped up, and from which rank (-1 paused)
+	downAt       int64 // when it was last told to step down or pause
 	capUntil     int64
 	capRank      int // the best rank allowed until capUntil; MaxLayers: none (paused)
 	// Failed resumes of a paused video (and the optimistic start) hold off longer:
