@@ -371,28 +371,30 @@ func (a *adapter) need() float64 {
 	return sum
 }
 
-// downSettle bounds how long after a step down (or a pause) the loss reported is
-// taken for the previous layer's: the new layer's keyframe comes within a round
-// trip to the publisher, and the reports and NACKs of the old layer's packets,
-// some still in the link's queue, a round trip and a report interval after the
-// switch (downReportLag).
+// downSettle is how long after a step down (or a pause) the loss reported is
+// taken for the layer left's: its packets still in the link's queue when the new
+// layer's keyframe comes (a round trip to the publisher) go on overflowing it, and
+// reports and NACKs come a round trip and a report interval after them. Measured
+// behind a 500 kbit/s tbf with a 100 ms queue, half a second after a step from medium
+// to low the low layer's first reports still showed 11-13 % loss. downSettleMax
+// bounds the wait for a switch that does not come (no keyframe).
 const (
 	downSettle    = time.Second
-	downReportLag = 300 * time.Millisecond
+	downSettleMax = 2 * time.Second
 )
 
 // switchingDown reports whether a video was told to step down or pause within
-// downSettle and its follower has not switched yet, or switched within
-// downReportLag: the loss read now is about the layer before, which the choice has
-// already answered, and lowering the estimate on it again would take the video a
-// further layer down, or pause it, for a link that carries the new one. a.mu held.
+// downSettle, or within downSettleMax and its follower has not switched yet: the
+// loss read now is about the layer before, which the choice has already answered,
+// and lowering the estimate on it again would take the video a further layer down,
+// or pause it, on a link that carries the new one. a.mu held.
 func (a *adapter) switchingDown(now int64) bool {
 	for i, d := range a.video {
-		st := a.steps[i]
-		if st.downAt == 0 || now-st.downAt >= int64(downSettle) {
+		since := now - a.steps[i].downAt
+		if a.steps[i].downAt == 0 || since >= int64(downSettleMax) {
 			continue
 		}
-		if d.layers.Current() != d.layers.Target() || now-d.switchedAt.Load() < int64(downReportLag) {
+		if since < int64(downSettle) || d.layers.Current() != d.layers.Target() {
 			return true
 		}
 	}

@@ -104,10 +104,10 @@ func TestStepDownHeldUntilSwitched(t *testing.T) {
 	if camera, est := interval(200e3, 0.6); camera != 2 || est < 280e3+40e3 { // low, and a voice stream (no audio track measured here)
 		t.Fatalf("loss of the layer left: camera %d, estimate %.0f; want low kept", camera, est)
 	}
-	// Once downSettle has passed, the same report is about the link.
+	// Once downSettleMax has passed, the same report is about the link.
 	a.mu.Lock()
 	for i := range a.steps {
-		a.steps[i].downAt -= int64(downSettle)
+		a.steps[i].downAt -= int64(downSettleMax)
 	}
 	a.mu.Unlock()
 	if camera, est := interval(200e3, 0.6); camera != -1 {
