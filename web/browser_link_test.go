@@ -48,24 +48,22 @@ func TestBrowserWeakLinkLayer(t *testing.T) {
 
 	strong.waitRising("main.framesDecoded", 20, 30*time.Second)
 	weak.waitRising("main.audioPackets", 50, 30*time.Second)
-	// The weak classroom settles on a lower layer (or a pause, if even the lowest did
-	// not fit) and keeps decoding; the strong one stays on the top layer.
-	weak.waitJS("a lower layer decoded behind 500 kbit/s", `window.lectern.health().then(h => h.main.videos[0].width > 0 && h.main.videos[0].width < 1280 && h.main.fps > 0)`, 60*time.Second)
-	weak.waitRising("main.framesDecoded", 20, 20*time.Second)
-	weak.waitJS("layer shown below high", `['medium', 'low'].includes(document.getElementById('layer-value').dataset.layer)`, 20*time.Second)
+	// Both classrooms decode; the strong one on the top layer.
+	weak.waitJS("video decoded behind 500 kbit/s", `window.lectern.health().then(h => h.main.videos[0].width > 0 && h.main.fps > 0)`, 60*time.Second)
 	strong.waitJS("unlimited classroom decodes 1280", `window.lectern.health().then(h => h.main.videos[0].width === 1280)`, 30*time.Second)
 
 	// Settled: over 5 s the weak classroom never gets the top layer and receives no
 	// more than its link carries; the other one keeps it. That holds only while the
 	// studio's Chromium sends its top layer above the weak link: on a loaded machine
 	// its encoder can fall to a few hundred kbit/s, and then the top layer fits the
-	// weak link too and the server rightly sends it. So a window is judged when the
-	// unlimited classroom received well above 500 kbit/s over it and over the window
-	// before (time for the weak one to step down once the top layer grew).
+	// weak link too and the server rightly sends it (so the weak classroom may be on
+	// the top layer until then). So a window is judged when the unlimited classroom
+	// received well above 500 kbit/s over it and over the window before (time for
+	// the weak one to step down once the top layer grew).
 	var maxWeak, minStrong, weakKbps, strongKbps float64
 	var wh map[string]any
 	judged, warm := false, false
-	for attempt := 1; attempt <= 6 && !judged; attempt++ {
+	for attempt := 1; attempt <= 12 && !judged; attempt++ {
 		weakBytes, strongBytes := number(weak.health(), "main.bytes"), number(strong.health(), "main.bytes")
 		start := time.Now()
 		maxWeak, minStrong = 0, 1e9
@@ -92,6 +90,9 @@ func TestBrowserWeakLinkLayer(t *testing.T) {
 	if weakKbps > 500 {
 		t.Errorf("the weak classroom received %.0f kbit/s through a 500 kbit/s link", weakKbps)
 	}
+	// It keeps decoding on its lower layer, and its page says which.
+	weak.waitRising("main.framesDecoded", 20, 20*time.Second)
+	weak.waitJS("layer shown below high", `['medium', 'low'].includes(document.getElementById('layer-value').dataset.layer)`, 20*time.Second)
 	weak.screenshot("room-weak-link")
 
 	// A link too weak for even the lowest layer: the video pauses, the page says so,
@@ -111,9 +112,13 @@ func TestBrowserWeakLinkLayer(t *testing.T) {
 	weak.waitJS("notice gone after recovery", `document.getElementById('video-paused').hidden`, 60*time.Second)
 	weak.waitRising("main.framesDecoded", 20, 20*time.Second)
 	strong.waitRising("main.framesDecoded", 20, 10*time.Second)
-	for _, tb := range []*tab{studio, strong, weak} {
-		tb.noConsoleErrors()
-	}
+	// On a loaded machine a classroom's Chromium can go quiet long enough for the
+	// server to end its connection (ICE failed); the page connects again, and its
+	// layer poll of the ended resource may first get the 404 that says so, which
+	// Chromium logs.
+	studio.noConsoleErrors()
+	strong.noConsoleErrors("status of 404 (Not Found) " + s.url + "/whep/" + id + "/")
+	weak.noConsoleErrors("status of 404 (Not Found) " + weakURL + "/whep/" + id + "/")
 }
 
 func chromiumPath(t *testing.T) string {

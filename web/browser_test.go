@@ -229,7 +229,10 @@ func (tb *tab) waitJS(what, expr string, d time.Duration) {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	tb.fail("waiting %v for %s (%s): last error %v", d, what, expr, last)
+	// What the page reports says why, where it has a report.
+	var h map[string]any
+	_ = tb.eval(`window.lectern && window.lectern.health ? window.lectern.health() : null`, &h)
+	tb.fail("waiting %v for %s (%s): last error %v; health %v", d, what, expr, last, h)
 }
 
 // health returns the page's window.lectern.health() report.
@@ -315,7 +318,8 @@ func (tb *tab) consoleErrors(allow ...string) []string {
 		}
 		allowed := false
 		for _, a := range allow {
-			allowed = allowed || strings.Contains(m.Text, a)
+			// The text, and after it the address it is about (a failed load's).
+			allowed = allowed || strings.Contains(m.Text+" "+m.URL, a)
 		}
 		if !allowed {
 			out = append(out, fmt.Sprintf("%s (%s:%d)", m.String(), m.URL, m.Line))
