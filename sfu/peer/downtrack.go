@@ -451,7 +451,7 @@ func (d *downTrack) rrRate(now int64, rr rtcp.ReceptionReport, prevHighest uint3
 	d.rrRateHighest, d.rrRateLost = rr.LastSequenceNumber, int32(rr.TotalLost)
 }
 
-// rrMinPackets is the fewest packets between two reports that measure a rate.
+// rrMinPackets is the fewest packets a measuring range of receiver reports needs.
 const rrMinPackets = 10
 
 // sendStamp packs a send time (sfu.Nanotime, in 1.024 µs units: 48 bits last
