@@ -294,11 +294,7 @@ func TestSingleLayerKeptOnNACKs(t *testing.T) {
 	interval := func(sent, nacked float64, report bool) (target int, estimate float64) {
 		a.mu.Lock()
 		defer a.mu.Unlock()
-		now := sfu.Nanotime()
-		a.begun = now - int64(time.Minute) // past the start's grace
-		a.lastRun = now - int64(time.Second)
-		a.lastBytes, a.lastPkts, a.lastNacked = a.bytes.Load(), a.packets.Load(), a.nacked.Load()
-		a.lastRtx, a.lastRtxPkts = a.rtxBytes.Load(), a.rtxPkts.Load()
+		now := beginInterval(a)
 		const pkts = 100
 		a.bytes.Add(uint64(sent / 8))
 		a.packets.Add(pkts)
@@ -333,4 +329,16 @@ func TestSingleLayerKeptOnNACKs(t *testing.T) {
 	if target != -1 || est < before {
 		t.Fatalf("NACKs while paused: target %d, estimate %.0f; want paused at %.0f or more", target, est, before)
 	}
+}
+
+// beginInterval makes the controller's next run, at the now it returns, cover
+// the second since its previous one, past the start's grace, with nothing counted
+// yet; a.mu held.
+func beginInterval(a *adapter) int64 {
+	now := sfu.Nanotime()
+	a.begun = now - int64(time.Minute)
+	a.lastRun = now - int64(time.Second)
+	a.lastBytes, a.lastPkts, a.lastNacked = a.bytes.Load(), a.packets.Load(), a.nacked.Load()
+	a.lastRtx, a.lastRtxPkts = a.rtxBytes.Load(), a.rtxPkts.Load()
+	return now
 }

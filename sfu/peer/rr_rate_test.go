@@ -81,10 +81,7 @@ func TestStepDownHeldUntilSwitched(t *testing.T) {
 	interval := func(carried, loss float64) (camera int, estimate float64) {
 		a.mu.Lock()
 		defer a.mu.Unlock()
-		now := sfu.Nanotime()
-		a.begun = now - int64(time.Minute) // past the start's grace
-		a.lastRun = now - int64(time.Second)
-		a.lastBytes, a.lastPkts, a.lastNacked = a.bytes.Load(), a.packets.Load(), a.nacked.Load()
+		now := beginInterval(a)
 		a.bytes.Add(uint64(carried / 8))
 		a.packets.Add(100)
 		f.camera.rrRecvAt, f.camera.rrRecvBps = now, carried
